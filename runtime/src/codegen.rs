@@ -1,0 +1,69 @@
+//! The one path by which generated code reaches the runtime.
+//!
+//! Generated code names nothing outside `::nats_micro_runtime::codegen`
+//! (and `::core`/`::std`), so a crate that re-exports the runtime under
+//! another name only has to point the generator's `runtime_path` here.
+//! Nothing in this module is meant to be called by hand.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+pub use async_nats;
+pub use bytes::Bytes;
+
+pub use crate::client::{Client, IntoRequest, MethodSpec, Request, Response};
+pub use crate::code::Code;
+pub use crate::codec::{Codec, Json, Protobuf};
+pub use crate::context::RequestContext;
+pub use crate::discovery::EndpointInfo;
+pub use crate::error::{Error, ErrorKind, HandlerError};
+pub use crate::interceptor::{BoxFuture, EndpointHandler};
+pub use crate::service::{Service, ServiceBuilder};
+pub use crate::spec::{EndpointSpec, ServiceSpec};
+
+/// Builds the handler of one unary endpoint: decodes the request with codec
+/// `C` (a malformed payload is `INVALID_ARGUMENT`), calls `handler`, encodes
+/// its response (a failure is `INTERNAL`).
+pub fn unary_handler<C, Req, Resp, E, F, Fut>(handler: F) -> Arc<dyn EndpointHandler>
+where
+    C: Codec<Req> + Codec<Resp>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + Send + 'static,
+    F: Fn(RequestContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+{
+    Arc::new(Unary::<C, Req, Resp, F> { handler, types: PhantomData })
+}
+
+struct Unary<C, Req, Resp, F> {
+    handler: F,
+    types: PhantomData<fn(C, Req) -> Resp>,
+}
+
+impl<C, Req, Resp, E, F, Fut> EndpointHandler for Unary<C, Req, Resp, F>
+where
+    C: Codec<Req> + Codec<Resp>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + Send + 'static,
+    F: Fn(RequestContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+{
+    fn call(&self, ctx: RequestContext, payload: Bytes) -> BoxFuture<Result<Bytes, Error>> {
+        let request = match <C as Codec<Req>>::decode(payload) {
+            Ok(request) => request,
+            Err(err) => {
+                let err = Error::invalid_argument(format!("malformed request for {}: {err}", ctx.method()));
+                return Box::pin(std::future::ready(Err(err)));
+            }
+        };
+        let response = (self.handler)(ctx, request);
+        Box::pin(async move {
+            let response = response.await.map_err(Into::into)?;
+            <C as Codec<Resp>>::encode(&response)
+                .map_err(|err| Error::from_internal(std::io::Error::other(format!("encoding the response: {err}"))))
+        })
+    }
+}
