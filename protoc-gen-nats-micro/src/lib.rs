@@ -1,1 +1,99 @@
-pub fn x(){}
+//! `protoc-gen-nats-micro`: typed NATS microservices (ADR-32) from `.proto`
+//! services, for Rust, TypeScript and Python.
+//!
+//! The plugin entry is a pure function, [`generate`]: request bytes in,
+//! response out. Descriptors are read once into a [`model`] of services,
+//! methods and validated options; each output language is its own module
+//! that only reads that model. [`build`] runs the same code from `build.rs`.
+
+pub mod build;
+pub mod model;
+pub mod naming;
+pub mod params;
+pub mod rust;
+
+use prost::Message;
+use prost_reflect::DescriptorPool;
+use prost_types::compiler::code_generator_response::{Feature, File as ResponseFile};
+use prost_types::compiler::CodeGeneratorResponse;
+
+use crate::params::{Lang, Params};
+
+/// The plugin's version, printed by `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `CodeGeneratorRequest`, read with its files kept as raw bytes so that
+/// `prost-reflect` can decode them with every option (ours are extensions,
+/// which `prost-types` would drop).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawRequest {
+    #[prost(string, repeated, tag = "1")]
+    file_to_generate: Vec<String>,
+    #[prost(string, optional, tag = "2")]
+    parameter: Option<String>,
+    #[prost(bytes = "vec", repeated, tag = "15")]
+    proto_file: Vec<Vec<u8>>,
+}
+
+/// A `FileDescriptorSet` over raw file bytes (same wire form).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawFileSet {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
+}
+
+/// What one run produced: the response for protoc, and warnings for stderr.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    /// The response; its `error` is set when generation failed.
+    pub response: CodeGeneratorResponse,
+    /// Notes for the user (e.g. streaming RPCs left out).
+    pub warnings: Vec<String>,
+}
+
+/// Runs the plugin on an encoded `CodeGeneratorRequest`. Never panics on
+/// any input: every problem becomes the response's `error`.
+pub fn generate(request: &[u8]) -> Output {
+    let mut output = Output::default();
+    output.response.supported_features = Some(Feature::Proto3Optional as u64);
+    match generate_files(request) {
+        Ok((files, warnings)) => {
+            output.response.file =
+                files.into_iter().map(|(name, content)| ResponseFile { name: Some(name), content: Some(content), ..Default::default() }).collect();
+            output.warnings = warnings;
+        }
+        Err(error) => output.response.error = Some(error),
+    }
+    output
+}
+
+/// [`generate`], returning the encoded response.
+pub fn generate_bytes(request: &[u8]) -> (Vec<u8>, Vec<String>) {
+    let output = generate(request);
+    (output.response.encode_to_vec(), output.warnings)
+}
+
+fn generate_files(request: &[u8]) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    let request = RawRequest::decode(request).map_err(|err| format!("reading the CodeGeneratorRequest: {err}"))?;
+    let params = Params::parse(request.parameter.as_deref().unwrap_or_default())?;
+    let files = RawFileSet { file: request.proto_file }.encode_to_vec();
+    let pool = DescriptorPool::decode(files.as_slice()).map_err(|err| format!("reading the proto files: {err}"))?;
+    generate_from_pool(&pool, &request.file_to_generate, &params)
+}
+
+/// Generates from a descriptor pool (decoded with options intact) for the
+/// given files: the shared path of the plugin and of [`build`].
+pub fn generate_from_pool(
+    pool: &DescriptorPool,
+    files_to_generate: &[String],
+    params: &Params,
+) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    let (model, warnings) = model::build(pool, files_to_generate).map_err(|problems| problems.to_string())?;
+    let files = match params.lang {
+        Lang::Rust => rust::generate(&model.files, &params.rust),
+        Lang::TypeScript | Lang::Python => {
+            return Err(format!("lang={:?} output is not available in this version; use lang=rust", params.lang));
+        }
+    };
+    Ok((files, warnings))
+}

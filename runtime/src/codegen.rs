@@ -18,7 +18,7 @@ pub use crate::codec::{Codec, Json, Protobuf};
 pub use crate::context::RequestContext;
 pub use crate::discovery::EndpointInfo;
 pub use crate::error::{Error, ErrorKind, HandlerError};
-pub use crate::interceptor::{BoxFuture, EndpointHandler};
+pub use crate::interceptor::{BoxFuture, ClientInterceptor, EndpointHandler};
 pub use crate::service::{Service, ServiceBuilder};
 pub use crate::spec::{EndpointSpec, ServiceSpec};
 

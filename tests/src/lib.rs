@@ -1,1 +1,92 @@
+//! Generated code for the shared corpus and the project's protos, and a
+//! harness that runs a real `nats-server` per test.
 
+pub mod harness;
+
+macro_rules! include_package {
+    ($group:literal, $file:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $group, "/", $file));
+    };
+}
+
+/// `../shared/corpus/anchor-examples`, written for the Go plugin.
+pub mod corpus {
+    pub mod common {
+        pub mod location {
+            pub mod v1 {
+                include_package!("corpus", "common.location.v1.rs");
+            }
+        }
+        pub mod metadata {
+            pub mod v1 {
+                include_package!("corpus", "common.metadata.v1.rs");
+            }
+        }
+        pub mod types {
+            pub mod v1 {
+                include_package!("corpus", "common.types.v1.rs");
+            }
+        }
+    }
+    pub mod demo {
+        pub mod v1 {
+            include_package!("corpus", "demo.v1.rs");
+        }
+    }
+    pub mod example {
+        pub mod v1 {
+            include_package!("corpus", "example.v1.rs");
+        }
+    }
+    pub mod kvstore_demo {
+        pub mod v1 {
+            include_package!("corpus", "kvstore_demo.v1.rs");
+        }
+    }
+    pub mod order {
+        pub mod v1 {
+            include_package!("corpus", "order.v1.rs");
+        }
+        pub mod v2 {
+            include_package!("corpus", "order.v2.rs");
+        }
+    }
+    pub mod product {
+        pub mod v1 {
+            include_package!("corpus", "product.v1.rs");
+        }
+    }
+    pub mod streaming {
+        pub mod v1 {
+            include_package!("corpus", "streaming.v1.rs");
+        }
+    }
+    pub mod user {
+        pub mod v1 {
+            include_package!("corpus", "user.v1.rs");
+        }
+    }
+}
+
+/// The project's protos in `proto/`.
+pub mod project {
+    pub mod order {
+        pub mod v1 {
+            include_package!("project", "order.v1.rs");
+        }
+    }
+    pub mod product {
+        pub mod v1 {
+            include_package!("project", "product.v1.rs");
+        }
+    }
+    pub mod edge {
+        pub mod nested {
+            pub mod deep {
+                pub mod v1 {
+                    include_package!("project", "edge.nested.deep.v1.rs");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Plugin parameters (`--nats-micro_opt=...`).
+
+use crate::rust::RustOptions;
+
+/// The language to emit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    /// Rust, for prost messages (default).
+    #[default]
+    Rust,
+    /// TypeScript, for protobuf-es messages.
+    TypeScript,
+    /// Python, for protoc's `_pb2` messages.
+    Python,
+}
+
+/// Parsed parameters.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    /// `lang` / `language`.
+    pub lang: Lang,
+    /// Rust settings: `runtime_path`, `extern_path`.
+    pub rust: RustOptions,
+}
+
+impl Params {
+    /// Parses `key=value` pairs separated by commas. An unknown key or value
+    /// is an error naming it.
+    ///
+    /// ```
+    /// use protoc_gen_nats_micro::params::{Lang, Params};
+    /// assert_eq!(Params::parse("lang=ts").unwrap().lang, Lang::TypeScript);
+    /// assert!(Params::parse("lang=cobol").unwrap_err().contains("cobol"));
+    /// assert!(Params::parse("colour=blue").unwrap_err().contains("colour"));
+    /// ```
+    pub fn parse(parameter: &str) -> Result<Params, String> {
+        let mut params = Params::default();
+        for pair in parameter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key.trim() {
+                "lang" | "language" => {
+                    params.lang = match value.trim().to_ascii_lowercase().as_str() {
+                        "rust" | "rs" => Lang::Rust,
+                        "typescript" | "ts" => Lang::TypeScript,
+                        "python" | "py" => Lang::Python,
+                        other => {
+                            return Err(format!("unknown value {other:?} for parameter `{key}` (expected rust, typescript/ts or python/py)"));
+                        }
+                    }
+                }
+                "runtime_path" => {
+                    params.rust.runtime_path =
+                        syn::parse_str(value).map_err(|err| format!("parameter runtime_path={value:?}: {err}"))?;
+                }
+                "extern_path" => {
+                    let (proto, rust) = value
+                        .split_once('=')
+                        .ok_or_else(|| format!("parameter extern_path={value:?}: expected extern_path=.proto.pkg=::rust::path"))?;
+                    params.rust.extern_path(proto, rust)?;
+                }
+                other => {
+                    return Err(format!("unknown parameter `{other}` (known: lang, language, runtime_path, extern_path)"));
+                }
+            }
+        }
+        Ok(params)
+    }
+}
