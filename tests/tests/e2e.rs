@@ -1,0 +1,12 @@
+//! End-to-end tests: generated Rust services and clients, independent ADR-32
+//! peers, on a real nats-server started per test.
+
+mod e2e {
+    pub mod support;
+
+    mod discovery;
+    mod errors;
+    mod faults;
+    mod interceptors;
+    mod peers;
+}
