@@ -11,10 +11,10 @@ pub const INFO_RESPONSE_TYPE: &str = "io.nats.micro.v1.info_response";
 /// `type` of a STATS reply.
 pub const STATS_RESPONSE_TYPE: &str = "io.nats.micro.v1.stats_response";
 
-/// Reply to `$SRV.PING`.
+/// The fields every discovery reply starts with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PingResponse {
-    /// Always [`PING_RESPONSE_TYPE`].
+pub struct ServiceIdentity {
+    /// The reply's type ([`PING_RESPONSE_TYPE`], ...).
     #[serde(rename = "type")]
     pub kind: String,
     /// Service name.
@@ -23,9 +23,12 @@ pub struct PingResponse {
     pub id: String,
     /// Service version.
     pub version: String,
-    /// Service metadata.
+    /// Service metadata (present in every reply, as PROTOCOL §5 asks).
     pub metadata: BTreeMap<String, String>,
 }
+
+/// Reply to `$SRV.PING`: the identity alone.
+pub type PingResponse = ServiceIdentity;
 
 /// One endpoint in an INFO reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,17 +47,9 @@ pub struct EndpointInfo {
 /// Reply to `$SRV.INFO`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoResponse {
-    /// Always [`INFO_RESPONSE_TYPE`].
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Service name.
-    pub name: String,
-    /// Instance id.
-    pub id: String,
-    /// Service version.
-    pub version: String,
-    /// Service metadata.
-    pub metadata: BTreeMap<String, String>,
+    /// Type (`INFO_RESPONSE_TYPE`), name, id, version, metadata.
+    #[serde(flatten)]
+    pub identity: ServiceIdentity,
     /// Service description.
     pub description: String,
     /// Endpoints, in proto order.
@@ -86,17 +81,9 @@ pub struct EndpointStats {
 /// Reply to `$SRV.STATS`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsResponse {
-    /// Always [`STATS_RESPONSE_TYPE`].
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Service name.
-    pub name: String,
-    /// Instance id.
-    pub id: String,
-    /// Service version.
-    pub version: String,
-    /// Service metadata.
-    pub metadata: BTreeMap<String, String>,
+    /// Type (`STATS_RESPONSE_TYPE`), name, id, version, metadata.
+    #[serde(flatten)]
+    pub identity: ServiceIdentity,
     /// When the service started, RFC 3339 in UTC.
     pub started: String,
     /// Per-endpoint statistics, in proto order.

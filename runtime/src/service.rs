@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::code::CodeFormat;
 use crate::context::RequestContext;
 use crate::discovery::{
-    EndpointInfo, EndpointStats, INFO_RESPONSE_TYPE, InfoResponse, PING_RESPONSE_TYPE, PingResponse, STATS_RESPONSE_TYPE,
+    EndpointInfo, EndpointStats, INFO_RESPONSE_TYPE, InfoResponse, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE, ServiceIdentity,
     StatsResponse,
 };
 use crate::error::Error;
@@ -294,13 +294,9 @@ impl ServiceBuilder {
             started,
             endpoints: endpoints.iter().map(|(info, shared, _)| (info.clone(), shared.clone())).collect(),
         });
-        let ping = json_body(&identity.ping())?;
+        let ping = json_body(&identity.document(PING_RESPONSE_TYPE))?;
         let info = json_body(&InfoResponse {
-            kind: INFO_RESPONSE_TYPE.to_owned(),
-            name: self.name.clone(),
-            id: id.clone(),
-            version: self.version.clone(),
-            metadata: identity.metadata.clone(),
+            identity: identity.document(INFO_RESPONSE_TYPE),
             description: self.description.clone(),
             endpoints: infos.clone(),
         })?;
@@ -410,9 +406,9 @@ struct Identity {
 }
 
 impl Identity {
-    fn ping(&self) -> PingResponse {
-        PingResponse {
-            kind: PING_RESPONSE_TYPE.to_owned(),
+    fn document(&self, kind: &str) -> ServiceIdentity {
+        ServiceIdentity {
+            kind: kind.to_owned(),
             name: self.name.clone(),
             id: self.id.clone(),
             version: self.version.clone(),
@@ -422,11 +418,7 @@ impl Identity {
 
     fn stats(&self) -> StatsResponse {
         StatsResponse {
-            kind: STATS_RESPONSE_TYPE.to_owned(),
-            name: self.name.clone(),
-            id: self.id.clone(),
-            version: self.version.clone(),
-            metadata: self.metadata.clone(),
+            identity: self.document(STATS_RESPONSE_TYPE),
             started: self.started.clone(),
             endpoints: self.endpoints.iter().map(|(info, shared)| shared.stats.snapshot(info)).collect(),
         }

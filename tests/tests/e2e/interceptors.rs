@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use nats_micro_runtime::interceptor::{ClientCall, ClientNext, ServerNext};
-use nats_micro_runtime::{Client, Error, Request, RequestContext, headers};
+use nats_micro_runtime::{Client, Error, Request, RequestContext, ServiceBuilder, headers};
 
 use super::support::*;
 
@@ -134,30 +134,28 @@ async fn client_timeout_precedence_call_then_client_then_endpoint_then_service()
     fx.service.stop().await;
 }
 
+/// The time left that CreateOrder and GetOrder handlers see, for a caller
+/// with a generous budget, so the server's own timeouts decide.
+async fn server_deadlines(configure: impl FnOnce(ServiceBuilder) -> ServiceBuilder) -> Vec<Duration> {
+    let seen = Arc::default();
+    let fx = Fixture::start_with(|b| configure(b.interceptor_fn(budget_recorder(&seen)))).await;
+    let client = fx.client.clone().with_timeout(Duration::from_secs(60));
+    client.create_order(order_request("c")).await.expect("ok");
+    client.get_order(GetOrderRequest { id: "1".into() }).await.expect("ok");
+    fx.service.stop().await;
+    let remaining = seen.lock().unwrap().iter().map(|(_, r)| r.expect("a deadline")).collect();
+    remaining
+}
+
 #[tokio::test]
 async fn server_timeout_precedence_endpoint_override_then_service_override_then_proto() {
-    let seen = Arc::default();
-    let fx = Fixture::start_with(|b| {
-        b.interceptor_fn(budget_recorder(&seen)).timeout(Duration::from_secs(3)).endpoint_timeout("get_order", Duration::from_secs(2))
-    })
-    .await;
-    // A generous caller budget, so the server's own timeouts decide.
-    let client = fx.client.clone().with_timeout(Duration::from_secs(60));
-    client.create_order(order_request("c")).await.expect("ok");
-    client.get_order(GetOrderRequest { id: "1".into() }).await.expect("ok");
-    let remaining: Vec<Duration> = seen.lock().unwrap().iter().map(|(_, r)| r.expect("a deadline")).collect();
-    assert!(remaining[0] <= Duration::from_secs(3) && remaining[0] > Duration::from_secs(2), "service override: {remaining:?}");
-    assert!(remaining[1] <= Duration::from_secs(2) && remaining[1] > Duration::from_secs(1), "endpoint override: {remaining:?}");
-    fx.service.stop().await;
-
+    let within = |d: Duration, low: Duration, high: Duration| low < d && d <= high;
+    let overridden =
+        server_deadlines(|b| b.timeout(Duration::from_secs(3)).endpoint_timeout("get_order", Duration::from_secs(2))).await;
+    assert!(within(overridden[0], Duration::from_secs(2), Duration::from_secs(3)), "service override: {overridden:?}");
+    assert!(within(overridden[1], Duration::from_secs(1), Duration::from_secs(2)), "endpoint override: {overridden:?}");
     // Without overrides the proto decides: 5 s for CreateOrder, 750 ms for GetOrder.
-    let seen = Arc::default();
-    let fx = Fixture::start_with(|b| b.interceptor_fn(budget_recorder(&seen))).await;
-    let client = fx.client.clone().with_timeout(Duration::from_secs(60));
-    client.create_order(order_request("c")).await.expect("ok");
-    client.get_order(GetOrderRequest { id: "1".into() }).await.expect("ok");
-    let remaining: Vec<Duration> = seen.lock().unwrap().iter().map(|(_, r)| r.expect("a deadline")).collect();
-    assert!(remaining[0] <= Duration::from_secs(5) && remaining[0] > Duration::from_secs(4), "{remaining:?}");
-    assert!(remaining[1] <= Duration::from_millis(750) && remaining[1] > Duration::from_millis(250), "{remaining:?}");
-    fx.service.stop().await;
+    let proto = server_deadlines(|b| b).await;
+    assert!(within(proto[0], Duration::from_secs(4), Duration::from_secs(5)), "{proto:?}");
+    assert!(within(proto[1], Duration::from_millis(250), Duration::from_millis(750)), "{proto:?}");
 }
