@@ -470,6 +470,16 @@ impl<'a> Reader<'a> {
             }
             methods.push(self.method(&method, &element, &subject_prefix, timeout));
         }
+        for method in &methods {
+            for (option, set) in [("kv_store", method.kv_store.is_some()), ("object_store", method.object_store.is_some())] {
+                if set {
+                    self.warnings.push(format!(
+                        "{full_name}.{}: (natsmicro.{option}) is validated but not generated yet; the RPC works without persistence",
+                        method.proto_name
+                    ));
+                }
+            }
+        }
         for method in &streaming {
             self.warnings.push(format!(
                 "{full_name}.{}: {} RPC left out (streaming is not generated yet)",

@@ -113,21 +113,28 @@ fn ident(name: &str) -> Ident {
     }
 }
 
-/// `#[doc = "..."]` lines from proto comments, made safe for rustdoc: code
-/// fences become `text` blocks (no doctests), brackets are escaped (no
-/// intra-doc links), indentation is dropped (no indented code blocks).
+/// `#[doc = "..."]` lines from proto comments, made safe for rustdoc: an
+/// unlabelled code fence becomes a `text` block (no doctests); outside
+/// fences brackets are escaped (no intra-doc links) and indentation is
+/// dropped (no indented code blocks); inside fences lines stay verbatim.
 fn doc(comments: Option<&str>) -> TokenStream {
     let Some(comments) = comments else { return TokenStream::new() };
+    let mut in_fence = false;
     let lines = comments.lines().map(|line| {
-        let line = line.trim();
-        let line = if let Some(lang) = line.strip_prefix("```") {
-            if lang.trim().is_empty() { "```text".to_owned() } else { line.to_owned() }
-        } else {
-            line.replace('[', "\\[").replace(']', "\\]")
-        };
-        format!(" {line}")
+        let trimmed = line.trim();
+        if let Some(label) = trimmed.strip_prefix("```") {
+            let opening = !in_fence;
+            in_fence = !in_fence;
+            return if opening && label.trim().is_empty() { " ```text".to_owned() } else { format!(" {trimmed}") };
+        }
+        if in_fence {
+            return line.to_owned();
+        }
+        format!(" {}", trimmed.replace('[', "\\[").replace(']', "\\]"))
     });
-    quote! { #( #[doc = #lines] )* }
+    let lines: Vec<String> = lines.collect();
+    let closing = in_fence.then(|| quote! { #[doc = " ```"] });
+    quote! { #( #[doc = #lines] )* #closing }
 }
 
 fn duration(value: Option<Duration>) -> TokenStream {
@@ -296,6 +303,7 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
     let codec = if service.json { quote! { #rt::Json } } else { quote! { #rt::Protobuf } };
     let full_name = &service.full_name;
     let service_doc = doc(service.comments.as_deref());
+    let service_doc = (!service_doc.is_empty()).then(|| quote! { #[doc = ""] #service_doc });
     let deprecated = service.deprecated.then(|| quote! { #[deprecated] });
 
     // Static description.
@@ -328,9 +336,11 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
         let output = message_path(&m.output, &service.package, options);
         let docs = doc(m.comments.as_deref());
         let deprecated = m.deprecated.then(|| quote! { #[deprecated] });
-        let subject_doc = format!("{}Endpoint `{}` on subject `{}` (by default).", if m.comments.is_some() { "\n " } else { " " }, m.endpoint, m.subject);
+        let subject_doc = format!(" Endpoint `{}` on subject `{}` (by default).", m.endpoint, m.subject);
+        let separator = m.comments.is_some().then(|| quote! { #[doc = ""] });
         quote! {
             #docs
+            #separator
             #[doc = #subject_doc]
             #deprecated
             fn #name(&self, ctx: #rt::RequestContext, request: #input)
@@ -359,9 +369,11 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
         let output = message_path(&m.output, &service.package, options);
         let docs = doc(m.comments.as_deref());
         let deprecated = m.deprecated.then(|| quote! { #[deprecated] });
-        let call_doc = format!("{}Calls `{}` on `{{subject_prefix}}.{}`.", if m.comments.is_some() { "\n " } else { " " }, m.proto_name, m.endpoint);
+        let call_doc = format!(" Calls `{}` on `{{subject_prefix}}.{}`.", m.proto_name, m.endpoint);
+        let separator = m.comments.is_some().then(|| quote! { #[doc = ""] });
         quote! {
             #docs
+            #separator
             #[doc = #call_doc]
             #deprecated
             pub async fn #name(&self, request: impl #rt::IntoRequest<#input>)
@@ -464,20 +476,24 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
 
             /// A service builder with every endpoint and the proto's options; change
             /// any setting, then `start` it.
+            #deprecated
             pub fn service_builder<S: #trait_name>(service: S) -> #rt::ServiceBuilder {
                 let service = ::std::sync::Arc::new(service);
                 #rt::ServiceBuilder::new(&SERVICE) #(#registrations)*
             }
 
             /// Starts the service with the proto's options.
+            #deprecated
             pub async fn serve<S: #trait_name>(
                 nats: &#rt::async_nats::Client,
                 service: S,
             ) -> ::core::result::Result<#rt::Service, #rt::Error> {
+                #[allow(deprecated)]
                 service_builder(service).start(nats).await
             }
 
             #[doc = #client_doc]
+            #deprecated
             #[derive(Clone, Debug)]
             pub struct #client {
                 inner: #rt::Client,

@@ -1,0 +1,340 @@
+//! Shared helpers for the integration tests: proto locations, building
+//! `CodeGeneratorRequest`s (with extension options intact), temporary
+//! directories and small assertion helpers.
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use prost::Message;
+use protoc_gen_nats_micro::Output;
+
+/// The crate directory.
+pub const CRATE_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `CRATE_DIR/relative`, canonical (protoc refuses `..` in paths).
+fn crate_relative(relative: &str) -> PathBuf {
+    let path = Path::new(CRATE_DIR).join(relative);
+    path.canonicalize()
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The project's protos (`natsmicro/options.proto`, `order/v1/order.proto`, ...).
+pub fn project_root() -> PathBuf {
+    crate_relative("../proto")
+}
+
+/// The corpus written for the Go plugin.
+pub fn corpus_root() -> PathBuf {
+    crate_relative("../../shared/corpus/anchor-examples")
+}
+
+/// `google/api/annotations.proto` and friends, imported by the corpus.
+pub fn googleapis_root() -> PathBuf {
+    crate_relative("../../shared/corpus/googleapis")
+}
+
+/// Import roots for the corpus.
+pub fn corpus_includes() -> Vec<PathBuf> {
+    vec![corpus_root(), googleapis_root(), project_root()]
+}
+
+/// Import roots for the project protos.
+pub fn project_includes() -> Vec<PathBuf> {
+    vec![project_root()]
+}
+
+/// The project protos that declare services.
+pub const PROJECT_FILES: [&str; 3] = [
+    "order/v1/order.proto",
+    "product/v1/product.proto",
+    "edge/nested/deep/v1/edge.proto",
+];
+
+/// Every `.proto` of the corpus, as import names, sorted.
+pub fn corpus_files() -> Vec<String> {
+    let root = corpus_root();
+    let mut files = Vec::new();
+    collect_protos(&root, &root, &mut files);
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "corpus not found under {}: {files:?}",
+        root.display()
+    );
+    files
+}
+
+fn collect_protos(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            collect_protos(root, &path, out);
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            let relative = path.strip_prefix(root).expect("under root");
+            out.push(
+                relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+        }
+    }
+}
+
+/// `FileDescriptorSet` with files kept as raw bytes (keeps extension options).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawFileSet {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
+}
+
+/// `CodeGeneratorRequest` with files kept as raw bytes (keeps extension options).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawRequest {
+    #[prost(string, repeated, tag = "1")]
+    file_to_generate: Vec<String>,
+    #[prost(string, optional, tag = "2")]
+    parameter: Option<String>,
+    #[prost(bytes = "vec", repeated, tag = "15")]
+    proto_file: Vec<Vec<u8>>,
+}
+
+/// Compiles `files` with protox into an encoded `FileDescriptorSet`
+/// (imports and source info included), or protox's error text.
+pub fn try_descriptor_set(
+    includes: &[PathBuf],
+    files: &[impl AsRef<str>],
+) -> Result<Vec<u8>, String> {
+    let mut compiler = protox::Compiler::new(includes).map_err(|err| format!("{err:?}"))?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler
+        .open_files(files.iter().map(AsRef::as_ref))
+        .map_err(|err| format!("{err:?}"))?;
+    Ok(compiler.encode_file_descriptor_set())
+}
+
+/// An encoded `CodeGeneratorRequest` for `files` (import names) found under
+/// `includes`, as protoc would send it (dependencies first).
+pub fn request(
+    includes: &[PathBuf],
+    files: &[impl AsRef<str>],
+    parameter: Option<&str>,
+) -> Vec<u8> {
+    let set =
+        try_descriptor_set(includes, files).unwrap_or_else(|err| panic!("compiling protos: {err}"));
+    let set = RawFileSet::decode(set.as_slice()).expect("protox output decodes");
+    RawRequest {
+        file_to_generate: files.iter().map(|f| f.as_ref().to_owned()).collect(),
+        parameter: parameter.map(str::to_owned),
+        proto_file: set.file,
+    }
+    .encode_to_vec()
+}
+
+/// Runs the library entry on a request for `files`.
+pub fn generate(
+    includes: &[PathBuf],
+    files: &[impl AsRef<str>],
+    parameter: Option<&str>,
+) -> Output {
+    protoc_gen_nats_micro::generate(&request(includes, files, parameter))
+}
+
+/// The generated files of a successful run, by name; panics with the error otherwise.
+pub fn output_files(output: &Output) -> BTreeMap<String, String> {
+    if let Some(error) = &output.response.error {
+        panic!("generation failed: {error}");
+    }
+    output
+        .response
+        .file
+        .iter()
+        .map(|f| (f.name().to_owned(), f.content().to_owned()))
+        .collect()
+}
+
+/// The error of a run that must fail.
+pub fn expect_error(output: &Output) -> &str {
+    match &output.response.error {
+        Some(error) => {
+            assert!(
+                output.response.file.is_empty(),
+                "a failed run must produce no files, got {:?}",
+                output.response.file
+            );
+            error
+        }
+        None => panic!(
+            "expected an error, got files {:?}",
+            output
+                .response
+                .file
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Asserts that `text` contains every one of `needles`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory whose name includes `label`.
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "nats-micro-test-{label}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `content` to `relative` inside the directory (creating parents).
+    pub fn write(&self, relative: &str, content: &str) -> PathBuf {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .expect("create parent directories");
+        std::fs::write(&path, content)
+            .unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The import name every scratch proto gets.
+pub const SCRATCH_PROTO: &str = "bad/v1/bad.proto";
+
+/// A scratch proto in package `bad.v1`, importing our options and the
+/// well-known Duration, with `body` (services and messages) appended. It
+/// declares `Req { string id = 1; }` and `Resp {}` for services to use.
+pub fn scratch_proto(body: &str) -> String {
+    format!(
+        "syntax = \"proto3\";\n\
+         package bad.v1;\n\
+         import \"natsmicro/options.proto\";\n\
+         import \"google/protobuf/duration.proto\";\n\
+         message Req {{ string id = 1; }}\n\
+         message Resp {{}}\n\
+         {body}\n"
+    )
+}
+
+/// A temp dir holding [`SCRATCH_PROTO`] with `body`, plus the includes to
+/// compile it (the dir and the project protos).
+pub fn scratch_dir(body: &str) -> (TempDir, Vec<PathBuf>) {
+    let dir = TempDir::new("scratch");
+    dir.write(SCRATCH_PROTO, &scratch_proto(body));
+    let includes = vec![dir.path().to_owned(), project_root()];
+    (dir, includes)
+}
+
+/// Runs the library on a scratch proto with `body`.
+pub fn generate_scratch(body: &str) -> Output {
+    let (_dir, includes) = scratch_dir(body);
+    generate(&includes, &[SCRATCH_PROTO], None)
+}
+
+/// `service BadService { option (natsmicro.service) = { <options> }; rpc Get(Req) returns (Resp); }`
+pub fn service_with_options(options: &str) -> String {
+    format!(
+        "service BadService {{\n  option (natsmicro.service) = {{ {options} }};\n  rpc Get(Req) returns (Resp);\n}}"
+    )
+}
+
+/// `service BadService { rpc Get(Req) returns (Resp) { <method options> } }`
+pub fn service_with_method_options(method_options: &str) -> String {
+    format!("service BadService {{\n  rpc Get(Req) returns (Resp) {{ {method_options} }}\n}}")
+}
+
+/// The vendored protoc binary.
+pub fn protoc_path() -> PathBuf {
+    protoc_bin_vendored::protoc_bin_path().expect("vendored protoc for this platform")
+}
+
+/// The vendored `google/protobuf/*.proto` include directory.
+pub fn protoc_include() -> PathBuf {
+    protoc_bin_vendored::include_path().expect("vendored protoc includes")
+}
+
+/// What a protoc run left: its exit status, stderr and the generated files.
+pub struct ProtocRun {
+    pub success: bool,
+    pub stderr: String,
+    pub files: BTreeMap<String, String>,
+}
+
+/// Runs the real protoc with the real plugin binary on `files` (import
+/// names) under `includes` (plus protoc's own), with optional `--nats-micro_opt`.
+pub fn run_protoc(includes: &[PathBuf], files: &[impl AsRef<str>], opt: Option<&str>) -> ProtocRun {
+    let out = TempDir::new("protoc-out");
+    let mut command = std::process::Command::new(protoc_path());
+    command
+        .arg(format!(
+            "--plugin=protoc-gen-nats-micro={}",
+            env!("CARGO_BIN_EXE_protoc-gen-nats-micro")
+        ))
+        .arg(format!("--nats-micro_out={}", out.path().display()));
+    if let Some(opt) = opt {
+        command.arg(format!("--nats-micro_opt={opt}"));
+    }
+    for include in includes.iter().cloned().chain([protoc_include()]) {
+        command.arg(format!("-I{}", include.display()));
+    }
+    command.args(files.iter().map(AsRef::as_ref));
+    let result = command.output().expect("run protoc");
+    ProtocRun {
+        success: result.status.success(),
+        stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+        files: read_dir_files(out.path()),
+    }
+}
+
+/// Every file directly in `dir`, by name.
+pub fn read_dir_files(dir: &Path) -> BTreeMap<String, String> {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
+    entries
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            let content = std::fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+            (
+                path.file_name()
+                    .expect("file name")
+                    .to_string_lossy()
+                    .into_owned(),
+                content,
+            )
+        })
+        .collect()
+}

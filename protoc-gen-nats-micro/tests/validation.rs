@@ -1,0 +1,333 @@
+//! Generation-time validation: every rule fails with a message naming the
+//! file, the service or method, and the option; bad requests and parameters
+//! are errors in the response, never panics.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use common::{
+    SCRATCH_PROTO, assert_contains_all, expect_error, generate, generate_scratch, output_files,
+    project_includes, request, service_with_method_options, service_with_options,
+};
+use protoc_gen_nats_micro::Output;
+
+const SERVICE: &str = "bad.v1.BadService";
+const METHOD: &str = "bad.v1.BadService.Get";
+
+/// A proto that is fine: the valid counterpart of every rule below.
+const GOOD: &str = r#"
+service BadService {
+  option (natsmicro.service) = {
+    name: "good-service_1" version: "1.2.3-rc.1+build.5" subject_prefix: "api.v1"
+    error_codes: ["ORDER_EXPIRED", "HTTP_2_FAIL", "DEADLINE_EXCEEDED"] timeout: {seconds: 2}
+  };
+  rpc Get(Req) returns (Resp) {
+    option (natsmicro.endpoint) = { timeout: {nanos: 5} pending_msg_limit: 10 };
+    option (natsmicro.kv_store) = { bucket: "good_bucket-1" key_template: "user.{id}" max_history: 64 };
+  }
+}
+"#;
+
+/// Asserts the scratch proto with `body` is rejected, with one line of the
+/// error naming the file, `element`, `option` and `message`.
+#[track_caller]
+fn assert_rejected(body: &str, element: &str, option: &str, message: &str) {
+    let output = generate_scratch(body);
+    let error = expect_error(&output);
+    let needles = [
+        SCRATCH_PROTO,
+        element,
+        &format!("option {option}:"),
+        message,
+    ];
+    assert!(
+        error
+            .lines()
+            .any(|line| needles.iter().all(|n| line.contains(n))),
+        "no line of the error names all of {needles:?}:\n{error}"
+    );
+}
+
+#[track_caller]
+fn assert_service_option_rejected(options: &str, option: &str, message: &str) {
+    assert_rejected(&service_with_options(options), SERVICE, option, message);
+}
+
+#[track_caller]
+fn assert_method_option_rejected(method_options: &str, option: &str, message: &str) {
+    assert_rejected(
+        &service_with_method_options(method_options),
+        METHOD,
+        option,
+        message,
+    );
+}
+
+/// Runs the library on arbitrary bytes, failing (rather than aborting the
+/// test binary's other checks) if it panics.
+fn generate_bytes(bytes: &[u8]) -> Output {
+    catch_unwind(AssertUnwindSafe(|| protoc_gen_nats_micro::generate(bytes)))
+        .unwrap_or_else(|_| panic!("generate panicked on a {}-byte request", bytes.len()))
+}
+
+/// The library on `order/v1/order.proto` with a plugin parameter.
+fn generate_order_with(parameter: &str) -> Output {
+    generate(
+        &project_includes(),
+        &["order/v1/order.proto"],
+        Some(parameter),
+    )
+}
+
+#[test]
+fn good_proto_generates() {
+    let files = output_files(&generate_scratch(GOOD));
+    let code = files
+        .get("bad.v1.nats_micro.rs")
+        .unwrap_or_else(|| panic!("output: {:?}", files.keys()));
+    assert_contains_all(
+        code,
+        &[
+            "\"good-service_1\"",
+            "\"1.2.3-rc.1+build.5\"",
+            "\"api.v1\"",
+            "OrderExpired",
+            "Http2Fail",
+        ],
+    );
+}
+
+#[test]
+fn service_name_charset() {
+    assert_service_option_rejected(
+        r#"name: "bad name!""#,
+        "(natsmicro.service).name",
+        "\"bad name!\" must match [A-Za-z0-9_-]+",
+    );
+}
+
+#[test]
+fn version_must_be_semver() {
+    assert_service_option_rejected(
+        r#"version: "1.0""#,
+        "(natsmicro.service).version",
+        "\"1.0\" is not a SemVer version",
+    );
+}
+
+#[test]
+fn subject_prefix_empty_token() {
+    assert_service_option_rejected(
+        r#"subject_prefix: "api..v1""#,
+        "(natsmicro.service).subject_prefix",
+        "empty token",
+    );
+}
+
+#[test]
+fn subject_prefix_trailing_dot() {
+    assert_service_option_rejected(
+        r#"subject_prefix: "api.v1.""#,
+        "(natsmicro.service).subject_prefix",
+        "empty token",
+    );
+}
+
+#[test]
+fn subject_prefix_space() {
+    assert_service_option_rejected(
+        r#"subject_prefix: "api v1""#,
+        "(natsmicro.service).subject_prefix",
+        "whitespace",
+    );
+}
+
+#[test]
+fn subject_prefix_star_wildcard() {
+    assert_service_option_rejected(
+        r#"subject_prefix: "api.*.v1""#,
+        "(natsmicro.service).subject_prefix",
+        "wildcard",
+    );
+}
+
+#[test]
+fn subject_prefix_tail_wildcard() {
+    assert_service_option_rejected(
+        r#"subject_prefix: "api.>""#,
+        "(natsmicro.service).subject_prefix",
+        "wildcard",
+    );
+}
+
+#[test]
+fn error_code_not_upper_snake() {
+    assert_service_option_rejected(
+        r#"error_codes: ["orderExpired"]"#,
+        "(natsmicro.service).error_codes",
+        "\"orderExpired\" is not an UPPER_SNAKE",
+    );
+}
+
+#[test]
+fn error_code_declared_twice() {
+    assert_service_option_rejected(
+        r#"error_codes: ["X_Y", "X_Y"]"#,
+        "(natsmicro.service).error_codes",
+        "\"X_Y\" is declared twice",
+    );
+}
+
+#[test]
+fn error_code_repeats_builtin() {
+    assert_service_option_rejected(
+        r#"error_codes: ["NOT_FOUND"]"#,
+        "(natsmicro.service).error_codes",
+        "\"NOT_FOUND\" repeats a built-in",
+    );
+}
+
+#[test]
+fn negative_service_timeout() {
+    assert_service_option_rejected(
+        "timeout: {seconds: -1}",
+        "(natsmicro.service).timeout",
+        "must not be negative",
+    );
+}
+
+#[test]
+fn negative_endpoint_timeout() {
+    assert_method_option_rejected(
+        "option (natsmicro.endpoint) = { timeout: {seconds: -3} };",
+        "(natsmicro.endpoint).timeout",
+        "must not be negative",
+    );
+}
+
+#[test]
+fn negative_pending_msg_limit() {
+    assert_method_option_rejected(
+        "option (natsmicro.endpoint) = { pending_msg_limit: -1 };",
+        "(natsmicro.endpoint).pending_msg_limit",
+        "must not be negative",
+    );
+}
+
+#[test]
+fn kv_store_placeholder_not_a_request_field() {
+    assert_method_option_rejected(
+        r#"option (natsmicro.kv_store) = { bucket: "users" key_template: "user.{nope}" };"#,
+        "(natsmicro.kv_store).key_template",
+        "placeholder {nope} is not a field of bad.v1.Req",
+    );
+}
+
+#[test]
+fn kv_store_bad_bucket() {
+    assert_method_option_rejected(
+        r#"option (natsmicro.kv_store) = { bucket: "user profiles" key_template: "user.{id}" };"#,
+        "(natsmicro.kv_store).bucket",
+        "\"user profiles\" must match",
+    );
+}
+
+#[test]
+fn two_methods_on_one_endpoint() {
+    let body = "service BadService {\n  rpc GetFoo(Req) returns (Resp);\n  rpc get_foo(Req) returns (Resp);\n}";
+    assert_rejected(
+        body,
+        "bad.v1.BadService.get_foo",
+        "(natsmicro.endpoint)",
+        "methods GetFoo and get_foo both map to endpoint \"get_foo\"",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_together() {
+    let output = generate_scratch(&service_with_options(r#"name: "bad name!" version: "1.0""#));
+    let error = expect_error(&output);
+    assert_contains_all(
+        error,
+        &["(natsmicro.service).name", "(natsmicro.service).version"],
+    );
+    assert_eq!(error.lines().count(), 2, "one line per problem:\n{error}");
+}
+
+#[test]
+fn garbage_request_is_an_error() {
+    let output = generate_bytes(b"\xff\xff\xff");
+    assert_contains_all(expect_error(&output), &["CodeGeneratorRequest"]);
+}
+
+#[test]
+fn truncated_requests_never_panic() {
+    let full = request(&project_includes(), &["order/v1/order.proto"], None);
+    for len in (0..full.len()).step_by(61) {
+        generate_bytes(&full[..len]);
+    }
+}
+
+#[test]
+fn empty_request_generates_nothing() {
+    let output = generate_bytes(&[]);
+    assert_eq!(output.response.error, None);
+    assert!(
+        output.response.file.is_empty(),
+        "{:?}",
+        output.response.file
+    );
+}
+
+#[test]
+fn file_to_generate_missing_from_request() {
+    // A request naming a file it does not carry (hand-built: a single field 1 string).
+    let output = generate_bytes(b"\x0a\x0bmissing.pro");
+    assert_contains_all(
+        expect_error(&output),
+        &["missing.pro", "not among the request's files"],
+    );
+}
+
+#[test]
+fn unknown_parameter_is_named() {
+    assert_contains_all(
+        expect_error(&generate_order_with("colour=blue")),
+        &["colour"],
+    );
+}
+
+#[test]
+fn unknown_lang_is_named() {
+    assert_contains_all(
+        expect_error(&generate_order_with("lang=cobol")),
+        &["cobol", "lang"],
+    );
+}
+
+#[test]
+fn language_alias_selects_rust() {
+    let files = output_files(&generate_order_with("language=rust"));
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["order.v1.nats_micro.rs"]);
+    assert_eq!(
+        files,
+        output_files(&generate_order_with(" lang = rs ,")),
+        "aliases and spacing give the same output"
+    );
+}
+
+#[test]
+fn supports_proto3_optional_on_success_and_failure() {
+    for output in [
+        generate_order_with(""),
+        generate_order_with("colour=blue"),
+        generate_bytes(b"\xff"),
+    ] {
+        assert_eq!(
+            output.response.supported_features.unwrap_or(0) & 1,
+            1,
+            "FEATURE_PROTO3_OPTIONAL missing"
+        );
+    }
+}
