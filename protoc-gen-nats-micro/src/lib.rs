@@ -56,7 +56,16 @@ pub struct Output {
 pub fn generate(request: &[u8]) -> Output {
     let mut output = Output::default();
     output.response.supported_features = Some(Feature::Proto3Optional as u64);
-    match generate_files(request) {
+    // A bug of ours must still reach protoc as an error, not as a crash.
+    let result = std::panic::catch_unwind(|| generate_files(request)).unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("internal error in protoc-gen-nats-micro (please report it with the proto): {detail}"))
+    });
+    match result {
         Ok((files, warnings)) => {
             output.response.file =
                 files.into_iter().map(|(name, content)| ResponseFile { name: Some(name), content: Some(content), ..Default::default() }).collect();

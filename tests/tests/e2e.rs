@@ -8,5 +8,6 @@ mod e2e {
     mod errors;
     mod faults;
     mod interceptors;
+    mod json;
     mod peers;
 }
