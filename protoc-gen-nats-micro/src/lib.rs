@@ -10,7 +10,9 @@ pub mod build;
 pub mod model;
 pub mod naming;
 pub mod params;
+pub mod python;
 pub mod rust;
+pub mod typescript;
 
 use prost::Message;
 use prost_reflect::DescriptorPool;
@@ -100,9 +102,8 @@ pub fn generate_from_pool(
     let (model, warnings) = model::build(pool, files_to_generate).map_err(|problems| problems.to_string())?;
     let files = match params.lang {
         Lang::Rust => rust::generate(&model.files, &params.rust),
-        Lang::TypeScript | Lang::Python => {
-            return Err(format!("lang={:?} output is not available in this version; use lang=rust", params.lang));
-        }
+        Lang::TypeScript => typescript::generate(&model.files)?,
+        Lang::Python => python::generate(&model.files)?,
     };
     Ok((files, warnings))
 }

@@ -1,0 +1,8 @@
+//! Typescript output (in progress).
+
+use crate::model::File;
+
+/// Generates Typescript files for the model.
+pub fn generate(_files: &[File]) -> Result<Vec<(String, String)>, String> {
+    Err("lang=typescript output is not available yet; use lang=rust".to_owned())
+}
