@@ -1,7 +1,7 @@
 //! The model every emitter reads: services, methods and their validated
 //! options, read once from the descriptors.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -271,7 +271,9 @@ pub fn build(pool: &DescriptorPool, files_to_generate: &[String]) -> Result<(Mod
         if file.services().len() == 0 {
             continue;
         }
-        let mut reader = Reader { file: &file, extensions: &extensions, problems: &mut problems, warnings: &mut warnings };
+        let comments = comment_index(&file);
+        let mut reader =
+            Reader { file: &file, comments: &comments, extensions: &extensions, problems: &mut problems, warnings: &mut warnings };
         let services = file.services().filter_map(|service| reader.service(&service)).collect();
         model.files.push(File { name: file.name().to_owned(), package: file.package_name().to_owned(), services });
     }
@@ -298,6 +300,7 @@ fn check_subject_clashes(model: &Model, warnings: &mut Vec<String>) {
 
 struct Reader<'a> {
     file: &'a FileDescriptor,
+    comments: &'a HashMap<Vec<i32>, String>,
     extensions: &'a Extensions,
     problems: &'a mut Vec<Problem>,
     warnings: &'a mut Vec<String>,
@@ -490,7 +493,7 @@ impl<'a> Reader<'a> {
             proto_name: service.name().to_owned(),
             full_name,
             package: service.package_name().to_owned(),
-            comments: comments(self.file, service.path()),
+            comments: self.comments.get(service.path()).cloned(),
             deprecated: service.service_descriptor_proto().options.as_ref().and_then(|o| o.deprecated).unwrap_or(false),
             name,
             version,
@@ -523,7 +526,7 @@ impl<'a> Reader<'a> {
             endpoint,
             input: message_ref(&input),
             output: message_ref(&method.output()),
-            comments: comments(self.file, method.path()),
+            comments: self.comments.get(method.path()).cloned(),
             deprecated: method.method_descriptor_proto().options.as_ref().and_then(|o| o.deprecated).unwrap_or(false),
             timeout,
             metadata,
@@ -655,10 +658,15 @@ fn message_ref(message: &MessageDescriptor) -> MessageRef {
     }
 }
 
-/// The leading comments of the element at `path`, without the comment markers.
-fn comments(file: &FileDescriptor, path: &[i32]) -> Option<String> {
-    let info = file.file_descriptor_proto().source_code_info.as_ref()?;
-    let location = info.location.iter().find(|l| l.path == path)?;
-    let text = location.leading_comments.as_deref()?.trim_end();
-    (!text.trim().is_empty()).then(|| text.to_owned())
+/// Leading comments by element path, read once per file (a lookup per
+/// element would scan every location: quadratic in large files).
+fn comment_index(file: &FileDescriptor) -> HashMap<Vec<i32>, String> {
+    let Some(info) = file.file_descriptor_proto().source_code_info.as_ref() else { return HashMap::new() };
+    info.location
+        .iter()
+        .filter_map(|location| {
+            let text = location.leading_comments.as_deref()?.trim_end();
+            (!text.trim().is_empty()).then(|| (location.path.clone(), text.to_owned()))
+        })
+        .collect()
 }

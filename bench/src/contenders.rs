@@ -1,0 +1,187 @@
+//! The four contenders: each has a server (run in its own process, so its
+//! peak RSS is its own) and a caller (in the load generator's process).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use prost::Message;
+
+use crate::echo::nats::echo_service_nats::{self, EchoService, EchoServiceClient, EchoServiceError};
+use crate::echo::nats::{EchoRequest, EchoResponse};
+use crate::echo::tonic::echo_service_client::EchoServiceClient as TonicClient;
+use crate::echo::tonic::echo_service_server::{EchoService as TonicEcho, EchoServiceServer as TonicServer};
+
+/// Subject of the hand-written responder.
+const RAW_SUBJECT: &str = "bench.raw.echo";
+/// Subject of the async-nats `service` module server.
+const SERVICE_SUBJECT: &str = "bench.service.echo";
+
+/// A contender in the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    /// async-nats request/reply against a hand-written responder: the floor.
+    Raw,
+    /// Generated Rust client and server.
+    Generated,
+    /// A server on async-nats's own `service` module, called with raw requests.
+    ServiceModule,
+    /// tonic gRPC unary over loopback TCP.
+    Tonic,
+}
+
+impl Contender {
+    /// All contenders, the baseline first.
+    pub const ALL: [Contender; 4] = [Contender::Raw, Contender::Generated, Contender::ServiceModule, Contender::Tonic];
+
+    /// Name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Raw => "raw async-nats",
+            Contender::Generated => "generated (nats-micro)",
+            Contender::ServiceModule => "async-nats service",
+            Contender::Tonic => "tonic gRPC",
+        }
+    }
+
+    /// Token for the `serve` subcommand.
+    pub fn token(self) -> &'static str {
+        match self {
+            Contender::Raw => "raw",
+            Contender::Generated => "generated",
+            Contender::ServiceModule => "service",
+            Contender::Tonic => "tonic",
+        }
+    }
+
+    /// Parses a `serve` token.
+    pub fn from_token(token: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.token() == token)
+    }
+}
+
+struct Echo;
+
+impl EchoService for Echo {
+    async fn echo(&self, _ctx: nats_micro_runtime::RequestContext, request: EchoRequest) -> Result<EchoResponse, EchoServiceError> {
+        Ok(EchoResponse { payload: request.payload })
+    }
+}
+
+#[tonic::async_trait]
+impl TonicEcho for Echo {
+    async fn echo(
+        &self,
+        request: tonic::Request<crate::echo::tonic::EchoRequest>,
+    ) -> Result<tonic::Response<crate::echo::tonic::EchoResponse>, tonic::Status> {
+        Ok(tonic::Response::new(crate::echo::tonic::EchoResponse { payload: request.into_inner().payload }))
+    }
+}
+
+/// Runs a contender's server until stdin closes; prints `ready <address>` once serving.
+pub async fn serve(contender: Contender, nats_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let address = match contender {
+        Contender::Tonic => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let address = listener.local_addr()?;
+            let incoming = futures_util::stream::unfold(listener, |listener| async move {
+                let accepted = listener.accept().await.map(|(stream, _)| {
+                    let _ = stream.set_nodelay(true);
+                    stream
+                });
+                Some((accepted, listener))
+            });
+            tokio::spawn(tonic::transport::Server::builder().add_service(TonicServer::new(Echo)).serve_with_incoming(incoming));
+            format!("http://{address}")
+        }
+        Contender::Raw => {
+            let nats = async_nats::connect(nats_url).await?;
+            let mut requests = nats.subscribe(RAW_SUBJECT).await?;
+            nats.flush().await?;
+            tokio::spawn(async move {
+                while let Some(message) = requests.next().await {
+                    if let Some(reply) = message.reply {
+                        let _ = nats.publish(reply, message.payload).await;
+                    }
+                }
+            });
+            RAW_SUBJECT.to_owned()
+        }
+        Contender::Generated => {
+            let nats = async_nats::connect(nats_url).await?;
+            let service = echo_service_nats::serve(&nats, Echo).await?;
+            nats.flush().await?;
+            std::mem::forget(service); // serves until the process ends
+            echo_service_nats::SERVICE.subject_prefix.to_owned()
+        }
+        Contender::ServiceModule => {
+            use async_nats::service::ServiceExt;
+            let nats = async_nats::connect(nats_url).await?;
+            // async-nats's service errors are Box<dyn Error + Send + Sync>, which `?` cannot rebox.
+            let service = nats.service_builder().start("bench_service", "1.0.0").await.map_err(|e| e.to_string())?;
+            let mut endpoint = service.endpoint(SERVICE_SUBJECT).await.map_err(|e| e.to_string())?;
+            nats.flush().await?;
+            tokio::spawn(async move {
+                let _service = service;
+                while let Some(request) = endpoint.next().await {
+                    let payload = request.message.payload.clone();
+                    let _ = request.respond(Ok(payload)).await;
+                }
+            });
+            SERVICE_SUBJECT.to_owned()
+        }
+    };
+    println!("ready {address}");
+    // Serve until the parent closes our stdin.
+    tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await??;
+    Ok(())
+}
+
+/// The client side of a contender, with the request prepared once.
+#[derive(Clone)]
+pub enum Caller {
+    /// Pre-encoded request bytes to a subject.
+    Nats { nats: async_nats::Client, subject: &'static str, body: Bytes },
+    /// The generated client.
+    Generated { client: EchoServiceClient, request: EchoRequest },
+    /// tonic's generated client.
+    Tonic { client: TonicClient<tonic::transport::Channel>, request: crate::echo::tonic::EchoRequest },
+}
+
+impl Caller {
+    /// Connects the caller for `contender` whose server printed `address`.
+    pub async fn connect(contender: Contender, nats_url: &str, address: &str, payload: Bytes) -> Result<Caller, Box<dyn std::error::Error>> {
+        let body = EchoRequest { payload: payload.clone() }.encode_to_vec().into();
+        Ok(match contender {
+            Contender::Raw => Caller::Nats { nats: async_nats::connect(nats_url).await?, subject: RAW_SUBJECT, body },
+            Contender::ServiceModule => Caller::Nats { nats: async_nats::connect(nats_url).await?, subject: SERVICE_SUBJECT, body },
+            Contender::Generated => Caller::Generated {
+                client: EchoServiceClient::new(async_nats::connect(nats_url).await?).with_timeout(Duration::from_secs(30)),
+                request: EchoRequest { payload },
+            },
+            Contender::Tonic => {
+                let channel = tonic::transport::Endpoint::from_shared(address.to_owned())?.tcp_nodelay(true).connect().await?;
+                Caller::Tonic { client: TonicClient::new(channel), request: crate::echo::tonic::EchoRequest { payload } }
+            }
+        })
+    }
+
+    /// One echo call; checks the payload came back whole.
+    pub async fn call(&mut self) -> Result<(), String> {
+        let echoed = match self {
+            Caller::Nats { nats, subject, body } => {
+                let reply = nats.request(*subject, body.clone()).await.map_err(|e| e.to_string())?;
+                reply.payload.len() == body.len()
+            }
+            Caller::Generated { client, request } => {
+                let response = client.echo(request.clone()).await.map_err(|e| e.to_string())?;
+                response.payload.len() == request.payload.len()
+            }
+            Caller::Tonic { client, request } => {
+                let response = client.echo(request.clone()).await.map_err(|e| e.to_string())?;
+                response.get_ref().payload.len() == request.payload.len()
+            }
+        };
+        if echoed { Ok(()) } else { Err("the echo lost bytes".into()) }
+    }
+}

@@ -1,0 +1,159 @@
+//! Benchmarks, all in one run on one nats-server: a unary echo through raw
+//! async-nats (the floor), the generated Rust client and server, a server on
+//! async-nats's `service` module, and tonic gRPC over loopback. Every figure
+//! is also given as a ratio to raw async-nats from the same run. Then the
+//! plugin's cost on synthetic protos of 10, 100 and 1,000 services.
+//!
+//! `bash scripts/bench` (quick, under a minute) or `bash scripts/bench --full`
+//! (writes BENCHMARKS.md). Nothing here asserts on timings.
+
+mod codegen;
+mod contenders;
+mod measure;
+mod report;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use bytes::Bytes;
+use contenders::{Caller, Contender};
+use nats_micro_tests::harness::NatsServer;
+
+/// Code generated from `proto/bench/v1/echo.proto`.
+pub mod echo {
+    /// Messages (prost) and the NATS service (protoc-gen-nats-micro).
+    pub mod nats {
+        include!(concat!(env!("OUT_DIR"), "/nats/bench.v1.rs"));
+    }
+    /// Messages and service for tonic.
+    pub mod tonic {
+        include!(concat!(env!("OUT_DIR"), "/tonic/bench.v1.rs"));
+    }
+}
+
+/// Payload sizes: about 16 B, 1 KiB and 64 KiB.
+const PAYLOADS: [usize; 3] = [16, 1024, 64 * 1024];
+/// Concurrency levels for throughput.
+const CONCURRENCY: [usize; 3] = [1, 16, 128];
+/// Synthetic proto sizes for codegen.
+const CODEGEN_SIZES: [usize; 3] = [10, 100, 1000];
+
+/// How much to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// `quick` or `full`.
+    pub name: &'static str,
+    /// Requests per measured run.
+    pub requests: usize,
+    /// Requests sent (at concurrency 16) before measuring each payload.
+    pub warmup: usize,
+    /// Plugin runs per codegen size (the median is reported).
+    pub codegen_repeats: usize,
+}
+
+const QUICK: Plan = Plan { name: "quick", requests: 1_000, warmup: 300, codegen_repeats: 1 };
+const FULL: Plan = Plan { name: "full", requests: 20_000, warmup: 5_000, codegen_repeats: 5 };
+
+/// Figures for one contender and payload.
+#[derive(Clone, Debug, Default)]
+pub struct Cell {
+    /// Requests per second at each of [`CONCURRENCY`].
+    pub throughput: [f64; 3],
+    /// p50 latency at concurrency 1, in microseconds.
+    pub p50_us: f64,
+    /// p99 latency at concurrency 1, in microseconds.
+    pub p99_us: f64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// By contender, then payload size.
+    pub cells: BTreeMap<(usize, usize), Cell>,
+    /// Peak RSS of each contender's server process, in KiB.
+    pub server_rss_kib: BTreeMap<usize, u64>,
+    /// Plugin cost by size.
+    pub codegen: Vec<codegen::Codegen>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.first().map(String::as_str) == Some("serve") {
+        let contender = args.get(1).and_then(|t| Contender::from_token(t)).ok_or("usage: bench serve <contender> <nats-url>")?;
+        let url = args.get(2).ok_or("usage: bench serve <contender> <nats-url>")?;
+        return runtime.block_on(contenders::serve(contender, url));
+    }
+    let plan = match args.first().map(String::as_str) {
+        None | Some("--quick") => QUICK,
+        Some("--full") => FULL,
+        Some(other) => return Err(format!("unknown argument {other:?}; use --quick (default) or --full").into()),
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let exe = std::env::current_exe()?;
+    let plugin = exe.with_file_name("protoc-gen-nats-micro");
+
+    let mut results = runtime.block_on(measure_rpc(&exe, plan))?;
+    eprintln!("codegen: synthetic protos of {CODEGEN_SIZES:?} services");
+    results.codegen = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, plan.codegen_repeats)?;
+
+    let report = report::markdown(&results, plan);
+    println!("{report}");
+    if plan.name == "full" {
+        std::fs::write(root.join("BENCHMARKS.md"), &report)?;
+        eprintln!("wrote BENCHMARKS.md");
+    }
+    Ok(())
+}
+
+async fn measure_rpc(exe: &std::path::Path, plan: Plan) -> Result<Results, Box<dyn std::error::Error>> {
+    let server = NatsServer::start();
+    let mut results = Results::default();
+    for (index, contender) in Contender::ALL.into_iter().enumerate() {
+        let (mut child, address) = spawn_server(exe, contender, &server.url())?;
+        for (p, &size) in PAYLOADS.iter().enumerate() {
+            eprintln!("{}: payload {size} B", contender.name());
+            let caller = Caller::connect(contender, &server.url(), &address, Bytes::from(vec![0x5a; size])).await?;
+            measure::run(&caller, 16, plan.warmup).await?;
+            let mut cell = Cell::default();
+            for (c, &concurrency) in CONCURRENCY.iter().enumerate() {
+                let run = measure::run(&caller, concurrency, plan.requests).await?;
+                cell.throughput[c] = run.throughput;
+                if concurrency == 1 {
+                    let micros = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
+                    cell.p50_us = micros(run.quantile(0.50));
+                    cell.p99_us = micros(run.quantile(0.99));
+                }
+            }
+            results.cells.insert((index, p), cell);
+        }
+        results.server_rss_kib.insert(index, peak_rss_kib(child.id()).unwrap_or(0));
+        drop(child.stdin.take());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ok(results)
+}
+
+/// Starts `bench serve <contender>` and waits for its `ready <address>` line.
+fn spawn_server(exe: &std::path::Path, contender: Contender, url: &str) -> Result<(Child, String), Box<dyn std::error::Error>> {
+    let mut child = Command::new(exe)
+        .args(["serve", contender.token(), url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let address = line.trim().strip_prefix("ready ").ok_or_else(|| format!("{} server did not start: {line:?}", contender.name()))?;
+    Ok((child, address.to_owned()))
+}
+
+/// A live process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
