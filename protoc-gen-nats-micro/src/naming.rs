@@ -66,6 +66,34 @@ fn go_snake_case(name: &str) -> String {
     out
 }
 
+/// A double-quoted string literal holding exactly `text`, valid both in
+/// TypeScript and in Python: quotes, backslashes and line breaks escaped,
+/// other control characters (and U+2028/U+2029, line terminators in
+/// JavaScript) as `\uXXXX`.
+///
+/// ```
+/// use protoc_gen_nats_micro::naming::quoted_string_literal;
+/// assert_eq!(quoted_string_literal("say \"hi\"\n\\"), r#""say \"hi\"\n\\""#);
+/// assert_eq!(quoted_string_literal("\u{2028}\u{7}"), r#""\u2028\u0007""#);
+/// ```
+pub fn quoted_string_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Escapes a Rust identifier as prost does: raw identifiers for keywords,
 /// a trailing `_` for the keywords that cannot be raw, a leading `_` before
 /// a digit.

@@ -1,6 +1,7 @@
 //! Generated code for the shared corpus and the project's protos, and a
 //! harness that runs a real `nats-server` per test.
 
+pub mod codegen;
 pub mod harness;
 
 macro_rules! include_package {

@@ -338,3 +338,52 @@ pub fn read_dir_files(dir: &Path) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// Every file under `dir`, recursively, by `/`-separated relative path
+/// (empty if `dir` does not exist): for outputs that nest files in directories.
+pub fn read_tree(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for path in entries.map(|entry| entry.expect("directory entry").path()) {
+            if path.is_dir() {
+                walk(root, &path, out);
+                continue;
+            }
+            let relative = path.strip_prefix(root).expect("under root");
+            let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let content = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+            out.insert(name, content);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Compares `actual` (relative path → content) with the golden tree in `dir`,
+/// or rewrites the tree when `UPDATE_GOLDEN=1`. On a mismatch, names every
+/// differing file with its first differing line; `hint` says how to update.
+pub fn check_golden_tree(dir: &Path, actual: &BTreeMap<String, String>, hint: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        let _ = std::fs::remove_dir_all(dir);
+        for (name, content) in actual {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().expect("has a parent")).expect("create golden directories");
+            std::fs::write(&path, content).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        }
+        return;
+    }
+    let golden = read_tree(dir);
+    let names = |files: &BTreeMap<String, String>| files.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&golden), names(actual), "generated file names differ from {}\nrun: {hint}", dir.display());
+    let differing: Vec<String> = actual
+        .iter()
+        .filter(|(name, content)| golden[*name] != **content)
+        .map(|(name, content)| {
+            let line = golden[name].lines().zip(content.lines()).position(|(g, a)| g != a);
+            let line = line.unwrap_or_else(|| golden[name].lines().count().min(content.lines().count()));
+            format!("  {name}: first difference at line {}", line + 1)
+        })
+        .collect();
+    assert!(differing.is_empty(), "generated code differs from {}:\n{}\nrun: {hint}", dir.display(), differing.join("\n"));
+}
