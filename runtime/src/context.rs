@@ -94,8 +94,20 @@ impl RequestContext {
         self.response_headers.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    pub(crate) fn take_response_headers(&self) -> Option<HeaderMap> {
-        let mut headers = self.response_headers.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The shared reply headers, kept by the service while `self` moves
+    /// through the interceptors and the handler.
+    pub(crate) fn response_headers_handle(&self) -> ResponseHeaders {
+        ResponseHeaders(self.response_headers.clone())
+    }
+}
+
+/// The reply headers of one request, as the service takes them to reply.
+pub(crate) struct ResponseHeaders(Arc<Mutex<HeaderMap>>);
+
+impl ResponseHeaders {
+    /// Takes what the handler and interceptors set (`None` if nothing).
+    pub(crate) fn take(&self) -> Option<HeaderMap> {
+        let mut headers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if headers.is_empty() { None } else { Some(std::mem::take(&mut *headers)) }
     }
 }

@@ -587,7 +587,8 @@ async fn handle(shared: &EndpointShared, message: Message, received: Instant) {
         (a, b) => a.or(b).map(|limit| received + limit),
     };
     let ctx = RequestContext::new(shared.method.clone(), shared.endpoint.clone(), message.subject, headers, deadline);
-    let call = AssertUnwindSafe(ServerNext::start(shared.chain.clone(), shared.handler.clone()).run(ctx.clone(), message.payload))
+    let response_headers = ctx.response_headers_handle();
+    let call = AssertUnwindSafe(ServerNext::start(shared.chain.clone(), shared.handler.clone()).run(ctx, message.payload))
         .catch_unwind();
     let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
@@ -603,7 +604,7 @@ async fn handle(shared: &EndpointShared, message: Message, received: Instant) {
             .unwrap_or_else(|| "a panic with no message".to_owned());
         Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
     });
-    reply(shared, message.reply, result, ctx.take_response_headers(), received).await;
+    reply(shared, message.reply, result, response_headers.take(), received).await;
 }
 
 async fn reply(
