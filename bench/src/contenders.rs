@@ -1,5 +1,7 @@
-//! The four contenders: each has a server (run in its own process, so its
-//! peak RSS is its own) and a caller (in the load generator's process).
+//! The contenders: each has a server (run in its own process, so its peak
+//! RSS is its own) and a caller (in the load generator's process). The
+//! servers and callers of the TypeScript and Python contenders are programs
+//! of those languages (see external.rs); the rest are here.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use crate::echo::nats::echo_service_nats::{self, EchoService, EchoServiceClient,
 use crate::echo::nats::{EchoRequest, EchoResponse};
 use crate::echo::tonic::echo_service_client::EchoServiceClient as TonicClient;
 use crate::echo::tonic::echo_service_server::{EchoService as TonicEcho, EchoServiceServer as TonicServer};
+use crate::external::Language;
 
 /// Subject of the hand-written responder.
 const RAW_SUBJECT: &str = "bench.raw.echo";
@@ -28,11 +31,16 @@ pub enum Contender {
     ServiceModule,
     /// tonic gRPC unary over loopback TCP.
     Tonic,
+    /// Generated TypeScript server and client (node).
+    TypeScript,
+    /// Generated Python server and client.
+    Python,
 }
 
 impl Contender {
     /// All contenders, the baseline first.
-    pub const ALL: [Contender; 4] = [Contender::Raw, Contender::Generated, Contender::ServiceModule, Contender::Tonic];
+    pub const ALL: [Contender; 6] =
+        [Contender::Raw, Contender::Generated, Contender::ServiceModule, Contender::Tonic, Contender::TypeScript, Contender::Python];
 
     /// Name on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -41,6 +49,8 @@ impl Contender {
             Contender::Generated => "generated (nats-micro)",
             Contender::ServiceModule => "async-nats service",
             Contender::Tonic => "tonic gRPC",
+            Contender::TypeScript => "generated TypeScript",
+            Contender::Python => "generated Python",
         }
     }
 
@@ -51,12 +61,24 @@ impl Contender {
             Contender::Generated => "generated",
             Contender::ServiceModule => "service",
             Contender::Tonic => "tonic",
+            Contender::TypeScript => "typescript",
+            Contender::Python => "python",
         }
     }
 
-    /// Parses a `serve` token.
+    /// Parses a `serve` token (of a contender this binary serves).
     pub fn from_token(token: &str) -> Option<Contender> {
-        Contender::ALL.into_iter().find(|c| c.token() == token)
+        Contender::ALL.into_iter().find(|c| c.language().is_none() && c.token() == token)
+    }
+
+    /// The language of a contender whose server and load generator are
+    /// programs of another language; `None` for the Rust ones.
+    pub fn language(self) -> Option<Language> {
+        match self {
+            Contender::TypeScript => Some(Language::TypeScript),
+            Contender::Python => Some(Language::Python),
+            Contender::Raw | Contender::Generated | Contender::ServiceModule | Contender::Tonic => None,
+        }
     }
 }
 
@@ -76,6 +98,11 @@ impl TonicEcho for Echo {
     ) -> Result<tonic::Response<crate::echo::tonic::EchoResponse>, tonic::Status> {
         Ok(tonic::Response::new(crate::echo::tonic::EchoResponse { payload: request.into_inner().payload }))
     }
+}
+
+/// The error for asking this binary to serve or call a contender of another language.
+fn not_rust(contender: Contender) -> String {
+    format!("{} runs as programs of its own language (see external.rs)", contender.name())
 }
 
 /// Runs a contender's server until stdin closes; prints `ready <address>` once serving.
@@ -130,6 +157,7 @@ pub async fn serve(contender: Contender, nats_url: &str) -> Result<(), Box<dyn s
             });
             SERVICE_SUBJECT.to_owned()
         }
+        Contender::TypeScript | Contender::Python => return Err(not_rust(contender).into()),
     };
     println!("ready {address}");
     // Serve until the parent closes our stdin.
@@ -163,6 +191,7 @@ impl Caller {
                 let channel = tonic::transport::Endpoint::from_shared(address.to_owned())?.tcp_nodelay(true).connect().await?;
                 Caller::Tonic { client: TonicClient::new(channel), request: crate::echo::tonic::EchoRequest { payload } }
             }
+            Contender::TypeScript | Contender::Python => return Err(not_rust(contender).into()),
         })
     }
 

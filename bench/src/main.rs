@@ -1,14 +1,17 @@
 //! Benchmarks, all in one run on one nats-server: a unary echo through raw
 //! async-nats (the floor), the generated Rust client and server, a server on
-//! async-nats's `service` module, and tonic gRPC over loopback. Every figure
-//! is also given as a ratio to raw async-nats from the same run. Then the
-//! plugin's cost on synthetic protos of 10, 100 and 1,000 services.
+//! async-nats's `service` module, tonic gRPC over loopback, and the generated
+//! TypeScript and Python servers and clients (each driven by a load generator
+//! of its own language). Every figure is also given as a ratio to raw
+//! async-nats from the same run. Then the plugin's cost on synthetic protos
+//! of 10, 100 and 1,000 services.
 //!
 //! `bash scripts/bench` (quick, under a minute) or `bash scripts/bench --full`
 //! (writes BENCHMARKS.md). Nothing here asserts on timings.
 
 mod codegen;
 mod contenders;
+mod external;
 mod measure;
 mod report;
 
@@ -19,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
 use contenders::{Caller, Contender};
+use external::Programs;
 use nats_micro_tests::harness::NatsServer;
 
 /// Code generated from `proto/bench/v1/echo.proto`.
@@ -95,7 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exe = std::env::current_exe()?;
     let plugin = exe.with_file_name("protoc-gen-nats-micro");
 
-    let mut results = runtime.block_on(measure_rpc(&exe, plan))?;
+    eprintln!("generating and compiling the TypeScript and Python contenders");
+    let programs = Programs::prepare(&root)?;
+    let mut results = runtime.block_on(measure_rpc(&exe, &programs, plan))?;
     eprintln!("codegen: synthetic protos of {CODEGEN_SIZES:?} services");
     results.codegen = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, plan.codegen_repeats)?;
 
@@ -108,25 +114,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn measure_rpc(exe: &std::path::Path, plan: Plan) -> Result<Results, Box<dyn std::error::Error>> {
+async fn measure_rpc(exe: &std::path::Path, programs: &Programs, plan: Plan) -> Result<Results, Box<dyn std::error::Error>> {
     let server = NatsServer::start();
+    let url = server.url();
     let mut results = Results::default();
     for (index, contender) in Contender::ALL.into_iter().enumerate() {
-        let (mut child, address) = spawn_server(exe, contender, &server.url())?;
+        let command = match contender.language() {
+            None => {
+                let mut command = Command::new(exe);
+                command.args(["serve", contender.token(), &url]);
+                command
+            }
+            Some(language) => programs.server(language, &url),
+        };
+        let (mut child, address) = spawn_server(command, contender)?;
         for (p, &size) in PAYLOADS.iter().enumerate() {
             eprintln!("{}: payload {size} B", contender.name());
-            let caller = Caller::connect(contender, &server.url(), &address, Bytes::from(vec![0x5a; size])).await?;
-            measure::run(&caller, 16, plan.warmup).await?;
-            let mut cell = Cell::default();
-            for (c, &concurrency) in CONCURRENCY.iter().enumerate() {
-                let run = measure::run(&caller, concurrency, plan.requests).await?;
-                cell.throughput[c] = run.throughput;
-                if concurrency == 1 {
-                    let micros = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
-                    cell.p50_us = micros(run.quantile(0.50));
-                    cell.p99_us = micros(run.quantile(0.99));
+            let cell = match contender.language() {
+                None => {
+                    let caller = Caller::connect(contender, &url, &address, Bytes::from(vec![0x5a; size])).await?;
+                    measure::cell(&caller, plan).await?
                 }
-            }
+                Some(language) => programs.measure(language, &url, size, plan).await?,
+            };
             results.cells.insert((index, p), cell);
         }
         results.server_rss_kib.insert(index, peak_rss_kib(child.id()).unwrap_or(0));
@@ -137,18 +147,21 @@ async fn measure_rpc(exe: &std::path::Path, plan: Plan) -> Result<Results, Box<d
     Ok(results)
 }
 
-/// Starts `bench serve <contender>` and waits for its `ready <address>` line.
-fn spawn_server(exe: &std::path::Path, contender: Contender, url: &str) -> Result<(Child, String), Box<dyn std::error::Error>> {
-    let mut child = Command::new(exe)
-        .args(["serve", contender.token(), url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
+/// Starts a contender's server (`bench serve <contender>`, or the node or
+/// Python one) and waits for its `ready [address]` line; it serves until its
+/// stdin closes.
+fn spawn_server(mut command: Command, contender: Contender) -> Result<(Child, String), Box<dyn std::error::Error>> {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
-    let address = line.trim().strip_prefix("ready ").ok_or_else(|| format!("{} server did not start: {line:?}", contender.name()))?;
-    Ok((child, address.to_owned()))
+    let mut words = line.split_whitespace();
+    if words.next() != Some("ready") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("{} server did not start: {line:?}", contender.name()).into());
+    }
+    Ok((child, words.next().unwrap_or_default().to_owned()))
 }
 
 /// A live process's peak resident set (VmHWM), in KiB.

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::contenders::Caller;
+use crate::{CONCURRENCY, Cell, Plan};
 
 /// One measured run.
 #[derive(Clone, Debug, Default)]
@@ -50,4 +51,21 @@ pub async fn run(caller: &Caller, concurrency: usize, total: usize) -> Result<Ru
     let elapsed = started.elapsed();
     latencies.sort_unstable();
     Ok(Run { throughput: (per_task * concurrency) as f64 / elapsed.as_secs_f64(), latencies })
+}
+
+/// The figures of one caller: a warm-up at concurrency 16, then
+/// `plan.requests` requests at each of [`CONCURRENCY`].
+pub async fn cell(caller: &Caller, plan: Plan) -> Result<Cell, String> {
+    run(caller, 16, plan.warmup).await?;
+    let mut cell = Cell::default();
+    for (c, &concurrency) in CONCURRENCY.iter().enumerate() {
+        let run = run(caller, concurrency, plan.requests).await?;
+        cell.throughput[c] = run.throughput;
+        if concurrency == 1 {
+            let micros = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
+            cell.p50_us = micros(run.quantile(0.50));
+            cell.p99_us = micros(run.quantile(0.99));
+        }
+    }
+    Ok(cell)
 }

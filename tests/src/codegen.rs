@@ -11,7 +11,8 @@ use crate::harness::python;
 /// the messages' imports resolve.
 const IMPORTS: [&str; 3] = ["natsmicro/options.proto", "google/api/annotations.proto", "google/api/http.proto"];
 
-fn repo() -> PathBuf {
+/// The repository root.
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

@@ -3,6 +3,7 @@
 
 pub mod codegen;
 pub mod harness;
+pub mod typescript;
 
 macro_rules! include_package {
     ($group:literal, $file:literal) => {

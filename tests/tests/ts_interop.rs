@@ -21,6 +21,7 @@ use std::time::Duration;
 use nats_micro_runtime::{Request, headers};
 use nats_micro_tests::corpus::demo::v1::json_service_nats::JsonServiceClient;
 use nats_micro_tests::corpus::demo::v1::{EchoRequest, GetUserRequest};
+use nats_micro_tests::typescript::Program;
 use serde_json::Value;
 use support::*;
 
@@ -28,69 +29,17 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `tsc` output of one TypeScript program: its sources next to the
-/// generated code in `gen/`, compiled into `dist/`.
-struct Program {
-    dir: PathBuf,
-}
-
-impl Program {
-    /// Generates the TypeScript for `protos` (under the project and corpus
-    /// roots) into `DIR/gen`, copies the `.ts` files of `sources` into
-    /// `DIR`, and compiles everything with `tsc`. `DIR` is under `target/`,
-    /// so that node finds the repository's `node_modules/`.
-    fn build(label: &str, sources: &Path, protos: &[&str]) -> Program {
-        let root = root();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ts-{label}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let generated = dir.join("gen");
-        std::fs::create_dir_all(&generated).expect("build directory");
-        let es = root.join("node_modules/.bin/protoc-gen-es");
-        assert!(es.exists(), "{} is missing: run `bash scripts/setup`", es.display());
-
-        // Messages by protoc-gen-es, services by our generator.
-        let es_args = [
-            format!("--plugin=protoc-gen-es={}", es.display()),
-            format!("--es_out={}", generated.display()),
-            "--es_opt=target=ts,import_extension=js".to_owned(),
-        ];
-        nats_micro_tests::codegen::generate(&generated, protos, "ts", &es_args);
-
-        for entry in std::fs::read_dir(sources).expect("TypeScript sources") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "ts") {
-                std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copying a source");
-            }
-        }
-        let config = serde_json::json!({
-            "extends": root.join("tsconfig.base.json"),
-            "compilerOptions": { "outDir": "dist", "rootDir": "." },
-            "include": ["*.ts", "gen/**/*.ts"],
-        });
-        std::fs::write(dir.join("tsconfig.json"), config.to_string()).expect("tsconfig");
-        let output = Command::new(root.join("node_modules/.bin/tsc")).arg("-p").arg(&dir).output().expect("running tsc");
-        assert!(
-            output.status.success(),
-            "tsc failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Program { dir }
-    }
-
-    /// `node dist/SCRIPT.js ARGS`
-    fn node(&self, script: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("node");
-        command.arg(self.dir.join("dist").join(format!("{script}.js"))).args(args);
-        command
-    }
+/// The TypeScript of `sources` with the code generated for `protos`,
+/// compiled into `CARGO_TARGET_TMPDIR/ts-LABEL`.
+fn program(label: &str, sources: &Path, protos: &[&str]) -> Program {
+    Program::build(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ts-{label}")), sources, protos)
 }
 
 /// The interop scripts of `tests/ts`, built once per test binary.
 fn scripts() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
     PROGRAM.get_or_init(|| {
-        Program::build("interop", &root().join("tests/ts"), &["order/v1/order.proto", "demo/v1/encoding.proto"])
+        program("interop", &root().join("tests/ts"), &["order/v1/order.proto", "demo/v1/encoding.proto"])
     })
 }
 
@@ -447,7 +396,7 @@ async fn the_typescript_service_stops_gracefully() {
 
 #[tokio::test]
 async fn the_typescript_example_serves_and_calls_the_order_service() {
-    let example = Program::build("example", &root().join("examples/ts"), &["order/v1/order.proto"]);
+    let example = program("example", &root().join("examples/ts"), &["order/v1/order.proto"]);
     let server = NatsServer::start();
     let (_service, _) = Node::serve({
         let mut command = example.node("server", &[]);

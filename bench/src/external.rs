@@ -1,0 +1,139 @@
+//! The contenders in other languages: the generated TypeScript and Python.
+//! A Rust load generator cannot drive their clients, so each language has a
+//! server and a load generator of its own (`bench/ts`, `bench/python`), both
+//! on the code generated for `proto/bench/v1/echo.proto` at the start of the
+//! run. The load generator follows measure.rs's protocol and prints one JSON
+//! line per concurrency, which becomes a [`Cell`].
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nats_micro_tests::harness::python;
+use nats_micro_tests::typescript::Program;
+
+use crate::{CONCURRENCY, Cell, Plan};
+
+/// The proto every contender serves, relative to `proto/`.
+const PROTO: &str = "bench/v1/echo.proto";
+
+/// A language whose generated server and client are a contender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    /// `lang=ts`, run with node.
+    TypeScript,
+    /// `lang=python`, run with the workspace's Python.
+    Python,
+}
+
+/// The servers and load generators of both languages, ready to run.
+pub struct Programs {
+    typescript: Program,
+    /// `bench/python`: the scripts.
+    python_sources: PathBuf,
+    /// The generated Python, put on `PYTHONPATH`.
+    python_generated: PathBuf,
+}
+
+impl Programs {
+    /// Generates the TypeScript and Python for the echo proto into
+    /// `target/bench-gen/{ts,python}` and compiles the TypeScript with `tsc`.
+    pub fn prepare(root: &Path) -> Result<Programs, String> {
+        require("node", Command::new("node").arg("--version"))?;
+        require("tsc", Command::new(root.join("node_modules/.bin/tsc")).arg("--version"))?;
+        require("Python with nats-py, protobuf and grpcio-tools", Command::new(python()).args(["-c", "import nats, google.protobuf, grpc_tools"]))?;
+
+        let out = root.join("target/bench-gen");
+        let typescript = Program::build(&out.join("ts"), &root.join("bench/ts"), &[PROTO]);
+        let python_generated = out.join("python");
+        let _ = std::fs::remove_dir_all(&python_generated);
+        nats_micro_tests::codegen::generate(&python_generated, &[PROTO], "python", &[format!("--python_out={}", python_generated.display())]);
+        Ok(Programs { typescript, python_sources: root.join("bench/python"), python_generated })
+    }
+
+    /// The server of `language` on `nats_url`; prints `ready` once serving
+    /// and stops when its stdin closes. The command runs the interpreter
+    /// itself (no wrapper), so the child's PID is the server's.
+    pub fn server(&self, language: Language, nats_url: &str) -> Command {
+        self.script(language, "server", &[nats_url])
+    }
+
+    /// Runs the load generator of `language` for one payload size: a
+    /// warm-up, then `plan.requests` calls at each of [`CONCURRENCY`].
+    pub async fn measure(&self, language: Language, nats_url: &str, payload: usize, plan: Plan) -> Result<Cell, String> {
+        let concurrency = CONCURRENCY.map(|c| c.to_string()).join(",");
+        let args = [nats_url, &payload.to_string(), &concurrency, &plan.requests.to_string(), &plan.warmup.to_string()];
+        let mut command = self.script(language, "load", &args);
+        let output = tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("starting the {language:?} load generator: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("the {language:?} load generator failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr)));
+        }
+        parse_cell(&String::from_utf8_lossy(&output.stdout)).map_err(|e| format!("the {language:?} load generator: {e}"))
+    }
+
+    /// `node dist/NAME.js ARGS` or `python bench/python/NAME.py ARGS`.
+    fn script(&self, language: Language, name: &str, args: &[&str]) -> Command {
+        match language {
+            Language::TypeScript => self.typescript.node(name, args),
+            Language::Python => {
+                let mut command = Command::new(python());
+                command.arg(self.python_sources.join(format!("{name}.py"))).args(args).env("PYTHONPATH", &self.python_generated);
+                command
+            }
+        }
+    }
+}
+
+/// Fails with a pointer to `scripts/setup` unless `command` runs and succeeds.
+fn require(what: &str, command: &mut Command) -> Result<(), String> {
+    match command.stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(format!("{what} is needed for the TypeScript and Python contenders: run `bash scripts/setup`")),
+    }
+}
+
+/// A [`Cell`] from the load generator's JSON lines, one per concurrency.
+fn parse_cell(stdout: &str) -> Result<Cell, String> {
+    let mut cell = Cell::default();
+    let mut seen = [false; CONCURRENCY.len()];
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let json: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not a JSON line ({e}): {line:?}"))?;
+        let number = |key: &str| json[key].as_f64().ok_or_else(|| format!("no number {key:?} in {line:?}"));
+        let concurrency = number("concurrency")?;
+        let c = CONCURRENCY.iter().position(|&c| c as f64 == concurrency).ok_or_else(|| format!("unexpected concurrency in {line:?}"))?;
+        cell.throughput[c] = number("throughput")?;
+        if CONCURRENCY[c] == 1 {
+            cell.p50_us = number("p50_us")?;
+            cell.p99_us = number("p99_us")?;
+        }
+        seen[c] = true;
+    }
+    if seen.contains(&false) {
+        return Err(format!("a concurrency is missing from {stdout:?}"));
+    }
+    Ok(cell)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cell;
+
+    #[test]
+    fn json_lines_fill_a_cell() {
+        let cell = parse_cell(
+            "{\"concurrency\":1,\"throughput\":1000.5,\"p50_us\":90,\"p99_us\":250.25}\n\
+             {\"concurrency\":16,\"throughput\":8000}\n{\"concurrency\":128,\"throughput\":9000}\n",
+        )
+        .expect("parses");
+        assert_eq!(cell.throughput, [1000.5, 8000.0, 9000.0]);
+        assert_eq!((cell.p50_us, cell.p99_us), (90.0, 250.25));
+    }
+
+    #[test]
+    fn missing_concurrencies_and_latencies_are_errors() {
+        assert!(parse_cell("{\"concurrency\":16,\"throughput\":8000}\n").is_err());
+        assert!(parse_cell("{\"concurrency\":1,\"throughput\":1}\n{\"concurrency\":16,\"throughput\":1}\n{\"concurrency\":128,\"throughput\":1}").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! TypeScript programs on generated code: their sources compiled with `tsc`
+//! next to the TypeScript generated for some protos, then run with node.
+//! Shared by the interop tests and the benchmark.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::codegen::repo;
+
+/// `tsc` output of one TypeScript program: its sources next to the
+/// generated code in `gen/`, compiled into `dist/`.
+pub struct Program {
+    dir: PathBuf,
+}
+
+impl Program {
+    /// Generates the TypeScript for `protos` (under the project and corpus
+    /// roots: protoc-gen-es for the messages, our generator for the
+    /// services) into `dir/gen`, copies the `.ts` files of `sources` into
+    /// `dir`, and compiles everything with `tsc` under `tsconfig.base.json`.
+    /// `dir` is emptied first and must be inside the repository (e.g. under
+    /// `target/`), so that node finds the repository's `node_modules/`.
+    pub fn build(dir: &Path, sources: &Path, protos: &[&str]) -> Program {
+        let root = repo();
+        let _ = std::fs::remove_dir_all(dir);
+        let generated = dir.join("gen");
+        std::fs::create_dir_all(&generated).expect("build directory");
+        let es = root.join("node_modules/.bin/protoc-gen-es");
+        let tsc = root.join("node_modules/.bin/tsc");
+        for tool in [&es, &tsc] {
+            assert!(tool.exists(), "{} is missing: run `bash scripts/setup`", tool.display());
+        }
+
+        let es_args = [
+            format!("--plugin=protoc-gen-es={}", es.display()),
+            format!("--es_out={}", generated.display()),
+            "--es_opt=target=ts,import_extension=js".to_owned(),
+        ];
+        crate::codegen::generate(&generated, protos, "ts", &es_args);
+
+        for entry in std::fs::read_dir(sources).expect("TypeScript sources") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "ts") {
+                std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copying a source");
+            }
+        }
+        let base = json_string(&root.join("tsconfig.base.json").to_string_lossy());
+        let config = format!(
+            r#"{{"extends": {base}, "compilerOptions": {{"outDir": "dist", "rootDir": "."}}, "include": ["*.ts", "gen/**/*.ts"]}}"#
+        );
+        std::fs::write(dir.join("tsconfig.json"), config).expect("tsconfig");
+        let output = Command::new(&tsc).arg("-p").arg(dir).output().expect("running tsc");
+        assert!(
+            output.status.success(),
+            "tsc failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Program { dir: dir.to_owned() }
+    }
+
+    /// `node dist/SCRIPT.js ARGS`
+    pub fn node(&self, script: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("node");
+        command.arg(self.dir.join("dist").join(format!("{script}.js"))).args(args);
+        command
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_string;
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(json_string(r#"C:\a "b"	c"#), r#""C:\\a \"b\"\u0009c""#);
+        assert_eq!(json_string("/work/main/tsconfig.base.json"), r#""/work/main/tsconfig.base.json""#);
+    }
+}
