@@ -114,7 +114,8 @@ pub fn measure(plugin: &Path, proto_dir: &Path, sizes: &[usize], repeats: usize)
     let mut results = Vec::new();
     for &services in sizes {
         let request = request(services, proto_dir, &scratch)?;
-        let mut runs: Vec<(Duration, u64, usize)> = (0..repeats).map(|_| run_plugin(plugin, &request)).collect::<Result<_, _>>()?;
+        let mut runs: Vec<(Duration, u64, usize)> =
+            (0..repeats).map(|_| run_plugin(plugin, &request)).collect::<Result<_, _>>()?;
         runs.sort_by_key(|run| run.0);
         let (time, peak_rss_kib, output_bytes) = runs[runs.len() / 2];
         results.push(Codegen { services, time, peak_rss_kib, output_bytes });

@@ -39,8 +39,14 @@ pub enum Contender {
 
 impl Contender {
     /// All contenders, the baseline first.
-    pub const ALL: [Contender; 6] =
-        [Contender::Raw, Contender::Generated, Contender::ServiceModule, Contender::Tonic, Contender::TypeScript, Contender::Python];
+    pub const ALL: [Contender; 6] = [
+        Contender::Raw,
+        Contender::Generated,
+        Contender::ServiceModule,
+        Contender::Tonic,
+        Contender::TypeScript,
+        Contender::Python,
+    ];
 
     /// Name on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -85,7 +91,11 @@ impl Contender {
 struct Echo;
 
 impl EchoService for Echo {
-    async fn echo(&self, _ctx: nats_micro_runtime::RequestContext, request: EchoRequest) -> Result<EchoResponse, EchoServiceError> {
+    async fn echo(
+        &self,
+        _ctx: nats_micro_runtime::RequestContext,
+        request: EchoRequest,
+    ) -> Result<EchoResponse, EchoServiceError> {
         Ok(EchoResponse { payload: request.payload })
     }
 }
@@ -178,11 +188,18 @@ pub enum Caller {
 
 impl Caller {
     /// Connects the caller for `contender` whose server printed `address`.
-    pub async fn connect(contender: Contender, nats_url: &str, address: &str, payload: Bytes) -> Result<Caller, Box<dyn std::error::Error>> {
+    pub async fn connect(
+        contender: Contender,
+        nats_url: &str,
+        address: &str,
+        payload: Bytes,
+    ) -> Result<Caller, Box<dyn std::error::Error>> {
         let body = EchoRequest { payload: payload.clone() }.encode_to_vec().into();
         Ok(match contender {
             Contender::Raw => Caller::Nats { nats: async_nats::connect(nats_url).await?, subject: RAW_SUBJECT, body },
-            Contender::ServiceModule => Caller::Nats { nats: async_nats::connect(nats_url).await?, subject: SERVICE_SUBJECT, body },
+            Contender::ServiceModule => {
+                Caller::Nats { nats: async_nats::connect(nats_url).await?, subject: SERVICE_SUBJECT, body }
+            }
             Contender::Generated => Caller::Generated {
                 client: EchoServiceClient::new(async_nats::connect(nats_url).await?).with_timeout(Duration::from_secs(30)),
                 request: EchoRequest { payload },

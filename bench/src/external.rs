@@ -40,13 +40,21 @@ impl Programs {
     pub fn prepare(root: &Path) -> Result<Programs, String> {
         require("node", Command::new("node").arg("--version"))?;
         require("tsc", Command::new(root.join("node_modules/.bin/tsc")).arg("--version"))?;
-        require("Python with nats-py, protobuf and grpcio-tools", Command::new(python()).args(["-c", "import nats, google.protobuf, grpc_tools"]))?;
+        require(
+            "Python with nats-py, protobuf and grpcio-tools",
+            Command::new(python()).args(["-c", "import nats, google.protobuf, grpc_tools"]),
+        )?;
 
         let out = root.join("target/bench-gen");
         let typescript = Program::build(&out.join("ts"), &root.join("bench/ts"), &[PROTO]);
         let python_generated = out.join("python");
         let _ = std::fs::remove_dir_all(&python_generated);
-        nats_micro_tests::codegen::generate(&python_generated, &[PROTO], "python", &[format!("--python_out={}", python_generated.display())]);
+        nats_micro_tests::codegen::generate(
+            &python_generated,
+            &[PROTO],
+            "python",
+            &[format!("--python_out={}", python_generated.display())],
+        );
         Ok(Programs { typescript, python_sources: root.join("bench/python"), python_generated })
     }
 
@@ -68,7 +76,11 @@ impl Programs {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("starting the {language:?} load generator: {e}"))?;
         if !output.status.success() {
-            return Err(format!("the {language:?} load generator failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr)));
+            return Err(format!(
+                "the {language:?} load generator failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
         }
         parse_cell(&String::from_utf8_lossy(&output.stdout)).map_err(|e| format!("the {language:?} load generator: {e}"))
     }
@@ -102,7 +114,10 @@ fn parse_cell(stdout: &str) -> Result<Cell, String> {
         let json: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not a JSON line ({e}): {line:?}"))?;
         let number = |key: &str| json[key].as_f64().ok_or_else(|| format!("no number {key:?} in {line:?}"));
         let concurrency = number("concurrency")?;
-        let c = CONCURRENCY.iter().position(|&c| c as f64 == concurrency).ok_or_else(|| format!("unexpected concurrency in {line:?}"))?;
+        let c = CONCURRENCY
+            .iter()
+            .position(|&c| c as f64 == concurrency)
+            .ok_or_else(|| format!("unexpected concurrency in {line:?}"))?;
         cell.throughput[c] = number("throughput")?;
         if CONCURRENCY[c] == 1 {
             cell.p50_us = number("p50_us")?;

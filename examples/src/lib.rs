@@ -13,8 +13,8 @@ pub mod order {
     }
 }
 
-use order::v1::order_service_nats::{OrderService, OrderServiceClient, OrderServiceError};
 use order::v1::order::Status;
+use order::v1::order_service_nats::{OrderService, OrderServiceClient, OrderServiceError};
 use order::v1::{CreateOrderRequest, CreateOrderResponse, GetOrderRequest, LineItem, Order};
 
 /// Carts older than this expire.
@@ -27,7 +27,11 @@ pub struct InMemoryOrders {
 }
 
 impl OrderService for InMemoryOrders {
-    async fn create_order(&self, ctx: RequestContext, request: CreateOrderRequest) -> Result<CreateOrderResponse, OrderServiceError> {
+    async fn create_order(
+        &self,
+        ctx: RequestContext,
+        request: CreateOrderRequest,
+    ) -> Result<CreateOrderResponse, OrderServiceError> {
         if request.items.is_empty() {
             return Err(OrderServiceError::invalid_argument("CreateOrder", "an order needs at least one item"));
         }
@@ -104,7 +108,9 @@ pub async fn run_client(nats: async_nats::Client) -> Vec<String> {
     ] {
         let line = match client.create_order(request).await {
             Ok(_) => format!("{label}: unexpectedly placed"),
-            Err(err) if err.is_order_expired() => format!("{label}: ORDER_EXPIRED, ask the customer to refresh the cart ({})", err.message()),
+            Err(err) if err.is_order_expired() => {
+                format!("{label}: ORDER_EXPIRED, ask the customer to refresh the cart ({})", err.message())
+            }
             Err(err) if err.is_payment_failed() => format!("{label}: PAYMENT_FAILED, ask for another card ({})", err.message()),
             Err(err) if err.is_stock_unavailable() => {
                 format!("{label}: STOCK_UNAVAILABLE, drop item {} ({})", String::from_utf8_lossy(err.data()), err.message())

@@ -130,7 +130,8 @@ impl Builder {
             config.extern_path(proto, rust_path);
         }
         if let Some(path) = &self.runtime_path {
-            options.runtime_path = syn::parse_str(path).map_err(|err| io::Error::other(format!("runtime_path {path:?}: {err}")))?;
+            options.runtime_path =
+                syn::parse_str(path).map_err(|err| io::Error::other(format!("runtime_path {path:?}: {err}")))?;
         }
         let services: HashMap<String, String> = model
             .files
@@ -182,8 +183,11 @@ struct AppendServices {
 
 impl prost_build::ServiceGenerator for AppendServices {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
-        let full_name =
-            if service.package.is_empty() { service.proto_name.clone() } else { format!("{}.{}", service.package, service.proto_name) };
+        let full_name = if service.package.is_empty() {
+            service.proto_name.clone()
+        } else {
+            format!("{}.{}", service.package, service.proto_name)
+        };
         if let Some(code) = self.services.get(&full_name) {
             buf.push('\n');
             buf.push_str(code);
@@ -205,7 +209,9 @@ fn descriptor_set(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) ->
         for proto in protos {
             command.arg(proto.as_ref());
         }
-        let result = command.output().map_err(|err| io::Error::other(format!("running PROTOC={}: {err}", Path::new(&protoc).display())))?;
+        let result = command
+            .output()
+            .map_err(|err| io::Error::other(format!("running PROTOC={}: {err}", Path::new(&protoc).display())))?;
         if !result.status.success() {
             return Err(io::Error::other(format!("protoc failed:\n{}", String::from_utf8_lossy(&result.stderr))));
         }

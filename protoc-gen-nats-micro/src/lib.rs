@@ -16,8 +16,8 @@ pub mod typescript;
 
 use prost::Message;
 use prost_reflect::DescriptorPool;
-use prost_types::compiler::code_generator_response::{Feature, File as ResponseFile};
 use prost_types::compiler::CodeGeneratorResponse;
+use prost_types::compiler::code_generator_response::{Feature, File as ResponseFile};
 
 use crate::params::{Lang, Params};
 
@@ -69,8 +69,10 @@ pub fn generate(request: &[u8]) -> Output {
     });
     match result {
         Ok((files, warnings)) => {
-            output.response.file =
-                files.into_iter().map(|(name, content)| ResponseFile { name: Some(name), content: Some(content), ..Default::default() }).collect();
+            output.response.file = files
+                .into_iter()
+                .map(|(name, content)| ResponseFile { name: Some(name), content: Some(content), ..Default::default() })
+                .collect();
             output.warnings = warnings;
         }
         Err(error) => output.response.error = Some(error),

@@ -44,7 +44,9 @@ impl Params {
                         "typescript" | "ts" => Lang::TypeScript,
                         "python" | "py" => Lang::Python,
                         other => {
-                            return Err(format!("unknown value {other:?} for parameter `{key}` (expected rust, typescript/ts or python/py)"));
+                            return Err(format!(
+                                "unknown value {other:?} for parameter `{key}` (expected rust, typescript/ts or python/py)"
+                            ));
                         }
                     }
                 }
@@ -53,9 +55,9 @@ impl Params {
                         syn::parse_str(value).map_err(|err| format!("parameter runtime_path={value:?}: {err}"))?;
                 }
                 "extern_path" => {
-                    let (proto, rust) = value
-                        .split_once('=')
-                        .ok_or_else(|| format!("parameter extern_path={value:?}: expected extern_path=.proto.pkg=::rust::path"))?;
+                    let (proto, rust) = value.split_once('=').ok_or_else(|| {
+                        format!("parameter extern_path={value:?}: expected extern_path=.proto.pkg=::rust::path")
+                    })?;
                     params.rust.extern_path(proto, rust)?;
                 }
                 other => {

@@ -28,9 +28,9 @@ const BUILTIN_NUMBERS: [u16; 7] = [400, 401, 403, 404, 409, 500, 503];
 
 /// Python keywords a snake_case name can be.
 const KEYWORDS: &[&str] = &[
-    "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif", "else", "except",
-    "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise",
-    "return", "try", "while", "with", "yield",
+    "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif", "else", "except", "finally",
+    "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
+    "while", "with", "yield",
 ];
 
 /// Valid names that a method still should not take: soft keywords, and `self`.
@@ -40,15 +40,63 @@ const AVOIDED_NAMES: &[&str] = &["match", "case", "type", "_", "self"];
 /// imports, and the built-in exceptions a generated class could shadow
 /// (service `Type` would otherwise define `TypeError`).
 const RESERVED: &[&str] = &[
-    "annotations", "nats", "nats_micro_runtime", "warnings", "importlib", "Mapping", "Sequence", "Protocol", "Unpack",
-    "ArithmeticError", "AssertionError", "AttributeError", "BlockingIOError", "BrokenPipeError", "BufferError",
-    "ChildProcessError", "ConnectionAbortedError", "ConnectionError", "ConnectionRefusedError", "ConnectionResetError",
-    "EOFError", "EnvironmentError", "FileExistsError", "FileNotFoundError", "FloatingPointError", "IOError",
-    "ImportError", "IndentationError", "IndexError", "InterruptedError", "IsADirectoryError", "KeyError", "LookupError",
-    "MemoryError", "ModuleNotFoundError", "NameError", "NotADirectoryError", "NotImplementedError", "OSError",
-    "OverflowError", "PermissionError", "ProcessLookupError", "RecursionError", "ReferenceError", "RuntimeError",
-    "SyntaxError", "SystemError", "TabError", "TimeoutError", "TypeError", "UnboundLocalError", "UnicodeDecodeError",
-    "UnicodeEncodeError", "UnicodeError", "UnicodeTranslateError", "ValueError", "ZeroDivisionError",
+    "annotations",
+    "nats",
+    "nats_micro_runtime",
+    "warnings",
+    "importlib",
+    "Mapping",
+    "Sequence",
+    "Protocol",
+    "Unpack",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "BufferError",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "EOFError",
+    "EnvironmentError",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "IOError",
+    "ImportError",
+    "IndentationError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotADirectoryError",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PermissionError",
+    "ProcessLookupError",
+    "RecursionError",
+    "ReferenceError",
+    "RuntimeError",
+    "SyntaxError",
+    "SystemError",
+    "TabError",
+    "TimeoutError",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "ValueError",
+    "ZeroDivisionError",
 ];
 
 const RULE: &str = "# ---------------------------------------------------------------------------";
@@ -493,19 +541,22 @@ impl<'a> ModuleWriter<'a> {
         for code in &names.codes {
             self.line("");
             self.line("");
-            self.line(&format!(
-                "def {}(method: str, message: str, data: bytes = b\"\") -> {}:",
-                code.constructor, code.class
-            ));
+            self.line(&format!("def {}(method: str, message: str, data: bytes = b\"\") -> {}:", code.constructor, code.class));
             self.push(&docstring(
                 "    ",
-                &format!("An error reply of ``{full}`` with code ``{}``, raised in ``method`` (e.g. ``\"CreateOrder\"``).", code.wire),
+                &format!(
+                    "An error reply of ``{full}`` with code ``{}``, raised in ``method`` (e.g. ``\"CreateOrder\"``).",
+                    code.wire
+                ),
             ));
             self.line(&format!("    return {}(method, message, data)", code.class));
             self.line("");
             self.line("");
             self.line(&format!("def {}(err: BaseException | None) -> bool:", code.checker));
-            self.push(&docstring("    ", &format!("Whether ``err`` is an error reply of ``{full}`` with code ``{}``.", code.wire)));
+            self.push(&docstring(
+                "    ",
+                &format!("Whether ``err`` is an error reply of ``{full}`` with code ``{}``.", code.wire),
+            ));
             self.line(&format!("    return isinstance(err, {}) and err.code == ERROR_CODE_{}", names.error, code.wire));
         }
         self.line("");
@@ -571,8 +622,7 @@ impl<'a> ModuleWriter<'a> {
             doc.push_str("\n\n.. deprecated:: The proto marks this service deprecated.");
         }
         if !service.streaming.is_empty() {
-            let left_out: Vec<String> =
-                service.streaming.iter().map(|m| format!("``{}`` ({})", m.proto_name, m.kind)).collect();
+            let left_out: Vec<String> = service.streaming.iter().map(|m| format!("``{}`` ({})", m.proto_name, m.kind)).collect();
             let _ = write!(doc, "\n\nStreaming RPCs are not generated yet and are left out: {}.", left_out.join(", "));
         }
         self.push(&docstring("    ", &doc));
@@ -795,7 +845,10 @@ mod tests {
     fn imports_name_modules_by_base_name_unless_two_share_one() {
         let import = |path: &str, alias: &str| Import { path: path.into(), alias: alias.into() }.statement();
         assert_eq!(import("order.v1.order", "order_pb2"), "from order.v1 import order_pb2");
-        assert_eq!(import("order.v1.service", "order_v1_service_pb2"), "from order.v1 import service_pb2 as order_v1_service_pb2");
+        assert_eq!(
+            import("order.v1.service", "order_v1_service_pb2"),
+            "from order.v1 import service_pb2 as order_v1_service_pb2"
+        );
         assert_eq!(import("root", "root_pb2"), "import root_pb2");
         assert_eq!(import("class.v1.x", "x_pb2"), "x_pb2 = importlib.import_module(\"class.v1.x_pb2\")");
         assert_eq!(import("type.v1.x", "x_pb2"), "from type.v1 import x_pb2", "soft keywords are valid names");

@@ -241,8 +241,25 @@ struct CodeItem {
 /// reaches through `Deref` to the runtime error): a code whose name would
 /// clash gets a trailing `_`.
 const ERROR_METHODS: &[&str] = &[
-    "new", "code", "with_data", "with_header", "into_inner", "message", "method", "data", "headers", "kind", "detail",
-    "is_timeout", "is_no_responders", "is_transport", "has_code", "clone", "fmt", "source", "to_string",
+    "new",
+    "code",
+    "with_data",
+    "with_header",
+    "into_inner",
+    "message",
+    "method",
+    "data",
+    "headers",
+    "kind",
+    "detail",
+    "is_timeout",
+    "is_no_responders",
+    "is_transport",
+    "has_code",
+    "clone",
+    "fmt",
+    "source",
+    "to_string",
 ];
 
 fn codes(service: &Service, rt: &syn::Path) -> Vec<CodeItem> {
@@ -288,8 +305,18 @@ fn codes(service: &Service, rt: &syn::Path) -> Vec<CodeItem> {
 /// Names taken by the generated client's own methods: an RPC whose Rust name
 /// would clash gets a trailing `_`.
 const CLIENT_METHODS: &[&str] = &[
-    "new", "from_client", "with_subject_prefix", "with_timeout", "with_header", "with_interceptor", "inner", "into_inner",
-    "endpoints", "clone", "fmt", "to_owned",
+    "new",
+    "from_client",
+    "with_subject_prefix",
+    "with_timeout",
+    "with_header",
+    "with_interceptor",
+    "inner",
+    "into_inner",
+    "endpoints",
+    "clone",
+    "fmt",
+    "to_owned",
 ];
 
 fn rpc_ident(method: &Method, reserved: &[&str]) -> Ident {
@@ -303,7 +330,11 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
     let error = format_ident!("{}Error", trait_name.to_string().trim_start_matches("r#"));
     let code = format_ident!("{}ErrorCode", trait_name.to_string().trim_start_matches("r#"));
     let client = format_ident!("{}Client", trait_name.to_string().trim_start_matches("r#"));
-    let codec = if service.json { quote! { #rt::Json } } else { quote! { #rt::Protobuf } };
+    let codec = if service.json {
+        quote! { #rt::Json }
+    } else {
+        quote! { #rt::Protobuf }
+    };
     let full_name = &service.full_name;
     let service_doc = doc(service.comments.as_deref());
     let service_doc = (!service_doc.is_empty()).then(|| quote! { #[doc = ""] #service_doc });
@@ -446,7 +477,9 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
         quote! { #![doc = ""] #![doc = #note] }
     });
     let error_doc = format!(" An error of `{full_name}`: a [`{code}`], a message, the method, optional data.");
-    let code_doc = format!(" The codes `{full_name}` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.");
+    let code_doc = format!(
+        " The codes `{full_name}` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim."
+    );
 
     quote! {
         #[doc = #module_doc]

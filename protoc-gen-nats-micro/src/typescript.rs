@@ -107,7 +107,8 @@ impl Imports {
     /// `alias.Name` for a message's type (or its schema).
     fn reference(&self, from_proto: &str, message: &MessageRef, schema: bool) -> String {
         let path = module_path(from_proto, message);
-        let alias = self.modules.iter().find(|(_, p)| *p == path).map(|(a, _)| a.as_str()).expect("every message module is imported");
+        let alias =
+            self.modules.iter().find(|(_, p)| *p == path).map(|(a, _)| a.as_str()).expect("every message module is imported");
         let (type_name, schema_name) = message_names(&message.path);
         format!("{alias}.{}", if schema { schema_name } else { type_name })
     }
@@ -244,7 +245,10 @@ fn emit_file(file: &File) -> String {
     out.line(format!("// source: {}", file.name.replace(['\r', '\n'], " ")));
     out.line("/* eslint-disable */");
     out.line("");
-    out.line(format!("import * as {RUNTIME_ALIAS} from {};", string_literal(&relative_import(&file.name, "nats_micro_runtime.js"))));
+    out.line(format!(
+        "import * as {RUNTIME_ALIAS} from {};",
+        string_literal(&relative_import(&file.name, "nats_micro_runtime.js"))
+    ));
     for (alias, path) in &imports.modules {
         out.line(format!("import * as {alias} from {};", string_literal(path)));
     }
@@ -397,7 +401,11 @@ impl ServiceWriter<'_> {
         self.out.line(format!("export class {} {{", n.client));
         self.out.line(format!("  readonly #client: {RUNTIME_ALIAS}.Client<{}>;", n.error));
         self.out.line("");
-        self.out.prose("  ", "A client with the proto's subject prefix and timeouts; `options` override them and add headers and interceptors.".to_owned());
+        self.out.prose(
+            "  ",
+            "A client with the proto's subject prefix and timeouts; `options` override them and add headers and interceptors."
+                .to_owned(),
+        );
         self.out.line(format!("  constructor(nc: {RUNTIME_ALIAS}.NatsConnection, options?: {RUNTIME_ALIAS}.ClientOptions) {{"));
         self.out.line(format!("    this.#client = new {RUNTIME_ALIAS}.Client(nc, {}, {}, options);", n.spec, n.error));
         self.out.line("  }");
@@ -467,12 +475,18 @@ impl ServiceWriter<'_> {
         for code in &n.codes {
             let member = format!("{}.{}", n.code, code.wire);
             self.out.line("");
-            self.out.prose("", format!(
-                "A `{}` error raised in `method` (the proto method name, e.g. `\"{}\"`).",
-                code.wire,
-                s.methods.first().map(|m| m.proto_name.as_str()).unwrap_or("Method")
+            self.out.prose(
+                "",
+                format!(
+                    "A `{}` error raised in `method` (the proto method name, e.g. `\"{}\"`).",
+                    code.wire,
+                    s.methods.first().map(|m| m.proto_name.as_str()).unwrap_or("Method")
+                ),
+            );
+            self.out.line(format!(
+                "export function {}(method: string, message: string, data?: Uint8Array): {} {{",
+                code.constructor, n.error
             ));
-            self.out.line(format!("export function {}(method: string, message: string, data?: Uint8Array): {} {{", code.constructor, n.error));
             self.out.line(format!("  return new {}({member}, method, message, data);", n.error));
             self.out.line("}");
             self.out.line("");

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use common::{
-    SCRATCH_PROTO, TempDir, assert_contains_all, corpus_includes, corpus_root, project_includes,
-    project_root, protoc_path, read_dir_files, scratch_dir, service_with_options,
+    SCRATCH_PROTO, TempDir, assert_contains_all, corpus_includes, corpus_root, project_includes, project_root, protoc_path,
+    read_dir_files, scratch_dir, service_with_options,
 };
 use protoc_gen_nats_micro::build::{self, Builder};
 
@@ -29,13 +29,8 @@ struct Env {
 
 impl Env {
     fn lock() -> Env {
-        let lock = ENV_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let env = Env {
-            original: std::env::var_os("PROTOC"),
-            _lock: lock,
-        };
+        let lock = ENV_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let env = Env { original: std::env::var_os("PROTOC"), _lock: lock };
         env.set_protoc(None);
         env
     }
@@ -76,26 +71,14 @@ fn compile(
 ) -> (io::Result<()>, BTreeMap<String, String>) {
     env.set_protoc(protoc.map(Path::as_os_str));
     let out = TempDir::new("build-rs");
-    let builder = build::configure()
-        .out_dir(out.path())
-        .emit_rerun_if_changed(false);
+    let builder = build::configure().out_dir(out.path()).emit_rerun_if_changed(false);
     let result = configure(builder).compile_protos(protos, includes);
     (result, read_dir_files(out.path()))
 }
 
 /// The files written for `order/v1/order.proto`; panics on failure.
-fn compile_order(
-    env: &Env,
-    protoc: Option<&Path>,
-    configure: impl FnOnce(Builder) -> Builder,
-) -> BTreeMap<String, String> {
-    let (result, files) = compile(
-        env,
-        protoc,
-        configure,
-        &[order_proto()],
-        &project_includes(),
-    );
+fn compile_order(env: &Env, protoc: Option<&Path>, configure: impl FnOnce(Builder) -> Builder) -> BTreeMap<String, String> {
+    let (result, files) = compile(env, protoc, configure, &[order_proto()], &project_includes());
     result.expect("compile_protos");
     files
 }
@@ -104,43 +87,17 @@ fn compile_order(
 fn messages_and_services_in_one_file_with_protox_and_protoc() {
     let env = Env::lock();
     let with_protox = compile_order(&env, None, |b| b);
-    let code = with_protox
-        .get("order.v1.rs")
-        .unwrap_or_else(|| panic!("order.v1.rs missing: {:?}", with_protox.keys()));
-    assert_contains_all(
-        code,
-        &[
-            "pub struct CreateOrderRequest",
-            "pub mod order_service_nats",
-            "pub trait OrderService",
-        ],
-    );
-    assert_eq!(
-        code.matches("pub mod order_service_nats").count(),
-        1,
-        "the service module is appended once"
-    );
-    assert!(
-        !code.contains("impl serde::Serialize"),
-        "no serde impls unless a service asks for JSON"
-    );
+    let code = with_protox.get("order.v1.rs").unwrap_or_else(|| panic!("order.v1.rs missing: {:?}", with_protox.keys()));
+    assert_contains_all(code, &["pub struct CreateOrderRequest", "pub mod order_service_nats", "pub trait OrderService"]);
+    assert_eq!(code.matches("pub mod order_service_nats").count(), 1, "the service module is appended once");
+    assert!(!code.contains("impl serde::Serialize"), "no serde impls unless a service asks for JSON");
 
     let with_protoc = compile_order(&env, Some(&protoc_path()), |b| b);
-    assert!(
-        with_protoc == with_protox,
-        "PROTOC={} gives different output than protox",
-        protoc_path().display()
-    );
+    assert!(with_protoc == with_protox, "PROTOC={} gives different output than protox", protoc_path().display());
 
     // The setting is really used: a missing PROTOC is an error naming it.
     let missing = Path::new("/nonexistent/protoc");
-    let (result, _) = compile(
-        &env,
-        Some(missing),
-        |b| b,
-        &[order_proto()],
-        &project_includes(),
-    );
+    let (result, _) = compile(&env, Some(missing), |b| b, &[order_proto()], &project_includes());
     let error = result.expect_err("a missing PROTOC must fail").to_string();
     assert_contains_all(&error, &["PROTOC", "/nonexistent/protoc"]);
 }
@@ -151,18 +108,10 @@ fn json_services_get_serde_impls_folded_in() {
     let user = corpus_root().join("user/v1/service.proto");
     let (result, files) = compile(&env, None, |b| b, &[user], &corpus_includes());
     result.expect("compile_protos");
-    assert!(
-        files.keys().all(|name| !name.ends_with(".serde.rs")),
-        "serde files must be folded in: {:?}",
-        files.keys()
-    );
+    assert!(files.keys().all(|name| !name.ends_with(".serde.rs")), "serde files must be folded in: {:?}", files.keys());
     assert_contains_all(
         &files["user.v1.rs"],
-        &[
-            "pub mod user_service_nats",
-            "codegen::Json",
-            "impl serde::Serialize for GetUserRequest",
-        ],
+        &["pub mod user_service_nats", "codegen::Json", "impl serde::Serialize for GetUserRequest"],
     );
 }
 
@@ -170,38 +119,15 @@ fn json_services_get_serde_impls_folded_in() {
 fn json_can_be_forced_on() {
     let env = Env::lock();
     let files = compile_order(&env, None, |b| b.json(true));
-    assert_contains_all(
-        &files["order.v1.rs"],
-        &[
-            "impl serde::Serialize for CreateOrderRequest",
-            "pub mod order_service_nats",
-        ],
-    );
+    assert_contains_all(&files["order.v1.rs"], &["impl serde::Serialize for CreateOrderRequest", "pub mod order_service_nats"]);
 }
 
 #[test]
 fn invalid_option_is_an_error_naming_it() {
     let env = Env::lock();
     let (dir, includes) = scratch_dir(&service_with_options(r#"subject_prefix: "api.>""#));
-    let (result, files) = compile(
-        &env,
-        None,
-        |b| b,
-        &[dir.path().join(SCRATCH_PROTO)],
-        &includes,
-    );
+    let (result, files) = compile(&env, None, |b| b, &[dir.path().join(SCRATCH_PROTO)], &includes);
     let error = result.expect_err("an invalid option must fail");
-    assert_contains_all(
-        &error.to_string(),
-        &[
-            SCRATCH_PROTO,
-            "bad.v1.BadService",
-            "(natsmicro.service).subject_prefix",
-        ],
-    );
-    assert!(
-        files.is_empty(),
-        "nothing is written on failure: {:?}",
-        files.keys()
-    );
+    assert_contains_all(&error.to_string(), &[SCRATCH_PROTO, "bad.v1.BadService", "(natsmicro.service).subject_prefix"]);
+    assert!(files.is_empty(), "nothing is written on failure: {:?}", files.keys());
 }

@@ -21,9 +21,7 @@ service BadService {
 
 fn generated() -> String {
     let mut files = output_files(&generate_scratch(COMMENTED));
-    files
-        .remove("bad.v1.nats_micro.rs")
-        .unwrap_or_else(|| panic!("output: {:?}", files.keys()))
+    files.remove("bad.v1.nats_micro.rs").unwrap_or_else(|| panic!("output: {:?}", files.keys()))
 }
 
 #[test]
@@ -31,20 +29,12 @@ fn comments_become_docs_with_links_escaped() {
     let code = generated();
     assert_contains_all(
         &code,
-        &[
-            "/// Service doc with \\[brackets\\].",
-            "/// Method doc.",
-            "/// After the fence.",
-            "/// ```text\n",
-        ],
+        &["/// Service doc with \\[brackets\\].", "/// Method doc.", "/// After the fence.", "/// ```text\n"],
     );
 }
 
 #[test]
 fn code_fences_are_closed_and_kept_verbatim() {
     let code = generated();
-    assert_contains_all(
-        &code,
-        &["/// ```text\n/// let v = a[0];\n/// ```\n///\n/// After the fence.\n"],
-    );
+    assert_contains_all(&code, &["/// ```text\n/// let v = a[0];\n/// ```\n///\n/// After the fence.\n"]);
 }

@@ -9,10 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{
-    CRATE_DIR, PROJECT_FILES, corpus_files, corpus_includes, generate, output_files,
-    project_includes, read_dir_files,
-};
+use common::{CRATE_DIR, PROJECT_FILES, corpus_files, corpus_includes, generate, output_files, project_includes, read_dir_files};
 
 const HINT: &str = "UPDATE_GOLDEN=1 cargo test -p protoc-gen-nats-micro --test golden";
 
@@ -29,20 +26,13 @@ fn updating() -> bool {
 
 /// The golden files present in `dir`, by name (none if it is missing).
 fn read_golden(dir: &Path) -> BTreeMap<String, String> {
-    if dir.is_dir() {
-        read_dir_files(dir)
-    } else {
-        BTreeMap::new()
-    }
+    if dir.is_dir() { read_dir_files(dir) } else { BTreeMap::new() }
 }
 
 /// Rewrites `dir` to hold exactly `actual`.
 fn write_golden(dir: &Path, actual: &BTreeMap<String, String>) {
     std::fs::create_dir_all(dir).unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
-    for stale in read_golden(dir)
-        .keys()
-        .filter(|name| !actual.contains_key(*name))
-    {
+    for stale in read_golden(dir).keys().filter(|name| !actual.contains_key(*name)) {
         std::fs::remove_file(dir.join(stale)).expect("remove a stale golden file");
     }
     for (name, content) in actual {
@@ -52,20 +42,13 @@ fn write_golden(dir: &Path, actual: &BTreeMap<String, String>) {
 
 /// A short diff: the first differing line, with a few lines either side.
 fn first_difference(expected: &str, actual: &str) -> String {
-    let (expected, actual): (Vec<&str>, Vec<&str>) =
-        (expected.lines().collect(), actual.lines().collect());
-    let Some(first) =
-        (0..expected.len().max(actual.len())).find(|&i| expected.get(i) != actual.get(i))
-    else {
+    let (expected, actual): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let Some(first) = (0..expected.len().max(actual.len())).find(|&i| expected.get(i) != actual.get(i)) else {
         return "  (the files differ only in their final newline)".to_owned();
     };
     let start = first.saturating_sub(CONTEXT);
-    let mut out = format!(
-        "  first difference at line {} (golden {} lines, generated {} lines)\n",
-        first + 1,
-        expected.len(),
-        actual.len()
-    );
+    let mut out =
+        format!("  first difference at line {} (golden {} lines, generated {} lines)\n", first + 1, expected.len(), actual.len());
     for (marker, lines) in [("-", &expected), ("+", &actual)] {
         for (i, line) in lines.iter().enumerate().skip(start).take(2 * CONTEXT + 1) {
             let marker = if i == first { marker } else { " " };
@@ -84,8 +67,7 @@ fn check(set: &str, actual: BTreeMap<String, String>) {
         return;
     }
     let golden = read_golden(&dir);
-    let (golden_names, actual_names): (BTreeSet<&String>, BTreeSet<&String>) =
-        (golden.keys().collect(), actual.keys().collect());
+    let (golden_names, actual_names): (BTreeSet<&String>, BTreeSet<&String>) = (golden.keys().collect(), actual.keys().collect());
     assert_eq!(
         golden_names,
         actual_names,
@@ -95,40 +77,22 @@ fn check(set: &str, actual: BTreeMap<String, String>) {
     let mismatches: Vec<String> = actual
         .iter()
         .filter(|(name, content)| golden[*name] != **content)
-        .map(|(name, content)| {
-            format!(
-                "{set}/{name}:\n{}",
-                first_difference(&golden[name], content)
-            )
-        })
+        .map(|(name, content)| format!("{set}/{name}:\n{}", first_difference(&golden[name], content)))
         .collect();
-    assert!(
-        mismatches.is_empty(),
-        "generated code differs from the golden files:\n{}\nrun: {HINT}",
-        mismatches.join("\n")
-    );
+    assert!(mismatches.is_empty(), "generated code differs from the golden files:\n{}\nrun: {HINT}", mismatches.join("\n"));
 }
 
 #[test]
 fn corpus_matches_golden() {
     let actual = output_files(&generate(&corpus_includes(), &corpus_files(), None));
-    assert!(
-        actual.contains_key("order.v1.nats_micro.rs"),
-        "corpus output: {:?}",
-        actual.keys()
-    );
+    assert!(actual.contains_key("order.v1.nats_micro.rs"), "corpus output: {:?}", actual.keys());
     check("corpus", actual);
 }
 
 #[test]
 fn project_matches_golden() {
     let actual = output_files(&generate(&project_includes(), &PROJECT_FILES, None));
-    assert_eq!(
-        actual.len(),
-        PROJECT_FILES.len(),
-        "one file per package: {:?}",
-        actual.keys()
-    );
+    assert_eq!(actual.len(), PROJECT_FILES.len(), "one file per package: {:?}", actual.keys());
     check("project", actual);
 }
 
@@ -136,8 +100,5 @@ fn project_matches_golden() {
 fn difference_report_names_the_first_differing_line() {
     let report = first_difference("a\nb\nc\n", "a\nB\nc\n");
     assert!(report.contains("line 2"), "{report}");
-    assert!(
-        report.contains("-    2 | b") && report.contains("+    2 | B"),
-        "{report}"
-    );
+    assert!(report.contains("-    2 | b") && report.contains("+    2 | B"), "{report}");
 }

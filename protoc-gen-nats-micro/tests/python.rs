@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{
-    CRATE_DIR, PROJECT_FILES, assert_contains_all, check_golden_tree, corpus_files, corpus_includes, generate,
-    output_files, project_includes, run_protoc,
+    CRATE_DIR, PROJECT_FILES, assert_contains_all, check_golden_tree, corpus_files, corpus_includes, generate, output_files,
+    project_includes, run_protoc,
 };
 use protoc_gen_nats_micro::python::{RUNTIME, RUNTIME_FILE};
 
@@ -47,12 +47,7 @@ fn one_module_per_proto_with_services_and_the_runtime_once() {
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        [
-            "edge/nested/deep/v1/edge_nats_pb2.py",
-            RUNTIME_FILE,
-            "order/v1/order_nats_pb2.py",
-            "product/v1/product_nats_pb2.py"
-        ]
+        ["edge/nested/deep/v1/edge_nats_pb2.py", RUNTIME_FILE, "order/v1/order_nats_pb2.py", "product/v1/product_nats_pb2.py"]
     );
     assert_eq!(files[RUNTIME_FILE], RUNTIME, "the runtime is the embedded source file, unchanged");
     // A proto without services gives nothing, not even the runtime.

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{
-    CRATE_DIR, PROJECT_FILES, assert_contains_all, check_golden_tree, corpus_files, corpus_includes, generate,
-    output_files, project_includes, protoc_include, protoc_path, read_tree,
+    CRATE_DIR, PROJECT_FILES, assert_contains_all, check_golden_tree, corpus_files, corpus_includes, generate, output_files,
+    project_includes, protoc_include, protoc_path, read_tree,
 };
 
 const HINT: &str = "UPDATE_GOLDEN=1 cargo test -p protoc-gen-nats-micro --test typescript";
@@ -62,10 +62,7 @@ fn one_file_per_proto_file_and_the_runtime_once_at_the_root() {
     let order = &files["order/v1/order_nats.pb.ts"];
     assert_contains_all(
         order,
-        &[
-            "import * as runtime from \"../../nats_micro_runtime.js\";",
-            "import * as pb from \"./order_pb.js\";",
-        ],
+        &["import * as runtime from \"../../nats_micro_runtime.js\";", "import * as pb from \"./order_pb.js\";"],
     );
     // Everything not specific to one service is in the runtime only.
     for shared in ["function codeFromWire", "class NatsMicroError", "function chain", "ERROR_CODE_HEADER ="] {
@@ -88,9 +85,25 @@ fn error_api_is_the_go_plugins() {
     assert_eq!(
         members,
         [
-            "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "UNAUTHENTICATED", "INTERNAL",
-            "UNAVAILABLE", "CANCELLED", "UNKNOWN", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-            "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "DATA_LOSS", "ORDER_EXPIRED", "PAYMENT_FAILED", "STOCK_UNAVAILABLE",
+            "INVALID_ARGUMENT",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "UNAUTHENTICATED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "CANCELLED",
+            "UNKNOWN",
+            "DEADLINE_EXCEEDED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "DATA_LOSS",
+            "ORDER_EXPIRED",
+            "PAYMENT_FAILED",
+            "STOCK_UNAVAILABLE",
         ]
     );
     assert_contains_all(
@@ -147,7 +160,10 @@ fn proto_strings_names_and_comments_are_escaped() {
     assert!(!edge.contains("Skipped"), "skipped methods are not generated");
     // The proto comment with a code fence and brackets stays inside one JSDoc block.
     let product = &project_output()["product/v1/product_nats.pb.ts"];
-    assert!(product.contains("   * Creates a product; ALREADY_EXISTS for a taken SKU, INVALID_ARGUMENT for\n   * a bad price.\n"), "{product}");
+    assert!(
+        product.contains("   * Creates a product; ALREADY_EXISTS for a taken SKU, INVALID_ARGUMENT for\n   * a bad price.\n"),
+        "{product}"
+    );
 }
 
 #[test]
@@ -220,7 +236,12 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn corpus_type_checks_with_tsc_strict() {
     let out = scratch("corpus");
-    protoc_ts(&out, &corpus_includes(), &corpus_files(), &["google/api/annotations.proto", "google/api/http.proto", "natsmicro/options.proto"]);
+    protoc_ts(
+        &out,
+        &corpus_includes(),
+        &corpus_files(),
+        &["google/api/annotations.proto", "google/api/http.proto", "natsmicro/options.proto"],
+    );
     let generated = read_tree(&out);
     for (name, content) in ts_output(&corpus_includes(), &corpus_files()) {
         assert_eq!(generated.get(&name), Some(&content), "{name}: protoc and the library agree");

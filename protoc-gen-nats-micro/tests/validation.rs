@@ -7,8 +7,8 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::{
-    SCRATCH_PROTO, assert_contains_all, expect_error, generate, generate_scratch, output_files,
-    project_includes, request, service_with_method_options, service_with_options,
+    SCRATCH_PROTO, assert_contains_all, expect_error, generate, generate_scratch, output_files, project_includes, request,
+    service_with_method_options, service_with_options,
 };
 use protoc_gen_nats_micro::Output;
 
@@ -35,16 +35,9 @@ service BadService {
 fn assert_rejected(body: &str, element: &str, option: &str, message: &str) {
     let output = generate_scratch(body);
     let error = expect_error(&output);
-    let needles = [
-        SCRATCH_PROTO,
-        element,
-        &format!("option {option}:"),
-        message,
-    ];
+    let needles = [SCRATCH_PROTO, element, &format!("option {option}:"), message];
     assert!(
-        error
-            .lines()
-            .any(|line| needles.iter().all(|n| line.contains(n))),
+        error.lines().any(|line| needles.iter().all(|n| line.contains(n))),
         "no line of the error names all of {needles:?}:\n{error}"
     );
 }
@@ -56,12 +49,7 @@ fn assert_service_option_rejected(options: &str, option: &str, message: &str) {
 
 #[track_caller]
 fn assert_method_option_rejected(method_options: &str, option: &str, message: &str) {
-    assert_rejected(
-        &service_with_method_options(method_options),
-        METHOD,
-        option,
-        message,
-    );
+    assert_rejected(&service_with_method_options(method_options), METHOD, option, message);
 }
 
 /// Runs the library on arbitrary bytes, failing (rather than aborting the
@@ -73,92 +61,49 @@ fn generate_bytes(bytes: &[u8]) -> Output {
 
 /// The library on `order/v1/order.proto` with a plugin parameter.
 fn generate_order_with(parameter: &str) -> Output {
-    generate(
-        &project_includes(),
-        &["order/v1/order.proto"],
-        Some(parameter),
-    )
+    generate(&project_includes(), &["order/v1/order.proto"], Some(parameter))
 }
 
 #[test]
 fn good_proto_generates() {
     let files = output_files(&generate_scratch(GOOD));
-    let code = files
-        .get("bad.v1.nats_micro.rs")
-        .unwrap_or_else(|| panic!("output: {:?}", files.keys()));
-    assert_contains_all(
-        code,
-        &[
-            "\"good-service_1\"",
-            "\"1.2.3-rc.1+build.5\"",
-            "\"api.v1\"",
-            "OrderExpired",
-            "Http2Fail",
-        ],
-    );
+    let code = files.get("bad.v1.nats_micro.rs").unwrap_or_else(|| panic!("output: {:?}", files.keys()));
+    assert_contains_all(code, &["\"good-service_1\"", "\"1.2.3-rc.1+build.5\"", "\"api.v1\"", "OrderExpired", "Http2Fail"]);
 }
 
 #[test]
 fn service_name_charset() {
-    assert_service_option_rejected(
-        r#"name: "bad name!""#,
-        "(natsmicro.service).name",
-        "\"bad name!\" must match [A-Za-z0-9_-]+",
-    );
+    assert_service_option_rejected(r#"name: "bad name!""#, "(natsmicro.service).name", "\"bad name!\" must match [A-Za-z0-9_-]+");
 }
 
 #[test]
 fn version_must_be_semver() {
-    assert_service_option_rejected(
-        r#"version: "1.0""#,
-        "(natsmicro.service).version",
-        "\"1.0\" is not a SemVer version",
-    );
+    assert_service_option_rejected(r#"version: "1.0""#, "(natsmicro.service).version", "\"1.0\" is not a SemVer version");
 }
 
 #[test]
 fn subject_prefix_empty_token() {
-    assert_service_option_rejected(
-        r#"subject_prefix: "api..v1""#,
-        "(natsmicro.service).subject_prefix",
-        "empty token",
-    );
+    assert_service_option_rejected(r#"subject_prefix: "api..v1""#, "(natsmicro.service).subject_prefix", "empty token");
 }
 
 #[test]
 fn subject_prefix_trailing_dot() {
-    assert_service_option_rejected(
-        r#"subject_prefix: "api.v1.""#,
-        "(natsmicro.service).subject_prefix",
-        "empty token",
-    );
+    assert_service_option_rejected(r#"subject_prefix: "api.v1.""#, "(natsmicro.service).subject_prefix", "empty token");
 }
 
 #[test]
 fn subject_prefix_space() {
-    assert_service_option_rejected(
-        r#"subject_prefix: "api v1""#,
-        "(natsmicro.service).subject_prefix",
-        "whitespace",
-    );
+    assert_service_option_rejected(r#"subject_prefix: "api v1""#, "(natsmicro.service).subject_prefix", "whitespace");
 }
 
 #[test]
 fn subject_prefix_star_wildcard() {
-    assert_service_option_rejected(
-        r#"subject_prefix: "api.*.v1""#,
-        "(natsmicro.service).subject_prefix",
-        "wildcard",
-    );
+    assert_service_option_rejected(r#"subject_prefix: "api.*.v1""#, "(natsmicro.service).subject_prefix", "wildcard");
 }
 
 #[test]
 fn subject_prefix_tail_wildcard() {
-    assert_service_option_rejected(
-        r#"subject_prefix: "api.>""#,
-        "(natsmicro.service).subject_prefix",
-        "wildcard",
-    );
+    assert_service_option_rejected(r#"subject_prefix: "api.>""#, "(natsmicro.service).subject_prefix", "wildcard");
 }
 
 #[test]
@@ -190,11 +135,7 @@ fn error_code_repeats_builtin() {
 
 #[test]
 fn negative_service_timeout() {
-    assert_service_option_rejected(
-        "timeout: {seconds: -1}",
-        "(natsmicro.service).timeout",
-        "must not be negative",
-    );
+    assert_service_option_rejected("timeout: {seconds: -1}", "(natsmicro.service).timeout", "must not be negative");
 }
 
 #[test]
@@ -248,10 +189,7 @@ fn two_methods_on_one_endpoint() {
 fn every_problem_is_reported_together() {
     let output = generate_scratch(&service_with_options(r#"name: "bad name!" version: "1.0""#));
     let error = expect_error(&output);
-    assert_contains_all(
-        error,
-        &["(natsmicro.service).name", "(natsmicro.service).version"],
-    );
+    assert_contains_all(error, &["(natsmicro.service).name", "(natsmicro.service).version"]);
     assert_eq!(error.lines().count(), 2, "one line per problem:\n{error}");
 }
 
@@ -273,61 +211,36 @@ fn truncated_requests_never_panic() {
 fn empty_request_generates_nothing() {
     let output = generate_bytes(&[]);
     assert_eq!(output.response.error, None);
-    assert!(
-        output.response.file.is_empty(),
-        "{:?}",
-        output.response.file
-    );
+    assert!(output.response.file.is_empty(), "{:?}", output.response.file);
 }
 
 #[test]
 fn file_to_generate_missing_from_request() {
     // A request naming a file it does not carry (hand-built: a single field 1 string).
     let output = generate_bytes(b"\x0a\x0bmissing.pro");
-    assert_contains_all(
-        expect_error(&output),
-        &["missing.pro", "not among the request's files"],
-    );
+    assert_contains_all(expect_error(&output), &["missing.pro", "not among the request's files"]);
 }
 
 #[test]
 fn unknown_parameter_is_named() {
-    assert_contains_all(
-        expect_error(&generate_order_with("colour=blue")),
-        &["colour"],
-    );
+    assert_contains_all(expect_error(&generate_order_with("colour=blue")), &["colour"]);
 }
 
 #[test]
 fn unknown_lang_is_named() {
-    assert_contains_all(
-        expect_error(&generate_order_with("lang=cobol")),
-        &["cobol", "lang"],
-    );
+    assert_contains_all(expect_error(&generate_order_with("lang=cobol")), &["cobol", "lang"]);
 }
 
 #[test]
 fn language_alias_selects_rust() {
     let files = output_files(&generate_order_with("language=rust"));
     assert_eq!(files.keys().collect::<Vec<_>>(), ["order.v1.nats_micro.rs"]);
-    assert_eq!(
-        files,
-        output_files(&generate_order_with(" lang = rs ,")),
-        "aliases and spacing give the same output"
-    );
+    assert_eq!(files, output_files(&generate_order_with(" lang = rs ,")), "aliases and spacing give the same output");
 }
 
 #[test]
 fn supports_proto3_optional_on_success_and_failure() {
-    for output in [
-        generate_order_with(""),
-        generate_order_with("colour=blue"),
-        generate_bytes(b"\xff"),
-    ] {
-        assert_eq!(
-            output.response.supported_features.unwrap_or(0) & 1,
-            1,
-            "FEATURE_PROTO3_OPTIONAL missing"
-        );
+    for output in [generate_order_with(""), generate_order_with("colour=blue"), generate_bytes(b"\xff")] {
+        assert_eq!(output.response.supported_features.unwrap_or(0) & 1, 1, "FEATURE_PROTO3_OPTIONAL missing");
     }
 }

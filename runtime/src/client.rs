@@ -6,8 +6,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{HeaderMap, Message};
 use async_nats::client::{RequestError, RequestErrorKind};
+use async_nats::{HeaderMap, Message};
 
 use crate::code::Code;
 use crate::codec::Codec;
@@ -193,7 +193,13 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client sending to `{subject_prefix}.{endpoint}`.
     pub fn new(nats: async_nats::Client, subject_prefix: impl Into<Arc<str>>) -> Self {
-        Client { nats, subject_prefix: subject_prefix.into(), timeout: None, headers: HeaderMap::new(), interceptors: Arc::new([]) }
+        Client {
+            nats,
+            subject_prefix: subject_prefix.into(),
+            timeout: None,
+            headers: HeaderMap::new(),
+            interceptors: Arc::new([]),
+        }
     }
 
     /// Replaces the subject prefix (e.g. to reach a service deployed under
@@ -271,8 +277,9 @@ impl Client {
     {
         let (message, call_headers, call_timeout) = request.into_parts();
         let with_method = |err: Error| err.with_method(method.method);
-        let payload = <C as Codec<Req>>::encode(&message)
-            .map_err(|err| with_method(Error::transport(ErrorKind::Encode, Code::Internal, format!("encoding the request: {err}"))))?;
+        let payload = <C as Codec<Req>>::encode(&message).map_err(|err| {
+            with_method(Error::transport(ErrorKind::Encode, Code::Internal, format!("encoding the request: {err}")))
+        })?;
         let mut headers = self.headers.clone();
         for (name, values) in call_headers.iter() {
             let mut values = values.iter();

@@ -141,11 +141,7 @@ impl Code {
         if let Some(code) = Self::canonical_by_name(trimmed) {
             return code;
         }
-        if is_upper_snake(trimmed) {
-            Code::Custom(Cow::Owned(trimmed.to_owned()))
-        } else {
-            Code::Unrecognized(value.to_owned())
-        }
+        if is_upper_snake(trimmed) { Code::Custom(Cow::Owned(trimmed.to_owned())) } else { Code::Unrecognized(value.to_owned()) }
     }
 
     /// The header value for this code. Built-ins follow `format`; other codes
@@ -163,11 +159,7 @@ impl Code {
         match self {
             Code::Custom(name) => name,
             Code::Unrecognized(raw) => raw,
-            canonical => CANONICAL
-                .iter()
-                .find(|(code, _, _)| code == canonical)
-                .map(|(_, name, _)| *name)
-                .unwrap_or("UNKNOWN"),
+            canonical => CANONICAL.iter().find(|(code, _, _)| code == canonical).map(|(_, name, _)| *name).unwrap_or("UNKNOWN"),
         }
     }
 

@@ -28,7 +28,13 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn new(method: Arc<str>, endpoint: Arc<str>, subject: Subject, headers: HeaderMap, deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(
+        method: Arc<str>,
+        endpoint: Arc<str>,
+        subject: Subject,
+        headers: HeaderMap,
+        deadline: Option<Instant>,
+    ) -> Self {
         RequestContext { method, endpoint, subject, headers, deadline, response_headers: Arc::default() }
     }
 

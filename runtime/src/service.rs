@@ -258,12 +258,7 @@ impl ServiceBuilder {
         for (spec, handler) in &self.endpoints {
             let info = self.endpoint_info(spec);
             let subscriber = subscribe(nats, &info.subject, info.queue_group.as_deref()).await?;
-            let timeout = self
-                .endpoint_timeouts
-                .get(spec.method.endpoint)
-                .copied()
-                .or(self.timeout)
-                .or(spec.method.timeout);
+            let timeout = self.endpoint_timeouts.get(spec.method.endpoint).copied().or(self.timeout).or(spec.method.timeout);
             let shared = Arc::new(EndpointShared {
                 nats: nats.clone(),
                 method: spec.method.method.into(),
@@ -303,7 +298,9 @@ impl ServiceBuilder {
 
         let mut discovery = Vec::new();
         for verb in ["PING", "INFO", "STATS"] {
-            for subject in [format!("$SRV.{verb}"), format!("$SRV.{verb}.{}", self.name), format!("$SRV.{verb}.{}.{id}", self.name)] {
+            for subject in
+                [format!("$SRV.{verb}"), format!("$SRV.{verb}.{}", self.name), format!("$SRV.{verb}.{}.{id}", self.name)]
+            {
                 discovery.push((verb, subscribe(nats, &subject, None).await?));
             }
         }
@@ -377,9 +374,7 @@ impl Drop for Service {
 /// Whether a subject (or token) is non-empty, has no empty token, no
 /// whitespace, and no wildcard.
 pub fn valid_subject(subject: &str) -> bool {
-    subject
-        .split('.')
-        .all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
+    subject.split('.').all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
 }
 
 async fn subscribe(nats: &async_nats::Client, subject: &str, queue_group: Option<&str>) -> Result<Subscriber, Error> {

@@ -97,7 +97,8 @@ async fn rust_client_gets_every_code_data_and_headers_from_a_python_server() {
         let echoed = err.headers().and_then(|h| h.get("X-Echoed")).map(|v| v.as_str().to_owned());
         assert_eq!(echoed.as_deref(), Some(name), "response headers travel with errors");
     }
-    let err = client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "ORDER_EXPIRED")).await.expect_err("fails");
+    let err =
+        client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "ORDER_EXPIRED")).await.expect_err("fails");
     assert!(err.is_order_expired() && !err.is_transport());
 
     let err = client.create_order(order_request("uncoded")).await.expect_err("an exception without a code");
@@ -163,6 +164,9 @@ async fn python_client_gets_every_code_data_and_headers_from_the_rust_server() {
         let expected = serde_json::json!({"case": case, "exception": "OrderServiceInternalError", "code": "INTERNAL", "message": "internal error"});
         assert_eq!(line, &expected);
     }
-    assert_eq!(rest[3], serde_json::json!({"case": "not_found", "exception": "OrderServiceNotFoundError", "message": "no order with an empty id"}));
+    assert_eq!(
+        rest[3],
+        serde_json::json!({"case": "not_found", "exception": "OrderServiceNotFoundError", "message": "no order with an empty id"})
+    );
     fx.service.stop().await;
 }

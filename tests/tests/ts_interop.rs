@@ -38,9 +38,7 @@ fn program(label: &str, sources: &Path, protos: &[&str]) -> Program {
 /// The interop scripts of `tests/ts`, built once per test binary.
 fn scripts() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        program("interop", &root().join("tests/ts"), &["order/v1/order.proto", "demo/v1/encoding.proto"])
-    })
+    PROGRAM.get_or_init(|| program("interop", &root().join("tests/ts"), &["order/v1/order.proto", "demo/v1/encoding.proto"]))
 }
 
 /// A node process serving until dropped (stdin closed, then killed).
@@ -255,7 +253,8 @@ async fn uncoded_errors_become_internal_and_their_text_is_withheld_unless_expose
 #[tokio::test]
 async fn headers_round_trip_and_malformed_requests_are_invalid_argument() {
     let fx = ts_orders(&[]).await;
-    let response = fx.client.create_order(Request::new(order_request("c-42")).with_header("X-Echo", "ping")).await.expect("succeeds");
+    let response =
+        fx.client.create_order(Request::new(order_request("c-42")).with_header("X-Echo", "ping")).await.expect("succeeds");
     assert_eq!(response.order.as_ref().map(|o| o.customer_id.as_str()), Some("c-42"));
     assert_eq!(response.headers().get("X-Echoed").map(|v| v.as_str()), Some("ping"));
     assert_eq!(fx.client.get_order(GetOrderRequest { id: "o-9".into() }).await.expect("found").id, "o-9");
@@ -273,7 +272,8 @@ async fn headers_round_trip_and_malformed_requests_are_invalid_argument() {
 #[tokio::test]
 async fn the_callers_deadline_stops_the_typescript_handler() {
     let fx = ts_orders(&[]).await;
-    let err = fx.client
+    let err = fx
+        .client
         .create_order(Request::new(order_request("slow")).with_timeout(Duration::from_millis(300)))
         .await
         .expect_err("times out");
@@ -298,12 +298,17 @@ async fn discovery_replies_validate_against_the_schemas_on_every_subject_level()
         let text = std::fs::read_to_string(schemas.join(format!("{kind}.json"))).expect("schema");
         let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
         let validator = jsonschema::options().should_validate_formats(true).build(&schema).expect("schema compiles");
-        for subject in [format!("$SRV.{verb}"), format!("$SRV.{verb}.order_service"), format!("$SRV.{verb}.order_service.{}", fx.id)] {
+        for subject in
+            [format!("$SRV.{verb}"), format!("$SRV.{verb}.order_service"), format!("$SRV.{verb}.order_service.{}", fx.id)]
+        {
             let doc = ask(&fx.nats, &subject).await;
             let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
             assert!(errors.is_empty(), "{subject}: {errors:?}\n{doc:#}");
             assert_eq!(doc["type"], format!("io.nats.micro.v1.{kind}"));
-            assert_eq!((doc["name"].as_str(), doc["id"].as_str(), doc["version"].as_str()), (Some("order_service"), Some(fx.id.as_str()), Some("1.0.0")));
+            assert_eq!(
+                (doc["name"].as_str(), doc["id"].as_str(), doc["version"].as_str()),
+                (Some("order_service"), Some(fx.id.as_str()), Some("1.0.0"))
+            );
             assert_eq!(doc["metadata"]["team"], "orders", "{subject}: top-level metadata from the proto");
             assert_eq!(doc["metadata"]["region"], "eu", "{subject}: merged at run time");
         }
@@ -347,7 +352,11 @@ async fn server_interceptors_chain_first_outermost_and_short_circuit_with_header
     let response = client.create_order(order_request("c")).await.expect("succeeds");
     let chain: Vec<&str> = response.headers().get_all("X-Chain").map(|v| v.as_str()).collect();
     assert_eq!(chain, ["a:before", "b:before", "b:after", "a:after"]);
-    assert_eq!(response.headers().get("X-Echoed").map(|v| v.as_str()), Some("b"), "the inner interceptor's header reached the handler");
+    assert_eq!(
+        response.headers().get("X-Echoed").map(|v| v.as_str()),
+        Some("b"),
+        "the inner interceptor's header reached the handler"
+    );
     drop(service);
 
     let (_service, _) = typescript_service(&server, "orders", &["auth"]);
@@ -403,9 +412,10 @@ async fn the_typescript_example_serves_and_calls_the_order_service() {
         command.env("NATS_URL", server.url());
         command
     });
-    let output = tokio::task::spawn_blocking(move || example.node("client", &[]).env("NATS_URL", server.url()).output().expect("node"))
-        .await
-        .expect("task");
+    let output =
+        tokio::task::spawn_blocking(move || example.node("client", &[]).env("NATS_URL", server.url()).output().expect("node"))
+            .await
+            .expect("task");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     for line in ["created order", "order expired", "payment failed", "not found", "no responders"] {

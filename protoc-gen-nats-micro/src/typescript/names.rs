@@ -102,11 +102,60 @@ pub fn method_name(proto_name: &str, taken: &[&str]) -> String {
 /// ECMAScript keywords, reserved words, TypeScript type keywords, and a few
 /// runtime names.
 const RESERVED_IDENTIFIERS: &[&str] = &[
-    "break", "case", "catch", "class", "const", "continue", "debugger", "default", "delete", "do", "else", "export",
-    "extends", "false", "finally", "for", "function", "if", "import", "in", "instanceof", "new", "null", "return", "super",
-    "switch", "this", "throw", "true", "try", "typeof", "var", "void", "while", "with", "yield", "enum", "implements",
-    "interface", "let", "package", "private", "protected", "public", "static", "Object", "bigint", "number", "boolean",
-    "string", "object", "globalThis", "Uint8Array", "Partial",
+    "break",
+    "case",
+    "catch",
+    "class",
+    "const",
+    "continue",
+    "debugger",
+    "default",
+    "delete",
+    "do",
+    "else",
+    "export",
+    "extends",
+    "false",
+    "finally",
+    "for",
+    "function",
+    "if",
+    "import",
+    "in",
+    "instanceof",
+    "new",
+    "null",
+    "return",
+    "super",
+    "switch",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "typeof",
+    "var",
+    "void",
+    "while",
+    "with",
+    "yield",
+    "enum",
+    "implements",
+    "interface",
+    "let",
+    "package",
+    "private",
+    "protected",
+    "public",
+    "static",
+    "Object",
+    "bigint",
+    "number",
+    "boolean",
+    "string",
+    "object",
+    "globalThis",
+    "Uint8Array",
+    "Partial",
 ];
 
 /// protobuf-es's `safeIdentifier`: a reserved word gets a `$`.
@@ -169,11 +218,7 @@ pub fn relative_import(from_proto: &str, target: &str) -> String {
 pub fn milliseconds(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     let (whole, rest) = (nanos / 1_000_000, nanos % 1_000_000);
-    if rest == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{:06}", rest).trim_end_matches('0').to_owned()
-    }
+    if rest == 0 { whole.to_string() } else { format!("{whole}.{:06}", rest).trim_end_matches('0').to_owned() }
 }
 
 /// The exported names of one generated file: a name asked for twice gets

@@ -16,8 +16,7 @@ pub const CRATE_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// `CRATE_DIR/relative`, canonical (protoc refuses `..` in paths).
 fn crate_relative(relative: &str) -> PathBuf {
     let path = Path::new(CRATE_DIR).join(relative);
-    path.canonicalize()
-        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    path.canonicalize().unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 /// The project's protos (`natsmicro/options.proto`, `order/v1/order.proto`, ...).
@@ -46,11 +45,7 @@ pub fn project_includes() -> Vec<PathBuf> {
 }
 
 /// The project protos that declare services.
-pub const PROJECT_FILES: [&str; 3] = [
-    "order/v1/order.proto",
-    "product/v1/product.proto",
-    "edge/nested/deep/v1/edge.proto",
-];
+pub const PROJECT_FILES: [&str; 3] = ["order/v1/order.proto", "product/v1/product.proto", "edge/nested/deep/v1/edge.proto"];
 
 /// Every `.proto` of the corpus, as import names, sorted.
 pub fn corpus_files() -> Vec<String> {
@@ -58,30 +53,19 @@ pub fn corpus_files() -> Vec<String> {
     let mut files = Vec::new();
     collect_protos(&root, &root, &mut files);
     files.sort();
-    assert!(
-        files.len() >= 10,
-        "corpus not found under {}: {files:?}",
-        root.display()
-    );
+    assert!(files.len() >= 10, "corpus not found under {}: {files:?}", root.display());
     files
 }
 
 fn collect_protos(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
     for entry in entries {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
             collect_protos(root, &path, out);
         } else if path.extension().is_some_and(|e| e == "proto") {
             let relative = path.strip_prefix(root).expect("under root");
-            out.push(
-                relative
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            );
+            out.push(relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
         }
     }
 }
@@ -106,27 +90,17 @@ struct RawRequest {
 
 /// Compiles `files` with protox into an encoded `FileDescriptorSet`
 /// (imports and source info included), or protox's error text.
-pub fn try_descriptor_set(
-    includes: &[PathBuf],
-    files: &[impl AsRef<str>],
-) -> Result<Vec<u8>, String> {
+pub fn try_descriptor_set(includes: &[PathBuf], files: &[impl AsRef<str>]) -> Result<Vec<u8>, String> {
     let mut compiler = protox::Compiler::new(includes).map_err(|err| format!("{err:?}"))?;
     compiler.include_imports(true).include_source_info(true);
-    compiler
-        .open_files(files.iter().map(AsRef::as_ref))
-        .map_err(|err| format!("{err:?}"))?;
+    compiler.open_files(files.iter().map(AsRef::as_ref)).map_err(|err| format!("{err:?}"))?;
     Ok(compiler.encode_file_descriptor_set())
 }
 
 /// An encoded `CodeGeneratorRequest` for `files` (import names) found under
 /// `includes`, as protoc would send it (dependencies first).
-pub fn request(
-    includes: &[PathBuf],
-    files: &[impl AsRef<str>],
-    parameter: Option<&str>,
-) -> Vec<u8> {
-    let set =
-        try_descriptor_set(includes, files).unwrap_or_else(|err| panic!("compiling protos: {err}"));
+pub fn request(includes: &[PathBuf], files: &[impl AsRef<str>], parameter: Option<&str>) -> Vec<u8> {
+    let set = try_descriptor_set(includes, files).unwrap_or_else(|err| panic!("compiling protos: {err}"));
     let set = RawFileSet::decode(set.as_slice()).expect("protox output decodes");
     RawRequest {
         file_to_generate: files.iter().map(|f| f.as_ref().to_owned()).collect(),
@@ -137,11 +111,7 @@ pub fn request(
 }
 
 /// Runs the library entry on a request for `files`.
-pub fn generate(
-    includes: &[PathBuf],
-    files: &[impl AsRef<str>],
-    parameter: Option<&str>,
-) -> Output {
+pub fn generate(includes: &[PathBuf], files: &[impl AsRef<str>], parameter: Option<&str>) -> Output {
     protoc_gen_nats_micro::generate(&request(includes, files, parameter))
 }
 
@@ -150,34 +120,17 @@ pub fn output_files(output: &Output) -> BTreeMap<String, String> {
     if let Some(error) = &output.response.error {
         panic!("generation failed: {error}");
     }
-    output
-        .response
-        .file
-        .iter()
-        .map(|f| (f.name().to_owned(), f.content().to_owned()))
-        .collect()
+    output.response.file.iter().map(|f| (f.name().to_owned(), f.content().to_owned())).collect()
 }
 
 /// The error of a run that must fail.
 pub fn expect_error(output: &Output) -> &str {
     match &output.response.error {
         Some(error) => {
-            assert!(
-                output.response.file.is_empty(),
-                "a failed run must produce no files, got {:?}",
-                output.response.file
-            );
+            assert!(output.response.file.is_empty(), "a failed run must produce no files, got {:?}", output.response.file);
             error
         }
-        None => panic!(
-            "expected an error, got files {:?}",
-            output
-                .response
-                .file
-                .iter()
-                .map(|f| f.name())
-                .collect::<Vec<_>>()
-        ),
+        None => panic!("expected an error, got files {:?}", output.response.file.iter().map(|f| f.name()).collect::<Vec<_>>()),
     }
 }
 
@@ -196,16 +149,9 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "nats-micro-test-{label}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("nats-micro-test-{label}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("creating {}: {err}", dir.display()));
         TempDir(dir)
     }
 
@@ -216,10 +162,8 @@ impl TempDir {
     /// Writes `content` to `relative` inside the directory (creating parents).
     pub fn write(&self, relative: &str, content: &str) -> PathBuf {
         let path = self.0.join(relative);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .expect("create parent directories");
-        std::fs::write(&path, content)
-            .unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("create parent directories");
+        std::fs::write(&path, content).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
         path
     }
 }
@@ -265,9 +209,7 @@ pub fn generate_scratch(body: &str) -> Output {
 
 /// `service BadService { option (natsmicro.service) = { <options> }; rpc Get(Req) returns (Resp); }`
 pub fn service_with_options(options: &str) -> String {
-    format!(
-        "service BadService {{\n  option (natsmicro.service) = {{ {options} }};\n  rpc Get(Req) returns (Resp);\n}}"
-    )
+    format!("service BadService {{\n  option (natsmicro.service) = {{ {options} }};\n  rpc Get(Req) returns (Resp);\n}}")
 }
 
 /// `service BadService { rpc Get(Req) returns (Resp) { <method options> } }`
@@ -298,10 +240,7 @@ pub fn run_protoc(includes: &[PathBuf], files: &[impl AsRef<str>], opt: Option<&
     let out = TempDir::new("protoc-out");
     let mut command = std::process::Command::new(protoc_path());
     command
-        .arg(format!(
-            "--plugin=protoc-gen-nats-micro={}",
-            env!("CARGO_BIN_EXE_protoc-gen-nats-micro")
-        ))
+        .arg(format!("--plugin=protoc-gen-nats-micro={}", env!("CARGO_BIN_EXE_protoc-gen-nats-micro")))
         .arg(format!("--nats-micro_out={}", out.path().display()));
     if let Some(opt) = opt {
         command.arg(format!("--nats-micro_opt={opt}"));
@@ -320,21 +259,13 @@ pub fn run_protoc(includes: &[PathBuf], files: &[impl AsRef<str>], opt: Option<&
 
 /// Every file directly in `dir`, by name.
 pub fn read_dir_files(dir: &Path) -> BTreeMap<String, String> {
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
     entries
         .map(|entry| entry.expect("directory entry").path())
         .filter(|path| path.is_file())
         .map(|path| {
-            let content = std::fs::read_to_string(&path)
-                .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
-            (
-                path.file_name()
-                    .expect("file name")
-                    .to_string_lossy()
-                    .into_owned(),
-                content,
-            )
+            let content = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+            (path.file_name().expect("file name").to_string_lossy().into_owned(), content)
         })
         .collect()
 }

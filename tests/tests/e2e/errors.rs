@@ -66,11 +66,8 @@ async fn wire_carries_numbers_for_builtins_and_names_for_the_rest() {
     for name in ALL_CODES {
         let mut request_headers = async_nats::HeaderMap::new();
         request_headers.insert(WANT_CODE, name);
-        let reply = fx
-            .nats
-            .request_with_headers("api.v1.create_order", request_headers, bytes::Bytes::new())
-            .await
-            .expect("a reply");
+        let reply =
+            fx.nats.request_with_headers("api.v1.create_order", request_headers, bytes::Bytes::new()).await.expect("a reply");
         let reply_headers = reply.headers.expect("error replies carry headers");
         let wire_code = reply_headers.get(headers::ERROR_CODE).expect("code header").as_str().to_owned();
         let expected = match Code::from_wire(name).number() {
@@ -92,7 +89,8 @@ async fn names_format_sends_builtin_names_for_go_clients() {
     let reply = fx.nats.request_with_headers("api.v1.create_order", request_headers, bytes::Bytes::new()).await.expect("reply");
     assert_eq!(reply.headers.expect("headers").get(headers::ERROR_CODE).map(|v| v.as_str()), Some("NOT_FOUND"));
     // And the generated client reads the name form as the same code.
-    let err = fx.client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "NOT_FOUND")).await.expect_err("fails");
+    let err =
+        fx.client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "NOT_FOUND")).await.expect_err("fails");
     assert!(err.is_not_found());
     fx.service.stop().await;
 }
@@ -116,7 +114,8 @@ async fn uncoded_errors_become_internal_without_leaking_their_text() {
 #[tokio::test]
 async fn success_and_headers_round_trip() {
     let fx = Fixture::start().await;
-    let response = fx.client.create_order(Request::new(order_request("c-42")).with_header("X-Echo", "ping")).await.expect("succeeds");
+    let response =
+        fx.client.create_order(Request::new(order_request("c-42")).with_header("X-Echo", "ping")).await.expect("succeeds");
     assert_eq!(response.order.as_ref().map(|o| o.customer_id.as_str()), Some("c-42"));
     assert_eq!(response.headers().get("X-Echoed").map(|v| v.as_str()), Some("ping"));
     let order = fx.client.get_order(GetOrderRequest { id: "o-9".into() }).await.expect("found").into_inner();
@@ -130,7 +129,8 @@ async fn success_and_headers_round_trip() {
 #[tokio::test]
 async fn an_unrecognised_code_from_a_peer_is_kept_verbatim() {
     let fx = Fixture::start().await;
-    let err = fx.client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "TEAPOT_418")).await.expect_err("fails");
+    let err =
+        fx.client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "TEAPOT_418")).await.expect_err("fails");
     assert_eq!(err.code(), OrderServiceErrorCode::Unrecognized("TEAPOT_418".into()));
     let err = fx.client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "418")).await.expect_err("fails");
     assert_eq!(err.code(), OrderServiceErrorCode::Unrecognized("418".into()));

@@ -11,7 +11,13 @@ use super::support::*;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
-fn logging_server(log: &Log, name: &'static str) -> impl Fn(RequestContext, Bytes, ServerNext) -> nats_micro_runtime::interceptor::BoxFuture<Result<Bytes, Error>> + Send + Sync + 'static {
+fn logging_server(
+    log: &Log,
+    name: &'static str,
+) -> impl Fn(RequestContext, Bytes, ServerNext) -> nats_micro_runtime::interceptor::BoxFuture<Result<Bytes, Error>>
++ Send
++ Sync
++ 'static {
     let log = log.clone();
     move |mut ctx: RequestContext, payload: Bytes, next: ServerNext| {
         let log = log.clone();
@@ -97,7 +103,12 @@ async fn client_interceptors_run_in_order_and_can_short_circuit() {
 }
 
 /// Records the budget each request carries and the deadline the handler sees.
-fn budget_recorder(seen: &Arc<Mutex<Vec<(Option<String>, Option<Duration>)>>>) -> impl Fn(RequestContext, Bytes, ServerNext) -> nats_micro_runtime::interceptor::BoxFuture<Result<Bytes, Error>> + Send + Sync + 'static {
+fn budget_recorder(
+    seen: &Arc<Mutex<Vec<(Option<String>, Option<Duration>)>>>,
+) -> impl Fn(RequestContext, Bytes, ServerNext) -> nats_micro_runtime::interceptor::BoxFuture<Result<Bytes, Error>>
++ Send
++ Sync
++ 'static {
     let seen = seen.clone();
     move |ctx: RequestContext, payload: Bytes, next: ServerNext| {
         seen.lock().unwrap().push((ctx.header(headers::TIMEOUT).map(str::to_owned), ctx.remaining()));
@@ -118,7 +129,10 @@ async fn client_timeout_precedence_call_then_client_then_endpoint_then_service()
     let overridden = fx.client.clone().with_timeout(Duration::from_millis(2500));
     overridden.get_order(GetOrderRequest { id: "1".into() }).await.expect("ok");
     // The call's own timeout beats everything.
-    overridden.get_order(Request::new(GetOrderRequest { id: "1".into() }).with_timeout(Duration::from_millis(1234))).await.expect("ok");
+    overridden
+        .get_order(Request::new(GetOrderRequest { id: "1".into() }).with_timeout(Duration::from_millis(1234)))
+        .await
+        .expect("ok");
 
     let budgets: Vec<Option<String>> = seen.lock().unwrap().iter().map(|(b, _)| b.clone()).collect();
     assert_eq!(

@@ -86,7 +86,8 @@ async fn generated_client_classifies_string_codes_from_a_nats_py_micro_service()
         assert_eq!(err.message(), format!("python says {name}"));
         assert_eq!(&err.data()[..], format!("py:{name}").as_bytes());
     }
-    let err = client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "ORDER_EXPIRED")).await.expect_err("fails");
+    let err =
+        client.create_order(Request::new(order_request("c")).with_header(WANT_CODE, "ORDER_EXPIRED")).await.expect_err("fails");
     assert!(err.is_order_expired(), "custom code from the peer");
     client.create_order(order_request("c")).await.expect("success from the peer decodes");
     drop(peer);
@@ -111,7 +112,13 @@ async fn nats_py_client_reads_codes_and_messages_from_the_rust_server() {
         String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     let seen: Vec<(String, String, String)> = lines
         .iter()
-        .map(|l| (l["code"].as_str().unwrap_or("").into(), l["message"].as_str().unwrap_or("").into(), l["data"].as_str().unwrap_or("").into()))
+        .map(|l| {
+            (
+                l["code"].as_str().unwrap_or("").into(),
+                l["message"].as_str().unwrap_or("").into(),
+                l["data"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,

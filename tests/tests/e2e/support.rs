@@ -78,10 +78,15 @@ impl std::fmt::Display for DatabaseDown {
 impl nats_micro_runtime::HandlerError for DatabaseDown {}
 
 impl OrderService for TestOrders {
-    async fn create_order(&self, ctx: RequestContext, request: CreateOrderRequest) -> Result<CreateOrderResponse, OrderServiceError> {
+    async fn create_order(
+        &self,
+        ctx: RequestContext,
+        request: CreateOrderRequest,
+    ) -> Result<CreateOrderResponse, OrderServiceError> {
         if let Some(name) = ctx.header(WANT_CODE) {
             let code = OrderServiceErrorCode::from_code(&Code::from_wire(name));
-            return Err(OrderServiceError::new(code, "CreateOrder", format!("wanted {name}")).with_data(format!("data:{name}").into_bytes()));
+            return Err(OrderServiceError::new(code, "CreateOrder", format!("wanted {name}"))
+                .with_data(format!("data:{name}").into_bytes()));
         }
         match request.customer_id.as_str() {
             "panic" => panic!("the handler blew up"),
@@ -98,7 +103,9 @@ impl OrderService for TestOrders {
         if let Some(echo) = ctx.header("X-Echo") {
             ctx.set_response_header("X-Echoed", echo);
         }
-        Ok(CreateOrderResponse { order: Some(Order { id: "o-1".into(), customer_id: request.customer_id, ..Default::default() }) })
+        Ok(CreateOrderResponse {
+            order: Some(Order { id: "o-1".into(), customer_id: request.customer_id, ..Default::default() }),
+        })
     }
 
     async fn get_order(&self, _ctx: RequestContext, request: GetOrderRequest) -> Result<Order, OrderServiceError> {
@@ -133,7 +140,9 @@ impl Fixture {
     }
 
     /// Serves TestOrders after `configure` adjusts the builder.
-    pub async fn start_with(configure: impl FnOnce(nats_micro_runtime::ServiceBuilder) -> nats_micro_runtime::ServiceBuilder) -> Fixture {
+    pub async fn start_with(
+        configure: impl FnOnce(nats_micro_runtime::ServiceBuilder) -> nats_micro_runtime::ServiceBuilder,
+    ) -> Fixture {
         let server = NatsServer::start();
         let nats = server.connect().await;
         let service = configure(orders::service_builder(TestOrders::default())).start(&nats).await.expect("service starts");
