@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -533,22 +534,14 @@ async fn serve_endpoint(shared: Arc<EndpointShared>, mut subscriber: Subscriber,
 async fn dispatch(shared: &Arc<EndpointShared>, message: Message) {
     let received = Instant::now();
     if let Ok(permit) = shared.permits.clone().try_acquire_owned() {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            handle(&shared, message, received).await;
-            drop(permit);
-        });
+        serve_now(shared.clone(), message, received, permit).await;
         return;
     }
     let limited = shared.pending_msg_limit.is_some() || shared.pending_bytes_limit.is_some();
     if !limited {
         // No pending limit: wait for a slot, leaving further requests in the subscription's buffer.
         let Ok(permit) = shared.permits.clone().acquire_owned().await else { return };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            handle(&shared, message, received).await;
-            drop(permit);
-        });
+        serve_now(shared.clone(), message, received, permit).await;
         return;
     }
     let size = message.length;
@@ -571,6 +564,24 @@ async fn dispatch(shared: &Arc<EndpointShared>, message: Message) {
             drop(permit);
         }
     });
+}
+
+/// Serves a request holding a slot: polled once right here, and moved to a
+/// task of its own only if it has to wait. A handler that finishes without
+/// waiting thus replies from the endpoint's task, so the replies of a burst
+/// leave in one write instead of one system call each; one that awaits runs
+/// concurrently with the requests after it. (A handler's synchronous part,
+/// up to its first `.await`, runs on the endpoint's task: keep CPU-heavy work
+/// in `spawn_blocking`, as anywhere in tokio.)
+async fn serve_now(shared: Arc<EndpointShared>, message: Message, received: Instant, permit: OwnedSemaphorePermit) {
+    let mut request = Box::pin(async move {
+        handle(&shared, message, received).await;
+        drop(permit);
+    });
+    let first_poll = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
+    if first_poll.is_pending() {
+        tokio::spawn(request);
+    }
 }
 
 /// Serves one request: deadline, interceptors and handler, panic isolation, reply, stats.
