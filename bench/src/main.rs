@@ -90,6 +90,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let url = args.get(2).ok_or("usage: bench serve <contender> <nats-url>")?;
         return runtime.block_on(contenders::serve(contender, url));
     }
+    if args.first().map(String::as_str) == Some("load") {
+        // For profiling one client: `bench load <contender> <nats-url> <address> <requests> <concurrency>`
+        // against a server started with `bench serve` (address: what it printed after `ready`).
+        const USAGE: &str = "usage: bench load <contender> <nats-url> <address> <requests> <concurrency>";
+        let contender = args.get(1).and_then(|t| Contender::from_token(t)).ok_or(USAGE)?;
+        let [url, address, requests, concurrency] = [2, 3, 4, 5].map(|i| args.get(i).cloned().unwrap_or_default());
+        let (requests, concurrency) = (requests.parse::<usize>()?, concurrency.parse::<usize>()?);
+        return runtime.block_on(async {
+            let caller = Caller::connect(contender, &url, &address, Bytes::from(vec![0x5a; 1024])).await?;
+            let run = measure::run(&caller, concurrency, requests).await?;
+            println!("{:.0} req/s", run.throughput);
+            Ok(())
+        });
+    }
     let plan = match args.first().map(String::as_str) {
         None | Some("--quick") => QUICK,
         Some("--full") => FULL,

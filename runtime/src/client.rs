@@ -261,7 +261,11 @@ impl Client {
 
     /// The subject of an endpoint: `{subject_prefix}.{endpoint}`.
     pub fn subject(&self, endpoint: &str) -> String {
-        format!("{}.{}", self.subject_prefix, endpoint)
+        let mut subject = String::with_capacity(self.subject_prefix.len() + 1 + endpoint.len());
+        subject.push_str(&self.subject_prefix);
+        subject.push('.');
+        subject.push_str(endpoint);
+        subject
     }
 
     /// The timeout a call to `method` gets when the call sets none.
@@ -295,7 +299,13 @@ impl Client {
             timeout: Some(call_timeout.unwrap_or_else(|| self.effective_timeout(method))),
             payload,
         };
-        let reply = ClientNext::start(self.interceptors.clone(), self.nats.clone()).run(call).await.map_err(with_method)?;
+        // Without interceptors the chain is skipped: no boxed future, no client clone per call.
+        let reply = if self.interceptors.is_empty() {
+            send(&self.nats, call).await
+        } else {
+            ClientNext::start(self.interceptors.clone(), self.nats.clone()).run(call).await
+        }
+        .map_err(with_method)?;
         let message = <C as Codec<Resp>>::decode(reply.payload).map_err(|err| {
             with_method(Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}")))
                 .with_headers(reply.headers.clone())
@@ -305,14 +315,14 @@ impl Client {
 }
 
 /// The end of a client chain: the NATS request itself.
-pub(crate) async fn send(nats: async_nats::Client, mut call: ClientCall) -> Result<Reply, Error> {
+pub(crate) async fn send(nats: &async_nats::Client, mut call: ClientCall) -> Result<Reply, Error> {
     if let Some(timeout) = call.timeout {
         call.headers.insert(headers::TIMEOUT, headers::encode_timeout(timeout).as_str());
     }
     let request = async_nats::Request::new().payload(call.payload).headers(call.headers).timeout(call.timeout);
     match nats.send_request(call.subject, request).await {
         Ok(message) => reply_from_message(message),
-        Err(err) => Err(request_error(&nats, err)),
+        Err(err) => Err(request_error(nats, err)),
     }
 }
 

@@ -166,7 +166,7 @@ impl ClientNext {
                 let next = ClientNext { index: self.index + 1, ..self };
                 interceptor.intercept(call, next)
             }
-            None => Box::pin(crate::client::send(self.nats, call)),
+            None => Box::pin(async move { crate::client::send(&self.nats, call).await }),
         }
     }
 }
