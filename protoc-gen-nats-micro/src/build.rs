@@ -130,8 +130,7 @@ impl Builder {
             config.extern_path(proto, rust_path);
         }
         if let Some(path) = &self.runtime_path {
-            options.runtime_path =
-                syn::parse_str(path).map_err(|err| io::Error::other(format!("runtime_path {path:?}: {err}")))?;
+            options.runtime_path(path).map_err(io::Error::other)?;
         }
         let services: HashMap<String, String> = model
             .files

@@ -51,8 +51,7 @@ impl Params {
                     }
                 }
                 "runtime_path" => {
-                    params.rust.runtime_path =
-                        syn::parse_str(value).map_err(|err| format!("parameter runtime_path={value:?}: {err}"))?;
+                    params.rust.runtime_path(value).map_err(|err| format!("parameter {err}"))?;
                 }
                 "extern_path" => {
                     let (proto, rust) = value.split_once('=').ok_or_else(|| {

@@ -16,33 +16,58 @@ pub const DEFAULT_RUNTIME_PATH: &str = "::nats_micro_runtime::codegen";
 
 /// How Rust is generated: where the runtime is, and which proto packages
 /// map to Rust paths outside the generated tree (like prost's `extern_path`).
+/// Paths are kept as validated text, so the options can be shared by the
+/// threads that format modules in parallel.
 #[derive(Clone, Debug)]
 pub struct RustOptions {
-    /// Path of the runtime's `codegen` module.
-    pub runtime_path: syn::Path,
-    /// `(".google.protobuf", ::prost_types)` and the like, longest first.
-    pub extern_paths: Vec<(String, syn::Path)>,
+    runtime_path: String,
+    /// `(".google.protobuf", "::prost_types")` and the like, longest first.
+    extern_paths: Vec<(String, String)>,
 }
 
 impl Default for RustOptions {
     fn default() -> Self {
         RustOptions {
-            runtime_path: syn::parse_str(DEFAULT_RUNTIME_PATH).expect("valid default path"),
-            extern_paths: vec![(".google.protobuf".to_owned(), syn::parse_str("::prost_types").expect("valid path"))],
+            runtime_path: DEFAULT_RUNTIME_PATH.to_owned(),
+            extern_paths: vec![(".google.protobuf".to_owned(), "::prost_types".to_owned())],
         }
     }
 }
 
 impl RustOptions {
+    /// Sets the path of the runtime's `codegen` module.
+    pub fn runtime_path(&mut self, path: &str) -> Result<(), String> {
+        syn::parse_str::<syn::Path>(path).map_err(|err| format!("runtime_path {path:?}: {err}"))?;
+        self.runtime_path = path.to_owned();
+        Ok(())
+    }
+
     /// Adds an extern path (`.my.pkg` → `::my_crate::pkg`), replacing an
     /// earlier one for the same proto path.
     pub fn extern_path(&mut self, proto_path: &str, rust_path: &str) -> Result<(), String> {
-        let path: syn::Path = syn::parse_str(rust_path).map_err(|err| format!("extern_path {rust_path:?}: {err}"))?;
+        syn::parse_str::<syn::Path>(rust_path).map_err(|err| format!("extern_path {rust_path:?}: {err}"))?;
         let proto_path = if proto_path.starts_with('.') { proto_path.to_owned() } else { format!(".{proto_path}") };
         self.extern_paths.retain(|(p, _)| p != &proto_path);
-        self.extern_paths.push((proto_path, path));
+        self.extern_paths.push((proto_path, rust_path.to_owned()));
         self.extern_paths.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         Ok(())
+    }
+}
+
+/// [`RustOptions`] parsed into tokens, once per formatting thread
+/// (`proc_macro2` values cannot cross threads).
+struct Paths {
+    runtime: syn::Path,
+    externs: Vec<(String, syn::Path)>,
+}
+
+impl Paths {
+    fn new(options: &RustOptions) -> Paths {
+        let parse = |path: &str| syn::parse_str(path).expect("validated when set");
+        Paths {
+            runtime: parse(&options.runtime_path),
+            externs: options.extern_paths.iter().map(|(proto, rust)| (proto.clone(), parse(rust))).collect(),
+        }
     }
 }
 
@@ -64,23 +89,43 @@ pub fn generate(files: &[File], options: &RustOptions) -> Vec<(String, String)> 
     packages
         .into_iter()
         .map(|(package, services)| {
-            // Each module is parsed and formatted on its own: the same text as
-            // formatting the whole file, without holding every syntax tree at once.
-            let modules = module_names(&services);
-            let body: Vec<String> = services
-                .iter()
-                .zip(&modules)
-                .map(|(service, module)| format_items(service_module(service, module, options)))
-                .collect();
-            (file_name(&package), format!("{GENERATED_HEADER}{}", body.join("")))
+            let body = format_modules(&services, &module_names(&services), options);
+            (file_name(&package), format!("{GENERATED_HEADER}{}", body.concat()))
         })
         .collect()
+}
+
+/// Each service module is parsed and formatted on its own (the same text as
+/// formatting the file whole), spread over the available cores: parsing and
+/// pretty-printing are most of the plugin's time on large inputs.
+fn format_modules(services: &[&Service], modules: &[String], options: &RustOptions) -> Vec<String> {
+    let format_chunk = |services: &[&Service], modules: &[String]| -> Vec<String> {
+        let paths = Paths::new(options);
+        services
+            .iter()
+            .zip(modules)
+            .map(|(service, module)| format_items(service_module(service, &ident(module), &paths)))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(services.len().div_ceil(8));
+    if threads <= 1 {
+        return format_chunk(services, modules);
+    }
+    let chunk = services.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = services
+            .chunks(chunk)
+            .zip(modules.chunks(chunk))
+            .map(|(services, modules)| scope.spawn(move || format_chunk(services, modules)))
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
 }
 
 /// One service's module, formatted, for appending into prost's package file.
 pub fn generate_service(service: &Service, options: &RustOptions) -> String {
     let module = module_names(&[service]).remove(0);
-    format!("{GENERATED_HEADER}{}", format_items(service_module(service, &module, options)))
+    format!("{GENERATED_HEADER}{}", format_items(service_module(service, &ident(&module), &Paths::new(options))))
 }
 
 const GENERATED_HEADER: &str = "// @generated by protoc-gen-nats-micro. Do not edit.\n";
@@ -92,7 +137,7 @@ fn format_items(items: TokenStream) -> String {
 }
 
 /// `order_service_nats`; services whose names differ only in case get a number.
-fn module_names(services: &[&Service]) -> Vec<Ident> {
+fn module_names(services: &[&Service]) -> Vec<String> {
     let mut taken = HashSet::new();
     services
         .iter()
@@ -104,7 +149,7 @@ fn module_names(services: &[&Service]) -> Vec<Ident> {
                 name = format!("{base}{n}");
                 n += 1;
             }
-            ident(&name)
+            name
         })
         .collect()
 }
@@ -166,12 +211,12 @@ fn limit(value: Option<u32>) -> TokenStream {
 }
 
 /// The Rust path of a message, relative to a service module in `package`.
-fn message_path(message: &MessageRef, package: &str, options: &RustOptions) -> TokenStream {
+fn message_path(message: &MessageRef, package: &str, paths: &Paths) -> TokenStream {
     let dotted = format!(".{}", message.full_name);
-    if let Some(primitive) = prost_primitive(&dotted, options) {
+    if let Some(primitive) = prost_primitive(&dotted, paths) {
         return primitive;
     }
-    for (proto, rust) in &options.extern_paths {
+    for (proto, rust) in &paths.externs {
         if dotted == *proto || dotted.starts_with(&format!("{proto}.")) {
             // Package segments past the extern prefix become modules, then the message path.
             let prefix_segments = proto.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).count();
@@ -193,9 +238,9 @@ fn message_path(message: &MessageRef, package: &str, options: &RustOptions) -> T
 
 /// With `google.protobuf` on `prost_types`, prost maps `Empty` to `()` and
 /// the wrapper messages to primitives, which prost encodes as those messages.
-fn prost_primitive(dotted: &str, options: &RustOptions) -> Option<TokenStream> {
+fn prost_primitive(dotted: &str, paths: &Paths) -> Option<TokenStream> {
     let name = dotted.strip_prefix(".google.protobuf.")?;
-    let (_, rust) = options.extern_paths.iter().find(|(proto, _)| proto == ".google.protobuf")?;
+    let (_, rust) = paths.externs.iter().find(|(proto, _)| proto == ".google.protobuf")?;
     if quote!(#rust).to_string().replace(' ', "") != "::prost_types" {
         return None;
     }
@@ -324,8 +369,8 @@ fn rpc_ident(method: &Method, reserved: &[&str]) -> Ident {
     if reserved.contains(&name.as_str()) { ident(&format!("{name}_")) } else { ident(&name) }
 }
 
-fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> TokenStream {
-    let rt = &options.runtime_path;
+fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStream {
+    let rt = &paths.runtime;
     let trait_name = ident(&rust_upper_camel(&service.proto_name));
     let error = format_ident!("{}Error", trait_name.to_string().trim_start_matches("r#"));
     let code = format_ident!("{}ErrorCode", trait_name.to_string().trim_start_matches("r#"));
@@ -366,8 +411,8 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
     // Server trait and registration.
     let trait_methods = service.methods.iter().map(|m| {
         let name = rpc_ident(m, &[]);
-        let input = message_path(&m.input, &service.package, options);
-        let output = message_path(&m.output, &service.package, options);
+        let input = message_path(&m.input, &service.package, paths);
+        let output = message_path(&m.output, &service.package, paths);
         let docs = doc(m.comments.as_deref());
         let deprecated = m.deprecated.then(|| quote! { #[deprecated] });
         let subject_doc = format!(" Endpoint `{}` on subject `{}` (by default).", m.endpoint, m.subject);
@@ -399,8 +444,8 @@ fn service_module(service: &Service, module: &Ident, options: &RustOptions) -> T
     let client_methods = service.methods.iter().enumerate().map(|(i, m)| {
         let name = rpc_ident(m, CLIENT_METHODS);
         let i = Literal::usize_unsuffixed(i);
-        let input = message_path(&m.input, &service.package, options);
-        let output = message_path(&m.output, &service.package, options);
+        let input = message_path(&m.input, &service.package, paths);
+        let output = message_path(&m.output, &service.package, paths);
         let docs = doc(m.comments.as_deref());
         let deprecated = m.deprecated.then(|| quote! { #[deprecated] });
         let call_doc = format!(" Calls `{}` on `{{subject_prefix}}.{}`.", m.proto_name, m.endpoint);
