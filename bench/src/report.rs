@@ -169,5 +169,9 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
             run.output_bytes as f64 / 1024.0 / 1024.0
         );
     }
+    // The analysis is prose kept beside the code (bench/notes.md), so a new run cannot lose it.
+    if let Ok(notes) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/notes.md")) {
+        let _ = writeln!(out, "\n{}", notes.trim_end());
+    }
     out
 }

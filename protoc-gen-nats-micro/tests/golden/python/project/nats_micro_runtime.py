@@ -32,10 +32,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypedDict, TypeVar, cast
 
 import nats.errors
 from google.protobuf import json_format
@@ -557,7 +557,9 @@ Change ``call`` and ``return await call_next(call)``, or raise a
 :class:`NatsMicroError` to fail the call without sending it."""
 
 
-def _chain_interceptors(interceptors: Sequence[Callable[..., Awaitable[T]]], last: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _chain_interceptors(
+    interceptors: Sequence[Callable[..., Awaitable[T]]], last: Callable[..., Coroutine[Any, Any, T]]
+) -> Callable[..., Coroutine[Any, Any, T]]:
     """Chains interceptors around ``last``, the first one outermost: each is
     called with the call's arguments and, last, the rest of the chain."""
     chain = last
@@ -600,6 +602,7 @@ class Client:
         self._timeout = timeout
         self._headers = dict(headers or {})
         self._chain: ClientNext = _chain_interceptors(interceptors, self._send)
+        self._endpoints = {spec.endpoint: spec for spec in service.endpoints}
 
     @property
     def subject_prefix(self) -> str:
@@ -612,10 +615,18 @@ class Client:
 
     def effective_timeout(self, endpoint: str) -> float:
         """Seconds a call to ``endpoint`` waits when the call sets no timeout."""
-        for timeout in (self._timeout, self._service.endpoint(endpoint).timeout):
+        return self._default_timeout(self._endpoint(endpoint))
+
+    def _default_timeout(self, spec: EndpointSpec) -> float:
+        for timeout in (self._timeout, spec.timeout):
             if timeout is not None:
                 return timeout
         return DEFAULT_TIMEOUT
+
+    def _endpoint(self, endpoint: str) -> EndpointSpec:
+        """The spec of ``endpoint``; ``ConfigError`` if the service has none by that name."""
+        spec = self._endpoints.get(endpoint)
+        return spec if spec is not None else self._service.endpoint(endpoint)
 
     async def unary(
         self,
@@ -627,7 +638,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> Response[MessageT]:
         """Sends one request to ``endpoint`` and decodes the reply."""
-        spec = self._service.endpoint(endpoint)
+        spec = self._endpoint(endpoint)
         try:
             payload = encode_message(request, self._service.json)
         except Exception as err:  # a message that cannot be encoded
@@ -636,7 +647,7 @@ class Client:
             method=spec.method,
             subject=self.subject(endpoint),
             headers={**self._headers, **(headers or {})},
-            timeout=timeout if timeout is not None else self.effective_timeout(endpoint),
+            timeout=timeout if timeout is not None else self._default_timeout(spec),
             payload=payload,
         )
         reply = await self._chain(call)
@@ -866,6 +877,47 @@ class _Settings:
     chain: Sequence[ServerInterceptor]
 
 
+def _earliest(a: float | None, b: float | None) -> float | None:
+    """The smaller of two optional limits."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+class _Resumed(Generic[T]):
+    """The rest of a coroutine that was started by hand and is waiting on
+    ``waiting_on`` (what its first ``send(None)`` yielded). Awaiting this hands
+    ``waiting_on`` to the running task and then passes whatever the task sends
+    or throws in (results, cancellation) on to the coroutine, exactly as
+    awaiting the coroutine from the start would have."""
+
+    __slots__ = ("_call", "_waiting_on")
+
+    def __init__(self, call: Coroutine[Any, Any, T], waiting_on: Any) -> None:
+        self._call = call
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        call, waiting_on = self._call, self._waiting_on
+        while True:
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                call.close()
+                raise
+            except BaseException as exc:  # cancellation, mostly: the coroutine decides what it means
+                thrown = exc
+            # Passed on outside the except block, so nothing the coroutine raises gets it as __context__.
+            try:
+                waiting_on = call.send(sent) if thrown is None else call.throw(thrown)
+            except StopIteration as finished:
+                return cast(T, finished.value)
+            finally:
+                del thrown
+
+
 class _Endpoint:
     """One subscribed endpoint: bounded concurrency, deadline, reply, statistics."""
 
@@ -876,7 +928,7 @@ class _Endpoint:
         self._spec = spec
         self._timeout = timeout
         self._settings = settings
-        self._chain: ServerNext = _chain_interceptors(settings.chain, self._call_handler)
+        self._chain = _chain_interceptors(settings.chain, self._call_handler)
         self._handler = handler
         self._permits = asyncio.Semaphore(settings.max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -926,7 +978,7 @@ class _Endpoint:
         limited = self._spec.pending_msg_limit is not None or self._spec.pending_bytes_limit is not None
         if not limited or not self._permits.locked():
             await self._permits.acquire()
-            self._spawn(self._serve_with_permit(msg, received))
+            self._spawn(self._serve(msg, received))
             return
         size = len(msg.data)
         over_msgs = self._spec.pending_msg_limit is not None and self._queued >= self._spec.pending_msg_limit
@@ -939,8 +991,8 @@ class _Endpoint:
         self._queued_bytes += size
         self._spawn(self._serve_when_free(msg, received, size))
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -948,38 +1000,49 @@ class _Endpoint:
         await self._permits.acquire()
         self._queued -= 1
         self._queued_bytes -= size
-        await self._serve_with_permit(msg, received)
-
-    async def _serve_with_permit(self, msg: Msg, received: tuple[int, float]) -> None:
-        try:
-            await self._serve(msg, received)
-        finally:
-            self._permits.release()
+        await self._serve(msg, received)
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
         return await self._handler.serve(ctx, payload, self._settings.use_json)
 
     async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
-        """One request: deadline, interceptors and handler, reply, statistics."""
-        started_ns, started_at = received
-        headers = dict(msg.headers or {})
-        limits = [t for t in (decode_timeout(headers.get(TIMEOUT_HEADER)), self._timeout) if t is not None]
-        deadline = started_at + min(limits) if limits else None
-        ctx = RequestContext(self._spec.method, self.info.name, msg.subject, headers, deadline)
-        body: bytes | None = None
-        error: NatsMicroError | None = None
-        scope = asyncio.timeout_at(deadline)
+        """One request, holding a permit it releases at the end: deadline,
+        interceptors and handler, reply, statistics.
+
+        The chain runs by hand up to its first wait: a handler that answers
+        without waiting needs no deadline timer (nothing could interrupt it
+        anyway); one that waits continues under ``asyncio.timeout_at``, on
+        this same task, as a plain ``await`` would.
+        """
         try:
-            async with scope:
-                body = await self._chain(ctx, msg.data)
-        except Exception as err:
-            if scope.expired():
-                error = DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
-            elif isinstance(err, NatsMicroError):
-                error = err
-            else:
-                error = self._uncoded(err)
-        await self._reply(msg, body, error, ctx.response_headers, started_ns)
+            started_ns, started_at = received
+            budget = decode_timeout(msg.headers.get(TIMEOUT_HEADER)) if msg.headers else None
+            limit = _earliest(budget, self._timeout)
+            deadline = None if limit is None else started_at + limit
+            ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
+            body: bytes | None = None
+            error: NatsMicroError | None = None
+            scope: asyncio.Timeout | None = None
+            try:
+                call = self._chain(ctx, msg.data)
+                try:
+                    waiting_on = call.send(None)
+                except StopIteration as answered:
+                    body = cast(bytes, answered.value)
+                else:
+                    scope = asyncio.timeout_at(deadline)
+                    async with scope:
+                        body = await _Resumed(call, waiting_on)
+            except Exception as err:
+                if scope is not None and scope.expired():
+                    error = DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
+                elif isinstance(err, NatsMicroError):
+                    error = err
+                else:
+                    error = self._uncoded(err)
+            await self._reply(msg, body, error, ctx.response_headers, started_ns)
+        finally:
+            self._permits.release()
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""

@@ -329,6 +329,9 @@ interface Codec<Desc extends DescMessage> {
   decode(data: Uint8Array): MessageShape<Desc>;
 }
 
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
 /** Binary protobuf, or the proto3 JSON mapping for `json: true` services. */
 function codec<Desc extends DescMessage>(schema: Desc, json: boolean): Codec<Desc> {
   if (!json) {
@@ -338,9 +341,9 @@ function codec<Desc extends DescMessage>(schema: Desc, json: boolean): Codec<Des
     };
   }
   return {
-    encode: (message) => new TextEncoder().encode(toJsonString(schema, create(schema, message))),
+    encode: (message) => utf8Encoder.encode(toJsonString(schema, create(schema, message))),
     // An empty body is the empty message, as in binary protobuf.
-    decode: (data) => fromJsonString(schema, data.length === 0 ? "{}" : new TextDecoder().decode(data), { ignoreUnknownFields: true }),
+    decode: (data) => fromJsonString(schema, data.length === 0 ? "{}" : utf8Decoder.decode(data), { ignoreUnknownFields: true }),
   };
 }
 
@@ -565,10 +568,13 @@ export class Client<E extends NatsMicroError> {
 async function send(nc: NatsConnection, call: ClientCall): Promise<ClientReply> {
   call.headers.set(TIMEOUT_HEADER, encodeTimeout(call.timeout));
   const maxPayload = nc.info?.max_payload;
-  const size = call.payload.length + headersSize(call.headers);
-  if (maxPayload !== undefined && size > maxPayload) {
-    const message = `the request (${size} bytes with headers) exceeds max_payload (${maxPayload} bytes)`;
-    throw new NatsMicroError("RESOURCE_EXHAUSTED", call.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+  // Counting the header bytes exactly is only worth it when the request may not fit.
+  if (maxPayload !== undefined && call.payload.length + headersSize(call.headers, false) > maxPayload) {
+    const size = call.payload.length + headersSize(call.headers, true);
+    if (size > maxPayload) {
+      const message = `the request (${size} bytes with headers) exceeds max_payload (${maxPayload} bytes)`;
+      throw new NatsMicroError("RESOURCE_EXHAUSTED", call.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+    }
   }
   let message: Msg;
   try {
@@ -579,12 +585,17 @@ async function send(nc: NatsConnection, call: ClientCall): Promise<ClientReply> 
   return replyFromMessage(message, call.method);
 }
 
-/** The size of `headers` as NATS encodes them (`NATS/1.0`, one line per value, a blank line). */
-function headersSize(headers: MsgHdrs): number {
+/**
+ * The size of `headers` as NATS encodes them (`NATS/1.0`, one line per value,
+ * a blank line): exactly, or else an upper bound (three UTF-8 bytes per
+ * UTF-16 unit) that takes no encoding.
+ */
+function headersSize(headers: MsgHdrs, exact: boolean): number {
   let size = "NATS/1.0\r\n\r\n".length;
   for (const [name, values] of headers) {
     for (const value of values) {
-      size += new TextEncoder().encode(`${name}: ${value}\r\n`).length;
+      const line = `${name}: ${value}\r\n`;
+      size += exact ? utf8Encoder.encode(line).length : 3 * line.length;
     }
   }
   return size;
@@ -667,10 +678,18 @@ export interface ServiceOptions {
   log?: (message: string) => void;
 }
 
+/** Aborts a context's signal: its deadline passed. Set by {@link RequestContext}. */
+let expire: (ctx: RequestContext) => void;
+/** A context's reply headers, or `undefined` when none were ever asked for. Set by {@link RequestContext}. */
+let replyHeaders: (ctx: RequestContext) => MsgHdrs | undefined;
+
 /**
  * What a handler and the server interceptors know about the request:
  * method, subject, headers, deadline, and the headers to send back (on
  * success and on error).
+ *
+ * The abort signal and the reply headers are made on first use, so a
+ * request that needs neither costs neither.
  */
 export class RequestContext {
   /** Proto method name (`CreateOrder`). */
@@ -683,9 +702,18 @@ export class RequestContext {
   readonly headers: MsgHdrs;
   /** When the caller stops waiting (milliseconds since the epoch), if known. */
   readonly deadline: number | undefined;
-  /** Aborted when the deadline passes: the reply is then DEADLINE_EXCEEDED. */
-  readonly signal: AbortSignal;
-  readonly #responseHeaders: MsgHdrs = createHeaders();
+  #signal: AbortSignal | undefined;
+  #controller: AbortController | undefined;
+  #expired = false;
+  #responseHeaders: MsgHdrs | undefined;
+
+  static {
+    expire = (ctx) => {
+      ctx.#expired = true;
+      ctx.#controller?.abort();
+    };
+    replyHeaders = (ctx) => ctx.#responseHeaders;
+  }
 
   constructor(init: { method: string; endpoint: string; subject: string; headers?: MsgHdrs; deadline?: number; signal?: AbortSignal }) {
     this.method = init.method;
@@ -693,7 +721,19 @@ export class RequestContext {
     this.subject = init.subject;
     this.headers = init.headers ?? createHeaders();
     this.deadline = init.deadline;
-    this.signal = init.signal ?? new AbortController().signal;
+    this.#signal = init.signal;
+  }
+
+  /** Aborted when the deadline passes: the reply is then DEADLINE_EXCEEDED. */
+  get signal(): AbortSignal {
+    if (this.#signal === undefined) {
+      this.#controller = new AbortController();
+      if (this.#expired) {
+        this.#controller.abort();
+      }
+      this.#signal = this.#controller.signal;
+    }
+    return this.#signal;
   }
 
   /** A request header's first value. */
@@ -708,16 +748,17 @@ export class RequestContext {
 
   /** Sets a header on the reply (replacing earlier values). */
   setResponseHeader(name: string, value: string): void {
-    this.#responseHeaders.set(name, value);
+    this.responseHeaders.set(name, value);
   }
 
   /** Adds a value to a reply header. */
   appendResponseHeader(name: string, value: string): void {
-    this.#responseHeaders.append(name, value);
+    this.responseHeaders.append(name, value);
   }
 
   /** The headers set for the reply so far. */
   get responseHeaders(): MsgHdrs {
+    this.#responseHeaders ??= createHeaders();
     return this.#responseHeaders;
   }
 }
@@ -790,13 +831,15 @@ function validSubject(subject: string): boolean {
 class Endpoint {
   readonly info: EndpointInfo;
   readonly serving: Serving;
-  readonly #handle: (message: Msg, received: number) => Promise<void>;
+  readonly #handle: Handle;
   readonly #maxConcurrency: number;
   readonly #pendingMsgLimit: number | undefined;
   readonly #pendingBytesLimit: number | undefined;
   readonly #waiting: { message: Msg; received: number }[] = [];
   #waitingBytes = 0;
   #inFlight = 0;
+  /** Whether {@link #release} is already starting waiting requests (further releases leave it to that loop). */
+  #releasing = false;
   #idle: (() => void) | undefined;
   subscription: Subscription | undefined;
   requests = 0;
@@ -804,7 +847,7 @@ class Endpoint {
   lastError = "";
   processingNanos = 0;
 
-  constructor(info: EndpointInfo, serving: Serving, maxConcurrency: number, handle: (message: Msg, received: number) => Promise<void>) {
+  constructor(info: EndpointInfo, serving: Serving, maxConcurrency: number, handle: Handle) {
     this.info = info;
     this.serving = serving;
     this.#handle = handle;
@@ -836,17 +879,33 @@ class Endpoint {
 
   #run(message: Msg, received: number): void {
     this.#inFlight += 1;
-    void this.#handle(message, received).finally(() => {
-      this.#inFlight -= 1;
-      const next = this.#waiting.shift();
-      if (next !== undefined) {
-        this.#waitingBytes -= next.message.data.length;
-        this.#run(next.message, next.received);
-      } else if (this.#inFlight === 0) {
-        this.#idle?.();
-      }
-    });
+    this.#handle(message, received, this.#release);
   }
+
+  /**
+   * Frees the slot of a request that was answered and starts waiting ones.
+   * A request may be answered before `#handle` returns, so this loops
+   * rather than recursing through requests answered at once.
+   */
+  readonly #release = (): void => {
+    this.#inFlight -= 1;
+    if (this.#releasing) {
+      return;
+    }
+    this.#releasing = true;
+    while (this.#inFlight < this.#maxConcurrency) {
+      const next = this.#waiting.shift();
+      if (next === undefined) {
+        break;
+      }
+      this.#waitingBytes -= next.message.data.length;
+      this.#run(next.message, next.received);
+    }
+    this.#releasing = false;
+    if (this.#inFlight === 0 && this.#waiting.length === 0) {
+      this.#idle?.();
+    }
+  };
 
   /** Resolves once no request is in flight or waiting. */
   idle(): Promise<void> {
@@ -929,21 +988,24 @@ export class Service {
     }
     const prefix = options.subjectPrefix ?? spec.subjectPrefix;
     const log = options.log ?? ((message: string) => console.error(message));
-    const chainedCall = (key: string, method: MethodSpec): ServerNext => {
+    const interceptors = options.interceptors ?? [];
+    const chainedCall = (key: string, method: MethodSpec): Serve => {
       const requests = codec(method.input, spec.json);
       const responses = codec(method.output, spec.json);
       const handler = handlers[key as keyof ServiceHandlers<S>] as unknown as (request: unknown, ctx: RequestContext) => unknown;
-      const call: ServerNext = async (ctx, payload) => {
+      const encode = (response: unknown) => responses.encode(response as MessageInitShape<DescMessage>);
+      const call: Serve = (ctx, payload) => {
         let request: MessageShape<DescMessage>;
         try {
           request = requests.decode(payload);
         } catch (err) {
           throw new NatsMicroError("INVALID_ARGUMENT", ctx.method, `malformed request for ${ctx.method}: ${describe(err)}`);
         }
-        const response = await handler.call(handlers, request, ctx);
-        return responses.encode(response as MessageInitShape<DescMessage>);
+        const response = handler.call(handlers, request, ctx);
+        return isPromiseLike(response) ? Promise.resolve(response).then(encode) : encode(response);
       };
-      return chain(options.interceptors ?? [], call);
+      // Interceptors await `next`, so behind them the handler's answer is always a promise.
+      return interceptors.length === 0 ? call : chain(interceptors, async (ctx, payload) => call(ctx, payload));
     };
     for (const [key, method] of Object.entries(spec.methods)) {
       const subject = `${prefix}.${method.endpoint}`;
@@ -965,7 +1027,9 @@ export class Service {
         log,
       };
       const maxConcurrency = Math.max(1, options.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY);
-      const endpoint: Endpoint = new Endpoint(info, serving, maxConcurrency, (message, received) => service.#handle(endpoint, message, received));
+      const endpoint: Endpoint = new Endpoint(info, serving, maxConcurrency, (message, received, done) =>
+        service.#handle(endpoint, message, received, done),
+      );
       service.#endpoints.push(endpoint);
     }
     // Subscribed only once every setting is known to be valid.
@@ -1059,39 +1123,65 @@ export class Service {
     }
   }
 
-  /** Serves one request: deadline, interceptors and handler, reply, statistics. */
-  async #handle(endpoint: Endpoint, message: Msg, received: number): Promise<void> {
+  /**
+   * Serves one request: deadline, interceptors and handler, reply,
+   * statistics; calls `done` once the reply is sent. A handler that returns
+   * its response (not a promise) is answered before this returns, with no
+   * timer, promise or abort signal, so replies to a burst of requests go out
+   * together; one that returns a promise is answered when it settles or at
+   * the deadline, whichever comes first.
+   */
+  #handle(endpoint: Endpoint, message: Msg, received: number, done: () => void): void {
     const settings = endpoint.serving;
-    const headers = message.headers ?? createHeaders();
-    const budget = message.headers?.has(TIMEOUT_HEADER) ? decodeTimeout(message.headers.get(TIMEOUT_HEADER)) : undefined;
-    const limits = [budget, settings.timeout].filter((limit): limit is number => limit !== undefined);
-    const limit = limits.length === 0 ? undefined : Math.max(0, Math.min(...limits) - (now() - received));
-    const abort = new AbortController();
+    const headers = message.headers;
+    const budget = headers?.has(TIMEOUT_HEADER) ? decodeTimeout(headers.get(TIMEOUT_HEADER)) : undefined;
+    const limit = earliest(budget, settings.timeout);
+    const left = limit === undefined ? undefined : Math.max(0, limit - (now() - received));
     const ctx = new RequestContext({
       method: settings.method.method,
       endpoint: settings.method.endpoint,
       subject: message.subject,
-      headers,
-      ...(limit !== undefined && { deadline: Date.now() + limit }),
-      signal: abort.signal,
+      ...(headers !== undefined && { headers }),
+      ...(left !== undefined && { deadline: Date.now() + left }),
     });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<Outcome>((resolve) => {
-      if (limit !== undefined) {
-        timer = setTimeout(() => {
-          abort.abort();
-          const error = new NatsMicroError("DEADLINE_EXCEEDED", ctx.method, `${ctx.method} did not finish before its deadline`);
-          resolve({ error });
-        }, limit);
+    const finish = (outcome: Outcome) => {
+      try {
+        this.#reply(endpoint, message, outcome, replyHeaders(ctx), now() - received);
+      } finally {
+        done();
       }
-    });
-    const served = settings.run(ctx, message.data).then(
-      (body): Outcome => ({ body }),
-      (thrown: unknown): Outcome => replyError(thrown, ctx.method),
+    };
+    let answer: Uint8Array | Promise<Uint8Array>;
+    try {
+      answer = settings.run(ctx, message.data);
+    } catch (thrown) {
+      finish(replyError(thrown, ctx.method));
+      return;
+    }
+    if (!isPromiseLike(answer)) {
+      finish({ body: answer });
+      return;
+    }
+    let settled = false;
+    const settle = (outcome: Outcome) => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        finish(outcome);
+      }
+    };
+    const timer =
+      left === undefined
+        ? undefined
+        : setTimeout(() => {
+            // Abort listeners run first and may still set reply headers; they cannot settle the answer before the deadline does.
+            expire(ctx);
+            settle({ error: new NatsMicroError("DEADLINE_EXCEEDED", ctx.method, `${ctx.method} did not finish before its deadline`) });
+          }, left);
+    answer.then(
+      (body) => settle({ body }),
+      (thrown: unknown) => settle(replyError(thrown, ctx.method)),
     );
-    const outcome = await Promise.race([served, expired]);
-    clearTimeout(timer);
-    this.#reply(endpoint, message, outcome, ctx.responseHeaders, now() - received);
   }
 
   /** Sends the reply (the error headers and data on failure) and counts it. */
@@ -1144,11 +1234,31 @@ export class Service {
 /** How a finished request is answered: a body, or an error (with text withheld from the caller). */
 type Outcome = { body: Uint8Array } | ReplyError;
 
+/** Serves one request of an endpoint and calls `done` once it is answered. */
+type Handle = (message: Msg, received: number, done: () => void) => void;
+
+/**
+ * Interceptors, then decoding, the handler and encoding: the encoded response
+ * at once when there are no interceptors and the handler returns a value,
+ * else a promise of it. Throws or rejects with what the request fails with.
+ */
+type Serve = (ctx: RequestContext, payload: Uint8Array) => Uint8Array | Promise<Uint8Array>;
+
+/** Whether a handler returned a promise (or another thenable) rather than the response itself. */
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+/** The smaller of two optional limits. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
+}
+
 /** How one endpoint serves requests and replies. */
 interface Serving {
   readonly method: MethodSpec;
   /** Interceptors, then decoding, the handler and encoding. */
-  readonly run: ServerNext;
+  readonly run: Serve;
   /** The server's own limit in milliseconds (before the caller's budget). */
   readonly timeout: number | undefined;
   readonly codeFormat: CodeFormat;
