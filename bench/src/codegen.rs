@@ -24,28 +24,6 @@ pub struct Codegen {
     pub output_bytes: usize,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawFileSet {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    file: Vec<Vec<u8>>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawRequest {
-    #[prost(string, repeated, tag = "1")]
-    file_to_generate: Vec<String>,
-    #[prost(bytes = "vec", repeated, tag = "15")]
-    proto_file: Vec<Vec<u8>>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawResponse {
-    #[prost(string, optional, tag = "1")]
-    error: Option<String>,
-    #[prost(bytes = "vec", repeated, tag = "15")]
-    file: Vec<Vec<u8>>,
-}
-
 fn synthetic_proto(services: usize) -> String {
     let mut proto = String::from(
         "syntax = \"proto3\";\npackage synth.v1;\nimport \"natsmicro/options.proto\";\n\
@@ -70,8 +48,8 @@ fn request(services: usize, proto_dir: &Path, scratch: &Path) -> Result<Vec<u8>,
     let mut compiler = protox::Compiler::new([scratch, proto_dir]).map_err(|e| format!("{e:?}"))?;
     compiler.include_imports(true).include_source_info(true);
     compiler.open_file("synthetic.proto").map_err(|e| format!("{e:?}"))?;
-    let files = RawFileSet::decode(compiler.encode_file_descriptor_set().as_slice()).map_err(|e| e.to_string())?;
-    Ok(RawRequest { file_to_generate: vec!["synthetic.proto".into()], proto_file: files.file }.encode_to_vec())
+    protoc_gen_nats_micro::request_from_descriptor_set(&compiler.encode_file_descriptor_set(), &["synthetic.proto".into()], None)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the plugin once; returns wall time, peak RSS and output size.
@@ -101,11 +79,11 @@ fn run_plugin(plugin: &Path, request: &[u8]) -> Result<(Duration, u64, usize), S
     if reaped != pid {
         return Err("wait4 failed".into());
     }
-    let response = RawResponse::decode(response.as_slice()).map_err(|e| e.to_string())?;
+    let response = prost_types::compiler::CodeGeneratorResponse::decode(response.as_slice()).map_err(|e| e.to_string())?;
     if let Some(error) = response.error {
         return Err(format!("the plugin failed: {error}"));
     }
-    Ok((elapsed, usage.ru_maxrss as u64, response.file.iter().map(Vec::len).sum()))
+    Ok((elapsed, usage.ru_maxrss as u64, response.file.iter().map(|f| f.content().len()).sum()))
 }
 
 /// Measures the plugin for each size, `repeats` times each (median reported).

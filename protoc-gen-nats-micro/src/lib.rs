@@ -44,6 +44,24 @@ struct RawFileSet {
     file: Vec<Vec<u8>>,
 }
 
+/// An encoded `CodeGeneratorRequest` for `files_to_generate`, from an
+/// encoded `FileDescriptorSet` (dependencies first, as protoc sends them),
+/// keeping every option: for tests, benchmarks and tools that drive the
+/// plugin without protoc.
+pub fn request_from_descriptor_set(
+    descriptor_set: &[u8],
+    files_to_generate: &[String],
+    parameter: Option<&str>,
+) -> Result<Vec<u8>, prost::DecodeError> {
+    let set = RawFileSet::decode(descriptor_set)?;
+    let request = RawRequest {
+        file_to_generate: files_to_generate.to_vec(),
+        parameter: parameter.map(str::to_owned),
+        proto_file: set.file,
+    };
+    Ok(request.encode_to_vec())
+}
+
 /// What one run produced: the response for protoc, and warnings for stderr.
 #[derive(Clone, Debug, Default)]
 pub struct Output {

@@ -2,7 +2,6 @@
 //! next to the TypeScript generated for some protos, then run with node.
 //! Shared by the interop tests and the benchmark.
 
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -45,7 +44,7 @@ impl Program {
                 std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copying a source");
             }
         }
-        let base = json_string(&root.join("tsconfig.base.json").to_string_lossy());
+        let base = protoc_gen_nats_micro::naming::quoted_string_literal(&root.join("tsconfig.base.json").to_string_lossy());
         let config = format!(
             r#"{{"extends": {base}, "compilerOptions": {{"outDir": "dist", "rootDir": "."}}, "include": ["*.ts", "gen/**/*.ts"]}}"#
         );
@@ -65,34 +64,5 @@ impl Program {
         let mut command = Command::new("node");
         command.arg(self.dir.join("dist").join(format!("{script}.js"))).args(args);
         command
-    }
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::json_string;
-
-    #[test]
-    fn json_strings_escape_quotes_backslashes_and_control_characters() {
-        assert_eq!(json_string(r#"C:\a "b"	c"#), r#""C:\\a \"b\"\u0009c""#);
-        assert_eq!(json_string("/work/main/tsconfig.base.json"), r#""/work/main/tsconfig.base.json""#);
     }
 }

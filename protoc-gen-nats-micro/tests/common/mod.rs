@@ -70,24 +70,6 @@ fn collect_protos(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// `FileDescriptorSet` with files kept as raw bytes (keeps extension options).
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawFileSet {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    file: Vec<Vec<u8>>,
-}
-
-/// `CodeGeneratorRequest` with files kept as raw bytes (keeps extension options).
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawRequest {
-    #[prost(string, repeated, tag = "1")]
-    file_to_generate: Vec<String>,
-    #[prost(string, optional, tag = "2")]
-    parameter: Option<String>,
-    #[prost(bytes = "vec", repeated, tag = "15")]
-    proto_file: Vec<Vec<u8>>,
-}
-
 /// Compiles `files` with protox into an encoded `FileDescriptorSet`
 /// (imports and source info included), or protox's error text.
 pub fn try_descriptor_set(includes: &[PathBuf], files: &[impl AsRef<str>]) -> Result<Vec<u8>, String> {
@@ -101,13 +83,8 @@ pub fn try_descriptor_set(includes: &[PathBuf], files: &[impl AsRef<str>]) -> Re
 /// `includes`, as protoc would send it (dependencies first).
 pub fn request(includes: &[PathBuf], files: &[impl AsRef<str>], parameter: Option<&str>) -> Vec<u8> {
     let set = try_descriptor_set(includes, files).unwrap_or_else(|err| panic!("compiling protos: {err}"));
-    let set = RawFileSet::decode(set.as_slice()).expect("protox output decodes");
-    RawRequest {
-        file_to_generate: files.iter().map(|f| f.as_ref().to_owned()).collect(),
-        parameter: parameter.map(str::to_owned),
-        proto_file: set.file,
-    }
-    .encode_to_vec()
+    let files: Vec<String> = files.iter().map(|f| f.as_ref().to_owned()).collect();
+    protoc_gen_nats_micro::request_from_descriptor_set(&set, &files, parameter).expect("protox output decodes")
 }
 
 /// Runs the library entry on a request for `files`.
