@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use protoc_gen_nats_micro::typescript::{RUNTIME, RUNTIME_FILE};
+
 use common::{
     CRATE_DIR, PROJECT_FILES, assert_contains_all, check_golden_tree, corpus_files, corpus_includes, generate, output_files,
-    project_includes, protoc_include, protoc_path, read_tree,
+    project_includes, protoc_include, protoc_path, read_tree, without_runtime,
 };
 
 const HINT: &str = "UPDATE_GOLDEN=1 cargo test -p protoc-gen-nats-micro --test typescript";
@@ -35,14 +37,14 @@ fn project_output() -> BTreeMap<String, String> {
 
 #[test]
 fn corpus_matches_golden() {
-    let actual = ts_output(&corpus_includes(), &corpus_files());
+    let actual = without_runtime(ts_output(&corpus_includes(), &corpus_files()), RUNTIME_FILE, RUNTIME);
     assert!(actual.contains_key("order/v1/service_nats.pb.ts"), "{:?}", actual.keys());
     check_golden_tree(&Path::new(CRATE_DIR).join("tests/golden/ts/corpus"), &actual, HINT);
 }
 
 #[test]
 fn project_matches_golden() {
-    let actual = project_output();
+    let actual = without_runtime(project_output(), RUNTIME_FILE, RUNTIME);
     check_golden_tree(&Path::new(CRATE_DIR).join("tests/golden/ts/project"), &actual, HINT);
 }
 

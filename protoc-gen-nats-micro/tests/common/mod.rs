@@ -271,6 +271,17 @@ pub fn read_tree(dir: &Path) -> BTreeMap<String, String> {
 /// Compares `actual` (relative path → content) with the golden tree in `dir`,
 /// or rewrites the tree when `UPDATE_GOLDEN=1`. On a mismatch, names every
 /// differing file with its first differing line; `hint` says how to update.
+/// The generated files without the shared runtime file `name`, after
+/// checking that it is the embedded runtime `source` (after at most a
+/// generated-header comment). The runtime is a source file of this crate,
+/// so it is checked against that source rather than snapshotted again.
+pub fn without_runtime(mut files: BTreeMap<String, String>, name: &str, source: &str) -> BTreeMap<String, String> {
+    let runtime = files.remove(name).unwrap_or_else(|| panic!("{name} is emitted"));
+    let header = runtime.strip_suffix(source).unwrap_or_else(|| panic!("{name} is not the embedded runtime source"));
+    assert!(header.lines().all(|line| line.starts_with("//") || line.starts_with('#')), "{name} starts with {header:?}");
+    files
+}
+
 pub fn check_golden_tree(dir: &Path, actual: &BTreeMap<String, String>, hint: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         let _ = std::fs::remove_dir_all(dir);
