@@ -199,7 +199,7 @@ impl prost_build::ServiceGenerator for AppendServices {
 fn descriptor_set(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> io::Result<(Vec<u8>, Vec<String>)> {
     let includes: Vec<&Path> = includes.iter().map(AsRef::as_ref).collect();
     if let Some(protoc) = std::env::var_os("PROTOC") {
-        let out = tempfile_path()?;
+        let out = tempfile_path();
         let mut command = Command::new(&protoc);
         command.arg("--include_imports").arg("--include_source_info").arg(format!("--descriptor_set_out={}", out.display()));
         for include in &includes {
@@ -236,8 +236,8 @@ fn proto_name(proto: &Path, includes: &[&Path]) -> String {
     relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-fn tempfile_path() -> io::Result<PathBuf> {
-    let dir = std::env::temp_dir();
+/// A fresh path in the temp directory for protoc's descriptor set.
+fn tempfile_path() -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    Ok(dir.join(format!("nats-micro-{}-{nanos}.fds", std::process::id())))
+    std::env::temp_dir().join(format!("nats-micro-{}-{nanos}.fds", std::process::id()))
 }

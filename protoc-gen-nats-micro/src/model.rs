@@ -481,7 +481,7 @@ impl<'a> Reader<'a> {
                 streaming.push(self.streaming_method(&method, &element, kind));
                 continue;
             }
-            methods.push(self.method(&method, &element, &subject_prefix, timeout));
+            methods.push(self.method(&method, &element, &subject_prefix));
         }
         for method in &methods {
             for (option, set) in [("kv_store", method.kv_store.is_some()), ("object_store", method.object_store.is_some())] {
@@ -519,7 +519,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn method(&mut self, method: &MethodDescriptor, element: &str, prefix: &str, _service_timeout: Option<Duration>) -> Method {
+    fn method(&mut self, method: &MethodDescriptor, element: &str, prefix: &str) -> Method {
         let mut opts = self.options(method.options(), &self.extensions.endpoint, element, "(natsmicro.endpoint)");
         let timeout = opts.duration("timeout");
         let metadata = opts.map("metadata");

@@ -279,6 +279,8 @@ struct CodeItem {
     checker: Ident,
     /// `::nats_micro_runtime::codegen::Code::NotFound` or `Code::Custom(..)`
     runtime: TokenStream,
+    /// One of the canonical codes (a `Code` variant of its own in the runtime).
+    is_canonical: bool,
     doc: String,
 }
 
@@ -340,6 +342,7 @@ fn codes(service: &Service, rt: &syn::Path) -> Vec<CodeItem> {
                 constructor: ident(&sanitize_identifier(&constructor)),
                 checker: ident(&sanitize_identifier(&checker)),
                 runtime,
+                is_canonical,
                 doc,
                 wire,
             }
@@ -479,13 +482,11 @@ fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStre
         quote! { #code::#variant => #wire, }
     });
     let from_code_arms = codes.iter().map(|c| {
-        let (variant, runtime) = (&c.variant, &c.runtime);
-        match runtime.to_string().contains("Custom") {
-            true => {
-                let wire = &c.wire;
-                quote! { #rt::Code::Custom(name) if name == #wire => #code::#variant, }
-            }
-            false => quote! { #runtime => #code::#variant, },
+        let (variant, runtime, wire) = (&c.variant, &c.runtime, &c.wire);
+        if c.is_canonical {
+            quote! { #runtime => #code::#variant, }
+        } else {
+            quote! { #rt::Code::Custom(name) if name == #wire => #code::#variant, }
         }
     });
     let to_code_arms = codes.iter().map(|c| {
