@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nats_micro_tests::harness::python;
-use nats_micro_tests::typescript::Program;
+use nats_micro_test_support::harness::python;
+use nats_micro_test_support::typescript::Program;
 
 use crate::{CONCURRENCY, Cell, Plan};
 
@@ -49,7 +49,7 @@ impl Programs {
         let typescript = Program::build(&out.join("ts"), &root.join("bench/ts"), &[PROTO]);
         let python_generated = out.join("python");
         let _ = std::fs::remove_dir_all(&python_generated);
-        nats_micro_tests::codegen::generate(
+        nats_micro_test_support::codegen::generate(
             &python_generated,
             &[PROTO],
             "python",

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use bytes::Bytes;
 use contenders::{Caller, Contender};
 use external::Programs;
-use nats_micro_tests::harness::NatsServer;
+use nats_micro_test_support::harness::NatsServer;
 
 /// Code generated from `proto/bench/v1/echo.proto`.
 pub mod echo {

@@ -69,7 +69,7 @@ fn ratio(value: f64, baseline: f64) -> String {
 /// Renders the whole report.
 pub fn markdown(results: &Results, plan: Plan) -> String {
     let mut out = String::new();
-    let nats_server = command_line(&nats_micro_tests::harness::nats_server_binary().to_string_lossy(), &["--version"]);
+    let nats_server = command_line(&nats_micro_test_support::harness::nats_server_binary().to_string_lossy(), &["--version"]);
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
         out,
@@ -78,7 +78,7 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
         command_line("date", &["-u", "+%Y-%m-%d %H:%M"])
     );
     let _ = writeln!(out, "- Machine: {}", machine());
-    let python = command_line(&nats_micro_tests::harness::python().to_string_lossy(), &["--version"]);
+    let python = command_line(&nats_micro_test_support::harness::python().to_string_lossy(), &["--version"]);
     let _ = writeln!(
         out,
         "- Toolchain: {}; node {}; {python}; {nats_server}",

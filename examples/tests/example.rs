@@ -1,7 +1,7 @@
 //! The example client gets every outcome it is written to handle.
 
 use nats_micro_examples::{InMemoryOrders, order::v1::order_service_nats};
-use nats_micro_tests::harness::NatsServer;
+use nats_micro_test_support::harness::NatsServer;
 
 #[tokio::test]
 async fn example_client_handles_every_typed_error() {

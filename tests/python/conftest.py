@@ -80,7 +80,7 @@ starts (test modules import them) and put on ``sys.path``."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    generate(PROJECT_TREE, [REPO / "proto", CORPUS, GOOGLEAPIS], [*PROJECT_PROTOS, "demo/v1/encoding.proto", *SUPPORT_PROTOS])
+    generate(PROJECT_TREE, [REPO / "proto", CORPUS, GOOGLEAPIS], [*PROJECT_PROTOS, "jsondemo/v1/jsondemo.proto", *SUPPORT_PROTOS])
     sys.path.insert(0, str(PROJECT_TREE))
 
 

@@ -9,7 +9,7 @@
 - header ``X-Echo`` comes back as ``X-Echoed``, on success and on error;
 - ``GetOrder`` with an empty id is ``NOT_FOUND``.
 
-``Echo`` serves the corpus's ``json: true`` demo service.
+``Echo`` serves the project's ``json: true`` demo service (``proto/jsondemo``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 
 import nats_micro_runtime
-from demo.v1 import encoding_nats_pb2 as demo
-from demo.v1 import encoding_pb2
+from jsondemo.v1 import jsondemo_nats_pb2 as demo
+from jsondemo.v1 import jsondemo_pb2 as encoding_pb2
 from order.v1 import order_nats_pb2 as orders
 from order.v1 import order_pb2
 

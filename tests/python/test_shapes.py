@@ -1,5 +1,5 @@
 """Shapes beyond the order service: ``json: true`` services speak proto3 JSON
-on the wire (corpus ``demo/v1/encoding.proto``), and the edge protos'
+on the wire (``proto/jsondemo/v1/jsondemo.proto``), and the edge protos'
 keyword-named methods, well-known types and nested messages work end to end."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import nats_micro_runtime as rt
 import pytest
-from demo.v1 import encoding_nats_pb2 as demo
-from demo.v1 import encoding_pb2
+from jsondemo.v1 import jsondemo_nats_pb2 as demo
+from jsondemo.v1 import jsondemo_pb2 as encoding_pb2
 from edge.nested.deep.v1 import edge_nats_pb2 as edge
 from edge.nested.deep.v1 import edge_pb2
 from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2

@@ -1,9 +1,7 @@
 //! Generated code for the shared corpus and the project's protos, and a
 //! harness that runs a real `nats-server` per test.
 
-pub mod codegen;
-pub mod harness;
-pub mod typescript;
+pub use nats_micro_test_support::{codegen, harness, shared, typescript};
 
 macro_rules! include_package {
     ($group:literal, $file:literal) => {
@@ -11,7 +9,9 @@ macro_rules! include_package {
     };
 }
 
-/// `../shared/corpus/anchor-examples`, written for the Go plugin.
+/// `../shared/corpus/anchor-examples`, written for the Go plugin (only when
+/// the corpus is beside the repository).
+#[cfg(shared_corpus)]
 pub mod corpus {
     pub mod common {
         pub mod location {
@@ -80,6 +80,11 @@ pub mod project {
     pub mod product {
         pub mod v1 {
             include_package!("project", "product.v1.rs");
+        }
+    }
+    pub mod jsondemo {
+        pub mod v1 {
+            include_package!("project", "jsondemo.v1.rs");
         }
     }
     pub mod edge {

@@ -19,14 +19,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use nats_micro_runtime::{Code, Request};
-use nats_micro_tests::corpus::demo::v1::json_service_nats::JsonServiceClient;
-use nats_micro_tests::corpus::demo::v1::{EchoRequest, GetUserRequest};
+use nats_micro_tests::project::jsondemo::v1::json_service_nats::JsonServiceClient;
+use nats_micro_tests::project::jsondemo::v1::{EchoRequest, GetUserRequest};
 use nats_micro_tests::harness::python;
 use serde_json::Value;
 use support::*;
 
 /// The protos both sides serve and call.
-const PROTOS: [&str; 2] = ["order/v1/order.proto", "demo/v1/encoding.proto"];
+const PROTOS: [&str; 2] = ["order/v1/order.proto", "jsondemo/v1/jsondemo.proto"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

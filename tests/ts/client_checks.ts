@@ -6,7 +6,7 @@
  * usage: node client_checks.js NATS_URL orders-rust|orders-ts|json
  * - orders-rust: the Rust TestOrders (tests/tests/e2e/support.rs);
  * - orders-ts: serve.js `orders budget`, which also reports budgets;
- * - json: a demo.v1.JSONService (Rust or TypeScript).
+ * - json: a jsondemo.v1.JSONService (Rust or TypeScript).
  * Prints `ok NAME` per check and a `N passed, N failed` line; exits 1 on a failure.
  */
 
@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { runChecks, type Check } from "./checks.js";
 import * as runtime from "./gen/nats_micro_runtime.js";
 import * as orders from "./gen/order/v1/order_nats.pb.js";
-import { isJSONServiceInvalidArgument, JSONServiceNatsClient } from "./gen/demo/v1/encoding_nats.pb.js";
+import { isJSONServiceInvalidArgument, JSONServiceNatsClient } from "./gen/jsondemo/v1/jsondemo_nats.pb.js";
 
 const { OrderServiceErrorCode: Code, OrderServiceNatsClient } = orders;
 const decoder = new TextDecoder();

@@ -9,7 +9,7 @@
  *   `slow` waits until its deadline aborts it;
  * - anything else succeeds, echoing the customer and the `X-Echo` header.
  *
- * `json`: the corpus's `demo.v1.JSONService` (`json: true`): `Echo` answers
+ * `json`: the project's `jsondemo.v1.JSONService` (`json: true`): `Echo` answers
  * with encoding `json`, `GetUser` fails INVALID_ARGUMENT without an id.
  *
  * usage: node serve.js NATS_URL orders|json [MODE...], modes: names, expose,
@@ -26,7 +26,7 @@ import {
   type IOrderServiceNats,
 } from "./gen/order/v1/order_nats.pb.js";
 import type { CreateOrderRequest } from "./gen/order/v1/order_pb.js";
-import { newJSONServiceInvalidArgumentError, registerJSONServiceHandlers, type IJSONServiceNats } from "./gen/demo/v1/encoding_nats.pb.js";
+import { newJSONServiceInvalidArgumentError, registerJSONServiceHandlers, type IJSONServiceNats } from "./gen/jsondemo/v1/jsondemo_nats.pb.js";
 
 const encoder = new TextEncoder();
 

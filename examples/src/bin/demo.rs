@@ -2,7 +2,7 @@
 //! and runs the client against it.
 
 use nats_micro_examples::{InMemoryOrders, order::v1::order_service_nats};
-use nats_micro_tests::harness::NatsServer;
+use nats_micro_test_support::harness::NatsServer;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

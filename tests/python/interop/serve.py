@@ -1,5 +1,5 @@
 """A Python peer for the Rust tests (``tests/tests/py_interop.rs``): serves the
-order service (``support.TestOrders``) and the corpus's JSON demo service
+order service (``support.TestOrders``) and the project's JSON demo service
 (``support.Echo``) with the generated Python code until stdin closes.
 
 usage: serve.py NATS_URL   (prints "ready" once serving; the generated code
@@ -13,7 +13,7 @@ import logging
 import sys
 
 import nats
-from demo.v1 import encoding_nats_pb2 as demo
+from jsondemo.v1 import jsondemo_nats_pb2 as demo
 from order.v1 import order_nats_pb2 as orders
 from support import Echo, TestOrders
 

@@ -5,9 +5,9 @@ use serde_json::Value;
 
 use super::support::*;
 
-fn schema(name: &str) -> jsonschema::Validator {
-    let path = format!("{}/../../shared/schemas/micro/v1/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {path}: {err}"));
+fn schema(dir: &std::path::Path, name: &str) -> jsonschema::Validator {
+    let path = dir.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
     jsonschema::options().should_validate_formats(true).build(&schema).expect("schema compiles")
 }
@@ -19,6 +19,9 @@ async fn ask(nats: &async_nats::Client, subject: String) -> Value {
 
 #[tokio::test]
 async fn discovery_documents_validate_on_every_subject_level() {
+    let Some(schemas) = nats_micro_tests::shared::schemas() else {
+        return nats_micro_tests::shared::skip("discovery_documents_validate_on_every_subject_level", "schemas");
+    };
     let fx = Fixture::start_with(|b| b.add_metadata("region", "eu")).await;
     // Two errors and one success, so STATS has something to count.
     for want in ["NOT_FOUND", "ORDER_EXPIRED"] {
@@ -33,7 +36,7 @@ async fn discovery_documents_validate_on_every_subject_level() {
         ("INFO", "info_response", "io.nats.micro.v1.info_response"),
         ("STATS", "stats_response", "io.nats.micro.v1.stats_response"),
     ] {
-        let validator = schema(schema_name);
+        let validator = schema(&schemas, schema_name);
         for subject in [format!("$SRV.{verb}"), format!("$SRV.{verb}.order_service"), format!("$SRV.{verb}.order_service.{id}")] {
             let doc = ask(&fx.nats, subject.clone()).await;
             let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();

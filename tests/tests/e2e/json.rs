@@ -1,9 +1,9 @@
 //! `json: true` services speak the proto3 JSON mapping on the wire
-//! (corpus `demo/v1/encoding.proto`, written for the Go plugin).
+//! (`proto/jsondemo/v1/jsondemo.proto`).
 
 use nats_micro_runtime::{RequestContext, headers};
-use nats_micro_tests::corpus::demo::v1::json_service_nats::{self as json, JsonService, JsonServiceClient, JsonServiceError};
-use nats_micro_tests::corpus::demo::v1::{EchoRequest, EchoResponse, GetUserRequest, GetUserResponse, User};
+use nats_micro_tests::project::jsondemo::v1::json_service_nats::{self as json, JsonService, JsonServiceClient, JsonServiceError};
+use nats_micro_tests::project::jsondemo::v1::{EchoRequest, EchoResponse, GetUserRequest, GetUserResponse, User};
 
 use super::support::NatsServer;
 

@@ -7,9 +7,13 @@ use std::process::Command;
 
 use crate::harness::python;
 
-/// Files the project's and the corpus's protos import, compiled along so
-/// the messages' imports resolve.
-const IMPORTS: [&str; 3] = ["natsmicro/options.proto", "google/api/annotations.proto", "google/api/http.proto"];
+/// Files the project's protos import, compiled along so the messages'
+/// imports resolve.
+const IMPORTS: [&str; 1] = ["natsmicro/options.proto"];
+
+/// Files the corpus's protos import besides [`IMPORTS`] (from its
+/// `googleapis/`).
+const CORPUS_IMPORTS: [&str; 2] = ["google/api/annotations.proto", "google/api/http.proto"];
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {
@@ -18,19 +22,23 @@ pub(crate) fn repo() -> PathBuf {
 
 /// Writes into `out` the messages of `protos` (by `message_args`, e.g.
 /// `--python_out=DIR`) and our generated services for `lang` (`ts`, `python`).
-/// Include roots: `proto/` and the shared corpus.
+/// Include roots: `proto/` and, when present, the shared corpus.
 pub fn generate(out: &Path, protos: &[&str], lang: &str, message_args: &[String]) {
     std::fs::create_dir_all(out).expect("output directory");
     let descriptors = out.join("descriptors.binpb");
-    let corpus = repo().join("../shared/corpus");
-    let includes = [repo().join("proto"), corpus.join("anchor-examples"), corpus.join("googleapis")];
+    let mut includes = vec![repo().join("proto")];
+    let mut imports = IMPORTS.to_vec();
+    if let Some(corpus) = crate::shared::corpus() {
+        includes.extend([corpus.join("anchor-examples"), corpus.join("googleapis")]);
+        imports.extend(CORPUS_IMPORTS);
+    }
     let protoc = Command::new(python())
         .args(["-m", "grpc_tools.protoc", "--include_imports", "--include_source_info"])
         .args(includes.iter().map(|dir| format!("-I{}", dir.display())))
         .args(message_args)
         .arg(format!("--descriptor_set_out={}", descriptors.display()))
         .args(protos)
-        .args(IMPORTS)
+        .args(imports)
         .output()
         .expect("running grpc_tools.protoc (run scripts/setup)");
     assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
