@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{CRATE_DIR, TempDir, project_root, protoc_include, protoc_path};
+use common::{CRATE_DIR, TempDir, project_root, protoc_path};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_protoc-gen-nats-micro");
 
@@ -26,48 +26,28 @@ fn prost_tool(name: &str) -> PathBuf {
     path
 }
 
-/// Runs protoc on `protos` under `proto/` with `args`, into `out`.
-fn protoc(out: &Path, args: &[String], protos: &[&str]) {
-    std::fs::create_dir_all(out).expect("output directory");
-    let output = Command::new(protoc_path())
-        .arg(format!("-I{}", project_root().display()))
-        .arg(format!("-I{}", protoc_include().display()))
-        .args(args)
-        .args(protos)
+/// Runs the README's protoc recipes (`examples/protoc/generate.sh`) in
+/// `work/plain` and `work/json`, with the vendored protoc, prost's plugins
+/// and ours on `PATH`.
+fn generate(work: &Path) {
+    for part in ["plain", "json"] {
+        std::fs::create_dir_all(work.join(part)).expect("work directory");
+        std::os::unix::fs::symlink(project_root(), work.join(part).join("proto")).expect("linking proto/");
+    }
+    prost_tool("protoc-gen-prost");
+    prost_tool("protoc-gen-prost-serde");
+    let protoc_dir = protoc_path().parent().expect("protoc's directory").to_owned();
+    let ours = Path::new(PLUGIN).parent().expect("our binary's directory").to_owned();
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths([protoc_dir, repo().join(".tools/bin"), ours].into_iter().chain(std::env::split_paths(&inherited)))
+        .expect("PATH");
+    let output = Command::new("bash")
+        .arg(repo().join("examples/protoc/generate.sh"))
+        .arg(work)
+        .env("PATH", path)
         .output()
-        .expect("running protoc");
-    assert!(output.status.success(), "protoc failed:\n{}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// `--plugin=` arguments for prost, prost-serde and ours.
-fn plugins() -> Vec<String> {
-    vec![
-        format!("--plugin=protoc-gen-prost={}", prost_tool("protoc-gen-prost").display()),
-        format!("--plugin=protoc-gen-prost-serde={}", prost_tool("protoc-gen-prost-serde").display()),
-        format!("--plugin=protoc-gen-nats-micro={PLUGIN}"),
-    ]
-}
-
-/// The README's protoc recipes: binary services (`gen/plain`) and a
-/// `json: true` service with proto3-JSON serde impls (`gen/json`). Our
-/// files must land where protoc-gen-prost puts its own, by default.
-fn generate(gen: &Path) {
-    let plain = gen.join("plain");
-    let mut args = plugins();
-    args.extend([format!("--prost_out={}", plain.display()), format!("--nats-micro_out={}", plain.display())]);
-    protoc(&plain, &args, &["order/v1/order.proto", "product/v1/product.proto"]);
-
-    let json = gen.join("json");
-    let wkt = "extern_path=.google.protobuf=::pbjson_types";
-    let mut args = plugins();
-    args.extend([
-        format!("--prost_out={}", json.display()),
-        format!("--prost_opt=compile_well_known_types,{wkt}"),
-        format!("--prost-serde_out={}", json.display()),
-        format!("--nats-micro_out={}", json.display()),
-        format!("--nats-micro_opt={wkt}"),
-    ]);
-    protoc(&json, &args, &["jsondemo/v1/jsondemo.proto"]);
+        .expect("running examples/protoc/generate.sh");
+    assert!(output.status.success(), "the README's protoc recipe failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// The scratch crate's `lib.rs`, as the README has it: one module per
@@ -77,11 +57,11 @@ fn generate(gen: &Path) {
 const LIB_RS: &str = r#"
 #![deny(warnings)]
 pub mod plain {
-    pub mod order { pub mod v1 { include!("gen/plain/order/v1/order.v1.rs"); } }
-    pub mod product { pub mod v1 { include!("gen/plain/product/v1/product.v1.rs"); } }
+    pub mod order { pub mod v1 { include!("work/plain/gen/order/v1/order.v1.rs"); } }
+    pub mod product { pub mod v1 { include!("work/plain/gen/product/v1/product.v1.rs"); } }
 }
 pub mod json {
-    pub mod jsondemo { pub mod v1 { include!("gen/json/jsondemo/v1/jsondemo.v1.rs"); } }
+    pub mod jsondemo { pub mod v1 { include!("work/json/gen/jsondemo/v1/jsondemo.v1.rs"); } }
 }
 
 /// Clients of every generated service, on one connection.
@@ -122,18 +102,18 @@ pbjson-types = "0.9"
 #[test]
 fn protoc_gen_prost_layout_and_readme_recipe_compile() {
     let dir = TempDir::new("prost-recipe");
-    let gen = dir.path().join("gen");
-    generate(&gen);
+    let work = dir.path().join("work");
+    generate(&work);
     for file in [
-        "plain/order/v1/order.v1.rs",
-        "plain/order/v1/order.v1.nats_micro.rs",
-        "plain/product/v1/product.v1.nats_micro.rs",
-        "json/jsondemo/v1/jsondemo.v1.serde.rs",
-        "json/jsondemo/v1/jsondemo.v1.nats_micro.rs",
+        "plain/gen/order/v1/order.v1.rs",
+        "plain/gen/order/v1/order.v1.nats_micro.rs",
+        "plain/gen/product/v1/product.v1.nats_micro.rs",
+        "json/gen/jsondemo/v1/jsondemo.v1.serde.rs",
+        "json/gen/jsondemo/v1/jsondemo.v1.nats_micro.rs",
     ] {
-        assert!(gen.join(file).is_file(), "{file} missing: our files must sit beside protoc-gen-prost's");
+        assert!(work.join(file).is_file(), "{file} missing: our files must sit beside protoc-gen-prost's");
     }
-    let prost_file = std::fs::read_to_string(gen.join("plain/order/v1/order.v1.rs")).expect("prost's file");
+    let prost_file = std::fs::read_to_string(work.join("plain/gen/order/v1/order.v1.rs")).expect("prost's file");
     assert!(prost_file.contains(r#"include!("order.v1.nats_micro.rs");"#), "no include at the insertion point:\n{prost_file}");
 
     std::fs::write(dir.path().join("Cargo.toml"), scratch_manifest()).expect("manifest");
