@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prost::Message;
-use prost_reflect::DescriptorPool;
 
 use crate::model;
 use crate::rust::{self, RustOptions};
@@ -112,8 +111,8 @@ impl Builder {
         }
 
         let (descriptor_bytes, files_to_generate) = descriptor_set(protos, includes)?;
-        let pool = DescriptorPool::decode(descriptor_bytes.as_slice()).map_err(io::Error::other)?;
-        let (model, warnings) = model::build(&pool, &files_to_generate).map_err(io::Error::other)?;
+        let pool = crate::decode_pool(&descriptor_bytes)?;
+        let (model, warnings) = model::build(&pool, &files_to_generate).map_err(crate::Error::from)?;
         for warning in warnings {
             println!("cargo:warning=protoc-gen-nats-micro: {warning}");
         }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use prost::Message;
 use protoc_gen_nats_micro::Output;
 
 /// The crate directory.
