@@ -69,12 +69,7 @@ pub enum Error {
 impl Error {
     /// An [`Error::Internal`] from a caught panic's payload.
     pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
-        Error::Internal(detail)
+        Error::Internal(panic_message(payload))
     }
 }
 
@@ -82,4 +77,13 @@ impl From<Error> for std::io::Error {
     fn from(error: Error) -> std::io::Error {
         std::io::Error::other(error.to_string())
     }
+}
+
+/// The message of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }

@@ -122,7 +122,10 @@ pub fn decode_pool(descriptor_set: &[u8]) -> Result<DescriptorPool, Error> {
     match std::panic::catch_unwind(|| DescriptorPool::decode(descriptor_set)) {
         Ok(Ok(pool)) => Ok(pool),
         Ok(Err(err)) => Err(Error::Decode { what, message: err.to_string() }),
-        Err(panic) => Err(Error::Decode { what, message: format!("malformed descriptors ({})", Error::from_panic(&*panic)) }),
+        Err(panic) => Err(Error::Decode {
+            what,
+            message: format!("malformed descriptors (the descriptor reader failed: {})", error::panic_message(&*panic)),
+        }),
     }
 }
 

@@ -302,3 +302,35 @@ fn names_without_a_letter() {
         assert_problem(&body, &format!("bad.v1.S.{name}"), "name", "has no letter");
     }
 }
+
+/// A 300 KB package name is refused at once (it used to take 19.5 s),
+/// naming the package by its start and length only.
+#[test]
+fn over_long_package_name_is_refused() {
+    let package = vec!["a"; 150_000].join(".");
+    let request = common::request_from_protos(vec![common::simple_proto("p.proto", &package, "S", &["Get"])], &["p.proto"], None);
+    let output = generate_bytes(&request);
+    let error = expect_error(&output);
+    assert_contains_all(error, &["p.proto: a.a.a", "package: is 299999 bytes long; at most 1024 are allowed"]);
+    assert!(error.len() < 500, "the error does not repeat the name: {} bytes", error.len());
+}
+
+/// Crafted names that protoc would refuse: validated once in the model, so
+/// no language gets an empty or wildcard subject token or broken code.
+#[test]
+fn crafted_names_are_refused() {
+    let cases: [(&str, &str, &str, &str); 6] = [
+        ("p.v1", "S", "Get*", "p.v1.S.Get*: name: \"Get*\" is not an identifier"),
+        ("p.v1", "S>", "Get", "p.v1.S>: name: \"S>\" is not an identifier"),
+        ("p..v1", "S", "Get", "p..v1: package: token \"\" of \"p..v1\" is not an identifier"),
+        ("p.v1", "Sé", "Get", "p.v1.Sé: name: \"Sé\" is not an identifier"),
+        ("p.v1", "S", "Get\u{2028}", "name: \"Get\\u{2028}\" is not an identifier"),
+        ("p v1", "S", "Get", "package: token \"p v1\""),
+    ];
+    for (package, service, method, message) in cases {
+        let request =
+            common::request_from_protos(vec![common::simple_proto("p.proto", package, service, &[method])], &["p.proto"], None);
+        let output = generate_bytes(&request);
+        assert_contains_all(expect_error(&output), &["p.proto: ", message]);
+    }
+}
