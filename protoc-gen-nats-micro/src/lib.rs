@@ -7,8 +7,11 @@
 //! that only reads that model. [`build`] runs the same code from `build.rs`.
 
 pub mod build;
+pub mod error;
+mod limits;
 pub mod model;
 pub mod naming;
+pub mod options;
 pub mod params;
 pub mod python;
 pub mod rust;
@@ -19,6 +22,8 @@ use prost_reflect::DescriptorPool;
 use prost_types::compiler::CodeGeneratorResponse;
 use prost_types::compiler::code_generator_response::{Feature, File as ResponseFile};
 
+pub use crate::error::Error;
+pub use crate::options::{OPTIONS_PROTO, OPTIONS_PROTO_PATH};
 use crate::params::{Lang, Params};
 
 /// The plugin's version, printed by `--version`.
@@ -71,20 +76,16 @@ pub struct Output {
     pub warnings: Vec<String>,
 }
 
+/// Generated files (name, content) and warnings.
+pub type Generated = (Vec<(String, String)>, Vec<String>);
+
 /// Runs the plugin on an encoded `CodeGeneratorRequest`. Never panics on
 /// any input: every problem becomes the response's `error`.
 pub fn generate(request: &[u8]) -> Output {
     let mut output = Output::default();
     output.response.supported_features = Some(Feature::Proto3Optional as u64);
     // A bug of ours must still reach protoc as an error, not as a crash.
-    let result = std::panic::catch_unwind(|| generate_files(request)).unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(format!("internal error in protoc-gen-nats-micro (please report it with the proto): {detail}"))
-    });
+    let result = std::panic::catch_unwind(|| generate_files(request)).unwrap_or_else(|panic| Err(Error::from_panic(&*panic)));
     match result {
         Ok((files, warnings)) => {
             output.response.file = files
@@ -93,7 +94,7 @@ pub fn generate(request: &[u8]) -> Output {
                 .collect();
             output.warnings = warnings;
         }
-        Err(error) => output.response.error = Some(error),
+        Err(error) => output.response.error = Some(error.to_string()),
     }
     output
 }
@@ -104,26 +105,38 @@ pub fn generate_bytes(request: &[u8]) -> (Vec<u8>, Vec<String>) {
     (output.response.encode_to_vec(), output.warnings)
 }
 
-fn generate_files(request: &[u8]) -> Result<(Vec<(String, String)>, Vec<String>), String> {
-    let request = RawRequest::decode(request).map_err(|err| format!("reading the CodeGeneratorRequest: {err}"))?;
+fn generate_files(request: &[u8]) -> Result<Generated, Error> {
+    let request = RawRequest::decode(request)
+        .map_err(|err| Error::Decode { what: "the CodeGeneratorRequest", message: err.to_string() })?;
     let params = Params::parse(request.parameter.as_deref().unwrap_or_default())?;
-    let files = RawFileSet { file: request.proto_file }.encode_to_vec();
-    let pool = DescriptorPool::decode(files.as_slice()).map_err(|err| format!("reading the proto files: {err}"))?;
+    limits::check_raw_files(&request.proto_file)?;
+    let pool = decode_pool(&RawFileSet { file: request.proto_file }.encode_to_vec())?;
     generate_from_pool(&pool, &request.file_to_generate, &params)
+}
+
+/// Decodes an encoded `FileDescriptorSet` into a pool, with every option.
+/// prost-reflect can panic on some crafted descriptors: that becomes a
+/// [`Error::Decode`] rather than a crash.
+pub fn decode_pool(descriptor_set: &[u8]) -> Result<DescriptorPool, Error> {
+    let what = "the proto files";
+    match std::panic::catch_unwind(|| DescriptorPool::decode(descriptor_set)) {
+        Ok(Ok(pool)) => Ok(pool),
+        Ok(Err(err)) => Err(Error::Decode { what, message: err.to_string() }),
+        Err(panic) => Err(Error::Decode {
+            what,
+            message: format!("malformed descriptors (the descriptor reader failed: {})", error::panic_message(&*panic)),
+        }),
+    }
 }
 
 /// Generates from a descriptor pool (decoded with options intact) for the
 /// given files: the shared path of the plugin and of [`build`].
-pub fn generate_from_pool(
-    pool: &DescriptorPool,
-    files_to_generate: &[String],
-    params: &Params,
-) -> Result<(Vec<(String, String)>, Vec<String>), String> {
-    let (model, warnings) = model::build(pool, files_to_generate).map_err(|problems| problems.to_string())?;
+pub fn generate_from_pool(pool: &DescriptorPool, files_to_generate: &[String], params: &Params) -> Result<Generated, Error> {
+    let (model, warnings) = model::build(pool, files_to_generate)?;
     let files = match params.lang {
         Lang::Rust => rust::generate(&model.files, &params.rust),
-        Lang::TypeScript => typescript::generate(&model.files)?,
-        Lang::Python => python::generate(&model.files)?,
+        Lang::TypeScript => typescript::generate(&model.files).map_err(Error::Emit)?,
+        Lang::Python => python::generate(&model.files).map_err(Error::Emit)?,
     };
     Ok((files, warnings))
 }

@@ -1,34 +1,79 @@
 //! The model every emitter reads: services, methods and their validated
 //! options, read once from the descriptors.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, ExtensionDescriptor, FileDescriptor, MapKey, MessageDescriptor, MethodDescriptor,
-    ReflectMessage, ServiceDescriptor, Value,
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
 };
 
+pub use crate::error::{Problem, Problems};
 use crate::naming::subject_token;
+use crate::options::{
+    ChunkedIoOptions, EndpointOptions, KV_PERSIST_FAILURE_POLICY_NAMES, KV_WRITE_MODE_NAMES, KvStoreOptions, ObjectStoreOptions,
+    ServiceOptions, StreamOptions, enum_value_name,
+};
 
-/// The seven built-in codes, which custom codes must not repeat.
-pub const BUILTIN_CODES: [&str; 7] =
-    ["INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "ALREADY_EXISTS", "INTERNAL", "UNAVAILABLE"];
+mod check;
+
+pub use check::{RESERVED_CODE_NAMES, invalid_subject, is_identifier, is_upper_snake, valid_service_name};
+
+/// A canonical error code: its wire name and, for the seven built-ins, the
+/// number servers send by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CanonicalCode {
+    /// Wire name (`NOT_FOUND`).
+    pub name: &'static str,
+    /// HTTP-like number for the built-ins (`404`), `None` for the others.
+    pub number: Option<u16>,
+}
+
+const fn code(name: &'static str, number: Option<u16>) -> CanonicalCode {
+    CanonicalCode { name, number }
+}
+
+/// The one table of canonical codes on the plugin side, in the Go plugin's
+/// order (its seven built-ins first, in its order, then the further
+/// canonical codes): the order users see in every language. Pinned to the
+/// runtime's `Code` table by `tests/canonical_codes.rs`.
+pub const CANONICAL_CODES: [CanonicalCode; 16] = [
+    code("INVALID_ARGUMENT", Some(400)),
+    code("NOT_FOUND", Some(404)),
+    code("ALREADY_EXISTS", Some(409)),
+    code("PERMISSION_DENIED", Some(403)),
+    code("UNAUTHENTICATED", Some(401)),
+    code("INTERNAL", Some(500)),
+    code("UNAVAILABLE", Some(503)),
+    code("CANCELLED", None),
+    code("UNKNOWN", None),
+    code("DEADLINE_EXCEEDED", None),
+    code("RESOURCE_EXHAUSTED", None),
+    code("FAILED_PRECONDITION", None),
+    code("ABORTED", None),
+    code("OUT_OF_RANGE", None),
+    code("UNIMPLEMENTED", None),
+    code("DATA_LOSS", None),
+];
+
+/// The names of the first `N` codes of [`CANONICAL_CODES`] from `start`.
+const fn code_names<const N: usize>(start: usize) -> [&'static str; N] {
+    let mut names = [""; N];
+    let mut i = 0;
+    while i < N {
+        names[i] = CANONICAL_CODES[start + i].name;
+        i += 1;
+    }
+    names
+}
+
+/// The seven built-in codes (those with a number), which custom codes must
+/// not repeat, in the Go plugin's order.
+pub const BUILTIN_CODES: [&str; 7] = code_names(0);
 
 /// The further canonical codes the runtime knows (sent by name). A custom
 /// code with one of these names is that canonical code.
-pub const EXTRA_CANONICAL_CODES: [&str; 9] = [
-    "CANCELLED",
-    "UNKNOWN",
-    "DEADLINE_EXCEEDED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "DATA_LOSS",
-];
+pub const EXTRA_CANONICAL_CODES: [&str; 9] = code_names(7);
 
 /// Everything to generate, grouped by proto file in request order.
 #[derive(Clone, Debug, Default)]
@@ -178,44 +223,6 @@ pub struct ObjectStore {
     pub client_only: bool,
 }
 
-/// A problem found while reading the descriptors: names the file, the
-/// service or method, and the option.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// Proto file.
-    pub file: String,
-    /// Full name of the service or `Service.Method`.
-    pub element: String,
-    /// The option, e.g. `(natsmicro.service).version`.
-    pub option: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: option {}: {}", self.file, self.element, self.option, self.message)
-    }
-}
-
-/// All problems of one run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
-
 struct Extensions {
     service: Option<ExtensionDescriptor>,
     endpoint: Option<ExtensionDescriptor>,
@@ -226,18 +233,24 @@ struct Extensions {
 }
 
 impl Extensions {
+    /// Our extensions in the pool, if imported; one with another number or
+    /// a non-message type is a problem (a modified options.proto).
     fn find(pool: &DescriptorPool, problems: &mut Vec<Problem>) -> Extensions {
         let mut find = |name: &str, number: u32| {
             let ext = pool.get_extension_by_name(&format!("natsmicro.{name}"))?;
-            if ext.number() != number {
+            let wrong = if ext.number() != number {
+                Some(format!("extension number is {}, expected {number}", ext.number()))
+            } else if ext.kind().as_message().is_none() || ext.is_list() {
+                Some("extension is not a single message".to_owned())
+            } else {
+                None
+            };
+            if let Some(wrong) = wrong {
                 problems.push(Problem {
                     file: ext.parent_file().name().to_owned(),
                     element: ext.full_name().to_owned(),
-                    option: format!("(natsmicro.{name})"),
-                    message: format!(
-                        "extension number is {}, expected {number}: use natsmicro/options.proto as shipped",
-                        ext.number()
-                    ),
+                    option: format!("option (natsmicro.{name})"),
+                    message: format!("{wrong}: use natsmicro/options.proto as shipped"),
                 });
                 return None;
             }
@@ -255,7 +268,8 @@ impl Extensions {
 }
 
 /// Reads the files to generate from a descriptor pool that was decoded with
-/// its options intact (so that our extensions are readable).
+/// its options intact (so that our extensions are readable). Every name
+/// that reaches a subject or an identifier is validated here, once.
 pub fn build(pool: &DescriptorPool, files_to_generate: &[String]) -> Result<(Model, Vec<String>), Problems> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -264,14 +278,21 @@ pub fn build(pool: &DescriptorPool, files_to_generate: &[String]) -> Result<(Mod
     for name in files_to_generate {
         let Some(file) = pool.get_file_by_name(name) else {
             problems.push(Problem {
-                file: name.clone(),
+                file: crate::limits::shorten(name),
                 element: "(file)".into(),
-                option: "-".into(),
+                option: "file".into(),
                 message: "listed to generate but not among the request's files".into(),
             });
             continue;
         };
         if file.services().len() == 0 {
+            continue;
+        }
+        let before = problems.len();
+        check::file_names(&file, &mut problems);
+        if problems.len() > before {
+            // Names that cannot become identifiers: reading further would
+            // only repeat the same problem in other words.
             continue;
         }
         let comments = comment_index(&file);
@@ -294,13 +315,13 @@ fn check_subject_clashes(model: &Model, warnings: &mut Vec<String>) {
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for service in model.files.iter().flat_map(|f| &f.services) {
         for method in &service.methods {
-            if let Some(other) = seen.insert(&method.subject, &service.full_name) {
-                if other != service.full_name {
-                    warnings.push(format!(
-                        "{} and {} both serve subject {}: give them different subject_prefix values",
-                        other, service.full_name, method.subject
-                    ));
-                }
+            if let Some(other) = seen.insert(&method.subject, &service.full_name)
+                && other != service.full_name
+            {
+                warnings.push(format!(
+                    "{} and {} both serve subject {}: give them different subject_prefix values",
+                    other, service.full_name, method.subject
+                ));
             }
         }
     }
@@ -314,176 +335,161 @@ struct Reader<'a> {
     warnings: &'a mut Vec<String>,
 }
 
-/// Reads typed fields out of one options message, reporting bad values.
-struct Options<'r, 'a> {
-    reader: &'r mut Reader<'a>,
-    message: Option<DynamicMessage>,
-    element: String,
+/// Where a value comes from, for problems: the element and the option.
+#[derive(Clone, Copy)]
+struct Site<'s> {
+    element: &'s str,
     option: &'static str,
 }
 
-impl Options<'_, '_> {
-    fn field(&self, name: &str) -> Option<Value> {
-        let message = self.message.as_ref()?;
-        let field = message.descriptor().get_field_by_name(name)?;
-        message.has_field(&field).then(|| message.get_field(&field).into_owned())
+impl Reader<'_> {
+    fn problem(&mut self, site: Site<'_>, field: &str, message: String) {
+        let option = if field.is_empty() { format!("option {}", site.option) } else { format!("option {}.{field}", site.option) };
+        self.problems.push(Problem { file: self.file.name().to_owned(), element: site.element.to_owned(), option, message });
     }
 
-    fn string(&self, name: &str) -> String {
-        self.field(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    /// Our extension `ext` on `options`, decoded into its typed struct
+    /// (`None` when unset or unreadable; the latter is a problem).
+    fn extension<T: prost::Message + Default>(
+        &mut self,
+        options: &DynamicMessage,
+        ext: Option<&ExtensionDescriptor>,
+        site: Site<'_>,
+    ) -> Option<T> {
+        let ext = ext.filter(|ext| options.has_extension(ext))?;
+        let value = options.get_extension(ext);
+        let decoded = match value.as_message() {
+            Some(message) => message.transcode_to::<T>().map_err(|err| err.to_string()),
+            None => Err("not a message".to_owned()),
+        };
+        decoded.map_err(|err| self.problem(site, "", format!("cannot be read: {err}"))).ok()
     }
 
-    fn bool(&self, name: &str) -> bool {
-        self.field(name).and_then(|v| v.as_bool()).unwrap_or(false)
-    }
-
-    fn strings(&self, name: &str) -> Vec<String> {
-        match self.field(name) {
-            Some(Value::List(values)) => values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn enum_name(&self, name: &str) -> String {
-        let Some(message) = &self.message else { return String::new() };
-        let Some(field) = message.descriptor().get_field_by_name(name) else { return String::new() };
-        let number = message.get_field(&field).as_enum_number().unwrap_or(0);
-        match field.kind().as_enum() {
-            Some(e) => e.get_value(number).map(|v| v.name().to_owned()).unwrap_or_else(|| number.to_string()),
-            None => String::new(),
-        }
-    }
-
-    fn map(&self, name: &str) -> BTreeMap<String, String> {
-        match self.field(name) {
-            Some(Value::Map(entries)) => entries
-                .iter()
-                .filter_map(|(k, v)| match (k, v.as_str()) {
-                    (MapKey::String(k), Some(v)) => Some((k.clone(), v.to_owned())),
-                    _ => None,
-                })
-                .collect(),
-            _ => BTreeMap::new(),
-        }
-    }
-
-    /// A non-negative count; zero or unset is `None`.
-    fn count(&mut self, name: &str) -> Option<u32> {
-        let value = self.field(name).and_then(|v| v.as_i32()).unwrap_or(0);
+    /// A non-negative count; zero is `None`.
+    fn count(&mut self, site: Site<'_>, field: &str, value: i32) -> Option<u32> {
         if value < 0 {
-            self.problem(name, format!("must not be negative, got {value}"));
+            self.problem(site, field, format!("must not be negative, got {value}"));
         }
         u32::try_from(value).ok().filter(|v| *v > 0)
     }
 
     /// A `google.protobuf.Duration`; zero or unset is `None`.
-    fn duration(&mut self, name: &str) -> Option<Duration> {
-        let Some(Value::Message(duration)) = self.field(name) else { return None };
-        let seconds = duration.get_field_by_name("seconds").and_then(|v| v.as_i64()).unwrap_or(0);
-        let nanos = duration.get_field_by_name("nanos").and_then(|v| v.as_i32()).unwrap_or(0);
+    fn duration(&mut self, site: Site<'_>, field: &str, value: Option<&prost_types::Duration>) -> Option<Duration> {
+        let value = value?;
+        let (seconds, nanos) = (value.seconds, value.nanos);
         if seconds < 0 || nanos < 0 {
-            self.problem(name, format!("must not be negative, got {seconds}s {nanos}ns"));
+            self.problem(site, field, format!("must not be negative, got {seconds}s {nanos}ns"));
             return None;
         }
         if nanos >= 1_000_000_000 {
-            self.problem(name, format!("nanos must be below 1000000000, got {nanos}"));
+            self.problem(site, field, format!("nanos must be below 1000000000, got {nanos}"));
             return None;
         }
-        let duration = Duration::new(seconds as u64, nanos as u32);
+        let duration = Duration::new(seconds.unsigned_abs(), nanos.unsigned_abs());
         (!duration.is_zero()).then_some(duration)
-    }
-
-    fn problem(&mut self, field: &str, message: String) {
-        let option = if field.is_empty() { self.option.to_owned() } else { format!("{}.{field}", self.option) };
-        self.reader.problems.push(Problem {
-            file: self.reader.file.name().to_owned(),
-            element: self.element.clone(),
-            option,
-            message,
-        });
-    }
-}
-
-impl<'a> Reader<'a> {
-    fn options<'r>(
-        &'r mut self,
-        options: DynamicMessage,
-        ext: &Option<ExtensionDescriptor>,
-        element: &str,
-        option: &'static str,
-    ) -> Options<'r, 'a> {
-        let message = ext
-            .as_ref()
-            .filter(|ext| options.has_extension(ext))
-            .and_then(|ext| options.get_extension(ext).as_message().cloned());
-        Options { reader: self, message, element: element.to_owned(), option }
     }
 
     fn service(&mut self, service: &ServiceDescriptor) -> Option<Service> {
         let full_name = service.full_name().to_owned();
-        let mut opts = self.options(service.options(), &self.extensions.service, &full_name, "(natsmicro.service)");
-        if opts.bool("skip") {
+        let site = Site { element: &full_name, option: "(natsmicro.service)" };
+        let opts: ServiceOptions = self.extension(&service.options(), self.extensions.service.as_ref(), site).unwrap_or_default();
+        if opts.skip {
             return None;
         }
-        let name = Some(opts.string("name")).filter(|n| !n.is_empty()).unwrap_or_else(|| service.name().to_owned());
-        if !valid_service_name(&name) {
-            opts.problem("name", format!("{name:?} must match [A-Za-z0-9_-]+"));
-        }
-        let version = Some(opts.string("version")).filter(|v| !v.is_empty()).unwrap_or_else(|| "1.0.0".to_owned());
-        if semver::Version::parse(&version).is_err() {
-            opts.problem("version", format!("{version:?} is not a SemVer version (like 1.2.3)"));
-        }
-        let subject_prefix =
-            Some(opts.string("subject_prefix")).filter(|p| !p.is_empty()).unwrap_or_else(|| subject_token(service.name()));
-        if let Some(why) = invalid_subject(&subject_prefix) {
-            opts.problem("subject_prefix", format!("{subject_prefix:?} {why}"));
-        }
-        let description = opts.string("description");
-        let description =
-            if description.is_empty() { format!("{} - generated by protoc-gen-nats-micro", service.name()) } else { description };
-        let metadata = opts.map("metadata");
-        let timeout = opts.duration("timeout");
-        let json = opts.bool("json");
-        let queue_group_disabled = opts.bool("queue_group_disabled");
-        let mut error_codes = Vec::new();
-        let mut seen = HashSet::new();
-        for code in opts.strings("error_codes") {
-            if !is_upper_snake(&code) {
-                opts.problem("error_codes", format!("{code:?} is not an UPPER_SNAKE name (like ORDER_EXPIRED)"));
-            } else if BUILTIN_CODES.contains(&code.as_str()) {
-                opts.problem("error_codes", format!("{code:?} repeats a built-in code; it is always available"));
-            } else if !seen.insert(code.clone()) {
-                opts.problem("error_codes", format!("{code:?} is declared twice"));
-            } else if !EXTRA_CANONICAL_CODES.contains(&code.as_str()) {
-                error_codes.push(code);
-            }
-        }
+        let identity = self.identity(service, &opts, site);
+        let timeout = self.duration(site, "timeout", opts.timeout.as_ref());
+        let error_codes = self.error_codes(&opts.error_codes, site);
+        let (methods, streaming) = self.methods(service, &identity.subject_prefix);
+        self.warn_left_out(&full_name, &methods, &streaming);
+        Some(Service {
+            proto_name: service.name().to_owned(),
+            package: service.package_name().to_owned(),
+            comments: self.comments.get(service.path()).cloned(),
+            deprecated: service.service_descriptor_proto().options.as_ref().and_then(|o| o.deprecated).unwrap_or(false),
+            name: identity.name,
+            version: identity.version,
+            description: identity.description,
+            subject_prefix: identity.subject_prefix,
+            metadata: opts.metadata,
+            timeout,
+            json: opts.json,
+            error_codes,
+            queue_group_disabled: opts.queue_group_disabled,
+            methods,
+            streaming,
+            full_name,
+        })
+    }
 
-        let mut methods = Vec::new();
-        let mut streaming = Vec::new();
-        let mut endpoints: BTreeMap<String, String> = BTreeMap::new();
-        for method in service.methods() {
-            let element = format!("{full_name}.{}", method.name());
-            let mut opts = self.options(method.options(), &self.extensions.endpoint, &element, "(natsmicro.endpoint)");
-            if opts.bool("skip") {
+    /// The ADR-32 identity and subject prefix, with defaults, validated.
+    fn identity(&mut self, service: &ServiceDescriptor, opts: &ServiceOptions, site: Site<'_>) -> Identity {
+        let or = |value: &str, default: String| if value.is_empty() { default } else { value.to_owned() };
+        let name = or(&opts.name, service.name().to_owned());
+        if !valid_service_name(&name) {
+            self.problem(site, "name", format!("{name:?} must match [A-Za-z0-9_-]+"));
+        }
+        let version = or(&opts.version, "1.0.0".to_owned());
+        if semver::Version::parse(&version).is_err() {
+            self.problem(site, "version", format!("{version:?} is not a SemVer version (like 1.2.3)"));
+        }
+        let subject_prefix = or(&opts.subject_prefix, subject_token(service.name()));
+        if let Some(why) = invalid_subject(&subject_prefix) {
+            self.problem(site, "subject_prefix", format!("{subject_prefix:?} {why}"));
+        }
+        let description = or(&opts.description, format!("{} - generated by protoc-gen-nats-micro", service.name()));
+        Identity { name, version, description, subject_prefix }
+    }
+
+    /// The custom codes that are not canonical, validated; see
+    /// [`check::code_problem`] for the rules.
+    fn error_codes(&mut self, codes: &[String], site: Site<'_>) -> Vec<String> {
+        let mut kept: Vec<String> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+        for code in codes {
+            if let Some(message) = check::code_problem(code, &seen) {
+                self.problem(site, "error_codes", message);
                 continue;
             }
-            let endpoint = subject_token(method.name());
-            if let Some(other) = endpoints.insert(endpoint.clone(), method.name().to_owned()) {
-                opts.problem("", format!("methods {other} and {} both map to endpoint {endpoint:?}", method.name()));
+            seen.push(code);
+            if !EXTRA_CANONICAL_CODES.contains(&code.as_str()) {
+                kept.push(code.clone());
+            }
+        }
+        kept
+    }
+
+    /// The unary and the streaming methods, skipping `skip: true` ones;
+    /// names that would collide in some language are problems.
+    fn methods(&mut self, service: &ServiceDescriptor, prefix: &str) -> (Vec<Method>, Vec<StreamingMethod>) {
+        let (mut methods, mut streaming) = (Vec::new(), Vec::new());
+        let mut names = check::NameClashes::default();
+        for method in service.methods() {
+            let element = format!("{}.{}", service.full_name(), method.name());
+            let site = Site { element: &element, option: "(natsmicro.endpoint)" };
+            let opts: EndpointOptions =
+                self.extension(&method.options(), self.extensions.endpoint.as_ref(), site).unwrap_or_default();
+            if opts.skip {
+                continue;
+            }
+            if let Some(message) = names.add(method.name()) {
+                self.problems.push(Problem {
+                    file: self.file.name().to_owned(),
+                    element: element.clone(),
+                    option: "name".to_owned(),
+                    message,
+                });
             }
             if method.is_client_streaming() || method.is_server_streaming() {
-                let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
-                    (true, true) => "bidirectional-streaming",
-                    (true, false) => "client-streaming",
-                    _ => "server-streaming",
-                };
-                streaming.push(self.streaming_method(&method, &element, kind));
-                continue;
+                streaming.push(self.streaming_method(&method, &element));
+            } else {
+                methods.push(self.method(&method, opts, site, prefix));
             }
-            methods.push(self.method(&method, &element, &subject_prefix));
         }
-        for method in &methods {
+        (methods, streaming)
+    }
+
+    fn warn_left_out(&mut self, full_name: &str, methods: &[Method], streaming: &[StreamingMethod]) {
+        for method in methods {
             for (option, set) in [("kv_store", method.kv_store.is_some()), ("object_store", method.object_store.is_some())] {
                 if set {
                     self.warnings.push(format!(
@@ -493,42 +499,21 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        for method in &streaming {
+        for method in streaming {
             self.warnings.push(format!(
                 "{full_name}.{}: {} RPC left out (streaming is not generated yet)",
                 method.proto_name, method.kind
             ));
         }
-        Some(Service {
-            proto_name: service.name().to_owned(),
-            full_name,
-            package: service.package_name().to_owned(),
-            comments: self.comments.get(service.path()).cloned(),
-            deprecated: service.service_descriptor_proto().options.as_ref().and_then(|o| o.deprecated).unwrap_or(false),
-            name,
-            version,
-            description,
-            subject_prefix,
-            metadata,
-            timeout,
-            json,
-            error_codes,
-            queue_group_disabled,
-            methods,
-            streaming,
-        })
     }
 
-    fn method(&mut self, method: &MethodDescriptor, element: &str, prefix: &str) -> Method {
-        let mut opts = self.options(method.options(), &self.extensions.endpoint, element, "(natsmicro.endpoint)");
-        let timeout = opts.duration("timeout");
-        let metadata = opts.map("metadata");
-        let queue_group_disabled = opts.bool("queue_group_disabled");
-        let pending_msg_limit = opts.count("pending_msg_limit");
-        let pending_bytes_limit = opts.count("pending_bytes_limit");
+    fn method(&mut self, method: &MethodDescriptor, opts: EndpointOptions, site: Site<'_>, prefix: &str) -> Method {
+        let timeout = self.duration(site, "timeout", opts.timeout.as_ref());
+        let pending_msg_limit = self.count(site, "pending_msg_limit", opts.pending_msg_limit);
+        let pending_bytes_limit = self.count(site, "pending_bytes_limit", opts.pending_bytes_limit);
         let input = method.input();
-        let kv_store = self.kv_store(method, element, &input);
-        let object_store = self.object_store(method, element, &input);
+        let kv_store = self.kv_store(method, site.element, &input);
+        let object_store = self.object_store(method, site.element, &input);
         let endpoint = subject_token(method.name());
         Method {
             proto_name: method.name().to_owned(),
@@ -539,8 +524,8 @@ impl<'a> Reader<'a> {
             comments: self.comments.get(method.path()).cloned(),
             deprecated: method.method_descriptor_proto().options.as_ref().and_then(|o| o.deprecated).unwrap_or(false),
             timeout,
-            metadata,
-            queue_group_disabled,
+            metadata: opts.metadata,
+            queue_group_disabled: opts.queue_group_disabled,
             pending_msg_limit,
             pending_bytes_limit,
             kv_store,
@@ -549,108 +534,94 @@ impl<'a> Reader<'a> {
     }
 
     fn kv_store(&mut self, method: &MethodDescriptor, element: &str, input: &MessageDescriptor) -> Option<KvStore> {
-        let mut opts = self.options(method.options(), &self.extensions.kv_store, element, "(natsmicro.kv_store)");
-        opts.message.as_ref()?;
-        let bucket = opts.string("bucket");
-        check_bucket(&mut opts, &bucket);
-        let key_template = opts.string("key_template");
-        check_template(&mut opts, &key_template, input);
-        for name in ["limit_marker_ttl", "key_ttl", "purge_ttl"] {
-            opts.duration(name);
-        }
-        let max_history = opts.count("max_history");
+        let site = Site { element, option: "(natsmicro.kv_store)" };
+        let opts: KvStoreOptions = self.extension(&method.options(), self.extensions.kv_store.as_ref(), site)?;
+        self.check_bucket(site, &opts.bucket);
+        self.check_template(site, &opts.key_template, input);
+        self.duration(site, "limit_marker_ttl", opts.limit_marker_ttl.as_ref());
+        self.duration(site, "key_ttl", opts.key_ttl.as_ref());
+        self.duration(site, "purge_ttl", opts.purge_ttl.as_ref());
+        let max_history = self.count(site, "max_history", opts.max_history);
         if max_history.is_some_and(|h| h > 64) {
-            opts.problem("max_history", "must be at most 64 (the NATS key-value limit)".into());
+            self.problem(site, "max_history", "must be at most 64 (the NATS key-value limit)".into());
         }
         Some(KvStore {
-            ttl: opts.duration("ttl"),
-            client_only: opts.bool("client_only"),
-            write_mode: opts.enum_name("write_mode"),
-            persist_failure_policy: opts.enum_name("persist_failure_policy"),
-            bucket,
-            key_template,
+            ttl: self.duration(site, "ttl", opts.ttl.as_ref()),
+            client_only: opts.client_only,
+            write_mode: enum_value_name(&KV_WRITE_MODE_NAMES, opts.write_mode),
+            persist_failure_policy: enum_value_name(&KV_PERSIST_FAILURE_POLICY_NAMES, opts.persist_failure_policy),
+            bucket: opts.bucket,
+            key_template: opts.key_template,
             max_history,
         })
     }
 
     fn object_store(&mut self, method: &MethodDescriptor, element: &str, input: &MessageDescriptor) -> Option<ObjectStore> {
-        let mut opts = self.options(method.options(), &self.extensions.object_store, element, "(natsmicro.object_store)");
-        opts.message.as_ref()?;
-        let bucket = opts.string("bucket");
-        check_bucket(&mut opts, &bucket);
-        let key_template = opts.string("key_template");
-        check_template(&mut opts, &key_template, input);
-        Some(ObjectStore { ttl: opts.duration("ttl"), client_only: opts.bool("client_only"), bucket, key_template })
+        let site = Site { element, option: "(natsmicro.object_store)" };
+        let opts: ObjectStoreOptions = self.extension(&method.options(), self.extensions.object_store.as_ref(), site)?;
+        self.check_bucket(site, &opts.bucket);
+        self.check_template(site, &opts.key_template, input);
+        Some(ObjectStore {
+            ttl: self.duration(site, "ttl", opts.ttl.as_ref()),
+            client_only: opts.client_only,
+            bucket: opts.bucket,
+            key_template: opts.key_template,
+        })
     }
 
-    fn streaming_method(&mut self, method: &MethodDescriptor, element: &str, kind: &'static str) -> StreamingMethod {
-        let mut stream = self.options(method.options(), &self.extensions.stream, element, "(natsmicro.stream)");
-        let max_inflight = stream.count("max_inflight");
-        let ordered = stream.bool("ordered");
-        let mut chunked = self.options(method.options(), &self.extensions.chunked_io, element, "(natsmicro.chunked_io)");
-        let chunked_io = if chunked.message.is_some() {
-            let field = chunked.string("chunk_field");
+    fn streaming_method(&mut self, method: &MethodDescriptor, element: &str) -> StreamingMethod {
+        let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
+            (true, true) => "bidirectional-streaming",
+            (true, false) => "client-streaming",
+            _ => "server-streaming",
+        };
+        let site = Site { element, option: "(natsmicro.stream)" };
+        let stream: StreamOptions = self.extension(&method.options(), self.extensions.stream.as_ref(), site).unwrap_or_default();
+        let max_inflight = self.count(site, "max_inflight", stream.max_inflight);
+        let site = Site { element, option: "(natsmicro.chunked_io)" };
+        let chunked: Option<ChunkedIoOptions> = self.extension(&method.options(), self.extensions.chunked_io.as_ref(), site);
+        let chunked_io = chunked.map(|chunked| {
+            let field = chunked.chunk_field;
             let has_bytes_field = [method.input(), method.output()]
                 .iter()
                 .any(|m| m.get_field_by_name(&field).is_some_and(|f| matches!(f.kind(), prost_reflect::Kind::Bytes)));
             if !has_bytes_field {
-                chunked.problem("chunk_field", format!("{field:?} is not a bytes field of the request or response"));
+                self.problem(site, "chunk_field", format!("{field:?} is not a bytes field of the request or response"));
             }
-            Some((field, chunked.count("default_chunk_size")))
-        } else {
-            None
-        };
-        StreamingMethod { proto_name: method.name().to_owned(), kind, max_inflight, ordered, chunked_io }
+            (field, self.count(site, "default_chunk_size", chunked.default_chunk_size))
+        });
+        StreamingMethod { proto_name: method.name().to_owned(), kind, max_inflight, ordered: stream.ordered, chunked_io }
     }
-}
 
-fn check_bucket(opts: &mut Options<'_, '_>, bucket: &str) {
-    if !valid_service_name(bucket) {
-        opts.problem("bucket", format!("{bucket:?} must match [A-Za-z0-9_-]+"));
-    }
-}
-
-/// `{field}` placeholders must name fields of the request.
-fn check_template(opts: &mut Options<'_, '_>, template: &str, input: &MessageDescriptor) {
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            opts.problem("key_template", format!("{template:?} has an unclosed `{{`"));
-            return;
-        };
-        let field = &rest[start + 1..start + len];
-        if input.get_field_by_name(field).is_none() {
-            opts.problem("key_template", format!("placeholder {{{field}}} is not a field of {}", input.full_name()));
-        }
-        rest = &rest[start + len + 1..];
-    }
-}
-
-/// `[A-Za-z0-9_-]+`
-pub fn valid_service_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// Why a subject is invalid, if it is.
-pub fn invalid_subject(subject: &str) -> Option<&'static str> {
-    for token in subject.split('.') {
-        if token.is_empty() {
-            return Some("has an empty token");
-        }
-        if token.chars().any(char::is_whitespace) {
-            return Some("contains whitespace");
-        }
-        if token.contains(['*', '>']) {
-            return Some("contains a wildcard (`*` or `>`)");
+    fn check_bucket(&mut self, site: Site<'_>, bucket: &str) {
+        if !valid_service_name(bucket) {
+            self.problem(site, "bucket", format!("{bucket:?} must match [A-Za-z0-9_-]+"));
         }
     }
-    None
+
+    /// `{field}` placeholders must name fields of the request.
+    fn check_template(&mut self, site: Site<'_>, template: &str, input: &MessageDescriptor) {
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start..].find('}') else {
+                self.problem(site, "key_template", format!("{template:?} has an unclosed `{{`"));
+                return;
+            };
+            let field = &rest[start + 1..start + len];
+            if input.get_field_by_name(field).is_none() {
+                self.problem(site, "key_template", format!("placeholder {{{field}}} is not a field of {}", input.full_name()));
+            }
+            rest = &rest[start + len + 1..];
+        }
+    }
 }
 
-/// `[A-Z][A-Z0-9]*(_[A-Z0-9]+)*`
-pub fn is_upper_snake(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_uppercase())
-        && name.split('_').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+/// A service's ADR-32 identity and subject prefix.
+struct Identity {
+    name: String,
+    version: String,
+    description: String,
+    subject_prefix: String,
 }
 
 fn message_ref(message: &MessageDescriptor) -> MessageRef {

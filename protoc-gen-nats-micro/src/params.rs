@@ -1,6 +1,16 @@
 //! Plugin parameters (`--nats-micro_opt=...`).
 
+use crate::error::Error;
 use crate::rust::RustOptions;
+
+/// Every parameter, with its meaning: for `--help` and for the error that
+/// names an unknown one.
+pub const PARAMETERS: [(&str, &str); 4] = [
+    ("lang=rust|typescript|python", "language to emit (also ts, py, rs); default rust"),
+    ("language=...", "same as lang"),
+    ("extern_path=.proto.pkg=::rust::path", "Rust: messages of a proto package live at a Rust path (repeatable)"),
+    ("runtime_path=::path", "Rust: path of the runtime's codegen module (default ::nats_micro_runtime::codegen)"),
+];
 
 /// The language to emit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,10 +40,10 @@ impl Params {
     /// ```
     /// use protoc_gen_nats_micro::params::{Lang, Params};
     /// assert_eq!(Params::parse("lang=ts").unwrap().lang, Lang::TypeScript);
-    /// assert!(Params::parse("lang=cobol").unwrap_err().contains("cobol"));
-    /// assert!(Params::parse("colour=blue").unwrap_err().contains("colour"));
+    /// assert!(Params::parse("lang=cobol").unwrap_err().to_string().contains("cobol"));
+    /// assert!(Params::parse("colour=blue").unwrap_err().to_string().contains("colour"));
     /// ```
-    pub fn parse(parameter: &str) -> Result<Params, String> {
+    pub fn parse(parameter: &str) -> Result<Params, Error> {
         let mut params = Params::default();
         for pair in parameter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -44,23 +54,25 @@ impl Params {
                         "typescript" | "ts" => Lang::TypeScript,
                         "python" | "py" => Lang::Python,
                         other => {
-                            return Err(format!(
-                                "unknown value {other:?} for parameter `{key}` (expected rust, typescript/ts or python/py)"
-                            ));
+                            return Err(Error::InvalidParameter(format!(
+                                "`{key}`: unknown value {other:?} (expected rust, typescript/ts or python/py)"
+                            )));
                         }
                     }
                 }
                 "runtime_path" => {
-                    params.rust.runtime_path(value).map_err(|err| format!("parameter {err}"))?;
+                    params.rust.runtime_path(value).map_err(Error::InvalidParameter)?;
                 }
                 "extern_path" => {
                     let (proto, rust) = value.split_once('=').ok_or_else(|| {
-                        format!("parameter extern_path={value:?}: expected extern_path=.proto.pkg=::rust::path")
+                        Error::InvalidParameter(format!("extern_path={value:?}: expected extern_path=.proto.pkg=::rust::path"))
                     })?;
-                    params.rust.extern_path(proto, rust)?;
+                    params.rust.extern_path(proto, rust).map_err(Error::InvalidParameter)?;
                 }
                 other => {
-                    return Err(format!("unknown parameter `{other}` (known: lang, language, runtime_path, extern_path)"));
+                    return Err(Error::InvalidParameter(format!(
+                        "`{other}` is unknown (known: lang, language, runtime_path, extern_path; see protoc-gen-nats-micro --help)"
+                    )));
                 }
             }
         }

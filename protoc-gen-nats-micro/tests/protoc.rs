@@ -83,3 +83,63 @@ fn stray_argument_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     assert_contains_all(&String::from_utf8_lossy(&output.stderr), &["order.proto", "protoc"]);
 }
+
+/// A mutated corpus request (found by `tests/fuzz.rs`) on which
+/// prost-reflect 0.16 panics while decoding the descriptors.
+const PANICKING_REQUEST: &[u8] = include_bytes!("fixtures/prost-reflect-panic.request.bin");
+
+/// The panic inside the descriptor reader is guarded: a clear decode error,
+/// and protoc's stderr never shows `thread 'main' panicked`.
+#[test]
+fn descriptor_reader_panic_is_a_clean_error() {
+    let output = protoc_gen_nats_micro::generate(PANICKING_REQUEST);
+    let error = output.response.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("reading the proto files: malformed descriptors"), "{error}");
+    let mut child = Command::new(PLUGIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the plugin");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), PANICKING_REQUEST).expect("write the request");
+    let result = child.wait_with_output().expect("plugin output");
+    assert!(result.status.success(), "the plugin reports errors in the response");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let response =
+        <prost_types::compiler::CodeGeneratorResponse as prost::Message>::decode(result.stdout.as_slice()).expect("a response");
+    assert!(response.error().contains("malformed descriptors"), "{:?}", response.error);
+}
+
+#[test]
+fn help_lists_every_parameter_and_flag() {
+    let output = Command::new(PLUGIN).arg("--help").output().expect("run the plugin");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_contains_all(
+        &text,
+        &["lang=", "language=", "extern_path=", "runtime_path=", "--options-proto", "--version", "--help"],
+    );
+}
+
+#[test]
+fn unknown_flag_exits_2_with_a_hint() {
+    let output = Command::new(PLUGIN).arg("--frobnicate").output().expect("run the plugin");
+    assert_eq!(output.status.code(), Some(2));
+    assert_contains_all(&String::from_utf8_lossy(&output.stderr), &["--frobnicate", "--help"]);
+}
+
+/// `--options-proto DIR` writes the shipped options.proto where protoc
+/// users put it on the include path; protoc then compiles a service with it.
+#[test]
+fn options_proto_flag_writes_a_usable_file() {
+    let dir = common::TempDir::new("options-proto");
+    let output = Command::new(PLUGIN).arg("--options-proto").arg(dir.path()).output().expect("run the plugin");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let written = std::fs::read_to_string(dir.path().join("natsmicro/options.proto")).expect("written");
+    assert_eq!(written, protoc_gen_nats_micro::OPTIONS_PROTO);
+    dir.write(SCRATCH_PROTO, &common::scratch_proto(&service_with_options(r#"version: "1.2.3""#)));
+    let run = run_protoc(&[dir.path().to_owned()], &[SCRATCH_PROTO], None);
+    assert!(run.success, "protoc failed:\n{}", run.stderr);
+    assert!(run.files.contains_key("bad.v1.nats_micro.rs"), "{:?}", run.files.keys());
+}

@@ -153,7 +153,6 @@ fn proto_strings_names_and_comments_are_escaped() {
             "export class TypeClientNatsClient {",
             "export class TypeError extends runtime.NatsMicroError {",
             "export function newTypeHttp2FailError(",
-            "export function isTypeUnrecognized(",
             // Streaming is left out, and says so; deprecation is marked.
             "Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).",
             "@deprecated",

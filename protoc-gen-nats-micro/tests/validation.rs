@@ -33,9 +33,17 @@ service BadService {
 /// error naming the file, `element`, `option` and `message`.
 #[track_caller]
 fn assert_rejected(body: &str, element: &str, option: &str, message: &str) {
+    assert_problem(body, element, &format!("option {option}"), message);
+}
+
+/// Asserts the scratch proto with `body` is rejected, with one line of the
+/// error reading `file: element: aspect: ...message...`.
+#[track_caller]
+fn assert_problem(body: &str, element: &str, aspect: &str, message: &str) {
     let output = generate_scratch(body);
     let error = expect_error(&output);
-    let needles = [SCRATCH_PROTO, element, &format!("option {option}:"), message];
+    let prefix = format!("{SCRATCH_PROTO}: {element}: {aspect}: ");
+    let needles = [prefix.as_str(), message];
     assert!(
         error.lines().any(|line| needles.iter().all(|n| line.contains(n))),
         "no line of the error names all of {needles:?}:\n{error}"
@@ -177,12 +185,7 @@ fn kv_store_bad_bucket() {
 #[test]
 fn two_methods_on_one_endpoint() {
     let body = "service BadService {\n  rpc GetFoo(Req) returns (Resp);\n  rpc get_foo(Req) returns (Resp);\n}";
-    assert_rejected(
-        body,
-        "bad.v1.BadService.get_foo",
-        "(natsmicro.endpoint)",
-        "methods GetFoo and get_foo both map to endpoint \"get_foo\"",
-    );
+    assert_problem(body, "bad.v1.BadService.get_foo", "name", "methods GetFoo and get_foo both map to endpoint \"get_foo\"");
 }
 
 #[test]
@@ -242,5 +245,92 @@ fn language_alias_selects_rust() {
 fn supports_proto3_optional_on_success_and_failure() {
     for output in [generate_order_with(""), generate_order_with("colour=blue"), generate_bytes(b"\xff")] {
         assert_eq!(output.response.supported_features.unwrap_or(0) & 1, 1, "FEATURE_PROTO3_OPTIONAL missing");
+    }
+}
+
+/// Methods whose names collide after case conversion or keyword escaping in
+/// some language (Rust snake_case, Python `_` suffix, TS camelCase) are
+/// rejected naming both.
+#[test]
+fn methods_colliding_after_conversion() {
+    for (a, b) in [("GetX", "Get__X"), ("New", "New_"), ("Match", "Match_"), ("ListItems", "listItems")] {
+        let body = format!("service BadService {{\n  rpc {a}(Req) returns (Resp);\n  rpc {b}(Req) returns (Resp);\n}}");
+        let element = format!("bad.v1.BadService.{b}");
+        let output = generate_scratch(&body);
+        let error = expect_error(&output);
+        assert!(
+            error
+                .lines()
+                .any(|l| l.starts_with(&format!("{SCRATCH_PROTO}: {element}: name: ")) && l.contains(a) && l.contains(b)),
+            "{a} + {b}:\n{error}"
+        );
+    }
+}
+
+/// Custom codes that collide with each other, with a canonical code or with
+/// a name the generators reserve, after case conversion.
+#[test]
+fn codes_colliding_after_conversion() {
+    let cases = [
+        (r#"error_codes: ["A_1", "A1"]"#, "\"A1\" and \"A_1\" collide"),
+        (r#"error_codes: ["UNRECOGNIZED"]"#, "\"UNRECOGNIZED\" is reserved"),
+        (r#"error_codes: ["UNRECOGNIZED_CODE"]"#, "\"UNRECOGNIZED_CODE\" is reserved"),
+        (r#"error_codes: ["NOTFOUND"]"#, "collides with the canonical code \"NOT_FOUND\""),
+        (r#"error_codes: ["DEADLINEEXCEEDED"]"#, "collides with the canonical code \"DEADLINE_EXCEEDED\""),
+    ];
+    for (options, message) in cases {
+        assert_service_option_rejected(options, "(natsmicro.service).error_codes", message);
+    }
+}
+
+/// Two services of one file whose generated names (modules, classes)
+/// would collide.
+#[test]
+fn services_colliding_in_one_file() {
+    let body = "service FooBar { rpc Get(Req) returns (Resp); }\nservice Foo_Bar { rpc Get(Req) returns (Resp); }";
+    assert_problem(body, "bad.v1.Foo_Bar", "name", "services FooBar and Foo_Bar of one file collide");
+}
+
+/// Service and method names without a letter become empty or invalid
+/// identifiers after case conversion: rejected, not a panic.
+#[test]
+fn names_without_a_letter() {
+    for name in ["_", "__", "_1"] {
+        let body = format!("service {name} {{ rpc Get(Req) returns (Resp); }}");
+        assert_problem(&body, &format!("bad.v1.{name}"), "name", "has no letter");
+        let body = format!("service S {{ rpc {name}(Req) returns (Resp); }}");
+        assert_problem(&body, &format!("bad.v1.S.{name}"), "name", "has no letter");
+    }
+}
+
+/// A 300 KB package name is refused at once (it used to take 19.5 s),
+/// naming the package by its start and length only.
+#[test]
+fn over_long_package_name_is_refused() {
+    let package = vec!["a"; 150_000].join(".");
+    let request = common::request_from_protos(vec![common::simple_proto("p.proto", &package, "S", &["Get"])], &["p.proto"], None);
+    let output = generate_bytes(&request);
+    let error = expect_error(&output);
+    assert_contains_all(error, &["p.proto: a.a.a", "package: is 299999 bytes long; at most 1024 are allowed"]);
+    assert!(error.len() < 500, "the error does not repeat the name: {} bytes", error.len());
+}
+
+/// Crafted names that protoc would refuse: validated once in the model, so
+/// no language gets an empty or wildcard subject token or broken code.
+#[test]
+fn crafted_names_are_refused() {
+    let cases: [(&str, &str, &str, &str); 6] = [
+        ("p.v1", "S", "Get*", "p.v1.S.Get*: name: \"Get*\" is not an identifier"),
+        ("p.v1", "S>", "Get", "p.v1.S>: name: \"S>\" is not an identifier"),
+        ("p..v1", "S", "Get", "p..v1: package: token \"\" of \"p..v1\" is not an identifier"),
+        ("p.v1", "Sé", "Get", "p.v1.Sé: name: \"Sé\" is not an identifier"),
+        ("p.v1", "S", "Get\u{2028}", "name: \"Get\\u{2028}\" is not an identifier"),
+        ("p v1", "S", "Get", "package: token \"p v1\""),
+    ];
+    for (package, service, method, message) in cases {
+        let request =
+            common::request_from_protos(vec![common::simple_proto("p.proto", package, service, &[method])], &["p.proto"], None);
+        let output = generate_bytes(&request);
+        assert_contains_all(expect_error(&output), &["p.proto: ", message]);
     }
 }

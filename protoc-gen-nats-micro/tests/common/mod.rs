@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use prost::Message;
 use protoc_gen_nats_micro::Output;
 
 /// The crate directory.
@@ -305,4 +304,54 @@ pub fn check_golden_tree(dir: &Path, actual: &BTreeMap<String, String>, hint: &s
         })
         .collect();
     assert!(differing.is_empty(), "generated code differs from {}:\n{}\nrun: {hint}", dir.display(), differing.join("\n"));
+}
+
+/// An encoded `CodeGeneratorRequest` from descriptors built in code
+/// (dependencies first), generating `to_generate`.
+pub fn request_from_protos(
+    files: Vec<prost_types::FileDescriptorProto>,
+    to_generate: &[&str],
+    parameter: Option<&str>,
+) -> Vec<u8> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet { file: files }.encode_to_vec();
+    let names: Vec<String> = to_generate.iter().map(|s| (*s).to_owned()).collect();
+    protoc_gen_nats_micro::request_from_descriptor_set(&set, &names, parameter).expect("encoded set decodes")
+}
+
+/// A proto3 file `name` in `package` with messages `Req` and `Resp` and one
+/// service `service` whose methods take `Req` and return `Resp`.
+pub fn simple_proto(name: &str, package: &str, service: &str, methods: &[&str]) -> prost_types::FileDescriptorProto {
+    use prost_types::{DescriptorProto, MethodDescriptorProto, ServiceDescriptorProto};
+    let prefix = if package.is_empty() { String::new() } else { format!(".{package}") };
+    let message = |n: &str| DescriptorProto { name: Some(n.to_owned()), ..Default::default() };
+    let method = |m: &&str| MethodDescriptorProto {
+        name: Some((*m).to_owned()),
+        input_type: Some(format!("{prefix}.Req")),
+        output_type: Some(format!("{prefix}.Resp")),
+        ..Default::default()
+    };
+    prost_types::FileDescriptorProto {
+        name: Some(name.to_owned()),
+        package: (!package.is_empty()).then(|| package.to_owned()),
+        syntax: Some("proto3".to_owned()),
+        message_type: vec![message("Req"), message("Resp")],
+        service: vec![ServiceDescriptorProto {
+            name: Some(service.to_owned()),
+            method: methods.iter().map(method).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The corpus files, or `None` (saying so once on stderr) when
+/// `../shared/corpus` is not beside the repository.
+pub fn corpus_files_if_present() -> Option<Vec<String>> {
+    let root = Path::new(CRATE_DIR).join("../../shared/corpus/anchor-examples");
+    if !root.is_dir() {
+        eprintln!("skipped: no ../shared/corpus");
+        return None;
+    }
+    Some(corpus_files())
 }

@@ -229,14 +229,14 @@ pub mod json_service_nats {
     pub enum JsonServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -265,14 +265,14 @@ pub mod json_service_nats {
     impl JsonServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -299,10 +299,10 @@ pub mod json_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 JsonServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                JsonServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                JsonServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 JsonServiceErrorCode::NotFound => "NOT_FOUND",
                 JsonServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                JsonServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                JsonServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 JsonServiceErrorCode::Internal => "INTERNAL",
                 JsonServiceErrorCode::Unavailable => "UNAVAILABLE",
                 JsonServiceErrorCode::Cancelled => "CANCELLED",
@@ -323,17 +323,17 @@ pub mod json_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     JsonServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    JsonServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    JsonServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     JsonServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     JsonServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    JsonServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    JsonServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     JsonServiceErrorCode::Internal
@@ -377,17 +377,17 @@ pub mod json_service_nats {
                 JsonServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                JsonServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                JsonServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 JsonServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 JsonServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                JsonServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                JsonServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 JsonServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -464,32 +464,6 @@ pub mod json_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            JsonServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            JsonServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -511,6 +485,32 @@ pub mod json_service_nats {
             JsonServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            JsonServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            JsonServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -667,14 +667,6 @@ pub mod json_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -682,6 +674,14 @@ pub mod json_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {
@@ -1005,14 +1005,14 @@ pub mod binary_service_nats {
     pub enum BinaryServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -1041,14 +1041,14 @@ pub mod binary_service_nats {
     impl BinaryServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -1075,10 +1075,10 @@ pub mod binary_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 BinaryServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                BinaryServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                BinaryServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 BinaryServiceErrorCode::NotFound => "NOT_FOUND",
                 BinaryServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                BinaryServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                BinaryServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 BinaryServiceErrorCode::Internal => "INTERNAL",
                 BinaryServiceErrorCode::Unavailable => "UNAVAILABLE",
                 BinaryServiceErrorCode::Cancelled => "CANCELLED",
@@ -1099,17 +1099,17 @@ pub mod binary_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     BinaryServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    BinaryServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    BinaryServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     BinaryServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     BinaryServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    BinaryServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    BinaryServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     BinaryServiceErrorCode::Internal
@@ -1153,17 +1153,17 @@ pub mod binary_service_nats {
                 BinaryServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                BinaryServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                BinaryServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 BinaryServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 BinaryServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                BinaryServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                BinaryServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 BinaryServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -1240,32 +1240,6 @@ pub mod binary_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            BinaryServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            BinaryServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -1287,6 +1261,32 @@ pub mod binary_service_nats {
             BinaryServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            BinaryServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            BinaryServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -1443,14 +1443,6 @@ pub mod binary_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -1458,6 +1450,14 @@ pub mod binary_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {

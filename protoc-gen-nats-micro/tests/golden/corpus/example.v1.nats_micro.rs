@@ -252,14 +252,14 @@ pub mod example_service_nats {
     pub enum ExampleServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -288,14 +288,14 @@ pub mod example_service_nats {
     impl ExampleServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -322,10 +322,10 @@ pub mod example_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 ExampleServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                ExampleServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                ExampleServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 ExampleServiceErrorCode::NotFound => "NOT_FOUND",
                 ExampleServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                ExampleServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                ExampleServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 ExampleServiceErrorCode::Internal => "INTERNAL",
                 ExampleServiceErrorCode::Unavailable => "UNAVAILABLE",
                 ExampleServiceErrorCode::Cancelled => "CANCELLED",
@@ -346,17 +346,17 @@ pub mod example_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     ExampleServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    ExampleServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    ExampleServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     ExampleServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     ExampleServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    ExampleServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    ExampleServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     ExampleServiceErrorCode::Internal
@@ -400,17 +400,17 @@ pub mod example_service_nats {
                 ExampleServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                ExampleServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                ExampleServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 ExampleServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 ExampleServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                ExampleServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                ExampleServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 ExampleServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -487,32 +487,6 @@ pub mod example_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -534,6 +508,32 @@ pub mod example_service_nats {
             ExampleServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            ExampleServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            ExampleServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -690,14 +690,6 @@ pub mod example_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -705,6 +697,14 @@ pub mod example_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {

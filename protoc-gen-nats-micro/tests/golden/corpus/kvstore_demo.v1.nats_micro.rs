@@ -330,14 +330,14 @@ pub mod kv_store_demo_service_nats {
     pub enum KvStoreDemoServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -366,14 +366,14 @@ pub mod kv_store_demo_service_nats {
     impl KvStoreDemoServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -400,10 +400,10 @@ pub mod kv_store_demo_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 KvStoreDemoServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                KvStoreDemoServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                KvStoreDemoServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 KvStoreDemoServiceErrorCode::NotFound => "NOT_FOUND",
                 KvStoreDemoServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                KvStoreDemoServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                KvStoreDemoServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 KvStoreDemoServiceErrorCode::Internal => "INTERNAL",
                 KvStoreDemoServiceErrorCode::Unavailable => "UNAVAILABLE",
                 KvStoreDemoServiceErrorCode::Cancelled => "CANCELLED",
@@ -424,17 +424,17 @@ pub mod kv_store_demo_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     KvStoreDemoServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    KvStoreDemoServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    KvStoreDemoServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     KvStoreDemoServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     KvStoreDemoServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    KvStoreDemoServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    KvStoreDemoServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     KvStoreDemoServiceErrorCode::Internal
@@ -478,17 +478,17 @@ pub mod kv_store_demo_service_nats {
                 KvStoreDemoServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                KvStoreDemoServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                KvStoreDemoServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 KvStoreDemoServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 KvStoreDemoServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                KvStoreDemoServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                KvStoreDemoServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 KvStoreDemoServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -565,32 +565,6 @@ pub mod kv_store_demo_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -612,6 +586,32 @@ pub mod kv_store_demo_service_nats {
             KvStoreDemoServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            KvStoreDemoServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            KvStoreDemoServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -768,14 +768,6 @@ pub mod kv_store_demo_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -783,6 +775,14 @@ pub mod kv_store_demo_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {

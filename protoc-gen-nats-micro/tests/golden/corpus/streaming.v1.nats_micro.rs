@@ -178,14 +178,14 @@ pub mod stream_demo_service_nats {
     pub enum StreamDemoServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -214,14 +214,14 @@ pub mod stream_demo_service_nats {
     impl StreamDemoServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -248,10 +248,10 @@ pub mod stream_demo_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 StreamDemoServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                StreamDemoServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                StreamDemoServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 StreamDemoServiceErrorCode::NotFound => "NOT_FOUND",
                 StreamDemoServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                StreamDemoServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                StreamDemoServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 StreamDemoServiceErrorCode::Internal => "INTERNAL",
                 StreamDemoServiceErrorCode::Unavailable => "UNAVAILABLE",
                 StreamDemoServiceErrorCode::Cancelled => "CANCELLED",
@@ -272,17 +272,17 @@ pub mod stream_demo_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     StreamDemoServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    StreamDemoServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    StreamDemoServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     StreamDemoServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     StreamDemoServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    StreamDemoServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    StreamDemoServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     StreamDemoServiceErrorCode::Internal
@@ -326,17 +326,17 @@ pub mod stream_demo_service_nats {
                 StreamDemoServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                StreamDemoServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                StreamDemoServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 StreamDemoServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 StreamDemoServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                StreamDemoServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                StreamDemoServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 StreamDemoServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -413,32 +413,6 @@ pub mod stream_demo_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            StreamDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            StreamDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -460,6 +434,32 @@ pub mod stream_demo_service_nats {
             StreamDemoServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            StreamDemoServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            StreamDemoServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -616,14 +616,6 @@ pub mod stream_demo_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -631,6 +623,14 @@ pub mod stream_demo_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {

@@ -393,14 +393,14 @@ pub mod type_nats {
     pub enum TypeErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -427,8 +427,6 @@ pub mod type_nats {
         New,
         /// Custom code `CODE`, declared in `error_codes` (sent by name).
         Code,
-        /// Custom code `UNRECOGNIZED`, declared in `error_codes` (sent by name).
-        UnrecognizedCode,
         /// Custom code `TIMEOUT`, declared in `error_codes` (sent by name).
         Timeout,
         /// Custom code `HTTP_2_FAIL`, declared in `error_codes` (sent by name).
@@ -439,14 +437,14 @@ pub mod type_nats {
     impl TypeErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -473,8 +471,6 @@ pub mod type_nats {
         pub const NEW: &'static str = "NEW";
         /// `CODE` as a string.
         pub const CODE: &'static str = "CODE";
-        /// `UNRECOGNIZED` as a string.
-        pub const UNRECOGNIZED: &'static str = "UNRECOGNIZED";
         /// `TIMEOUT` as a string.
         pub const TIMEOUT: &'static str = "TIMEOUT";
         /// `HTTP_2_FAIL` as a string.
@@ -483,10 +479,10 @@ pub mod type_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 TypeErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                TypeErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                TypeErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 TypeErrorCode::NotFound => "NOT_FOUND",
                 TypeErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                TypeErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                TypeErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 TypeErrorCode::Internal => "INTERNAL",
                 TypeErrorCode::Unavailable => "UNAVAILABLE",
                 TypeErrorCode::Cancelled => "CANCELLED",
@@ -500,7 +496,6 @@ pub mod type_nats {
                 TypeErrorCode::DataLoss => "DATA_LOSS",
                 TypeErrorCode::New => "NEW",
                 TypeErrorCode::Code => "CODE",
-                TypeErrorCode::UnrecognizedCode => "UNRECOGNIZED",
                 TypeErrorCode::Timeout => "TIMEOUT",
                 TypeErrorCode::Http2Fail => "HTTP_2_FAIL",
                 TypeErrorCode::Unrecognized(raw) => raw,
@@ -512,15 +507,15 @@ pub mod type_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     TypeErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    TypeErrorCode::Unauthenticated
+                ::nats_micro_runtime::codegen::Code::NotFound => TypeErrorCode::NotFound,
+                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
+                    TypeErrorCode::AlreadyExists
                 }
                 ::nats_micro_runtime::codegen::Code::PermissionDenied => {
                     TypeErrorCode::PermissionDenied
                 }
-                ::nats_micro_runtime::codegen::Code::NotFound => TypeErrorCode::NotFound,
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    TypeErrorCode::AlreadyExists
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    TypeErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => TypeErrorCode::Internal,
                 ::nats_micro_runtime::codegen::Code::Unavailable => {
@@ -555,9 +550,6 @@ pub mod type_nats {
                 }
                 ::nats_micro_runtime::codegen::Code::Custom(
                     name,
-                ) if name == "UNRECOGNIZED" => TypeErrorCode::UnrecognizedCode,
-                ::nats_micro_runtime::codegen::Code::Custom(
-                    name,
                 ) if name == "TIMEOUT" => TypeErrorCode::Timeout,
                 ::nats_micro_runtime::codegen::Code::Custom(
                     name,
@@ -571,15 +563,15 @@ pub mod type_nats {
                 TypeErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                TypeErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
+                TypeErrorCode::NotFound => ::nats_micro_runtime::codegen::Code::NotFound,
+                TypeErrorCode::AlreadyExists => {
+                    ::nats_micro_runtime::codegen::Code::AlreadyExists
                 }
                 TypeErrorCode::PermissionDenied => {
                     ::nats_micro_runtime::codegen::Code::PermissionDenied
                 }
-                TypeErrorCode::NotFound => ::nats_micro_runtime::codegen::Code::NotFound,
-                TypeErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
+                TypeErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 TypeErrorCode::Internal => ::nats_micro_runtime::codegen::Code::Internal,
                 TypeErrorCode::Unavailable => {
@@ -614,11 +606,6 @@ pub mod type_nats {
                 TypeErrorCode::Code => {
                     ::nats_micro_runtime::codegen::Code::Custom(
                         ::std::borrow::Cow::Borrowed("CODE"),
-                    )
-                }
-                TypeErrorCode::UnrecognizedCode => {
-                    ::nats_micro_runtime::codegen::Code::Custom(
-                        ::std::borrow::Cow::Borrowed("UNRECOGNIZED"),
                     )
                 }
                 TypeErrorCode::Timeout => {
@@ -673,32 +660,6 @@ pub mod type_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -720,6 +681,32 @@ pub mod type_nats {
             TypeError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            TypeError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            TypeError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -898,21 +885,6 @@ pub mod type_nats {
                     .with_method(method),
             )
         }
-        /// A `UNRECOGNIZED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unrecognized(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Custom(
-                            ::std::borrow::Cow::Borrowed("UNRECOGNIZED"),
-                        ),
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `TIMEOUT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn timeout(
             method: &'static str,
@@ -951,14 +923,6 @@ pub mod type_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -966,6 +930,14 @@ pub mod type_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {
@@ -1023,13 +995,6 @@ pub mod type_nats {
             *self.0.code()
                 == ::nats_micro_runtime::codegen::Code::Custom(
                     ::std::borrow::Cow::Borrowed("CODE"),
-                )
-        }
-        /// Whether the code is `UNRECOGNIZED`.
-        pub fn is_unrecognized(&self) -> bool {
-            *self.0.code()
-                == ::nats_micro_runtime::codegen::Code::Custom(
-                    ::std::borrow::Cow::Borrowed("UNRECOGNIZED"),
                 )
         }
         /// Whether the code is `TIMEOUT`.
@@ -1264,14 +1229,14 @@ pub mod type_client_nats {
     pub enum TypeClientErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -1300,14 +1265,14 @@ pub mod type_client_nats {
     impl TypeClientErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -1334,10 +1299,10 @@ pub mod type_client_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 TypeClientErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                TypeClientErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                TypeClientErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 TypeClientErrorCode::NotFound => "NOT_FOUND",
                 TypeClientErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                TypeClientErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                TypeClientErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 TypeClientErrorCode::Internal => "INTERNAL",
                 TypeClientErrorCode::Unavailable => "UNAVAILABLE",
                 TypeClientErrorCode::Cancelled => "CANCELLED",
@@ -1358,17 +1323,17 @@ pub mod type_client_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     TypeClientErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    TypeClientErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    TypeClientErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     TypeClientErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     TypeClientErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    TypeClientErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    TypeClientErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     TypeClientErrorCode::Internal
@@ -1412,17 +1377,17 @@ pub mod type_client_nats {
                 TypeClientErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                TypeClientErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                TypeClientErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 TypeClientErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 TypeClientErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                TypeClientErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                TypeClientErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 TypeClientErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -1499,32 +1464,6 @@ pub mod type_client_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -1546,6 +1485,32 @@ pub mod type_client_nats {
             TypeClientError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            TypeClientError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            TypeClientError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -1702,14 +1667,6 @@ pub mod type_client_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -1717,6 +1674,14 @@ pub mod type_client_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {
@@ -1985,14 +1950,14 @@ pub mod legacy_service_nats {
     pub enum LegacyServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -2021,14 +1986,14 @@ pub mod legacy_service_nats {
     impl LegacyServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -2055,10 +2020,10 @@ pub mod legacy_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 LegacyServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                LegacyServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                LegacyServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 LegacyServiceErrorCode::NotFound => "NOT_FOUND",
                 LegacyServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                LegacyServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                LegacyServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 LegacyServiceErrorCode::Internal => "INTERNAL",
                 LegacyServiceErrorCode::Unavailable => "UNAVAILABLE",
                 LegacyServiceErrorCode::Cancelled => "CANCELLED",
@@ -2079,17 +2044,17 @@ pub mod legacy_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     LegacyServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    LegacyServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    LegacyServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     LegacyServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     LegacyServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    LegacyServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    LegacyServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     LegacyServiceErrorCode::Internal
@@ -2133,17 +2098,17 @@ pub mod legacy_service_nats {
                 LegacyServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                LegacyServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                LegacyServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 LegacyServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 LegacyServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                LegacyServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                LegacyServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 LegacyServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -2220,32 +2185,6 @@ pub mod legacy_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -2267,6 +2206,32 @@ pub mod legacy_service_nats {
             LegacyServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            LegacyServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            LegacyServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -2423,14 +2388,6 @@ pub mod legacy_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -2438,6 +2395,14 @@ pub mod legacy_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {

@@ -248,14 +248,14 @@ pub mod order_service_nats {
     pub enum OrderServiceErrorCode {
         /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
         InvalidArgument,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
         /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
         NotFound,
         /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
         AlreadyExists,
+        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
+        PermissionDenied,
+        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
+        Unauthenticated,
         /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
         Internal,
         /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
@@ -290,14 +290,14 @@ pub mod order_service_nats {
     impl OrderServiceErrorCode {
         /// `INVALID_ARGUMENT` as a string.
         pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
         /// `NOT_FOUND` as a string.
         pub const NOT_FOUND: &'static str = "NOT_FOUND";
         /// `ALREADY_EXISTS` as a string.
         pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
+        /// `PERMISSION_DENIED` as a string.
+        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
+        /// `UNAUTHENTICATED` as a string.
+        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
         /// `INTERNAL` as a string.
         pub const INTERNAL: &'static str = "INTERNAL";
         /// `UNAVAILABLE` as a string.
@@ -330,10 +330,10 @@ pub mod order_service_nats {
         pub fn as_str(&self) -> &str {
             match self {
                 OrderServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                OrderServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                OrderServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
                 OrderServiceErrorCode::NotFound => "NOT_FOUND",
                 OrderServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
+                OrderServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
+                OrderServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
                 OrderServiceErrorCode::Internal => "INTERNAL",
                 OrderServiceErrorCode::Unavailable => "UNAVAILABLE",
                 OrderServiceErrorCode::Cancelled => "CANCELLED",
@@ -357,17 +357,17 @@ pub mod order_service_nats {
                 ::nats_micro_runtime::codegen::Code::InvalidArgument => {
                     OrderServiceErrorCode::InvalidArgument
                 }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    OrderServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    OrderServiceErrorCode::PermissionDenied
-                }
                 ::nats_micro_runtime::codegen::Code::NotFound => {
                     OrderServiceErrorCode::NotFound
                 }
                 ::nats_micro_runtime::codegen::Code::AlreadyExists => {
                     OrderServiceErrorCode::AlreadyExists
+                }
+                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
+                    OrderServiceErrorCode::PermissionDenied
+                }
+                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
+                    OrderServiceErrorCode::Unauthenticated
                 }
                 ::nats_micro_runtime::codegen::Code::Internal => {
                     OrderServiceErrorCode::Internal
@@ -422,17 +422,17 @@ pub mod order_service_nats {
                 OrderServiceErrorCode::InvalidArgument => {
                     ::nats_micro_runtime::codegen::Code::InvalidArgument
                 }
-                OrderServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                OrderServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
                 OrderServiceErrorCode::NotFound => {
                     ::nats_micro_runtime::codegen::Code::NotFound
                 }
                 OrderServiceErrorCode::AlreadyExists => {
                     ::nats_micro_runtime::codegen::Code::AlreadyExists
+                }
+                OrderServiceErrorCode::PermissionDenied => {
+                    ::nats_micro_runtime::codegen::Code::PermissionDenied
+                }
+                OrderServiceErrorCode::Unauthenticated => {
+                    ::nats_micro_runtime::codegen::Code::Unauthenticated
                 }
                 OrderServiceErrorCode::Internal => {
                     ::nats_micro_runtime::codegen::Code::Internal
@@ -524,32 +524,6 @@ pub mod order_service_nats {
                     .with_method(method),
             )
         }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
         /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
         pub fn not_found(
             method: &'static str,
@@ -571,6 +545,32 @@ pub mod order_service_nats {
             OrderServiceError(
                 ::nats_micro_runtime::codegen::Error::new(
                         ::nats_micro_runtime::codegen::Code::AlreadyExists,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn permission_denied(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            OrderServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
+                        message,
+                    )
+                    .with_method(method),
+            )
+        }
+        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
+        pub fn unauthenticated(
+            method: &'static str,
+            message: impl ::core::convert::Into<::std::string::String>,
+        ) -> Self {
+            OrderServiceError(
+                ::nats_micro_runtime::codegen::Error::new(
+                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
                         message,
                     )
                     .with_method(method),
@@ -772,14 +772,6 @@ pub mod order_service_nats {
         pub fn is_invalid_argument(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
         }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
         /// Whether the code is `NOT_FOUND`.
         pub fn is_not_found(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
@@ -787,6 +779,14 @@ pub mod order_service_nats {
         /// Whether the code is `ALREADY_EXISTS`.
         pub fn is_already_exists(&self) -> bool {
             *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
+        }
+        /// Whether the code is `PERMISSION_DENIED`.
+        pub fn is_permission_denied(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
+        }
+        /// Whether the code is `UNAUTHENTICATED`.
+        pub fn is_unauthenticated(&self) -> bool {
+            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
         }
         /// Whether the code is `INTERNAL`.
         pub fn is_internal(&self) -> bool {

@@ -22,10 +22,10 @@ import nats_micro_runtime
 from demo.v1 import encoding_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class JSONServiceInvalidArgumentError(JSONServiceError, nats_micro_runtime.Inval
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class JSONServiceUnauthenticatedError(JSONServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class JSONServicePermissionDeniedError(JSONServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class JSONServiceNotFoundError(JSONServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class JSONServiceAlreadyExistsError(JSONServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class JSONServicePermissionDeniedError(JSONServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class JSONServiceUnauthenticatedError(JSONServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class JSONServiceInternalError(JSONServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_json_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, JSONServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_json_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> JSONServiceUnauthenticatedError:
-    """An error reply of ``demo.v1.JSONService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return JSONServiceUnauthenticatedError(method, message, data)
-
-
-def is_json_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``demo.v1.JSONService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, JSONServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_json_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> JSONServicePermissionDeniedError:
-    """An error reply of ``demo.v1.JSONService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return JSONServicePermissionDeniedError(method, message, data)
-
-
-def is_json_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``demo.v1.JSONService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, JSONServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_json_service_not_found_error(method: str, message: str, data: bytes = b"") -> JSONServiceNotFoundError:
     """An error reply of ``demo.v1.JSONService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return JSONServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_json_service_already_exists_error(method: str, message: str, data: bytes
 def is_json_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``demo.v1.JSONService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, JSONServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_json_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> JSONServicePermissionDeniedError:
+    """An error reply of ``demo.v1.JSONService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return JSONServicePermissionDeniedError(method, message, data)
+
+
+def is_json_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``demo.v1.JSONService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, JSONServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_json_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> JSONServiceUnauthenticatedError:
+    """An error reply of ``demo.v1.JSONService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return JSONServiceUnauthenticatedError(method, message, data)
+
+
+def is_json_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``demo.v1.JSONService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, JSONServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_json_service_internal_error(method: str, message: str, data: bytes = b"") -> JSONServiceInternalError:
@@ -313,10 +313,10 @@ _JSON_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     JSONServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: JSONServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: JSONServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: JSONServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: JSONServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: JSONServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: JSONServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: JSONServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: JSONServiceInternalError,
         ERROR_CODE_UNAVAILABLE: JSONServiceUnavailableError,
         ERROR_CODE_CANCELLED: JSONServiceCancelledError,
@@ -495,28 +495,28 @@ class BinaryServiceInvalidArgumentError(BinaryServiceError, nats_micro_runtime.I
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class BinaryServiceUnauthenticatedError(BinaryServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class BinaryServicePermissionDeniedError(BinaryServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class BinaryServiceNotFoundError(BinaryServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class BinaryServiceAlreadyExistsError(BinaryServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class BinaryServicePermissionDeniedError(BinaryServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class BinaryServiceUnauthenticatedError(BinaryServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class BinaryServiceInternalError(BinaryServiceError, nats_micro_runtime.InternalError):
@@ -595,26 +595,6 @@ def is_binary_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, BinaryServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_binary_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> BinaryServiceUnauthenticatedError:
-    """An error reply of ``demo.v1.BinaryService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return BinaryServiceUnauthenticatedError(method, message, data)
-
-
-def is_binary_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``demo.v1.BinaryService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, BinaryServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_binary_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> BinaryServicePermissionDeniedError:
-    """An error reply of ``demo.v1.BinaryService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return BinaryServicePermissionDeniedError(method, message, data)
-
-
-def is_binary_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``demo.v1.BinaryService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, BinaryServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_binary_service_not_found_error(method: str, message: str, data: bytes = b"") -> BinaryServiceNotFoundError:
     """An error reply of ``demo.v1.BinaryService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return BinaryServiceNotFoundError(method, message, data)
@@ -633,6 +613,26 @@ def new_binary_service_already_exists_error(method: str, message: str, data: byt
 def is_binary_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``demo.v1.BinaryService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, BinaryServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_binary_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> BinaryServicePermissionDeniedError:
+    """An error reply of ``demo.v1.BinaryService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return BinaryServicePermissionDeniedError(method, message, data)
+
+
+def is_binary_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``demo.v1.BinaryService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, BinaryServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_binary_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> BinaryServiceUnauthenticatedError:
+    """An error reply of ``demo.v1.BinaryService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return BinaryServiceUnauthenticatedError(method, message, data)
+
+
+def is_binary_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``demo.v1.BinaryService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, BinaryServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_binary_service_internal_error(method: str, message: str, data: bytes = b"") -> BinaryServiceInternalError:
@@ -749,10 +749,10 @@ _BINARY_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     BinaryServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: BinaryServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: BinaryServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: BinaryServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: BinaryServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: BinaryServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: BinaryServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: BinaryServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: BinaryServiceInternalError,
         ERROR_CODE_UNAVAILABLE: BinaryServiceUnavailableError,
         ERROR_CODE_CANCELLED: BinaryServiceCancelledError,

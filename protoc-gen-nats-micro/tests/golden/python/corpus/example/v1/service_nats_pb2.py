@@ -22,10 +22,10 @@ import nats_micro_runtime
 from example.v1 import service_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class ExampleServiceInvalidArgumentError(ExampleServiceError, nats_micro_runtime
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class ExampleServiceUnauthenticatedError(ExampleServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class ExampleServicePermissionDeniedError(ExampleServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class ExampleServiceNotFoundError(ExampleServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class ExampleServiceAlreadyExistsError(ExampleServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class ExampleServicePermissionDeniedError(ExampleServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class ExampleServiceUnauthenticatedError(ExampleServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class ExampleServiceInternalError(ExampleServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_example_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, ExampleServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_example_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> ExampleServiceUnauthenticatedError:
-    """An error reply of ``example.v1.ExampleService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return ExampleServiceUnauthenticatedError(method, message, data)
-
-
-def is_example_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``example.v1.ExampleService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, ExampleServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_example_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> ExampleServicePermissionDeniedError:
-    """An error reply of ``example.v1.ExampleService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return ExampleServicePermissionDeniedError(method, message, data)
-
-
-def is_example_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``example.v1.ExampleService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, ExampleServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_example_service_not_found_error(method: str, message: str, data: bytes = b"") -> ExampleServiceNotFoundError:
     """An error reply of ``example.v1.ExampleService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return ExampleServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_example_service_already_exists_error(method: str, message: str, data: by
 def is_example_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``example.v1.ExampleService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, ExampleServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_example_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> ExampleServicePermissionDeniedError:
+    """An error reply of ``example.v1.ExampleService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return ExampleServicePermissionDeniedError(method, message, data)
+
+
+def is_example_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``example.v1.ExampleService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, ExampleServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_example_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> ExampleServiceUnauthenticatedError:
+    """An error reply of ``example.v1.ExampleService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return ExampleServiceUnauthenticatedError(method, message, data)
+
+
+def is_example_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``example.v1.ExampleService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, ExampleServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_example_service_internal_error(method: str, message: str, data: bytes = b"") -> ExampleServiceInternalError:
@@ -313,10 +313,10 @@ _EXAMPLE_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     ExampleServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: ExampleServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: ExampleServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: ExampleServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: ExampleServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: ExampleServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: ExampleServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: ExampleServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: ExampleServiceInternalError,
         ERROR_CODE_UNAVAILABLE: ExampleServiceUnavailableError,
         ERROR_CODE_CANCELLED: ExampleServiceCancelledError,

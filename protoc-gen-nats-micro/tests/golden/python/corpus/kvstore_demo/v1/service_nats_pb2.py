@@ -22,10 +22,10 @@ import nats_micro_runtime
 from kvstore_demo.v1 import service_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class KVStoreDemoServiceInvalidArgumentError(KVStoreDemoServiceError, nats_micro
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class KVStoreDemoServiceUnauthenticatedError(KVStoreDemoServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class KVStoreDemoServicePermissionDeniedError(KVStoreDemoServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class KVStoreDemoServiceNotFoundError(KVStoreDemoServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class KVStoreDemoServiceAlreadyExistsError(KVStoreDemoServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class KVStoreDemoServicePermissionDeniedError(KVStoreDemoServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class KVStoreDemoServiceUnauthenticatedError(KVStoreDemoServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class KVStoreDemoServiceInternalError(KVStoreDemoServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_kv_store_demo_service_invalid_argument(err: BaseException | None) -> bool
     return isinstance(err, KVStoreDemoServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_kv_store_demo_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> KVStoreDemoServiceUnauthenticatedError:
-    """An error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return KVStoreDemoServiceUnauthenticatedError(method, message, data)
-
-
-def is_kv_store_demo_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, KVStoreDemoServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_kv_store_demo_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> KVStoreDemoServicePermissionDeniedError:
-    """An error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return KVStoreDemoServicePermissionDeniedError(method, message, data)
-
-
-def is_kv_store_demo_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, KVStoreDemoServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_kv_store_demo_service_not_found_error(method: str, message: str, data: bytes = b"") -> KVStoreDemoServiceNotFoundError:
     """An error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return KVStoreDemoServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_kv_store_demo_service_already_exists_error(method: str, message: str, da
 def is_kv_store_demo_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, KVStoreDemoServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_kv_store_demo_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> KVStoreDemoServicePermissionDeniedError:
+    """An error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return KVStoreDemoServicePermissionDeniedError(method, message, data)
+
+
+def is_kv_store_demo_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, KVStoreDemoServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_kv_store_demo_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> KVStoreDemoServiceUnauthenticatedError:
+    """An error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return KVStoreDemoServiceUnauthenticatedError(method, message, data)
+
+
+def is_kv_store_demo_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``kvstore_demo.v1.KVStoreDemoService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, KVStoreDemoServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_kv_store_demo_service_internal_error(method: str, message: str, data: bytes = b"") -> KVStoreDemoServiceInternalError:
@@ -313,10 +313,10 @@ _KV_STORE_DEMO_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     KVStoreDemoServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: KVStoreDemoServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: KVStoreDemoServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: KVStoreDemoServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: KVStoreDemoServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: KVStoreDemoServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: KVStoreDemoServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: KVStoreDemoServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: KVStoreDemoServiceInternalError,
         ERROR_CODE_UNAVAILABLE: KVStoreDemoServiceUnavailableError,
         ERROR_CODE_CANCELLED: KVStoreDemoServiceCancelledError,

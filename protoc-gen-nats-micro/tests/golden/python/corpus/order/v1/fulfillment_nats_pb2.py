@@ -22,10 +22,10 @@ import nats_micro_runtime
 from order.v1 import fulfillment_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class OrderFulfillmentServiceInvalidArgumentError(OrderFulfillmentServiceError, 
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class OrderFulfillmentServiceUnauthenticatedError(OrderFulfillmentServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class OrderFulfillmentServicePermissionDeniedError(OrderFulfillmentServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class OrderFulfillmentServiceNotFoundError(OrderFulfillmentServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class OrderFulfillmentServiceAlreadyExistsError(OrderFulfillmentServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class OrderFulfillmentServicePermissionDeniedError(OrderFulfillmentServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class OrderFulfillmentServiceUnauthenticatedError(OrderFulfillmentServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class OrderFulfillmentServiceInternalError(OrderFulfillmentServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_order_fulfillment_service_invalid_argument(err: BaseException | None) -> 
     return isinstance(err, OrderFulfillmentServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_order_fulfillment_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderFulfillmentServiceUnauthenticatedError:
-    """An error reply of ``order.v1.OrderFulfillmentService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderFulfillmentServiceUnauthenticatedError(method, message, data)
-
-
-def is_order_fulfillment_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderFulfillmentService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, OrderFulfillmentServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_order_fulfillment_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderFulfillmentServicePermissionDeniedError:
-    """An error reply of ``order.v1.OrderFulfillmentService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderFulfillmentServicePermissionDeniedError(method, message, data)
-
-
-def is_order_fulfillment_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderFulfillmentService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, OrderFulfillmentServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_order_fulfillment_service_not_found_error(method: str, message: str, data: bytes = b"") -> OrderFulfillmentServiceNotFoundError:
     """An error reply of ``order.v1.OrderFulfillmentService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return OrderFulfillmentServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_order_fulfillment_service_already_exists_error(method: str, message: str
 def is_order_fulfillment_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``order.v1.OrderFulfillmentService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, OrderFulfillmentServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_order_fulfillment_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderFulfillmentServicePermissionDeniedError:
+    """An error reply of ``order.v1.OrderFulfillmentService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderFulfillmentServicePermissionDeniedError(method, message, data)
+
+
+def is_order_fulfillment_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderFulfillmentService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, OrderFulfillmentServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_order_fulfillment_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderFulfillmentServiceUnauthenticatedError:
+    """An error reply of ``order.v1.OrderFulfillmentService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderFulfillmentServiceUnauthenticatedError(method, message, data)
+
+
+def is_order_fulfillment_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderFulfillmentService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, OrderFulfillmentServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_order_fulfillment_service_internal_error(method: str, message: str, data: bytes = b"") -> OrderFulfillmentServiceInternalError:
@@ -313,10 +313,10 @@ _ORDER_FULFILLMENT_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     OrderFulfillmentServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: OrderFulfillmentServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: OrderFulfillmentServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: OrderFulfillmentServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: OrderFulfillmentServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: OrderFulfillmentServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: OrderFulfillmentServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: OrderFulfillmentServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: OrderFulfillmentServiceInternalError,
         ERROR_CODE_UNAVAILABLE: OrderFulfillmentServiceUnavailableError,
         ERROR_CODE_CANCELLED: OrderFulfillmentServiceCancelledError,

@@ -22,10 +22,10 @@ import nats_micro_runtime
 from order.v1 import service_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class OrderServiceInvalidArgumentError(OrderServiceError, nats_micro_runtime.Inv
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class OrderServiceUnauthenticatedError(OrderServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class OrderServicePermissionDeniedError(OrderServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class OrderServiceNotFoundError(OrderServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class OrderServiceAlreadyExistsError(OrderServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class OrderServicePermissionDeniedError(OrderServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class OrderServiceUnauthenticatedError(OrderServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class OrderServiceInternalError(OrderServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_order_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_order_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderServiceUnauthenticatedError:
-    """An error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderServiceUnauthenticatedError(method, message, data)
-
-
-def is_order_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_order_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderServicePermissionDeniedError:
-    """An error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderServicePermissionDeniedError(method, message, data)
-
-
-def is_order_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_order_service_not_found_error(method: str, message: str, data: bytes = b"") -> OrderServiceNotFoundError:
     """An error reply of ``order.v1.OrderService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return OrderServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_order_service_already_exists_error(method: str, message: str, data: byte
 def is_order_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_order_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderServicePermissionDeniedError:
+    """An error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderServicePermissionDeniedError(method, message, data)
+
+
+def is_order_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_order_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderServiceUnauthenticatedError:
+    """An error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderServiceUnauthenticatedError(method, message, data)
+
+
+def is_order_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_order_service_internal_error(method: str, message: str, data: bytes = b"") -> OrderServiceInternalError:
@@ -313,10 +313,10 @@ _ORDER_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     OrderServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: OrderServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: OrderServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: OrderServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: OrderServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: OrderServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: OrderServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: OrderServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: OrderServiceInternalError,
         ERROR_CODE_UNAVAILABLE: OrderServiceUnavailableError,
         ERROR_CODE_CANCELLED: OrderServiceCancelledError,
@@ -547,28 +547,28 @@ class OrderTrackingServiceInvalidArgumentError(OrderTrackingServiceError, nats_m
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class OrderTrackingServiceUnauthenticatedError(OrderTrackingServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class OrderTrackingServicePermissionDeniedError(OrderTrackingServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class OrderTrackingServiceNotFoundError(OrderTrackingServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class OrderTrackingServiceAlreadyExistsError(OrderTrackingServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class OrderTrackingServicePermissionDeniedError(OrderTrackingServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class OrderTrackingServiceUnauthenticatedError(OrderTrackingServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class OrderTrackingServiceInternalError(OrderTrackingServiceError, nats_micro_runtime.InternalError):
@@ -647,26 +647,6 @@ def is_order_tracking_service_invalid_argument(err: BaseException | None) -> boo
     return isinstance(err, OrderTrackingServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_order_tracking_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderTrackingServiceUnauthenticatedError:
-    """An error reply of ``order.v1.OrderTrackingService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderTrackingServiceUnauthenticatedError(method, message, data)
-
-
-def is_order_tracking_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderTrackingService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, OrderTrackingServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_order_tracking_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderTrackingServicePermissionDeniedError:
-    """An error reply of ``order.v1.OrderTrackingService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderTrackingServicePermissionDeniedError(method, message, data)
-
-
-def is_order_tracking_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderTrackingService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, OrderTrackingServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_order_tracking_service_not_found_error(method: str, message: str, data: bytes = b"") -> OrderTrackingServiceNotFoundError:
     """An error reply of ``order.v1.OrderTrackingService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return OrderTrackingServiceNotFoundError(method, message, data)
@@ -685,6 +665,26 @@ def new_order_tracking_service_already_exists_error(method: str, message: str, d
 def is_order_tracking_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``order.v1.OrderTrackingService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, OrderTrackingServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_order_tracking_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderTrackingServicePermissionDeniedError:
+    """An error reply of ``order.v1.OrderTrackingService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderTrackingServicePermissionDeniedError(method, message, data)
+
+
+def is_order_tracking_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderTrackingService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, OrderTrackingServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_order_tracking_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderTrackingServiceUnauthenticatedError:
+    """An error reply of ``order.v1.OrderTrackingService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderTrackingServiceUnauthenticatedError(method, message, data)
+
+
+def is_order_tracking_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderTrackingService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, OrderTrackingServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_order_tracking_service_internal_error(method: str, message: str, data: bytes = b"") -> OrderTrackingServiceInternalError:
@@ -801,10 +801,10 @@ _ORDER_TRACKING_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     OrderTrackingServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: OrderTrackingServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: OrderTrackingServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: OrderTrackingServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: OrderTrackingServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: OrderTrackingServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: OrderTrackingServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: OrderTrackingServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: OrderTrackingServiceInternalError,
         ERROR_CODE_UNAVAILABLE: OrderTrackingServiceUnavailableError,
         ERROR_CODE_CANCELLED: OrderTrackingServiceCancelledError,

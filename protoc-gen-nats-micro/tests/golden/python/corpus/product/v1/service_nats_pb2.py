@@ -22,10 +22,10 @@ import nats_micro_runtime
 from product.v1 import service_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class ProductServiceInvalidArgumentError(ProductServiceError, nats_micro_runtime
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class ProductServiceUnauthenticatedError(ProductServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class ProductServicePermissionDeniedError(ProductServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class ProductServiceNotFoundError(ProductServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class ProductServiceAlreadyExistsError(ProductServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class ProductServicePermissionDeniedError(ProductServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class ProductServiceUnauthenticatedError(ProductServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class ProductServiceInternalError(ProductServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_product_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, ProductServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_product_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> ProductServiceUnauthenticatedError:
-    """An error reply of ``product.v1.ProductService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return ProductServiceUnauthenticatedError(method, message, data)
-
-
-def is_product_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``product.v1.ProductService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, ProductServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_product_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> ProductServicePermissionDeniedError:
-    """An error reply of ``product.v1.ProductService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return ProductServicePermissionDeniedError(method, message, data)
-
-
-def is_product_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``product.v1.ProductService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, ProductServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_product_service_not_found_error(method: str, message: str, data: bytes = b"") -> ProductServiceNotFoundError:
     """An error reply of ``product.v1.ProductService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return ProductServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_product_service_already_exists_error(method: str, message: str, data: by
 def is_product_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``product.v1.ProductService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, ProductServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_product_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> ProductServicePermissionDeniedError:
+    """An error reply of ``product.v1.ProductService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return ProductServicePermissionDeniedError(method, message, data)
+
+
+def is_product_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``product.v1.ProductService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, ProductServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_product_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> ProductServiceUnauthenticatedError:
+    """An error reply of ``product.v1.ProductService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return ProductServiceUnauthenticatedError(method, message, data)
+
+
+def is_product_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``product.v1.ProductService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, ProductServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_product_service_internal_error(method: str, message: str, data: bytes = b"") -> ProductServiceInternalError:
@@ -313,10 +313,10 @@ _PRODUCT_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     ProductServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: ProductServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: ProductServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: ProductServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: ProductServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: ProductServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: ProductServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: ProductServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: ProductServiceInternalError,
         ERROR_CODE_UNAVAILABLE: ProductServiceUnavailableError,
         ERROR_CODE_CANCELLED: ProductServiceCancelledError,

@@ -24,10 +24,10 @@ import nats_micro_runtime
 from streaming.v1 import service_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -61,28 +61,28 @@ class StreamDemoServiceInvalidArgumentError(StreamDemoServiceError, nats_micro_r
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class StreamDemoServiceUnauthenticatedError(StreamDemoServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class StreamDemoServicePermissionDeniedError(StreamDemoServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class StreamDemoServiceNotFoundError(StreamDemoServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class StreamDemoServiceAlreadyExistsError(StreamDemoServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class StreamDemoServicePermissionDeniedError(StreamDemoServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class StreamDemoServiceUnauthenticatedError(StreamDemoServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class StreamDemoServiceInternalError(StreamDemoServiceError, nats_micro_runtime.InternalError):
@@ -161,26 +161,6 @@ def is_stream_demo_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, StreamDemoServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_stream_demo_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> StreamDemoServiceUnauthenticatedError:
-    """An error reply of ``streaming.v1.StreamDemoService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return StreamDemoServiceUnauthenticatedError(method, message, data)
-
-
-def is_stream_demo_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``streaming.v1.StreamDemoService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, StreamDemoServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_stream_demo_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> StreamDemoServicePermissionDeniedError:
-    """An error reply of ``streaming.v1.StreamDemoService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return StreamDemoServicePermissionDeniedError(method, message, data)
-
-
-def is_stream_demo_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``streaming.v1.StreamDemoService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, StreamDemoServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_stream_demo_service_not_found_error(method: str, message: str, data: bytes = b"") -> StreamDemoServiceNotFoundError:
     """An error reply of ``streaming.v1.StreamDemoService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return StreamDemoServiceNotFoundError(method, message, data)
@@ -199,6 +179,26 @@ def new_stream_demo_service_already_exists_error(method: str, message: str, data
 def is_stream_demo_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``streaming.v1.StreamDemoService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, StreamDemoServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_stream_demo_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> StreamDemoServicePermissionDeniedError:
+    """An error reply of ``streaming.v1.StreamDemoService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return StreamDemoServicePermissionDeniedError(method, message, data)
+
+
+def is_stream_demo_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``streaming.v1.StreamDemoService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, StreamDemoServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_stream_demo_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> StreamDemoServiceUnauthenticatedError:
+    """An error reply of ``streaming.v1.StreamDemoService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return StreamDemoServiceUnauthenticatedError(method, message, data)
+
+
+def is_stream_demo_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``streaming.v1.StreamDemoService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, StreamDemoServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_stream_demo_service_internal_error(method: str, message: str, data: bytes = b"") -> StreamDemoServiceInternalError:
@@ -315,10 +315,10 @@ _STREAM_DEMO_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     StreamDemoServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: StreamDemoServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: StreamDemoServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: StreamDemoServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: StreamDemoServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: StreamDemoServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: StreamDemoServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: StreamDemoServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: StreamDemoServiceInternalError,
         ERROR_CODE_UNAVAILABLE: StreamDemoServiceUnavailableError,
         ERROR_CODE_CANCELLED: StreamDemoServiceCancelledError,

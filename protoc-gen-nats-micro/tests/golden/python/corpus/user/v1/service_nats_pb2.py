@@ -22,10 +22,10 @@ import nats_micro_runtime
 from user.v1 import service_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -59,28 +59,28 @@ class UserServiceInvalidArgumentError(UserServiceError, nats_micro_runtime.Inval
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class UserServiceUnauthenticatedError(UserServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class UserServicePermissionDeniedError(UserServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class UserServiceNotFoundError(UserServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class UserServiceAlreadyExistsError(UserServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class UserServicePermissionDeniedError(UserServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class UserServiceUnauthenticatedError(UserServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class UserServiceInternalError(UserServiceError, nats_micro_runtime.InternalError):
@@ -159,26 +159,6 @@ def is_user_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, UserServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_user_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> UserServiceUnauthenticatedError:
-    """An error reply of ``user.v1.UserService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return UserServiceUnauthenticatedError(method, message, data)
-
-
-def is_user_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``user.v1.UserService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, UserServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_user_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> UserServicePermissionDeniedError:
-    """An error reply of ``user.v1.UserService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return UserServicePermissionDeniedError(method, message, data)
-
-
-def is_user_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``user.v1.UserService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, UserServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_user_service_not_found_error(method: str, message: str, data: bytes = b"") -> UserServiceNotFoundError:
     """An error reply of ``user.v1.UserService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return UserServiceNotFoundError(method, message, data)
@@ -197,6 +177,26 @@ def new_user_service_already_exists_error(method: str, message: str, data: bytes
 def is_user_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``user.v1.UserService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, UserServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_user_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> UserServicePermissionDeniedError:
+    """An error reply of ``user.v1.UserService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return UserServicePermissionDeniedError(method, message, data)
+
+
+def is_user_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``user.v1.UserService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, UserServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_user_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> UserServiceUnauthenticatedError:
+    """An error reply of ``user.v1.UserService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return UserServiceUnauthenticatedError(method, message, data)
+
+
+def is_user_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``user.v1.UserService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, UserServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_user_service_internal_error(method: str, message: str, data: bytes = b"") -> UserServiceInternalError:
@@ -313,10 +313,10 @@ _USER_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     UserServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: UserServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: UserServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: UserServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: UserServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: UserServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: UserServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: UserServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: UserServiceInternalError,
         ERROR_CODE_UNAVAILABLE: UserServiceUnavailableError,
         ERROR_CODE_CANCELLED: UserServiceCancelledError,

@@ -22,10 +22,10 @@ import nats_micro_runtime
 from order.v1 import order_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -62,28 +62,28 @@ class OrderServiceInvalidArgumentError(OrderServiceError, nats_micro_runtime.Inv
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class OrderServiceUnauthenticatedError(OrderServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class OrderServicePermissionDeniedError(OrderServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class OrderServiceNotFoundError(OrderServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class OrderServiceAlreadyExistsError(OrderServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class OrderServicePermissionDeniedError(OrderServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class OrderServiceUnauthenticatedError(OrderServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class OrderServiceInternalError(OrderServiceError, nats_micro_runtime.InternalError):
@@ -180,26 +180,6 @@ def is_order_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_order_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderServiceUnauthenticatedError:
-    """An error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderServiceUnauthenticatedError(method, message, data)
-
-
-def is_order_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_order_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderServicePermissionDeniedError:
-    """An error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return OrderServicePermissionDeniedError(method, message, data)
-
-
-def is_order_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_order_service_not_found_error(method: str, message: str, data: bytes = b"") -> OrderServiceNotFoundError:
     """An error reply of ``order.v1.OrderService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return OrderServiceNotFoundError(method, message, data)
@@ -218,6 +198,26 @@ def new_order_service_already_exists_error(method: str, message: str, data: byte
 def is_order_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_order_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> OrderServicePermissionDeniedError:
+    """An error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderServicePermissionDeniedError(method, message, data)
+
+
+def is_order_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_order_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> OrderServiceUnauthenticatedError:
+    """An error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return OrderServiceUnauthenticatedError(method, message, data)
+
+
+def is_order_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``order.v1.OrderService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, OrderServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_order_service_internal_error(method: str, message: str, data: bytes = b"") -> OrderServiceInternalError:
@@ -364,10 +364,10 @@ _ORDER_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     OrderServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: OrderServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: OrderServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: OrderServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: OrderServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: OrderServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: OrderServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: OrderServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: OrderServiceInternalError,
         ERROR_CODE_UNAVAILABLE: OrderServiceUnavailableError,
         ERROR_CODE_CANCELLED: OrderServiceCancelledError,

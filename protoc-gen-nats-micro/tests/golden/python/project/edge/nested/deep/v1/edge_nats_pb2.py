@@ -29,10 +29,10 @@ from google.protobuf import wrappers_pb2
 from order.v1 import order_pb2
 
 ERROR_CODE_INVALID_ARGUMENT = "INVALID_ARGUMENT"
-ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
-ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
 ERROR_CODE_NOT_FOUND = "NOT_FOUND"
 ERROR_CODE_ALREADY_EXISTS = "ALREADY_EXISTS"
+ERROR_CODE_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERROR_CODE_UNAUTHENTICATED = "UNAUTHENTICATED"
 ERROR_CODE_INTERNAL = "INTERNAL"
 ERROR_CODE_UNAVAILABLE = "UNAVAILABLE"
 ERROR_CODE_CANCELLED = "CANCELLED"
@@ -46,7 +46,6 @@ ERROR_CODE_UNIMPLEMENTED = "UNIMPLEMENTED"
 ERROR_CODE_DATA_LOSS = "DATA_LOSS"
 ERROR_CODE_NEW = "NEW"
 ERROR_CODE_CODE = "CODE"
-ERROR_CODE_UNRECOGNIZED = "UNRECOGNIZED"
 ERROR_CODE_TIMEOUT = "TIMEOUT"
 ERROR_CODE_HTTP_2_FAIL = "HTTP_2_FAIL"
 
@@ -71,28 +70,28 @@ class TypeInvalidArgumentError(TypeError_, nats_micro_runtime.InvalidArgumentErr
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class TypeUnauthenticatedError(TypeError_, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class TypePermissionDeniedError(TypeError_, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class TypeNotFoundError(TypeError_, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class TypeAlreadyExistsError(TypeError_, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class TypePermissionDeniedError(TypeError_, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class TypeUnauthenticatedError(TypeError_, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class TypeInternalError(TypeError_, nats_micro_runtime.InternalError):
@@ -173,12 +172,6 @@ class TypeCodeError(TypeError_, nats_micro_runtime.CodedServiceError):
     CODE = ERROR_CODE_CODE
 
 
-class TypeUnrecognizedError(TypeError_, nats_micro_runtime.CodedServiceError):
-    """Custom code ``UNRECOGNIZED``, declared in ``error_codes`` (sent by name)."""
-
-    CODE = ERROR_CODE_UNRECOGNIZED
-
-
 class TypeTimeoutError(TypeError_, nats_micro_runtime.CodedServiceError):
     """Custom code ``TIMEOUT``, declared in ``error_codes`` (sent by name)."""
 
@@ -201,26 +194,6 @@ def is_type_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, TypeError_) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_type_unauthenticated_error(method: str, message: str, data: bytes = b"") -> TypeUnauthenticatedError:
-    """An error reply of ``edge.nested.deep.v1.Type`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return TypeUnauthenticatedError(method, message, data)
-
-
-def is_type_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.Type`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, TypeError_) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_type_permission_denied_error(method: str, message: str, data: bytes = b"") -> TypePermissionDeniedError:
-    """An error reply of ``edge.nested.deep.v1.Type`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return TypePermissionDeniedError(method, message, data)
-
-
-def is_type_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.Type`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, TypeError_) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_type_not_found_error(method: str, message: str, data: bytes = b"") -> TypeNotFoundError:
     """An error reply of ``edge.nested.deep.v1.Type`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return TypeNotFoundError(method, message, data)
@@ -239,6 +212,26 @@ def new_type_already_exists_error(method: str, message: str, data: bytes = b"") 
 def is_type_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``edge.nested.deep.v1.Type`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, TypeError_) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_type_permission_denied_error(method: str, message: str, data: bytes = b"") -> TypePermissionDeniedError:
+    """An error reply of ``edge.nested.deep.v1.Type`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return TypePermissionDeniedError(method, message, data)
+
+
+def is_type_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.Type`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, TypeError_) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_type_unauthenticated_error(method: str, message: str, data: bytes = b"") -> TypeUnauthenticatedError:
+    """An error reply of ``edge.nested.deep.v1.Type`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return TypeUnauthenticatedError(method, message, data)
+
+
+def is_type_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.Type`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, TypeError_) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_type_internal_error(method: str, message: str, data: bytes = b"") -> TypeInternalError:
@@ -371,16 +364,6 @@ def is_type_code(err: BaseException | None) -> bool:
     return isinstance(err, TypeError_) and err.code == ERROR_CODE_CODE
 
 
-def new_type_unrecognized_error(method: str, message: str, data: bytes = b"") -> TypeUnrecognizedError:
-    """An error reply of ``edge.nested.deep.v1.Type`` with code ``UNRECOGNIZED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return TypeUnrecognizedError(method, message, data)
-
-
-def is_type_unrecognized(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.Type`` with code ``UNRECOGNIZED``."""
-    return isinstance(err, TypeError_) and err.code == ERROR_CODE_UNRECOGNIZED
-
-
 def new_type_timeout_error(method: str, message: str, data: bytes = b"") -> TypeTimeoutError:
     """An error reply of ``edge.nested.deep.v1.Type`` with code ``TIMEOUT``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return TypeTimeoutError(method, message, data)
@@ -405,10 +388,10 @@ _TYPE_ERRORS = nats_micro_runtime.ErrorTable(
     TypeError_,
     {
         ERROR_CODE_INVALID_ARGUMENT: TypeInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: TypeUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: TypePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: TypeNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: TypeAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: TypePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: TypeUnauthenticatedError,
         ERROR_CODE_INTERNAL: TypeInternalError,
         ERROR_CODE_UNAVAILABLE: TypeUnavailableError,
         ERROR_CODE_CANCELLED: TypeCancelledError,
@@ -422,7 +405,6 @@ _TYPE_ERRORS = nats_micro_runtime.ErrorTable(
         ERROR_CODE_DATA_LOSS: TypeDataLossError,
         ERROR_CODE_NEW: TypeNewError,
         ERROR_CODE_CODE: TypeCodeError,
-        ERROR_CODE_UNRECOGNIZED: TypeUnrecognizedError,
         ERROR_CODE_TIMEOUT: TypeTimeoutError,
         ERROR_CODE_HTTP_2_FAIL: TypeHttp2FailError,
     },
@@ -684,28 +666,28 @@ class TypeClientInvalidArgumentError(TypeClientError, nats_micro_runtime.Invalid
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class TypeClientUnauthenticatedError(TypeClientError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class TypeClientPermissionDeniedError(TypeClientError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class TypeClientNotFoundError(TypeClientError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class TypeClientAlreadyExistsError(TypeClientError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class TypeClientPermissionDeniedError(TypeClientError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class TypeClientUnauthenticatedError(TypeClientError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class TypeClientInternalError(TypeClientError, nats_micro_runtime.InternalError):
@@ -784,26 +766,6 @@ def is_type_client_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, TypeClientError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_type_client_unauthenticated_error(method: str, message: str, data: bytes = b"") -> TypeClientUnauthenticatedError:
-    """An error reply of ``edge.nested.deep.v1.TypeClient`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return TypeClientUnauthenticatedError(method, message, data)
-
-
-def is_type_client_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.TypeClient`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, TypeClientError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_type_client_permission_denied_error(method: str, message: str, data: bytes = b"") -> TypeClientPermissionDeniedError:
-    """An error reply of ``edge.nested.deep.v1.TypeClient`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return TypeClientPermissionDeniedError(method, message, data)
-
-
-def is_type_client_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.TypeClient`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, TypeClientError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_type_client_not_found_error(method: str, message: str, data: bytes = b"") -> TypeClientNotFoundError:
     """An error reply of ``edge.nested.deep.v1.TypeClient`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return TypeClientNotFoundError(method, message, data)
@@ -822,6 +784,26 @@ def new_type_client_already_exists_error(method: str, message: str, data: bytes 
 def is_type_client_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``edge.nested.deep.v1.TypeClient`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, TypeClientError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_type_client_permission_denied_error(method: str, message: str, data: bytes = b"") -> TypeClientPermissionDeniedError:
+    """An error reply of ``edge.nested.deep.v1.TypeClient`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return TypeClientPermissionDeniedError(method, message, data)
+
+
+def is_type_client_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.TypeClient`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, TypeClientError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_type_client_unauthenticated_error(method: str, message: str, data: bytes = b"") -> TypeClientUnauthenticatedError:
+    """An error reply of ``edge.nested.deep.v1.TypeClient`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return TypeClientUnauthenticatedError(method, message, data)
+
+
+def is_type_client_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.TypeClient`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, TypeClientError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_type_client_internal_error(method: str, message: str, data: bytes = b"") -> TypeClientInternalError:
@@ -938,10 +920,10 @@ _TYPE_CLIENT_ERRORS = nats_micro_runtime.ErrorTable(
     TypeClientError,
     {
         ERROR_CODE_INVALID_ARGUMENT: TypeClientInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: TypeClientUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: TypeClientPermissionDeniedError,
         ERROR_CODE_NOT_FOUND: TypeClientNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: TypeClientAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: TypeClientPermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: TypeClientUnauthenticatedError,
         ERROR_CODE_INTERNAL: TypeClientInternalError,
         ERROR_CODE_UNAVAILABLE: TypeClientUnavailableError,
         ERROR_CODE_CANCELLED: TypeClientCancelledError,
@@ -1091,28 +1073,28 @@ class LegacyServiceInvalidArgumentError(LegacyServiceError, nats_micro_runtime.I
     CODE = ERROR_CODE_INVALID_ARGUMENT
 
 
-class LegacyServiceUnauthenticatedError(LegacyServiceError, nats_micro_runtime.UnauthenticatedError):
-    """Built-in code ``UNAUTHENTICATED`` (sent as 401 by default)."""
-
-    CODE = ERROR_CODE_UNAUTHENTICATED
-
-
-class LegacyServicePermissionDeniedError(LegacyServiceError, nats_micro_runtime.PermissionDeniedError):
-    """Built-in code ``PERMISSION_DENIED`` (sent as 403 by default)."""
-
-    CODE = ERROR_CODE_PERMISSION_DENIED
-
-
 class LegacyServiceNotFoundError(LegacyServiceError, nats_micro_runtime.NotFoundError):
-    """Built-in code ``NOT_FOUND`` (sent as 404 by default)."""
+    """Built-in code ``NOT_FOUND`` (sent as 401 by default)."""
 
     CODE = ERROR_CODE_NOT_FOUND
 
 
 class LegacyServiceAlreadyExistsError(LegacyServiceError, nats_micro_runtime.AlreadyExistsError):
-    """Built-in code ``ALREADY_EXISTS`` (sent as 409 by default)."""
+    """Built-in code ``ALREADY_EXISTS`` (sent as 403 by default)."""
 
     CODE = ERROR_CODE_ALREADY_EXISTS
+
+
+class LegacyServicePermissionDeniedError(LegacyServiceError, nats_micro_runtime.PermissionDeniedError):
+    """Built-in code ``PERMISSION_DENIED`` (sent as 404 by default)."""
+
+    CODE = ERROR_CODE_PERMISSION_DENIED
+
+
+class LegacyServiceUnauthenticatedError(LegacyServiceError, nats_micro_runtime.UnauthenticatedError):
+    """Built-in code ``UNAUTHENTICATED`` (sent as 409 by default)."""
+
+    CODE = ERROR_CODE_UNAUTHENTICATED
 
 
 class LegacyServiceInternalError(LegacyServiceError, nats_micro_runtime.InternalError):
@@ -1191,26 +1173,6 @@ def is_legacy_service_invalid_argument(err: BaseException | None) -> bool:
     return isinstance(err, LegacyServiceError) and err.code == ERROR_CODE_INVALID_ARGUMENT
 
 
-def new_legacy_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> LegacyServiceUnauthenticatedError:
-    """An error reply of ``edge.nested.deep.v1.LegacyService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return LegacyServiceUnauthenticatedError(method, message, data)
-
-
-def is_legacy_service_unauthenticated(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.LegacyService`` with code ``UNAUTHENTICATED``."""
-    return isinstance(err, LegacyServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
-
-
-def new_legacy_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> LegacyServicePermissionDeniedError:
-    """An error reply of ``edge.nested.deep.v1.LegacyService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
-    return LegacyServicePermissionDeniedError(method, message, data)
-
-
-def is_legacy_service_permission_denied(err: BaseException | None) -> bool:
-    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.LegacyService`` with code ``PERMISSION_DENIED``."""
-    return isinstance(err, LegacyServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
-
-
 def new_legacy_service_not_found_error(method: str, message: str, data: bytes = b"") -> LegacyServiceNotFoundError:
     """An error reply of ``edge.nested.deep.v1.LegacyService`` with code ``NOT_FOUND``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
     return LegacyServiceNotFoundError(method, message, data)
@@ -1229,6 +1191,26 @@ def new_legacy_service_already_exists_error(method: str, message: str, data: byt
 def is_legacy_service_already_exists(err: BaseException | None) -> bool:
     """Whether ``err`` is an error reply of ``edge.nested.deep.v1.LegacyService`` with code ``ALREADY_EXISTS``."""
     return isinstance(err, LegacyServiceError) and err.code == ERROR_CODE_ALREADY_EXISTS
+
+
+def new_legacy_service_permission_denied_error(method: str, message: str, data: bytes = b"") -> LegacyServicePermissionDeniedError:
+    """An error reply of ``edge.nested.deep.v1.LegacyService`` with code ``PERMISSION_DENIED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return LegacyServicePermissionDeniedError(method, message, data)
+
+
+def is_legacy_service_permission_denied(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.LegacyService`` with code ``PERMISSION_DENIED``."""
+    return isinstance(err, LegacyServiceError) and err.code == ERROR_CODE_PERMISSION_DENIED
+
+
+def new_legacy_service_unauthenticated_error(method: str, message: str, data: bytes = b"") -> LegacyServiceUnauthenticatedError:
+    """An error reply of ``edge.nested.deep.v1.LegacyService`` with code ``UNAUTHENTICATED``, raised in ``method`` (e.g. ``"CreateOrder"``)."""
+    return LegacyServiceUnauthenticatedError(method, message, data)
+
+
+def is_legacy_service_unauthenticated(err: BaseException | None) -> bool:
+    """Whether ``err`` is an error reply of ``edge.nested.deep.v1.LegacyService`` with code ``UNAUTHENTICATED``."""
+    return isinstance(err, LegacyServiceError) and err.code == ERROR_CODE_UNAUTHENTICATED
 
 
 def new_legacy_service_internal_error(method: str, message: str, data: bytes = b"") -> LegacyServiceInternalError:
@@ -1345,10 +1327,10 @@ _LEGACY_SERVICE_ERRORS = nats_micro_runtime.ErrorTable(
     LegacyServiceError,
     {
         ERROR_CODE_INVALID_ARGUMENT: LegacyServiceInvalidArgumentError,
-        ERROR_CODE_UNAUTHENTICATED: LegacyServiceUnauthenticatedError,
-        ERROR_CODE_PERMISSION_DENIED: LegacyServicePermissionDeniedError,
         ERROR_CODE_NOT_FOUND: LegacyServiceNotFoundError,
         ERROR_CODE_ALREADY_EXISTS: LegacyServiceAlreadyExistsError,
+        ERROR_CODE_PERMISSION_DENIED: LegacyServicePermissionDeniedError,
+        ERROR_CODE_UNAUTHENTICATED: LegacyServiceUnauthenticatedError,
         ERROR_CODE_INTERNAL: LegacyServiceInternalError,
         ERROR_CODE_UNAVAILABLE: LegacyServiceUnavailableError,
         ERROR_CODE_CANCELLED: LegacyServiceCancelledError,

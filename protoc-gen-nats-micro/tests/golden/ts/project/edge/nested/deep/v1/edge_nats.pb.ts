@@ -215,8 +215,6 @@ export enum TypeErrorCode {
   NEW = "NEW",
   /** Custom code `CODE`, declared in `error_codes` (sent by name). */
   CODE = "CODE",
-  /** Custom code `UNRECOGNIZED`, declared in `error_codes` (sent by name). */
-  UNRECOGNIZED = "UNRECOGNIZED",
   /** Custom code `TIMEOUT`, declared in `error_codes` (sent by name). */
   TIMEOUT = "TIMEOUT",
   /** Custom code `HTTP_2_FAIL`, declared in `error_codes` (sent by name). */
@@ -429,16 +427,6 @@ export function newTypeCodeError(method: string, message: string, data?: Uint8Ar
 /** Whether `error` is a {@link TypeError} with code `CODE`. */
 export function isTypeCode(error: unknown): error is TypeError {
   return error instanceof TypeError && error.code === TypeErrorCode.CODE;
-}
-
-/** A `UNRECOGNIZED` error raised in `method` (the proto method name, e.g. `"Match"`). */
-export function newTypeUnrecognizedError(method: string, message: string, data?: Uint8Array): TypeError {
-  return new TypeError(TypeErrorCode.UNRECOGNIZED, method, message, data);
-}
-
-/** Whether `error` is a {@link TypeError} with code `UNRECOGNIZED`. */
-export function isTypeUnrecognized(error: unknown): error is TypeError {
-  return error instanceof TypeError && error.code === TypeErrorCode.UNRECOGNIZED;
 }
 
 /** A `TIMEOUT` error raised in `method` (the proto method name, e.g. `"Match"`). */
