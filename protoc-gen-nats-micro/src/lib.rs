@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod error;
+pub mod layout;
 mod limits;
 pub mod model;
 pub mod naming;
@@ -88,10 +89,7 @@ pub fn generate(request: &[u8]) -> Output {
     let result = std::panic::catch_unwind(|| generate_files(request)).unwrap_or_else(|panic| Err(Error::from_panic(&*panic)));
     match result {
         Ok((files, warnings)) => {
-            output.response.file = files
-                .into_iter()
-                .map(|(name, content)| ResponseFile { name: Some(name), content: Some(content), ..Default::default() })
-                .collect();
+            output.response.file = files;
             output.warnings = warnings;
         }
         Err(error) => output.response.error = Some(error.to_string()),
@@ -105,13 +103,22 @@ pub fn generate_bytes(request: &[u8]) -> (Vec<u8>, Vec<String>) {
     (output.response.encode_to_vec(), output.warnings)
 }
 
-fn generate_files(request: &[u8]) -> Result<Generated, Error> {
+fn generate_files(request: &[u8]) -> Result<(Vec<ResponseFile>, Vec<String>), Error> {
     let request = RawRequest::decode(request)
         .map_err(|err| Error::Decode { what: "the CodeGeneratorRequest", message: err.to_string() })?;
     let params = Params::parse(request.parameter.as_deref().unwrap_or_default())?;
     limits::check_raw_files(&request.proto_file)?;
     let pool = decode_pool(&RawFileSet { file: request.proto_file }.encode_to_vec())?;
-    generate_from_pool(&pool, &request.file_to_generate, &params)
+    let (files, warnings) = generate_from_pool(&pool, &request.file_to_generate, &params)?;
+    let files = match params.lang {
+        // On the protoc path, Rust goes where protoc-gen-prost puts its files.
+        Lang::Rust => params.layout.place(files),
+        Lang::TypeScript | Lang::Python => files
+            .into_iter()
+            .map(|(name, content)| ResponseFile { name: Some(name), content: Some(content), ..Default::default() })
+            .collect(),
+    };
+    Ok((files, warnings))
 }
 
 /// Decodes an encoded `FileDescriptorSet` into a pool, with every option.

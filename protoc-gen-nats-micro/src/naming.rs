@@ -20,8 +20,16 @@ pub fn subject_token(proto_name: &str) -> String {
 
 /// protogen's `GoCamelCase`: words start at `_` or an upper-case letter; a
 /// `_` before a lower-case letter is dropped and the letter capitalised; a
-/// leading `_` becomes `X`; digits are kept as they are.
-fn go_camel_case(name: &str) -> String {
+/// leading `_` becomes `X`; digits are kept as they are. The Go plugin's
+/// default service name is this of the proto name.
+///
+/// ```
+/// use protoc_gen_nats_micro::naming::go_camel_case;
+/// assert_eq!(go_camel_case("order_service"), "OrderService");
+/// assert_eq!(go_camel_case("OrderService"), "OrderService");
+/// assert_eq!(go_camel_case("_internal_v2"), "XInternalV2");
+/// ```
+pub fn go_camel_case(name: &str) -> String {
     let bytes = name.as_bytes();
     let mut out = String::with_capacity(name.len());
     let mut i = 0;

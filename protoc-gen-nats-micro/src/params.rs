@@ -5,11 +5,13 @@ use crate::rust::RustOptions;
 
 /// Every parameter, with its meaning: for `--help` and for the error that
 /// names an unknown one.
-pub const PARAMETERS: [(&str, &str); 4] = [
+pub const PARAMETERS: [(&str, &str); 6] = [
     ("lang=rust|typescript|python", "language to emit (also ts, py, rs); default rust"),
     ("language=...", "same as lang"),
     ("extern_path=.proto.pkg=::rust::path", "Rust: messages of a proto package live at a Rust path (repeatable)"),
     ("runtime_path=::path", "Rust: path of the runtime's codegen module (default ::nats_micro_runtime::codegen)"),
+    ("flat_output_dir", "Rust: write pkg.nats_micro.rs at the output root (as protoc-gen-prost's flat_output_dir)"),
+    ("no_include", "Rust: do not include our file from protoc-gen-prost's (run prost in the same protoc call otherwise)"),
 ];
 
 /// The language to emit.
@@ -27,6 +29,8 @@ pub enum Lang {
 /// Parsed parameters.
 #[derive(Clone, Debug, Default)]
 pub struct Params {
+    /// Rust on the protoc path: `flat_output_dir` and `no_include`.
+    pub layout: crate::layout::Layout,
     /// `lang` / `language`.
     pub lang: Lang,
     /// Rust settings: `runtime_path`, `extern_path`.
@@ -60,6 +64,11 @@ impl Params {
                         }
                     }
                 }
+                "flat_output_dir" | "no_include" if !value.is_empty() => {
+                    return Err(Error::InvalidParameter(format!("`{key}` takes no value (got {value:?})")));
+                }
+                "flat_output_dir" => params.layout.flat_output_dir = true,
+                "no_include" => params.layout.no_include = true,
                 "runtime_path" => {
                     params.rust.runtime_path(value).map_err(Error::InvalidParameter)?;
                 }
@@ -71,7 +80,7 @@ impl Params {
                 }
                 other => {
                     return Err(Error::InvalidParameter(format!(
-                        "`{other}` is unknown (known: lang, language, runtime_path, extern_path; see protoc-gen-nats-micro --help)"
+                        "`{other}` is unknown (known: lang, language, runtime_path, extern_path, flat_output_dir, no_include; see protoc-gen-nats-micro --help)"
                     )));
                 }
             }

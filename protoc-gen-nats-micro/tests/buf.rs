@@ -35,8 +35,10 @@ fn buf_generate_with_the_readme_config_puts_our_files_beside_prosts() {
         copy_proto(&project_root(), &dir.path().join("proto"), proto);
     }
     let ours = Path::new(env!("CARGO_BIN_EXE_protoc-gen-nats-micro")).parent().expect("bin dir").to_owned();
-    let path = std::env::join_paths([ours, prost].into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))
-        .expect("PATH");
+    let path = std::env::join_paths(
+        [ours, prost].into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .expect("PATH");
     let output = Command::new(&buf)
         .args(["generate", "--path", "proto/order"])
         .current_dir(dir.path())
@@ -46,8 +48,8 @@ fn buf_generate_with_the_readme_config_puts_our_files_beside_prosts() {
         .output()
         .expect("running buf");
     assert!(output.status.success(), "buf generate failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let gen = dir.path().join("gen/order/v1");
-    assert!(gen.join("order.v1.nats_micro.rs").is_file(), "our file must sit beside prost's in gen/order/v1");
-    let prost_file = std::fs::read_to_string(gen.join("order.v1.rs")).expect("prost's file");
+    let generated = dir.path().join("gen/order/v1");
+    assert!(generated.join("order.v1.nats_micro.rs").is_file(), "our file must sit beside prost's in gen/order/v1");
+    let prost_file = std::fs::read_to_string(generated.join("order.v1.rs")).expect("prost's file");
     assert!(prost_file.contains(r#"include!("order.v1.nats_micro.rs");"#), "prost's file must include ours:\n{prost_file}");
 }

@@ -39,8 +39,9 @@ fn generate(work: &Path) {
     let protoc_dir = protoc_path().parent().expect("protoc's directory").to_owned();
     let ours = Path::new(PLUGIN).parent().expect("our binary's directory").to_owned();
     let inherited = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths([protoc_dir, repo().join(".tools/bin"), ours].into_iter().chain(std::env::split_paths(&inherited)))
-        .expect("PATH");
+    let path =
+        std::env::join_paths([protoc_dir, repo().join(".tools/bin"), ours].into_iter().chain(std::env::split_paths(&inherited)))
+            .expect("PATH");
     let output = Command::new("bash")
         .arg(repo().join("examples/protoc/generate.sh"))
         .arg(work)
@@ -129,9 +130,5 @@ fn protoc_gen_prost_layout_and_readme_recipe_compile() {
         .env("CARGO_TARGET_DIR", repo().join("target/prost-recipe"))
         .output()
         .expect("running cargo");
-    assert!(
-        output.status.success(),
-        "the README's protoc recipe does not compile:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "the README's protoc recipe does not compile:\n{}", String::from_utf8_lossy(&output.stderr));
 }

@@ -19,9 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use nats_micro_runtime::{Code, Request};
+use nats_micro_tests::harness::python;
 use nats_micro_tests::project::jsondemo::v1::json_service_nats::JsonServiceClient;
 use nats_micro_tests::project::jsondemo::v1::{EchoRequest, GetUserRequest};
-use nats_micro_tests::harness::python;
 use serde_json::Value;
 use support::*;
 

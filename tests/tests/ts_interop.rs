@@ -288,7 +288,10 @@ async fn the_callers_deadline_stops_the_typescript_handler() {
 #[tokio::test]
 async fn discovery_replies_validate_against_the_schemas_on_every_subject_level() {
     let Some(schemas) = nats_micro_tests::shared::schemas() else {
-        return nats_micro_tests::shared::skip("discovery_replies_validate_against_the_schemas_on_every_subject_level", "schemas");
+        return nats_micro_tests::shared::skip(
+            "discovery_replies_validate_against_the_schemas_on_every_subject_level",
+            "schemas",
+        );
     };
     let fx = ts_orders(&["metadata"]).await;
     for code in ["NOT_FOUND", "ORDER_EXPIRED"] {

@@ -83,7 +83,19 @@ pub fn try_descriptor_set(includes: &[PathBuf], files: &[impl AsRef<str>]) -> Re
 pub fn request(includes: &[PathBuf], files: &[impl AsRef<str>], parameter: Option<&str>) -> Vec<u8> {
     let set = try_descriptor_set(includes, files).unwrap_or_else(|err| panic!("compiling protos: {err}"));
     let files: Vec<String> = files.iter().map(|f| f.as_ref().to_owned()).collect();
-    protoc_gen_nats_micro::request_from_descriptor_set(&set, &files, parameter).expect("protox output decodes")
+    let parameter = flat_layout(parameter);
+    protoc_gen_nats_micro::request_from_descriptor_set(&set, &files, Some(&parameter)).expect("protox output decodes")
+}
+
+/// `parameter` with the Rust output flat and not included from prost's
+/// file: what these tests compare (the default layout, beside
+/// protoc-gen-prost's files, is tested with the real protoc-gen-prost in
+/// `prost_plugins.rs` and `buf.rs`).
+pub fn flat_layout(parameter: Option<&str>) -> String {
+    match parameter {
+        Some(parameter) if !parameter.is_empty() => format!("flat_output_dir,no_include,{parameter}"),
+        _ => "flat_output_dir,no_include".to_owned(),
+    }
 }
 
 /// Runs the library entry on a request for `files`.
@@ -218,9 +230,7 @@ pub fn run_protoc(includes: &[PathBuf], files: &[impl AsRef<str>], opt: Option<&
     command
         .arg(format!("--plugin=protoc-gen-nats-micro={}", env!("CARGO_BIN_EXE_protoc-gen-nats-micro")))
         .arg(format!("--nats-micro_out={}", out.path().display()));
-    if let Some(opt) = opt {
-        command.arg(format!("--nats-micro_opt={opt}"));
-    }
+    command.arg(format!("--nats-micro_opt={}", flat_layout(opt)));
     for include in includes.iter().cloned().chain([protoc_include()]) {
         command.arg(format!("-I{}", include.display()));
     }

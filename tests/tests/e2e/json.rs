@@ -2,7 +2,9 @@
 //! (`proto/jsondemo/v1/jsondemo.proto`).
 
 use nats_micro_runtime::{RequestContext, headers};
-use nats_micro_tests::project::jsondemo::v1::json_service_nats::{self as json, JsonService, JsonServiceClient, JsonServiceError};
+use nats_micro_tests::project::jsondemo::v1::json_service_nats::{
+    self as json, JsonService, JsonServiceClient, JsonServiceError,
+};
 use nats_micro_tests::project::jsondemo::v1::{EchoRequest, EchoResponse, GetUserRequest, GetUserResponse, User};
 
 use super::support::NatsServer;
