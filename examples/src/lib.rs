@@ -33,22 +33,20 @@ impl OrderService for InMemoryOrders {
         request: CreateOrderRequest,
     ) -> Result<CreateOrderResponse, OrderServiceError> {
         if request.items.is_empty() {
-            return Err(OrderServiceError::invalid_argument("CreateOrder", "an order needs at least one item"));
+            return Err(OrderServiceError::invalid_argument("an order needs at least one item"));
         }
         if request.cart_age_minutes > CART_LIFETIME_MINUTES {
-            return Err(OrderServiceError::order_expired(
-                "CreateOrder",
-                format!("order expired after {CART_LIFETIME_MINUTES} minutes"),
-            ));
+            return Err(OrderServiceError::order_expired(format!("order expired after {CART_LIFETIME_MINUTES} minutes")));
         }
         if request.card_token == "declined" {
-            return Err(OrderServiceError::payment_failed("CreateOrder", "the card was declined"));
+            return Err(OrderServiceError::payment_failed("the card was declined"));
         }
         if let Some(item) = request.items.iter().find(|item| item.product_id == "sold-out") {
-            return Err(OrderServiceError::stock_unavailable("CreateOrder", "an item is out of stock")
-                .with_data(item.product_id.clone().into_bytes()));
+            return Err(
+                OrderServiceError::stock_unavailable("an item is out of stock").with_data(item.product_id.clone().into_bytes())
+            );
         }
-        let mut orders = self.orders.lock().map_err(|_| OrderServiceError::internal("CreateOrder", "order store poisoned"))?;
+        let mut orders = self.orders.lock().map_err(|_| OrderServiceError::internal("order store poisoned"))?;
         let id = format!("ord-{}", orders.len() + 1);
         let order = Order {
             id: id.clone(),
@@ -65,11 +63,8 @@ impl OrderService for InMemoryOrders {
     }
 
     async fn get_order(&self, _ctx: RequestContext, request: GetOrderRequest) -> Result<Order, OrderServiceError> {
-        let orders = self.orders.lock().map_err(|_| OrderServiceError::internal("GetOrder", "order store poisoned"))?;
-        orders
-            .get(&request.id)
-            .cloned()
-            .ok_or_else(|| OrderServiceError::not_found("GetOrder", format!("no order {}", request.id)))
+        let orders = self.orders.lock().map_err(|_| OrderServiceError::internal("order store poisoned"))?;
+        orders.get(&request.id).cloned().ok_or_else(|| OrderServiceError::not_found(format!("no order {}", request.id)))
     }
 }
 

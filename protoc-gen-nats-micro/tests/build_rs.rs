@@ -111,7 +111,7 @@ fn json_services_get_serde_impls_folded_in() {
     assert!(files.keys().all(|name| !name.ends_with(".serde.rs")), "serde files must be folded in: {:?}", files.keys());
     assert_contains_all(
         &files["user.v1.rs"],
-        &["pub mod user_service_nats", "codegen::Json", "impl serde::Serialize for GetUserRequest"],
+        &["pub mod user_service_nats", "rt::Json", "impl serde::Serialize for GetUserRequest"],
     );
 }
 

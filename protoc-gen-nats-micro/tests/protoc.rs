@@ -59,7 +59,7 @@ fn parameters_reach_the_plugin() {
     let run = run_protoc(&project_includes(), &["order/v1/order.proto"], Some("lang=rust,runtime_path=crate::rt"));
     assert!(run.success, "protoc failed:\n{}", run.stderr);
     let code = &run.files["order.v1.nats_micro.rs"];
-    assert!(code.contains("crate::rt::ServiceSpec") && !code.contains("nats_micro_runtime"), "runtime_path ignored");
+    assert!(code.contains("use crate::rt as rt;") && !code.contains("nats_micro_runtime"), "runtime_path ignored");
 }
 
 #[test]

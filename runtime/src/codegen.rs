@@ -19,8 +19,10 @@ pub use crate::context::RequestContext;
 pub use crate::discovery::EndpointInfo;
 pub use crate::error::{Error, ErrorKind, HandlerError};
 pub use crate::interceptor::{BoxFuture, ClientInterceptor, EndpointHandler};
+pub use crate::per_service::{endpoint_infos, unary_method};
 pub use crate::service::{Service, ServiceBuilder};
 pub use crate::spec::{EndpointSpec, ServiceSpec};
+pub use crate::{service_client, service_error};
 
 /// Builds the handler of one unary endpoint: decodes the request with codec
 /// `C` (a malformed payload is `INVALID_ARGUMENT`), calls `handler`, encodes

@@ -28,6 +28,7 @@ pub mod discovery;
 pub mod error;
 pub mod headers;
 pub mod interceptor;
+mod per_service;
 pub mod service;
 pub mod spec;
 

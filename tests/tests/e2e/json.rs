@@ -18,7 +18,7 @@ impl JsonService for Echo {
 
     async fn get_user(&self, _ctx: RequestContext, request: GetUserRequest) -> Result<GetUserResponse, JsonServiceError> {
         if request.id.is_empty() {
-            return Err(JsonServiceError::invalid_argument("GetUser", "id is required"));
+            return Err(JsonServiceError::invalid_argument("id is required"));
         }
         let user = User { id: request.id, name: "Ada".into(), roles: vec!["admin".into()], ..Default::default() };
         Ok(GetUserResponse { user: Some(user) })

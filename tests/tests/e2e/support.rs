@@ -85,7 +85,7 @@ impl OrderService for TestOrders {
     ) -> Result<CreateOrderResponse, OrderServiceError> {
         if let Some(name) = ctx.header(WANT_CODE) {
             let code = OrderServiceErrorCode::from_code(&Code::from_wire(name));
-            return Err(OrderServiceError::new(code, "CreateOrder", format!("wanted {name}"))
+            return Err(OrderServiceError::new(code, format!("wanted {name}"))
                 .with_data(format!("data:{name}").into_bytes()));
         }
         match request.customer_id.as_str() {
@@ -110,7 +110,7 @@ impl OrderService for TestOrders {
 
     async fn get_order(&self, _ctx: RequestContext, request: GetOrderRequest) -> Result<Order, OrderServiceError> {
         if request.id.is_empty() {
-            return Err(OrderServiceError::not_found("GetOrder", "no order with an empty id"));
+            return Err(OrderServiceError::not_found("no order with an empty id"));
         }
         Ok(Order { id: request.id, ..Default::default() })
     }

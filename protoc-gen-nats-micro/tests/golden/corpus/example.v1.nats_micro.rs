@@ -8,9 +8,9 @@
 /// - version: "1.0.0"
 /// - timeout: 0 (no timeout)
 pub mod example_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "example.v1.ExampleService",
         name: "ExampleService",
         version: "1.0.0",
@@ -21,9 +21,9 @@ pub mod example_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 2] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "Echo",
                 endpoint: "echo",
                 timeout: ::core::option::Option::None,
@@ -33,8 +33,8 @@ pub mod example_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "GetGreeting",
                 endpoint: "get_greeting",
                 timeout: ::core::option::Option::None,
@@ -63,7 +63,7 @@ pub mod example_service_nats {
         /// Endpoint `echo` on subject `example_service.echo` (by default).
         fn echo(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::EchoRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::EchoResponse, ExampleServiceError>,
@@ -73,7 +73,7 @@ pub mod example_service_nats {
         /// Endpoint `get_greeting` on subject `example_service.get_greeting` (by default).
         fn get_greeting(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::GetGreetingRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -84,141 +84,57 @@ pub mod example_service_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: ExampleService>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    pub fn service_builder<S: ExampleService>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            ExampleService::echo(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "Echo",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as ExampleService>::echo(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            ExampleService::get_greeting(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "GetGreeting",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as ExampleService>::get_greeting(&service, ctx, request).await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: ExampleService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `example.v1.ExampleService`.
-    #[derive(Clone, Debug)]
-    pub struct ExampleServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "example.v1.ExampleService"; client ExampleServiceClient; spec SERVICE,
+        ENDPOINTS;
     }
     impl ExampleServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            ExampleServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            ExampleServiceClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            ExampleServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            ExampleServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            ExampleServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            ExampleServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Simple echo endpoint with metadata
         ///
         /// Calls `Echo` on `{subject_prefix}.echo`.
         pub async fn echo(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<super::EchoRequest>,
+            request: impl rt::IntoRequest<super::EchoRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::EchoResponse>,
+            rt::Response<super::EchoResponse>,
             ExampleServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -230,16 +146,14 @@ pub mod example_service_nats {
         /// Calls `GetGreeting` on `{subject_prefix}.get_greeting`.
         pub async fn get_greeting(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::GetGreetingRequest,
-            >,
+            request: impl rt::IntoRequest<super::GetGreetingRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::GetGreetingResponse>,
+            rt::Response<super::GetGreetingResponse>,
             ExampleServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -247,554 +161,8 @@ pub mod example_service_nats {
                 .map_err(ExampleServiceError)
         }
     }
-    /// The codes `example.v1.ExampleService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum ExampleServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl ExampleServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                ExampleServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                ExampleServiceErrorCode::NotFound => "NOT_FOUND",
-                ExampleServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                ExampleServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                ExampleServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                ExampleServiceErrorCode::Internal => "INTERNAL",
-                ExampleServiceErrorCode::Unavailable => "UNAVAILABLE",
-                ExampleServiceErrorCode::Cancelled => "CANCELLED",
-                ExampleServiceErrorCode::Unknown => "UNKNOWN",
-                ExampleServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                ExampleServiceErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                ExampleServiceErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                ExampleServiceErrorCode::Aborted => "ABORTED",
-                ExampleServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                ExampleServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                ExampleServiceErrorCode::DataLoss => "DATA_LOSS",
-                ExampleServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    ExampleServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    ExampleServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    ExampleServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    ExampleServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    ExampleServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    ExampleServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    ExampleServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    ExampleServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    ExampleServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    ExampleServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    ExampleServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    ExampleServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    ExampleServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    ExampleServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    ExampleServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    ExampleServiceErrorCode::DataLoss
-                }
-                other => ExampleServiceErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                ExampleServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                ExampleServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                ExampleServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                ExampleServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                ExampleServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                ExampleServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                ExampleServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                ExampleServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                ExampleServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                ExampleServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                ExampleServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                ExampleServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                ExampleServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                ExampleServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                ExampleServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                ExampleServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                ExampleServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for ExampleServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `example.v1.ExampleService`: a [`ExampleServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct ExampleServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl ExampleServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: ExampleServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ExampleServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> ExampleServiceErrorCode {
-            ExampleServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            ExampleServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            ExampleServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for ExampleServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for ExampleServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for ExampleServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<ExampleServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(error: ExampleServiceError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for ExampleServiceError {
-        fn from(error: E) -> Self {
-            ExampleServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "example.v1.ExampleService"; code ExampleServiceErrorCode; error
+        ExampleServiceError; custom {}
     }
 }

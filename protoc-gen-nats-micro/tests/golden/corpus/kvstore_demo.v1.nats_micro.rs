@@ -5,9 +5,9 @@
 /// Demonstrates auto-persisting RPC responses to a NATS KV bucket
 /// and reading cached data directly from the Object Store.
 pub mod kv_store_demo_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "kvstore_demo.v1.KVStoreDemoService",
         name: "kvstore_demo_service",
         version: "1.0.0",
@@ -18,40 +18,34 @@ pub mod kv_store_demo_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 3] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "SaveProfile",
                 endpoint: "save_profile",
-                timeout: ::core::option::Option::Some(
-                    ::core::time::Duration::new(5u64, 0u32),
-                ),
+                timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "GetProfile",
                 endpoint: "get_profile",
-                timeout: ::core::option::Option::Some(
-                    ::core::time::Duration::new(5u64, 0u32),
-                ),
+                timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "GenerateReport",
                 endpoint: "generate_report",
-                timeout: ::core::option::Option::Some(
-                    ::core::time::Duration::new(30u64, 0u32),
-                ),
+                timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
@@ -72,7 +66,7 @@ pub mod kv_store_demo_service_nats {
         /// Endpoint `save_profile` on subject `api.v1.kvdemo.save_profile` (by default).
         fn save_profile(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::SaveProfileRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -85,7 +79,7 @@ pub mod kv_store_demo_service_nats {
         /// Endpoint `get_profile` on subject `api.v1.kvdemo.get_profile` (by default).
         fn get_profile(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::GetProfileRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -101,7 +95,7 @@ pub mod kv_store_demo_service_nats {
         /// Endpoint `generate_report` on subject `api.v1.kvdemo.generate_report` (by default).
         fn generate_report(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::GenerateReportRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -112,150 +106,62 @@ pub mod kv_store_demo_service_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: KvStoreDemoService>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    pub fn service_builder<S: KvStoreDemoService>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            KvStoreDemoService::save_profile(&*service, ctx, request)
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "SaveProfile",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as KvStoreDemoService>::save_profile(&service, ctx, request)
+                            .await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            KvStoreDemoService::get_profile(&*service, ctx, request)
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "GetProfile",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as KvStoreDemoService>::get_profile(&service, ctx, request)
+                            .await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[2],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            KvStoreDemoService::generate_report(&*service, ctx, request)
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "GenerateReport",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as KvStoreDemoService>::generate_report(
+                                &service,
+                                ctx,
+                                request,
+                            )
+                            .await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: KvStoreDemoService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `kvstore_demo.v1.KVStoreDemoService`.
-    #[derive(Clone, Debug)]
-    pub struct KvStoreDemoServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "kvstore_demo.v1.KVStoreDemoService"; client KvStoreDemoServiceClient;
+        spec SERVICE, ENDPOINTS;
     }
     impl KvStoreDemoServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            KvStoreDemoServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            KvStoreDemoServiceClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            KvStoreDemoServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            KvStoreDemoServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            KvStoreDemoServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            KvStoreDemoServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// SaveProfile — persists user profile to a KV bucket after responding.
         /// Clients can later read the profile directly from the KV store
         /// without making an RPC call via GetSaveProfileFromKV("user.{id}").
@@ -263,16 +169,14 @@ pub mod kv_store_demo_service_nats {
         /// Calls `SaveProfile` on `{subject_prefix}.save_profile`.
         pub async fn save_profile(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::SaveProfileRequest,
-            >,
+            request: impl rt::IntoRequest<super::SaveProfileRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::ProfileResponse>,
+            rt::Response<super::ProfileResponse>,
             KvStoreDemoServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -284,16 +188,14 @@ pub mod kv_store_demo_service_nats {
         /// Calls `GetProfile` on `{subject_prefix}.get_profile`.
         pub async fn get_profile(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::GetProfileRequest,
-            >,
+            request: impl rt::IntoRequest<super::GetProfileRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::ProfileResponse>,
+            rt::Response<super::ProfileResponse>,
             KvStoreDemoServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -308,16 +210,14 @@ pub mod kv_store_demo_service_nats {
         /// Calls `GenerateReport` on `{subject_prefix}.generate_report`.
         pub async fn generate_report(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::GenerateReportRequest,
-            >,
+            request: impl rt::IntoRequest<super::GenerateReportRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::ReportResponse>,
+            rt::Response<super::ReportResponse>,
             KvStoreDemoServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[2].method, request.into_request())
@@ -325,554 +225,8 @@ pub mod kv_store_demo_service_nats {
                 .map_err(KvStoreDemoServiceError)
         }
     }
-    /// The codes `kvstore_demo.v1.KVStoreDemoService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum KvStoreDemoServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl KvStoreDemoServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                KvStoreDemoServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                KvStoreDemoServiceErrorCode::NotFound => "NOT_FOUND",
-                KvStoreDemoServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                KvStoreDemoServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                KvStoreDemoServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                KvStoreDemoServiceErrorCode::Internal => "INTERNAL",
-                KvStoreDemoServiceErrorCode::Unavailable => "UNAVAILABLE",
-                KvStoreDemoServiceErrorCode::Cancelled => "CANCELLED",
-                KvStoreDemoServiceErrorCode::Unknown => "UNKNOWN",
-                KvStoreDemoServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                KvStoreDemoServiceErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                KvStoreDemoServiceErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                KvStoreDemoServiceErrorCode::Aborted => "ABORTED",
-                KvStoreDemoServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                KvStoreDemoServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                KvStoreDemoServiceErrorCode::DataLoss => "DATA_LOSS",
-                KvStoreDemoServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    KvStoreDemoServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    KvStoreDemoServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    KvStoreDemoServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    KvStoreDemoServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    KvStoreDemoServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    KvStoreDemoServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    KvStoreDemoServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    KvStoreDemoServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    KvStoreDemoServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    KvStoreDemoServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    KvStoreDemoServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    KvStoreDemoServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    KvStoreDemoServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    KvStoreDemoServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    KvStoreDemoServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    KvStoreDemoServiceErrorCode::DataLoss
-                }
-                other => KvStoreDemoServiceErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                KvStoreDemoServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                KvStoreDemoServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                KvStoreDemoServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                KvStoreDemoServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                KvStoreDemoServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                KvStoreDemoServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                KvStoreDemoServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                KvStoreDemoServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                KvStoreDemoServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                KvStoreDemoServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                KvStoreDemoServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                KvStoreDemoServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                KvStoreDemoServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                KvStoreDemoServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                KvStoreDemoServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                KvStoreDemoServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                KvStoreDemoServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for KvStoreDemoServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `kvstore_demo.v1.KVStoreDemoService`: a [`KvStoreDemoServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct KvStoreDemoServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl KvStoreDemoServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: KvStoreDemoServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            KvStoreDemoServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> KvStoreDemoServiceErrorCode {
-            KvStoreDemoServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            KvStoreDemoServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            KvStoreDemoServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for KvStoreDemoServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for KvStoreDemoServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for KvStoreDemoServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<KvStoreDemoServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(error: KvStoreDemoServiceError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for KvStoreDemoServiceError {
-        fn from(error: E) -> Self {
-            KvStoreDemoServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "kvstore_demo.v1.KVStoreDemoService"; code KvStoreDemoServiceErrorCode;
+        error KvStoreDemoServiceError; custom {}
     }
 }

@@ -3,9 +3,9 @@
 ///
 /// Order fulfillment service
 pub mod order_fulfillment_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "order.v1.OrderFulfillmentService",
         name: "order_fulfillment_service",
         version: "1.0.0",
@@ -16,9 +16,9 @@ pub mod order_fulfillment_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 3] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "PrepareOrder",
                 endpoint: "prepare_order",
                 timeout: ::core::option::Option::None,
@@ -28,8 +28,8 @@ pub mod order_fulfillment_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "ShipOrder",
                 endpoint: "ship_order",
                 timeout: ::core::option::Option::None,
@@ -39,8 +39,8 @@ pub mod order_fulfillment_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "GetFulfillmentStatus",
                 endpoint: "get_fulfillment_status",
                 timeout: ::core::option::Option::None,
@@ -58,7 +58,7 @@ pub mod order_fulfillment_service_nats {
         /// Endpoint `prepare_order` on subject `api.v1.prepare_order` (by default).
         fn prepare_order(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::PrepareOrderRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -69,7 +69,7 @@ pub mod order_fulfillment_service_nats {
         /// Endpoint `ship_order` on subject `api.v1.ship_order` (by default).
         fn ship_order(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::ShipOrderRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -80,7 +80,7 @@ pub mod order_fulfillment_service_nats {
         /// Endpoint `get_fulfillment_status` on subject `api.v1.get_fulfillment_status` (by default).
         fn get_fulfillment_status(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::GetFulfillmentStatusRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -93,171 +93,81 @@ pub mod order_fulfillment_service_nats {
     /// any setting, then `start` it.
     pub fn service_builder<S: OrderFulfillmentService>(
         service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    ) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderFulfillmentService::prepare_order(
-                                    &*service,
-                                    ctx,
-                                    request,
-                                )
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "PrepareOrder",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderFulfillmentService>::prepare_order(
+                                &service,
+                                ctx,
+                                request,
+                            )
+                            .await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderFulfillmentService::ship_order(&*service, ctx, request)
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "ShipOrder",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderFulfillmentService>::ship_order(
+                                &service,
+                                ctx,
+                                request,
+                            )
+                            .await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[2],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderFulfillmentService::get_fulfillment_status(
-                                    &*service,
-                                    ctx,
-                                    request,
-                                )
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "GetFulfillmentStatus",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderFulfillmentService>::get_fulfillment_status(
+                                &service,
+                                ctx,
+                                request,
+                            )
+                            .await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: OrderFulfillmentService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `order.v1.OrderFulfillmentService`.
-    #[derive(Clone, Debug)]
-    pub struct OrderFulfillmentServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "order.v1.OrderFulfillmentService"; client OrderFulfillmentServiceClient;
+        spec SERVICE, ENDPOINTS;
     }
     impl OrderFulfillmentServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            OrderFulfillmentServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            OrderFulfillmentServiceClient {
-                inner,
-            }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            OrderFulfillmentServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            OrderFulfillmentServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            OrderFulfillmentServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            OrderFulfillmentServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Calls `PrepareOrder` on `{subject_prefix}.prepare_order`.
         pub async fn prepare_order(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::PrepareOrderRequest,
-            >,
+            request: impl rt::IntoRequest<super::PrepareOrderRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::PrepareOrderResponse>,
+            rt::Response<super::PrepareOrderResponse>,
             OrderFulfillmentServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -267,16 +177,14 @@ pub mod order_fulfillment_service_nats {
         /// Calls `ShipOrder` on `{subject_prefix}.ship_order`.
         pub async fn ship_order(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::ShipOrderRequest,
-            >,
+            request: impl rt::IntoRequest<super::ShipOrderRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::ShipOrderResponse>,
+            rt::Response<super::ShipOrderResponse>,
             OrderFulfillmentServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -286,16 +194,14 @@ pub mod order_fulfillment_service_nats {
         /// Calls `GetFulfillmentStatus` on `{subject_prefix}.get_fulfillment_status`.
         pub async fn get_fulfillment_status(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::GetFulfillmentStatusRequest,
-            >,
+            request: impl rt::IntoRequest<super::GetFulfillmentStatusRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::GetFulfillmentStatusResponse>,
+            rt::Response<super::GetFulfillmentStatusResponse>,
             OrderFulfillmentServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[2].method, request.into_request())
@@ -303,570 +209,16 @@ pub mod order_fulfillment_service_nats {
                 .map_err(OrderFulfillmentServiceError)
         }
     }
-    /// The codes `order.v1.OrderFulfillmentService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum OrderFulfillmentServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl OrderFulfillmentServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                OrderFulfillmentServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                OrderFulfillmentServiceErrorCode::NotFound => "NOT_FOUND",
-                OrderFulfillmentServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                OrderFulfillmentServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                OrderFulfillmentServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                OrderFulfillmentServiceErrorCode::Internal => "INTERNAL",
-                OrderFulfillmentServiceErrorCode::Unavailable => "UNAVAILABLE",
-                OrderFulfillmentServiceErrorCode::Cancelled => "CANCELLED",
-                OrderFulfillmentServiceErrorCode::Unknown => "UNKNOWN",
-                OrderFulfillmentServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                OrderFulfillmentServiceErrorCode::ResourceExhausted => {
-                    "RESOURCE_EXHAUSTED"
-                }
-                OrderFulfillmentServiceErrorCode::FailedPrecondition => {
-                    "FAILED_PRECONDITION"
-                }
-                OrderFulfillmentServiceErrorCode::Aborted => "ABORTED",
-                OrderFulfillmentServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                OrderFulfillmentServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                OrderFulfillmentServiceErrorCode::DataLoss => "DATA_LOSS",
-                OrderFulfillmentServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    OrderFulfillmentServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    OrderFulfillmentServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    OrderFulfillmentServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    OrderFulfillmentServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    OrderFulfillmentServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    OrderFulfillmentServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    OrderFulfillmentServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    OrderFulfillmentServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    OrderFulfillmentServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    OrderFulfillmentServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    OrderFulfillmentServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    OrderFulfillmentServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    OrderFulfillmentServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    OrderFulfillmentServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    OrderFulfillmentServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    OrderFulfillmentServiceErrorCode::DataLoss
-                }
-                other => {
-                    OrderFulfillmentServiceErrorCode::Unrecognized(other.as_str().into())
-                }
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                OrderFulfillmentServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                OrderFulfillmentServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                OrderFulfillmentServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                OrderFulfillmentServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                OrderFulfillmentServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                OrderFulfillmentServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                OrderFulfillmentServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                OrderFulfillmentServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                OrderFulfillmentServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                OrderFulfillmentServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                OrderFulfillmentServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                OrderFulfillmentServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                OrderFulfillmentServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                OrderFulfillmentServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                OrderFulfillmentServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                OrderFulfillmentServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                OrderFulfillmentServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for OrderFulfillmentServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `order.v1.OrderFulfillmentService`: a [`OrderFulfillmentServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct OrderFulfillmentServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl OrderFulfillmentServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: OrderFulfillmentServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderFulfillmentServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> OrderFulfillmentServiceErrorCode {
-            OrderFulfillmentServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            OrderFulfillmentServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            OrderFulfillmentServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for OrderFulfillmentServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for OrderFulfillmentServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for OrderFulfillmentServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<OrderFulfillmentServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(
-            error: OrderFulfillmentServiceError,
-        ) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for OrderFulfillmentServiceError {
-        fn from(error: E) -> Self {
-            OrderFulfillmentServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "order.v1.OrderFulfillmentService"; code
+        OrderFulfillmentServiceErrorCode; error OrderFulfillmentServiceError; custom {}
     }
 }
 /// NATS micro service `order.v1.OrderService`: server trait, registration, client and errors.
 pub mod order_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "order.v1.OrderService",
         name: "order_service",
         version: "1.0.0",
@@ -877,9 +229,9 @@ pub mod order_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 4] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 4] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "CreateOrder",
                 endpoint: "create_order",
                 timeout: ::core::option::Option::None,
@@ -889,8 +241,8 @@ pub mod order_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "GetOrder",
                 endpoint: "get_order",
                 timeout: ::core::option::Option::None,
@@ -900,8 +252,8 @@ pub mod order_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "ListOrders",
                 endpoint: "list_orders",
                 timeout: ::core::option::Option::None,
@@ -911,8 +263,8 @@ pub mod order_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "UpdateOrderStatus",
                 endpoint: "update_order_status",
                 timeout: ::core::option::Option::None,
@@ -928,7 +280,7 @@ pub mod order_service_nats {
         /// Endpoint `create_order` on subject `api.v1.create_order` (by default).
         fn create_order(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::CreateOrderRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -939,7 +291,7 @@ pub mod order_service_nats {
         /// Endpoint `get_order` on subject `api.v1.get_order` (by default).
         fn get_order(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::GetOrderRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::GetOrderResponse, OrderServiceError>,
@@ -947,7 +299,7 @@ pub mod order_service_nats {
         /// Endpoint `list_orders` on subject `api.v1.list_orders` (by default).
         fn list_orders(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::ListOrdersRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::ListOrdersResponse, OrderServiceError>,
@@ -955,7 +307,7 @@ pub mod order_service_nats {
         /// Endpoint `update_order_status` on subject `api.v1.update_order_status` (by default).
         fn update_order_status(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::UpdateOrderStatusRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -966,180 +318,78 @@ pub mod order_service_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: OrderService>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    pub fn service_builder<S: OrderService>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderService::create_order(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "CreateOrder",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderService>::create_order(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderService::get_order(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "GetOrder",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderService>::get_order(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[2],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderService::list_orders(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "ListOrders",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderService>::list_orders(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[3],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderService::update_order_status(&*service, ctx, request)
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "UpdateOrderStatus",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderService>::update_order_status(&service, ctx, request)
+                            .await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: OrderService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `order.v1.OrderService`.
-    #[derive(Clone, Debug)]
-    pub struct OrderServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "order.v1.OrderService"; client OrderServiceClient; spec SERVICE,
+        ENDPOINTS;
     }
     impl OrderServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            OrderServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            OrderServiceClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            OrderServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            OrderServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            OrderServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            OrderServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Calls `CreateOrder` on `{subject_prefix}.create_order`.
         pub async fn create_order(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::CreateOrderRequest,
-            >,
+            request: impl rt::IntoRequest<super::CreateOrderRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::CreateOrderResponse>,
+            rt::Response<super::CreateOrderResponse>,
             OrderServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -1149,16 +399,14 @@ pub mod order_service_nats {
         /// Calls `GetOrder` on `{subject_prefix}.get_order`.
         pub async fn get_order(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::GetOrderRequest,
-            >,
+            request: impl rt::IntoRequest<super::GetOrderRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::GetOrderResponse>,
+            rt::Response<super::GetOrderResponse>,
             OrderServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -1168,16 +416,14 @@ pub mod order_service_nats {
         /// Calls `ListOrders` on `{subject_prefix}.list_orders`.
         pub async fn list_orders(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::ListOrdersRequest,
-            >,
+            request: impl rt::IntoRequest<super::ListOrdersRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::ListOrdersResponse>,
+            rt::Response<super::ListOrdersResponse>,
             OrderServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[2].method, request.into_request())
@@ -1187,16 +433,14 @@ pub mod order_service_nats {
         /// Calls `UpdateOrderStatus` on `{subject_prefix}.update_order_status`.
         pub async fn update_order_status(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::UpdateOrderStatusRequest,
-            >,
+            request: impl rt::IntoRequest<super::UpdateOrderStatusRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::UpdateOrderStatusResponse>,
+            rt::Response<super::UpdateOrderStatusResponse>,
             OrderServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[3].method, request.into_request())
@@ -1204,564 +448,18 @@ pub mod order_service_nats {
                 .map_err(OrderServiceError)
         }
     }
-    /// The codes `order.v1.OrderService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum OrderServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl OrderServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                OrderServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                OrderServiceErrorCode::NotFound => "NOT_FOUND",
-                OrderServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                OrderServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                OrderServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                OrderServiceErrorCode::Internal => "INTERNAL",
-                OrderServiceErrorCode::Unavailable => "UNAVAILABLE",
-                OrderServiceErrorCode::Cancelled => "CANCELLED",
-                OrderServiceErrorCode::Unknown => "UNKNOWN",
-                OrderServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                OrderServiceErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                OrderServiceErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                OrderServiceErrorCode::Aborted => "ABORTED",
-                OrderServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                OrderServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                OrderServiceErrorCode::DataLoss => "DATA_LOSS",
-                OrderServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    OrderServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    OrderServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    OrderServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    OrderServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    OrderServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    OrderServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    OrderServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    OrderServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    OrderServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    OrderServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    OrderServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    OrderServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    OrderServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    OrderServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    OrderServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    OrderServiceErrorCode::DataLoss
-                }
-                other => OrderServiceErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                OrderServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                OrderServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                OrderServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                OrderServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                OrderServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                OrderServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                OrderServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                OrderServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                OrderServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                OrderServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                OrderServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                OrderServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                OrderServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                OrderServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                OrderServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                OrderServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                OrderServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for OrderServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `order.v1.OrderService`: a [`OrderServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct OrderServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl OrderServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: OrderServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> OrderServiceErrorCode {
-            OrderServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            OrderServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            OrderServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for OrderServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for OrderServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for OrderServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<OrderServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(error: OrderServiceError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for OrderServiceError {
-        fn from(error: E) -> Self {
-            OrderServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "order.v1.OrderService"; code OrderServiceErrorCode; error
+        OrderServiceError; custom {}
     }
 }
 /// NATS micro service `order.v1.OrderTrackingService`: server trait, registration, client and errors.
 ///
 /// Order tracking service for tracking shipments
 pub mod order_tracking_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "order.v1.OrderTrackingService",
         name: "order_tracking_service",
         version: "1.0.0",
@@ -1772,9 +470,9 @@ pub mod order_tracking_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 2] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "TrackOrder",
                 endpoint: "track_order",
                 timeout: ::core::option::Option::None,
@@ -1784,8 +482,8 @@ pub mod order_tracking_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "UpdateTracking",
                 endpoint: "update_tracking",
                 timeout: ::core::option::Option::None,
@@ -1803,7 +501,7 @@ pub mod order_tracking_service_nats {
         /// Endpoint `track_order` on subject `api.v1.track_order` (by default).
         fn track_order(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::TrackOrderRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -1814,7 +512,7 @@ pub mod order_tracking_service_nats {
         /// Endpoint `update_tracking` on subject `api.v1.update_tracking` (by default).
         fn update_tracking(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::UpdateTrackingRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -1825,149 +523,61 @@ pub mod order_tracking_service_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: OrderTrackingService>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    pub fn service_builder<S: OrderTrackingService>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderTrackingService::track_order(&*service, ctx, request)
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "TrackOrder",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderTrackingService>::track_order(&service, ctx, request)
+                            .await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            OrderTrackingService::update_tracking(
-                                    &*service,
-                                    ctx,
-                                    request,
-                                )
-                                .await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "UpdateTracking",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as OrderTrackingService>::update_tracking(
+                                &service,
+                                ctx,
+                                request,
+                            )
+                            .await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: OrderTrackingService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `order.v1.OrderTrackingService`.
-    #[derive(Clone, Debug)]
-    pub struct OrderTrackingServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "order.v1.OrderTrackingService"; client OrderTrackingServiceClient; spec
+        SERVICE, ENDPOINTS;
     }
     impl OrderTrackingServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            OrderTrackingServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            OrderTrackingServiceClient {
-                inner,
-            }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            OrderTrackingServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            OrderTrackingServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            OrderTrackingServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            OrderTrackingServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Calls `TrackOrder` on `{subject_prefix}.track_order`.
         pub async fn track_order(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::TrackOrderRequest,
-            >,
+            request: impl rt::IntoRequest<super::TrackOrderRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::TrackOrderResponse>,
+            rt::Response<super::TrackOrderResponse>,
             OrderTrackingServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -1977,16 +587,14 @@ pub mod order_tracking_service_nats {
         /// Calls `UpdateTracking` on `{subject_prefix}.update_tracking`.
         pub async fn update_tracking(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::UpdateTrackingRequest,
-            >,
+            request: impl rt::IntoRequest<super::UpdateTrackingRequest>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::UpdateTrackingResponse>,
+            rt::Response<super::UpdateTrackingResponse>,
             OrderTrackingServiceError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -1994,560 +602,8 @@ pub mod order_tracking_service_nats {
                 .map_err(OrderTrackingServiceError)
         }
     }
-    /// The codes `order.v1.OrderTrackingService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum OrderTrackingServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl OrderTrackingServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                OrderTrackingServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                OrderTrackingServiceErrorCode::NotFound => "NOT_FOUND",
-                OrderTrackingServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                OrderTrackingServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                OrderTrackingServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                OrderTrackingServiceErrorCode::Internal => "INTERNAL",
-                OrderTrackingServiceErrorCode::Unavailable => "UNAVAILABLE",
-                OrderTrackingServiceErrorCode::Cancelled => "CANCELLED",
-                OrderTrackingServiceErrorCode::Unknown => "UNKNOWN",
-                OrderTrackingServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                OrderTrackingServiceErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                OrderTrackingServiceErrorCode::FailedPrecondition => {
-                    "FAILED_PRECONDITION"
-                }
-                OrderTrackingServiceErrorCode::Aborted => "ABORTED",
-                OrderTrackingServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                OrderTrackingServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                OrderTrackingServiceErrorCode::DataLoss => "DATA_LOSS",
-                OrderTrackingServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    OrderTrackingServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    OrderTrackingServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    OrderTrackingServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    OrderTrackingServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    OrderTrackingServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    OrderTrackingServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    OrderTrackingServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    OrderTrackingServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    OrderTrackingServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    OrderTrackingServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    OrderTrackingServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    OrderTrackingServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    OrderTrackingServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    OrderTrackingServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    OrderTrackingServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    OrderTrackingServiceErrorCode::DataLoss
-                }
-                other => {
-                    OrderTrackingServiceErrorCode::Unrecognized(other.as_str().into())
-                }
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                OrderTrackingServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                OrderTrackingServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                OrderTrackingServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                OrderTrackingServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                OrderTrackingServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                OrderTrackingServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                OrderTrackingServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                OrderTrackingServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                OrderTrackingServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                OrderTrackingServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                OrderTrackingServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                OrderTrackingServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                OrderTrackingServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                OrderTrackingServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                OrderTrackingServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                OrderTrackingServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                OrderTrackingServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for OrderTrackingServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `order.v1.OrderTrackingService`: a [`OrderTrackingServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct OrderTrackingServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl OrderTrackingServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: OrderTrackingServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            OrderTrackingServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> OrderTrackingServiceErrorCode {
-            OrderTrackingServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            OrderTrackingServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            OrderTrackingServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for OrderTrackingServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for OrderTrackingServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for OrderTrackingServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<OrderTrackingServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(
-            error: OrderTrackingServiceError,
-        ) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for OrderTrackingServiceError {
-        fn from(error: E) -> Self {
-            OrderTrackingServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "order.v1.OrderTrackingService"; code OrderTrackingServiceErrorCode;
+        error OrderTrackingServiceError; custom {}
     }
 }

@@ -5,9 +5,9 @@
 pub mod type_nats {
     //!
     //! Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "edge.nested.deep.v1.Type",
         name: "Type",
         version: "1.0.0",
@@ -18,9 +18,9 @@ pub mod type_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 5] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 5] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "Match",
                 endpoint: "match",
                 timeout: ::core::option::Option::None,
@@ -30,8 +30,8 @@ pub mod type_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "Self",
                 endpoint: "self",
                 timeout: ::core::option::Option::None,
@@ -41,8 +41,8 @@ pub mod type_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "Async",
                 endpoint: "async",
                 timeout: ::core::option::Option::None,
@@ -52,8 +52,8 @@ pub mod type_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "New",
                 endpoint: "new",
                 timeout: ::core::option::Option::None,
@@ -63,8 +63,8 @@ pub mod type_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "Clone",
                 endpoint: "clone",
                 timeout: ::core::option::Option::None,
@@ -84,7 +84,7 @@ pub mod type_nats {
         /// Endpoint `match` on subject `edge."quoted".type.match` (by default).
         fn r#match(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: (),
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<(), TypeError>,
@@ -92,7 +92,7 @@ pub mod type_nats {
         /// Endpoint `self` on subject `edge."quoted".type.self` (by default).
         fn self_(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: ::std::string::String,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<::prost_types::Timestamp, TypeError>,
@@ -100,7 +100,7 @@ pub mod type_nats {
         /// Endpoint `async` on subject `edge."quoted".type.async` (by default).
         fn r#async(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::outer::Inner,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<
@@ -111,7 +111,7 @@ pub mod type_nats {
         /// Endpoint `new` on subject `edge."quoted".type.new` (by default).
         fn new(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::Outer,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::outer::Inner, TypeError>,
@@ -119,7 +119,7 @@ pub mod type_nats {
         /// Endpoint `clone` on subject `edge."quoted".type.clone` (by default).
         fn clone(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::Outer,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::Outer, TypeError>,
@@ -127,188 +127,86 @@ pub mod type_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: Type>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    pub fn service_builder<S: Type>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move { Type::r#match(&*service, ctx, request).await }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "Match",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as Type>::r#match(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move { Type::self_(&*service, ctx, request).await }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "Self",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as Type>::self_(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[2],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move { Type::r#async(&*service, ctx, request).await }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "Async",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as Type>::r#async(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[3],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move { Type::new(&*service, ctx, request).await }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "New",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as Type>::new(&service, ctx, request).await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[4],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move { Type::clone(&*service, ctx, request).await }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "Clone",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as Type>::clone(&service, ctx, request).await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: Type>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `edge.nested.deep.v1.Type`.
-    #[derive(Clone, Debug)]
-    pub struct TypeClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "edge.nested.deep.v1.Type"; client TypeClient; spec SERVICE, ENDPOINTS;
     }
     impl TypeClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            TypeClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            TypeClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            TypeClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            TypeClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            TypeClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            TypeClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Named `match`.
         ///
         /// Calls `Match` on `{subject_prefix}.match`.
         pub async fn r#match(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<()>,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<()>,
-            TypeError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<()>,
+        ) -> ::core::result::Result<rt::Response<()>, TypeError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -318,16 +216,11 @@ pub mod type_nats {
         /// Calls `Self` on `{subject_prefix}.self`.
         pub async fn self_(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                ::std::string::String,
-            >,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<::prost_types::Timestamp>,
-            TypeError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<::std::string::String>,
+        ) -> ::core::result::Result<rt::Response<::prost_types::Timestamp>, TypeError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -337,16 +230,14 @@ pub mod type_nats {
         /// Calls `Async` on `{subject_prefix}.async`.
         pub async fn r#async(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<super::outer::Inner>,
+            request: impl rt::IntoRequest<super::outer::Inner>,
         ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<
-                super::super::super::super::super::order::v1::Order,
-            >,
+            rt::Response<super::super::super::super::super::order::v1::Order>,
             TypeError,
         > {
-            self.inner
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[2].method, request.into_request())
@@ -356,14 +247,11 @@ pub mod type_nats {
         /// Calls `New` on `{subject_prefix}.new`.
         pub async fn new_(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<super::Outer>,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::outer::Inner>,
-            TypeError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<super::Outer>,
+        ) -> ::core::result::Result<rt::Response<super::outer::Inner>, TypeError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[3].method, request.into_request())
@@ -373,14 +261,11 @@ pub mod type_nats {
         /// Calls `Clone` on `{subject_prefix}.clone`.
         pub async fn clone_(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<super::Outer>,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::Outer>,
-            TypeError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<super::Outer>,
+        ) -> ::core::result::Result<rt::Response<super::Outer>, TypeError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[4].method, request.into_request())
@@ -388,683 +273,19 @@ pub mod type_nats {
                 .map_err(TypeError)
         }
     }
-    /// The codes `edge.nested.deep.v1.Type` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum TypeErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// Custom code `NEW`, declared in `error_codes` (sent by name).
-        New,
-        /// Custom code `CODE`, declared in `error_codes` (sent by name).
-        Code,
-        /// Custom code `TIMEOUT`, declared in `error_codes` (sent by name).
-        Timeout,
-        /// Custom code `HTTP_2_FAIL`, declared in `error_codes` (sent by name).
-        Http2Fail,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl TypeErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// `NEW` as a string.
-        pub const NEW: &'static str = "NEW";
-        /// `CODE` as a string.
-        pub const CODE: &'static str = "CODE";
-        /// `TIMEOUT` as a string.
-        pub const TIMEOUT: &'static str = "TIMEOUT";
-        /// `HTTP_2_FAIL` as a string.
-        pub const HTTP_2_FAIL: &'static str = "HTTP_2_FAIL";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                TypeErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                TypeErrorCode::NotFound => "NOT_FOUND",
-                TypeErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                TypeErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                TypeErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                TypeErrorCode::Internal => "INTERNAL",
-                TypeErrorCode::Unavailable => "UNAVAILABLE",
-                TypeErrorCode::Cancelled => "CANCELLED",
-                TypeErrorCode::Unknown => "UNKNOWN",
-                TypeErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                TypeErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                TypeErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                TypeErrorCode::Aborted => "ABORTED",
-                TypeErrorCode::OutOfRange => "OUT_OF_RANGE",
-                TypeErrorCode::Unimplemented => "UNIMPLEMENTED",
-                TypeErrorCode::DataLoss => "DATA_LOSS",
-                TypeErrorCode::New => "NEW",
-                TypeErrorCode::Code => "CODE",
-                TypeErrorCode::Timeout => "TIMEOUT",
-                TypeErrorCode::Http2Fail => "HTTP_2_FAIL",
-                TypeErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    TypeErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => TypeErrorCode::NotFound,
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    TypeErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    TypeErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    TypeErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => TypeErrorCode::Internal,
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    TypeErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    TypeErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => TypeErrorCode::Unknown,
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    TypeErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    TypeErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    TypeErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => TypeErrorCode::Aborted,
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    TypeErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    TypeErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => TypeErrorCode::DataLoss,
-                ::nats_micro_runtime::codegen::Code::Custom(name) if name == "NEW" => {
-                    TypeErrorCode::New
-                }
-                ::nats_micro_runtime::codegen::Code::Custom(name) if name == "CODE" => {
-                    TypeErrorCode::Code
-                }
-                ::nats_micro_runtime::codegen::Code::Custom(
-                    name,
-                ) if name == "TIMEOUT" => TypeErrorCode::Timeout,
-                ::nats_micro_runtime::codegen::Code::Custom(
-                    name,
-                ) if name == "HTTP_2_FAIL" => TypeErrorCode::Http2Fail,
-                other => TypeErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                TypeErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                TypeErrorCode::NotFound => ::nats_micro_runtime::codegen::Code::NotFound,
-                TypeErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                TypeErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                TypeErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                TypeErrorCode::Internal => ::nats_micro_runtime::codegen::Code::Internal,
-                TypeErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                TypeErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                TypeErrorCode::Unknown => ::nats_micro_runtime::codegen::Code::Unknown,
-                TypeErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                TypeErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                TypeErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                TypeErrorCode::Aborted => ::nats_micro_runtime::codegen::Code::Aborted,
-                TypeErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                TypeErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                TypeErrorCode::DataLoss => ::nats_micro_runtime::codegen::Code::DataLoss,
-                TypeErrorCode::New => {
-                    ::nats_micro_runtime::codegen::Code::Custom(
-                        ::std::borrow::Cow::Borrowed("NEW"),
-                    )
-                }
-                TypeErrorCode::Code => {
-                    ::nats_micro_runtime::codegen::Code::Custom(
-                        ::std::borrow::Cow::Borrowed("CODE"),
-                    )
-                }
-                TypeErrorCode::Timeout => {
-                    ::nats_micro_runtime::codegen::Code::Custom(
-                        ::std::borrow::Cow::Borrowed("TIMEOUT"),
-                    )
-                }
-                TypeErrorCode::Http2Fail => {
-                    ::nats_micro_runtime::codegen::Code::Custom(
-                        ::std::borrow::Cow::Borrowed("HTTP_2_FAIL"),
-                    )
-                }
-                TypeErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for TypeErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `edge.nested.deep.v1.Type`: a [`TypeErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct TypeError(pub ::nats_micro_runtime::codegen::Error);
-    impl TypeError {
-        /// An error with any code.
-        pub fn new(
-            code: TypeErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NEW` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn new_(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Custom(
-                            ::std::borrow::Cow::Borrowed("NEW"),
-                        ),
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CODE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn code_(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Custom(
-                            ::std::borrow::Cow::Borrowed("CODE"),
-                        ),
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `TIMEOUT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn timeout(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Custom(
-                            ::std::borrow::Cow::Borrowed("TIMEOUT"),
-                        ),
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `HTTP_2_FAIL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn http_2_fail(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Custom(
-                            ::std::borrow::Cow::Borrowed("HTTP_2_FAIL"),
-                        ),
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> TypeErrorCode {
-            TypeErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Whether the code is `NEW`.
-        pub fn is_new(&self) -> bool {
-            *self.0.code()
-                == ::nats_micro_runtime::codegen::Code::Custom(
-                    ::std::borrow::Cow::Borrowed("NEW"),
-                )
-        }
-        /// Whether the code is `CODE`.
-        pub fn is_code(&self) -> bool {
-            *self.0.code()
-                == ::nats_micro_runtime::codegen::Code::Custom(
-                    ::std::borrow::Cow::Borrowed("CODE"),
-                )
-        }
-        /// Whether the code is `TIMEOUT`.
-        pub fn is_timeout_(&self) -> bool {
-            *self.0.code()
-                == ::nats_micro_runtime::codegen::Code::Custom(
-                    ::std::borrow::Cow::Borrowed("TIMEOUT"),
-                )
-        }
-        /// Whether the code is `HTTP_2_FAIL`.
-        pub fn is_http_2_fail(&self) -> bool {
-            *self.0.code()
-                == ::nats_micro_runtime::codegen::Code::Custom(
-                    ::std::borrow::Cow::Borrowed("HTTP_2_FAIL"),
-                )
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            TypeError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            TypeError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for TypeError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for TypeError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for TypeError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<TypeError> for ::nats_micro_runtime::codegen::Error {
-        fn from(error: TypeError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for TypeError {
-        fn from(error: E) -> Self {
-            TypeError(error.into_error())
-        }
+    rt::service_error! {
+        service "edge.nested.deep.v1.Type"; code TypeErrorCode; error TypeError; custom {
+        NEW => New, new_, is_new; CODE => Code, code_, is_code; TIMEOUT => Timeout,
+        timeout, is_timeout_; HTTP_2_FAIL => Http2Fail, http_2_fail, is_http_2_fail; }
     }
 }
 /// NATS micro service `edge.nested.deep.v1.TypeClient`: server trait, registration, client and errors.
 ///
 /// A service named like a generated item of another service.
 pub mod type_client_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "edge.nested.deep.v1.TypeClient",
         name: "TypeClient",
         version: "1.0.0",
@@ -1075,9 +296,9 @@ pub mod type_client_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 1] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "Get",
                 endpoint: "get",
                 timeout: ::core::option::Option::None,
@@ -1096,7 +317,7 @@ pub mod type_client_nats {
         #[deprecated]
         fn get(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::Outer,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::Outer, TypeClientError>,
@@ -1104,119 +325,45 @@ pub mod type_client_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: TypeClient>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
+    pub fn service_builder<S: TypeClient>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move { TypeClient::get(&*service, ctx, request).await }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "Get",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as TypeClient>::get(&service, ctx, request).await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
+    #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     pub async fn serve<S: TypeClient>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `edge.nested.deep.v1.TypeClient`.
-    #[derive(Clone, Debug)]
-    pub struct TypeClientClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "edge.nested.deep.v1.TypeClient"; client TypeClientClient; spec SERVICE,
+        ENDPOINTS;
     }
+    #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     impl TypeClientClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            TypeClientClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            TypeClientClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            TypeClientClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            TypeClientClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            TypeClientClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            TypeClientClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Calls `Get` on `{subject_prefix}.get`.
         #[deprecated]
         pub async fn get(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<super::Outer>,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::Outer>,
-            TypeClientError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<super::Outer>,
+        ) -> ::core::result::Result<rt::Response<super::Outer>, TypeClientError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -1224,564 +371,18 @@ pub mod type_client_nats {
                 .map_err(TypeClientError)
         }
     }
-    /// The codes `edge.nested.deep.v1.TypeClient` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum TypeClientErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl TypeClientErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                TypeClientErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                TypeClientErrorCode::NotFound => "NOT_FOUND",
-                TypeClientErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                TypeClientErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                TypeClientErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                TypeClientErrorCode::Internal => "INTERNAL",
-                TypeClientErrorCode::Unavailable => "UNAVAILABLE",
-                TypeClientErrorCode::Cancelled => "CANCELLED",
-                TypeClientErrorCode::Unknown => "UNKNOWN",
-                TypeClientErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                TypeClientErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                TypeClientErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                TypeClientErrorCode::Aborted => "ABORTED",
-                TypeClientErrorCode::OutOfRange => "OUT_OF_RANGE",
-                TypeClientErrorCode::Unimplemented => "UNIMPLEMENTED",
-                TypeClientErrorCode::DataLoss => "DATA_LOSS",
-                TypeClientErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    TypeClientErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    TypeClientErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    TypeClientErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    TypeClientErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    TypeClientErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    TypeClientErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    TypeClientErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    TypeClientErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    TypeClientErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    TypeClientErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    TypeClientErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    TypeClientErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    TypeClientErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    TypeClientErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    TypeClientErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    TypeClientErrorCode::DataLoss
-                }
-                other => TypeClientErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                TypeClientErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                TypeClientErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                TypeClientErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                TypeClientErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                TypeClientErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                TypeClientErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                TypeClientErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                TypeClientErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                TypeClientErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                TypeClientErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                TypeClientErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                TypeClientErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                TypeClientErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                TypeClientErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                TypeClientErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                TypeClientErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                TypeClientErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for TypeClientErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `edge.nested.deep.v1.TypeClient`: a [`TypeClientErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct TypeClientError(pub ::nats_micro_runtime::codegen::Error);
-    impl TypeClientError {
-        /// An error with any code.
-        pub fn new(
-            code: TypeClientErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            TypeClientError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> TypeClientErrorCode {
-            TypeClientErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            TypeClientError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            TypeClientError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for TypeClientError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for TypeClientError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for TypeClientError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<TypeClientError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(error: TypeClientError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for TypeClientError {
-        fn from(error: E) -> Self {
-            TypeClientError(error.into_error())
-        }
+    rt::service_error! {
+        service "edge.nested.deep.v1.TypeClient"; code TypeClientErrorCode; error
+        TypeClientError; custom {}
     }
 }
 /// NATS micro service `edge.nested.deep.v1.LegacyService`: server trait, registration, client and errors.
 ///
 /// A deprecated service with no options at all.
 pub mod legacy_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "edge.nested.deep.v1.LegacyService",
         name: "LegacyService",
         version: "1.0.0",
@@ -1792,9 +393,9 @@ pub mod legacy_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 1] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "HTTPServer",
                 endpoint: "http_server",
                 timeout: ::core::option::Option::None,
@@ -1813,7 +414,7 @@ pub mod legacy_service_nats {
         /// Endpoint `http_server` on subject `legacy_service.http_server` (by default).
         fn http_server(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::Outer,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::Outer, LegacyServiceError>,
@@ -1822,122 +423,45 @@ pub mod legacy_service_nats {
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
     #[deprecated]
-    pub fn service_builder<S: LegacyService>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
+    pub fn service_builder<S: LegacyService>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            LegacyService::http_server(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "HTTPServer",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as LegacyService>::http_server(&service, ctx, request).await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     #[deprecated]
+    #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     pub async fn serve<S: LegacyService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `edge.nested.deep.v1.LegacyService`.
-    #[deprecated]
-    #[derive(Clone, Debug)]
-    pub struct LegacyServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "edge.nested.deep.v1.LegacyService"; #[deprecated] client
+        LegacyServiceClient; spec SERVICE, ENDPOINTS;
     }
+    #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     impl LegacyServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            LegacyServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            LegacyServiceClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            LegacyServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            LegacyServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            LegacyServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            LegacyServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Calls `HTTPServer` on `{subject_prefix}.http_server`.
         pub async fn http_server(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<super::Outer>,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::Outer>,
-            LegacyServiceError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<super::Outer>,
+        ) -> ::core::result::Result<rt::Response<super::Outer>, LegacyServiceError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -1945,554 +469,8 @@ pub mod legacy_service_nats {
                 .map_err(LegacyServiceError)
         }
     }
-    /// The codes `edge.nested.deep.v1.LegacyService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum LegacyServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl LegacyServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                LegacyServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                LegacyServiceErrorCode::NotFound => "NOT_FOUND",
-                LegacyServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                LegacyServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                LegacyServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                LegacyServiceErrorCode::Internal => "INTERNAL",
-                LegacyServiceErrorCode::Unavailable => "UNAVAILABLE",
-                LegacyServiceErrorCode::Cancelled => "CANCELLED",
-                LegacyServiceErrorCode::Unknown => "UNKNOWN",
-                LegacyServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                LegacyServiceErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                LegacyServiceErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                LegacyServiceErrorCode::Aborted => "ABORTED",
-                LegacyServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                LegacyServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                LegacyServiceErrorCode::DataLoss => "DATA_LOSS",
-                LegacyServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    LegacyServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    LegacyServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    LegacyServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    LegacyServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    LegacyServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    LegacyServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    LegacyServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    LegacyServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    LegacyServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    LegacyServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    LegacyServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    LegacyServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    LegacyServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    LegacyServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    LegacyServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    LegacyServiceErrorCode::DataLoss
-                }
-                other => LegacyServiceErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                LegacyServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                LegacyServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                LegacyServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                LegacyServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                LegacyServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                LegacyServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                LegacyServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                LegacyServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                LegacyServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                LegacyServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                LegacyServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                LegacyServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                LegacyServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                LegacyServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                LegacyServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                LegacyServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                LegacyServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for LegacyServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `edge.nested.deep.v1.LegacyService`: a [`LegacyServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct LegacyServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl LegacyServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: LegacyServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            LegacyServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> LegacyServiceErrorCode {
-            LegacyServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            LegacyServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            LegacyServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for LegacyServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for LegacyServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for LegacyServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<LegacyServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(error: LegacyServiceError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for LegacyServiceError {
-        fn from(error: E) -> Self {
-            LegacyServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "edge.nested.deep.v1.LegacyService"; code LegacyServiceErrorCode; error
+        LegacyServiceError; custom {}
     }
 }

@@ -3,9 +3,9 @@
 ///
 /// Product catalog.
 pub mod product_service_nats {
-    #![allow(deprecated, unused_imports, clippy::all)]
+    use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
-    pub const SERVICE: ::nats_micro_runtime::codegen::ServiceSpec = ::nats_micro_runtime::codegen::ServiceSpec {
+    pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
         proto_name: "product.v1.ProductService",
         name: "ProductService",
         version: "1.2.0",
@@ -16,9 +16,9 @@ pub mod product_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [::nats_micro_runtime::codegen::EndpointSpec; 2] = [
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+    pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "CreateProduct",
                 endpoint: "create_product",
                 timeout: ::core::option::Option::None,
@@ -28,8 +28,8 @@ pub mod product_service_nats {
             pending_msg_limit: ::core::option::Option::None,
             pending_bytes_limit: ::core::option::Option::None,
         },
-        ::nats_micro_runtime::codegen::EndpointSpec {
-            method: ::nats_micro_runtime::codegen::MethodSpec {
+        rt::EndpointSpec {
+            method: rt::MethodSpec {
                 method: "GetProduct",
                 endpoint: "get_product",
                 timeout: ::core::option::Option::None,
@@ -50,7 +50,7 @@ pub mod product_service_nats {
         /// Endpoint `create_product` on subject `api.v1.products.create_product` (by default).
         fn create_product(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::CreateProductRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::Product, ProductServiceError>,
@@ -60,7 +60,7 @@ pub mod product_service_nats {
         /// Endpoint `get_product` on subject `api.v1.products.get_product` (by default).
         fn get_product(
             &self,
-            ctx: ::nats_micro_runtime::codegen::RequestContext,
+            ctx: rt::RequestContext,
             request: super::GetProductRequest,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::Product, ProductServiceError>,
@@ -68,144 +68,56 @@ pub mod product_service_nats {
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
-    pub fn service_builder<S: ProductService>(
-        service: S,
-    ) -> ::nats_micro_runtime::codegen::ServiceBuilder {
+    pub fn service_builder<S: ProductService>(service: S) -> rt::ServiceBuilder {
         let service = ::std::sync::Arc::new(service);
-        ::nats_micro_runtime::codegen::ServiceBuilder::new(&SERVICE)
+        rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            ProductService::create_product(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "CreateProduct",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as ProductService>::create_product(&service, ctx, request)
+                            .await
+                    },
+                ),
             )
             .endpoint(
                 &ENDPOINTS[1],
-                {
-                    let service = service.clone();
-                    ::nats_micro_runtime::codegen::unary_handler::<
-                        ::nats_micro_runtime::codegen::Protobuf,
-                        _,
-                        _,
-                        _,
-                        _,
-                        _,
-                    >(move |ctx, request| {
-                        let service = service.clone();
-                        async move {
-                            ProductService::get_product(&*service, ctx, request).await
-                        }
-                    })
-                },
+                rt::unary_method(
+                    rt::Protobuf,
+                    "GetProduct",
+                    &service,
+                    |service, ctx, request| async move {
+                        <S as ProductService>::get_product(&service, ctx, request).await
+                    },
+                ),
             )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: ProductService>(
-        nats: &::nats_micro_runtime::codegen::async_nats::Client,
+        nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<
-        ::nats_micro_runtime::codegen::Service,
-        ::nats_micro_runtime::codegen::Error,
-    > {
-        #[allow(deprecated)] service_builder(service).start(nats).await
+    ) -> ::core::result::Result<rt::Service, rt::Error> {
+        service_builder(service).start(nats).await
     }
-    /// Typed client for `product.v1.ProductService`.
-    #[derive(Clone, Debug)]
-    pub struct ProductServiceClient {
-        inner: ::nats_micro_runtime::codegen::Client,
+    rt::service_client! {
+        service "product.v1.ProductService"; client ProductServiceClient; spec SERVICE,
+        ENDPOINTS;
     }
     impl ProductServiceClient {
-        /// A client with the proto's subject prefix and timeouts.
-        pub fn new(nats: ::nats_micro_runtime::codegen::async_nats::Client) -> Self {
-            ProductServiceClient {
-                inner: ::nats_micro_runtime::codegen::Client::new(
-                    nats,
-                    SERVICE.subject_prefix,
-                ),
-            }
-        }
-        /// A client over a configured runtime client (interceptors, headers, timeout).
-        pub fn from_client(inner: ::nats_micro_runtime::codegen::Client) -> Self {
-            ProductServiceClient { inner }
-        }
-        /// Sends to another subject prefix.
-        pub fn with_subject_prefix(self, prefix: &str) -> Self {
-            ProductServiceClient {
-                inner: self.inner.with_subject_prefix(prefix),
-            }
-        }
-        /// Sets a timeout for every call, over the proto's.
-        pub fn with_timeout(self, timeout: ::core::time::Duration) -> Self {
-            ProductServiceClient {
-                inner: self.inner.with_timeout(timeout),
-            }
-        }
-        /// Adds a header to every call.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            ProductServiceClient {
-                inner: self.inner.with_header(name, value),
-            }
-        }
-        /// Adds an interceptor; the first added runs outermost.
-        pub fn with_interceptor(
-            self,
-            interceptor: impl ::nats_micro_runtime::codegen::ClientInterceptor,
-        ) -> Self {
-            ProductServiceClient {
-                inner: self.inner.with_interceptor(interceptor),
-            }
-        }
-        /// The runtime client underneath.
-        pub fn inner(&self) -> &::nats_micro_runtime::codegen::Client {
-            &self.inner
-        }
-        /// Endpoint names and the subjects this client sends to, in proto order.
-        pub fn endpoints(
-            &self,
-        ) -> ::std::vec::Vec<::nats_micro_runtime::codegen::EndpointInfo> {
-            ENDPOINTS
-                .iter()
-                .map(|spec| ::nats_micro_runtime::codegen::EndpointInfo {
-                    name: spec.method.endpoint.into(),
-                    subject: self.inner.subject(spec.method.endpoint),
-                    queue_group: ::core::option::Option::None,
-                    metadata: spec
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                })
-                .collect()
-        }
         /// Creates a product; ALREADY_EXISTS for a taken SKU, INVALID_ARGUMENT for
         /// a bad price.
         ///
         /// Calls `CreateProduct` on `{subject_prefix}.create_product`.
         pub async fn create_product(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::CreateProductRequest,
-            >,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::Product>,
-            ProductServiceError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<super::CreateProductRequest>,
+        ) -> ::core::result::Result<rt::Response<super::Product>, ProductServiceError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[0].method, request.into_request())
@@ -217,16 +129,11 @@ pub mod product_service_nats {
         /// Calls `GetProduct` on `{subject_prefix}.get_product`.
         pub async fn get_product(
             &self,
-            request: impl ::nats_micro_runtime::codegen::IntoRequest<
-                super::GetProductRequest,
-            >,
-        ) -> ::core::result::Result<
-            ::nats_micro_runtime::codegen::Response<super::Product>,
-            ProductServiceError,
-        > {
-            self.inner
+            request: impl rt::IntoRequest<super::GetProductRequest>,
+        ) -> ::core::result::Result<rt::Response<super::Product>, ProductServiceError> {
+            self.inner()
                 .unary::<
-                    ::nats_micro_runtime::codegen::Protobuf,
+                    rt::Protobuf,
                     _,
                     _,
                 >(&ENDPOINTS[1].method, request.into_request())
@@ -234,554 +141,8 @@ pub mod product_service_nats {
                 .map_err(ProductServiceError)
         }
     }
-    /// The codes `product.v1.ProductService` can return: the built-in and canonical codes, the custom codes from `error_codes`, and any other code kept verbatim.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-    pub enum ProductServiceErrorCode {
-        /// Built-in code `INVALID_ARGUMENT` (sent as its ADR-32 number by default).
-        InvalidArgument,
-        /// Built-in code `NOT_FOUND` (sent as its ADR-32 number by default).
-        NotFound,
-        /// Built-in code `ALREADY_EXISTS` (sent as its ADR-32 number by default).
-        AlreadyExists,
-        /// Built-in code `PERMISSION_DENIED` (sent as its ADR-32 number by default).
-        PermissionDenied,
-        /// Built-in code `UNAUTHENTICATED` (sent as its ADR-32 number by default).
-        Unauthenticated,
-        /// Built-in code `INTERNAL` (sent as its ADR-32 number by default).
-        Internal,
-        /// Built-in code `UNAVAILABLE` (sent as its ADR-32 number by default).
-        Unavailable,
-        /// Canonical code `CANCELLED` (sent by name).
-        Cancelled,
-        /// Canonical code `UNKNOWN` (sent by name).
-        Unknown,
-        /// Canonical code `DEADLINE_EXCEEDED` (sent by name).
-        DeadlineExceeded,
-        /// Canonical code `RESOURCE_EXHAUSTED` (sent by name).
-        ResourceExhausted,
-        /// Canonical code `FAILED_PRECONDITION` (sent by name).
-        FailedPrecondition,
-        /// Canonical code `ABORTED` (sent by name).
-        Aborted,
-        /// Canonical code `OUT_OF_RANGE` (sent by name).
-        OutOfRange,
-        /// Canonical code `UNIMPLEMENTED` (sent by name).
-        Unimplemented,
-        /// Canonical code `DATA_LOSS` (sent by name).
-        DataLoss,
-        /// A code this service does not declare, kept verbatim.
-        Unrecognized(::std::string::String),
-    }
-    impl ProductServiceErrorCode {
-        /// `INVALID_ARGUMENT` as a string.
-        pub const INVALID_ARGUMENT: &'static str = "INVALID_ARGUMENT";
-        /// `NOT_FOUND` as a string.
-        pub const NOT_FOUND: &'static str = "NOT_FOUND";
-        /// `ALREADY_EXISTS` as a string.
-        pub const ALREADY_EXISTS: &'static str = "ALREADY_EXISTS";
-        /// `PERMISSION_DENIED` as a string.
-        pub const PERMISSION_DENIED: &'static str = "PERMISSION_DENIED";
-        /// `UNAUTHENTICATED` as a string.
-        pub const UNAUTHENTICATED: &'static str = "UNAUTHENTICATED";
-        /// `INTERNAL` as a string.
-        pub const INTERNAL: &'static str = "INTERNAL";
-        /// `UNAVAILABLE` as a string.
-        pub const UNAVAILABLE: &'static str = "UNAVAILABLE";
-        /// `CANCELLED` as a string.
-        pub const CANCELLED: &'static str = "CANCELLED";
-        /// `UNKNOWN` as a string.
-        pub const UNKNOWN: &'static str = "UNKNOWN";
-        /// `DEADLINE_EXCEEDED` as a string.
-        pub const DEADLINE_EXCEEDED: &'static str = "DEADLINE_EXCEEDED";
-        /// `RESOURCE_EXHAUSTED` as a string.
-        pub const RESOURCE_EXHAUSTED: &'static str = "RESOURCE_EXHAUSTED";
-        /// `FAILED_PRECONDITION` as a string.
-        pub const FAILED_PRECONDITION: &'static str = "FAILED_PRECONDITION";
-        /// `ABORTED` as a string.
-        pub const ABORTED: &'static str = "ABORTED";
-        /// `OUT_OF_RANGE` as a string.
-        pub const OUT_OF_RANGE: &'static str = "OUT_OF_RANGE";
-        /// `UNIMPLEMENTED` as a string.
-        pub const UNIMPLEMENTED: &'static str = "UNIMPLEMENTED";
-        /// `DATA_LOSS` as a string.
-        pub const DATA_LOSS: &'static str = "DATA_LOSS";
-        /// The code's name (or the verbatim value of an unrecognised code).
-        pub fn as_str(&self) -> &str {
-            match self {
-                ProductServiceErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-                ProductServiceErrorCode::NotFound => "NOT_FOUND",
-                ProductServiceErrorCode::AlreadyExists => "ALREADY_EXISTS",
-                ProductServiceErrorCode::PermissionDenied => "PERMISSION_DENIED",
-                ProductServiceErrorCode::Unauthenticated => "UNAUTHENTICATED",
-                ProductServiceErrorCode::Internal => "INTERNAL",
-                ProductServiceErrorCode::Unavailable => "UNAVAILABLE",
-                ProductServiceErrorCode::Cancelled => "CANCELLED",
-                ProductServiceErrorCode::Unknown => "UNKNOWN",
-                ProductServiceErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-                ProductServiceErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-                ProductServiceErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
-                ProductServiceErrorCode::Aborted => "ABORTED",
-                ProductServiceErrorCode::OutOfRange => "OUT_OF_RANGE",
-                ProductServiceErrorCode::Unimplemented => "UNIMPLEMENTED",
-                ProductServiceErrorCode::DataLoss => "DATA_LOSS",
-                ProductServiceErrorCode::Unrecognized(raw) => raw,
-            }
-        }
-        /// Classifies a runtime code.
-        pub fn from_code(code: &::nats_micro_runtime::codegen::Code) -> Self {
-            match code {
-                ::nats_micro_runtime::codegen::Code::InvalidArgument => {
-                    ProductServiceErrorCode::InvalidArgument
-                }
-                ::nats_micro_runtime::codegen::Code::NotFound => {
-                    ProductServiceErrorCode::NotFound
-                }
-                ::nats_micro_runtime::codegen::Code::AlreadyExists => {
-                    ProductServiceErrorCode::AlreadyExists
-                }
-                ::nats_micro_runtime::codegen::Code::PermissionDenied => {
-                    ProductServiceErrorCode::PermissionDenied
-                }
-                ::nats_micro_runtime::codegen::Code::Unauthenticated => {
-                    ProductServiceErrorCode::Unauthenticated
-                }
-                ::nats_micro_runtime::codegen::Code::Internal => {
-                    ProductServiceErrorCode::Internal
-                }
-                ::nats_micro_runtime::codegen::Code::Unavailable => {
-                    ProductServiceErrorCode::Unavailable
-                }
-                ::nats_micro_runtime::codegen::Code::Cancelled => {
-                    ProductServiceErrorCode::Cancelled
-                }
-                ::nats_micro_runtime::codegen::Code::Unknown => {
-                    ProductServiceErrorCode::Unknown
-                }
-                ::nats_micro_runtime::codegen::Code::DeadlineExceeded => {
-                    ProductServiceErrorCode::DeadlineExceeded
-                }
-                ::nats_micro_runtime::codegen::Code::ResourceExhausted => {
-                    ProductServiceErrorCode::ResourceExhausted
-                }
-                ::nats_micro_runtime::codegen::Code::FailedPrecondition => {
-                    ProductServiceErrorCode::FailedPrecondition
-                }
-                ::nats_micro_runtime::codegen::Code::Aborted => {
-                    ProductServiceErrorCode::Aborted
-                }
-                ::nats_micro_runtime::codegen::Code::OutOfRange => {
-                    ProductServiceErrorCode::OutOfRange
-                }
-                ::nats_micro_runtime::codegen::Code::Unimplemented => {
-                    ProductServiceErrorCode::Unimplemented
-                }
-                ::nats_micro_runtime::codegen::Code::DataLoss => {
-                    ProductServiceErrorCode::DataLoss
-                }
-                other => ProductServiceErrorCode::Unrecognized(other.as_str().into()),
-            }
-        }
-        /// The runtime code.
-        pub fn to_code(&self) -> ::nats_micro_runtime::codegen::Code {
-            match self {
-                ProductServiceErrorCode::InvalidArgument => {
-                    ::nats_micro_runtime::codegen::Code::InvalidArgument
-                }
-                ProductServiceErrorCode::NotFound => {
-                    ::nats_micro_runtime::codegen::Code::NotFound
-                }
-                ProductServiceErrorCode::AlreadyExists => {
-                    ::nats_micro_runtime::codegen::Code::AlreadyExists
-                }
-                ProductServiceErrorCode::PermissionDenied => {
-                    ::nats_micro_runtime::codegen::Code::PermissionDenied
-                }
-                ProductServiceErrorCode::Unauthenticated => {
-                    ::nats_micro_runtime::codegen::Code::Unauthenticated
-                }
-                ProductServiceErrorCode::Internal => {
-                    ::nats_micro_runtime::codegen::Code::Internal
-                }
-                ProductServiceErrorCode::Unavailable => {
-                    ::nats_micro_runtime::codegen::Code::Unavailable
-                }
-                ProductServiceErrorCode::Cancelled => {
-                    ::nats_micro_runtime::codegen::Code::Cancelled
-                }
-                ProductServiceErrorCode::Unknown => {
-                    ::nats_micro_runtime::codegen::Code::Unknown
-                }
-                ProductServiceErrorCode::DeadlineExceeded => {
-                    ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-                }
-                ProductServiceErrorCode::ResourceExhausted => {
-                    ::nats_micro_runtime::codegen::Code::ResourceExhausted
-                }
-                ProductServiceErrorCode::FailedPrecondition => {
-                    ::nats_micro_runtime::codegen::Code::FailedPrecondition
-                }
-                ProductServiceErrorCode::Aborted => {
-                    ::nats_micro_runtime::codegen::Code::Aborted
-                }
-                ProductServiceErrorCode::OutOfRange => {
-                    ::nats_micro_runtime::codegen::Code::OutOfRange
-                }
-                ProductServiceErrorCode::Unimplemented => {
-                    ::nats_micro_runtime::codegen::Code::Unimplemented
-                }
-                ProductServiceErrorCode::DataLoss => {
-                    ::nats_micro_runtime::codegen::Code::DataLoss
-                }
-                ProductServiceErrorCode::Unrecognized(raw) => {
-                    ::nats_micro_runtime::codegen::Code::from_wire(raw)
-                }
-            }
-        }
-    }
-    impl ::core::fmt::Display for ProductServiceErrorCode {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-    /// An error of `product.v1.ProductService`: a [`ProductServiceErrorCode`], a message, the method, optional data.
-    ///
-    /// Derefs to the runtime error for the message, data, headers and
-    /// transport checks (`is_timeout`, `is_no_responders`).
-    #[derive(Clone, Debug)]
-    pub struct ProductServiceError(pub ::nats_micro_runtime::codegen::Error);
-    impl ProductServiceError {
-        /// An error with any code.
-        pub fn new(
-            code: ProductServiceErrorCode,
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(code.to_code(), message)
-                    .with_method(method),
-            )
-        }
-        /// A `INVALID_ARGUMENT` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn invalid_argument(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::InvalidArgument,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `NOT_FOUND` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn not_found(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::NotFound,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ALREADY_EXISTS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn already_exists(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::AlreadyExists,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `PERMISSION_DENIED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn permission_denied(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::PermissionDenied,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAUTHENTICATED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unauthenticated(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unauthenticated,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `INTERNAL` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn internal(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Internal,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNAVAILABLE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unavailable(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unavailable,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `CANCELLED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn cancelled(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Cancelled,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNKNOWN` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unknown(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unknown,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DEADLINE_EXCEEDED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn deadline_exceeded(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DeadlineExceeded,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `RESOURCE_EXHAUSTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn resource_exhausted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::ResourceExhausted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `FAILED_PRECONDITION` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn failed_precondition(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::FailedPrecondition,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `ABORTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn aborted(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Aborted,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `OUT_OF_RANGE` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn out_of_range(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::OutOfRange,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `UNIMPLEMENTED` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn unimplemented(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::Unimplemented,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// A `DATA_LOSS` error raised in `method` (the proto method name, e.g. `"CreateOrder"`).
-        pub fn data_loss(
-            method: &'static str,
-            message: impl ::core::convert::Into<::std::string::String>,
-        ) -> Self {
-            ProductServiceError(
-                ::nats_micro_runtime::codegen::Error::new(
-                        ::nats_micro_runtime::codegen::Code::DataLoss,
-                        message,
-                    )
-                    .with_method(method),
-            )
-        }
-        /// The code, classified for this service.
-        pub fn code(&self) -> ProductServiceErrorCode {
-            ProductServiceErrorCode::from_code(self.0.code())
-        }
-        /// Whether the code is `INVALID_ARGUMENT`.
-        pub fn is_invalid_argument(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::InvalidArgument
-        }
-        /// Whether the code is `NOT_FOUND`.
-        pub fn is_not_found(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::NotFound
-        }
-        /// Whether the code is `ALREADY_EXISTS`.
-        pub fn is_already_exists(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::AlreadyExists
-        }
-        /// Whether the code is `PERMISSION_DENIED`.
-        pub fn is_permission_denied(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::PermissionDenied
-        }
-        /// Whether the code is `UNAUTHENTICATED`.
-        pub fn is_unauthenticated(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unauthenticated
-        }
-        /// Whether the code is `INTERNAL`.
-        pub fn is_internal(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Internal
-        }
-        /// Whether the code is `UNAVAILABLE`.
-        pub fn is_unavailable(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unavailable
-        }
-        /// Whether the code is `CANCELLED`.
-        pub fn is_cancelled(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Cancelled
-        }
-        /// Whether the code is `UNKNOWN`.
-        pub fn is_unknown(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unknown
-        }
-        /// Whether the code is `DEADLINE_EXCEEDED`.
-        pub fn is_deadline_exceeded(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DeadlineExceeded
-        }
-        /// Whether the code is `RESOURCE_EXHAUSTED`.
-        pub fn is_resource_exhausted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::ResourceExhausted
-        }
-        /// Whether the code is `FAILED_PRECONDITION`.
-        pub fn is_failed_precondition(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::FailedPrecondition
-        }
-        /// Whether the code is `ABORTED`.
-        pub fn is_aborted(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Aborted
-        }
-        /// Whether the code is `OUT_OF_RANGE`.
-        pub fn is_out_of_range(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::OutOfRange
-        }
-        /// Whether the code is `UNIMPLEMENTED`.
-        pub fn is_unimplemented(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::Unimplemented
-        }
-        /// Whether the code is `DATA_LOSS`.
-        pub fn is_data_loss(&self) -> bool {
-            *self.0.code() == ::nats_micro_runtime::codegen::Code::DataLoss
-        }
-        /// Sets the error data (sent as the reply body).
-        pub fn with_data(
-            self,
-            data: impl ::core::convert::Into<::nats_micro_runtime::codegen::Bytes>,
-        ) -> Self {
-            ProductServiceError(self.0.with_data(data))
-        }
-        /// Adds a header to the error reply.
-        pub fn with_header(self, name: &str, value: &str) -> Self {
-            ProductServiceError(self.0.with_header(name, value))
-        }
-        /// The runtime error.
-        pub fn into_inner(self) -> ::nats_micro_runtime::codegen::Error {
-            self.0
-        }
-    }
-    impl ::core::ops::Deref for ProductServiceError {
-        type Target = ::nats_micro_runtime::codegen::Error;
-        fn deref(&self) -> &::nats_micro_runtime::codegen::Error {
-            &self.0
-        }
-    }
-    impl ::core::fmt::Display for ProductServiceError {
-        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-            ::core::fmt::Display::fmt(&self.0, f)
-        }
-    }
-    impl ::std::error::Error for ProductServiceError {
-        fn source(
-            &self,
-        ) -> ::core::option::Option<&(dyn ::std::error::Error + 'static)> {
-            ::std::error::Error::source(&self.0)
-        }
-    }
-    impl ::core::convert::From<ProductServiceError>
-    for ::nats_micro_runtime::codegen::Error {
-        fn from(error: ProductServiceError) -> ::nats_micro_runtime::codegen::Error {
-            error.0
-        }
-    }
-    /// Any `HandlerError` (including the runtime error) converts with `?`.
-    impl<E: ::nats_micro_runtime::codegen::HandlerError> ::core::convert::From<E>
-    for ProductServiceError {
-        fn from(error: E) -> Self {
-            ProductServiceError(error.into_error())
-        }
+    rt::service_error! {
+        service "product.v1.ProductService"; code ProductServiceErrorCode; error
+        ProductServiceError; custom {}
     }
 }

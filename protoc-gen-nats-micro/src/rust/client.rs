@@ -1,0 +1,40 @@
+//! The typed client: the runtime's `service_client!` for the plumbing, and
+//! one method per RPC.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+
+use super::{ServiceItems, docs, server};
+
+/// The client struct and its RPC methods.
+pub fn generate(items: &ServiceItems) -> TokenStream {
+    let (service, client, error) = (items.service, &items.client, &items.error);
+    let full_name = &service.full_name;
+    let codec = server::codec(service.json);
+    let methods = service.methods.iter().zip(&items.rpcs).enumerate().map(|(i, (method, rpc))| {
+        let (i, name, input, output) = (Literal::usize_unsuffixed(i), &rpc.names.client, &rpc.input, &rpc.output);
+        let comments = docs::comments_paragraph(method.comments.as_deref());
+        let call = docs::line(&format!(" Calls `{}` on `{{subject_prefix}}.{}`.", method.proto_name, method.endpoint));
+        let deprecated = method.deprecated.then(|| quote! { #[deprecated] });
+        quote! {
+            #comments
+            #call
+            #deprecated
+            pub async fn #name(&self, request: impl rt::IntoRequest<#input>)
+                -> ::core::result::Result<rt::Response<#output>, #error>
+            {
+                self.inner().unary::<#codec, _, _>(&ENDPOINTS[#i].method, request.into_request()).await.map_err(#error)
+            }
+        }
+    });
+    let deprecated = service.deprecated.then(|| quote! { #[deprecated] });
+    let allow = items.allow_deprecated();
+    quote! {
+        rt::service_client! { service #full_name; #deprecated client #client; spec SERVICE, ENDPOINTS; }
+
+        #allow
+        impl #client {
+            #(#methods)*
+        }
+    }
+}

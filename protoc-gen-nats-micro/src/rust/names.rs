@@ -1,0 +1,284 @@
+//! Rust names for what a service generates, and the text that goes into
+//! doc comments. Every identifier is made here, by total functions: any
+//! input (`_`, `__`, `_1`, keywords, clashing names) gives a valid, distinct
+//! identifier that passes rustc's naming lints; nothing here panics.
+
+use std::collections::HashSet;
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::{Ident, Span};
+
+use crate::model::{BUILTIN_CODES, EXTRA_CANONICAL_CODES, Service};
+
+/// Keywords that can be written raw (`r#type`).
+const RAW_KEYWORDS: &[&str] = &[
+    "as", "break", "const", "continue", "else", "enum", "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod",
+    "move", "mut", "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where", "while", "dyn",
+    "abstract", "become", "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "async",
+    "await", "try", "gen",
+];
+
+/// Keywords that cannot be raw: they get a trailing `_`.
+const NON_RAW_KEYWORDS: &[&str] = &["_", "super", "self", "Self", "extern", "crate"];
+
+/// An identifier from any text: ASCII letters, digits and `_` are kept,
+/// anything else becomes `_`; a leading digit or an empty name gets a
+/// leading `_`; keywords are raw (`r#type`) or get a trailing `_` (`self_`).
+/// Text already in raw form (`r#type`, as prost's naming gives it) is kept.
+pub fn ident(text: &str) -> Ident {
+    let text = text.strip_prefix("r#").unwrap_or(text);
+    let mut name: String = text.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    if NON_RAW_KEYWORDS.contains(&name.as_str()) {
+        name.push('_');
+    }
+    if RAW_KEYWORDS.contains(&name.as_str()) {
+        return Ident::new_raw(&name, Span::call_site());
+    }
+    Ident::new(&name, Span::call_site())
+}
+
+/// Hands out names in one namespace: a name already taken (or reserved)
+/// gets `suffix`, then a number, until it is free.
+pub struct Namespace {
+    taken: HashSet<String>,
+}
+
+impl Namespace {
+    /// A namespace where `reserved` are taken already.
+    pub fn new(reserved: &[&str]) -> Namespace {
+        Namespace { taken: reserved.iter().map(|s| (*s).to_owned()).collect() }
+    }
+
+    /// `name` if free, else `name` + `suffix`, else with a number appended.
+    pub fn claim(&mut self, name: String, suffix: &str) -> String {
+        if self.taken.insert(name.clone()) {
+            return name;
+        }
+        let base = format!("{name}{suffix}");
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while !self.taken.insert(candidate.clone()) {
+            candidate = format!("{base}{n}");
+            n += 1;
+        }
+        candidate
+    }
+}
+
+/// `OrderService` → `OrderService` + `suffix`, valid and UpperCamelCase:
+/// a name with no letters left (`_`, `__`) becomes `Service`, a leading
+/// digit gets `_`, a keyword (`Self`) gets `Service` appended.
+pub fn type_name(proto_name: &str, suffix: &str) -> Ident {
+    let camel = proto_name.to_upper_camel_case();
+    let base = match camel.as_str() {
+        "" => "Service".to_owned(),
+        "Self" => "SelfService".to_owned(),
+        _ => camel,
+    };
+    ident(&format!("{base}{suffix}"))
+}
+
+/// The module of each service of one package: `order_service_nats`; names
+/// that meet after snake_case get a number (`foo_nats`, `foo_nats2`).
+pub fn module_names(services: &[&Service]) -> Vec<String> {
+    let mut namespace = Namespace::new(&[]);
+    services
+        .iter()
+        .map(|service| {
+            let snake = service.proto_name.to_snake_case();
+            let snake = if snake.starts_with(|c: char| c.is_ascii_digit()) { format!("_{snake}") } else { snake };
+            let base = format!("{snake}_nats");
+            namespace.claim(base, "")
+        })
+        .collect()
+}
+
+/// Methods of the generated error type and of the runtime error it derefs
+/// to: a custom code's constructor or checker never takes one of these.
+const ERROR_METHODS: &[&str] = &[
+    "new",
+    "code",
+    "message",
+    "data",
+    "headers",
+    "with_data",
+    "with_header",
+    "with_headers",
+    "with_method",
+    "with_source",
+    "into_inner",
+    "method",
+    "kind",
+    "detail",
+    "is_timeout",
+    "is_no_responders",
+    "is_transport",
+    "has_code",
+    "clone",
+    "fmt",
+    "source",
+    "to_string",
+    "deref",
+    "from",
+    "into",
+];
+
+/// A custom code as the generated API names it.
+pub struct CustomCode {
+    /// `ORDER_EXPIRED` (the wire name, also the associated constant).
+    pub wire: Ident,
+    /// `OrderExpired`
+    pub variant: Ident,
+    /// `order_expired`
+    pub constructor: Ident,
+    /// `is_order_expired`
+    pub checker: Ident,
+}
+
+/// Names for the service's custom codes, clashing with nothing the macro
+/// generates: canonical variants, constructors and checkers, the error's
+/// own methods, `Unrecognized`, or each other.
+pub fn custom_codes(service: &Service) -> Vec<CustomCode> {
+    let canonical: Vec<&str> = BUILTIN_CODES.iter().chain(EXTRA_CANONICAL_CODES.iter()).copied().collect();
+    let canonical_variants: Vec<String> = canonical.iter().map(|c| c.to_upper_camel_case()).collect();
+    let canonical_methods: Vec<String> =
+        canonical.iter().flat_map(|c| [c.to_snake_case(), format!("is_{}", c.to_snake_case())]).collect();
+    let mut variants =
+        Namespace::new(&canonical_variants.iter().map(String::as_str).chain(["Unrecognized", "Self"]).collect::<Vec<_>>());
+    let mut methods =
+        Namespace::new(&canonical_methods.iter().map(String::as_str).chain(ERROR_METHODS.iter().copied()).collect::<Vec<_>>());
+    service
+        .error_codes
+        .iter()
+        .map(|wire| {
+            let snake = ident(&wire.to_snake_case()).to_string();
+            let snake = snake.trim_start_matches("r#");
+            CustomCode {
+                wire: ident(wire),
+                variant: ident(&variants.claim(wire.to_upper_camel_case(), "Code")),
+                constructor: ident(&methods.claim(snake.to_owned(), "_")),
+                checker: ident(&methods.claim(format!("is_{snake}"), "_")),
+            }
+        })
+        .collect()
+}
+
+/// Methods of the generated client besides the RPCs: an RPC named like
+/// one of them gets a trailing `_`.
+const CLIENT_METHODS: &[&str] = &[
+    "new",
+    "from_client",
+    "with_subject_prefix",
+    "with_timeout",
+    "with_header",
+    "with_interceptor",
+    "inner",
+    "into_inner",
+    "endpoints",
+    "clone",
+    "fmt",
+    "to_owned",
+];
+
+/// The Rust names of one RPC: the server trait's method and the client's.
+pub struct RpcNames {
+    /// `create_order` in the server trait.
+    pub server: Ident,
+    /// `create_order` on the client (`new_` for an RPC named `New`).
+    pub client: Ident,
+}
+
+/// Names for the service's RPCs, distinct within the trait and within the
+/// client even for methods that meet after snake_case (`GetX`, `Get_X`).
+pub fn rpc_names(service: &Service) -> Vec<RpcNames> {
+    let (mut server, mut client) = (Namespace::new(&[]), Namespace::new(CLIENT_METHODS));
+    service
+        .methods
+        .iter()
+        .map(|method| {
+            let snake = ident(&method.proto_name.to_snake_case()).to_string();
+            let snake = snake.trim_start_matches("r#");
+            RpcNames { server: ident(&server.claim(snake.to_owned(), "_")), client: ident(&client.claim(snake.to_owned(), "_")) }
+        })
+        .collect()
+}
+
+/// Characters that may not appear literally in a doc comment: control
+/// characters (a bare CR is an error in `///`), line and paragraph
+/// separators, and the bidirectional controls rustc rejects.
+fn needs_escape_in_doc(c: char) -> bool {
+    c.is_control() && c != '\t'
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// One line of doc text made safe for a doc comment: the characters above
+/// are written as visible `\u{..}` escapes, and `*/` cannot end a block
+/// comment should the line ever be printed as one.
+pub fn doc_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if needs_escape_in_doc(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace("*/", "*\\/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_text_gives_a_valid_identifier() {
+        for (text, expected) in [
+            ("", "__"),
+            ("_", "__"),
+            ("__", "__"),
+            ("_1", "_1"),
+            ("1a", "_1a"),
+            ("type", "r#type"),
+            ("r#type", "r#type"),
+            ("self", "self_"),
+            ("Self", "Self_"),
+            ("crate", "crate_"),
+            ("a-b c", "a_b_c"),
+            ("naïve", "na_ve"),
+        ] {
+            assert_eq!(ident(text).to_string(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn service_type_names_are_upper_camel_and_never_empty() {
+        for (proto, suffix, expected) in [
+            ("_", "", "Service"),
+            ("__", "Error", "ServiceError"),
+            ("_1", "Client", "_1Client"),
+            ("Self", "", "SelfService"),
+            ("type", "", "Type"),
+            ("order_service", "ErrorCode", "OrderServiceErrorCode"),
+        ] {
+            assert_eq!(type_name(proto, suffix).to_string(), expected, "{proto:?} {suffix:?}");
+        }
+    }
+
+    #[test]
+    fn namespaces_never_hand_out_a_name_twice() {
+        let mut ns = Namespace::new(&["new"]);
+        assert_eq!(ns.claim("new".into(), "_"), "new_");
+        assert_eq!(ns.claim("new".into(), "_"), "new_2");
+        assert_eq!(ns.claim("a1".into(), "Code"), "a1");
+        assert_eq!(ns.claim("a1".into(), "Code"), "a1Code");
+    }
+
+    #[test]
+    fn doc_text_escapes_what_rustc_rejects() {
+        assert_eq!(doc_text("a\u{202E}b\u{2028}c\0d\re*/"), "a\\u{202e}b\\u{2028}c\\u{0}d\\u{d}e*\\/");
+        assert_eq!(doc_text("tab\tkept"), "tab\tkept");
+    }
+}
