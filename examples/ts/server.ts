@@ -8,7 +8,7 @@
 
 import { create } from "@bufbuild/protobuf";
 import { connect } from "@nats-io/transport-node";
-import type { RequestContext } from "./gen/nats_micro_runtime.js";
+import type { RequestContext } from "nats-micro-runtime";
 import {
   newOrderServiceInvalidArgumentError,
   newOrderServiceNotFoundError,

@@ -30,6 +30,7 @@ impl Program {
         for tool in [&es, &tsc] {
             assert!(tool.exists(), "{} is missing: run `bash scripts/setup`", tool.display());
         }
+        assert_runtime_built(&root);
 
         let es_args = [
             format!("--plugin=protoc-gen-es={}", es.display()),
@@ -59,10 +60,31 @@ impl Program {
         Program { dir: dir.to_owned() }
     }
 
+    /// The directory the program is compiled in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `node dist/SCRIPT.js ARGS`
     pub fn node(&self, script: &str, args: &[&str]) -> Command {
         let mut command = Command::new("node");
         command.arg(self.dir.join("dist").join(format!("{script}.js"))).args(args);
         command
     }
+}
+
+/// Panics unless the runtime package (`runtime-ts/`, which generated code
+/// imports as `nats-micro-runtime`) is built and newer than its sources.
+pub fn assert_runtime_built(root: &Path) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let built = modified(&root.join("runtime-ts/dist/index.js"));
+    let newest_source = std::fs::read_dir(root.join("runtime-ts/src"))
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().and_then(|e| modified(&e.path())))
+        .max();
+    assert!(
+        built.is_some() && built >= newest_source,
+        "runtime-ts/dist is missing or older than runtime-ts/src: run `bash scripts/setup`"
+    );
 }

@@ -427,3 +427,85 @@ async fn the_typescript_example_serves_and_calls_the_order_service() {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
 }
+
+// --- The runtime as a package, outside the repository ----------------------
+
+/// Runs `command` and returns its stdout; panics with its output unless it succeeds.
+fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{command:?} failed:\n{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// `npm install ARGS` in `dir` (from the registry, or npm's cache).
+fn npm_install(dir: &Path, args: &[&str]) {
+    run(Command::new("npm").current_dir(dir).args(["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]).args(args));
+}
+
+/// Generates the TypeScript (protoc-gen-es messages, our services) for `protos` into `out`.
+fn generate_ts(out: &Path, protos: &[&str]) {
+    let es = root().join("node_modules/.bin/protoc-gen-es");
+    let es_args =
+        [format!("--plugin=protoc-gen-es={}", es.display()), format!("--es_out={}", out.display()), "--es_opt=target=ts,import_extension=js".to_owned()];
+    nats_micro_tests::codegen::generate(out, protos, "ts", &es_args);
+}
+
+#[tokio::test]
+async fn the_packed_runtime_serves_two_output_folders_outside_the_repository() {
+    let root = root().canonicalize().expect("repository root");
+    nats_micro_tests::typescript::assert_runtime_built(&root);
+    let project = std::env::temp_dir().join(format!("nats-micro-ts-package-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&project);
+    std::fs::create_dir_all(project.join("other")).expect("project directory");
+    assert!(!project.starts_with(&root), "outside the repository");
+
+    // The tarball, as `npm publish` would upload it.
+    let packed = run(Command::new("npm").current_dir(root.join("runtime-ts")).args(["pack", "--silent", "--pack-destination"]).arg(&project));
+    let tarball = project.join(packed.trim().lines().last().expect("npm pack names the tarball"));
+    let tarball = tarball.to_string_lossy().into_owned();
+
+    std::fs::write(project.join("package.json"), r#"{"name": "app", "private": true, "type": "module"}"#).expect("package.json");
+    npm_install(&project, &[
+        &tarball,
+        "@nats-io/nats-core@3.3.0",
+        "@nats-io/transport-node@3.3.0",
+        "@bufbuild/protobuf@2.13.0",
+        "@types/node@20.19.43",
+    ]);
+    // A second copy of the runtime, for the folder below `other/` (its peers resolve from the project's).
+    std::fs::write(project.join("other/package.json"), r#"{"name": "other", "private": true, "type": "module"}"#).expect("package.json");
+    npm_install(&project.join("other"), &["--legacy-peer-deps", &tarball]);
+
+    generate_ts(&project.join("gen-a"), &["order/v1/order.proto"]);
+    generate_ts(&project.join("gen-b"), &["demo/v1/encoding.proto"]);
+    generate_ts(&project.join("other/gen-c"), &["order/v1/order.proto"]);
+    for script in ["app.ts", "mismatch.ts"] {
+        std::fs::copy(root.join("tests/ts/packaged").join(script), project.join(script)).expect("copying a script");
+    }
+    let base = std::fs::read_to_string(root.join("tsconfig.base.json")).expect("tsconfig.base.json");
+    std::fs::write(project.join("tsconfig.base.json"), base).expect("tsconfig.base.json");
+    std::fs::write(
+        project.join("tsconfig.json"),
+        r#"{"extends": "./tsconfig.base.json", "compilerOptions": {"outDir": "dist", "rootDir": "."}, "include": ["*.ts", "gen-a/**/*.ts", "gen-b/**/*.ts", "other/gen-c/**/*.ts"]}"#,
+    )
+    .expect("tsconfig.json");
+    run(Command::new(root.join("node_modules/.bin/tsc")).arg("-p").arg(&project));
+
+    let server = NatsServer::start();
+    let report = run(Command::new("node").current_dir(&project).arg("dist/app.js").arg(server.url()));
+    assert!(report.contains(" passed, 0 failed"), "{report}");
+    assert!(report.contains("ok a re-thrown downstream error keeps its code and message"), "{report}");
+
+    // The generated module refuses a runtime copy of another minor version, naming both versions.
+    let installed = project.join("other/node_modules/nats-micro-runtime/dist/index.js");
+    let source = std::fs::read_to_string(&installed).expect("the installed runtime");
+    let version = format!("RUNTIME_VERSION = \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(source.contains(&version), "the runtime states its version");
+    std::fs::write(&installed, source.replace(&version, "RUNTIME_VERSION = \"0.99.0\"")).expect("patching the copy");
+    let refused = run(Command::new("node").current_dir(&project).arg("dist/mismatch.js"));
+    assert!(refused.starts_with("refused: "), "{refused}");
+    assert!(refused.contains(&format!("protoc-gen-nats-micro {}", env!("CARGO_PKG_VERSION"))), "{refused}");
+    assert!(refused.contains("nats-micro-runtime 0.99.0"), "{refused}");
+    let _ = std::fs::remove_dir_all(&project);
+}

@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { runChecks, type Check } from "./checks.js";
-import * as runtime from "./gen/nats_micro_runtime.js";
+import * as runtime from "nats-micro-runtime";
 import * as orders from "./gen/order/v1/order_nats.pb.js";
 import { isJSONServiceInvalidArgument, JSONServiceNatsClient } from "./gen/jsondemo/v1/jsondemo_nats.pb.js";
 

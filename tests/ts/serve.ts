@@ -18,7 +18,7 @@
  */
 
 import { connect } from "@nats-io/transport-node";
-import * as runtime from "./gen/nats_micro_runtime.js";
+import * as runtime from "nats-micro-runtime";
 import {
   newOrderServiceNotFoundError,
   OrderServiceError,

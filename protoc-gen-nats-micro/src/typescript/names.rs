@@ -4,11 +4,73 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// A double-quoted TypeScript string literal (see [`quoted_string_literal`](crate::naming::quoted_string_literal)).
-pub use crate::naming::quoted_string_literal as string_literal;
+/// Characters that must not appear as themselves in generated source:
+/// C0/C1 controls (NUL included), the line terminators U+2028/U+2029 (which
+/// end a `//` comment in JavaScript), the byte-order mark, and the bidi
+/// controls that can make source read differently from how it runs
+/// (U+061C, U+200E/200F, U+202A–202E, U+2066–2069).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{061c}' | '\u{200e}' | '\u{200f}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// A double-quoted TypeScript string literal: quotes, backslashes, controls,
+/// line terminators and bidi controls escaped.
+///
+/// ```
+/// use protoc_gen_nats_micro::typescript::names::string_literal;
+/// assert_eq!(string_literal("say \"hi\"\n\\"), r#""say \"hi\"\n\\""#);
+/// assert_eq!(string_literal("\u{2028}\u{0}\u{202e}"), r#""\u2028\u0000\u202e""#);
+/// ```
+pub fn string_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => escape_unit(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `\uXXXX` (or `\u{X…}` beyond the BMP, which never needs it today).
+fn escape_unit(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    let _ = if (c as u32) <= 0xffff { write!(out, "\\u{:04x}", c as u32) } else { write!(out, "\\u{{{:x}}}", c as u32) };
+}
+
+/// Text for one line of a comment (`//` or inside `/** */`): every character
+/// that could end the line or the comment, or hide what follows (controls,
+/// U+2028/2029, bidi controls, `*/`), written as a visible escape instead.
+///
+/// ```
+/// use protoc_gen_nats_micro::typescript::names::comment_text;
+/// assert_eq!(comment_text("a\u{2028}b */ c\nd"), "a\\u2028b *\\/ c\\u000ad");
+/// ```
+pub fn comment_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if needs_escape(c) && c != '\t' {
+            escape_unit(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace("*/", "*\\/")
+}
 
 /// A JSDoc block at `indent` from paragraphs of text (each may span lines;
-/// an empty paragraph is skipped). `*/` in the text cannot end the comment.
+/// an empty paragraph is skipped). Nothing in the text can end the comment
+/// or a line early (see [`comment_text`]).
 pub fn jsdoc(indent: &str, paragraphs: &[String]) -> String {
     let paragraphs: Vec<&String> = paragraphs.iter().filter(|p| !p.trim().is_empty()).collect();
     if paragraphs.is_empty() {
@@ -17,7 +79,7 @@ pub fn jsdoc(indent: &str, paragraphs: &[String]) -> String {
     if let [only] = paragraphs.as_slice()
         && !only.contains('\n')
     {
-        return format!("{indent}/** {} */\n", only.trim_end().replace("*/", "*\\/"));
+        return format!("{indent}/** {} */\n", comment_text(only.trim_end()));
     }
     let mut out = format!("{indent}/**\n");
     for (i, paragraph) in paragraphs.iter().enumerate() {
@@ -25,7 +87,7 @@ pub fn jsdoc(indent: &str, paragraphs: &[String]) -> String {
             out.push_str(&format!("{indent} *\n"));
         }
         for line in paragraph.lines() {
-            let line = line.trim_end().replace("*/", "*\\/");
+            let line = comment_text(line.trim_end());
             if line.is_empty() {
                 out.push_str(&format!("{indent} *\n"));
             } else {
