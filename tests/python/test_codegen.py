@@ -54,4 +54,22 @@ def test_every_corpus_proto_with_services_has_a_module(corpus_tree: Path) -> Non
         "streaming.v1.service_nats_pb2",
         "user.v1.service_nats_pb2",
     ]
-    assert (corpus_tree / "nats_micro_runtime.py").is_file()
+    # The runtime is the installed package, not a copy per output.
+    assert not list(corpus_tree.rglob("nats_micro_runtime*"))
+
+
+def test_generated_codes_follow_the_runtime_table() -> None:
+    """The generated ``ERROR_CODE_*`` constants list the canonical codes in
+    the runtime's order (the Go plugin's), then the custom codes."""
+    import nats_micro_runtime as rt
+    from order.v1 import order_nats_pb2 as orders
+
+    names = [name for name in vars(orders) if name.startswith("ERROR_CODE_")]
+    values = [getattr(orders, name) for name in names]
+    assert tuple(values[:16]) == rt.CANONICAL_CODES
+    assert rt.CANONICAL_CODES == (
+        "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "UNAUTHENTICATED", "INTERNAL",
+        "UNAVAILABLE", "CANCELLED", "UNKNOWN", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "DATA_LOSS",
+    )  # fmt: skip
+    assert values[16:] == ["ORDER_EXPIRED", "PAYMENT_FAILED", "STOCK_UNAVAILABLE"]
