@@ -42,7 +42,6 @@ ERROR_CODE_UNIMPLEMENTED = nats_micro_runtime.UNIMPLEMENTED
 ERROR_CODE_DATA_LOSS = nats_micro_runtime.DATA_LOSS
 ERROR_CODE_NEW = "NEW"
 ERROR_CODE_CODE = "CODE"
-ERROR_CODE_UNRECOGNIZED = "UNRECOGNIZED"
 ERROR_CODE_TIMEOUT = "TIMEOUT"
 ERROR_CODE_HTTP_2_FAIL = "HTTP_2_FAIL"
 
@@ -78,7 +77,6 @@ class TypeUnimplementedError(TypeError_, nats_micro_runtime.UnimplementedError):
 class TypeDataLossError(TypeError_, nats_micro_runtime.DataLossError): ...
 class TypeNewError(TypeError_, nats_micro_runtime.CodedServiceError): CODE = ERROR_CODE_NEW
 class TypeCodeError(TypeError_, nats_micro_runtime.CodedServiceError): CODE = ERROR_CODE_CODE
-class TypeUnrecognizedError(TypeError_, nats_micro_runtime.CodedServiceError): CODE = ERROR_CODE_UNRECOGNIZED
 class TypeTimeoutError(TypeError_, nats_micro_runtime.CodedServiceError): CODE = ERROR_CODE_TIMEOUT
 class TypeHttp2FailError(TypeError_, nats_micro_runtime.CodedServiceError): CODE = ERROR_CODE_HTTP_2_FAIL
 
@@ -100,7 +98,6 @@ new_type_unimplemented_error = TypeUnimplementedError
 new_type_data_loss_error = TypeDataLossError
 new_type_new_error = TypeNewError
 new_type_code_error = TypeCodeError
-new_type_unrecognized_error = TypeUnrecognizedError
 new_type_timeout_error = TypeTimeoutError
 new_type_http2_fail_error = TypeHttp2FailError
 
@@ -122,7 +119,6 @@ is_type_unimplemented = TypeError_.checker(ERROR_CODE_UNIMPLEMENTED)
 is_type_data_loss = TypeError_.checker(ERROR_CODE_DATA_LOSS)
 is_type_new = TypeError_.checker(ERROR_CODE_NEW)
 is_type_code = TypeError_.checker(ERROR_CODE_CODE)
-is_type_unrecognized = TypeError_.checker(ERROR_CODE_UNRECOGNIZED)
 is_type_timeout = TypeError_.checker(ERROR_CODE_TIMEOUT)
 is_type_http2_fail = TypeError_.checker(ERROR_CODE_HTTP_2_FAIL)
 

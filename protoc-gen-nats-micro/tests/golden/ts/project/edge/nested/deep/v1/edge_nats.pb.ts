@@ -200,7 +200,6 @@ export enum TypeErrorCode {
   DATA_LOSS = "DATA_LOSS",
   NEW = "NEW",
   CODE = "CODE",
-  UNRECOGNIZED = "UNRECOGNIZED",
   TIMEOUT = "TIMEOUT",
   HTTP_2_FAIL = "HTTP_2_FAIL",
 }
@@ -277,8 +276,6 @@ export const newTypeNewError = runtime.errorFactory(TypeError, TypeErrorCode.NEW
 export const isTypeNew = runtime.codeChecker(TypeErrorCode.NEW);
 export const newTypeCodeError = runtime.errorFactory(TypeError, TypeErrorCode.CODE);
 export const isTypeCode = runtime.codeChecker(TypeErrorCode.CODE);
-export const newTypeUnrecognizedError = runtime.errorFactory(TypeError, TypeErrorCode.UNRECOGNIZED);
-export const isTypeUnrecognized = runtime.codeChecker(TypeErrorCode.UNRECOGNIZED);
 export const newTypeTimeoutError = runtime.errorFactory(TypeError, TypeErrorCode.TIMEOUT);
 export const isTypeTimeout = runtime.codeChecker(TypeErrorCode.TIMEOUT);
 export const newTypeHttp2FailError = runtime.errorFactory(TypeError, TypeErrorCode.HTTP_2_FAIL);
