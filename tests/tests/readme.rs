@@ -9,8 +9,10 @@
 //!   the whole file. PATH is compiled or run by the test suite.
 //! - `<!-- run-by: PATH -->`: every command of the (shell) block appears,
 //!   whitespace-normalised, in PATH, a script the test suite runs.
-//! - `<!-- illustration -->`: prose in code form (output, a layout); checked
-//!   by nothing, so kept rare.
+//! - `<!-- scripts -->`: every command is `bash PATH [ARGS]` with PATH a
+//!   script of the repository.
+//! - `<!-- illustration -->`: prose in code form (a layout, install lines for
+//!   registries we do not publish to yet); checked by nothing, so kept rare.
 
 use std::path::{Path, PathBuf};
 
@@ -107,6 +109,13 @@ fn check_block(readme: &str, block: &Block) -> Result<(), String> {
     let marker = block.marker.as_deref().ok_or_else(|| format!("{at}: code block without a snippet/run-by marker"))?;
     if marker == "illustration" {
         return Ok(());
+    }
+    if marker == "scripts" {
+        let bad: Vec<String> = commands(&block.body)
+            .into_iter()
+            .filter(|c| !c.strip_prefix("bash ").and_then(|rest| rest.split(' ').next()).is_some_and(|p| repo().join(p).is_file()))
+            .collect();
+        return if bad.is_empty() { Ok(()) } else { Err(format!("{at}: not `bash SCRIPT` of the repository: {bad:?}")) };
     }
     if let Some(target) = marker.strip_prefix("snippet:") {
         let (path, name) = match target.trim().split_once('#') {
