@@ -7,11 +7,13 @@ use std::sync::Mutex;
 use nats_micro_runtime::RequestContext;
 
 /// Messages and services generated from `proto/order/v1/order.proto`.
+// snippet: include
 pub mod order {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/order.v1.rs"));
     }
 }
+// end snippet
 
 use order::v1::order::Status;
 use order::v1::order_service_nats::{OrderService, OrderServiceClient, OrderServiceError};
@@ -26,6 +28,7 @@ pub struct InMemoryOrders {
     orders: Mutex<HashMap<String, Order>>,
 }
 
+// snippet: service
 impl OrderService for InMemoryOrders {
     async fn create_order(
         &self,
@@ -67,6 +70,7 @@ impl OrderService for InMemoryOrders {
         orders.get(&request.id).cloned().ok_or_else(|| OrderServiceError::not_found(format!("no order {}", request.id)))
     }
 }
+// end snippet
 
 fn cart(product: &str, age_minutes: i32, card: &str) -> CreateOrderRequest {
     CreateOrderRequest {
@@ -79,6 +83,7 @@ fn cart(product: &str, age_minutes: i32, card: &str) -> CreateOrderRequest {
 
 /// Places orders that succeed and fail, handling each typed error; returns
 /// one line per call.
+// snippet: client
 pub async fn run_client(nats: async_nats::Client) -> Vec<String> {
     let client = OrderServiceClient::new(nats);
     let mut lines = Vec::new();
@@ -121,3 +126,4 @@ pub async fn run_client(nats: async_nats::Client) -> Vec<String> {
     }
     lines
 }
+// end snippet

@@ -51,19 +51,15 @@ fn generate(work: &Path) {
     assert!(output.status.success(), "the README's protoc recipe failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// The scratch crate's `lib.rs`, as the README has it: one module per
-/// package including prost's file only (ours and prost-serde's are included
-/// from it through protoc's `module` insertion point), and a use of each
-/// generated client so that the types are checked, not only parsed.
+/// The scratch crate's `lib.rs`: the two generated trees as modules, and a
+/// use of each generated client so that the types are checked, not only
+/// parsed.
 const LIB_RS: &str = r#"
 #![deny(warnings)]
-pub mod plain {
-    pub mod order { pub mod v1 { include!("work/plain/gen/order/v1/order.v1.rs"); } }
-    pub mod product { pub mod v1 { include!("work/plain/gen/product/v1/product.v1.rs"); } }
-}
-pub mod json {
-    pub mod jsondemo { pub mod v1 { include!("work/json/gen/jsondemo/v1/jsondemo.v1.rs"); } }
-}
+#[path = "work/plain/protos.rs"]
+pub mod plain;
+#[path = "work/json/protos.rs"]
+pub mod json;
 
 /// Clients of every generated service, on one connection.
 pub fn clients(nats: async_nats::Client) {
@@ -71,6 +67,21 @@ pub fn clients(nats: async_nats::Client) {
     let _ = plain::product::v1::product_service_nats::ProductServiceClient::new(nats.clone());
     let _ = json::jsondemo::v1::json_service_nats::JsonServiceClient::new(nats);
 }
+"#;
+
+/// `work/plain/protos.rs`, as the README has it: one module per package
+/// including prost's file only (ours is included from it through protoc's
+/// `module` insertion point).
+const PLAIN_RS: &str = r#"
+// snippet: include
+pub mod order { pub mod v1 { include!("gen/order/v1/order.v1.rs"); } }
+pub mod product { pub mod v1 { include!("gen/product/v1/product.v1.rs"); } }
+// end snippet
+"#;
+
+/// `work/json/protos.rs`: prost's file includes prost-serde's and ours.
+const JSON_RS: &str = r#"
+pub mod jsondemo { pub mod v1 { include!("gen/jsondemo/v1/jsondemo.v1.rs"); } }
 "#;
 
 fn scratch_manifest() -> String {
@@ -119,6 +130,8 @@ fn protoc_gen_prost_layout_and_readme_recipe_compile() {
 
     std::fs::write(dir.path().join("Cargo.toml"), scratch_manifest()).expect("manifest");
     std::fs::write(dir.path().join("lib.rs"), LIB_RS).expect("lib.rs");
+    std::fs::write(work.join("plain/protos.rs"), PLAIN_RS).expect("plain/protos.rs");
+    std::fs::write(work.join("json/protos.rs"), JSON_RS).expect("json/protos.rs");
     // The workspace's lock file pins the same versions the workspace built,
     // so the scratch crate builds offline from what cargo already has.
     std::fs::copy(repo().join("Cargo.lock"), dir.path().join("Cargo.lock")).expect("Cargo.lock");

@@ -69,7 +69,8 @@ fn region(text: &str, name: &str) -> Option<String> {
     let end = start + lines[start..].iter().position(|l| l.contains("end snippet"))?;
     let body = &lines[start..end];
     let indent = body.iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
-    Some(body.iter().map(|l| l.get(indent..).unwrap_or("").trim_end()).collect::<Vec<_>>().join("\n"))
+    let text = body.iter().map(|l| l.get(indent..).unwrap_or("").trim_end()).collect::<Vec<_>>().join("\n");
+    Some(text.trim_matches('\n').to_owned())
 }
 
 /// Shell text as logical commands: continuations joined, comments and
