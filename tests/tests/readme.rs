@@ -24,7 +24,10 @@ fn repo() -> PathBuf {
 struct Block {
     marker: Option<String>,
     body: String,
+    /// 1-based line of the opening fence.
     line: usize,
+    /// Lines `line..end` (0-based, exclusive) are the body.
+    end: usize,
 }
 
 fn blocks(markdown: &str) -> Vec<Block> {
@@ -48,7 +51,7 @@ fn blocks(markdown: &str) -> Vec<Block> {
         while end < lines.len() && lines[end].trim() != fence {
             end += 1;
         }
-        found.push(Block { marker, body: lines[start..end.min(lines.len())].join("\n"), line: i + 1 });
+        found.push(Block { marker, body: lines[start..end.min(lines.len())].join("\n"), line: i + 1, end });
         i = end + 1;
     }
     found
@@ -105,6 +108,34 @@ fn commands(text: &str) -> Vec<String> {
     out
 }
 
+/// The text a `snippet:` marker names.
+fn snippet(target: &str) -> Result<String, String> {
+    let (path, name) = match target.trim().split_once('#') {
+        Some((path, name)) => (path, Some(name)),
+        None => (target.trim(), None),
+    };
+    let text = std::fs::read_to_string(repo().join(path)).map_err(|err| format!("{path}: {err}"))?;
+    match name {
+        Some(name) => region(&text, name).ok_or_else(|| format!("no snippet `{name}` in {path}")),
+        None => Ok(text.trim_end().to_owned()),
+    }
+}
+
+/// `UPDATE_README=1`: rewrites every snippet block of `readme` from its
+/// source (review the diff, as with the golden files).
+fn update_snippets(readme: &str) {
+    let path = repo().join(readme);
+    let text = std::fs::read_to_string(&path).expect("README");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for block in blocks(&text).iter().rev() {
+        let Some(target) = block.marker.as_deref().and_then(|m| m.strip_prefix("snippet:")) else { continue };
+        // A missing source is reported by the check that follows.
+        let Ok(body) = snippet(target) else { continue };
+        lines.splice(block.line..block.end, body.lines().map(str::to_owned));
+    }
+    std::fs::write(&path, lines.join("\n") + "\n").expect("writing README");
+}
+
 fn check_block(readme: &str, block: &Block) -> Result<(), String> {
     let at = format!("{readme}:{}", block.line);
     let marker = block.marker.as_deref().ok_or_else(|| format!("{at}: code block without a snippet/run-by marker"))?;
@@ -119,15 +150,7 @@ fn check_block(readme: &str, block: &Block) -> Result<(), String> {
         return if bad.is_empty() { Ok(()) } else { Err(format!("{at}: not `bash SCRIPT` of the repository: {bad:?}")) };
     }
     if let Some(target) = marker.strip_prefix("snippet:") {
-        let (path, name) = match target.trim().split_once('#') {
-            Some((path, name)) => (path, Some(name)),
-            None => (target.trim(), None),
-        };
-        let text = std::fs::read_to_string(repo().join(path)).map_err(|err| format!("{at}: {path}: {err}"))?;
-        let expected = match name {
-            Some(name) => region(&text, name).ok_or_else(|| format!("{at}: no snippet `{name}` in {path}"))?,
-            None => text.trim_end().to_owned(),
-        };
+        let expected = snippet(target).map_err(|err| format!("{at}: {err}"))?;
         let actual = block.body.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
         return if actual.trim_end() == expected.trim_end() {
             Ok(())
@@ -150,6 +173,9 @@ fn every_readme_code_block_is_checked_against_what_the_tests_run() {
     let mut problems = Vec::new();
     let mut checked = 0;
     for readme in ["README.md"] {
+        if std::env::var_os("UPDATE_README").is_some() {
+            update_snippets(readme);
+        }
         let text = std::fs::read_to_string(repo().join(readme)).expect("README");
         for block in blocks(&text) {
             checked += 1;
