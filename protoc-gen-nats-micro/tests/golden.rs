@@ -96,6 +96,18 @@ fn project_matches_golden() {
     check("project", actual);
 }
 
+/// The edge shapes (`proto/edge/shapes`): keywords, clashing module names,
+/// `_`-only service names, streaming-only, proto2, hostile text.
+#[test]
+fn shapes_match_golden() {
+    let dir = Path::new(CRATE_DIR).join("../proto/edge/shapes");
+    let mut files: Vec<String> = read_dir_files(&dir).into_keys().map(|name| format!("edge/shapes/{name}")).collect();
+    files.sort();
+    let actual = output_files(&generate(&project_includes(), &files, None));
+    assert!(actual.contains_key("edge.shapes.clash.nats_micro.rs"), "shapes output: {:?}", actual.keys());
+    check("shapes", actual);
+}
+
 #[test]
 fn difference_report_names_the_first_differing_line() {
     let report = first_difference("a\nb\nc\n", "a\nB\nc\n");

@@ -4,7 +4,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use super::{ServiceItems, docs, server};
+use super::{ServiceItems, docs, names, server};
 
 /// The client struct and its RPC methods.
 pub fn generate(items: &ServiceItems) -> TokenStream {
@@ -16,10 +16,13 @@ pub fn generate(items: &ServiceItems) -> TokenStream {
         let comments = docs::comments_paragraph(method.comments.as_deref());
         let call = docs::line(&format!(" Calls `{}` on `{{subject_prefix}}.{}`.", method.proto_name, method.endpoint));
         let deprecated = method.deprecated.then(|| quote! { #[deprecated] });
+        let convention = names::breaks_self_convention(name)
+            .then(|| quote! { #[allow(clippy::wrong_self_convention, reason = "named after the proto RPC")] });
         quote! {
             #comments
             #call
             #deprecated
+            #convention
             pub async fn #name(&self, request: impl rt::IntoRequest<#input>)
                 -> ::core::result::Result<rt::Response<#output>, #error>
             {

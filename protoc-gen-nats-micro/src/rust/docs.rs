@@ -20,6 +20,8 @@ pub fn line(text: &str) -> TokenStream {
 pub fn comments(comments: Option<&str>) -> TokenStream {
     let Some(comments) = comments else { return TokenStream::new() };
     let mut in_fence = false;
+    // Width of the list marker of the item being continued (`- `, `1. `), if any.
+    let mut list_indent: Option<usize> = None;
     let lines: Vec<String> = comments
         .lines()
         .map(|line| {
@@ -27,12 +29,27 @@ pub fn comments(comments: Option<&str>) -> TokenStream {
             if let Some(label) = trimmed.strip_prefix("```") {
                 let opening = !in_fence;
                 in_fence = !in_fence;
+                list_indent = None;
                 return if opening && label.trim().is_empty() { " ```text".to_owned() } else { format!(" {trimmed}") };
             }
             if in_fence {
                 return line.to_owned();
             }
-            format!(" {}", trimmed.replace('[', "\\[").replace(']', "\\]"))
+            let escaped = trimmed.replace('[', "\\[").replace(']', "\\]");
+            // A line that continues a list item is indented under it (no lazy continuation).
+            let indent = match (list_marker_width(trimmed), list_indent) {
+                (Some(width), _) => {
+                    list_indent = Some(width);
+                    0
+                }
+                (None, _) if trimmed.is_empty() => {
+                    list_indent = None;
+                    0
+                }
+                (None, Some(width)) => width,
+                (None, None) => 0,
+            };
+            format!(" {:indent$}{escaped}", "")
         })
         .map(|line| doc_text(&line))
         .collect();
@@ -47,5 +64,27 @@ pub fn comments_paragraph(text: Option<&str>) -> TokenStream {
         docs
     } else {
         quote! { #docs #[doc = ""] }
+    }
+}
+
+/// The width of a Markdown list marker starting `line` (`- `, `* `, `+ `, `12. `).
+fn list_marker_width(line: &str) -> Option<usize> {
+    if line.starts_with("- ") || line.starts_with("* ") || line.starts_with("+ ") {
+        return Some(2);
+    }
+    let digits = line.chars().take_while(char::is_ascii_digit).count();
+    (digits > 0 && line[digits..].starts_with(". ")).then_some(digits + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_continuations_are_indented_and_other_lines_are_not() {
+        let docs = comments(Some("Intro:\n- one\n  more of one\n12. two\nmore of two\n\nAfter.")).to_string();
+        for expected in ["\" - one\"", "\"   more of one\"", "\" 12. two\"", "\"     more of two\"", "\" After.\""] {
+            assert!(docs.contains(expected), "{expected} in {docs}");
+        }
     }
 }

@@ -221,13 +221,13 @@ fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStre
     let streaming_note = (!service.streaming.is_empty()).then(|| {
         let names: Vec<String> = service.streaming.iter().map(|s| format!("`{}` ({})", s.proto_name, s.kind)).collect();
         let note = names::doc_text(&format!(" Streaming RPCs are not generated yet and are left out: {}.", names.join(", ")));
-        quote! { #![doc = ""] #![doc = #note] }
+        quote! { #[doc = ""] #[doc = #note] }
     });
     quote! {
         #doc
         #comments
+        #streaming_note
         pub mod #module {
-            #streaming_note
             use #runtime as rt;
 
             #spec

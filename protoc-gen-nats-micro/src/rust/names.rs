@@ -154,12 +154,13 @@ pub fn custom_codes(service: &Service) -> Vec<CustomCode> {
         .error_codes
         .iter()
         .map(|wire| {
-            let snake = ident(&wire.to_snake_case()).to_string();
-            let snake = snake.trim_start_matches("r#");
+            let snake = wire.to_snake_case();
+            // The constructor escapes keywords (`r#type`, `self_`); the checker needs no escape (`is_self`).
+            let constructor = ident(&snake).to_string();
             CustomCode {
                 wire: ident(wire),
                 variant: ident(&variants.claim(wire.to_upper_camel_case(), "Code")),
-                constructor: ident(&methods.claim(snake.to_owned(), "_")),
+                constructor: ident(&methods.claim(constructor.trim_start_matches("r#").to_owned(), "_")),
                 checker: ident(&methods.claim(format!("is_{snake}"), "_")),
             }
         })
@@ -204,6 +205,15 @@ pub fn rpc_names(service: &Service) -> Vec<RpcNames> {
             RpcNames { server: ident(&server.claim(snake.to_owned(), "_")), client: ident(&client.claim(snake.to_owned(), "_")) }
         })
         .collect()
+}
+
+/// Whether clippy's `wrong_self_convention` expects no `&self` for a
+/// method of this name (`new`, `from_*`, `into_*`): an RPC named so still
+/// takes `&self`, with a narrow allow.
+pub fn breaks_self_convention(name: &Ident) -> bool {
+    let name = name.to_string();
+    let name = name.trim_start_matches("r#");
+    name == "new" || name.starts_with("from_") || name.starts_with("into_")
 }
 
 /// Characters that may not appear literally in a doc comment: control

@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use super::{ServiceItems, docs};
+use super::{ServiceItems, docs, names};
 
 /// The server trait of a service.
 pub fn generate_trait(items: &ServiceItems) -> TokenStream {
@@ -13,10 +13,13 @@ pub fn generate_trait(items: &ServiceItems) -> TokenStream {
         let comments = docs::comments_paragraph(method.comments.as_deref());
         let subject = docs::line(&format!(" Endpoint `{}` on subject `{}` (by default).", method.endpoint, method.subject));
         let deprecated = method.deprecated.then(|| quote! { #[deprecated] });
+        let convention = names::breaks_self_convention(name)
+            .then(|| quote! { #[allow(clippy::wrong_self_convention, reason = "named after the proto RPC")] });
         quote! {
             #comments
             #subject
             #deprecated
+            #convention
             fn #name(&self, ctx: rt::RequestContext, request: #input)
                 -> impl ::core::future::Future<Output = ::core::result::Result<#output, #error>> + ::core::marker::Send;
         }
@@ -50,6 +53,12 @@ pub fn generate_registration(items: &ServiceItems) -> TokenStream {
             }))
         }
     });
+    // A service with no unary RPC (streaming only) registers nothing and only drops the value.
+    let share = if service.methods.is_empty() {
+        quote! { let _ = service; }
+    } else {
+        quote! { let service = ::std::sync::Arc::new(service); }
+    };
     let deprecated = service.deprecated.then(|| quote! { #[deprecated] });
     let allow = items.allow_deprecated();
     quote! {
@@ -58,7 +67,7 @@ pub fn generate_registration(items: &ServiceItems) -> TokenStream {
         #deprecated
         #allow
         pub fn service_builder<S: #trait_name>(service: S) -> rt::ServiceBuilder {
-            let service = ::std::sync::Arc::new(service);
+            #share
             rt::ServiceBuilder::new(&SERVICE) #(#endpoints)*
         }
 

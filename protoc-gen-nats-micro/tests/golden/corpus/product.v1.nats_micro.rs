@@ -6,7 +6,7 @@
 /// This service demonstrates HYBRID metadata usage:
 /// - Service-level metadata: team, owner, environment (applies to entire service)
 /// - Endpoint-level metadata: operation, cacheable, idempotent, cache_ttl, expensive
-/// (specific to each endpoint for fine-grained control)
+///   (specific to each endpoint for fine-grained control)
 ///
 /// Use service-level metadata for broad categorization and endpoint-level metadata
 /// for operation-specific characteristics like caching behavior, operation type, etc.
@@ -113,7 +113,7 @@ pub mod product_service_nats {
     /// This service demonstrates HYBRID metadata usage:
     /// - Service-level metadata: team, owner, environment (applies to entire service)
     /// - Endpoint-level metadata: operation, cacheable, idempotent, cache_ttl, expensive
-    /// (specific to each endpoint for fine-grained control)
+    ///   (specific to each endpoint for fine-grained control)
     ///
     /// Use service-level metadata for broad categorization and endpoint-level metadata
     /// for operation-specific characteristics like caching behavior, operation type, etc.

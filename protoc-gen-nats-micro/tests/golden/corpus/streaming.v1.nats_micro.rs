@@ -2,9 +2,9 @@
 /// NATS micro service `streaming.v1.StreamDemoService`: server trait, registration, client and errors.
 ///
 /// StreamDemoService demonstrates streaming RPC patterns over NATS.
+///
+/// Streaming RPCs are not generated yet and are left out: `CountUp` (server-streaming), `Sum` (client-streaming), `Chat` (bidirectional-streaming).
 pub mod stream_demo_service_nats {
-    //!
-    //! Streaming RPCs are not generated yet and are left out: `CountUp` (server-streaming), `Sum` (client-streaming), `Chat` (bidirectional-streaming).
     use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
     pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {

@@ -2,9 +2,9 @@
 /// NATS micro service `edge.nested.deep.v1.Type`: server trait, registration, client and errors.
 ///
 /// A service named like a Rust keyword, with keyword-named methods.
+///
+/// Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).
 pub mod type_nats {
-    //!
-    //! Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).
     use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
     pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
@@ -109,6 +109,7 @@ pub mod type_nats {
             >,
         > + ::core::marker::Send;
         /// Endpoint `new` on subject `edge."quoted".type.new` (by default).
+        #[allow(clippy::wrong_self_convention, reason = "named after the proto RPC")]
         fn new(
             &self,
             ctx: rt::RequestContext,
