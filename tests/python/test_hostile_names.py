@@ -43,6 +43,19 @@ service Weird {
 
 FILE_NAME = "hostile/v1/weird.proto"
 
+# proto2, several services per file, a streaming-only service and one using
+# only well-known types.
+SHAPES_FILE_NAME = "hostile/v1/shapes.proto"
+SHAPES_PROTO = '''syntax = "proto2";
+package hostile.v1.deeper;
+import "google/protobuf/empty.proto";
+import "google/protobuf/wrappers.proto";
+message Tick { optional int32 n = 1; }
+service OnlyStreams { rpc Watch(Tick) returns (stream Tick); rpc Feed(stream Tick) returns (Tick); }
+service WellKnown { rpc Ping(google.protobuf.Empty) returns (google.protobuf.StringValue); }
+service Proto2 { rpc Next(Tick) returns (Tick); }
+'''
+
 # A file name with U+2028 (protoc accepts it): its module cannot be named by
 # an import statement, so its header must not break and it imports by importlib.
 ODD_FILE_NAME = "hostile/v1/se\u2028p.proto"
@@ -59,9 +72,9 @@ def hostile_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (protos / "hostile/v1").mkdir(parents=True)
     (protos / FILE_NAME).write_text(PROTO, encoding="utf-8")
     (protos / ODD_FILE_NAME).write_text(ODD_PROTO, encoding="utf-8")
-    out = generate(
-        tmp_path_factory.mktemp("hostile-out"), [protos, REPO / "proto"], [FILE_NAME, ODD_FILE_NAME, "natsmicro/options.proto"]
-    )
+    (protos / SHAPES_FILE_NAME).write_text(SHAPES_PROTO, encoding="utf-8")
+    files = [FILE_NAME, ODD_FILE_NAME, SHAPES_FILE_NAME, "natsmicro/options.proto"]
+    out = generate(tmp_path_factory.mktemp("hostile-out"), [protos, REPO / "proto"], files)
     return out
 
 
@@ -77,6 +90,7 @@ def test_the_output_passes_mypy_strict(hostile_tree: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert (hostile_tree / "hostile/v1/shapes_nats_pb2.py").is_file()
 
 
 def test_no_text_escapes_its_comment_or_docstring(hostile_tree: Path) -> None:
