@@ -66,9 +66,12 @@ struct Import {
 }
 
 impl Import {
-    /// Whether a package name is a keyword, so that no import statement can name it.
+    /// Whether no import statement can name the module: a package name is a
+    /// keyword, or a segment is not a plain identifier (protoc accepts file
+    /// names such as `we\u{2028}ird.proto`).
     fn needs_importlib(&self) -> bool {
         self.path.rsplit_once('.').is_some_and(|(package, _)| package.split('.').any(is_keyword))
+            || !self.path.split('.').all(is_plain_identifier)
     }
 
     fn statement(&self) -> String {
@@ -81,6 +84,19 @@ impl Import {
         let alias = if self.alias == base { String::new() } else { format!(" as {}", self.alias) };
         if package.is_empty() { format!("import {base}{alias}") } else { format!("from {package} import {base}{alias}") }
     }
+}
+
+/// An ASCII identifier (`[A-Za-z_][A-Za-z0-9_]*`): what an import statement
+/// can name without any doubt about Unicode normalisation.
+fn is_plain_identifier(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `name` with every character that cannot be in a plain identifier made `_`.
+fn to_identifier(name: &str) -> String {
+    let out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) { format!("_{out}") } else { out }
 }
 
 /// Writes one generated module.
@@ -121,7 +137,7 @@ impl<'a> ModuleWriter<'a> {
             .into_iter()
             .map(|path| {
                 let wanted = if count[&base(&path)] == 1 { base(&path) } else { format!("{}_pb2", path.replace('.', "_")) };
-                Import { alias: names.claim(wanted), path }
+                Import { alias: names.claim(to_identifier(&wanted)), path }
             })
             .collect()
     }
@@ -274,5 +290,9 @@ mod tests {
         assert_eq!(import("root", "root_pb2"), "import root_pb2");
         assert_eq!(import("class.v1.x", "x_pb2"), "x_pb2 = importlib.import_module(\"class.v1.x_pb2\")");
         assert_eq!(import("type.v1.x", "x_pb2"), "from type.v1 import x_pb2", "soft keywords are valid names");
+        assert_eq!(
+            import("a.v1.we\u{2028}ird", &to_identifier("we\u{2028}ird_pb2")),
+            "we_ird_pb2 = importlib.import_module(\"a.v1.we\\u2028ird_pb2\")"
+        );
     }
 }

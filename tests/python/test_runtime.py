@@ -3,6 +3,9 @@ as the Rust runtime's), the deadline header, and message codecs."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import doctest
 
 import nats_micro_runtime as rt
@@ -47,8 +50,24 @@ def test_the_deadline_header_is_whole_microseconds() -> None:
     assert rt.encode_timeout(1.5) == "1500000"
     assert rt.encode_timeout(0.000_000_4) == "0"
     assert rt.decode_timeout("1500000") == 1.5
-    assert rt.decode_timeout(" 250 ") == 0.00025
-    assert rt.decode_timeout("soon") is None and rt.decode_timeout("-5") is None and rt.decode_timeout(None) is None
+    assert rt.decode_timeout(None) is None
+
+
+_CASES = json.loads((Path(__file__).parents[2] / "runtime-py/tests/deadline_header_cases.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("value", "micros"), _CASES["values"], ids=repr)
+def test_the_deadline_header_follows_the_shared_table(value: str, micros: int | None) -> None:
+    assert rt.decode_timeout(value) == (None if micros is None else micros / 1_000_000)
+
+
+@pytest.mark.parametrize(("values", "micros"), _CASES["duplicates"], ids=repr)
+def test_the_first_deadline_header_counts(values: list[str], micros: int | None) -> None:
+    from nats_micro_runtime._guard import first_header
+
+    block = b"NATS/1.0\r\n" + b"".join(b"Nats-Micro-Timeout: " + v.encode() + b"\r\n" for v in values) + b"\r\n"
+    first = first_header(block, b"Nats-Micro-Timeout")
+    assert rt.decode_timeout(first) == (None if micros is None else micros / 1_000_000)
 
 
 def test_messages_encode_as_binary_or_proto3_json_and_empty_is_the_empty_message() -> None:

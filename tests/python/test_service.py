@@ -120,7 +120,7 @@ async def test_without_a_queue_group_every_instance_gets_every_request(nc: Clien
     await b.stop()
 
 
-async def test_pending_limits_refuse_what_does_not_fit_with_unavailable(nc: Client) -> None:
+async def test_pending_limits_refuse_what_does_not_fit_with_resource_exhausted(nc: Client) -> None:
     release = asyncio.Event()
 
     async def slow(request: order_pb2.GetOrderRequest, ctx: rt.RequestContext) -> order_pb2.Order:
@@ -145,7 +145,7 @@ async def test_pending_limits_refuse_what_does_not_fit_with_unavailable(nc: Clie
     (refused,) = done
     assert refused is calls[2], "the first is served, the second waits, the third does not fit"
     error = refused.exception()
-    assert isinstance(error, rt.ServiceError) and error.code == rt.UNAVAILABLE
+    assert isinstance(error, rt.ServiceError) and error.code == rt.RESOURCE_EXHAUSTED
     assert error.message == "endpoint get_order is overloaded"
     release.set()
     assert [(await call).message.id for call in calls[:2]] == ["0", "1"]

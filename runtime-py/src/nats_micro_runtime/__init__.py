@@ -47,6 +47,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
+from ._guard import MALFORMED_HEADER, ConnectionGuard, guard
+
+connection_guard = guard
+"""``connection_guard(nc)``: what the runtime contained on a connection
+(malformed header blocks, denied subscriptions); installed by every service."""
+
 _log = logging.getLogger("nats_micro_runtime")
 
 __version__ = "0.1.0"
@@ -93,6 +99,16 @@ DEFAULT_QUEUE_GROUP = "q"
 """The queue group endpoints join unless it is disabled."""
 DEFAULT_MAX_CONCURRENCY = 1024
 """Requests one endpoint handles at once unless set otherwise."""
+DEFAULT_PENDING_LIMIT = 4096
+"""Requests one endpoint keeps waiting for a handler slot unless the proto's
+``pending_msg_limit``/``pending_bytes_limit`` or ``pending_limit`` say otherwise;
+one more is refused with ``RESOURCE_EXHAUSTED``."""
+DEFAULT_DRAIN_TIMEOUT = 10.0
+"""Seconds :meth:`Service.stop` waits for in-flight and queued requests before cancelling them."""
+MAX_TIMEOUT_MICROS = 86_400_000_000
+"""The largest ``Nats-Micro-Timeout`` value honoured (24 h)."""
+RESERVED_REPLY_PREFIXES = ("$SRV.", "$JS.", "$KV.", "$O.", "$SYS.")
+"""Reply subjects a service refuses by default (with its own endpoint subjects)."""
 INTERNAL_MESSAGE = "internal error"
 """What a caller reads for an exception that carries no code (its text is logged, not sent)."""
 
@@ -192,11 +208,20 @@ def encode_timeout(seconds: float) -> str:
     return str(max(0, round(seconds * 1_000_000)))
 
 
+_TIMEOUT_VALUE = re.compile(r"[0-9]{1,12}", re.ASCII)
+
+
 def decode_timeout(value: str | None) -> float | None:
-    """Seconds from a ``Nats-Micro-Timeout`` value; ``None`` unless a whole number."""
-    if value is None or not value.strip().isdigit():
+    """Seconds from a ``Nats-Micro-Timeout`` value (the first occurrence of the
+    header): 1 to 12 ASCII digits, at most :data:`MAX_TIMEOUT_MICROS`; ``0``
+    means the budget is spent. Anything else is ``None`` (ignored: the server's
+    own timeout applies), logged at debug level."""
+    if value is None:
         return None
-    return int(value.strip()) / 1_000_000
+    if not _TIMEOUT_VALUE.fullmatch(value) or int(value) > MAX_TIMEOUT_MICROS:
+        _log.debug("ignoring invalid %s value %r", TIMEOUT_HEADER, value)
+        return None
+    return int(value) / 1_000_000
 
 
 def _header_value(text: str) -> str:
@@ -482,6 +507,13 @@ class DecodeError(NatsMicroError):
 
     def __init__(self, method: str | None, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(INTERNAL, method, message, headers=headers)
+
+
+class StartError(NatsMicroError):
+    """A service could not start: e.g. the server denied a subscription (code ``PERMISSION_DENIED``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(PERMISSION_DENIED, None, message)
 
 
 class ConfigError(NatsMicroError, ValueError):
@@ -911,6 +943,15 @@ class ServiceOverrides(TypedDict, total=False):
     """Requests each endpoint handles at once (default 1024); further ones wait."""
     interceptors: Sequence[ServerInterceptor]
     """Server interceptors, the first one outermost."""
+    pending_limit: int | None
+    """Requests per endpoint waiting for a slot (default 4096, or the proto's
+    pending limits); ``None`` removes the bound. Beyond it: ``RESOURCE_EXHAUSTED``."""
+    drain_timeout: float
+    """Seconds :meth:`Service.stop` waits for requests before cancelling them (default 10)."""
+    reply_allow_prefixes: Sequence[str]
+    """Only reply subjects starting with one of these are served (e.g. ``["_INBOX."]``)."""
+    reply_deny: Sequence[str]
+    """Reply subject patterns (NATS wildcards ``*``/``>``) that are refused."""
 
 
 @dataclass(frozen=True)
@@ -972,6 +1013,53 @@ def valid_subject(subject: str) -> bool:
     return all(token and not re.search(r"[\s*>]", token) for token in subject.split("."))
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` matches a NATS ``pattern`` (``*`` one token, ``>`` the rest)."""
+    pattern_tokens, tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(pattern_tokens):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (token != "*" and token != tokens[i]):
+            return False
+    return len(tokens) == len(pattern_tokens)
+
+
+@dataclass(frozen=True)
+class ReplyPolicy:
+    """Which reply subjects a service answers on. NATS lets the caller choose
+    where a reply goes, so a caller could aim a reply at another service's
+    endpoint or at a subject it may not publish to itself (a confused deputy).
+    By default a request is refused (dropped without running the handler,
+    counted as an error, logged at warn) when its reply subject is missing,
+    holds a wildcard, or equals or lies under one of the service's own
+    endpoint subjects or ``$SRV.``, ``$JS.``, ``$KV.``, ``$O.``, ``$SYS.``.
+    ``allow_prefixes`` (opt-in) admits only replies starting with one of
+    them; ``deny`` (opt-in) refuses replies matching one of its patterns."""
+
+    own_subjects: tuple[str, ...] = ()
+    allow_prefixes: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def refusal(self, reply: str) -> str | None:
+        """Why a request with this reply subject is refused, or ``None``."""
+        if not reply:
+            return "no reply subject"
+        if not valid_subject(reply):
+            return f"reply subject {reply!r} has a wildcard, a space or an empty token"
+        for own in self.own_subjects:
+            if reply == own or reply.startswith(own + "."):
+                return f"reply subject {reply!r} lies under endpoint subject {own!r}"
+        reserved = next((p for p in RESERVED_REPLY_PREFIXES if reply.startswith(p)), None)
+        if reserved is not None:
+            return f"reply subject {reply!r} lies under {reserved!r}"
+        if self.allow_prefixes and not any(reply.startswith(p) for p in self.allow_prefixes):
+            return f"reply subject {reply!r} does not start with an allowed prefix"
+        denied = next((p for p in self.deny if subject_matches(p, reply)), None)
+        if denied is not None:
+            return f"reply subject {reply!r} matches denied pattern {denied!r}"
+        return None
+
+
 @dataclass
 class _Settings:
     """What every endpoint of one running service shares."""
@@ -982,6 +1070,8 @@ class _Settings:
     expose_internal_errors: bool
     max_concurrency: int
     chain: Sequence[ServerInterceptor]
+    reply_policy: ReplyPolicy
+    pending_limit: int | None
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -1052,17 +1142,27 @@ class _Endpoint:
             self.info.subject, queue=self.info.queue_group or "", cb=self._on_message
         )
 
-    async def drain(self) -> None:
-        """Stops taking requests, serves what was delivered, waits for requests in flight."""
+    async def drain(self, timeout: float) -> None:
+        """Stops taking requests, then waits up to ``timeout`` seconds for the
+        requests in flight and queued; cancels what is left and returns."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, timeout)
         if self._subscription is not None:
             try:
+                # Hands what nats-py already received to _on_message, which never waits.
                 # nats-py leaves Subscription.drain unannotated.
-                await self._subscription.drain()  # type: ignore[no-untyped-call]
-            except nats.errors.Error as err:
-                _log.warning("draining endpoint %s: %s", self.info.name, err)
+                await asyncio.wait_for(self._subscription.drain(), max(0.0, until - loop.time()))  # type: ignore[no-untyped-call]
+            except (nats.errors.Error, TimeoutError) as err:
+                _log.warning("draining endpoint %s: %r", self.info.name, err)
             self._subscription = None
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not self._tasks:
+            return
+        _, left = await asyncio.wait(set(self._tasks), timeout=max(0.0, until - loop.time()))
+        if left:
+            _log.warning("endpoint %s: cancelling %d requests after the drain timeout", self.info.name, len(left))
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
 
     def stats(self) -> EndpointStats:
         average = self.processing_time // self.num_requests if self.num_requests else 0
@@ -1078,25 +1178,41 @@ class _Endpoint:
         )
 
     async def _on_message(self, msg: Msg) -> None:
-        """Takes one request off the subscription (one at a time): runs it on its
-        own task when a slot is free; otherwise waits for one, or, with pending
-        limits set, queues it while it fits and refuses it when it does not."""
+        """Takes one request off the subscription without ever waiting, so that
+        the moment it runs is the request's arrival: refuses it by the reply
+        policy or for malformed headers, runs it when a slot is free, queues it
+        while the pending bound allows, and refuses it with
+        ``RESOURCE_EXHAUSTED`` beyond."""
         received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
-        limited = self._spec.pending_msg_limit is not None or self._spec.pending_bytes_limit is not None
-        if not limited or not self._permits.locked():
-            await self._permits.acquire()
+        refusal = self._settings.reply_policy.refusal(msg.reply or "")
+        if refusal is not None:
+            _log.warning("%s: refused a request: %s", self._spec.method, refusal)
+            self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
+            return
+        if msg.headers and MALFORMED_HEADER in msg.headers:
+            bad = InvalidArgumentError(self._spec.method, f"malformed headers: {msg.headers[MALFORMED_HEADER]}")
+            await self._reply(msg, None, bad, {}, received[0])
+            return
+        if not self._permits.locked():
+            await self._permits.acquire()  # free: returns at once
             self._spawn(self._serve(msg, received))
             return
         size = len(msg.data)
-        over_msgs = self._spec.pending_msg_limit is not None and self._queued >= self._spec.pending_msg_limit
-        over_bytes = self._spec.pending_bytes_limit is not None and self._queued_bytes + size > self._spec.pending_bytes_limit
-        if over_msgs or over_bytes:
-            overloaded = UnavailableError(self._spec.method, f"endpoint {self.info.name} is overloaded")
+        if self._over_pending_limit(size):
+            overloaded = ResourceExhaustedError(self._spec.method, f"endpoint {self.info.name} is overloaded")
             await self._reply(msg, None, overloaded, {}, received[0])
             return
         self._queued += 1
         self._queued_bytes += size
         self._spawn(self._serve_when_free(msg, received, size))
+
+    def _over_pending_limit(self, size: int) -> bool:
+        msg_limit, bytes_limit = self._spec.pending_msg_limit, self._spec.pending_bytes_limit
+        if msg_limit is None and bytes_limit is None:
+            msg_limit = self._settings.pending_limit
+        over_msgs = msg_limit is not None and self._queued >= msg_limit
+        over_bytes = bytes_limit is not None and self._queued_bytes + size > bytes_limit
+        return over_msgs or over_bytes
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -1104,16 +1220,19 @@ class _Endpoint:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve_when_free(self, msg: Msg, received: tuple[int, float], size: int) -> None:
-        await self._permits.acquire()
-        self._queued -= 1
-        self._queued_bytes -= size
+        try:
+            await self._permits.acquire()
+        finally:
+            self._queued -= 1
+            self._queued_bytes -= size
         await self._serve(msg, received)
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
         return await self._handler.serve(ctx, payload, self._settings.use_json)
 
     async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
-        """One request, holding a permit it releases at the end: deadline,
+        """One request, holding a permit it releases at the end: deadline
+        (counted from arrival; an expired one never starts the handler),
         interceptors and handler, reply, statistics.
 
         The chain runs by hand up to its first wait: a handler that answers
@@ -1122,32 +1241,37 @@ class _Endpoint:
         this same task, as a plain ``await`` would.
         """
         try:
-            started_ns, started_at = received
+            started_ns, arrived_at = received
             budget = decode_timeout(msg.headers.get(TIMEOUT_HEADER)) if msg.headers else None
             limit = _earliest(budget, self._timeout)
-            deadline = None if limit is None else started_at + limit
+            deadline = None if limit is None else arrived_at + limit
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                expired = DeadlineExceededError(self._spec.method, f"{self._spec.method} expired while queued")
+                await self._reply(msg, None, expired, {}, started_ns)
+                return
             ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
-            body: bytes | None = None
-            error: NatsMicroError | None = None
-            scope: asyncio.Timeout | None = None
-            try:
-                call = self._chain(ctx, msg.data)
-                try:
-                    waiting_on = call.send(None)
-                except StopIteration as answered:
-                    body = cast(bytes, answered.value)
-                else:
-                    scope = asyncio.timeout_at(deadline)
-                    async with scope:
-                        body = await _Resumed(call, waiting_on)
-            except Exception as err:
-                if scope is not None and scope.expired():
-                    error = DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
-                else:
-                    error = as_coded(err, self._spec.method) or self._uncoded(err)
+            body, error = await self._run_chain(ctx, msg.data, deadline)
             await self._reply(msg, body, error, ctx.response_headers, started_ns)
         finally:
             self._permits.release()
+
+    async def _run_chain(
+        self, ctx: RequestContext, payload: bytes, deadline: float | None
+    ) -> tuple[bytes | None, NatsMicroError | None]:
+        scope: asyncio.Timeout | None = None
+        try:
+            call = self._chain(ctx, payload)
+            try:
+                waiting_on = call.send(None)
+            except StopIteration as answered:
+                return cast(bytes, answered.value), None
+            scope = asyncio.timeout_at(deadline)
+            async with scope:
+                return await _Resumed(call, waiting_on), None
+        except Exception as err:
+            if scope is not None and scope.expired():
+                return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
+            return None, as_coded(err, self._spec.method) or self._uncoded(err)
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""
@@ -1220,6 +1344,8 @@ class Service:
         """When the service started (UTC)."""
         self._discovery: list[Subscription] = []
         self._stopped = False
+        self.drain_timeout = DEFAULT_DRAIN_TIMEOUT
+        """Seconds :meth:`stop` waits for requests before cancelling them."""
 
     @property
     def endpoints(self) -> list[EndpointInfo]:
@@ -1253,13 +1379,19 @@ class Service:
     def _identity(self, kind: str) -> dict[str, Any]:
         return {"type": kind, "name": self.name, "id": self.id, "version": self.version, "metadata": dict(self.metadata)}
 
-    async def _start(self) -> None:
+    async def _start(self, watch: ConnectionGuard) -> None:
+        denied_before = len(watch.denied_subscriptions)
         for endpoint in self._endpoints:
             await endpoint.start()
         for verb, document in (("PING", self.ping_json), ("INFO", self.info_json), ("STATS", self.stats_json)):
             for subject in (f"$SRV.{verb}", f"$SRV.{verb}.{self.name}", f"$SRV.{verb}.{self.name}.{self.id}"):
                 self._discovery.append(await self._nc.subscribe(subject, cb=self._discovery_responder(document)))
+        # The server answers the flush's PING after any -ERR for the subscriptions above.
         await self._nc.flush()
+        ours = {endpoint.info.subject for endpoint in self._endpoints} | {s.subject for s in self._discovery}
+        denied = sorted(set(watch.denied_subscriptions[denied_before:]) & ours)
+        if denied:
+            raise StartError(f"service {self.name}: the server denied subscribing to {', '.join(denied)}")
 
     def _discovery_responder(self, document: Callable[[], dict[str, Any]]) -> Callable[[Msg], Awaitable[None]]:
         async def respond(msg: Msg) -> None:
@@ -1268,13 +1400,16 @@ class Service:
 
         return respond
 
-    async def stop(self) -> None:
-        """Stops gracefully: stops taking requests, serves what was delivered,
-        waits for requests in flight, then leaves discovery."""
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stops within a bound: stops taking requests, waits up to
+        ``drain_timeout`` seconds (default: the service's ``drain_timeout``
+        setting, 10 s) for requests in flight and queued, cancels what is
+        left, then leaves discovery."""
         if self._stopped:
             return
         self._stopped = True
-        await asyncio.gather(*(endpoint.drain() for endpoint in self._endpoints))
+        timeout = self.drain_timeout if drain_timeout is None else drain_timeout
+        await asyncio.gather(*(endpoint.drain(timeout) for endpoint in self._endpoints))
         for subscription in self._discovery:
             try:
                 await subscription.unsubscribe()
@@ -1319,6 +1454,9 @@ async def start_service(
         raise ConfigError(f"queue group {queue_group!r} is not a valid token")
     if max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    pending_limit = overrides.get("pending_limit", DEFAULT_PENDING_LIMIT)
+    if pending_limit is not None and pending_limit < 0:
+        raise ConfigError(f"pending_limit must not be negative, not {pending_limit}")
     unknown = sorted(set(endpoint_timeouts) - {e.endpoint for e in spec.endpoints})
     if unknown:
         raise ConfigError(f"endpoint_timeouts names no endpoint of {spec.proto_name}: {unknown}")
@@ -1332,6 +1470,12 @@ async def start_service(
         expose_internal_errors=overrides.get("expose_internal_errors", False),
         max_concurrency=max_concurrency,
         chain=tuple(overrides.get("interceptors", ())),
+        reply_policy=ReplyPolicy(
+            own_subjects=tuple(f"{prefix}.{endpoint.endpoint}" for endpoint in spec.endpoints),
+            allow_prefixes=tuple(overrides.get("reply_allow_prefixes", ())),
+            deny=tuple(overrides.get("reply_deny", ())),
+        ),
+        pending_limit=pending_limit,
     )
     endpoints = []
     for endpoint in spec.endpoints:
@@ -1344,8 +1488,10 @@ async def start_service(
         endpoints.append(_Endpoint(info, endpoint, timeout, handlers[endpoint.endpoint], settings))
 
     service = Service(nc, name, version, overrides.get("description", spec.description), metadata, endpoints)
+    service.drain_timeout = overrides.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT)
+    watch = guard(nc)
     try:
-        await service._start()
+        await service._start(watch)
     except BaseException:
         await service.stop()
         raise
