@@ -1,4 +1,8 @@
 //! `SERVICE` and `ENDPOINTS`: what the proto declares, as runtime specs.
+//!
+//! `Some` and `None` are written bare: a service module's own items are
+//! types, functions and constants in UpperCamel or SCREAMING case, so the
+//! prelude's variants cannot be shadowed there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -56,9 +60,9 @@ fn duration(value: Option<Duration>) -> TokenStream {
     match value {
         Some(d) => {
             let (secs, nanos) = (Literal::u64_unsuffixed(d.as_secs()), Literal::u32_unsuffixed(d.subsec_nanos()));
-            quote! { ::core::option::Option::Some(::core::time::Duration::new(#secs, #nanos)) }
+            quote! { Some(::core::time::Duration::new(#secs, #nanos)) }
         }
-        None => quote! { ::core::option::Option::None },
+        None => quote! { None },
     }
 }
 
@@ -71,8 +75,8 @@ fn limit(value: Option<u32>) -> TokenStream {
     match value {
         Some(v) => {
             let v = Literal::u32_unsuffixed(v);
-            quote! { ::core::option::Option::Some(#v) }
+            quote! { Some(#v) }
         }
-        None => quote! { ::core::option::Option::None },
+        None => quote! { None },
     }
 }

@@ -14,7 +14,7 @@ pub mod json_service_nats {
         description: "Demo service using JSON encoding",
         subject_prefix: "demo.json",
         metadata: &[("encoding", "json")],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -23,23 +23,23 @@ pub mod json_service_nats {
             method: rt::MethodSpec {
                 method: "Echo",
                 endpoint: "echo",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetUser",
                 endpoint: "get_user",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `demo.v1.JSONService`: implement it and pass it to [`service_builder`] or [`serve`].
@@ -151,7 +151,7 @@ pub mod binary_service_nats {
         description: "Demo service using binary protobuf encoding",
         subject_prefix: "demo.binary",
         metadata: &[("encoding", "binary")],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -160,23 +160,23 @@ pub mod binary_service_nats {
             method: rt::MethodSpec {
                 method: "Echo",
                 endpoint: "echo",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetUser",
                 endpoint: "get_user",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `demo.v1.BinaryService`: implement it and pass it to [`service_builder`] or [`serve`].

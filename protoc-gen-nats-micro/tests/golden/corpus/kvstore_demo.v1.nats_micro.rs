@@ -14,7 +14,7 @@ pub mod kv_store_demo_service_nats {
         description: "Demonstrates KV Store and Object Store integration",
         subject_prefix: "api.v1.kvdemo",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -23,34 +23,34 @@ pub mod kv_store_demo_service_nats {
             method: rt::MethodSpec {
                 method: "SaveProfile",
                 endpoint: "save_profile",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
+                timeout: Some(::core::time::Duration::new(5, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetProfile",
                 endpoint: "get_profile",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
+                timeout: Some(::core::time::Duration::new(5, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GenerateReport",
                 endpoint: "generate_report",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
+                timeout: Some(::core::time::Duration::new(30, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `kvstore_demo.v1.KVStoreDemoService`: implement it and pass it to [`service_builder`] or [`serve`].

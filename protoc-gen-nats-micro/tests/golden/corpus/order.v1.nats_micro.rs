@@ -12,7 +12,7 @@ pub mod order_fulfillment_service_nats {
         description: "Order fulfillment service",
         subject_prefix: "api.v1",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -21,34 +21,34 @@ pub mod order_fulfillment_service_nats {
             method: rt::MethodSpec {
                 method: "PrepareOrder",
                 endpoint: "prepare_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "ShipOrder",
                 endpoint: "ship_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetFulfillmentStatus",
                 endpoint: "get_fulfillment_status",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `order.v1.OrderFulfillmentService`: implement it and pass it to [`service_builder`] or [`serve`].
@@ -225,7 +225,7 @@ pub mod order_service_nats {
         description: "Order management service v1",
         subject_prefix: "api.v1",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -234,45 +234,45 @@ pub mod order_service_nats {
             method: rt::MethodSpec {
                 method: "CreateOrder",
                 endpoint: "create_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetOrder",
                 endpoint: "get_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "ListOrders",
                 endpoint: "list_orders",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "UpdateOrderStatus",
                 endpoint: "update_order_status",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `order.v1.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].
@@ -466,7 +466,7 @@ pub mod order_tracking_service_nats {
         description: "Order tracking service",
         subject_prefix: "api.v1",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -475,23 +475,23 @@ pub mod order_tracking_service_nats {
             method: rt::MethodSpec {
                 method: "TrackOrder",
                 endpoint: "track_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "UpdateTracking",
                 endpoint: "update_tracking",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `order.v1.OrderTrackingService`: implement it and pass it to [`service_builder`] or [`serve`].

@@ -12,7 +12,7 @@ pub mod order_service_nats {
         description: "Order management service v2 with enhanced features",
         subject_prefix: "api.v2",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -21,45 +21,45 @@ pub mod order_service_nats {
             method: rt::MethodSpec {
                 method: "CreateOrder",
                 endpoint: "create_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetOrder",
                 endpoint: "get_order",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "ListOrders",
                 endpoint: "list_orders",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "UpdateOrderStatus",
                 endpoint: "update_order_status",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `order.v2.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].

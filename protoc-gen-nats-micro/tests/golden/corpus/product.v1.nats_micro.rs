@@ -24,7 +24,7 @@ pub mod product_service_nats {
             ("owner", "platform-team"),
             ("team", "catalog"),
         ],
-        timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
+        timeout: Some(::core::time::Duration::new(30, 0)),
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -33,7 +33,7 @@ pub mod product_service_nats {
             method: rt::MethodSpec {
                 method: "CreateProduct",
                 endpoint: "create_product",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
+                timeout: Some(::core::time::Duration::new(30, 0)),
             },
             metadata: &[
                 ("cacheable", "false"),
@@ -41,14 +41,14 @@ pub mod product_service_nats {
                 ("operation", "write"),
             ],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetProduct",
                 endpoint: "get_product",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
+                timeout: Some(::core::time::Duration::new(30, 0)),
             },
             metadata: &[
                 ("cache_ttl", "300"),
@@ -56,14 +56,14 @@ pub mod product_service_nats {
                 ("operation", "read"),
             ],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "UpdateProduct",
                 endpoint: "update_product",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
+                timeout: Some(::core::time::Duration::new(30, 0)),
             },
             metadata: &[
                 ("cacheable", "false"),
@@ -71,14 +71,14 @@ pub mod product_service_nats {
                 ("operation", "write"),
             ],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "DeleteProduct",
                 endpoint: "delete_product",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(30, 0)),
+                timeout: Some(::core::time::Duration::new(30, 0)),
             },
             metadata: &[
                 ("cacheable", "false"),
@@ -86,14 +86,14 @@ pub mod product_service_nats {
                 ("operation", "delete"),
             ],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "SearchProducts",
                 endpoint: "search_products",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(60, 0)),
+                timeout: Some(::core::time::Duration::new(60, 0)),
             },
             metadata: &[
                 ("cache_ttl", "60"),
@@ -102,8 +102,8 @@ pub mod product_service_nats {
                 ("operation", "read"),
             ],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `product.v1.ProductService`: implement it and pass it to [`service_builder`] or [`serve`].

@@ -14,7 +14,7 @@ pub mod stream_demo_service_nats {
         description: "Demonstrates server, client, and bidi streaming RPCs",
         subject_prefix: "api.v1.stream",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -23,12 +23,12 @@ pub mod stream_demo_service_nats {
             method: rt::MethodSpec {
                 method: "Ping",
                 endpoint: "ping",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
+                timeout: Some(::core::time::Duration::new(5, 0)),
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `streaming.v1.StreamDemoService`: implement it and pass it to [`service_builder`] or [`serve`].

@@ -13,7 +13,7 @@ pub mod user_service_nats {
         description: "User management service",
         subject_prefix: "api.v1",
         metadata: &[],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -22,23 +22,23 @@ pub mod user_service_nats {
             method: rt::MethodSpec {
                 method: "CreateUser",
                 endpoint: "create_user",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetUser",
                 endpoint: "get_user",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `user.v1.UserService`: implement it and pass it to [`service_builder`] or [`serve`].

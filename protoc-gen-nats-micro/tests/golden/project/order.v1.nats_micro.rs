@@ -12,7 +12,7 @@ pub mod order_service_nats {
         description: "Order management",
         subject_prefix: "api.v1",
         metadata: &[("team", "orders")],
-        timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
+        timeout: Some(::core::time::Duration::new(5, 0)),
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -21,25 +21,23 @@ pub mod order_service_nats {
             method: rt::MethodSpec {
                 method: "CreateOrder",
                 endpoint: "create_order",
-                timeout: ::core::option::Option::Some(::core::time::Duration::new(5, 0)),
+                timeout: Some(::core::time::Duration::new(5, 0)),
             },
             metadata: &[("operation", "write")],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetOrder",
                 endpoint: "get_order",
-                timeout: ::core::option::Option::Some(
-                    ::core::time::Duration::new(0, 750000000),
-                ),
+                timeout: Some(::core::time::Duration::new(0, 750000000)),
             },
             metadata: &[("operation", "read")],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `order.v1.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].

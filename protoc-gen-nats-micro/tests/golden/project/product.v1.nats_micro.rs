@@ -12,7 +12,7 @@ pub mod product_service_nats {
         description: "Product catalog",
         subject_prefix: "api.v1.products",
         metadata: &[("team", "catalog")],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -21,23 +21,23 @@ pub mod product_service_nats {
             method: rt::MethodSpec {
                 method: "CreateProduct",
                 endpoint: "create_product",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
         rt::EndpointSpec {
             method: rt::MethodSpec {
                 method: "GetProduct",
                 endpoint: "get_product",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[("cacheable", "true")],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `product.v1.ProductService`: implement it and pass it to [`service_builder`] or [`serve`].

@@ -13,7 +13,7 @@ pub mod text_nats {
         description: "says \"hi\" \\ with \u{2028} and \u{202e} and */",
         subject_prefix: "edge.text",
         metadata: &[("k\u{2029}", "v\"\u{2066}")],
-        timeout: ::core::option::Option::None,
+        timeout: None,
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
@@ -22,12 +22,12 @@ pub mod text_nats {
             method: rt::MethodSpec {
                 method: "Say",
                 endpoint: "say",
-                timeout: ::core::option::Option::None,
+                timeout: None,
             },
             metadata: &[],
             queue_group_disabled: false,
-            pending_msg_limit: ::core::option::Option::None,
-            pending_bytes_limit: ::core::option::Option::None,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
         },
     ];
     /// The server side of `edge.shapes.text.Text`: implement it and pass it to [`service_builder`] or [`serve`].
