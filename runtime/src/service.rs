@@ -236,10 +236,10 @@ impl ServiceBuilder {
                 return invalid(format!("endpoint subject {subject:?} has an empty token, a space, `*` or `>`"));
             }
         }
-        if let Some(group) = &self.queue_group {
-            if !valid_subject(group) {
-                return invalid(format!("queue group {group:?} is not a valid token"));
-            }
+        if let Some(group) = &self.queue_group
+            && !valid_subject(group)
+        {
+            return invalid(format!("queue group {group:?} is not a valid token"));
         }
         Ok(())
     }
