@@ -26,6 +26,7 @@ def cart(product: str, age_minutes: int, card: str) -> order_pb2.CreateOrderRequ
     )
 
 
+# snippet: client
 async def run_client(nc: Client) -> list[str]:
     """Places orders that succeed and fail, handling each typed error."""
     client = orders.OrderServiceClient(nc, timeout=2.0)
@@ -68,6 +69,7 @@ async def run_client(nc: Client) -> list[str]:
     except nats_micro_runtime.TransportError as err:
         lines.append(f"elsewhere: {type(err).__name__} ({err.message})")
     return lines
+# end snippet
 
 
 async def main() -> None:

@@ -23,6 +23,7 @@ CART_LIFETIME_MINUTES = 30
 """Carts older than this expire."""
 
 
+# snippet: service
 class InMemoryOrders:
     """An ``orders.OrderServiceHandler`` keeping orders in memory."""
 
@@ -79,6 +80,7 @@ async def main() -> None:
     for stats in service.stats():
         print(f"stats: {stats.name} requests={stats.num_requests} errors={stats.num_errors}", flush=True)
     await nc.close()
+# end snippet
 
 
 if __name__ == "__main__":

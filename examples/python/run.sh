@@ -13,10 +13,12 @@ cargo build --quiet -p protoc-gen-nats-micro
 out=target/python-example
 rm -rf "$out"
 mkdir -p "$out"
-.venv/bin/python -m grpc_tools.protoc -Iproto \
-  --python_out="$out" \
-  --plugin=protoc-gen-nats-micro=target/debug/protoc-gen-nats-micro \
-  --nats-micro_out="$out" --nats-micro_opt=lang=python \
+# The README's command, verbatim: the venv's python (with grpcio-tools and
+# mypy-protobuf's protoc-gen-mypy) and our plugin found on PATH.
+PATH="$root/.venv/bin:$root/target/debug:$PATH"
+python -m grpc_tools.protoc -I proto \
+  --python_out=target/python-example --mypy_out=target/python-example \
+  --nats-micro_out=target/python-example --nats-micro_opt=lang=python \
   order/v1/order.proto natsmicro/options.proto
 
 port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
