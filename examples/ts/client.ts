@@ -14,6 +14,7 @@ import {
   OrderServiceNatsClient,
 } from "./gen/order/v1/order_nats.pb.js";
 
+// snippet: client
 const nc = await connect({ servers: process.env["NATS_URL"] ?? "nats://127.0.0.1:4222" });
 const client = new OrderServiceNatsClient(nc, { timeout: 2000 });
 
@@ -63,6 +64,7 @@ try {
   if (!isOrderServiceNotFound(err)) throw err;
   console.log(`lookup: not found (${err.message})`);
 }
+// end snippet
 
 // Transport failures are recognisable without looking at messages.
 try {

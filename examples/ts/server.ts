@@ -23,6 +23,7 @@ import { Order_Status, OrderSchema, type CreateOrderRequest, type GetOrderReques
 /** Carts older than this expire. */
 const CART_LIFETIME_MINUTES = 30;
 
+// snippet: service
 class InMemoryOrders implements IOrderServiceNats {
   readonly #orders = new Map<string, Order>();
 
@@ -65,6 +66,7 @@ const nc = await connect({ servers: process.env["NATS_URL"] ?? "nats://127.0.0.1
 // Every proto option can be overridden here: name, version, metadata, subject prefix, timeouts, queue group.
 const service = await registerOrderServiceHandlers(nc, new InMemoryOrders(), { mergeMetadata: { language: "typescript" } });
 console.log(`ready ${service.id}`);
+// end snippet
 for (const endpoint of service.endpoints()) {
   console.log(`  ${endpoint.name} on ${endpoint.subject}`);
 }

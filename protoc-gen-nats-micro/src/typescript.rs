@@ -19,7 +19,8 @@ use std::fmt::Write as _;
 
 use crate::model::{File, MessageRef, Method, Service};
 use names::{
-    Names, code_pascal, comment_paragraph, comment_text, jsdoc, message_names, method_name, milliseconds, relative_import, string_literal, wrap,
+    Names, code_pascal, comment_paragraph, comment_text, jsdoc, message_names, method_name, milliseconds, relative_import,
+    string_literal, wrap,
 };
 
 /// The npm package every generated file imports its runtime from.
@@ -241,11 +242,7 @@ fn emit_file(file: &File) -> String {
         out.line(format!("import * as {alias} from {};", string_literal(path)));
     }
     out.line("");
-    out.line(format!(
-        "{RUNTIME_ALIAS}.checkRuntimeVersion({}, {});",
-        string_literal(PLUGIN_VERSION),
-        string_literal(&file.name)
-    ));
+    out.line(format!("{RUNTIME_ALIAS}.checkRuntimeVersion({}, {});", string_literal(PLUGIN_VERSION), string_literal(&file.name)));
     for service in &file.services {
         let service_names = ServiceNames::claim(service, &mut names);
         ServiceWriter { file: &file.name, service, names: &service_names, imports: &imports, out: &mut out }.write();
@@ -477,10 +474,7 @@ impl ServiceWriter<'_> {
         ));
         for code in &n.codes {
             let member = format!("{}.{}", n.code, code.wire);
-            self.out.line(format!(
-                "export const {} = {RUNTIME_ALIAS}.errorFactory({}, {member});",
-                code.constructor, n.error
-            ));
+            self.out.line(format!("export const {} = {RUNTIME_ALIAS}.errorFactory({}, {member});", code.constructor, n.error));
             self.out.line(format!("export const {} = {RUNTIME_ALIAS}.codeChecker({member});", code.checker));
         }
     }

@@ -145,7 +145,9 @@ fn check_block(readme: &str, block: &Block) -> Result<(), String> {
     if marker == "scripts" {
         let bad: Vec<String> = commands(&block.body)
             .into_iter()
-            .filter(|c| !c.strip_prefix("bash ").and_then(|rest| rest.split(' ').next()).is_some_and(|p| repo().join(p).is_file()))
+            .filter(|c| {
+                !c.strip_prefix("bash ").and_then(|rest| rest.split(' ').next()).is_some_and(|p| repo().join(p).is_file())
+            })
             .collect();
         return if bad.is_empty() { Ok(()) } else { Err(format!("{at}: not `bash SCRIPT` of the repository: {bad:?}")) };
     }

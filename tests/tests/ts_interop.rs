@@ -440,14 +440,20 @@ fn run(command: &mut Command) -> String {
 
 /// `npm install ARGS` in `dir` (from the registry, or npm's cache).
 fn npm_install(dir: &Path, args: &[&str]) {
-    run(Command::new("npm").current_dir(dir).args(["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"]).args(args));
+    run(Command::new("npm")
+        .current_dir(dir)
+        .args(["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"])
+        .args(args));
 }
 
 /// Generates the TypeScript (protoc-gen-es messages, our services) for `protos` into `out`.
 fn generate_ts(out: &Path, protos: &[&str]) {
     let es = root().join("node_modules/.bin/protoc-gen-es");
-    let es_args =
-        [format!("--plugin=protoc-gen-es={}", es.display()), format!("--es_out={}", out.display()), "--es_opt=target=ts,import_extension=js".to_owned()];
+    let es_args = [
+        format!("--plugin=protoc-gen-es={}", es.display()),
+        format!("--es_out={}", out.display()),
+        "--es_opt=target=ts,import_extension=js".to_owned(),
+    ];
     nats_micro_tests::codegen::generate(out, protos, "ts", &es_args);
 }
 
@@ -461,24 +467,31 @@ async fn the_packed_runtime_serves_two_output_folders_outside_the_repository() {
     assert!(!project.starts_with(&root), "outside the repository");
 
     // The tarball, as `npm publish` would upload it.
-    let packed = run(Command::new("npm").current_dir(root.join("runtime-ts")).args(["pack", "--silent", "--pack-destination"]).arg(&project));
+    let packed = run(Command::new("npm")
+        .current_dir(root.join("runtime-ts"))
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(&project));
     let tarball = project.join(packed.trim().lines().last().expect("npm pack names the tarball"));
     let tarball = tarball.to_string_lossy().into_owned();
 
     std::fs::write(project.join("package.json"), r#"{"name": "app", "private": true, "type": "module"}"#).expect("package.json");
-    npm_install(&project, &[
-        &tarball,
-        "@nats-io/nats-core@3.3.0",
-        "@nats-io/transport-node@3.3.0",
-        "@bufbuild/protobuf@2.13.0",
-        "@types/node@20.19.43",
-    ]);
+    npm_install(
+        &project,
+        &[
+            &tarball,
+            "@nats-io/nats-core@3.3.0",
+            "@nats-io/transport-node@3.3.0",
+            "@bufbuild/protobuf@2.13.0",
+            "@types/node@20.19.43",
+        ],
+    );
     // A second copy of the runtime, for the folder below `other/` (its peers resolve from the project's).
-    std::fs::write(project.join("other/package.json"), r#"{"name": "other", "private": true, "type": "module"}"#).expect("package.json");
+    std::fs::write(project.join("other/package.json"), r#"{"name": "other", "private": true, "type": "module"}"#)
+        .expect("package.json");
     npm_install(&project.join("other"), &["--legacy-peer-deps", &tarball]);
 
     generate_ts(&project.join("gen-a"), &["order/v1/order.proto"]);
-    generate_ts(&project.join("gen-b"), &["demo/v1/encoding.proto"]);
+    generate_ts(&project.join("gen-b"), &["jsondemo/v1/jsondemo.proto"]);
     generate_ts(&project.join("other/gen-c"), &["order/v1/order.proto"]);
     for script in ["app.ts", "mismatch.ts"] {
         std::fs::copy(root.join("tests/ts/packaged").join(script), project.join(script)).expect("copying a script");
@@ -487,13 +500,14 @@ async fn the_packed_runtime_serves_two_output_folders_outside_the_repository() {
     std::fs::write(project.join("tsconfig.base.json"), base).expect("tsconfig.base.json");
     std::fs::write(
         project.join("tsconfig.json"),
-        r#"{"extends": "./tsconfig.base.json", "compilerOptions": {"outDir": "dist", "rootDir": "."}, "include": ["*.ts", "gen-a/**/*.ts", "gen-b/**/*.ts", "other/gen-c/**/*.ts"]}"#,
+        r#"{"extends": "./tsconfig.base.json", "compilerOptions": {"rootDir": "."}, "include": ["*.ts", "gen-a/**/*.ts", "gen-b/**/*.ts", "other/gen-c/**/*.ts"]}"#,
     )
     .expect("tsconfig.json");
+    // Compiled in place: the JavaScript below `other/` must resolve `other/`'s runtime copy.
     run(Command::new(root.join("node_modules/.bin/tsc")).arg("-p").arg(&project));
 
     let server = NatsServer::start();
-    let report = run(Command::new("node").current_dir(&project).arg("dist/app.js").arg(server.url()));
+    let report = run(Command::new("node").current_dir(&project).arg("app.js").arg(server.url()));
     assert!(report.contains(" passed, 0 failed"), "{report}");
     assert!(report.contains("ok a re-thrown downstream error keeps its code and message"), "{report}");
 
@@ -503,7 +517,7 @@ async fn the_packed_runtime_serves_two_output_folders_outside_the_repository() {
     let version = format!("RUNTIME_VERSION = \"{}\"", env!("CARGO_PKG_VERSION"));
     assert!(source.contains(&version), "the runtime states its version");
     std::fs::write(&installed, source.replace(&version, "RUNTIME_VERSION = \"0.99.0\"")).expect("patching the copy");
-    let refused = run(Command::new("node").current_dir(&project).arg("dist/mismatch.js"));
+    let refused = run(Command::new("node").current_dir(&project).arg("mismatch.js"));
     assert!(refused.starts_with("refused: "), "{refused}");
     assert!(refused.contains(&format!("protoc-gen-nats-micro {}", env!("CARGO_PKG_VERSION"))), "{refused}");
     assert!(refused.contains("nats-micro-runtime 0.99.0"), "{refused}");

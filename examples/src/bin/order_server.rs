@@ -1,17 +1,25 @@
-//! Serves the OrderService on `$NATS_URL` (default `nats://127.0.0.1:4222`) until Ctrl-C.
+//! Serves the OrderService on `$NATS_URL` (default `nats://127.0.0.1:4222`)
+//! until Ctrl-C or SIGTERM, then stops gracefully (in-flight requests finish).
 
 use nats_micro_examples::{InMemoryOrders, order::v1::order_service_nats};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // snippet: serve
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let nats = async_nats::connect(&url).await?;
     let service = order_service_nats::service_builder(InMemoryOrders::default())
         .add_metadata("instance", std::process::id().to_string())
         .start(&nats)
         .await?;
-    println!("serving {} on {url}; Ctrl-C stops gracefully", service.name());
-    tokio::signal::ctrl_c().await?;
+    println!("serving {} on {url}; Ctrl-C or SIGTERM stops gracefully", service.name());
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
     service.stop().await;
+    // end snippet
     Ok(())
 }

@@ -85,8 +85,7 @@ impl OrderService for TestOrders {
     ) -> Result<CreateOrderResponse, OrderServiceError> {
         if let Some(name) = ctx.header(WANT_CODE) {
             let code = OrderServiceErrorCode::from_code(&Code::from_wire(name));
-            return Err(OrderServiceError::new(code, format!("wanted {name}"))
-                .with_data(format!("data:{name}").into_bytes()));
+            return Err(OrderServiceError::new(code, format!("wanted {name}")).with_data(format!("data:{name}").into_bytes()));
         }
         match request.customer_id.as_str() {
             "panic" => panic!("the handler blew up"),

@@ -15,7 +15,7 @@ import {
   registerOrderServiceHandlers,
   type IOrderServiceNats,
 } from "./gen-a/order/v1/order_nats.pb.js";
-import { JSONServiceError, JSONServiceNatsClient, registerJSONServiceHandlers } from "./gen-b/demo/v1/encoding_nats.pb.js";
+import { JSONServiceError, JSONServiceNatsClient, registerJSONServiceHandlers } from "./gen-b/jsondemo/v1/jsondemo_nats.pb.js";
 import * as downstream from "./other/gen-c/order/v1/order_nats.pb.js";
 
 let passed = 0;
