@@ -5,10 +5,10 @@
 //! package (`runtime-py/`), which generated modules import by name and whose
 //! version they check at import. Per service a module holds only what
 //! differs per service, one submodule per artifact: its errors
-//! ([`errors`]: an exception per code, `new_*_error` constructors and `is_*`
-//! checkers as the Go plugin names them), its spec ([`spec`]), the handler
-//! `Protocol` and `register_*` coroutine ([`server`]) and a typed client
-//! ([`client`]). Module-level `ERROR_CODE_*` constants cover every code of
+//! (`errors`: an exception per code, `new_*_error` constructors and `is_*`
+//! checkers as the Go plugin names them), its spec (`spec`), the handler
+//! `Protocol` and `register_*` coroutine (`server`) and a typed client
+//! (`client`). Module-level `ERROR_CODE_*` constants cover every code of
 //! every service in the file.
 
 mod client;

@@ -15,7 +15,7 @@ use crate::limits::{MAX_NAME_LEN, shorten};
 /// other languages): a custom code must not normalize to one of these.
 pub const RESERVED_CODE_NAMES: [&str; 3] = ["UNRECOGNIZED", "UNRECOGNIZED_CODE", "CUSTOM"];
 
-/// `[A-Za-z_][A-Za-z0-9_]*`, 1 to [`MAX_NAME_LEN`] bytes: a proto
+/// `[A-Za-z_][A-Za-z0-9_]*`, 1 to `MAX_NAME_LEN` bytes: a proto
 /// identifier, which every target language can turn into its own.
 pub fn is_identifier(name: &str) -> bool {
     (1..=MAX_NAME_LEN).contains(&name.len())

@@ -52,7 +52,7 @@ pub fn comment(text: &str) -> String {
 }
 
 /// A docstring at `indent` holding `text`: backslashes and every character
-/// of [`must_escape`] escaped (`\n` and tab excepted), and no run of quotes
+/// of `must_escape` escaped (`\n` and tab excepted), and no run of quotes
 /// that could end it early.
 pub fn docstring(indent: &str, text: &str) -> String {
     let chars: Vec<char> = text.trim_end().chars().collect();

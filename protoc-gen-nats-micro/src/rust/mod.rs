@@ -2,8 +2,8 @@
 //! its registration, the typed client and the typed errors, all on the
 //! runtime crate's `codegen` path. Messages are prost's, referred to by path.
 //!
-//! One function per artifact ([`spec`], [`server`], [`client`],
-//! [`errors`]), composed by [`service_module`]; what does not vary per
+//! One function per artifact (`spec`, `server`, `client`,
+//! `errors`), composed by `service_module`; what does not vary per
 //! service lives in the runtime (`service_error!`, `service_client!`,
 //! `unary_method`), so a module carries only what the proto declares.
 

@@ -102,9 +102,12 @@ async fn client_interceptors_run_in_order_and_can_short_circuit() {
     fx.service.stop().await;
 }
 
+/// What each request carried in `Nats-Micro-Timeout`, and the time its handler had left.
+type SeenBudgets = Arc<Mutex<Vec<(Option<String>, Option<Duration>)>>>;
+
 /// Records the budget each request carries and the deadline the handler sees.
 fn budget_recorder(
-    seen: &Arc<Mutex<Vec<(Option<String>, Option<Duration>)>>>,
+    seen: &SeenBudgets,
 ) -> impl Fn(RequestContext, Bytes, ServerNext) -> nats_micro_runtime::interceptor::BoxFuture<Result<Bytes, Error>>
 + Send
 + Sync
@@ -157,8 +160,8 @@ async fn server_deadlines(configure: impl FnOnce(ServiceBuilder) -> ServiceBuild
     client.create_order(order_request("c")).await.expect("ok");
     client.get_order(GetOrderRequest { id: "1".into() }).await.expect("ok");
     fx.service.stop().await;
-    let remaining = seen.lock().unwrap().iter().map(|(_, r)| r.expect("a deadline")).collect();
-    remaining
+    let seen = seen.lock().unwrap();
+    seen.iter().map(|(_, r)| r.expect("a deadline")).collect()
 }
 
 #[tokio::test]
