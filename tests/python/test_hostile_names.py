@@ -1,6 +1,8 @@
 """Names and text protoc accepts that used to break the Python output
 (issue 9.3–9.5): a message named like a keyword (``def``, nested ``class``),
-RPCs ``Match`` and ``Match_`` (one handler each), comments with a
+an RPC named like a soft keyword (``Match``) beside ``Matches``, RPCs
+``Match`` and ``Match_`` (refused, naming both: they would share a handler),
+comments with a
 non-breaking space, line and paragraph separators, bidi controls and triple
 quotes, and a proto file name with U+2028. The output must import, pass
 ``mypy --strict`` and serve every endpoint on a real nats-server."""
@@ -37,7 +39,7 @@ service Weird {
   option (natsmicro.service) = { subject_prefix: "weird" };
   // Method comment with\u00a0NBSP\u0085and NEL.
   rpc Match(def) returns (def.class);
-  rpc Match_(None) returns (None);
+  rpc Matches(None) returns (None);
 }
 '''
 
@@ -110,7 +112,7 @@ def test_no_text_escapes_its_comment_or_docstring(hostile_tree: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-async def test_keyword_messages_and_match_match_underscore_each_get_their_handler(hostile_tree: Path, nc: Client) -> None:
+async def test_keyword_messages_and_a_keyword_method_each_get_their_handler(hostile_tree: Path, nc: Client) -> None:
     sys.path.insert(0, str(hostile_tree))
     try:
         weird = importlib.import_module(module_name())
@@ -124,13 +126,24 @@ async def test_keyword_messages_and_match_match_underscore_each_get_their_handle
         async def match_(self, request: object, ctx: rt.RequestContext) -> object:
             return getattr(message_def, "class")(y=1)
 
-        async def match__(self, request: object, ctx: rt.RequestContext) -> object:
+        async def matches(self, request: object, ctx: rt.RequestContext) -> object:
             return message_none(z="second")
 
     service = await weird.register_weird(nc, Handler())
     client = weird.WeirdClient(nc)
     first, _ = await client.match_(message_def(x="a"))
-    second, _ = await client.match__(message_none(z="b"))
+    second, _ = await client.matches(message_none(z="b"))
     assert (first.y, second.z) == (1, "second")
-    assert [e.subject for e in service.endpoints] == ["weird.match", "weird.match_"]
+    assert [e.subject for e in service.endpoints] == ["weird.match", "weird.matches"]
     await service.stop()
+
+
+def test_methods_that_collide_after_conversion_are_refused_naming_both(tmp_path: Path) -> None:
+    protos = tmp_path / "protos"
+    (protos / "hostile/v1").mkdir(parents=True)
+    clash = PROTO.replace("rpc Matches(None)", "rpc Match_(None)")
+    (protos / FILE_NAME).write_text(clash, encoding="utf-8")
+    with pytest.raises(AssertionError) as refused:
+        generate(tmp_path / "out", [protos, REPO / "proto"], [FILE_NAME, "natsmicro/options.proto"])
+    message = str(refused.value)
+    assert "hostile/v1/weird.proto" in message and "Match and Match_ collide" in message, message
