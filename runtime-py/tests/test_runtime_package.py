@@ -20,7 +20,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 
 HERE = Path(__file__).parent
-CASES = json.loads((HERE / "deadline_header_cases.json").read_text(encoding="utf-8"))
+CASES = json.loads((HERE.parents[1] / "tests" / "deadline_header_cases.json").read_text(encoding="utf-8"))
 
 
 def test_generated_code_of_the_same_minor_version_is_accepted() -> None:

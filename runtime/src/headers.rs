@@ -26,7 +26,32 @@ pub fn encode_timeout(budget: Duration) -> String {
     budget.as_micros().to_string()
 }
 
-/// Decodes a [`TIMEOUT`] header value; `None` if it is not a whole number.
+/// The longest budget a [`TIMEOUT`] header may carry: 24 hours.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Decodes a [`TIMEOUT`] header value: 1 to 12 ASCII digits, at most
+/// [`MAX_TIMEOUT`] in microseconds. Anything else (signs, spaces, other
+/// Unicode digits, an empty value) is `None`: the request is then served
+/// with the server's own timeout (`docs/PROTOCOL.md`, section 3.2).
+///
+/// ```
+/// use std::time::Duration;
+/// use nats_micro_runtime::headers::decode_timeout;
+/// assert_eq!(decode_timeout("000250"), Some(Duration::from_micros(250)));
+/// assert_eq!(decode_timeout("+250"), None);
+/// assert_eq!(decode_timeout("２５０"), None);
+/// assert_eq!(decode_timeout("86400000001"), None);
+/// ```
 pub fn decode_timeout(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_micros)
+    if value.is_empty() || value.len() > 12 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let budget = Duration::from_micros(value.parse().ok()?);
+    (budget <= MAX_TIMEOUT).then_some(budget)
+}
+
+/// The caller's budget in a request's headers: the first [`TIMEOUT`] value,
+/// decoded by [`decode_timeout`]; later duplicates are ignored.
+pub fn request_budget(headers: &async_nats::HeaderMap) -> Option<Duration> {
+    headers.get(TIMEOUT).and_then(|value| decode_timeout(value.as_str()))
 }

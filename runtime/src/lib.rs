@@ -29,6 +29,7 @@ pub mod error;
 pub mod headers;
 pub mod interceptor;
 mod per_service;
+pub mod reply_policy;
 pub mod service;
 pub mod spec;
 
@@ -36,5 +37,6 @@ pub use client::{Client, IntoRequest, MethodSpec, Request, Response};
 pub use code::{Code, CodeFormat};
 pub use context::RequestContext;
 pub use error::{Error, ErrorKind, HandlerError};
+pub use reply_policy::ReplyPolicy;
 pub use service::{Service, ServiceBuilder};
 pub use spec::{EndpointSpec, ServiceSpec};

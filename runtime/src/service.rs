@@ -1,7 +1,10 @@
-//! The ADR-32 service layer: endpoints with bounded concurrency, deadlines,
-//! panic isolation and statistics, discovery on `$SRV.*`, graceful stop.
+//! The ADR-32 service layer: endpoints with bounded concurrency and a
+//! bounded backlog, deadlines counted from arrival, panic isolation, a
+//! reply-subject policy and statistics; discovery on `$SRV.*`; a connection
+//! watchdog; a graceful stop bounded in time.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,13 +26,27 @@ use crate::discovery::{
 };
 use crate::error::Error;
 use crate::headers;
-use crate::interceptor::{EndpointHandler, ServerInterceptor, ServerInterceptorFn, ServerNext};
+use crate::interceptor::{BoxFuture, EndpointHandler, ServerInterceptor, ServerInterceptorFn, ServerNext};
+use crate::reply_policy::ReplyPolicy;
 use crate::spec::{EndpointSpec, ServiceSpec};
 
 /// The queue group endpoints join unless it is disabled.
 pub const DEFAULT_QUEUE_GROUP: &str = "q";
 /// Requests one endpoint handles at once unless set otherwise.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 1024;
+/// Requests one endpoint lets wait for a handler slot unless the proto or
+/// the builder sets otherwise; beyond it requests get `RESOURCE_EXHAUSTED`.
+pub const DEFAULT_PENDING_MSG_LIMIT: usize = 4096;
+/// How long [`Service::stop`] waits for requests before cancelling them,
+/// unless set otherwise.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a service checks that its connection still carries requests.
+const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
+/// How long cancelled requests get to send their replies at the end of a stop.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// Makes a new connection for a service whose connection died.
+type Connector = Arc<dyn Fn() -> BoxFuture<Result<async_nats::Client, async_nats::ConnectError>> + Send + Sync>;
 
 /// Configures a service before it starts. Generated code returns one filled
 /// from the proto options; every setting can be changed at run time.
@@ -66,6 +83,10 @@ pub struct ServiceBuilder {
     code_format: CodeFormat,
     expose_internal_errors: bool,
     max_concurrency: usize,
+    pending_limit: Option<Option<usize>>,
+    drain_timeout: Duration,
+    reply_policy: ReplyPolicy,
+    connector: Option<Connector>,
     interceptors: Vec<Arc<dyn ServerInterceptor>>,
     endpoints: Vec<(EndpointSpec, Arc<dyn EndpointHandler>)>,
 }
@@ -85,6 +106,10 @@ impl ServiceBuilder {
             code_format: CodeFormat::Numbers,
             expose_internal_errors: false,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            pending_limit: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            reply_policy: ReplyPolicy::default(),
+            connector: None,
             interceptors: Vec::new(),
             endpoints: Vec::new(),
         }
@@ -179,6 +204,55 @@ impl ServiceBuilder {
         self
     }
 
+    /// Requests each endpoint lets wait for a slot, over the proto's
+    /// `pending_msg_limit` (default [`DEFAULT_PENDING_MSG_LIMIT`]); more are
+    /// answered `RESOURCE_EXHAUSTED` at once. `None` removes the bound, so a
+    /// backlog can grow as long as the caller's deadlines allow.
+    pub fn pending_limit(mut self, limit: Option<usize>) -> Self {
+        self.pending_limit = Some(limit);
+        self
+    }
+
+    /// How long [`Service::stop`] waits for requests in flight and waiting
+    /// before it cancels them (default [`DEFAULT_DRAIN_TIMEOUT`]).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Which reply subjects are served (see [`ReplyPolicy`]; its default
+    /// already refuses the service's own subjects and system subjects).
+    pub fn reply_policy(mut self, policy: ReplyPolicy) -> Self {
+        self.reply_policy = policy;
+        self
+    }
+
+    /// How to connect again when the connection can no longer be used.
+    ///
+    /// async-nats 0.51 panics in its connection task on some malformed
+    /// messages any client can send (a bare CR in a header value); the
+    /// client then looks connected but delivers nothing. A service checks
+    /// its connection every 250 ms; with a connector it resubscribes on a new
+    /// connection within about a second, keeping its id and statistics.
+    /// Without one, [`Service::run_until`] returns the failure so that the
+    /// process can exit and be restarted.
+    ///
+    /// ```no_run
+    /// # async fn demo(builder: nats_micro_runtime::ServiceBuilder) -> Result<(), nats_micro_runtime::Error> {
+    /// let url = "nats://127.0.0.1:4222".to_owned();
+    /// let nats = async_nats::connect(&url).await.map_err(nats_micro_runtime::Error::from_internal)?;
+    /// let service = builder.reconnect_with(move || async_nats::connect(url.clone())).start(&nats).await?;
+    /// # service.stop().await; Ok(()) }
+    /// ```
+    pub fn reconnect_with<F, Fut>(mut self, connect: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<async_nats::Client, async_nats::ConnectError>> + Send + 'static,
+    {
+        self.connector = Some(Arc::new(move || Box::pin(connect())));
+        self
+    }
+
     /// Adds a server interceptor; the first added runs outermost.
     pub fn interceptor(mut self, interceptor: impl ServerInterceptor) -> Self {
         self.interceptors.push(Arc::new(interceptor));
@@ -254,41 +328,49 @@ impl ServiceBuilder {
             .map_err(Error::from_internal)?;
         let chain: Arc<[Arc<dyn ServerInterceptor>]> = self.interceptors.clone().into();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let infos: Vec<EndpointInfo> = self.endpoints.iter().map(|(spec, _)| self.endpoint_info(spec)).collect();
+        let own_subjects: Arc<[String]> = infos.iter().map(|info| info.subject.clone()).collect();
+        let reply_policy = Arc::new(self.reply_policy.clone());
 
-        let mut endpoints = Vec::with_capacity(self.endpoints.len());
-        for (spec, handler) in &self.endpoints {
-            let info = self.endpoint_info(spec);
-            let subscriber = subscribe(nats, &info.subject, info.queue_group.as_deref()).await?;
-            let timeout = self.endpoint_timeouts.get(spec.method.endpoint).copied().or(self.timeout).or(spec.method.timeout);
-            let shared = Arc::new(EndpointShared {
-                nats: nats.clone(),
-                method: spec.method.method.into(),
-                endpoint: spec.method.endpoint.into(),
-                timeout,
-                code_format: self.code_format,
-                expose_internal_errors: self.expose_internal_errors,
-                chain: chain.clone(),
-                handler: handler.clone(),
-                stats: EndpointCounters::default(),
-                permits: Arc::new(Semaphore::new(self.max_concurrency)),
-                max_concurrency: self.max_concurrency,
-                pending_msg_limit: spec.pending_msg_limit,
-                pending_bytes_limit: spec.pending_bytes_limit,
-                queued: AtomicUsize::new(0),
-                queued_bytes: AtomicUsize::new(0),
-            });
-            endpoints.push((info, shared, subscriber));
-        }
+        let endpoints: Vec<Arc<Endpoint>> = self
+            .endpoints
+            .iter()
+            .zip(&infos)
+            .map(|((spec, handler), info)| {
+                let timeout = self.endpoint_timeouts.get(spec.method.endpoint).copied().or(self.timeout).or(spec.method.timeout);
+                Arc::new(Endpoint {
+                    info: info.clone(),
+                    method: spec.method.method.into(),
+                    endpoint: spec.method.endpoint.into(),
+                    timeout,
+                    code_format: self.code_format,
+                    expose_internal_errors: self.expose_internal_errors,
+                    chain: chain.clone(),
+                    handler: handler.clone(),
+                    reply_policy: reply_policy.clone(),
+                    own_subjects: own_subjects.clone(),
+                    stats: EndpointCounters::default(),
+                    permits: Arc::new(Semaphore::new(self.max_concurrency)),
+                    max_concurrency: self.max_concurrency,
+                    pending_msg_limit: self
+                        .pending_limit
+                        .unwrap_or(Some(spec.pending_msg_limit.unwrap_or(DEFAULT_PENDING_MSG_LIMIT))),
+                    pending_bytes_limit: spec.pending_bytes_limit,
+                    queued: AtomicUsize::new(0),
+                    queued_bytes: AtomicUsize::new(0),
+                })
+            })
+            .collect();
 
-        let metadata = self.metadata.clone();
-        let infos: Vec<EndpointInfo> = endpoints.iter().map(|(info, _, _)| info.clone()).collect();
         let identity = Arc::new(Identity {
             name: self.name.clone(),
-            id: id.clone(),
+            id,
             version: self.version.clone(),
-            metadata,
+            metadata: self.metadata.clone(),
             started,
-            endpoints: endpoints.iter().map(|(info, shared, _)| (info.clone(), shared.clone())).collect(),
+            endpoints: endpoints.clone(),
+            restarts: AtomicU64::new(0),
         });
         let ping = json_body(&identity.document(PING_RESPONSE_TYPE))?;
         let info = json_body(&InfoResponse {
@@ -296,21 +378,20 @@ impl ServiceBuilder {
             description: self.description.clone(),
             endpoints: infos.clone(),
         })?;
-
-        let mut discovery = Vec::new();
-        for verb in ["PING", "INFO", "STATS"] {
-            for subject in
-                [format!("$SRV.{verb}"), format!("$SRV.{verb}.{}", self.name), format!("$SRV.{verb}.{}.{id}", self.name)]
-            {
-                discovery.push((verb, subscribe(nats, &subject, None).await?));
-            }
-        }
-        let discovery_task = tokio::spawn(serve_discovery(nats.clone(), discovery, identity.clone(), ping, info));
-        let endpoint_tasks = endpoints
-            .into_iter()
-            .map(|(_, shared, subscriber)| tokio::spawn(serve_endpoint(shared, subscriber, stop_rx.clone())))
-            .collect();
-        Ok(Service { identity, infos, stop: stop_tx, endpoint_tasks, discovery_task: Some(discovery_task) })
+        let plan = Arc::new(Plan { identity: identity.clone(), endpoints, ping, info, stop: stop_rx, cancel: cancel_rx });
+        let running = Arc::new(Mutex::new(plan.launch(nats).await?));
+        let (lost_tx, lost_rx) = watch::channel(None);
+        let watchdog = tokio::spawn(watch_connection(nats.clone(), self.connector.clone(), plan, running.clone(), lost_tx));
+        Ok(Service {
+            identity,
+            infos,
+            drain_timeout: self.drain_timeout,
+            stop: stop_tx,
+            cancel: cancel_tx,
+            running,
+            watchdog: Some(watchdog),
+            lost: lost_rx,
+        })
     }
 }
 
@@ -320,9 +401,12 @@ impl ServiceBuilder {
 pub struct Service {
     identity: Arc<Identity>,
     infos: Vec<EndpointInfo>,
+    drain_timeout: Duration,
     stop: watch::Sender<bool>,
-    endpoint_tasks: Vec<JoinHandle<()>>,
-    discovery_task: Option<JoinHandle<()>>,
+    cancel: watch::Sender<bool>,
+    running: Arc<Mutex<Running>>,
+    watchdog: Option<JoinHandle<()>>,
+    lost: watch::Receiver<Option<String>>,
 }
 
 impl Service {
@@ -346,15 +430,73 @@ impl Service {
         self.identity.stats()
     }
 
-    /// Stops gracefully: stops taking requests (unsubscribing the endpoints
-    /// and serving what was already delivered), waits for requests in
-    /// flight, then leaves discovery.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        for task in std::mem::take(&mut self.endpoint_tasks) {
-            let _ = task.await;
+    /// How many times the service moved to a new connection because its
+    /// connection stopped working (see [`ServiceBuilder::reconnect_with`]).
+    pub fn connection_restarts(&self) -> u64 {
+        self.identity.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully; or until
+    /// the connection is lost for good (it died and no
+    /// [`ServiceBuilder::reconnect_with`] was given), then returns that
+    /// failure as `UNAVAILABLE`.
+    ///
+    /// ```no_run
+    /// # async fn demo(service: nats_micro_runtime::Service) -> Result<(), nats_micro_runtime::Error> {
+    /// // Any future: a signal, a channel, a timer (here: serve for an hour).
+    /// service.run_until(tokio::time::sleep(std::time::Duration::from_secs(3600))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let mut lost = self.lost.clone();
+        let failure = tokio::select! {
+            () = shutdown => None,
+            reason = async { lost.wait_for(Option::is_some).await.map(|reason| reason.clone().unwrap_or_default()) } => {
+                Some(reason.unwrap_or_else(|_| "the service's connection watchdog ended".to_owned()))
+            }
+        };
+        match failure {
+            None => {
+                self.stop().await;
+                Ok(())
+            }
+            Some(reason) => {
+                self.stop_within(Duration::ZERO).await;
+                Err(Error::unavailable(reason))
+            }
         }
-        if let Some(task) = self.discovery_task.take() {
+    }
+
+    /// Stops gracefully within the drain timeout (see
+    /// [`Service::stop_within`]).
+    pub async fn stop(self) {
+        let drain = self.drain_timeout;
+        self.stop_within(drain).await;
+    }
+
+    /// Stops taking requests (unsubscribing the endpoints and serving what
+    /// was already delivered), waits up to `drain` for the requests running
+    /// and waiting, then cancels the rest (their callers get `UNAVAILABLE`)
+    /// and leaves discovery. Never waits much longer than `drain`.
+    pub async fn stop_within(mut self, drain: Duration) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
+        let _ = self.stop.send(true);
+        let (tasks, discovery) = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            (std::mem::take(&mut running.endpoint_tasks), running.discovery_task.take())
+        };
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        let mut endpoints = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(drain, &mut endpoints).await.is_err() {
+            tracing::warn!(service = %self.identity.name, ?drain, "requests still running at the end of the drain timeout; cancelling them");
+            let _ = self.cancel.send(true);
+            if tokio::time::timeout(CANCEL_GRACE, &mut endpoints).await.is_err() {
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            }
+        }
+        if let Some(task) = discovery {
             task.abort();
             let _ = task.await;
         }
@@ -363,12 +505,10 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        for task in &self.endpoint_tasks {
-            task.abort();
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
         }
-        if let Some(task) = &self.discovery_task {
-            task.abort();
-        }
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).abort();
     }
 }
 
@@ -391,6 +531,121 @@ fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, Error> {
     serde_json::to_vec(value).map(Bytes::from).map_err(Error::from_internal)
 }
 
+/// What a service serves, independent of the connection it serves it on.
+struct Plan {
+    identity: Arc<Identity>,
+    endpoints: Vec<Arc<Endpoint>>,
+    ping: Bytes,
+    info: Bytes,
+    stop: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
+}
+
+impl Plan {
+    /// Subscribes everything on `nats` and starts the tasks that serve it.
+    /// Fails without leaving anything subscribed.
+    async fn launch(&self, nats: &async_nats::Client) -> Result<Running, Error> {
+        let mut subscribers = Vec::with_capacity(self.endpoints.len());
+        for endpoint in &self.endpoints {
+            subscribers.push(subscribe(nats, &endpoint.info.subject, endpoint.info.queue_group.as_deref()).await?);
+        }
+        let name = &self.identity.name;
+        let mut discovery = Vec::new();
+        for verb in ["PING", "INFO", "STATS"] {
+            for subject in
+                [format!("$SRV.{verb}"), format!("$SRV.{verb}.{name}"), format!("$SRV.{verb}.{name}.{}", self.identity.id)]
+            {
+                discovery.push((verb, subscribe(nats, &subject, None).await?));
+            }
+        }
+        let endpoint_tasks = self
+            .endpoints
+            .iter()
+            .zip(subscribers)
+            .map(|(endpoint, subscriber)| {
+                let serving = Arc::new(Serving { endpoint: endpoint.clone(), nats: nats.clone(), cancel: self.cancel.clone() });
+                tokio::spawn(serve_endpoint(serving, subscriber, self.stop.clone()))
+            })
+            .collect();
+        let discovery_task = Some(tokio::spawn(serve_discovery(
+            nats.clone(),
+            discovery,
+            self.identity.clone(),
+            self.ping.clone(),
+            self.info.clone(),
+        )));
+        Ok(Running { endpoint_tasks, discovery_task })
+    }
+}
+
+/// The tasks serving a service on one connection.
+struct Running {
+    endpoint_tasks: Vec<JoinHandle<()>>,
+    discovery_task: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn abort(&self) {
+        self.endpoint_tasks.iter().for_each(JoinHandle::abort);
+        if let Some(task) = &self.discovery_task {
+            task.abort();
+        }
+    }
+}
+
+/// Checks every [`WATCHDOG_INTERVAL`] that the connection's task still
+/// answers. A flush that fails (rather than waits, as during an ordinary
+/// reconnect) means the task is gone: the service moves to a new connection
+/// if it has a connector, else reports the loss through `lost`.
+async fn watch_connection(
+    mut nats: async_nats::Client,
+    connector: Option<Connector>,
+    plan: Arc<Plan>,
+    running: Arc<Mutex<Running>>,
+    lost: watch::Sender<Option<String>>,
+) {
+    loop {
+        tokio::time::sleep(WATCHDOG_INTERVAL).await;
+        if !matches!(tokio::time::timeout(WATCHDOG_INTERVAL * 4, nats.flush()).await, Ok(Err(_))) {
+            continue;
+        }
+        let service = plan.identity.name.as_str();
+        let Some(connect) = &connector else {
+            let reason = format!(
+                "service {service}: the NATS connection stopped working (its task ended, e.g. on a malformed message) and no reconnect_with connector is set"
+            );
+            tracing::error!("{reason}");
+            let _ = lost.send(Some(reason));
+            return;
+        };
+        tracing::error!(
+            service,
+            "the NATS connection stopped working (its task ended, e.g. on a malformed message); reconnecting"
+        );
+        let mut delay = Duration::from_millis(50);
+        nats = loop {
+            let fresh = match connect().await {
+                Ok(client) => match plan.launch(&client).await {
+                    Ok(fresh) => Ok((client, fresh)),
+                    Err(err) => Err(err.to_string()),
+                },
+                Err(err) => Err(err.to_string()),
+            };
+            match fresh {
+                Ok((client, fresh)) => {
+                    std::mem::replace(&mut *running.lock().unwrap_or_else(PoisonError::into_inner), fresh).abort();
+                    plan.identity.restarts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(service, "serving again on a new connection");
+                    break client;
+                }
+                Err(err) => tracing::warn!(service, error = %err, ?delay, "reconnecting failed; trying again"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        };
+    }
+}
+
 /// Who the service is, for discovery replies.
 struct Identity {
     name: String,
@@ -398,7 +653,8 @@ struct Identity {
     version: String,
     metadata: BTreeMap<String, String>,
     started: String,
-    endpoints: Vec<(EndpointInfo, Arc<EndpointShared>)>,
+    endpoints: Vec<Arc<Endpoint>>,
+    restarts: AtomicU64,
 }
 
 impl Identity {
@@ -416,7 +672,7 @@ impl Identity {
         StatsResponse {
             identity: self.document(STATS_RESPONSE_TYPE),
             started: self.started.clone(),
-            endpoints: self.endpoints.iter().map(|(info, shared)| shared.stats.snapshot(info)).collect(),
+            endpoints: self.endpoints.iter().map(|endpoint| endpoint.stats.snapshot(&endpoint.info)).collect(),
         }
     }
 }
@@ -450,9 +706,10 @@ async fn serve_discovery(
     }
 }
 
-/// Everything the request path of one endpoint needs.
-struct EndpointShared {
-    nats: async_nats::Client,
+/// One endpoint: its configuration, limits and statistics, for the life of
+/// the service (whatever connection serves it).
+struct Endpoint {
+    info: EndpointInfo,
     method: Arc<str>,
     endpoint: Arc<str>,
     timeout: Option<Duration>,
@@ -460,6 +717,8 @@ struct EndpointShared {
     expose_internal_errors: bool,
     chain: Arc<[Arc<dyn ServerInterceptor>]>,
     handler: Arc<dyn EndpointHandler>,
+    reply_policy: Arc<ReplyPolicy>,
+    own_subjects: Arc<[String]>,
     stats: EndpointCounters,
     permits: Arc<Semaphore>,
     max_concurrency: usize,
@@ -467,6 +726,21 @@ struct EndpointShared {
     pending_bytes_limit: Option<usize>,
     queued: AtomicUsize,
     queued_bytes: AtomicUsize,
+}
+
+/// An endpoint served on one connection: what every request path needs.
+struct Serving {
+    endpoint: Arc<Endpoint>,
+    nats: async_nats::Client,
+    cancel: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Resolves once [`Service::stop`] gives up waiting (or the service is gone).
+    async fn cancelled(&self) {
+        let mut cancel = self.cancel.clone();
+        let _ = cancel.wait_for(|cancelled| *cancelled).await;
+    }
 }
 
 #[derive(Default)]
@@ -503,9 +777,20 @@ impl EndpointCounters {
     }
 }
 
-/// Reads requests until stopped, handing each to its own task while the
-/// endpoint has a free slot; with pending limits set, sheds what does not fit.
-async fn serve_endpoint(shared: Arc<EndpointShared>, mut subscriber: Subscriber, mut stop: watch::Receiver<bool>) {
+/// When a request arrived and when its caller stops waiting.
+#[derive(Clone, Copy)]
+struct Arrival {
+    received: Instant,
+    /// The earlier of arrival + the caller's budget and arrival + the server's timeout.
+    deadline: Option<Instant>,
+}
+
+/// Reads requests until stopped, never waiting for a handler slot (so that
+/// a request's arrival is when it is read and the subscription never backs
+/// up): each runs at once when a slot is free, waits in a bounded backlog
+/// otherwise, and is refused beyond it.
+async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscriber, mut stop: watch::Receiver<bool>) {
+    let endpoint = &serving.endpoint;
     let mut draining = false;
     loop {
         let message = if draining {
@@ -513,10 +798,10 @@ async fn serve_endpoint(shared: Arc<EndpointShared>, mut subscriber: Subscriber,
         } else {
             tokio::select! {
                 message = subscriber.next() => message,
-                _ = stop.changed() => {
+                () = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
                     // Stop taking requests; what was delivered already is still served.
                     if let Err(err) = subscriber.drain().await {
-                        tracing::warn!(error = %err, endpoint = %shared.endpoint, "draining endpoint");
+                        tracing::warn!(error = %err, endpoint = %endpoint.endpoint, "draining endpoint");
                         break;
                     }
                     draining = true;
@@ -525,43 +810,62 @@ async fn serve_endpoint(shared: Arc<EndpointShared>, mut subscriber: Subscriber,
             }
         };
         let Some(message) = message else { break };
-        dispatch(&shared, message).await;
+        dispatch(&serving, message).await;
     }
-    // Wait for the requests in flight.
-    let _ = shared.permits.acquire_many(u32::try_from(shared.max_concurrency).unwrap_or(u32::MAX)).await;
+    // Wait for the requests running and waiting (those wait ahead of this in the semaphore's queue).
+    let _ = endpoint.permits.acquire_many(u32::try_from(endpoint.max_concurrency).unwrap_or(u32::MAX)).await;
 }
 
-async fn dispatch(shared: &Arc<EndpointShared>, message: Message) {
+async fn dispatch(serving: &Arc<Serving>, message: Message) {
     let received = Instant::now();
-    if let Ok(permit) = shared.permits.clone().try_acquire_owned() {
-        serve_now(shared.clone(), message, received, permit).await;
+    let endpoint = &serving.endpoint;
+    let reply_to = message.reply.as_ref().map_or("", |subject| subject.as_str());
+    if let Some(reason) = endpoint.reply_policy.refusal(reply_to, &endpoint.own_subjects) {
+        tracing::warn!(endpoint = %endpoint.endpoint, reason, "refused a request");
+        endpoint.stats.record(received.elapsed(), Some(&Error::permission_denied(reason)));
         return;
     }
-    let limited = shared.pending_msg_limit.is_some() || shared.pending_bytes_limit.is_some();
-    if !limited {
-        // No pending limit: wait for a slot, leaving further requests in the subscription's buffer.
-        let Ok(permit) = shared.permits.clone().acquire_owned().await else { return };
-        serve_now(shared.clone(), message, received, permit).await;
+    let budget = message.headers.as_ref().and_then(headers::request_budget);
+    let limit = match (budget, endpoint.timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let arrival = Arrival { received, deadline: limit.map(|limit| received + limit) };
+    if let Ok(permit) = endpoint.permits.clone().try_acquire_owned() {
+        serve_now(serving.clone(), message, arrival, permit).await;
         return;
     }
     let size = message.length;
-    let over_msgs = shared.pending_msg_limit.is_some_and(|limit| shared.queued.load(Ordering::Relaxed) >= limit);
-    let over_bytes = shared.pending_bytes_limit.is_some_and(|limit| shared.queued_bytes.load(Ordering::Relaxed) + size > limit);
+    let queued = endpoint.queued.load(Ordering::Relaxed);
+    let over_msgs = endpoint.pending_msg_limit.is_some_and(|limit| queued >= limit);
+    let over_bytes =
+        endpoint.pending_bytes_limit.is_some_and(|limit| endpoint.queued_bytes.load(Ordering::Relaxed) + size > limit);
     if over_msgs || over_bytes {
-        let err = Error::unavailable(format!("endpoint {} is overloaded", shared.endpoint));
-        reply(shared, message.reply, Err(err), None, received).await;
+        let err = Error::resource_exhausted(format!("endpoint {} is overloaded: {queued} requests wait", endpoint.endpoint));
+        reply(serving, message.reply, Err(err), None, received).await;
         return;
     }
-    shared.queued.fetch_add(1, Ordering::Relaxed);
-    shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
-    let shared = shared.clone();
+    endpoint.queued.fetch_add(1, Ordering::Relaxed);
+    endpoint.queued_bytes.fetch_add(size, Ordering::Relaxed);
+    let serving = serving.clone();
     tokio::spawn(async move {
-        let permit = shared.permits.clone().acquire_owned().await;
-        shared.queued.fetch_sub(1, Ordering::Relaxed);
-        shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-        if let Ok(permit) = permit {
-            handle(&shared, message, received).await;
-            drop(permit);
+        let endpoint = &serving.endpoint;
+        let permit = tokio::select! {
+            biased;
+            () = serving.cancelled() => None,
+            permit = endpoint.permits.clone().acquire_owned() => permit.ok(),
+        };
+        endpoint.queued.fetch_sub(1, Ordering::Relaxed);
+        endpoint.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        match permit {
+            Some(permit) => {
+                handle(&serving, message, arrival).await;
+                drop(permit);
+            }
+            None => {
+                let err = Error::unavailable(format!("the service stopped before {} started", endpoint.method));
+                reply(&serving, message.reply, Err(err), None, received).await;
+            }
         }
     });
 }
@@ -573,9 +877,9 @@ async fn dispatch(shared: &Arc<EndpointShared>, message: Message) {
 /// concurrently with the requests after it. (A handler's synchronous part,
 /// up to its first `.await`, runs on the endpoint's task: keep CPU-heavy work
 /// in `spawn_blocking`, as anywhere in tokio.)
-async fn serve_now(shared: Arc<EndpointShared>, message: Message, received: Instant, permit: OwnedSemaphorePermit) {
+async fn serve_now(serving: Arc<Serving>, message: Message, arrival: Arrival, permit: OwnedSemaphorePermit) {
     let mut request = Box::pin(async move {
-        handle(&shared, message, received).await;
+        handle(&serving, message, arrival).await;
         drop(permit);
     });
     let first_poll = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
@@ -584,23 +888,33 @@ async fn serve_now(shared: Arc<EndpointShared>, message: Message, received: Inst
     }
 }
 
-/// Serves one request: deadline, interceptors and handler, panic isolation, reply, stats.
-async fn handle(shared: &EndpointShared, message: Message, received: Instant) {
+/// Serves one request: nothing starts after its deadline; then
+/// interceptors and handler with panic isolation, cancelled at the deadline
+/// or when a stop gives up waiting; reply; stats.
+async fn handle(serving: &Serving, message: Message, arrival: Arrival) {
+    let endpoint = &serving.endpoint;
+    if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
+        reply(serving, message.reply, Err(err), None, arrival.received).await;
+        return;
+    }
     let headers = message.headers.unwrap_or_default();
-    let budget = headers.get(headers::TIMEOUT).and_then(|value| headers::decode_timeout(value.as_str()));
-    let deadline = match (budget, shared.timeout) {
-        (Some(a), Some(b)) => Some(received + a.min(b)),
-        (a, b) => a.or(b).map(|limit| received + limit),
-    };
-    let ctx = RequestContext::new(shared.method.clone(), shared.endpoint.clone(), message.subject, headers, deadline);
+    let ctx = RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline);
     let response_headers = ctx.response_headers_handle();
-    let call = AssertUnwindSafe(ServerNext::start(shared.chain.clone(), shared.handler.clone()).run(ctx, message.payload))
+    let call = AssertUnwindSafe(ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload))
         .catch_unwind();
-    let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
-            Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", shared.method))))
-        }),
-        None => call.await,
+    let timed = async {
+        match arrival.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
+                Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", endpoint.method))))
+            }),
+            None => call.await,
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        outcome = timed => outcome,
+        () = serving.cancelled() => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
     };
     let result = outcome.unwrap_or_else(|panic| {
         let detail = panic
@@ -610,16 +924,17 @@ async fn handle(shared: &EndpointShared, message: Message, received: Instant) {
             .unwrap_or_else(|| "a panic with no message".to_owned());
         Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
     });
-    reply(shared, message.reply, result, response_headers.take(), received).await;
+    reply(serving, message.reply, result, response_headers.take(), arrival.received).await;
 }
 
 async fn reply(
-    shared: &EndpointShared,
+    serving: &Serving,
     reply_to: Option<Subject>,
     result: Result<Bytes, Error>,
     response_headers: Option<HeaderMap>,
     received: Instant,
 ) {
+    let endpoint = &serving.endpoint;
     let elapsed = received.elapsed();
     let (headers, body) = match &result {
         Ok(body) => (response_headers, body.clone()),
@@ -634,41 +949,41 @@ async fn reply(
             }
             let message = match err.detail() {
                 Some(detail) => {
-                    tracing::error!(method = %shared.method, detail, "handler failed without an error code");
-                    if shared.expose_internal_errors { detail } else { err.message() }
+                    tracing::error!(method = %endpoint.method, detail, "handler failed without an error code");
+                    if endpoint.expose_internal_errors { detail } else { err.message() }
                 }
                 None => err.message(),
             };
-            headers.insert(headers::ERROR_CODE, err.code().to_wire(shared.code_format).as_ref());
+            headers.insert(headers::ERROR_CODE, err.code().to_wire(endpoint.code_format).as_ref());
             headers.insert(headers::ERROR_MESSAGE, sanitize_header_value(message).as_str());
             (Some(headers), err.data().clone())
         }
     };
     let Some(reply_to) = reply_to else {
-        shared.stats.record(elapsed, result.as_ref().err());
+        endpoint.stats.record(elapsed, result.as_ref().err());
         return;
     };
     let sent = match headers {
-        Some(headers) => shared.nats.publish_with_headers(reply_to.clone(), headers, body).await,
-        None => shared.nats.publish(reply_to.clone(), body).await,
+        Some(headers) => serving.nats.publish_with_headers(reply_to.clone(), headers, body).await,
+        None => serving.nats.publish(reply_to.clone(), body).await,
     };
     match (sent, result) {
-        (Ok(()), result) => shared.stats.record(elapsed, result.as_ref().err()),
+        (Ok(()), result) => endpoint.stats.record(elapsed, result.as_ref().err()),
         (Err(err), Ok(_)) => {
             // Most likely a response over max_payload: tell the caller rather than leave it waiting.
             let failure = Error::resource_exhausted(format!("the response could not be sent: {err}"));
-            tracing::warn!(error = %err, method = %shared.method, "sending reply");
+            tracing::warn!(error = %err, method = %endpoint.method, "sending reply");
             let mut headers = HeaderMap::new();
-            headers.insert(headers::ERROR_CODE, failure.code().to_wire(shared.code_format).as_ref());
+            headers.insert(headers::ERROR_CODE, failure.code().to_wire(endpoint.code_format).as_ref());
             headers.insert(headers::ERROR_MESSAGE, failure.message());
-            if let Err(err) = shared.nats.publish_with_headers(reply_to, headers, Bytes::new()).await {
-                tracing::warn!(error = %err, method = %shared.method, "sending error reply");
+            if let Err(err) = serving.nats.publish_with_headers(reply_to, headers, Bytes::new()).await {
+                tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
             }
-            shared.stats.record(elapsed, Some(&failure));
+            endpoint.stats.record(elapsed, Some(&failure));
         }
         (Err(err), Err(failure)) => {
-            tracing::warn!(error = %err, method = %shared.method, "sending error reply");
-            shared.stats.record(elapsed, Some(&failure));
+            tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
+            endpoint.stats.record(elapsed, Some(&failure));
         }
     }
 }

@@ -53,7 +53,7 @@ def test_the_deadline_header_is_whole_microseconds() -> None:
     assert rt.decode_timeout(None) is None
 
 
-_CASES = json.loads((Path(__file__).parents[2] / "runtime-py/tests/deadline_header_cases.json").read_text(encoding="utf-8"))
+_CASES = json.loads((Path(__file__).parents[2] / "tests/deadline_header_cases.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize(("value", "micros"), _CASES["values"], ids=repr)

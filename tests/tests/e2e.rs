@@ -7,6 +7,7 @@ mod e2e {
     mod discovery;
     mod errors;
     mod faults;
+    mod hardening;
     mod interceptors;
     mod json;
     mod peers;

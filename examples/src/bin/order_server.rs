@@ -11,15 +11,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nats = async_nats::connect(&url).await?;
     let service = order_service_nats::service_builder(InMemoryOrders::default())
         .add_metadata("instance", std::process::id().to_string())
+        // Should the connection die (async-nats fails on some crafted messages), serve on a new one.
+        .reconnect_with({
+            let url = url.clone();
+            move || async_nats::connect(url.clone())
+        })
         .start(&nats)
         .await?;
     println!("serving {} on {url}; Ctrl-C or SIGTERM stops gracefully", service.name());
     let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
-    }
-    service.stop().await;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    // Stops gracefully on the signal: requests in flight get up to 10 s (`drain_timeout`).
+    service.run_until(shutdown).await?;
     // end snippet
     Ok(())
 }
