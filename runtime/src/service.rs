@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -449,11 +450,10 @@ impl Service {
     /// ```
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut lost = self.lost.clone();
-        let failure = tokio::select! {
-            () = shutdown => None,
-            reason = async { lost.wait_for(Option::is_some).await.map(|reason| reason.clone().unwrap_or_default()) } => {
-                Some(reason.unwrap_or_else(|_| "the service's connection watchdog ended".to_owned()))
-            }
+        let lost = async { lost.wait_for(Option::is_some).await.map(|reason| reason.clone().unwrap_or_default()) };
+        let failure = match first(shutdown, lost).await {
+            Either::Left(()) => None,
+            Either::Right(reason) => Some(reason.unwrap_or_else(|_| "the service's connection watchdog ended".to_owned())),
         };
         match failure {
             None => {
@@ -796,9 +796,12 @@ async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscriber, mut s
         let message = if draining {
             subscriber.next().await
         } else {
-            tokio::select! {
-                message = subscriber.next() => message,
-                () = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
+            let stopped = async {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            match first(subscriber.next(), stopped).await {
+                Either::Left(message) => message,
+                Either::Right(()) => {
                     // Stop taking requests; what was delivered already is still served.
                     if let Err(err) = subscriber.drain().await {
                         tracing::warn!(error = %err, endpoint = %endpoint.endpoint, "draining endpoint");
@@ -850,10 +853,9 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
     let serving = serving.clone();
     tokio::spawn(async move {
         let endpoint = &serving.endpoint;
-        let permit = tokio::select! {
-            biased;
-            () = serving.cancelled() => None,
-            permit = endpoint.permits.clone().acquire_owned() => permit.ok(),
+        let permit = match first(serving.cancelled(), endpoint.permits.clone().acquire_owned()).await {
+            Either::Left(()) => None,
+            Either::Right(permit) => permit.ok(),
         };
         endpoint.queued.fetch_sub(1, Ordering::Relaxed);
         endpoint.queued_bytes.fetch_sub(size, Ordering::Relaxed);
@@ -911,10 +913,9 @@ async fn handle(serving: &Serving, message: Message, arrival: Arrival) {
             None => call.await,
         }
     };
-    let outcome = tokio::select! {
-        biased;
-        outcome = timed => outcome,
-        () = serving.cancelled() => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
+    let outcome = match first(timed, serving.cancelled()).await {
+        Either::Left(outcome) => outcome,
+        Either::Right(()) => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
     };
     let result = outcome.unwrap_or_else(|panic| {
         let detail = panic
@@ -985,6 +986,15 @@ async fn reply(
             tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
             endpoint.stats.record(elapsed, Some(&failure));
         }
+    }
+}
+
+/// Whichever of `a` and `b` completes first (`a` when both are ready): a
+/// `select!` that needs no tokio `macros` feature from the runtime's users.
+async fn first<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    match futures_util::future::select(std::pin::pin!(a), std::pin::pin!(b)).await {
+        Either::Left((a, _)) => Either::Left(a),
+        Either::Right((b, _)) => Either::Right(b),
     }
 }
 
