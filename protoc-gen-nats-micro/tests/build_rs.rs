@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use common::{
-    SCRATCH_PROTO, TempDir, assert_contains_all, corpus_includes, corpus_root, project_includes, project_root, protoc_path,
-    read_dir_files, scratch_dir, service_with_options,
+    SCRATCH_PROTO, TempDir, assert_contains_all, project_includes, project_root, protoc_path, read_dir_files, scratch_dir,
+    service_with_options,
 };
 use protoc_gen_nats_micro::build::{self, Builder};
 
@@ -105,13 +105,13 @@ fn messages_and_services_in_one_file_with_protox_and_protoc() {
 #[test]
 fn json_services_get_serde_impls_folded_in() {
     let env = Env::lock();
-    let user = corpus_root().join("user/v1/service.proto");
-    let (result, files) = compile(&env, None, |b| b, &[user], &corpus_includes());
+    let json = project_root().join("jsondemo/v1/jsondemo.proto");
+    let (result, files) = compile(&env, None, |b| b, &[json], &[project_root()]);
     result.expect("compile_protos");
     assert!(files.keys().all(|name| !name.ends_with(".serde.rs")), "serde files must be folded in: {:?}", files.keys());
     assert_contains_all(
-        &files["user.v1.rs"],
-        &["pub mod user_service_nats", "rt::Json", "impl serde::Serialize for GetUserRequest"],
+        &files["jsondemo.v1.rs"],
+        &["pub mod json_service_nats", "rt::Json", "impl serde::Serialize for GetUserRequest"],
     );
 }
 
