@@ -190,14 +190,7 @@ impl fmt::Display for Code {
 }
 
 /// Whether `name` is an UPPER_SNAKE identifier: `[A-Z][A-Z0-9]*(_[A-Z0-9]+)*`.
-///
-/// ```
-/// use nats_micro_runtime::code::is_upper_snake;
-/// assert!(is_upper_snake("ORDER_EXPIRED"));
-/// assert!(!is_upper_snake("order_expired"));
-/// assert!(!is_upper_snake("_X") && !is_upper_snake("X__Y") && !is_upper_snake("X_"));
-/// ```
-pub fn is_upper_snake(name: &str) -> bool {
+fn is_upper_snake(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('A'..='Z'))
         && name.split('_').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))

@@ -15,7 +15,7 @@ pub trait Codec<T>: Send + Sync + 'static {
 /// Binary protobuf through `prost`.
 ///
 /// ```
-/// use nats_micro_runtime::codec::{Codec, Protobuf};
+/// use nats_micro_runtime::{Codec, Protobuf};
 /// let body = <Protobuf as Codec<String>>::encode(&"hi".to_string()).unwrap();
 /// assert_eq!(<Protobuf as Codec<String>>::decode(body).unwrap(), "hi");
 /// ```
@@ -36,7 +36,7 @@ impl<T: prost::Message + Default> Codec<T> for Protobuf {
 /// integers as strings, enums by name).
 ///
 /// ```
-/// use nats_micro_runtime::codec::{Codec, Json};
+/// use nats_micro_runtime::{Codec, Json};
 /// let body = <Json as Codec<Vec<u32>>>::encode(&vec![1, 2]).unwrap();
 /// assert_eq!(&body[..], b"[1,2]");
 /// assert!(<Json as Codec<Vec<u32>>>::decode(bytes::Bytes::from_static(b"{")).is_err());

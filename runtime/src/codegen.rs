@@ -5,10 +5,6 @@
 //! another name only has to point the generator's `runtime_path` here.
 //! Nothing in this module is meant to be called by hand.
 
-use std::future::Future;
-use std::marker::PhantomData;
-use std::sync::Arc;
-
 pub use async_nats;
 pub use bytes::Bytes;
 
@@ -16,56 +12,12 @@ pub use crate::client::{Client, IntoRequest, MethodSpec, Request, Response};
 pub use crate::code::Code;
 pub use crate::codec::{Codec, Json, Protobuf};
 pub use crate::context::RequestContext;
-pub use crate::discovery::EndpointInfo;
-pub use crate::error::{Error, ErrorKind, HandlerError};
-pub use crate::interceptor::{BoxFuture, ClientInterceptor, EndpointHandler};
+pub use crate::error::{Error, ErrorKind, HandlerError, StartError};
+pub use crate::future::BoxFuture;
+pub use crate::interceptor::{ClientInterceptor, EndpointHandler};
 pub use crate::per_service::{endpoint_infos, unary_method};
-pub use crate::service::{Service, ServiceBuilder};
+pub use crate::server::discovery::EndpointInfo;
+pub use crate::server::unary_handler;
+pub use crate::server::{Service, ServiceBuilder};
 pub use crate::spec::{EndpointSpec, ServiceSpec};
 pub use crate::{service_client, service_error};
-
-/// Builds the handler of one unary endpoint: decodes the request with codec
-/// `C` (a malformed payload is `INVALID_ARGUMENT`), calls `handler`, encodes
-/// its response (a failure is `INTERNAL`).
-pub fn unary_handler<C, Req, Resp, E, F, Fut>(handler: F) -> Arc<dyn EndpointHandler>
-where
-    C: Codec<Req> + Codec<Resp>,
-    Req: Send + 'static,
-    Resp: Send + 'static,
-    E: Into<Error> + Send + 'static,
-    F: Fn(RequestContext, Req) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
-{
-    Arc::new(Unary::<C, Req, Resp, F> { handler, types: PhantomData })
-}
-
-struct Unary<C, Req, Resp, F> {
-    handler: F,
-    types: PhantomData<fn(C, Req) -> Resp>,
-}
-
-impl<C, Req, Resp, E, F, Fut> EndpointHandler for Unary<C, Req, Resp, F>
-where
-    C: Codec<Req> + Codec<Resp>,
-    Req: Send + 'static,
-    Resp: Send + 'static,
-    E: Into<Error> + Send + 'static,
-    F: Fn(RequestContext, Req) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
-{
-    fn call(&self, ctx: RequestContext, payload: Bytes) -> BoxFuture<Result<Bytes, Error>> {
-        let request = match <C as Codec<Req>>::decode(payload) {
-            Ok(request) => request,
-            Err(err) => {
-                let err = Error::invalid_argument(format!("malformed request for {}: {err}", ctx.method()));
-                return Box::pin(std::future::ready(Err(err)));
-            }
-        };
-        let response = (self.handler)(ctx, request);
-        Box::pin(async move {
-            let response = response.await.map_err(Into::into)?;
-            <C as Codec<Resp>>::encode(&response)
-                .map_err(|err| Error::from_internal(std::io::Error::other(format!("encoding the response: {err}"))))
-        })
-    }
-}

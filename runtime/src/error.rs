@@ -25,8 +25,6 @@ pub enum ErrorKind {
     MaxPayloadExceeded,
     /// The connection to NATS is closed (code `UNAVAILABLE`).
     ConnectionClosed,
-    /// The NATS account may not publish or subscribe there (code `PERMISSION_DENIED`).
-    PermissionViolation,
     /// The reply could not be decoded as the response message (code `INTERNAL`).
     Decode,
     /// The request could not be encoded (code `INTERNAL`).
@@ -329,4 +327,52 @@ impl HandlerError for Error {
     fn into_error(self) -> Error {
         self
     }
+}
+
+/// Common error types convert into every generated service error with `?`
+/// as INTERNAL: their text is logged by the service and not sent to the
+/// caller (unless the service exposes internal errors).
+macro_rules! internal_handler_errors {
+    ($($ty:ty),* $(,)?) => { $( impl HandlerError for $ty {} )* };
+}
+
+internal_handler_errors!(
+    std::io::Error,
+    std::fmt::Error,
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error,
+    serde_json::Error,
+    prost::DecodeError,
+    prost::EncodeError,
+    Box<dyn StdError + Send + Sync>,
+);
+
+/// Why [`ServiceBuilder::start`](crate::ServiceBuilder::start) failed: a
+/// setup failure, not the error of a call.
+///
+/// ```
+/// use nats_micro_runtime::StartError;
+/// let err = StartError::InvalidConfig("service name \"a b\" must match [A-Za-z0-9_-]+".into());
+/// assert!(err.to_string().starts_with("invalid service configuration"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A name, version, subject or queue group is not valid.
+    #[error("invalid service configuration: {0}")]
+    InvalidConfig(String),
+    /// The server refused a subscription, or the connection is gone.
+    #[error("subscribing to {subject}: {source}")]
+    Subscribe {
+        /// The subject that could not be subscribed.
+        subject: String,
+        /// What async-nats reported.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// The discovery documents could not be encoded.
+    #[error("encoding the service's discovery documents: {0}")]
+    Discovery(#[from] serde_json::Error),
 }

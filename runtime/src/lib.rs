@@ -19,24 +19,30 @@
 //! assert_eq!(Error::not_found("gone").code().to_wire(CodeFormat::Numbers), "404");
 //! ```
 
-pub mod client;
-pub mod code;
-pub mod codec;
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod client;
+mod code;
+mod codec;
+#[doc(hidden)]
 pub mod codegen;
-pub mod context;
-pub mod discovery;
-pub mod error;
+mod context;
+mod error;
+mod future;
 pub mod headers;
 pub mod interceptor;
 mod per_service;
-pub mod reply_policy;
-pub mod service;
-pub mod spec;
+mod server;
+mod spec;
 
-pub use client::{Client, IntoRequest, MethodSpec, Request, Response};
+pub use client::{Client, DEFAULT_TIMEOUT, IntoRequest, MethodSpec, Request, Response};
 pub use code::{Code, CodeFormat};
+pub use codec::{Codec, Json, Protobuf};
 pub use context::RequestContext;
-pub use error::{Error, ErrorKind, HandlerError};
-pub use reply_policy::ReplyPolicy;
-pub use service::{Service, ServiceBuilder};
+pub use error::{Error, ErrorKind, HandlerError, INTERNAL_MESSAGE, StartError};
+pub use server::discovery::{EndpointInfo, EndpointStats, InfoResponse, PingResponse, ServiceIdentity, StatsResponse};
+pub use server::reply_policy::{RESERVED_REPLY_PREFIXES, ReplyPolicy};
+pub use server::{
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP, Service, ServiceBuilder,
+};
 pub use spec::{EndpointSpec, ServiceSpec};

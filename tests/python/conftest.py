@@ -32,8 +32,14 @@ CORPUS = SHARED / "corpus" / "anchor-examples"
 GOOGLEAPIS = SHARED / "corpus" / "googleapis"
 SCHEMAS = SHARED / "schemas" / "micro" / "v1"
 PROJECT_PROTOS = ["order/v1/order.proto", "product/v1/product.proto", "edge/nested/deep/v1/edge.proto"]
-# Imported by the protos above; their _pb2 modules must exist for imports to resolve.
-SUPPORT_PROTOS = ["natsmicro/options.proto", "google/api/annotations.proto", "google/api/http.proto"]
+# Imported by the protos generated here; their _pb2 modules must exist for imports to resolve.
+SUPPORT_PROTOS = ["natsmicro/options.proto"]
+# Imported by the corpus only.
+GOOGLEAPIS_PROTOS = ["google/api/annotations.proto", "google/api/http.proto"]
+HAS_CORPUS = CORPUS.is_dir()
+HAS_SCHEMAS = SCHEMAS.is_dir()
+NO_CORPUS = "skipped: no ../shared/corpus beside the repository"
+NO_SCHEMAS = "skipped: no ../shared/schemas beside the repository"
 
 
 def plugin_path() -> Path:
@@ -80,7 +86,7 @@ starts (test modules import them) and put on ``sys.path``."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    generate(PROJECT_TREE, [REPO / "proto", CORPUS, GOOGLEAPIS], [*PROJECT_PROTOS, "jsondemo/v1/jsondemo.proto", *SUPPORT_PROTOS])
+    generate(PROJECT_TREE, [REPO / "proto"], [*PROJECT_PROTOS, "jsondemo/v1/jsondemo.proto", *SUPPORT_PROTOS])
     sys.path.insert(0, str(PROJECT_TREE))
 
 
@@ -96,8 +102,11 @@ def project_tree() -> Path:
 @pytest.fixture(scope="session")
 def corpus_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every corpus proto, generated (not importable in-process: the corpus
-    redefines the project's ``order.v1`` messages)."""
-    return generate(tmp_path_factory.mktemp("corpus"), [CORPUS, GOOGLEAPIS, REPO / "proto"], [*corpus_protos(), *SUPPORT_PROTOS])
+    redefines the project's ``order.v1`` messages). Skipped without ../shared."""
+    if not HAS_CORPUS:
+        pytest.skip(NO_CORPUS)
+    protos = [*corpus_protos(), *SUPPORT_PROTOS, *GOOGLEAPIS_PROTOS]
+    return generate(tmp_path_factory.mktemp("corpus"), [CORPUS, GOOGLEAPIS, REPO / "proto"], protos)
 
 
 def nats_server_binary() -> str:

@@ -75,7 +75,7 @@ pub fn generate_registration(items: &ServiceItems) -> TokenStream {
         #deprecated
         #allow
         pub async fn serve<S: #trait_name>(nats: &rt::async_nats::Client, service: S)
-            -> ::core::result::Result<rt::Service, rt::Error>
+            -> ::core::result::Result<rt::Service, rt::StartError>
         {
             service_builder(service).start(nats).await
         }

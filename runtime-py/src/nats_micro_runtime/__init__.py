@@ -1386,7 +1386,10 @@ class Service:
         for verb, document in (("PING", self.ping_json), ("INFO", self.info_json), ("STATS", self.stats_json)):
             for subject in (f"$SRV.{verb}", f"$SRV.{verb}.{self.name}", f"$SRV.{verb}.{self.name}.{self.id}"):
                 self._discovery.append(await self._nc.subscribe(subject, cb=self._discovery_responder(document)))
-        # The server answers the flush's PING after any -ERR for the subscriptions above.
+        # The server answers a PING after any -ERR for the subscriptions before it. nats-py
+        # may write flush()'s PING ahead of SUBs still in its pending buffer, so the first
+        # round trip only guarantees they are written; the second one follows them.
+        await self._nc.flush()
         await self._nc.flush()
         ours = {endpoint.info.subject for endpoint in self._endpoints} | {s.subject for s in self._discovery}
         denied = sorted(set(watch.denied_subscriptions[denied_before:]) & ours)

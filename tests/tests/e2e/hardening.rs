@@ -251,7 +251,8 @@ async fn five_times_capacity_starts_nothing_after_its_deadline() {
         }
         let stats = &fx.service.stats().endpoints[0];
         assert_eq!(stats.num_requests, 200, "bounded={bounded}");
-        assert!(stats.num_errors >= 200 - served as u64, "bounded={bounded}: {stats:?}");
+        // A reply can succeed on the server yet reach a caller that already gave up, never the reverse.
+        assert!(stats.num_requests - stats.num_errors >= served as u64, "bounded={bounded}: {stats:?}");
         fx.service.stop().await;
     }
 }

@@ -97,7 +97,7 @@ pub mod json_service_nats {
     pub async fn serve<S: JsonService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
@@ -234,7 +234,7 @@ pub mod binary_service_nats {
     pub async fn serve<S: BinaryService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {

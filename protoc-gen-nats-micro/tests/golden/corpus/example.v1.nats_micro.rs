@@ -114,7 +114,7 @@ pub mod example_service_nats {
     pub async fn serve<S: ExampleService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {

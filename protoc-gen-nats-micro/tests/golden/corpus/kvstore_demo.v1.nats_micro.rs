@@ -154,7 +154,7 @@ pub mod kv_store_demo_service_nats {
     pub async fn serve<S: KvStoreDemoService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {

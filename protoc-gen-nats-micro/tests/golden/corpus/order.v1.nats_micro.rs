@@ -149,7 +149,7 @@ pub mod order_fulfillment_service_nats {
     pub async fn serve<S: OrderFulfillmentService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
@@ -371,7 +371,7 @@ pub mod order_service_nats {
     pub async fn serve<S: OrderService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
@@ -559,7 +559,7 @@ pub mod order_tracking_service_nats {
     pub async fn serve<S: OrderTrackingService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {

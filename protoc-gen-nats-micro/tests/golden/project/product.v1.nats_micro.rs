@@ -99,7 +99,7 @@ pub mod product_service_nats {
     pub async fn serve<S: ProductService>(
         nats: &rt::async_nats::Client,
         service: S,
-    ) -> ::core::result::Result<rt::Service, rt::Error> {
+    ) -> ::core::result::Result<rt::Service, rt::StartError> {
         service_builder(service).start(nats).await
     }
     rt::service_client! {

@@ -1,6 +1,8 @@
 //! The client call path: one unary request through the interceptors to NATS,
 //! with deadline, headers and error mapping.
 
+pub(crate) mod interceptor;
+
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use crate::code::Code;
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::headers;
-use crate::interceptor::{ClientCall, ClientInterceptor, ClientInterceptorFn, ClientNext, Reply};
+use interceptor::{ClientCall, ClientInterceptor, ClientInterceptorFn, ClientNext, Reply};
 
 /// Used when neither the call, the client, nor the proto sets a timeout and
 /// the NATS connection has no request timeout either.
@@ -348,9 +350,6 @@ fn request_error(nats: &async_nats::Client, err: RequestError) -> Error {
         RequestErrorKind::InvalidSubject => (ErrorKind::Transport, Code::InvalidArgument, err.to_string().into()),
         _ if nats.connection_state() != async_nats::connection::State::Connected => {
             (ErrorKind::ConnectionClosed, Code::Unavailable, format!("connection closed: {err}").into())
-        }
-        _ if format!("{err:?}").to_ascii_lowercase().contains("permissions violation") => {
-            (ErrorKind::PermissionViolation, Code::PermissionDenied, err.to_string().into())
         }
         _ => (ErrorKind::Transport, Code::Unavailable, err.to_string().into()),
     };

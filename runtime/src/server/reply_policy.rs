@@ -53,7 +53,7 @@ impl ReplyPolicy {
         if reply.is_empty() {
             return Some("no reply subject".to_owned());
         }
-        if !crate::service::valid_subject(reply) {
+        if !super::valid_subject(reply) {
             return Some(format!("reply subject {reply:?} has a wildcard, a space or an empty token"));
         }
         if let Some(own) = own_subjects.iter().find(|own| under(reply, own)) {
@@ -79,13 +79,7 @@ fn under(subject: &str, parent: &str) -> bool {
 
 /// Whether `subject` matches the NATS `pattern` (`*` one token, `>` one or more).
 ///
-/// ```
-/// use nats_micro_runtime::reply_policy::subject_matches;
-/// assert!(subject_matches("admin.>", "admin.shutdown.now"));
-/// assert!(subject_matches("a.*.c", "a.b.c"));
-/// assert!(!subject_matches("admin.>", "admin"));
-/// ```
-pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+fn subject_matches(pattern: &str, subject: &str) -> bool {
     let mut tokens = subject.split('.');
     for wanted in pattern.split('.') {
         if wanted == ">" {

@@ -1,8 +1,17 @@
-//! ADR-32 discovery documents: `$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`.
+//! ADR-32 discovery: the documents `$SRV.PING`, `$SRV.INFO` and
+//! `$SRV.STATS` answer with, and the task that answers them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
+use async_nats::Subscriber;
+use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+
+use super::endpoint::Endpoint;
+use super::json_body;
 
 /// `type` of a PING reply.
 pub const PING_RESPONSE_TYPE: &str = "io.nats.micro.v1.ping_response";
@@ -14,7 +23,7 @@ pub const STATS_RESPONSE_TYPE: &str = "io.nats.micro.v1.stats_response";
 /// The fields every discovery reply starts with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceIdentity {
-    /// The reply's type ([`PING_RESPONSE_TYPE`], ...).
+    /// The reply's type (`io.nats.micro.v1.ping_response`, ...).
     #[serde(rename = "type")]
     pub kind: String,
     /// Service name.
@@ -88,4 +97,64 @@ pub struct StatsResponse {
     pub started: String,
     /// Per-endpoint statistics, in proto order.
     pub endpoints: Vec<EndpointStats>,
+}
+
+/// Who the service is, for discovery replies.
+pub(super) struct Identity {
+    pub(super) name: String,
+    pub(super) id: String,
+    pub(super) version: String,
+    pub(super) metadata: BTreeMap<String, String>,
+    pub(super) started: String,
+    pub(super) endpoints: Vec<Arc<Endpoint>>,
+    pub(super) restarts: AtomicU64,
+}
+
+impl Identity {
+    pub(super) fn document(&self, kind: &str) -> ServiceIdentity {
+        ServiceIdentity {
+            kind: kind.to_owned(),
+            name: self.name.clone(),
+            id: self.id.clone(),
+            version: self.version.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    pub(super) fn stats(&self) -> StatsResponse {
+        StatsResponse {
+            identity: self.document(STATS_RESPONSE_TYPE),
+            started: self.started.clone(),
+            endpoints: self.endpoints.iter().map(|endpoint| endpoint.stats.snapshot(&endpoint.info)).collect(),
+        }
+    }
+}
+
+pub(super) async fn serve_discovery(
+    nats: async_nats::Client,
+    subscribers: Vec<(&'static str, Subscriber)>,
+    identity: Arc<Identity>,
+    ping: Bytes,
+    info: Bytes,
+) {
+    let mut requests = futures_util::stream::select_all(
+        subscribers.into_iter().map(|(verb, subscriber)| subscriber.map(move |message| (verb, message))),
+    );
+    while let Some((verb, message)) = requests.next().await {
+        let Some(reply) = message.reply else { continue };
+        let body = match verb {
+            "PING" => ping.clone(),
+            "INFO" => info.clone(),
+            _ => match json_body(&identity.stats()) {
+                Ok(body) => body,
+                Err(err) => {
+                    tracing::error!(error = %err, "encoding STATS");
+                    continue;
+                }
+            },
+        };
+        if let Err(err) = nats.publish(reply, body).await {
+            tracing::warn!(error = %err, verb, "replying to discovery request");
+        }
+    }
 }

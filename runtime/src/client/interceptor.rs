@@ -1,0 +1,106 @@
+//! Client interceptors: code that runs around every call of a client.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+
+use crate::error::Error;
+use crate::future::BoxFuture;
+
+/// One outgoing call as client interceptors see it.
+#[derive(Clone, Debug)]
+pub struct ClientCall {
+    /// The RPC method's proto name (`CreateOrder`).
+    pub method: &'static str,
+    /// The subject the request goes to.
+    pub subject: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// How long to wait for the reply.
+    pub timeout: Option<Duration>,
+    /// The encoded request.
+    pub payload: Bytes,
+}
+
+/// A successful reply as client interceptors see it.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The encoded response.
+    pub payload: Bytes,
+    /// Reply headers.
+    pub headers: HeaderMap,
+}
+
+/// Runs around every call of a client.
+///
+/// ```
+/// use nats_micro_runtime::Error;
+/// use nats_micro_runtime::interceptor::{BoxFuture, ClientCall, ClientInterceptor, ClientNext, Reply};
+///
+/// /// Adds a bearer token to every call.
+/// struct Bearer(String);
+///
+/// impl ClientInterceptor for Bearer {
+///     fn intercept(&self, mut call: ClientCall, next: ClientNext) -> BoxFuture<Result<Reply, Error>> {
+///         call.headers.insert("Authorization", format!("Bearer {}", self.0).as_str());
+///         next.run(call)
+///     }
+/// }
+/// ```
+pub trait ClientInterceptor: Send + Sync + 'static {
+    /// Handles one call: inspect or change it, call `next.run(call)` to
+    /// continue, or return an error to short-circuit.
+    fn intercept(&self, call: ClientCall, next: ClientNext) -> BoxFuture<Result<Reply, Error>>;
+}
+
+/// A client interceptor from an async closure (see [`crate::Client::interceptor_fn`]).
+pub struct ClientInterceptorFn<F>(pub F);
+
+impl<F> std::fmt::Debug for ClientInterceptorFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientInterceptorFn(..)")
+    }
+}
+
+impl<F, Fut> ClientInterceptor for ClientInterceptorFn<F>
+where
+    F: Fn(ClientCall, ClientNext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Reply, Error>> + Send + 'static,
+{
+    fn intercept(&self, call: ClientCall, next: ClientNext) -> BoxFuture<Result<Reply, Error>> {
+        Box::pin((self.0)(call, next))
+    }
+}
+
+/// The rest of a client chain: further interceptors, then the NATS request.
+pub struct ClientNext {
+    chain: Arc<[Arc<dyn ClientInterceptor>]>,
+    index: usize,
+    nats: async_nats::Client,
+}
+
+impl std::fmt::Debug for ClientNext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientNext").field("remaining_interceptors", &(self.chain.len() - self.index)).finish_non_exhaustive()
+    }
+}
+
+impl ClientNext {
+    pub(crate) fn start(chain: Arc<[Arc<dyn ClientInterceptor>]>, nats: async_nats::Client) -> Self {
+        ClientNext { chain, index: 0, nats }
+    }
+
+    /// Continues the chain with this call.
+    pub fn run(self, call: ClientCall) -> BoxFuture<Result<Reply, Error>> {
+        match self.chain.get(self.index).cloned() {
+            Some(interceptor) => {
+                let next = ClientNext { index: self.index + 1, ..self };
+                interceptor.intercept(call, next)
+            }
+            None => Box::pin(async move { super::send(&self.nats, call).await }),
+        }
+    }
+}

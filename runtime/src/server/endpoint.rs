@@ -1,0 +1,313 @@
+//! One endpoint's request path: admission (reply policy, backlog bound,
+//! deadline from arrival), the handler under its deadline and panic guard,
+//! the reply, and the endpoint's statistics.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use async_nats::{HeaderMap, Message, Subject, Subscriber};
+use bytes::Bytes;
+use futures_util::future::Either;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+
+use super::discovery::{EndpointInfo, EndpointStats};
+use super::interceptor::{EndpointHandler, ServerInterceptor, ServerNext};
+use super::reply_policy::ReplyPolicy;
+use crate::code::CodeFormat;
+use crate::context::RequestContext;
+use crate::error::Error;
+use crate::future::first;
+use crate::headers;
+
+/// One endpoint: its configuration, limits and statistics, for the life of
+/// the service (whatever connection serves it).
+pub(super) struct Endpoint {
+    pub(super) info: EndpointInfo,
+    pub(super) method: Arc<str>,
+    pub(super) endpoint: Arc<str>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) code_format: CodeFormat,
+    pub(super) expose_internal_errors: bool,
+    pub(super) chain: Arc<[Arc<dyn ServerInterceptor>]>,
+    pub(super) handler: Arc<dyn EndpointHandler>,
+    pub(super) reply_policy: Arc<ReplyPolicy>,
+    pub(super) own_subjects: Arc<[String]>,
+    pub(super) stats: EndpointCounters,
+    pub(super) permits: Arc<Semaphore>,
+    pub(super) max_concurrency: usize,
+    pub(super) pending_msg_limit: Option<usize>,
+    pub(super) pending_bytes_limit: Option<usize>,
+    pub(super) queued: AtomicUsize,
+    pub(super) queued_bytes: AtomicUsize,
+}
+
+/// An endpoint served on one connection: what every request path needs.
+pub(super) struct Serving {
+    pub(super) endpoint: Arc<Endpoint>,
+    pub(super) nats: async_nats::Client,
+    pub(super) cancel: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Resolves once [`Service::stop`] gives up waiting (or the service is gone).
+    async fn cancelled(&self) {
+        let mut cancel = self.cancel.clone();
+        let _ = cancel.wait_for(|cancelled| *cancelled).await;
+    }
+}
+
+#[derive(Default)]
+pub(super) struct EndpointCounters {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    processing_nanos: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+impl EndpointCounters {
+    fn record(&self, elapsed: Duration, error: Option<&Error>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.processing_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if let Some(error) = error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = format!("{}:{}", error.code(), error.message());
+        }
+    }
+
+    pub(super) fn snapshot(&self, info: &EndpointInfo) -> EndpointStats {
+        let num_requests = self.requests.load(Ordering::Relaxed);
+        let processing_time = self.processing_nanos.load(Ordering::Relaxed);
+        EndpointStats {
+            name: info.name.clone(),
+            subject: info.subject.clone(),
+            queue_group: info.queue_group.clone(),
+            num_requests,
+            num_errors: self.errors.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            processing_time,
+            average_processing_time: processing_time.checked_div(num_requests).unwrap_or(0),
+        }
+    }
+}
+
+/// When a request arrived and when its caller stops waiting.
+#[derive(Clone, Copy)]
+struct Arrival {
+    received: Instant,
+    /// The earlier of arrival + the caller's budget and arrival + the server's timeout.
+    deadline: Option<Instant>,
+}
+
+/// Reads requests until stopped, never waiting for a handler slot (so that
+/// a request's arrival is when it is read and the subscription never backs
+/// up): each runs at once when a slot is free, waits in a bounded backlog
+/// otherwise, and is refused beyond it.
+pub(super) async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscriber, mut stop: watch::Receiver<bool>) {
+    let endpoint = &serving.endpoint;
+    let mut draining = false;
+    loop {
+        let message = if draining {
+            subscriber.next().await
+        } else {
+            let stopped = async {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            match first(subscriber.next(), stopped).await {
+                Either::Left(message) => message,
+                Either::Right(()) => {
+                    // Stop taking requests; what was delivered already is still served.
+                    if let Err(err) = subscriber.drain().await {
+                        tracing::warn!(error = %err, endpoint = %endpoint.endpoint, "draining endpoint");
+                        break;
+                    }
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        let Some(message) = message else { break };
+        dispatch(&serving, message).await;
+    }
+    // Wait for the requests running and waiting (those wait ahead of this in the semaphore's queue).
+    let _ = endpoint.permits.acquire_many(u32::try_from(endpoint.max_concurrency).unwrap_or(u32::MAX)).await;
+}
+
+async fn dispatch(serving: &Arc<Serving>, message: Message) {
+    let received = Instant::now();
+    let endpoint = &serving.endpoint;
+    let reply_to = message.reply.as_ref().map_or("", |subject| subject.as_str());
+    if let Some(reason) = endpoint.reply_policy.refusal(reply_to, &endpoint.own_subjects) {
+        tracing::warn!(endpoint = %endpoint.endpoint, reason, "refused a request");
+        endpoint.stats.record(received.elapsed(), Some(&Error::permission_denied(reason)));
+        return;
+    }
+    let budget = message.headers.as_ref().and_then(headers::request_budget);
+    let limit = match (budget, endpoint.timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let arrival = Arrival { received, deadline: limit.map(|limit| received + limit) };
+    if let Ok(permit) = endpoint.permits.clone().try_acquire_owned() {
+        serve_now(serving.clone(), message, arrival, permit).await;
+        return;
+    }
+    let size = message.length;
+    let queued = endpoint.queued.load(Ordering::Relaxed);
+    let over_msgs = endpoint.pending_msg_limit.is_some_and(|limit| queued >= limit);
+    let over_bytes =
+        endpoint.pending_bytes_limit.is_some_and(|limit| endpoint.queued_bytes.load(Ordering::Relaxed) + size > limit);
+    if over_msgs || over_bytes {
+        let err = Error::resource_exhausted(format!("endpoint {} is overloaded: {queued} requests wait", endpoint.endpoint));
+        reply(serving, message.reply, Err(err), None, received).await;
+        return;
+    }
+    endpoint.queued.fetch_add(1, Ordering::Relaxed);
+    endpoint.queued_bytes.fetch_add(size, Ordering::Relaxed);
+    let serving = serving.clone();
+    tokio::spawn(async move {
+        let endpoint = &serving.endpoint;
+        let permit = match first(serving.cancelled(), endpoint.permits.clone().acquire_owned()).await {
+            Either::Left(()) => None,
+            Either::Right(permit) => permit.ok(),
+        };
+        endpoint.queued.fetch_sub(1, Ordering::Relaxed);
+        endpoint.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        match permit {
+            Some(permit) => {
+                handle(&serving, message, arrival).await;
+                drop(permit);
+            }
+            None => {
+                let err = Error::unavailable(format!("the service stopped before {} started", endpoint.method));
+                reply(&serving, message.reply, Err(err), None, received).await;
+            }
+        }
+    });
+}
+
+/// Serves a request holding a slot: polled once right here, and moved to a
+/// task of its own only if it has to wait. A handler that finishes without
+/// waiting thus replies from the endpoint's task, so the replies of a burst
+/// leave in one write instead of one system call each; one that awaits runs
+/// concurrently with the requests after it. (A handler's synchronous part,
+/// up to its first `.await`, runs on the endpoint's task: keep CPU-heavy work
+/// in `spawn_blocking`, as anywhere in tokio.)
+async fn serve_now(serving: Arc<Serving>, message: Message, arrival: Arrival, permit: OwnedSemaphorePermit) {
+    let mut request = Box::pin(async move {
+        handle(&serving, message, arrival).await;
+        drop(permit);
+    });
+    let first_poll = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
+    if first_poll.is_pending() {
+        tokio::spawn(request);
+    }
+}
+
+/// Serves one request: nothing starts after its deadline; then
+/// interceptors and handler with panic isolation, cancelled at the deadline
+/// or when a stop gives up waiting; reply; stats.
+async fn handle(serving: &Serving, message: Message, arrival: Arrival) {
+    let endpoint = &serving.endpoint;
+    if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
+        reply(serving, message.reply, Err(err), None, arrival.received).await;
+        return;
+    }
+    let headers = message.headers.unwrap_or_default();
+    let ctx = RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline);
+    let response_headers = ctx.response_headers_handle();
+    let call = AssertUnwindSafe(ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload))
+        .catch_unwind();
+    let timed = async {
+        match arrival.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
+                Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", endpoint.method))))
+            }),
+            None => call.await,
+        }
+    };
+    let outcome = match first(timed, serving.cancelled()).await {
+        Either::Left(outcome) => outcome,
+        Either::Right(()) => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
+    };
+    let result = outcome.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".to_owned());
+        Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
+    });
+    reply(serving, message.reply, result, response_headers.take(), arrival.received).await;
+}
+
+async fn reply(
+    serving: &Serving,
+    reply_to: Option<Subject>,
+    result: Result<Bytes, Error>,
+    response_headers: Option<HeaderMap>,
+    received: Instant,
+) {
+    let endpoint = &serving.endpoint;
+    let elapsed = received.elapsed();
+    let (headers, body) = match &result {
+        Ok(body) => (response_headers, body.clone()),
+        Err(err) => {
+            let mut headers = response_headers.unwrap_or_default();
+            if let Some(extra) = err.headers() {
+                for (name, values) in extra.iter() {
+                    for value in values {
+                        headers.append(name.clone(), value.clone());
+                    }
+                }
+            }
+            let message = match err.detail() {
+                Some(detail) => {
+                    tracing::error!(method = %endpoint.method, detail, "handler failed without an error code");
+                    if endpoint.expose_internal_errors { detail } else { err.message() }
+                }
+                None => err.message(),
+            };
+            headers.insert(headers::ERROR_CODE, err.code().to_wire(endpoint.code_format).as_ref());
+            headers.insert(headers::ERROR_MESSAGE, sanitize_header_value(message).as_str());
+            (Some(headers), err.data().clone())
+        }
+    };
+    let Some(reply_to) = reply_to else {
+        endpoint.stats.record(elapsed, result.as_ref().err());
+        return;
+    };
+    let sent = match headers {
+        Some(headers) => serving.nats.publish_with_headers(reply_to.clone(), headers, body).await,
+        None => serving.nats.publish(reply_to.clone(), body).await,
+    };
+    match (sent, result) {
+        (Ok(()), result) => endpoint.stats.record(elapsed, result.as_ref().err()),
+        (Err(err), Ok(_)) => {
+            // Most likely a response over max_payload: tell the caller rather than leave it waiting.
+            let failure = Error::resource_exhausted(format!("the response could not be sent: {err}"));
+            tracing::warn!(error = %err, method = %endpoint.method, "sending reply");
+            let mut headers = HeaderMap::new();
+            headers.insert(headers::ERROR_CODE, failure.code().to_wire(endpoint.code_format).as_ref());
+            headers.insert(headers::ERROR_MESSAGE, failure.message());
+            if let Err(err) = serving.nats.publish_with_headers(reply_to, headers, Bytes::new()).await {
+                tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
+            }
+            endpoint.stats.record(elapsed, Some(&failure));
+        }
+        (Err(err), Err(failure)) => {
+            tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
+            endpoint.stats.record(elapsed, Some(&failure));
+        }
+    }
+}
+
+/// Header values cannot hold line breaks; keep the message on one line.
+fn sanitize_header_value(value: &str) -> String {
+    value.replace(['\r', '\n'], " ")
+}
