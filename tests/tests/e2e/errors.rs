@@ -136,3 +136,20 @@ async fn an_unrecognised_code_from_a_peer_is_kept_verbatim() {
     assert_eq!(err.code(), OrderServiceErrorCode::Unrecognized("418".into()));
     fx.service.stop().await;
 }
+
+#[test]
+fn common_errors_convert_with_the_question_mark_as_internal() {
+    fn parse(text: &str) -> Result<u32, OrderServiceError> {
+        Ok(text.parse::<u32>()?)
+    }
+    fn read() -> Result<Vec<u8>, OrderServiceError> {
+        Ok(std::fs::read("/nonexistent/nats-micro")?)
+    }
+    fn decode() -> Result<Order, OrderServiceError> {
+        Ok(<Order as prost::Message>::decode(&b"\xff\xff"[..])?)
+    }
+    for err in [parse("x").expect_err("not a number"), read().expect_err("no file"), decode().expect_err("not protobuf")] {
+        assert!(err.is_internal(), "{err:?}");
+        assert_eq!(err.message(), "internal error", "the text is withheld");
+    }
+}
