@@ -289,3 +289,25 @@ fn project_type_checks_with_tsc_strict() {
     assert!(out.join("edge/nested/deep/v1/edge_pb.ts").exists(), "protoc-gen-es ran");
     type_check(&out);
 }
+
+/// Every edge shape (`proto/edge/shapes`: well-known types only, skipped and
+/// streaming-only services, keywords, nested packages, proto2, clashing
+/// module names, hostile text) compiles under the strict base configuration.
+#[test]
+fn edge_shapes_type_check_with_tsc_strict() {
+    let out = scratch("shapes");
+    let shapes = common::project_root().join("edge/shapes");
+    let mut files: Vec<String> = std::fs::read_dir(&shapes)
+        .expect("proto/edge/shapes")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".proto"))
+        .map(|name| format!("edge/shapes/{name}"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    // wkt_only.proto also uses a message imported from order.proto.
+    protoc_ts(&out, &project_includes(), &files, &["natsmicro/options.proto", "order/v1/order.proto"]);
+    let generated = read_tree(&out);
+    assert!(generated.keys().any(|name| name.starts_with("edge/shapes/wkt_only_nats")), "{:?}", generated.keys());
+    type_check(&out);
+}
