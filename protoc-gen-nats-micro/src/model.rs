@@ -67,6 +67,10 @@ const fn code_names<const N: usize>(start: usize) -> [&'static str; N] {
     names
 }
 
+/// The names of [`CANONICAL_CODES`], in the same (the Go plugin's) order:
+/// the table the TypeScript and Python emitters list.
+pub const CANONICAL_CODE_NAMES: [&str; 16] = code_names(0);
+
 /// The seven built-in codes (those with a number), which custom codes must
 /// not repeat, in the Go plugin's order.
 pub const BUILTIN_CODES: [&str; 7] = code_names(0);

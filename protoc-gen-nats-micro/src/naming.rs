@@ -74,17 +74,19 @@ fn go_snake_case(name: &str) -> String {
     out
 }
 
-/// A double-quoted string literal holding exactly `text`, valid both in
-/// TypeScript and in Python: quotes, backslashes and line breaks escaped,
-/// other control characters (and U+2028/U+2029, line terminators in
-/// JavaScript) as `\uXXXX`.
+/// A double-quoted string literal holding exactly `text`, in the escape
+/// syntax TypeScript and Python share: quotes, backslashes, `\n`, `\r`
+/// and `\t` escaped as such, every other character for which
+/// `needs_escape` holds written by `escape`. Each language passes its own
+/// set (line terminators, bidi controls, ...).
 ///
 /// ```
-/// use protoc_gen_nats_micro::naming::quoted_string_literal;
-/// assert_eq!(quoted_string_literal("say \"hi\"\n\\"), r#""say \"hi\"\n\\""#);
-/// assert_eq!(quoted_string_literal("\u{2028}\u{7}"), r#""\u2028\u0007""#);
+/// use protoc_gen_nats_micro::naming::quoted_literal;
+/// let hex = |out: &mut String, c: char| out.push_str(&format!("\\u{:04x}", u32::from(c)));
+/// assert_eq!(quoted_literal("say \"hi\"\n\\", char::is_control, hex), r#""say \"hi\"\n\\""#);
+/// assert_eq!(quoted_literal("\u{7}", char::is_control, hex), r#""\u0007""#);
 /// ```
-pub fn quoted_string_literal(text: &str) -> String {
+pub fn quoted_literal(text: &str, needs_escape: impl Fn(char) -> bool, escape: impl Fn(&mut String, char)) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
@@ -94,7 +96,7 @@ pub fn quoted_string_literal(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if needs_escape(c) => escape(&mut out, c),
             c => out.push(c),
         }
     }

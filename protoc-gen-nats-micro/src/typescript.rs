@@ -36,26 +36,10 @@ const RUNTIME_ALIAS: &str = "runtime";
 /// Members of the generated client besides the RPCs: an RPC of that name gets a `$`.
 const CLIENT_MEMBERS: [&str; 1] = ["endpoints"];
 
-/// The canonical codes in the Go plugin's order, as every generated code
-/// enum lists them; pinned to the runtime's `CANONICAL_CODES` by a test.
-pub const CANONICAL_CODES: [&str; 16] = [
-    "INVALID_ARGUMENT",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "UNAUTHENTICATED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "CANCELLED",
-    "UNKNOWN",
-    "DEADLINE_EXCEEDED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "DATA_LOSS",
-];
+/// The canonical codes in the Go plugin's order (the model's table), as
+/// every generated code enum lists them; pinned to the runtime's
+/// `CANONICAL_CODES` by a test.
+pub use crate::model::CANONICAL_CODE_NAMES as CANONICAL_CODES;
 
 /// The file generated for a proto file: `order/v1/order.proto` → `order/v1/order_nats.pb.ts`.
 pub fn file_name(proto: &str) -> String {

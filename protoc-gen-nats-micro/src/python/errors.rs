@@ -13,27 +13,9 @@ use super::ModuleWriter;
 use super::names::{ServiceNames, code_pascal};
 use super::text::{docstring, string_literal};
 
-/// The canonical codes in the Go plugin's order, the order users see in
-/// every language; `tests/python/test_codegen.py` pins it to the runtime's
-/// `CANONICAL_CODES`.
-pub const CANONICAL_CODES: [&str; 16] = [
-    "INVALID_ARGUMENT",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "UNAUTHENTICATED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "CANCELLED",
-    "UNKNOWN",
-    "DEADLINE_EXCEEDED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "DATA_LOSS",
-];
+/// The canonical codes in the Go plugin's order (the model's table);
+/// `tests/python/test_codegen.py` pins it to the runtime's `CANONICAL_CODES`.
+pub use crate::model::CANONICAL_CODE_NAMES as CANONICAL_CODES;
 
 /// The codes of a service: the canonical ones, then its custom codes.
 pub fn service_codes(service: &Service) -> impl Iterator<Item = &str> {

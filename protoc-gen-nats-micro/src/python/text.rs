@@ -24,21 +24,7 @@ fn push_escape(out: &mut String, c: char) {
 
 /// A Python string literal (double-quoted) holding exactly `text`.
 pub fn string_literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if must_escape(c) => push_escape(&mut out, c),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::naming::quoted_literal(text, must_escape, push_escape)
 }
 
 /// Text for the rest of a `#` comment line: a comment cannot hold escapes,

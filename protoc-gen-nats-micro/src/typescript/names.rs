@@ -25,21 +25,7 @@ fn needs_escape(c: char) -> bool {
 /// assert_eq!(string_literal("\u{2028}\u{0}\u{202e}"), r#""\u2028\u0000\u202e""#);
 /// ```
 pub fn string_literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if needs_escape(c) => escape_unit(&mut out, c),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::naming::quoted_literal(text, needs_escape, escape_unit)
 }
 
 /// `\uXXXX` (or `\u{X…}` beyond the BMP, which never needs it today).
