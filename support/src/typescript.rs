@@ -45,7 +45,7 @@ impl Program {
                 std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copying a source");
             }
         }
-        let base = protoc_gen_nats_micro::naming::quoted_string_literal(&root.join("tsconfig.base.json").to_string_lossy());
+        let base = protoc_gen_nats_micro::typescript::names::string_literal(&root.join("tsconfig.base.json").to_string_lossy());
         let config = format!(
             r#"{{"extends": {base}, "compilerOptions": {{"outDir": "dist", "rootDir": "."}}, "include": ["*.ts", "gen/**/*.ts"]}}"#
         );
