@@ -177,6 +177,64 @@ function protocolHeader(headers: MsgHdrs | undefined, name: string): string | un
   return headers.has(name, Match.IgnoreCase) ? headers.get(name, Match.IgnoreCase) : undefined;
 }
 
+const HEADER_VERSION_LINE = "NATS/1.0\r\n";
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * What is wrong with a request's raw NATS header block, or `undefined` when
+ * it is well formed: UTF-8, exactly the version line `NATS/1.0` (no status
+ * code: a request carries none), then `Name: value` lines ended by CRLF and
+ * a blank line, each name 1 or more printable ASCII characters (no space,
+ * no colon), no bare CR or LF anywhere. The NATS client library reads such
+ * blocks leniently (dropping lines, taking garbage for a status) or throws
+ * on them; the service refuses them instead.
+ */
+export function headerBlockProblem(raw: Uint8Array): string | undefined {
+  let text: string;
+  try {
+    text = strictUtf8.decode(raw);
+  } catch {
+    return "the header block is not UTF-8";
+  }
+  if (!text.startsWith(HEADER_VERSION_LINE)) {
+    const first = text.split(/\r?\n/, 1)[0] ?? "";
+    return `the header block does not start with the line NATS/1.0 (it starts ${JSON.stringify(first.slice(0, 32))})`;
+  }
+  if (!text.endsWith("\r\n\r\n")) {
+    return "the header block does not end with an empty line";
+  }
+  if (text.length === HEADER_VERSION_LINE.length + 2) {
+    return undefined;
+  }
+  for (const line of text.slice(HEADER_VERSION_LINE.length, -4).split("\r\n")) {
+    if (/[\r\n]/.test(line)) {
+      return "a header line holds a bare CR or LF";
+    }
+    const colon = line.indexOf(":");
+    if (colon < 0) {
+      return `a header line has no colon: ${JSON.stringify(line.slice(0, 32))}`;
+    }
+    if (colon === 0) {
+      return "a header has an empty name";
+    }
+    if (!/^[\x21-\x39\x3b-\x7e]+$/.test(line.slice(0, colon))) {
+      return `a header name is not printable ASCII without spaces: ${JSON.stringify(line.slice(0, Math.min(colon, 32)))}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The raw header block of a message received by `@nats-io/nats-core`, when
+ * its message object exposes it (its `MsgImpl` does), else `undefined`.
+ */
+function rawHeaderBlock(message: Msg): Uint8Array | undefined {
+  const impl = message as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
+  const length = impl._msg?.hdr;
+  const data = impl._rdata;
+  return typeof length === "number" && length >= 0 && data instanceof Uint8Array ? data.subarray(0, length) : undefined;
+}
+
 /** Header values cannot hold line breaks; keeps a message on one line. */
 function headerValue(value: string): string {
   return value.replace(/[\r\n]/g, " ");
@@ -526,7 +584,7 @@ export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescM
   readonly metadata: Readonly<Record<string, string>>;
   /** Subscribe this endpoint without a queue group. */
   readonly queueGroupDisabled: boolean;
-  /** Requests that may wait for a free handler slot before new ones are refused with UNAVAILABLE. */
+  /** Requests that may wait for a free handler slot before new ones are refused with RESOURCE_EXHAUSTED. */
   readonly pendingMsgLimit?: number;
   /** Bytes of requests that may wait likewise. */
   readonly pendingBytesLimit?: number;
@@ -1085,7 +1143,7 @@ class Endpoint {
   #inFlight = 0;
   /** Whether {@link #release} is already starting waiting requests (further releases leave it to that loop). */
   #releasing = false;
-  #idle: (() => void) | undefined;
+  readonly #idle: (() => void)[] = [];
   subscription: Subscription | undefined;
   requests = 0;
   errors = 0;
@@ -1128,7 +1186,7 @@ class Endpoint {
     const waiting = this.#waiting.splice(0);
     this.#waitingBytes = 0;
     if (this.#inFlight === 0) {
-      this.#idle?.();
+      this.#wake();
     }
     return waiting;
   }
@@ -1165,9 +1223,16 @@ class Endpoint {
     }
     this.#releasing = false;
     if (this.#inFlight === 0 && this.#waiting.length === 0) {
-      this.#idle?.();
+      this.#wake();
     }
   };
+
+  /** Resolves every {@link idle} promise. */
+  #wake(): void {
+    for (const resolve of this.#idle.splice(0)) {
+      resolve();
+    }
+  }
 
   /** Resolves once no request is in flight or waiting. */
   idle(): Promise<void> {
@@ -1175,7 +1240,7 @@ class Endpoint {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      this.#idle = resolve;
+      this.#idle.push(resolve);
     });
   }
 
@@ -1232,6 +1297,8 @@ export class Service {
   #replyPolicy: ReplyPolicy = {};
   #debug: (message: string) => void = () => undefined;
   #drainTimeout = DEFAULT_DRAIN_TIMEOUT;
+  /** Subscriptions the server refused (permissions), with why. */
+  readonly #refusedSubscriptions: string[] = [];
 
   private constructor(nc: NatsConnection, spec: ServiceSpec, options: ServiceOptions) {
     this.#nc = nc;
@@ -1317,6 +1384,7 @@ export class Service {
         ...(endpoint.info.queue_group !== undefined && { queue: endpoint.info.queue_group }),
         callback: (err, message) => {
           if (err !== null) {
+            service.#refusedSubscriptions.push(`${endpoint.info.subject}: ${describe(err)}`);
             log(`${service.#name}: endpoint ${endpoint.info.name} stopped: ${describe(err)}`);
             return;
           }
@@ -1330,7 +1398,15 @@ export class Service {
       });
     }
     service.#subscribeDiscovery();
+    // The server refuses a subscription (permissions) asynchronously, before it answers the flush's PING.
     await nc.flush();
+    if (service.#refusedSubscriptions.length > 0) {
+      const refused = service.#refusedSubscriptions.join("; ");
+      for (const subscription of [...service.#endpoints.map((e) => e.subscription), ...service.#discovery]) {
+        subscription?.unsubscribe();
+      }
+      throw new NatsMicroError("PERMISSION_DENIED", "", `service ${service.#name} cannot start: the server refused its subscriptions (${refused})`);
+    }
     return service;
   }
 
@@ -1431,10 +1507,16 @@ export class Service {
       return;
     }
     let headers: MsgHdrs | undefined;
+    let problem: string | undefined;
     try {
-      headers = message.headers;
+      const raw = rawHeaderBlock(message);
+      problem = raw === undefined ? undefined : headerBlockProblem(raw);
+      headers = problem === undefined ? message.headers : undefined;
     } catch (err) {
-      const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${describe(err)}`);
+      problem = describe(err);
+    }
+    if (problem !== undefined) {
+      const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${problem}`);
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: ${error.message}`);
       this.#reply(endpoint, message, { error }, undefined, now() - received);
       return;
@@ -1460,8 +1542,14 @@ export class Service {
       for (const subject of [`$SRV.${verb}`, `$SRV.${verb}.${this.#name}`, `$SRV.${verb}.${this.#name}.${this.id}`]) {
         const subscription = this.#nc.subscribe(subject, {
           callback: (err, message) => {
-            if (err === null) {
+            if (err !== null) {
+              this.#refusedSubscriptions.push(`${subject}: ${describe(err)}`);
+              return;
+            }
+            try {
               message.respond(JSON.stringify(document()));
+            } catch (thrown) {
+              this.#debug(`${this.#name}: answering ${subject}: ${describe(thrown)}`);
             }
           },
         });
