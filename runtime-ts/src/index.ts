@@ -869,7 +869,10 @@ export const DEFAULT_DRAIN_TIMEOUT = 10_000;
  * running it). Always refused: no reply subject, a wildcard token, one of the
  * service's own endpoint subjects or a subject under one, and `$SRV.`, `$JS.`,
  * `$KV.`, `$O.`, `$SYS.`. A refused request is dropped without running the
- * handler, counted as an error and logged.
+ * handler, counted as an error and logged. Discovery requests (`$SRV.PING`,
+ * `INFO`, `STATS`) follow the same policy: a refused one is dropped and
+ * logged, so a caller cannot aim the service's discovery replies at, say,
+ * the JetStream API.
  */
 export interface ReplyPolicy {
   /** When set, a reply subject must start with one of these (e.g. `["_INBOX."]`). */
@@ -1296,6 +1299,7 @@ export class Service {
   #ownSubjects: readonly string[] = [];
   #replyPolicy: ReplyPolicy = {};
   #debug: (message: string) => void = () => undefined;
+  #log: (message: string) => void = () => undefined;
   #drainTimeout = DEFAULT_DRAIN_TIMEOUT;
   /** Subscriptions the server refused (permissions), with why. */
   readonly #refusedSubscriptions: string[] = [];
@@ -1377,6 +1381,7 @@ export class Service {
     service.#ownSubjects = service.#endpoints.map((e) => e.info.subject);
     service.#replyPolicy = options.replyPolicy ?? {};
     service.#debug = options.debug ?? (() => undefined);
+    service.#log = log;
     service.#drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
     // Subscribed only once every setting is known to be valid.
     for (const endpoint of service.#endpoints) {
@@ -1544,6 +1549,12 @@ export class Service {
           callback: (err, message) => {
             if (err !== null) {
               this.#refusedSubscriptions.push(`${subject}: ${describe(err)}`);
+              return;
+            }
+            // A caller could aim a discovery reply anywhere the service may publish (the JetStream API, an endpoint).
+            const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
+            if (refused !== undefined) {
+              this.#log(`${this.#name}: refused a discovery request on ${subject}: ${refused}`);
               return;
             }
             try {

@@ -201,3 +201,35 @@ test("a service whose subscriptions the server refuses fails to start, naming th
     server.stop();
   }
 });
+
+test("discovery replies follow the policy too: a $SRV.PING cannot be aimed at the JetStream API or an endpoint", async () => {
+  const { server, service, runs, log, close } = await live({ replyPolicy: { deny: ["admin.>"] } });
+  try {
+    const watcher = await server.connect();
+    const reserved = new Inbox(watcher, "$JS.API.>");
+    const admin = new Inbox(watcher, "admin.>");
+    const answered = new Inbox(watcher, "_INBOX.discovery.>");
+    await watcher.flush();
+    const raw = await RawClient.connect(server.port);
+    const empty = Buffer.from("NATS/1.0\r\n\r\n");
+    for (const subject of ["$SRV.PING", "$SRV.INFO.TestService", `$SRV.STATS.TestService.${service.id}`]) {
+      raw.hpub(subject, "$JS.API.STREAM.DELETE.orders", empty);
+      raw.hpub(subject, HANG_SUBJECT, empty);
+      raw.hpub(subject, "admin.shutdown", empty);
+      raw.hpub(subject, `_INBOX.discovery.${subject}`, empty);
+    }
+    assert.ok(await raw.ping());
+    raw.close();
+    await answered.wait(3, 1_000);
+    await sleep(100);
+    assert.equal(reserved.messages.length, 0, "nothing published into the JetStream API");
+    assert.equal(admin.messages.length, 0, "nothing published under a denied pattern");
+    assert.deepEqual(runs, { echo: 0, hang: 0 });
+    assert.equal(answered.messages.length, 3);
+    assert.ok(log.some((line) => line.includes("refused a discovery request")), log.join("\n"));
+    await watcher.close();
+    await within(2_000, service.stop(), "stop()");
+  } finally {
+    await close();
+  }
+});
