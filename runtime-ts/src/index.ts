@@ -119,12 +119,12 @@ export function decodeTimeout(value: string): number | undefined {
 
 /**
  * The caller's budget in milliseconds from request headers: only the first
- * {@link TIMEOUT_HEADER} value counts (later duplicates are ignored), matched
- * exactly, else ignoring case. `invalid` receives a first value that does
- * not decode.
+ * {@link TIMEOUT_HEADER} value counts (later duplicates are ignored), its
+ * name matched exactly (case-sensitively, as in every runtime). `invalid`
+ * receives a first value that does not decode.
  */
 export function requestBudget(headers: MsgHdrs | undefined, invalid?: (value: string) => void): number | undefined {
-  const value = protocolHeader(headers, TIMEOUT_HEADER);
+  const value = headers?.has(TIMEOUT_HEADER) ? headers.get(TIMEOUT_HEADER) : undefined;
   if (value === undefined) {
     return undefined;
   }

@@ -50,6 +50,10 @@ test("only the first occurrence counts (the shared duplicates table), and an inv
     assert.equal(micros(requestBudget(headers, (v) => invalid.push(v))), expected, JSON.stringify(values));
     assert.deepEqual(invalid, expected === null ? [values[0]] : [], JSON.stringify(values));
   }
+  // The name is compared case-sensitively (PROTOCOL.md section 3.1), as in the other runtimes.
+  const lower = natsHeaders();
+  lower.append("nats-micro-timeout", "0");
+  assert.equal(requestBudget(lower), undefined);
   assert.equal(requestBudget(undefined), undefined);
   assert.equal(requestBudget(natsHeaders()), undefined);
 });
