@@ -115,7 +115,10 @@ test("a reply-to aimed at another endpoint does not run it, nor the endpoint cal
     raw.hpub(ECHO_SUBJECT, `${HANG_SUBJECT}.deeper`, block, stringValue("aimed"));
     raw.hpub(ECHO_SUBJECT, "$SRV.PING", block, stringValue("aimed"));
     raw.hpub(ECHO_SUBJECT, "$JS.API.STREAM.DELETE.x", block, stringValue("aimed"));
+    raw.hpub(ECHO_SUBJECT, "_INBOX.*", block, stringValue("wildcard"));
+    raw.hpub(ECHO_SUBJECT, "_INBOX.>", block, stringValue("wildcard"));
     assert.ok(await raw.ping());
+    assert.deepEqual(raw.errors, [], "the server forwards all of them");
     raw.close();
     // A request without a reply subject (a plain publish) is refused too.
     nc.publish(ECHO_SUBJECT, stringValue("no reply"));
@@ -123,9 +126,10 @@ test("a reply-to aimed at another endpoint does not run it, nor the endpoint cal
     await sleep(200);
     assert.deepEqual(runs, { echo: 0, hang: 0 });
     const echo = service.stats().endpoints.find((e) => e.name === "echo");
-    assert.deepEqual([echo?.num_requests, echo?.num_errors], [5, 5]);
+    assert.deepEqual([echo?.num_requests, echo?.num_errors], [7, 7]);
     assert.match(echo?.last_error ?? "", /^PERMISSION_DENIED:refused: no reply subject/);
-    assert.equal(log.filter((line) => line.includes("refused a request")).length, 5, log.join("\n"));
+    assert.equal(log.filter((line) => line.includes("refused a request")).length, 7, log.join("\n"));
+    assert.equal(log.filter((line) => line.includes("is not a valid literal subject")).length, 2, log.join("\n"));
     // And it still serves ordinary callers.
     const client = new Client(nc, SPEC, NatsMicroError);
     assert.equal((await client.unary(SPEC.methods.echo, { value: "ok" }, { timeout: 1_000 })).value, "ok");
