@@ -189,10 +189,12 @@ export class RawClient {
       if (this.#socket.destroyed || this.#socket.readableEnded || Date.now() - started > 2_000) {
         return false;
       }
+      let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#waiters.push(resolve);
-        setTimeout(resolve, 50);
+        timer = setTimeout(resolve, 50);
       });
+      clearTimeout(timer);
     }
     return true;
   }
@@ -235,10 +237,12 @@ export class Inbox {
       if (left <= 0) {
         throw new Error(`expected ${count} messages within ${ms} ms, got ${this.messages.length}`);
       }
+      let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#waiters.push(resolve);
-        setTimeout(resolve, left);
+        timer = setTimeout(resolve, left);
       });
+      clearTimeout(timer);
     }
     return this.messages;
   }
