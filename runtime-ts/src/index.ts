@@ -187,7 +187,9 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * a blank line, each name 1 or more printable ASCII characters (no space,
  * no colon), no bare CR or LF anywhere. The NATS client library reads such
  * blocks leniently (dropping lines, taking garbage for a status) or throws
- * on them; the service refuses them instead.
+ * on them, and an exception thrown while it delivers a message silently ends
+ * the connection's reader (`tests/upstream/nats_js_header_throw.mjs`): the
+ * service checks the raw block first and refuses it instead.
  */
 export function headerBlockProblem(raw: Uint8Array): string | undefined {
   let text: string;
