@@ -136,6 +136,20 @@ describe("a live service under malformed header blocks", () => {
     }
   });
 
+  test("discovery subjects shrug them off too", async () => {
+    const pings = new Inbox(nc, "_INBOX.hostile-ping.>");
+    await nc.flush();
+    const raw = await RawClient.connect(server.port);
+    for (const [i, [, block]] of MALFORMED.entries()) {
+      raw.hpub("$SRV.PING.TestService", `_INBOX.hostile-ping.${i}`, block);
+    }
+    assert.ok(await raw.ping());
+    raw.close();
+    const answers = await pings.wait(MALFORMED.length, 2_000);
+    assert.ok(answers.every((m) => (m.json() as { type: string }).type === "io.nats.micro.v1.ping_response"));
+    await answersWithinASecond();
+  });
+
   test("STATS counts every refused block as an error, and stop() finishes", async () => {
     assert.ok(refused >= MALFORMED.length, `the server forwarded ${refused} malformed blocks`);
     const echo = service.stats().endpoints.find((e) => e.name === "echo");
