@@ -966,6 +966,14 @@ export interface ServiceOptions {
   drainTimeout?: number;
   /** Where replies may go, beyond what is always refused (see {@link ReplyPolicy}). */
   replyPolicy?: ReplyPolicy;
+  /**
+   * Milliseconds between checks that the connection still delivers messages
+   * (a PING that must be answered within a second; default
+   * {@link DEFAULT_CONNECTION_CHECK_INTERVAL}); a connection that does not
+   * answer while reporting itself open is reconnected. `0` turns the checks
+   * off.
+   */
+  connectionCheckInterval?: number;
   /** Receives debug-level notes (e.g. an invalid deadline header). Off by default. */
   debug?: (message: string) => void;
   /** Receives warnings: what is withheld from callers (uncoded errors), refused and malformed requests, replies that could not be sent. Defaults to `console.error`. */
@@ -1279,6 +1287,114 @@ interface EndpointLimits {
   readonly pendingBytesLimit: number | undefined;
 }
 
+/** How often a service checks, by default, that its connection still delivers messages (milliseconds). */
+export const DEFAULT_CONNECTION_CHECK_INTERVAL = 250;
+/** How long a connection check waits for the server's PONG before the connection counts as deaf (milliseconds). */
+const CONNECTION_CHECK_TIMEOUT = 1_000;
+
+/**
+ * Notices a connection that stopped delivering while it still reports
+ * itself open, and reconnects it (the client library then subscribes again).
+ * `@nats-io/nats-core` ends a connection's reader for good when anything
+ * throws while it delivers a message (see
+ * `tests/upstream/nats_js_header_throw.mjs`): this runtime never does, but
+ * other code sharing the connection may (most simply, by reading `headers`
+ * of a malformed message). One watch per connection, shared by the
+ * services on it; it sends one PING per interval and does not keep the
+ * process alive.
+ */
+class ConnectionWatch {
+  static readonly #watches = new WeakMap<NatsConnection, ConnectionWatch>();
+  readonly #nc: NatsConnection;
+  readonly #log: (message: string) => void;
+  readonly #timer: ReturnType<typeof setInterval>;
+  #users = 0;
+  #probing = false;
+  /** Between a disconnect and the reconnect that follows: the client library is already at work. */
+  #reconnecting = false;
+
+  private constructor(nc: NatsConnection, interval: number, log: (message: string) => void) {
+    this.#nc = nc;
+    this.#log = log;
+    this.#timer = setInterval(() => void this.#probe(), interval);
+    (this.#timer as { unref?: () => void }).unref?.();
+    void (async () => {
+      try {
+        for await (const status of nc.status()) {
+          if (this.#users === 0) {
+            break;
+          }
+          if (status.type === "disconnect" || status.type === "reconnecting") {
+            this.#reconnecting = true;
+          } else if (status.type === "reconnect") {
+            this.#reconnecting = false;
+          }
+        }
+      } catch {
+        // The connection closed: nothing left to watch.
+      }
+    })();
+  }
+
+  /** The watch of `nc`, started on first use; each call needs one {@link release}. */
+  static acquire(nc: NatsConnection, interval: number, log: (message: string) => void): ConnectionWatch {
+    let watch = ConnectionWatch.#watches.get(nc);
+    if (watch === undefined) {
+      watch = new ConnectionWatch(nc, interval, log);
+      ConnectionWatch.#watches.set(nc, watch);
+    }
+    watch.#users += 1;
+    return watch;
+  }
+
+  release(): void {
+    this.#users -= 1;
+    if (this.#users === 0) {
+      clearInterval(this.#timer);
+      ConnectionWatch.#watches.delete(this.#nc);
+    }
+  }
+
+  async #probe(): Promise<void> {
+    const nc = this.#nc;
+    if (nc.isClosed()) {
+      clearInterval(this.#timer);
+      return;
+    }
+    if (this.#probing || this.#reconnecting || nc.isDraining()) {
+      return;
+    }
+    this.#probing = true;
+    try {
+      let answered = false;
+      const flushed = nc.flush().then(
+        () => {
+          answered = true;
+        },
+        () => {
+          // Refused (closing, disconnected): the client library handles that itself.
+          answered = true;
+        },
+      );
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([flushed, new Promise((resolve) => (timer = setTimeout(resolve, CONNECTION_CHECK_TIMEOUT)))]);
+      clearTimeout(timer);
+      if (!answered) {
+        // A busy event loop may have delayed reading the PONG rather than lost it: let pending input in first.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      if (!answered && !this.#reconnecting && !nc.isClosed() && !nc.isDraining()) {
+        this.#log(`the NATS connection stopped delivering (no PONG within ${CONNECTION_CHECK_TIMEOUT} ms): reconnecting`);
+        await nc.reconnect();
+      }
+    } catch (err) {
+      this.#log(`checking the NATS connection: ${describe(err)}`);
+    } finally {
+      this.#probing = false;
+    }
+  }
+}
+
 /** Milliseconds on a monotonic clock. */
 function now(): number {
   return performance.now();
@@ -1303,6 +1419,8 @@ export class Service {
   #debug: (message: string) => void = () => undefined;
   #log: (message: string) => void = () => undefined;
   #drainTimeout = DEFAULT_DRAIN_TIMEOUT;
+  /** Watches the connection while the service runs (unless checks are off). */
+  #watch: ConnectionWatch | undefined;
   /** Subscriptions the server refused (permissions), with why. */
   readonly #refusedSubscriptions: string[] = [];
 
@@ -1414,6 +1532,10 @@ export class Service {
       }
       throw new NatsMicroError("PERMISSION_DENIED", "", `service ${service.#name} cannot start: the server refused its subscriptions (${refused})`);
     }
+    const interval = options.connectionCheckInterval ?? DEFAULT_CONNECTION_CHECK_INTERVAL;
+    if (interval > 0) {
+      service.#watch = ConnectionWatch.acquire(nc, interval, log);
+    }
     return service;
   }
 
@@ -1481,6 +1603,8 @@ export class Service {
       for (const subscription of this.#discovery) {
         subscription.unsubscribe();
       }
+      this.#watch?.release();
+      this.#watch = undefined;
     })();
     return this.#stopping;
   }

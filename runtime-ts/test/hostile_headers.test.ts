@@ -159,3 +159,53 @@ describe("a live service under malformed header blocks", () => {
     await within(2_000, service.stop(), "stop()");
   });
 });
+
+describe("a connection whose reader other code killed", () => {
+  // Code sharing the service's connection reads `headers` of a malformed message in its own callback:
+  // nats-core ends the connection's reader for good (tests/upstream/nats_js_header_throw.mjs).
+  async function scenario(options: { connectionCheckInterval?: number }): Promise<{ answered: boolean; took: number; log: string[] }> {
+    const server = await NatsServer.start();
+    const nc = await server.connect({ reconnectTimeWait: 100 });
+    const callers = await server.connect();
+    const sink = logSink();
+    const service = await Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: () => new Promise(() => undefined) }, { log: sink.log, ...options });
+    nc.subscribe("user.events", {
+      callback: (_err, message) => {
+        void message.headers?.get("X");
+      },
+    });
+    await nc.flush();
+    const raw = await RawClient.connect(server.port);
+    raw.hpub("user.events", "_INBOX.none", bytes("NATS/1.0\r\nX Bad: v\r\n\r\n"));
+    assert.ok(await raw.ping());
+    raw.close();
+    const client = new Client(callers, SPEC, NatsMicroError);
+    const started = performance.now();
+    let answered = false;
+    // Callers retry, as they would; the service must be back within about a second.
+    while (!answered && performance.now() - started < 2_500) {
+      answered = await client.unary(SPEC.methods.echo, { value: "back?" }, { timeout: 250 }).then(
+        () => true,
+        () => false,
+      );
+    }
+    const took = performance.now() - started;
+    await within(2_000, service.stop({ drainTimeout: 200 }), "stop()");
+    await callers.close();
+    await within(2_000, nc.close(), "close()").catch(() => undefined);
+    server.stop();
+    return { answered, took, log: sink.lines };
+  }
+
+  test("the service notices within about a second and reconnects", async () => {
+    const { answered, took, log } = await scenario({});
+    assert.ok(answered, `answered again (after ${took} ms); log: ${log.join("\n")}`);
+    assert.ok(took < 2_000, `back after ${took} ms`);
+    assert.ok(log.some((line) => line.includes("stopped delivering")), log.join("\n"));
+  });
+
+  test("without the checks it stays deaf (what the checks are for)", async () => {
+    const { answered } = await scenario({ connectionCheckInterval: 0 });
+    assert.equal(answered, false);
+  });
+});

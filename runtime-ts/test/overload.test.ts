@@ -67,8 +67,13 @@ class Gate {
   };
 }
 
+/** What the services of the current test logged. */
+let logged: string[] = [];
+
 async function start(gate: Gate, options: ServiceOptions): Promise<Service> {
-  return Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: gate.hang }, { log: logSink().log, ...options });
+  const sink = logSink();
+  logged = sink.lines;
+  return Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: gate.hang }, { log: sink.log, ...options });
 }
 
 /** Publishes a `Hang` request with a reply subject and a budget (milliseconds), as a client would. */
@@ -178,6 +183,7 @@ test(`the default pending bound is ${DEFAULT_PENDING_MSG_LIMIT}: beyond it reque
   await replies.wait(1 + DEFAULT_PENDING_MSG_LIMIT + extra, 10_000);
   assert.equal(gate.starts.length, 1 + DEFAULT_PENDING_MSG_LIMIT);
   await within(5_000, service.stop({ drainTimeout: 2_000 }), "stop()");
+  assert.deepEqual(logged, [], "a busy connection is not mistaken for a deaf one");
 });
 
 test("stop() returns within its drain timeout while handlers hang, cancelling them (signals aborted) and the queued requests", async () => {
