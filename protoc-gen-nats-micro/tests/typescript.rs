@@ -363,3 +363,23 @@ fn hostile_names_in_crafted_descriptors_are_refused_or_escaped() {
     assert!(content.contains(&check), "{content}");
     assert!(content.contains("// source: h/v1/x\\u2028injected_code_ran();\\u2029\\u202a\\u2069*\\/.proto"), "{content}");
 }
+
+/// A file whose service takes and returns only messages of another file
+/// (and well-known types) imports that file's module and none of its own:
+/// an unused import would fail `noUnusedLocals`.
+#[test]
+fn a_file_using_only_imported_messages_imports_no_module_of_its_own() {
+    let (dir, includes) = common::scratch_dir("");
+    dir.write("m/v1/m.proto", "syntax = \"proto3\";\npackage m.v1;\nmessage Thing { string id = 1; }\n");
+    dir.write(
+        "s/v1/s.proto",
+        "syntax = \"proto3\";\npackage s.v1;\nimport \"m/v1/m.proto\";\nimport \"google/protobuf/empty.proto\";\n\
+         service Things {\n  rpc Get(google.protobuf.Empty) returns (m.v1.Thing);\n  rpc Put(m.v1.Thing) returns (google.protobuf.Empty);\n}\n",
+    );
+    let out = scratch("imported-only");
+    protoc_ts(&out, &includes, &["s/v1/s.proto".to_owned()], &["m/v1/m.proto"]);
+    let generated = std::fs::read_to_string(out.join("s/v1/s_nats.pb.ts")).expect("generated file");
+    assert!(generated.contains("../../m/v1/m_pb.js"), "{generated}");
+    assert!(!generated.contains("./s_pb.js"), "{generated}");
+    type_check(&out);
+}

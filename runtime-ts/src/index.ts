@@ -1579,7 +1579,8 @@ export class Service {
    * service's, default {@link DEFAULT_DRAIN_TIMEOUT}) for the requests in
    * flight and queued, then cancels what is left (queued requests get a
    * CANCELLED reply, running handlers see their `signal` aborted and their
-   * callers a CANCELLED reply) and leaves discovery.
+   * callers a CANCELLED reply) and leaves discovery (and stops checking the
+   * connection, see {@link ServiceOptions.connectionCheckInterval}).
    */
   stop(options: { drainTimeout?: number } = {}): Promise<void> {
     this.#stopping ??= (async () => {
