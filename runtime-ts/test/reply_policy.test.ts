@@ -237,3 +237,24 @@ test("discovery replies follow the policy too: a $SRV.PING cannot be aimed at th
     await close();
   }
 });
+
+test("a service denied its discovery subjects fails to start as well", async () => {
+  const config = `authorization {
+  users = [
+    { user: svc, password: svc, permissions: { subscribe: { allow: ["api.test.>", "_INBOX.>"] } } }
+  ]
+}
+`;
+  const server = await NatsServer.start(config);
+  const nc = await server.connect({ user: "svc", pass: "svc" });
+  try {
+    await assert.rejects(
+      within(5_000, Service.start(nc, SPEC, { echo: (r) => ({ value: r.value }), hang: (r) => ({ value: r.value }) }, { log: logSink().log }), "start"),
+      (err: unknown) => hasCode(err, "PERMISSION_DENIED") && /\$SRV\.PING/.test((err as Error).message),
+    );
+    await assert.rejects(nc.request(ECHO_SUBJECT, stringValue("x"), { timeout: 500 }));
+  } finally {
+    await nc.close();
+    server.stop();
+  }
+});
