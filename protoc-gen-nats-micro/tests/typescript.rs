@@ -311,3 +311,99 @@ fn edge_shapes_type_check_with_tsc_strict() {
     assert!(generated.keys().any(|name| name.starts_with("edge/shapes/wkt_only_nats")), "{:?}", generated.keys());
     type_check(&out);
 }
+
+/// A proto file name, comments and option strings carrying the characters
+/// that end a `//` comment line in JavaScript (U+2028, U+2029), bidi
+/// controls, NUL and `*/`, each followed by a call that would not
+/// type-check as code: the generated file holds none of them as themselves,
+/// and `tsc` (the repository's strict settings, `noUnusedLocals` included)
+/// accepts it, so nothing became code. The file uses well-known types only,
+/// so it must not import its own (absent) `_pb.js` either.
+#[test]
+fn hostile_file_names_comments_and_options_inject_no_code() {
+    const INJECT: &str = "injected_code_ran();";
+    let file = format!("h/v1/x\u{2028}{INJECT}\u{2029}{INJECT}\u{202e}{INJECT}\u{2066}{INJECT}\u{2069} */ {INJECT}.proto");
+    let (dir, includes) = common::scratch_dir("");
+    dir.write(
+        &file,
+        &format!(
+            "syntax = \"proto3\";\npackage h.v1;\nimport \"natsmicro/options.proto\";\nimport \"google/protobuf/empty.proto\";\n\
+             // Leading\u{2028}{INJECT}\u{2029}{INJECT} */ {INJECT} /* \u{202e}{INJECT}\n\
+             service Hostile {{\n  option (natsmicro.service) = {{ description: \"d\\u2028{INJECT}\\000{INJECT}*/{INJECT}\\u202e\" \
+             metadata: {{ key: \"k\\u2029{INJECT}\" value: \"v\\000*/{INJECT}\" }} }};\n\
+               // Method\u{2028}{INJECT}\u{0001}\n  rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty);\n}}\n"
+        ),
+    );
+    let generated = ts_output(&includes, &[file.as_str()]);
+    let (name, content) = generated.iter().next().expect("one generated file");
+    // Type-checked first: injected code would fail as a call of an undeclared function.
+    let out = scratch("hostile-names");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("scratch directory");
+    std::fs::write(out.join("hostile_nats.pb.ts"), content).expect("generated file");
+    type_check(&out);
+    for c in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{2066}', '\u{2069}', '\0', '\u{1}'] {
+        assert!(!content.contains(c), "{name} holds U+{:04X} as itself:\n{content}", c as u32);
+    }
+    assert!(content.contains("\\u2028"), "{content}");
+    assert!(!content.contains("_pb.js"), "only well-known types: no import of the file's own messages:\n{content}");
+}
+
+/// Names that reach a TypeScript identifier, comment or literal from a
+/// crafted descriptor (protoc would refuse them): package, service and
+/// method names with line or paragraph separators, bidi controls, NUL or
+/// `*/` are refused, naming the element, and so is a file name with a
+/// control character; any other file name is escaped wherever it is
+/// written (its comment, its own import path).
+#[test]
+fn hostile_names_in_crafted_descriptors_are_refused_or_escaped() {
+    for (package, service, method) in [
+        ("p\u{2028}x.v1", "S", "Get"),
+        ("p.v1", "S\u{2028}x", "Get"),
+        ("p.v1", "S", "Get\u{2029}x"),
+        ("p.v1", "S\u{202e}", "Get"),
+        ("p.v1", "S\u{2066}", "Get"),
+        ("p.v1", "S", "G\0et"),
+        ("p.v1", "S*/x", "Get"),
+    ] {
+        let file = common::simple_proto("p/v1/p.proto", package, service, &[method]);
+        let request = common::request_from_protos(vec![file], &["p/v1/p.proto"], Some("lang=ts"));
+        let error = common::expect_error(&protoc_gen_nats_micro::generate(&request)).to_owned();
+        assert!(error.contains("is not an identifier"), "{package:?} {service:?} {method:?}: {error}");
+    }
+    let with_nul = common::simple_proto("h/v1/x\0y.proto", "h.v1", "S", &["Get"]);
+    let request = common::request_from_protos(vec![with_nul], &["h/v1/x\0y.proto"], Some("lang=ts"));
+    assert!(common::expect_error(&protoc_gen_nats_micro::generate(&request)).contains("contains a control character"));
+    let name = "h/v1/x\u{2028}injected_code_ran();\u{2029}\u{202a}\u{2069}*/.proto";
+    let file = common::simple_proto(name, "h.v1", "S", &["Get"]);
+    let request = common::request_from_protos(vec![file], &[name], Some("lang=ts"));
+    let files = common::output_files(&protoc_gen_nats_micro::generate(&request));
+    let content = files.values().next().expect("one generated file");
+    for c in ['\u{2028}', '\u{2029}', '\u{202a}', '\u{2069}'] {
+        assert!(!content.contains(c), "U+{:04X} written as itself:\n{content}", c as u32);
+    }
+    let check =
+        format!(r#"checkRuntimeVersion("{PLUGIN_VERSION}", "h/v1/x\u2028injected_code_ran();\u2029\u202a\u2069*/.proto");"#);
+    assert!(content.contains(&check), "{content}");
+    assert!(content.contains("// source: h/v1/x\\u2028injected_code_ran();\\u2029\\u202a\\u2069*\\/.proto"), "{content}");
+}
+
+/// A file whose service takes and returns only messages of another file
+/// (and well-known types) imports that file's module and none of its own:
+/// an unused import would fail `noUnusedLocals`.
+#[test]
+fn a_file_using_only_imported_messages_imports_no_module_of_its_own() {
+    let (dir, includes) = common::scratch_dir("");
+    dir.write("m/v1/m.proto", "syntax = \"proto3\";\npackage m.v1;\nmessage Thing { string id = 1; }\n");
+    dir.write(
+        "s/v1/s.proto",
+        "syntax = \"proto3\";\npackage s.v1;\nimport \"m/v1/m.proto\";\nimport \"google/protobuf/empty.proto\";\n\
+         service Things {\n  rpc Get(google.protobuf.Empty) returns (m.v1.Thing);\n  rpc Put(m.v1.Thing) returns (google.protobuf.Empty);\n}\n",
+    );
+    let out = scratch("imported-only");
+    protoc_ts(&out, &includes, &["s/v1/s.proto".to_owned()], &["m/v1/m.proto"]);
+    let generated = std::fs::read_to_string(out.join("s/v1/s_nats.pb.ts")).expect("generated file");
+    assert!(generated.contains("../../m/v1/m_pb.js"), "{generated}");
+    assert!(!generated.contains("./s_pb.js"), "{generated}");
+    type_check(&out);
+}

@@ -119,12 +119,12 @@ export function decodeTimeout(value: string): number | undefined {
 
 /**
  * The caller's budget in milliseconds from request headers: only the first
- * {@link TIMEOUT_HEADER} value counts (later duplicates are ignored), matched
- * exactly, else ignoring case. `invalid` receives a first value that does
- * not decode.
+ * {@link TIMEOUT_HEADER} value counts (later duplicates are ignored), its
+ * name matched exactly (case-sensitively, as in every runtime). `invalid`
+ * receives a first value that does not decode.
  */
 export function requestBudget(headers: MsgHdrs | undefined, invalid?: (value: string) => void): number | undefined {
-  const value = protocolHeader(headers, TIMEOUT_HEADER);
+  const value = headers?.has(TIMEOUT_HEADER) ? headers.get(TIMEOUT_HEADER) : undefined;
   if (value === undefined) {
     return undefined;
   }
@@ -175,6 +175,66 @@ function protocolHeader(headers: MsgHdrs | undefined, name: string): string | un
     return headers.get(name);
   }
   return headers.has(name, Match.IgnoreCase) ? headers.get(name, Match.IgnoreCase) : undefined;
+}
+
+const HEADER_VERSION_LINE = "NATS/1.0\r\n";
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * What is wrong with a request's raw NATS header block, or `undefined` when
+ * it is well formed: UTF-8, exactly the version line `NATS/1.0` (no status
+ * code: a request carries none), then `Name: value` lines ended by CRLF and
+ * a blank line, each name 1 or more printable ASCII characters (no space,
+ * no colon), no bare CR or LF anywhere. The NATS client library reads such
+ * blocks leniently (dropping lines, taking garbage for a status) or throws
+ * on them, and an exception thrown while it delivers a message silently ends
+ * the connection's reader (`tests/upstream/nats_js_header_throw.mjs`): the
+ * service checks the raw block first and refuses it instead.
+ */
+export function headerBlockProblem(raw: Uint8Array): string | undefined {
+  let text: string;
+  try {
+    text = strictUtf8.decode(raw);
+  } catch {
+    return "the header block is not UTF-8";
+  }
+  if (!text.startsWith(HEADER_VERSION_LINE)) {
+    const first = text.split(/\r?\n/, 1)[0] ?? "";
+    return `the header block does not start with the line NATS/1.0 (it starts ${JSON.stringify(first.slice(0, 32))})`;
+  }
+  if (!text.endsWith("\r\n\r\n")) {
+    return "the header block does not end with an empty line";
+  }
+  if (text.length === HEADER_VERSION_LINE.length + 2) {
+    return undefined;
+  }
+  for (const line of text.slice(HEADER_VERSION_LINE.length, -4).split("\r\n")) {
+    if (/[\r\n]/.test(line)) {
+      return "a header line holds a bare CR or LF";
+    }
+    const colon = line.indexOf(":");
+    if (colon < 0) {
+      return `a header line has no colon: ${JSON.stringify(line.slice(0, 32))}`;
+    }
+    if (colon === 0) {
+      return "a header has an empty name";
+    }
+    if (!/^[\x21-\x39\x3b-\x7e]+$/.test(line.slice(0, colon))) {
+      return `a header name is not printable ASCII without spaces: ${JSON.stringify(line.slice(0, Math.min(colon, 32)))}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The raw header block of a message received by `@nats-io/nats-core`, when
+ * its message object exposes it (its `MsgImpl` does), else `undefined`.
+ */
+function rawHeaderBlock(message: Msg): Uint8Array | undefined {
+  const impl = message as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
+  const length = impl._msg?.hdr;
+  const data = impl._rdata;
+  return typeof length === "number" && length >= 0 && data instanceof Uint8Array ? data.subarray(0, length) : undefined;
 }
 
 /** Header values cannot hold line breaks; keeps a message on one line. */
@@ -526,7 +586,7 @@ export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescM
   readonly metadata: Readonly<Record<string, string>>;
   /** Subscribe this endpoint without a queue group. */
   readonly queueGroupDisabled: boolean;
-  /** Requests that may wait for a free handler slot before new ones are refused with UNAVAILABLE. */
+  /** Requests that may wait for a free handler slot before new ones are refused with RESOURCE_EXHAUSTED. */
   readonly pendingMsgLimit?: number;
   /** Bytes of requests that may wait likewise. */
   readonly pendingBytesLimit?: number;
@@ -811,7 +871,10 @@ export const DEFAULT_DRAIN_TIMEOUT = 10_000;
  * running it). Always refused: no reply subject, a wildcard token, one of the
  * service's own endpoint subjects or a subject under one, and `$SRV.`, `$JS.`,
  * `$KV.`, `$O.`, `$SYS.`. A refused request is dropped without running the
- * handler, counted as an error and logged.
+ * handler, counted as an error and logged. Discovery requests (`$SRV.PING`,
+ * `INFO`, `STATS`) follow the same policy: a refused one is dropped and
+ * logged, so a caller cannot aim the service's discovery replies at, say,
+ * the JetStream API.
  */
 export interface ReplyPolicy {
   /** When set, a reply subject must start with one of these (e.g. `["_INBOX."]`). */
@@ -903,6 +966,14 @@ export interface ServiceOptions {
   drainTimeout?: number;
   /** Where replies may go, beyond what is always refused (see {@link ReplyPolicy}). */
   replyPolicy?: ReplyPolicy;
+  /**
+   * Milliseconds between checks that the connection still delivers messages
+   * (a PING that must be answered within a second; default
+   * {@link DEFAULT_CONNECTION_CHECK_INTERVAL}); a connection that does not
+   * answer while reporting itself open is reconnected. `0` turns the checks
+   * off.
+   */
+  connectionCheckInterval?: number;
   /** Receives debug-level notes (e.g. an invalid deadline header). Off by default. */
   debug?: (message: string) => void;
   /** Receives warnings: what is withheld from callers (uncoded errors), refused and malformed requests, replies that could not be sent. Defaults to `console.error`. */
@@ -1085,7 +1156,7 @@ class Endpoint {
   #inFlight = 0;
   /** Whether {@link #release} is already starting waiting requests (further releases leave it to that loop). */
   #releasing = false;
-  #idle: (() => void) | undefined;
+  readonly #idle: (() => void)[] = [];
   subscription: Subscription | undefined;
   requests = 0;
   errors = 0;
@@ -1128,7 +1199,7 @@ class Endpoint {
     const waiting = this.#waiting.splice(0);
     this.#waitingBytes = 0;
     if (this.#inFlight === 0) {
-      this.#idle?.();
+      this.#wake();
     }
     return waiting;
   }
@@ -1165,9 +1236,16 @@ class Endpoint {
     }
     this.#releasing = false;
     if (this.#inFlight === 0 && this.#waiting.length === 0) {
-      this.#idle?.();
+      this.#wake();
     }
   };
+
+  /** Resolves every {@link idle} promise. */
+  #wake(): void {
+    for (const resolve of this.#idle.splice(0)) {
+      resolve();
+    }
+  }
 
   /** Resolves once no request is in flight or waiting. */
   idle(): Promise<void> {
@@ -1175,7 +1253,7 @@ class Endpoint {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      this.#idle = resolve;
+      this.#idle.push(resolve);
     });
   }
 
@@ -1209,6 +1287,114 @@ interface EndpointLimits {
   readonly pendingBytesLimit: number | undefined;
 }
 
+/** How often a service checks, by default, that its connection still delivers messages (milliseconds). */
+export const DEFAULT_CONNECTION_CHECK_INTERVAL = 250;
+/** How long a connection check waits for the server's PONG before the connection counts as deaf (milliseconds). */
+const CONNECTION_CHECK_TIMEOUT = 1_000;
+
+/**
+ * Notices a connection that stopped delivering while it still reports
+ * itself open, and reconnects it (the client library then subscribes again).
+ * `@nats-io/nats-core` ends a connection's reader for good when anything
+ * throws while it delivers a message (see
+ * `tests/upstream/nats_js_header_throw.mjs`): this runtime never does, but
+ * other code sharing the connection may (most simply, by reading `headers`
+ * of a malformed message). One watch per connection, shared by the
+ * services on it; it sends one PING per interval and does not keep the
+ * process alive.
+ */
+class ConnectionWatch {
+  static readonly #watches = new WeakMap<NatsConnection, ConnectionWatch>();
+  readonly #nc: NatsConnection;
+  readonly #log: (message: string) => void;
+  readonly #timer: ReturnType<typeof setInterval>;
+  #users = 0;
+  #probing = false;
+  /** Between a disconnect and the reconnect that follows: the client library is already at work. */
+  #reconnecting = false;
+
+  private constructor(nc: NatsConnection, interval: number, log: (message: string) => void) {
+    this.#nc = nc;
+    this.#log = log;
+    this.#timer = setInterval(() => void this.#probe(), interval);
+    (this.#timer as { unref?: () => void }).unref?.();
+    void (async () => {
+      try {
+        for await (const status of nc.status()) {
+          if (this.#users === 0) {
+            break;
+          }
+          if (status.type === "disconnect" || status.type === "reconnecting") {
+            this.#reconnecting = true;
+          } else if (status.type === "reconnect") {
+            this.#reconnecting = false;
+          }
+        }
+      } catch {
+        // The connection closed: nothing left to watch.
+      }
+    })();
+  }
+
+  /** The watch of `nc`, started on first use; each call needs one {@link release}. */
+  static acquire(nc: NatsConnection, interval: number, log: (message: string) => void): ConnectionWatch {
+    let watch = ConnectionWatch.#watches.get(nc);
+    if (watch === undefined) {
+      watch = new ConnectionWatch(nc, interval, log);
+      ConnectionWatch.#watches.set(nc, watch);
+    }
+    watch.#users += 1;
+    return watch;
+  }
+
+  release(): void {
+    this.#users -= 1;
+    if (this.#users === 0) {
+      clearInterval(this.#timer);
+      ConnectionWatch.#watches.delete(this.#nc);
+    }
+  }
+
+  async #probe(): Promise<void> {
+    const nc = this.#nc;
+    if (nc.isClosed()) {
+      clearInterval(this.#timer);
+      return;
+    }
+    if (this.#probing || this.#reconnecting || nc.isDraining()) {
+      return;
+    }
+    this.#probing = true;
+    try {
+      let answered = false;
+      const flushed = nc.flush().then(
+        () => {
+          answered = true;
+        },
+        () => {
+          // Refused (closing, disconnected): the client library handles that itself.
+          answered = true;
+        },
+      );
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([flushed, new Promise((resolve) => (timer = setTimeout(resolve, CONNECTION_CHECK_TIMEOUT)))]);
+      clearTimeout(timer);
+      if (!answered) {
+        // A busy event loop may have delayed reading the PONG rather than lost it: let pending input in first.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      if (!answered && !this.#reconnecting && !nc.isClosed() && !nc.isDraining()) {
+        this.#log(`the NATS connection stopped delivering (no PONG within ${CONNECTION_CHECK_TIMEOUT} ms): reconnecting`);
+        await nc.reconnect();
+      }
+    } catch (err) {
+      this.#log(`checking the NATS connection: ${describe(err)}`);
+    } finally {
+      this.#probing = false;
+    }
+  }
+}
+
 /** Milliseconds on a monotonic clock. */
 function now(): number {
   return performance.now();
@@ -1231,7 +1417,12 @@ export class Service {
   #ownSubjects: readonly string[] = [];
   #replyPolicy: ReplyPolicy = {};
   #debug: (message: string) => void = () => undefined;
+  #log: (message: string) => void = () => undefined;
   #drainTimeout = DEFAULT_DRAIN_TIMEOUT;
+  /** Watches the connection while the service runs (unless checks are off). */
+  #watch: ConnectionWatch | undefined;
+  /** Subscriptions the server refused (permissions), with why. */
+  readonly #refusedSubscriptions: string[] = [];
 
   private constructor(nc: NatsConnection, spec: ServiceSpec, options: ServiceOptions) {
     this.#nc = nc;
@@ -1310,6 +1501,7 @@ export class Service {
     service.#ownSubjects = service.#endpoints.map((e) => e.info.subject);
     service.#replyPolicy = options.replyPolicy ?? {};
     service.#debug = options.debug ?? (() => undefined);
+    service.#log = log;
     service.#drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
     // Subscribed only once every setting is known to be valid.
     for (const endpoint of service.#endpoints) {
@@ -1317,6 +1509,7 @@ export class Service {
         ...(endpoint.info.queue_group !== undefined && { queue: endpoint.info.queue_group }),
         callback: (err, message) => {
           if (err !== null) {
+            service.#refusedSubscriptions.push(`${endpoint.info.subject}: ${describe(err)}`);
             log(`${service.#name}: endpoint ${endpoint.info.name} stopped: ${describe(err)}`);
             return;
           }
@@ -1330,7 +1523,19 @@ export class Service {
       });
     }
     service.#subscribeDiscovery();
+    // The server refuses a subscription (permissions) asynchronously, before it answers the flush's PING.
     await nc.flush();
+    if (service.#refusedSubscriptions.length > 0) {
+      const refused = service.#refusedSubscriptions.join("; ");
+      for (const subscription of [...service.#endpoints.map((e) => e.subscription), ...service.#discovery]) {
+        subscription?.unsubscribe();
+      }
+      throw new NatsMicroError("PERMISSION_DENIED", "", `service ${service.#name} cannot start: the server refused its subscriptions (${refused})`);
+    }
+    const interval = options.connectionCheckInterval ?? DEFAULT_CONNECTION_CHECK_INTERVAL;
+    if (interval > 0) {
+      service.#watch = ConnectionWatch.acquire(nc, interval, log);
+    }
     return service;
   }
 
@@ -1374,7 +1579,8 @@ export class Service {
    * service's, default {@link DEFAULT_DRAIN_TIMEOUT}) for the requests in
    * flight and queued, then cancels what is left (queued requests get a
    * CANCELLED reply, running handlers see their `signal` aborted and their
-   * callers a CANCELLED reply) and leaves discovery.
+   * callers a CANCELLED reply) and leaves discovery (and stops checking the
+   * connection, see {@link ServiceOptions.connectionCheckInterval}).
    */
   stop(options: { drainTimeout?: number } = {}): Promise<void> {
     this.#stopping ??= (async () => {
@@ -1398,6 +1604,8 @@ export class Service {
       for (const subscription of this.#discovery) {
         subscription.unsubscribe();
       }
+      this.#watch?.release();
+      this.#watch = undefined;
     })();
     return this.#stopping;
   }
@@ -1431,10 +1639,16 @@ export class Service {
       return;
     }
     let headers: MsgHdrs | undefined;
+    let problem: string | undefined;
     try {
-      headers = message.headers;
+      const raw = rawHeaderBlock(message);
+      problem = raw === undefined ? undefined : headerBlockProblem(raw);
+      headers = problem === undefined ? message.headers : undefined;
     } catch (err) {
-      const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${describe(err)}`);
+      problem = describe(err);
+    }
+    if (problem !== undefined) {
+      const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${problem}`);
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: ${error.message}`);
       this.#reply(endpoint, message, { error }, undefined, now() - received);
       return;
@@ -1460,8 +1674,20 @@ export class Service {
       for (const subject of [`$SRV.${verb}`, `$SRV.${verb}.${this.#name}`, `$SRV.${verb}.${this.#name}.${this.id}`]) {
         const subscription = this.#nc.subscribe(subject, {
           callback: (err, message) => {
-            if (err === null) {
+            if (err !== null) {
+              this.#refusedSubscriptions.push(`${subject}: ${describe(err)}`);
+              return;
+            }
+            // A caller could aim a discovery reply anywhere the service may publish (the JetStream API, an endpoint).
+            const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
+            if (refused !== undefined) {
+              this.#log(`${this.#name}: refused a discovery request on ${subject}: ${refused}`);
+              return;
+            }
+            try {
               message.respond(JSON.stringify(document()));
+            } catch (thrown) {
+              this.#debug(`${this.#name}: answering ${subject}: ${describe(thrown)}`);
             }
           },
         });
