@@ -217,6 +217,13 @@ async def test_a_reply_aimed_at_another_endpoint_or_a_denied_subject_runs_nothin
     assert handler.seen_headers == [] and got.seen_headers == [] and leaked == []
     (stats,) = [s for s in service.stats() if s.name == "create_order"]
     assert (stats.num_requests, stats.num_errors) == (4, 4)
+    # Discovery replies follow the same policy.
+    await nc.subscribe("$JS.API.>", cb=leak)
+    await nc.publish("$SRV.PING", b"", reply="$JS.API.STREAM.DELETE.orders")
+    await nc.publish("$SRV.INFO.order_service", b"", reply="admin.info")
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    assert leaked == [], "a discovery reply went where the policy forbids"
     # Normal calls still work.
     await answers_within_a_second(orders.OrderServiceClient(nc))
     await service.stop()

@@ -1397,9 +1397,16 @@ class Service:
             raise StartError(f"service {self.name}: the server denied subscribing to {', '.join(denied)}")
 
     def _discovery_responder(self, document: Callable[[], dict[str, Any]]) -> Callable[[Msg], Awaitable[None]]:
+        # Discovery replies follow the endpoints' reply-subject policy: a PING
+        # must not be aimed at, say, $JS.API.STREAM.DELETE.x either.
+        policy = self._endpoints[0]._settings.reply_policy if self._endpoints else ReplyPolicy()
+
         async def respond(msg: Msg) -> None:
-            if msg.reply:
-                await self._nc.publish(msg.reply, json.dumps(document()).encode())
+            refusal = policy.refusal(msg.reply or "")
+            if refusal is not None:
+                _log.warning("%s: refused a discovery request on %s: %s", self.name, msg.subject, refusal)
+                return
+            await self._nc.publish(msg.reply, json.dumps(document()).encode())
 
         return respond
 

@@ -365,7 +365,8 @@ impl ServiceBuilder {
             description: self.description.clone(),
             endpoints: infos.clone(),
         })?;
-        let plan = Arc::new(Plan { identity: identity.clone(), endpoints, ping, info, stop: stop_rx, cancel: cancel_rx });
+        let plan =
+            Arc::new(Plan { identity: identity.clone(), reply_policy, endpoints, ping, info, stop: stop_rx, cancel: cancel_rx });
         let running = Arc::new(Mutex::new(plan.launch(nats).await?));
         let (lost_tx, lost_rx) = watch::channel(None);
         let watchdog = tokio::spawn(watch_connection(nats.clone(), self.connector.clone(), plan, running.clone(), lost_tx));

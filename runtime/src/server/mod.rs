@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 pub use builder::ServiceBuilder;
 use discovery::{EndpointInfo, Identity, StatsResponse, serve_discovery};
 use endpoint::{Endpoint, Serving, serve_endpoint};
+use reply_policy::ReplyPolicy;
 pub use unary::unary_handler;
 
 use crate::error::{Error, StartError};
@@ -195,6 +196,8 @@ fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, serde_json::Error>
 /// What a service serves, independent of the connection it serves it on.
 struct Plan {
     identity: Arc<Identity>,
+    /// Discovery replies follow the endpoints' reply-subject policy.
+    reply_policy: Arc<ReplyPolicy>,
     endpoints: Vec<Arc<Endpoint>>,
     ping: Bytes,
     info: Bytes,
@@ -232,6 +235,7 @@ impl Plan {
             nats.clone(),
             discovery,
             self.identity.clone(),
+            self.reply_policy.clone(),
             self.ping.clone(),
             self.info.clone(),
         )));

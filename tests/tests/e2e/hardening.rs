@@ -143,10 +143,16 @@ async fn a_reply_subject_aimed_at_another_endpoint_or_a_denied_subject_runs_noth
         fx.nats.publish_with_reply("api.v1.create_order", reply, payload.clone()).await.expect("publishes");
     }
     fx.nats.publish("api.v1.create_order", payload.clone()).await.expect("publishes");
+    // Discovery replies follow the same policy.
+    let mut js = watcher.subscribe("$JS.API.>").await.expect("subscribes");
+    watcher.flush().await.expect("flushed");
+    fx.nats.publish_with_reply("$SRV.PING", "$JS.API.STREAM.DELETE.orders", Bytes::new()).await.expect("publishes");
+    fx.nats.publish_with_reply("$SRV.INFO.order_service", "admin.info", Bytes::new()).await.expect("publishes");
     fx.nats.flush().await.expect("flushed");
     // A normal call afterwards succeeds, and nothing was published for the refused ones.
     fx.client.create_order(order_request("c")).await.expect("served");
     assert!(tokio::time::timeout(Duration::from_millis(300), leaked.next()).await.is_err(), "a denied reply was sent");
+    assert!(tokio::time::timeout(Duration::from_millis(100), js.next()).await.is_err(), "a discovery reply went to $JS");
     let stats = fx.service.stats();
     let (create, get) = (&stats.endpoints[0], &stats.endpoints[1]);
     assert_eq!(get.num_requests, 0, "the other endpoint never ran");
