@@ -103,13 +103,50 @@ pub fn generate_bytes(request: &[u8]) -> (Vec<u8>, Vec<String>) {
     (output.response.encode_to_vec(), output.warnings)
 }
 
+/// Writes `response` encoded, byte for byte as [`Message::encode`] would,
+/// without first copying the generated files into one buffer: each file's
+/// content (most of the response) goes to `out` from where it is.
+pub fn write_response(response: &CodeGeneratorResponse, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+    const FILE_TAG: u32 = 15;
+    const CONTENT_TAG: u32 = 15;
+    let head = CodeGeneratorResponse {
+        error: response.error.clone(),
+        supported_features: response.supported_features,
+        file: Vec::new(),
+    };
+    let mut buf = head.encode_to_vec();
+    for file in &response.file {
+        // The fields before the content, the content by hand, the field after it (prost's order).
+        let before = ResponseFile { name: file.name.clone(), insertion_point: file.insertion_point.clone(), ..Default::default() };
+        let after = ResponseFile { generated_code_info: file.generated_code_info.clone(), ..Default::default() };
+        let content_len =
+            file.content.as_ref().map_or(0, |c| key_len(CONTENT_TAG) + encoded_len_varint(c.len() as u64) + c.len());
+        encode_key(FILE_TAG, WireType::LengthDelimited, &mut buf);
+        encode_varint((before.encoded_len() + content_len + after.encoded_len()) as u64, &mut buf);
+        before.encode_raw(&mut buf);
+        if let Some(content) = &file.content {
+            encode_key(CONTENT_TAG, WireType::LengthDelimited, &mut buf);
+            encode_varint(content.len() as u64, &mut buf);
+            out.write_all(&buf)?;
+            buf.clear();
+            out.write_all(content.as_bytes())?;
+        }
+        after.encode_raw(&mut buf);
+    }
+    out.write_all(&buf)
+}
+
 fn generate_files(request: &[u8]) -> Result<(Vec<ResponseFile>, Vec<String>), Error> {
     let request = RawRequest::decode(request)
         .map_err(|err| Error::Decode { what: "the CodeGeneratorRequest", message: err.to_string() })?;
     let params = Params::parse(request.parameter.as_deref().unwrap_or_default())?;
     limits::check_raw_files(&request.proto_file)?;
     let pool = decode_pool(&RawFileSet { file: request.proto_file }.encode_to_vec())?;
-    let (files, warnings) = generate_from_pool(&pool, &request.file_to_generate, &params)?;
+    let (model, warnings) = model::build(&pool, &request.file_to_generate)?;
+    // The model holds all the emitters read: the descriptors go before the output is written.
+    drop(pool);
+    let files = emit(&model, &params)?;
     let files = match params.lang {
         // On the protoc path, Rust goes where protoc-gen-prost puts its files.
         Lang::Rust => params.layout.place(files),
@@ -140,10 +177,49 @@ pub fn decode_pool(descriptor_set: &[u8]) -> Result<DescriptorPool, Error> {
 /// given files: the shared path of the plugin and of [`build`].
 pub fn generate_from_pool(pool: &DescriptorPool, files_to_generate: &[String], params: &Params) -> Result<Generated, Error> {
     let (model, warnings) = model::build(pool, files_to_generate)?;
-    let files = match params.lang {
+    Ok((emit(&model, params)?, warnings))
+}
+
+/// The files of the language `params` asks for.
+fn emit(model: &model::Model, params: &Params) -> Result<Vec<(String, String)>, Error> {
+    Ok(match params.lang {
         Lang::Rust => rust::generate(&model.files, &params.rust),
         Lang::TypeScript => typescript::generate(&model.files).map_err(Error::Emit)?,
         Lang::Python => python::generate(&model.files).map_err(Error::Emit)?,
-    };
-    Ok((files, warnings))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use prost_types::GeneratedCodeInfo;
+    use prost_types::compiler::CodeGeneratorResponse;
+    use prost_types::compiler::code_generator_response::File;
+
+    #[test]
+    fn write_response_writes_what_prost_encodes() {
+        let file = |name: &str, content: Option<&str>| File {
+            name: Some(name.into()),
+            content: content.map(Into::into),
+            ..Default::default()
+        };
+        let with_everything = File {
+            insertion_point: Some("here".into()),
+            generated_code_info: Some(GeneratedCodeInfo::default()),
+            ..file("c.rs", Some(&"x".repeat(300)))
+        };
+        for response in [
+            CodeGeneratorResponse::default(),
+            CodeGeneratorResponse { error: Some("bad".into()), supported_features: Some(1), file: Vec::new() },
+            CodeGeneratorResponse {
+                error: None,
+                supported_features: Some(1),
+                file: vec![file("a.rs", Some("fn a() {}\n")), file("b.rs", None), with_everything],
+            },
+        ] {
+            let mut written = Vec::new();
+            super::write_response(&response, &mut written).expect("writing to a Vec");
+            assert_eq!(written, response.encode_to_vec(), "{response:?}");
+        }
+    }
 }

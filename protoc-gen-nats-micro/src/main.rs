@@ -79,11 +79,13 @@ fn run_plugin() -> ExitCode {
         eprintln!("protoc-gen-nats-micro: reading stdin: {err}");
         return ExitCode::FAILURE;
     }
-    let (response, warnings) = protoc_gen_nats_micro::generate_bytes(&request);
-    for warning in warnings {
+    let output = protoc_gen_nats_micro::generate(&request);
+    drop(request);
+    for warning in &output.warnings {
         eprintln!("protoc-gen-nats-micro: {warning}");
     }
-    if let Err(err) = std::io::stdout().write_all(&response) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = protoc_gen_nats_micro::write_response(&output.response, &mut stdout).and_then(|()| stdout.flush()) {
         eprintln!("protoc-gen-nats-micro: writing stdout: {err}");
         return ExitCode::FAILURE;
     }

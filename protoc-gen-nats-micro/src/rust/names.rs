@@ -4,6 +4,7 @@
 //! identifier that passes rustc's naming lints; nothing here panics.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Ident, Span};
@@ -42,6 +43,7 @@ pub fn ident(text: &str) -> Ident {
 
 /// Hands out names in one namespace: a name already taken (or reserved)
 /// gets `suffix`, then a number, until it is free.
+#[derive(Clone)]
 pub struct Namespace {
     taken: HashSet<String>,
 }
@@ -142,14 +144,11 @@ pub struct CustomCode {
 /// generates: canonical variants, constructors and checkers, the error's
 /// own methods, `Unrecognized`, or each other.
 pub fn custom_codes(service: &Service) -> Vec<CustomCode> {
-    let canonical: Vec<&str> = BUILTIN_CODES.iter().chain(EXTRA_CANONICAL_CODES.iter()).copied().collect();
-    let canonical_variants: Vec<String> = canonical.iter().map(|c| c.to_upper_camel_case()).collect();
-    let canonical_methods: Vec<String> =
-        canonical.iter().flat_map(|c| [c.to_snake_case(), format!("is_{}", c.to_snake_case())]).collect();
-    let mut variants =
-        Namespace::new(&canonical_variants.iter().map(String::as_str).chain(["Unrecognized", "Self"]).collect::<Vec<_>>());
-    let mut methods =
-        Namespace::new(&canonical_methods.iter().map(String::as_str).chain(ERROR_METHODS.iter().copied()).collect::<Vec<_>>());
+    if service.error_codes.is_empty() {
+        return Vec::new();
+    }
+    let (variants, methods) = reserved_code_names();
+    let (mut variants, mut methods) = (variants.clone(), methods.clone());
     service
         .error_codes
         .iter()
@@ -165,6 +164,24 @@ pub fn custom_codes(service: &Service) -> Vec<CustomCode> {
             }
         })
         .collect()
+}
+
+/// The namespaces of code variants and of error methods before any custom
+/// code takes a name: what the macro and the runtime error define.
+/// Computed once (they are the same for every service).
+fn reserved_code_names() -> &'static (Namespace, Namespace) {
+    static RESERVED: OnceLock<(Namespace, Namespace)> = OnceLock::new();
+    RESERVED.get_or_init(|| {
+        let canonical: Vec<&str> = BUILTIN_CODES.iter().chain(EXTRA_CANONICAL_CODES.iter()).copied().collect();
+        let canonical_variants: Vec<String> = canonical.iter().map(|c| c.to_upper_camel_case()).collect();
+        let canonical_methods: Vec<String> =
+            canonical.iter().flat_map(|c| [c.to_snake_case(), format!("is_{}", c.to_snake_case())]).collect();
+        let variants =
+            Namespace::new(&canonical_variants.iter().map(String::as_str).chain(["Unrecognized", "Self"]).collect::<Vec<_>>());
+        let methods =
+            Namespace::new(&canonical_methods.iter().map(String::as_str).chain(ERROR_METHODS.iter().copied()).collect::<Vec<_>>());
+        (variants, methods)
+    })
 }
 
 /// Methods of the generated client besides the RPCs: an RPC named like
@@ -228,6 +245,10 @@ fn needs_escape_in_doc(c: char) -> bool {
 /// are written as visible `\u{..}` escapes, and `*/` cannot end a block
 /// comment should the line ever be printed as one.
 pub fn doc_text(text: &str) -> String {
+    // Printable ASCII (the common case) needs no escape.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) && !text.contains("*/") {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if needs_escape_in_doc(c) {
