@@ -7,7 +7,8 @@
 //! of 10, 100 and 1,000 services.
 //!
 //! `bash scripts/bench` (quick, under a minute) or `bash scripts/bench --full`
-//! (writes BENCHMARKS.md). Nothing here asserts on timings.
+//! (writes BENCHMARKS.md); `bash scripts/bench --codegen` measures only the
+//! plugin (median of 5). Nothing here asserts on timings.
 
 mod codegen;
 mod contenders;
@@ -104,10 +105,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         });
     }
+    if args.first().map(String::as_str) == Some("--codegen") {
+        // Only the code generation table, median of the full plan's repeats: `bench --codegen`.
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let plugin = std::env::current_exe()?.with_file_name("protoc-gen-nats-micro");
+        let runs = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, FULL.codegen_repeats)?;
+        println!("{}", report::codegen_table(&runs, FULL.codegen_repeats).trim());
+        return Ok(());
+    }
     let plan = match args.first().map(String::as_str) {
         None | Some("--quick") => QUICK,
         Some("--full") => FULL,
-        Some(other) => return Err(format!("unknown argument {other:?}; use --quick (default) or --full").into()),
+        Some(other) => return Err(format!("unknown argument {other:?}; use --quick (default), --full or --codegen").into()),
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let exe = std::env::current_exe()?;

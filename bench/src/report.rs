@@ -151,14 +151,26 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
             );
         }
     }
+    out.push_str(&codegen_table(&results.codegen, plan.codegen_repeats));
+    // The analysis is prose kept beside the code (bench/notes.md), so a new run cannot lose it.
+    if let Ok(notes) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/notes.md")) {
+        let _ = writeln!(out, "\n{}", notes.trim_end());
+    }
+    out
+}
+
+/// The "Code generation" section: the plugin's time, peak RSS and output
+/// per synthetic proto size.
+pub fn codegen_table(runs: &[crate::codegen::Codegen], repeats: usize) -> String {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "\n## Code generation\n\nThe plugin binary on a synthetic proto with N services of {} methods (two custom codes each), \
          from spawn to exit, median of {} run(s).\n\n| services | time | per service | peak RSS | output |\n|---|---|---|---|---|",
         crate::codegen::METHODS_PER_SERVICE,
-        plan.codegen_repeats
+        repeats
     );
-    for run in &results.codegen {
+    for run in runs {
         let _ = writeln!(
             out,
             "| {} | {:.1} ms | {:.3} ms | {:.1} MiB | {:.1} MiB |",
@@ -168,10 +180,6 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
             run.peak_rss_kib as f64 / 1024.0,
             run.output_bytes as f64 / 1024.0 / 1024.0
         );
-    }
-    // The analysis is prose kept beside the code (bench/notes.md), so a new run cannot lose it.
-    if let Ok(notes) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/notes.md")) {
-        let _ = writeln!(out, "\n{}", notes.trim_end());
     }
     out
 }
