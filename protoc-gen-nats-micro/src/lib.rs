@@ -118,7 +118,8 @@ pub fn write_response(response: &CodeGeneratorResponse, out: &mut impl std::io::
     let mut buf = head.encode_to_vec();
     for file in &response.file {
         // The fields before the content, the content by hand, the field after it (prost's order).
-        let before = ResponseFile { name: file.name.clone(), insertion_point: file.insertion_point.clone(), ..Default::default() };
+        let before =
+            ResponseFile { name: file.name.clone(), insertion_point: file.insertion_point.clone(), ..Default::default() };
         let after = ResponseFile { generated_code_info: file.generated_code_info.clone(), ..Default::default() };
         let content_len =
             file.content.as_ref().map_or(0, |c| key_len(CONTENT_TAG) + encoded_len_varint(c.len() as u64) + c.len());

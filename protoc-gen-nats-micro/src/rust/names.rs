@@ -178,8 +178,9 @@ fn reserved_code_names() -> &'static (Namespace, Namespace) {
             canonical.iter().flat_map(|c| [c.to_snake_case(), format!("is_{}", c.to_snake_case())]).collect();
         let variants =
             Namespace::new(&canonical_variants.iter().map(String::as_str).chain(["Unrecognized", "Self"]).collect::<Vec<_>>());
-        let methods =
-            Namespace::new(&canonical_methods.iter().map(String::as_str).chain(ERROR_METHODS.iter().copied()).collect::<Vec<_>>());
+        let methods = Namespace::new(
+            &canonical_methods.iter().map(String::as_str).chain(ERROR_METHODS.iter().copied()).collect::<Vec<_>>(),
+        );
         (variants, methods)
     })
 }

@@ -1,0 +1,58 @@
+//! The spec of a service: its proto options, as the runtime reads them.
+
+use super::names::{method_name, milliseconds, string_literal};
+use super::{Doc, RUNTIME_ALIAS, ServiceWriter, record};
+use crate::model::Method;
+
+impl ServiceWriter<'_> {
+    pub(super) fn spec(&mut self) {
+        let s = self.service;
+        self.out.line("");
+        self.out.prose("", format!(
+            "What the proto declares for `{}`: ADR-32 identity, subject prefix, timeouts (milliseconds) and the unary RPCs in proto order.",
+            s.full_name
+        ));
+        self.out.line(format!("export const {} = {{", self.names.spec));
+        self.out.line(format!("  protoName: {},", string_literal(&s.full_name)));
+        self.out.line(format!("  name: {},", string_literal(&s.name)));
+        self.out.line(format!("  version: {},", string_literal(&s.version)));
+        self.out.line(format!("  description: {},", string_literal(&s.description)));
+        self.out.line(format!("  subjectPrefix: {},", string_literal(&s.subject_prefix)));
+        self.out.line(format!("  metadata: {},", record(&s.metadata)));
+        if let Some(timeout) = s.timeout {
+            self.out.line(format!("  timeout: {},", milliseconds(timeout)));
+        }
+        self.out.line(format!("  json: {},", s.json));
+        self.out.line(format!("  queueGroupDisabled: {},", s.queue_group_disabled));
+        self.out.line("  methods: {");
+        for m in &s.methods {
+            self.out.line(format!("    {}: {{", method_name(&m.proto_name, &[])));
+            self.out.line(format!("      method: {},", string_literal(&m.proto_name)));
+            self.out.line(format!("      endpoint: {},", string_literal(&m.endpoint)));
+            self.out.line(format!("      input: {},", self.message(&m.input, true)));
+            self.out.line(format!("      output: {},", self.message(&m.output, true)));
+            if let Some(timeout) = m.timeout.or(s.timeout) {
+                self.out.line(format!("      timeout: {},", milliseconds(timeout)));
+            }
+            self.out.line(format!("      metadata: {},", record(&m.metadata)));
+            self.out.line(format!("      queueGroupDisabled: {},", m.queue_group_disabled));
+            if let Some(limit) = m.pending_msg_limit {
+                self.out.line(format!("      pendingMsgLimit: {limit},"));
+            }
+            if let Some(limit) = m.pending_bytes_limit {
+                self.out.line(format!("      pendingBytesLimit: {limit},"));
+            }
+            self.out.line("    },");
+        }
+        self.out.line("  },");
+        self.out.line(format!("}} satisfies {RUNTIME_ALIAS}.ServiceSpec;"));
+    }
+
+    pub(super) fn method_doc(method: &Method, last: String) -> Vec<Doc> {
+        let mut doc = vec![Doc::proto(method.comments.as_deref()), Doc::Prose(last)];
+        if method.deprecated {
+            doc.push(Doc::Prose("@deprecated".to_owned()));
+        }
+        doc
+    }
+}
