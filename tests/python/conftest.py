@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -120,12 +121,13 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def nats_url() -> Iterator[str]:
-    """A nats-server of its own for one test."""
+@contextlib.contextmanager
+def running_nats_server(*args: str) -> Iterator[int]:
+    """A nats-server of its own on a free loopback port (with extra ``args``,
+    e.g. ``-c FILE``) while the block runs; yields the port."""
     port = free_port()
     server = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -138,10 +140,17 @@ def nats_url() -> Iterator[str]:
             except OSError:
                 assert time.monotonic() < deadline, f"nats-server did not start on port {port}"
                 time.sleep(0.02)
-        yield f"nats://127.0.0.1:{port}"
+        yield port
     finally:
         server.terminate()
         server.wait()
+
+
+@pytest.fixture
+def nats_url() -> Iterator[str]:
+    """A nats-server of its own for one test."""
+    with running_nats_server() as port:
+        yield f"nats://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import nats
 import nats_micro_runtime as rt
 import pytest
-from conftest import free_port, nats_server_binary
+from conftest import running_nats_server
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from order.v1 import order_nats_pb2 as orders
@@ -232,31 +231,12 @@ async def test_a_reply_aimed_at_another_endpoint_or_a_denied_subject_runs_nothin
 @pytest.fixture
 def restricted_url(tmp_path: Path) -> Iterator[str]:
     """A nats-server whose user ``svc`` may not subscribe to ``api.>``."""
-    port = free_port()
     config = tmp_path / "server.conf"
     config.write_text(
         'authorization { users = [ { user: "svc", password: "pw", permissions: { subscribe: { deny: ["api.>"] } } } ] }\n'
     )
-    server = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import socket
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+    with running_nats_server("-c", str(config)) as port:
         yield f"nats://svc:pw@127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait()
 
 
 @pytest.fixture
