@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use super::discovery::{EndpointInfo, INFO_RESPONSE_TYPE, Identity, InfoResponse, PING_RESPONSE_TYPE};
 use super::endpoint::{Endpoint, EndpointCounters};
 use super::interceptor::{EndpointHandler, ServerInterceptor, ServerInterceptorFn, ServerNext};
-use super::reply_policy::ReplyPolicy;
+use super::reply_policy::{ReplyCheck, ReplyPolicy};
 use super::{
     Connector, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP, Plan, Service,
     json_body, valid_subject, watch_connection,
@@ -317,8 +317,8 @@ impl ServiceBuilder {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let infos: Vec<EndpointInfo> = self.endpoints.iter().map(|(spec, _)| self.endpoint_info(spec)).collect();
-        let own_subjects: Arc<[String]> = infos.iter().map(|info| info.subject.clone()).collect();
-        let reply_policy = Arc::new(self.reply_policy.clone());
+        let own_subjects = infos.iter().map(|info| info.subject.clone()).collect();
+        let reply_check = Arc::new(ReplyCheck::new(self.reply_policy.clone(), own_subjects));
 
         let endpoints: Vec<Arc<Endpoint>> = self
             .endpoints
@@ -335,8 +335,7 @@ impl ServiceBuilder {
                     expose_internal_errors: self.expose_internal_errors,
                     chain: chain.clone(),
                     handler: handler.clone(),
-                    reply_policy: reply_policy.clone(),
-                    own_subjects: own_subjects.clone(),
+                    reply_check: reply_check.clone(),
                     stats: EndpointCounters::default(),
                     permits: Arc::new(Semaphore::new(self.max_concurrency)),
                     max_concurrency: self.max_concurrency,
@@ -366,7 +365,7 @@ impl ServiceBuilder {
             endpoints: infos.clone(),
         })?;
         let plan =
-            Arc::new(Plan { identity: identity.clone(), reply_policy, endpoints, ping, info, stop: stop_rx, cancel: cancel_rx });
+            Arc::new(Plan { identity: identity.clone(), reply_check, endpoints, ping, info, stop: stop_rx, cancel: cancel_rx });
         let running = Arc::new(Mutex::new(plan.launch(nats).await?));
         let (lost_tx, lost_rx) = watch::channel(None);
         let watchdog = tokio::spawn(watch_connection(nats.clone(), self.connector.clone(), plan, running.clone(), lost_tx));

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::Endpoint;
 use super::json_body;
-use super::reply_policy::ReplyPolicy;
+use super::reply_policy::ReplyCheck;
 
 /// `type` of a PING reply.
 pub const PING_RESPONSE_TYPE: &str = "io.nats.micro.v1.ping_response";
@@ -135,17 +135,15 @@ pub(super) async fn serve_discovery(
     nats: async_nats::Client,
     subscribers: Vec<(&'static str, Subscriber)>,
     identity: Arc<Identity>,
-    reply_policy: Arc<ReplyPolicy>,
+    reply_check: Arc<ReplyCheck>,
     ping: Bytes,
     info: Bytes,
 ) {
-    let own_subjects: Vec<String> = identity.endpoints.iter().map(|endpoint| endpoint.info.subject.clone()).collect();
     let mut requests = futures_util::stream::select_all(
         subscribers.into_iter().map(|(verb, subscriber)| subscriber.map(move |message| (verb, message))),
     );
     while let Some((verb, message)) = requests.next().await {
-        let reply_to = message.reply.as_ref().map_or("", |subject| subject.as_str());
-        if let Some(reason) = reply_policy.refusal(reply_to, &own_subjects) {
+        if let Some(reason) = reply_check.refusal(message.reply.as_ref()) {
             tracing::warn!(service = %identity.name, subject = %message.subject, reason, "refused a discovery request");
             continue;
         }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::discovery::{EndpointInfo, EndpointStats};
 use super::interceptor::{EndpointHandler, ServerInterceptor, ServerNext};
-use super::reply_policy::ReplyPolicy;
+use super::reply_policy::ReplyCheck;
 use crate::code::CodeFormat;
 use crate::context::RequestContext;
 use crate::error::Error;
@@ -35,8 +35,7 @@ pub(super) struct Endpoint {
     pub(super) expose_internal_errors: bool,
     pub(super) chain: Arc<[Arc<dyn ServerInterceptor>]>,
     pub(super) handler: Arc<dyn EndpointHandler>,
-    pub(super) reply_policy: Arc<ReplyPolicy>,
-    pub(super) own_subjects: Arc<[String]>,
+    pub(super) reply_check: Arc<ReplyCheck>,
     pub(super) stats: EndpointCounters,
     pub(super) permits: Arc<Semaphore>,
     pub(super) max_concurrency: usize,
@@ -140,8 +139,7 @@ pub(super) async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscr
 async fn dispatch(serving: &Arc<Serving>, message: Message) {
     let received = Instant::now();
     let endpoint = &serving.endpoint;
-    let reply_to = message.reply.as_ref().map_or("", |subject| subject.as_str());
-    if let Some(reason) = endpoint.reply_policy.refusal(reply_to, &endpoint.own_subjects) {
+    if let Some(reason) = endpoint.reply_check.refusal(message.reply.as_ref()) {
         tracing::warn!(endpoint = %endpoint.endpoint, reason, "refused a request");
         endpoint.stats.record(received.elapsed(), Some(&Error::permission_denied(reason)));
         return;

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 pub use builder::ServiceBuilder;
 use discovery::{EndpointInfo, Identity, StatsResponse, serve_discovery};
 use endpoint::{Endpoint, Serving, serve_endpoint};
-use reply_policy::ReplyPolicy;
+use reply_policy::ReplyCheck;
 pub use unary::unary_handler;
 
 use crate::error::{Error, StartError};
@@ -197,7 +197,7 @@ fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, serde_json::Error>
 struct Plan {
     identity: Arc<Identity>,
     /// Discovery replies follow the endpoints' reply-subject policy.
-    reply_policy: Arc<ReplyPolicy>,
+    reply_check: Arc<ReplyCheck>,
     endpoints: Vec<Arc<Endpoint>>,
     ping: Bytes,
     info: Bytes,
@@ -235,7 +235,7 @@ impl Plan {
             nats.clone(),
             discovery,
             self.identity.clone(),
-            self.reply_policy.clone(),
+            self.reply_check.clone(),
             self.ping.clone(),
             self.info.clone(),
         )));

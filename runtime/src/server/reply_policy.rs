@@ -72,6 +72,25 @@ impl ReplyPolicy {
     }
 }
 
+/// A service's [`ReplyPolicy`] bound to its own endpoint subjects: the one
+/// check every endpoint and the discovery subjects apply to a request.
+#[derive(Debug)]
+pub(crate) struct ReplyCheck {
+    policy: ReplyPolicy,
+    own_subjects: Vec<String>,
+}
+
+impl ReplyCheck {
+    pub(crate) fn new(policy: ReplyPolicy, own_subjects: Vec<String>) -> Self {
+        ReplyCheck { policy, own_subjects }
+    }
+
+    /// Why a request with reply subject `reply` (none: refused) is refused, or `None`.
+    pub(crate) fn refusal(&self, reply: Option<&async_nats::Subject>) -> Option<String> {
+        self.policy.refusal(reply.map_or("", |subject| subject.as_str()), &self.own_subjects)
+    }
+}
+
 /// Whether `subject` equals `parent` or lies below it.
 fn under(subject: &str, parent: &str) -> bool {
     subject.strip_prefix(parent).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
