@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Ident, Span};
 
-use crate::model::{BUILTIN_CODES, EXTRA_CANONICAL_CODES, Service};
+use crate::model::{CANONICAL_CODE_NAMES, Service};
 
 /// Keywords that can be written raw (`r#type`).
 const RAW_KEYWORDS: &[&str] = &[
@@ -172,10 +172,9 @@ pub fn custom_codes(service: &Service) -> Vec<CustomCode> {
 fn reserved_code_names() -> &'static (Namespace, Namespace) {
     static RESERVED: OnceLock<(Namespace, Namespace)> = OnceLock::new();
     RESERVED.get_or_init(|| {
-        let canonical: Vec<&str> = BUILTIN_CODES.iter().chain(EXTRA_CANONICAL_CODES.iter()).copied().collect();
-        let canonical_variants: Vec<String> = canonical.iter().map(|c| c.to_upper_camel_case()).collect();
+        let canonical_variants: Vec<String> = CANONICAL_CODE_NAMES.iter().map(|c| c.to_upper_camel_case()).collect();
         let canonical_methods: Vec<String> =
-            canonical.iter().flat_map(|c| [c.to_snake_case(), format!("is_{}", c.to_snake_case())]).collect();
+            CANONICAL_CODE_NAMES.iter().flat_map(|c| [c.to_snake_case(), format!("is_{}", c.to_snake_case())]).collect();
         let variants =
             Namespace::new(&canonical_variants.iter().map(String::as_str).chain(["Unrecognized", "Self"]).collect::<Vec<_>>());
         let methods = Namespace::new(
