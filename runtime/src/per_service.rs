@@ -300,12 +300,18 @@ macro_rules! __service_error_items {
 /// Attributes before `client` (e.g. `#[deprecated]`) go on the struct.
 ///
 /// ```ignore
-/// service_client! { service "order.v1.OrderService"; client OrderServiceClient; spec SERVICE, ENDPOINTS; }
+/// service_client! {
+///     service "order.v1.OrderService"; client OrderServiceClient; codec Protobuf; error OrderServiceError;
+///     spec SERVICE, ENDPOINTS;
+/// }
 /// ```
 #[doc(hidden)]
 #[macro_export]
 macro_rules! service_client {
-    (service $service:literal; $(#[$attr:meta])* client $client:ident; spec $spec:ident, $endpoints:ident;) => {
+    (
+        service $service:literal; $(#[$attr:meta])* client $client:ident; codec $codec:path; error $error:ident;
+        spec $spec:ident, $endpoints:ident;
+    ) => {
         #[doc = ::core::concat!(" Typed client for `", $service, "`.")]
         $(#[$attr])*
         #[derive(Clone, Debug)]
@@ -359,6 +365,22 @@ macro_rules! service_client {
             pub fn endpoints(&self) -> ::std::vec::Vec<$crate::codegen::EndpointInfo> {
                 $crate::codegen::endpoint_infos(&self.inner, &$endpoints)
             }
+        }
+
+        /// One unary call of `client` to `endpoint`, with the service's codec
+        /// and error type: the body of every RPC method of the client. A free
+        /// function, so that no RPC name can clash with it.
+        #[allow(dead_code, reason = "a service without unary RPCs calls nothing")]
+        #[allow(deprecated, reason = "a deprecated service still has a working client")]
+        async fn call_unary<Req, Resp>(
+            client: &$client,
+            endpoint: &'static $crate::codegen::EndpointSpec,
+            request: impl $crate::codegen::IntoRequest<Req>,
+        ) -> ::core::result::Result<$crate::codegen::Response<Resp>, $error>
+        where
+            $codec: $crate::codegen::Codec<Req> + $crate::codegen::Codec<Resp>,
+        {
+            client.inner.unary::<$codec, Req, Resp>(&endpoint.method, request.into_request()).await.map_err($error)
         }
     };
 }

@@ -42,3 +42,55 @@ pub struct EndpointSpec {
     /// Bytes of requests that may wait likewise.
     pub pending_bytes_limit: Option<usize>,
 }
+
+impl EndpointSpec {
+    /// An endpoint with no proto options: no timeout, no metadata, in the
+    /// service's queue group, no pending limits. The generator starts every
+    /// endpoint from here and sets only what the proto declares.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nats_micro_runtime::EndpointSpec;
+    ///
+    /// const GET_ORDER: EndpointSpec =
+    ///     EndpointSpec::new("GetOrder", "get_order").with_timeout(Duration::from_secs(2)).with_pending_limits(Some(64), None);
+    /// assert_eq!(GET_ORDER.method.endpoint, "get_order");
+    /// assert_eq!(GET_ORDER.method.timeout, Some(Duration::from_secs(2)));
+    /// assert!(GET_ORDER.metadata.is_empty() && !GET_ORDER.queue_group_disabled);
+    /// ```
+    pub const fn new(method: &'static str, endpoint: &'static str) -> EndpointSpec {
+        EndpointSpec {
+            method: MethodSpec { method, endpoint, timeout: None },
+            metadata: &[],
+            queue_group_disabled: false,
+            pending_msg_limit: None,
+            pending_bytes_limit: None,
+        }
+    }
+
+    /// Sets the proto timeout (the endpoint's, else the service's).
+    pub const fn with_timeout(mut self, timeout: Duration) -> EndpointSpec {
+        self.method.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the ADR-32 endpoint metadata.
+    pub const fn with_metadata(mut self, metadata: &'static [(&'static str, &'static str)]) -> EndpointSpec {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Subscribes this endpoint without a queue group.
+    pub const fn without_queue_group(mut self) -> EndpointSpec {
+        self.queue_group_disabled = true;
+        self
+    }
+
+    /// Sets how many requests, and how many bytes of them, may wait for a
+    /// free handler slot (`None`: without limit).
+    pub const fn with_pending_limits(mut self, messages: Option<usize>, bytes: Option<usize>) -> EndpointSpec {
+        self.pending_msg_limit = messages;
+        self.pending_bytes_limit = bytes;
+        self
+    }
+}

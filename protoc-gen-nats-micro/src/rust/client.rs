@@ -26,14 +26,16 @@ pub fn generate(items: &ServiceItems) -> TokenStream {
             pub async fn #name(&self, request: impl rt::IntoRequest<#input>)
                 -> ::core::result::Result<rt::Response<#output>, #error>
             {
-                self.inner().unary::<#codec, _, _>(&ENDPOINTS[#i].method, request.into_request()).await.map_err(#error)
+                call_unary(self, &ENDPOINTS[#i], request).await
             }
         }
     });
     let deprecated = service.deprecated.then(|| quote! { #[deprecated] });
     let allow = items.allow_deprecated();
     quote! {
-        rt::service_client! { service #full_name; #deprecated client #client; spec SERVICE, ENDPOINTS; }
+        rt::service_client! {
+            service #full_name; #deprecated client #client; codec #codec; error #error; spec SERVICE, ENDPOINTS;
+        }
 
         #allow
         impl #client {

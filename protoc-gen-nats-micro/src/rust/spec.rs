@@ -17,7 +17,7 @@ pub fn generate(service: &Service) -> TokenStream {
     let (full_name, name, version, description, prefix) =
         (&service.full_name, &service.name, &service.version, &service.description, &service.subject_prefix);
     let metadata = pairs(&service.metadata);
-    let timeout = duration(service.timeout);
+    let timeout = optional_duration(service.timeout);
     let queue_group_disabled = service.queue_group_disabled;
     let count = Literal::usize_unsuffixed(service.methods.len());
     let endpoints = service.methods.iter().map(|method| endpoint(method, service.timeout));
@@ -39,28 +39,35 @@ pub fn generate(service: &Service) -> TokenStream {
     }
 }
 
+/// `rt::EndpointSpec::new(..)`, then one call per option the proto sets.
 fn endpoint(method: &Method, service_timeout: Option<Duration>) -> TokenStream {
     let (name, endpoint) = (&method.proto_name, &method.endpoint);
-    let timeout = duration(method.timeout.or(service_timeout));
-    let metadata = pairs(&method.metadata);
-    let queue_group_disabled = method.queue_group_disabled;
-    let (msgs, bytes) = (limit(method.pending_msg_limit), limit(method.pending_bytes_limit));
-    quote! {
-        rt::EndpointSpec {
-            method: rt::MethodSpec { method: #name, endpoint: #endpoint, timeout: #timeout },
-            metadata: #metadata,
-            queue_group_disabled: #queue_group_disabled,
-            pending_msg_limit: #msgs,
-            pending_bytes_limit: #bytes,
-        }
-    }
+    let timeout = method.timeout.or(service_timeout).map(|d| {
+        let d = duration(d);
+        quote! { .with_timeout(#d) }
+    });
+    let metadata = (!method.metadata.is_empty()).then(|| {
+        let metadata = pairs(&method.metadata);
+        quote! { .with_metadata(#metadata) }
+    });
+    let queue_group = method.queue_group_disabled.then(|| quote! { .without_queue_group() });
+    let limits = (method.pending_msg_limit.is_some() || method.pending_bytes_limit.is_some()).then(|| {
+        let (msgs, bytes) = (limit(method.pending_msg_limit), limit(method.pending_bytes_limit));
+        quote! { .with_pending_limits(#msgs, #bytes) }
+    });
+    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #limits }
 }
 
-fn duration(value: Option<Duration>) -> TokenStream {
+fn duration(d: Duration) -> TokenStream {
+    let (secs, nanos) = (Literal::u64_unsuffixed(d.as_secs()), Literal::u32_unsuffixed(d.subsec_nanos()));
+    quote! { ::core::time::Duration::new(#secs, #nanos) }
+}
+
+fn optional_duration(value: Option<Duration>) -> TokenStream {
     match value {
         Some(d) => {
-            let (secs, nanos) = (Literal::u64_unsuffixed(d.as_secs()), Literal::u32_unsuffixed(d.subsec_nanos()));
-            quote! { Some(::core::time::Duration::new(#secs, #nanos)) }
+            let d = duration(d);
+            quote! { Some(#d) }
         }
         None => quote! { None },
     }

@@ -19,28 +19,8 @@ pub mod json_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Echo",
-                endpoint: "echo",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetUser",
-                endpoint: "get_user",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Echo", "echo"),
+        rt::EndpointSpec::new("GetUser", "get_user"),
     ];
     /// The server side of `demo.v1.JSONService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -101,7 +81,8 @@ pub mod json_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "demo.v1.JSONService"; client JsonServiceClient; spec SERVICE, ENDPOINTS;
+        service "demo.v1.JSONService"; client JsonServiceClient; codec rt::Json; error
+        JsonServiceError; spec SERVICE, ENDPOINTS;
     }
     impl JsonServiceClient {
         /// Calls `Echo` on `{subject_prefix}.echo`.
@@ -112,10 +93,7 @@ pub mod json_service_nats {
             rt::Response<super::EchoResponse>,
             JsonServiceError,
         > {
-            self.inner()
-                .unary::<rt::Json, _, _>(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(JsonServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `GetUser` on `{subject_prefix}.get_user`.
         pub async fn get_user(
@@ -125,10 +103,7 @@ pub mod json_service_nats {
             rt::Response<super::GetUserResponse>,
             JsonServiceError,
         > {
-            self.inner()
-                .unary::<rt::Json, _, _>(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(JsonServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {
@@ -156,28 +131,8 @@ pub mod binary_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Echo",
-                endpoint: "echo",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetUser",
-                endpoint: "get_user",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Echo", "echo"),
+        rt::EndpointSpec::new("GetUser", "get_user"),
     ];
     /// The server side of `demo.v1.BinaryService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -238,8 +193,8 @@ pub mod binary_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "demo.v1.BinaryService"; client BinaryServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "demo.v1.BinaryService"; client BinaryServiceClient; codec rt::Protobuf;
+        error BinaryServiceError; spec SERVICE, ENDPOINTS;
     }
     impl BinaryServiceClient {
         /// Calls `Echo` on `{subject_prefix}.echo`.
@@ -250,14 +205,7 @@ pub mod binary_service_nats {
             rt::Response<super::EchoResponse>,
             BinaryServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(BinaryServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `GetUser` on `{subject_prefix}.get_user`.
         pub async fn get_user(
@@ -267,14 +215,7 @@ pub mod binary_service_nats {
             rt::Response<super::GetUserResponse>,
             BinaryServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(BinaryServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

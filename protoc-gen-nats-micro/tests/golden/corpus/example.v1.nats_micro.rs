@@ -22,32 +22,12 @@ pub mod example_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Echo",
-                endpoint: "echo",
-                timeout: None,
-            },
-            metadata: &[("category", "testing"), ("public", "true")],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetGreeting",
-                endpoint: "get_greeting",
-                timeout: None,
-            },
-            metadata: &[
-                ("cacheable", "true"),
-                ("category", "user"),
-                ("readonly", "true"),
-            ],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Echo", "echo")
+            .with_metadata(&[("category", "testing"), ("public", "true")]),
+        rt::EndpointSpec::new("GetGreeting", "get_greeting")
+            .with_metadata(
+                &[("cacheable", "true"), ("category", "user"), ("readonly", "true")],
+            ),
     ];
     /// The server side of `example.v1.ExampleService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -118,8 +98,8 @@ pub mod example_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "example.v1.ExampleService"; client ExampleServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "example.v1.ExampleService"; client ExampleServiceClient; codec
+        rt::Protobuf; error ExampleServiceError; spec SERVICE, ENDPOINTS;
     }
     impl ExampleServiceClient {
         /// Simple echo endpoint with metadata
@@ -132,14 +112,7 @@ pub mod example_service_nats {
             rt::Response<super::EchoResponse>,
             ExampleServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(ExampleServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Get greeting with metadata indicating it's a read-only operation
         ///
@@ -151,14 +124,7 @@ pub mod example_service_nats {
             rt::Response<super::GetGreetingResponse>,
             ExampleServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(ExampleServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

@@ -19,39 +19,12 @@ pub mod kv_store_demo_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "SaveProfile",
-                endpoint: "save_profile",
-                timeout: Some(::core::time::Duration::new(5, 0)),
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetProfile",
-                endpoint: "get_profile",
-                timeout: Some(::core::time::Duration::new(5, 0)),
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GenerateReport",
-                endpoint: "generate_report",
-                timeout: Some(::core::time::Duration::new(30, 0)),
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("SaveProfile", "save_profile")
+            .with_timeout(::core::time::Duration::new(5, 0)),
+        rt::EndpointSpec::new("GetProfile", "get_profile")
+            .with_timeout(::core::time::Duration::new(5, 0)),
+        rt::EndpointSpec::new("GenerateReport", "generate_report")
+            .with_timeout(::core::time::Duration::new(30, 0)),
     ];
     /// The server side of `kvstore_demo.v1.KVStoreDemoService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -159,7 +132,7 @@ pub mod kv_store_demo_service_nats {
     }
     rt::service_client! {
         service "kvstore_demo.v1.KVStoreDemoService"; client KvStoreDemoServiceClient;
-        spec SERVICE, ENDPOINTS;
+        codec rt::Protobuf; error KvStoreDemoServiceError; spec SERVICE, ENDPOINTS;
     }
     impl KvStoreDemoServiceClient {
         /// SaveProfile — persists user profile to a KV bucket after responding.
@@ -174,14 +147,7 @@ pub mod kv_store_demo_service_nats {
             rt::Response<super::ProfileResponse>,
             KvStoreDemoServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(KvStoreDemoServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// GetProfile — standard unary RPC without KV persistence.
         ///
@@ -193,14 +159,7 @@ pub mod kv_store_demo_service_nats {
             rt::Response<super::ProfileResponse>,
             KvStoreDemoServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(KvStoreDemoServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// UploadReport — generates a report and persists it to the Object Store.
         /// Clients can later read the report directly from the Object Store
@@ -215,14 +174,7 @@ pub mod kv_store_demo_service_nats {
             rt::Response<super::ReportResponse>,
             KvStoreDemoServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(KvStoreDemoServiceError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
     }
     rt::service_error! {

@@ -17,39 +17,9 @@ pub mod order_fulfillment_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "PrepareOrder",
-                endpoint: "prepare_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "ShipOrder",
-                endpoint: "ship_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetFulfillmentStatus",
-                endpoint: "get_fulfillment_status",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("PrepareOrder", "prepare_order"),
+        rt::EndpointSpec::new("ShipOrder", "ship_order"),
+        rt::EndpointSpec::new("GetFulfillmentStatus", "get_fulfillment_status"),
     ];
     /// The server side of `order.v1.OrderFulfillmentService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -154,7 +124,7 @@ pub mod order_fulfillment_service_nats {
     }
     rt::service_client! {
         service "order.v1.OrderFulfillmentService"; client OrderFulfillmentServiceClient;
-        spec SERVICE, ENDPOINTS;
+        codec rt::Protobuf; error OrderFulfillmentServiceError; spec SERVICE, ENDPOINTS;
     }
     impl OrderFulfillmentServiceClient {
         /// Calls `PrepareOrder` on `{subject_prefix}.prepare_order`.
@@ -165,14 +135,7 @@ pub mod order_fulfillment_service_nats {
             rt::Response<super::PrepareOrderResponse>,
             OrderFulfillmentServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(OrderFulfillmentServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `ShipOrder` on `{subject_prefix}.ship_order`.
         pub async fn ship_order(
@@ -182,14 +145,7 @@ pub mod order_fulfillment_service_nats {
             rt::Response<super::ShipOrderResponse>,
             OrderFulfillmentServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(OrderFulfillmentServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `GetFulfillmentStatus` on `{subject_prefix}.get_fulfillment_status`.
         pub async fn get_fulfillment_status(
@@ -199,14 +155,7 @@ pub mod order_fulfillment_service_nats {
             rt::Response<super::GetFulfillmentStatusResponse>,
             OrderFulfillmentServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(OrderFulfillmentServiceError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
     }
     rt::service_error! {
@@ -230,50 +179,10 @@ pub mod order_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 4] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "CreateOrder",
-                endpoint: "create_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetOrder",
-                endpoint: "get_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "ListOrders",
-                endpoint: "list_orders",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "UpdateOrderStatus",
-                endpoint: "update_order_status",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("CreateOrder", "create_order"),
+        rt::EndpointSpec::new("GetOrder", "get_order"),
+        rt::EndpointSpec::new("ListOrders", "list_orders"),
+        rt::EndpointSpec::new("UpdateOrderStatus", "update_order_status"),
     ];
     /// The server side of `order.v1.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait OrderService: ::core::marker::Send + ::core::marker::Sync + 'static {
@@ -375,8 +284,8 @@ pub mod order_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "order.v1.OrderService"; client OrderServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "order.v1.OrderService"; client OrderServiceClient; codec rt::Protobuf;
+        error OrderServiceError; spec SERVICE, ENDPOINTS;
     }
     impl OrderServiceClient {
         /// Calls `CreateOrder` on `{subject_prefix}.create_order`.
@@ -387,14 +296,7 @@ pub mod order_service_nats {
             rt::Response<super::CreateOrderResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `GetOrder` on `{subject_prefix}.get_order`.
         pub async fn get_order(
@@ -404,14 +306,7 @@ pub mod order_service_nats {
             rt::Response<super::GetOrderResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `ListOrders` on `{subject_prefix}.list_orders`.
         pub async fn list_orders(
@@ -421,14 +316,7 @@ pub mod order_service_nats {
             rt::Response<super::ListOrdersResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
         /// Calls `UpdateOrderStatus` on `{subject_prefix}.update_order_status`.
         pub async fn update_order_status(
@@ -438,14 +326,7 @@ pub mod order_service_nats {
             rt::Response<super::UpdateOrderStatusResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[3].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[3], request).await
         }
     }
     rt::service_error! {
@@ -471,28 +352,8 @@ pub mod order_tracking_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "TrackOrder",
-                endpoint: "track_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "UpdateTracking",
-                endpoint: "update_tracking",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("TrackOrder", "track_order"),
+        rt::EndpointSpec::new("UpdateTracking", "update_tracking"),
     ];
     /// The server side of `order.v1.OrderTrackingService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -563,8 +424,8 @@ pub mod order_tracking_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "order.v1.OrderTrackingService"; client OrderTrackingServiceClient; spec
-        SERVICE, ENDPOINTS;
+        service "order.v1.OrderTrackingService"; client OrderTrackingServiceClient; codec
+        rt::Protobuf; error OrderTrackingServiceError; spec SERVICE, ENDPOINTS;
     }
     impl OrderTrackingServiceClient {
         /// Calls `TrackOrder` on `{subject_prefix}.track_order`.
@@ -575,14 +436,7 @@ pub mod order_tracking_service_nats {
             rt::Response<super::TrackOrderResponse>,
             OrderTrackingServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(OrderTrackingServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `UpdateTracking` on `{subject_prefix}.update_tracking`.
         pub async fn update_tracking(
@@ -592,14 +446,7 @@ pub mod order_tracking_service_nats {
             rt::Response<super::UpdateTrackingResponse>,
             OrderTrackingServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(OrderTrackingServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

@@ -17,50 +17,10 @@ pub mod order_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 4] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "CreateOrder",
-                endpoint: "create_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetOrder",
-                endpoint: "get_order",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "ListOrders",
-                endpoint: "list_orders",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "UpdateOrderStatus",
-                endpoint: "update_order_status",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("CreateOrder", "create_order"),
+        rt::EndpointSpec::new("GetOrder", "get_order"),
+        rt::EndpointSpec::new("ListOrders", "list_orders"),
+        rt::EndpointSpec::new("UpdateOrderStatus", "update_order_status"),
     ];
     /// The server side of `order.v2.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -164,8 +124,8 @@ pub mod order_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "order.v2.OrderService"; client OrderServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "order.v2.OrderService"; client OrderServiceClient; codec rt::Protobuf;
+        error OrderServiceError; spec SERVICE, ENDPOINTS;
     }
     impl OrderServiceClient {
         /// Calls `CreateOrder` on `{subject_prefix}.create_order`.
@@ -176,14 +136,7 @@ pub mod order_service_nats {
             rt::Response<super::CreateOrderResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `GetOrder` on `{subject_prefix}.get_order`.
         pub async fn get_order(
@@ -193,14 +146,7 @@ pub mod order_service_nats {
             rt::Response<super::GetOrderResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `ListOrders` on `{subject_prefix}.list_orders`.
         pub async fn list_orders(
@@ -210,14 +156,7 @@ pub mod order_service_nats {
             rt::Response<super::ListOrdersResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
         /// Calls `UpdateOrderStatus` on `{subject_prefix}.update_order_status`.
         pub async fn update_order_status(
@@ -227,14 +166,7 @@ pub mod order_service_nats {
             rt::Response<super::UpdateOrderStatusResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[3].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[3], request).await
         }
     }
     rt::service_error! {

@@ -29,82 +29,44 @@ pub mod product_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 5] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "CreateProduct",
-                endpoint: "create_product",
-                timeout: Some(::core::time::Duration::new(30, 0)),
-            },
-            metadata: &[
-                ("cacheable", "false"),
-                ("idempotent", "false"),
-                ("operation", "write"),
-            ],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetProduct",
-                endpoint: "get_product",
-                timeout: Some(::core::time::Duration::new(30, 0)),
-            },
-            metadata: &[
-                ("cache_ttl", "300"),
-                ("cacheable", "true"),
-                ("operation", "read"),
-            ],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "UpdateProduct",
-                endpoint: "update_product",
-                timeout: Some(::core::time::Duration::new(30, 0)),
-            },
-            metadata: &[
-                ("cacheable", "false"),
-                ("idempotent", "true"),
-                ("operation", "write"),
-            ],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "DeleteProduct",
-                endpoint: "delete_product",
-                timeout: Some(::core::time::Duration::new(30, 0)),
-            },
-            metadata: &[
-                ("cacheable", "false"),
-                ("idempotent", "true"),
-                ("operation", "delete"),
-            ],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "SearchProducts",
-                endpoint: "search_products",
-                timeout: Some(::core::time::Duration::new(60, 0)),
-            },
-            metadata: &[
-                ("cache_ttl", "60"),
-                ("cacheable", "true"),
-                ("expensive", "true"),
-                ("operation", "read"),
-            ],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("CreateProduct", "create_product")
+            .with_timeout(::core::time::Duration::new(30, 0))
+            .with_metadata(
+                &[
+                    ("cacheable", "false"),
+                    ("idempotent", "false"),
+                    ("operation", "write"),
+                ],
+            ),
+        rt::EndpointSpec::new("GetProduct", "get_product")
+            .with_timeout(::core::time::Duration::new(30, 0))
+            .with_metadata(
+                &[("cache_ttl", "300"), ("cacheable", "true"), ("operation", "read")],
+            ),
+        rt::EndpointSpec::new("UpdateProduct", "update_product")
+            .with_timeout(::core::time::Duration::new(30, 0))
+            .with_metadata(
+                &[("cacheable", "false"), ("idempotent", "true"), ("operation", "write")],
+            ),
+        rt::EndpointSpec::new("DeleteProduct", "delete_product")
+            .with_timeout(::core::time::Duration::new(30, 0))
+            .with_metadata(
+                &[
+                    ("cacheable", "false"),
+                    ("idempotent", "true"),
+                    ("operation", "delete"),
+                ],
+            ),
+        rt::EndpointSpec::new("SearchProducts", "search_products")
+            .with_timeout(::core::time::Duration::new(60, 0))
+            .with_metadata(
+                &[
+                    ("cache_ttl", "60"),
+                    ("cacheable", "true"),
+                    ("expensive", "true"),
+                    ("operation", "read"),
+                ],
+            ),
     ];
     /// The server side of `product.v1.ProductService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -247,8 +209,8 @@ pub mod product_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "product.v1.ProductService"; client ProductServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "product.v1.ProductService"; client ProductServiceClient; codec
+        rt::Protobuf; error ProductServiceError; spec SERVICE, ENDPOINTS;
     }
     impl ProductServiceClient {
         /// Calls `CreateProduct` on `{subject_prefix}.create_product`.
@@ -259,14 +221,7 @@ pub mod product_service_nats {
             rt::Response<super::CreateProductResponse>,
             ProductServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `GetProduct` on `{subject_prefix}.get_product`.
         pub async fn get_product(
@@ -276,14 +231,7 @@ pub mod product_service_nats {
             rt::Response<super::GetProductResponse>,
             ProductServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `UpdateProduct` on `{subject_prefix}.update_product`.
         pub async fn update_product(
@@ -293,14 +241,7 @@ pub mod product_service_nats {
             rt::Response<super::UpdateProductResponse>,
             ProductServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
         /// Calls `DeleteProduct` on `{subject_prefix}.delete_product`.
         pub async fn delete_product(
@@ -310,14 +251,7 @@ pub mod product_service_nats {
             rt::Response<super::DeleteProductResponse>,
             ProductServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[3].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[3], request).await
         }
         /// Calls `SearchProducts` on `{subject_prefix}.search_products`.
         pub async fn search_products(
@@ -327,14 +261,7 @@ pub mod product_service_nats {
             rt::Response<super::SearchProductsResponse>,
             ProductServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[4].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[4], request).await
         }
     }
     rt::service_error! {

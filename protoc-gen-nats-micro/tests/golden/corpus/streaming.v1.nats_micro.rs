@@ -19,17 +19,8 @@ pub mod stream_demo_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Ping",
-                endpoint: "ping",
-                timeout: Some(::core::time::Duration::new(5, 0)),
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Ping", "ping")
+            .with_timeout(::core::time::Duration::new(5, 0)),
     ];
     /// The server side of `streaming.v1.StreamDemoService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -71,8 +62,8 @@ pub mod stream_demo_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "streaming.v1.StreamDemoService"; client StreamDemoServiceClient; spec
-        SERVICE, ENDPOINTS;
+        service "streaming.v1.StreamDemoService"; client StreamDemoServiceClient; codec
+        rt::Protobuf; error StreamDemoServiceError; spec SERVICE, ENDPOINTS;
     }
     impl StreamDemoServiceClient {
         /// Unary RPC — standard request/response.
@@ -85,14 +76,7 @@ pub mod stream_demo_service_nats {
             rt::Response<super::PingResponse>,
             StreamDemoServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(StreamDemoServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {

@@ -18,28 +18,8 @@ pub mod user_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "CreateUser",
-                endpoint: "create_user",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetUser",
-                endpoint: "get_user",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("CreateUser", "create_user"),
+        rt::EndpointSpec::new("GetUser", "get_user"),
     ];
     /// The server side of `user.v1.UserService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -99,7 +79,8 @@ pub mod user_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "user.v1.UserService"; client UserServiceClient; spec SERVICE, ENDPOINTS;
+        service "user.v1.UserService"; client UserServiceClient; codec rt::Json; error
+        UserServiceError; spec SERVICE, ENDPOINTS;
     }
     impl UserServiceClient {
         /// Calls `CreateUser` on `{subject_prefix}.create_user`.
@@ -110,10 +91,7 @@ pub mod user_service_nats {
             rt::Response<super::CreateUserResponse>,
             UserServiceError,
         > {
-            self.inner()
-                .unary::<rt::Json, _, _>(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(UserServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `GetUser` on `{subject_prefix}.get_user`.
         pub async fn get_user(
@@ -123,10 +101,7 @@ pub mod user_service_nats {
             rt::Response<super::GetUserResponse>,
             UserServiceError,
         > {
-            self.inner()
-                .unary::<rt::Json, _, _>(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(UserServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

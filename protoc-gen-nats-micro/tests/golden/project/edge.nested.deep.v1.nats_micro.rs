@@ -19,61 +19,13 @@ pub mod type_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 5] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Match",
-                endpoint: "match",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Self",
-                endpoint: "self",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Async",
-                endpoint: "async",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "New",
-                endpoint: "new",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Clone",
-                endpoint: "clone",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Match", "match"),
+        rt::EndpointSpec::new("Self", "self"),
+        rt::EndpointSpec::new("Async", "async"),
+        rt::EndpointSpec::new("New", "new"),
+        rt::EndpointSpec::new("Clone", "clone")
+            .without_queue_group()
+            .with_pending_limits(Some(64), Some(1048576)),
     ];
     /// The server side of `edge.nested.deep.v1.Type`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -195,7 +147,8 @@ pub mod type_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.nested.deep.v1.Type"; client TypeClient; spec SERVICE, ENDPOINTS;
+        service "edge.nested.deep.v1.Type"; client TypeClient; codec rt::Protobuf; error
+        TypeError; spec SERVICE, ENDPOINTS;
     }
     impl TypeClient {
         /// Named `match`.
@@ -205,28 +158,14 @@ pub mod type_nats {
             &self,
             request: impl rt::IntoRequest<()>,
         ) -> ::core::result::Result<rt::Response<()>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `Self` on `{subject_prefix}.self`.
         pub async fn self_(
             &self,
             request: impl rt::IntoRequest<::std::string::String>,
         ) -> ::core::result::Result<rt::Response<::prost_types::Timestamp>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `Async` on `{subject_prefix}.async`.
         pub async fn r#async(
@@ -236,42 +175,21 @@ pub mod type_nats {
             rt::Response<super::super::super::super::super::order::v1::Order>,
             TypeError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
         /// Calls `New` on `{subject_prefix}.new`.
         pub async fn new_(
             &self,
             request: impl rt::IntoRequest<super::Outer>,
         ) -> ::core::result::Result<rt::Response<super::outer::Inner>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[3].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[3], request).await
         }
         /// Calls `Clone` on `{subject_prefix}.clone`.
         pub async fn clone_(
             &self,
             request: impl rt::IntoRequest<super::Outer>,
         ) -> ::core::result::Result<rt::Response<super::Outer>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[4].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[4], request).await
         }
     }
     rt::service_error! {
@@ -297,19 +215,7 @@ pub mod type_client_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Get",
-                endpoint: "get",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-    ];
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [rt::EndpointSpec::new("Get", "get")];
     /// The server side of `edge.nested.deep.v1.TypeClient`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
     /// A service named like a generated item of another service.
@@ -351,8 +257,8 @@ pub mod type_client_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.nested.deep.v1.TypeClient"; client TypeClientClient; spec SERVICE,
-        ENDPOINTS;
+        service "edge.nested.deep.v1.TypeClient"; client TypeClientClient; codec
+        rt::Protobuf; error TypeClientError; spec SERVICE, ENDPOINTS;
     }
     #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     impl TypeClientClient {
@@ -362,14 +268,7 @@ pub mod type_client_nats {
             &self,
             request: impl rt::IntoRequest<super::Outer>,
         ) -> ::core::result::Result<rt::Response<super::Outer>, TypeClientError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(TypeClientError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {
@@ -395,17 +294,7 @@ pub mod legacy_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "HTTPServer",
-                endpoint: "http_server",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("HTTPServer", "http_server"),
     ];
     /// The server side of `edge.nested.deep.v1.LegacyService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -451,7 +340,8 @@ pub mod legacy_service_nats {
     }
     rt::service_client! {
         service "edge.nested.deep.v1.LegacyService"; #[deprecated] client
-        LegacyServiceClient; spec SERVICE, ENDPOINTS;
+        LegacyServiceClient; codec rt::Protobuf; error LegacyServiceError; spec SERVICE,
+        ENDPOINTS;
     }
     #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     impl LegacyServiceClient {
@@ -460,14 +350,7 @@ pub mod legacy_service_nats {
             &self,
             request: impl rt::IntoRequest<super::Outer>,
         ) -> ::core::result::Result<rt::Response<super::Outer>, LegacyServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(LegacyServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {

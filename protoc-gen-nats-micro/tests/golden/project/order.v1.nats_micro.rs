@@ -17,28 +17,12 @@ pub mod order_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "CreateOrder",
-                endpoint: "create_order",
-                timeout: Some(::core::time::Duration::new(5, 0)),
-            },
-            metadata: &[("operation", "write")],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetOrder",
-                endpoint: "get_order",
-                timeout: Some(::core::time::Duration::new(0, 750000000)),
-            },
-            metadata: &[("operation", "read")],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("CreateOrder", "create_order")
+            .with_timeout(::core::time::Duration::new(5, 0))
+            .with_metadata(&[("operation", "write")]),
+        rt::EndpointSpec::new("GetOrder", "get_order")
+            .with_timeout(::core::time::Duration::new(0, 750000000))
+            .with_metadata(&[("operation", "read")]),
     ];
     /// The server side of `order.v1.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -106,8 +90,8 @@ pub mod order_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "order.v1.OrderService"; client OrderServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "order.v1.OrderService"; client OrderServiceClient; codec rt::Protobuf;
+        error OrderServiceError; spec SERVICE, ENDPOINTS;
     }
     impl OrderServiceClient {
         /// Places an order. Fails with ORDER_EXPIRED when the cart is too old,
@@ -122,14 +106,7 @@ pub mod order_service_nats {
             rt::Response<super::CreateOrderResponse>,
             OrderServiceError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Looks up an order; NOT_FOUND when there is none.
         ///
@@ -138,14 +115,7 @@ pub mod order_service_nats {
             &self,
             request: impl rt::IntoRequest<super::GetOrderRequest>,
         ) -> ::core::result::Result<rt::Response<super::Order>, OrderServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(OrderServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

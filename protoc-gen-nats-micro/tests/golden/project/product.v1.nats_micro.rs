@@ -17,28 +17,9 @@ pub mod product_service_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "CreateProduct",
-                endpoint: "create_product",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "GetProduct",
-                endpoint: "get_product",
-                timeout: None,
-            },
-            metadata: &[("cacheable", "true")],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("CreateProduct", "create_product"),
+        rt::EndpointSpec::new("GetProduct", "get_product")
+            .with_metadata(&[("cacheable", "true")]),
     ];
     /// The server side of `product.v1.ProductService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -103,8 +84,8 @@ pub mod product_service_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "product.v1.ProductService"; client ProductServiceClient; spec SERVICE,
-        ENDPOINTS;
+        service "product.v1.ProductService"; client ProductServiceClient; codec
+        rt::Protobuf; error ProductServiceError; spec SERVICE, ENDPOINTS;
     }
     impl ProductServiceClient {
         /// Creates a product; ALREADY_EXISTS for a taken SKU, INVALID_ARGUMENT for
@@ -115,14 +96,7 @@ pub mod product_service_nats {
             &self,
             request: impl rt::IntoRequest<super::CreateProductRequest>,
         ) -> ::core::result::Result<rt::Response<super::Product>, ProductServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// NOT_FOUND for an unknown id.
         ///
@@ -131,14 +105,7 @@ pub mod product_service_nats {
             &self,
             request: impl rt::IntoRequest<super::GetProductRequest>,
         ) -> ::core::result::Result<rt::Response<super::Product>, ProductServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(ProductServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

@@ -14,19 +14,7 @@ pub mod foo_bar_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Get",
-                endpoint: "get",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-    ];
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [rt::EndpointSpec::new("Get", "get")];
     /// The server side of `edge.shapes.clash.FooBar`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait FooBar: ::core::marker::Send + ::core::marker::Sync + 'static {
         /// Endpoint `get` on subject `edge.clash.a.get` (by default).
@@ -63,7 +51,8 @@ pub mod foo_bar_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.clash.FooBar"; client FooBarClient; spec SERVICE, ENDPOINTS;
+        service "edge.shapes.clash.FooBar"; client FooBarClient; codec rt::Protobuf;
+        error FooBarError; spec SERVICE, ENDPOINTS;
     }
     impl FooBarClient {
         /// Calls `Get` on `{subject_prefix}.get`.
@@ -71,14 +60,7 @@ pub mod foo_bar_nats {
             &self,
             request: impl rt::IntoRequest<super::M>,
         ) -> ::core::result::Result<rt::Response<super::M>, FooBarError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(FooBarError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {
@@ -101,19 +83,7 @@ pub mod foo_bar_nats2 {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Get",
-                endpoint: "get",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-    ];
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [rt::EndpointSpec::new("Get", "get")];
     /// The server side of `edge.shapes.clash.foo_bar`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait FooBar: ::core::marker::Send + ::core::marker::Sync + 'static {
         /// Endpoint `get` on subject `edge.clash.b.get` (by default).
@@ -150,8 +120,8 @@ pub mod foo_bar_nats2 {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.clash.foo_bar"; client FooBarClient; spec SERVICE,
-        ENDPOINTS;
+        service "edge.shapes.clash.foo_bar"; client FooBarClient; codec rt::Protobuf;
+        error FooBarError; spec SERVICE, ENDPOINTS;
     }
     impl FooBarClient {
         /// Calls `Get` on `{subject_prefix}.get`.
@@ -159,14 +129,7 @@ pub mod foo_bar_nats2 {
             &self,
             request: impl rt::IntoRequest<super::M>,
         ) -> ::core::result::Result<rt::Response<super::M>, FooBarError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(FooBarError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {

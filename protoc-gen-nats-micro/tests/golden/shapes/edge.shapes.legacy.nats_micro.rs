@@ -15,28 +15,8 @@ pub mod legacy_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Fetch",
-                endpoint: "fetch",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Gone",
-                endpoint: "gone",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Fetch", "fetch"),
+        rt::EndpointSpec::new("Gone", "gone"),
     ];
     /// The server side of `edge.shapes.legacy.Legacy`: implement it and pass it to [`service_builder`] or [`serve`].
     #[deprecated]
@@ -99,8 +79,8 @@ pub mod legacy_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.legacy.Legacy"; #[deprecated] client LegacyClient; spec
-        SERVICE, ENDPOINTS;
+        service "edge.shapes.legacy.Legacy"; #[deprecated] client LegacyClient; codec
+        rt::Protobuf; error LegacyError; spec SERVICE, ENDPOINTS;
     }
     #[allow(deprecated, reason = "deprecated in the proto, still served and callable")]
     impl LegacyClient {
@@ -109,14 +89,7 @@ pub mod legacy_nats {
             &self,
             request: impl rt::IntoRequest<super::New>,
         ) -> ::core::result::Result<rt::Response<super::Old>, LegacyError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(LegacyError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `Gone` on `{subject_prefix}.gone`.
         #[deprecated]
@@ -124,14 +97,7 @@ pub mod legacy_nats {
             &self,
             request: impl rt::IntoRequest<super::New>,
         ) -> ::core::result::Result<rt::Response<super::New>, LegacyError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(LegacyError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

@@ -15,28 +15,8 @@ pub mod deep_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Dig",
-                endpoint: "dig",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Across",
-                endpoint: "across",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Dig", "dig"),
+        rt::EndpointSpec::new("Across", "across"),
     ];
     /// The server side of `edge.shapes.nested.a.b.c.v1.Deep`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait Deep: ::core::marker::Send + ::core::marker::Sync + 'static {
@@ -93,8 +73,8 @@ pub mod deep_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.nested.a.b.c.v1.Deep"; client DeepClient; spec SERVICE,
-        ENDPOINTS;
+        service "edge.shapes.nested.a.b.c.v1.Deep"; client DeepClient; codec
+        rt::Protobuf; error DeepError; spec SERVICE, ENDPOINTS;
     }
     impl DeepClient {
         /// Calls `Dig` on `{subject_prefix}.dig`.
@@ -102,14 +82,7 @@ pub mod deep_nats {
             &self,
             request: impl rt::IntoRequest<super::outer::inner::Core>,
         ) -> ::core::result::Result<rt::Response<super::Outer>, DeepError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(DeepError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `Across` on `{subject_prefix}.across`.
         pub async fn across(
@@ -118,14 +91,7 @@ pub mod deep_nats {
                 super::super::super::super::super::super::super::super::edge::shapes::skipped::Msg,
             >,
         ) -> ::core::result::Result<rt::Response<super::outer::Inner>, DeepError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(DeepError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
     }
     rt::service_error! {

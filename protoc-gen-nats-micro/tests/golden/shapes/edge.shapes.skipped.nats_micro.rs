@@ -14,19 +14,7 @@ pub mod shown_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Get",
-                endpoint: "get",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-    ];
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [rt::EndpointSpec::new("Get", "get")];
     /// The server side of `edge.shapes.skipped.Shown`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait Shown: ::core::marker::Send + ::core::marker::Sync + 'static {
         /// Endpoint `get` on subject `edge.shown.get` (by default).
@@ -63,7 +51,8 @@ pub mod shown_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.skipped.Shown"; client ShownClient; spec SERVICE, ENDPOINTS;
+        service "edge.shapes.skipped.Shown"; client ShownClient; codec rt::Protobuf;
+        error ShownError; spec SERVICE, ENDPOINTS;
     }
     impl ShownClient {
         /// Calls `Get` on `{subject_prefix}.get`.
@@ -71,14 +60,7 @@ pub mod shown_nats {
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, ShownError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(ShownError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {

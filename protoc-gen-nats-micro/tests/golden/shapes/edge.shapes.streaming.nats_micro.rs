@@ -33,8 +33,8 @@ pub mod ticker_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.streaming.Ticker"; client TickerClient; spec SERVICE,
-        ENDPOINTS;
+        service "edge.shapes.streaming.Ticker"; client TickerClient; codec rt::Protobuf;
+        error TickerError; spec SERVICE, ENDPOINTS;
     }
     impl TickerClient {}
     rt::service_error! {

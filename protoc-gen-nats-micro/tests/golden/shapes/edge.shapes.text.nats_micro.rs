@@ -17,19 +17,7 @@ pub mod text_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Say",
-                endpoint: "say",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-    ];
+    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [rt::EndpointSpec::new("Say", "say")];
     /// The server side of `edge.shapes.text.Text`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
     /// Comment with a line\u{2028}separator, a paragraph\u{2029}separator, a bidi \u{202e}override\u{202c} and \u{2066}isolate\u{2069},
@@ -71,7 +59,8 @@ pub mod text_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.text.Text"; client TextClient; spec SERVICE, ENDPOINTS;
+        service "edge.shapes.text.Text"; client TextClient; codec rt::Protobuf; error
+        TextError; spec SERVICE, ENDPOINTS;
     }
     impl TextClient {
         /// Method comment with \u{202a} embedding \u{202c} and \u{2028}.
@@ -81,14 +70,7 @@ pub mod text_nats {
             &self,
             request: impl rt::IntoRequest<super::M>,
         ) -> ::core::result::Result<rt::Response<super::M>, TextError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(TextError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {

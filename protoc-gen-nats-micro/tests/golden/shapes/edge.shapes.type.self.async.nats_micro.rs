@@ -15,61 +15,11 @@ pub mod self_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 5] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "type",
-                endpoint: "type",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "self",
-                endpoint: "self",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "async",
-                endpoint: "async",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "crate",
-                endpoint: "crate",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "match",
-                endpoint: "match",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("type", "type"),
+        rt::EndpointSpec::new("self", "self"),
+        rt::EndpointSpec::new("async", "async"),
+        rt::EndpointSpec::new("crate", "crate"),
+        rt::EndpointSpec::new("match", "match"),
     ];
     /// The server side of `edge.shapes.type.self.async.Self`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait SelfService: ::core::marker::Send + ::core::marker::Sync + 'static {
@@ -183,8 +133,8 @@ pub mod self_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.type.self.async.Self"; client SelfServiceClient; spec
-        SERVICE, ENDPOINTS;
+        service "edge.shapes.type.self.async.Self"; client SelfServiceClient; codec
+        rt::Protobuf; error SelfServiceError; spec SERVICE, ENDPOINTS;
     }
     impl SelfServiceClient {
         /// Calls `type` on `{subject_prefix}.type`.
@@ -192,70 +142,35 @@ pub mod self_nats {
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, SelfServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(SelfServiceError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `self` on `{subject_prefix}.self`.
         pub async fn self_(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, SelfServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(SelfServiceError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `async` on `{subject_prefix}.async`.
         pub async fn r#async(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, SelfServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(SelfServiceError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
         /// Calls `crate` on `{subject_prefix}.crate`.
         pub async fn crate_(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, SelfServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[3].method, request.into_request())
-                .await
-                .map_err(SelfServiceError)
+            call_unary(self, &ENDPOINTS[3], request).await
         }
         /// Calls `match` on `{subject_prefix}.match`.
         pub async fn r#match(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, SelfServiceError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[4].method, request.into_request())
-                .await
-                .map_err(SelfServiceError)
+            call_unary(self, &ENDPOINTS[4], request).await
         }
     }
     rt::service_error! {
@@ -279,50 +194,10 @@ pub mod type_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 4] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "New",
-                endpoint: "new",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Endpoints",
-                endpoint: "endpoints",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Clone",
-                endpoint: "clone",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "super",
-                endpoint: "super",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("New", "new"),
+        rt::EndpointSpec::new("Endpoints", "endpoints"),
+        rt::EndpointSpec::new("Clone", "clone"),
+        rt::EndpointSpec::new("super", "super"),
     ];
     /// The server side of `edge.shapes.type.self.async.type`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait Type: ::core::marker::Send + ::core::marker::Sync + 'static {
@@ -418,8 +293,8 @@ pub mod type_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.type.self.async.type"; client TypeClient; spec SERVICE,
-        ENDPOINTS;
+        service "edge.shapes.type.self.async.type"; client TypeClient; codec
+        rt::Protobuf; error TypeError; spec SERVICE, ENDPOINTS;
     }
     impl TypeClient {
         /// Calls `New` on `{subject_prefix}.new`.
@@ -427,56 +302,28 @@ pub mod type_nats {
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `Endpoints` on `{subject_prefix}.endpoints`.
         pub async fn endpoints_(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `Clone` on `{subject_prefix}.clone`.
         pub async fn clone_(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
         /// Calls `super` on `{subject_prefix}.super`.
         pub async fn super_(
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, TypeError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[3].method, request.into_request())
-                .await
-                .map_err(TypeError)
+            call_unary(self, &ENDPOINTS[3], request).await
         }
     }
     rt::service_error! {
@@ -501,17 +348,7 @@ pub mod async_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Await",
-                endpoint: "await",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Await", "await"),
     ];
     /// The server side of `edge.shapes.type.self.async.async`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait Async: ::core::marker::Send + ::core::marker::Sync + 'static {
@@ -549,8 +386,8 @@ pub mod async_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.type.self.async.async"; client AsyncClient; spec SERVICE,
-        ENDPOINTS;
+        service "edge.shapes.type.self.async.async"; client AsyncClient; codec
+        rt::Protobuf; error AsyncError; spec SERVICE, ENDPOINTS;
     }
     impl AsyncClient {
         /// Calls `Await` on `{subject_prefix}.await`.
@@ -558,14 +395,7 @@ pub mod async_nats {
             &self,
             request: impl rt::IntoRequest<super::Msg>,
         ) -> ::core::result::Result<rt::Response<super::Msg>, AsyncError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(AsyncError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
     }
     rt::service_error! {

@@ -15,39 +15,9 @@ pub mod wkt_only_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Ping",
-                endpoint: "ping",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Echo",
-                endpoint: "echo",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
-        rt::EndpointSpec {
-            method: rt::MethodSpec {
-                method: "Lookup",
-                endpoint: "lookup",
-                timeout: None,
-            },
-            metadata: &[],
-            queue_group_disabled: false,
-            pending_msg_limit: None,
-            pending_bytes_limit: None,
-        },
+        rt::EndpointSpec::new("Ping", "ping"),
+        rt::EndpointSpec::new("Echo", "echo"),
+        rt::EndpointSpec::new("Lookup", "lookup"),
     ];
     /// The server side of `edge.shapes.wkt.WktOnly`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait WktOnly: ::core::marker::Send + ::core::marker::Sync + 'static {
@@ -126,7 +96,8 @@ pub mod wkt_only_nats {
         service_builder(service).start(nats).await
     }
     rt::service_client! {
-        service "edge.shapes.wkt.WktOnly"; client WktOnlyClient; spec SERVICE, ENDPOINTS;
+        service "edge.shapes.wkt.WktOnly"; client WktOnlyClient; codec rt::Protobuf;
+        error WktOnlyError; spec SERVICE, ENDPOINTS;
     }
     impl WktOnlyClient {
         /// Calls `Ping` on `{subject_prefix}.ping`.
@@ -137,28 +108,14 @@ pub mod wkt_only_nats {
             rt::Response<::prost_types::Timestamp>,
             WktOnlyError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[0].method, request.into_request())
-                .await
-                .map_err(WktOnlyError)
+            call_unary(self, &ENDPOINTS[0], request).await
         }
         /// Calls `Echo` on `{subject_prefix}.echo`.
         pub async fn echo(
             &self,
             request: impl rt::IntoRequest<::std::string::String>,
         ) -> ::core::result::Result<rt::Response<i64>, WktOnlyError> {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[1].method, request.into_request())
-                .await
-                .map_err(WktOnlyError)
+            call_unary(self, &ENDPOINTS[1], request).await
         }
         /// Calls `Lookup` on `{subject_prefix}.lookup`.
         pub async fn lookup(
@@ -170,14 +127,7 @@ pub mod wkt_only_nats {
             rt::Response<super::super::super::super::order::v1::Order>,
             WktOnlyError,
         > {
-            self.inner()
-                .unary::<
-                    rt::Protobuf,
-                    _,
-                    _,
-                >(&ENDPOINTS[2].method, request.into_request())
-                .await
-                .map_err(WktOnlyError)
+            call_unary(self, &ENDPOINTS[2], request).await
         }
     }
     rt::service_error! {

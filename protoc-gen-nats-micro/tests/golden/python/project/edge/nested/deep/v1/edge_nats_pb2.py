@@ -174,9 +174,9 @@ _TYPE = nats_micro_runtime.ServiceSpec(
             endpoint="clone",
             timeout=None,
             metadata={},
-            queue_group_disabled=False,
-            pending_msg_limit=None,
-            pending_bytes_limit=None,
+            queue_group_disabled=True,
+            pending_msg_limit=64,
+            pending_bytes_limit=1048576,
         ),
     ),
 )

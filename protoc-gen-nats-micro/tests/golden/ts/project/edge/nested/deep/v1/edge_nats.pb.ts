@@ -64,7 +64,9 @@ export const TypeNatsSpec = {
       input: pb.OuterSchema,
       output: pb.OuterSchema,
       metadata: {},
-      queueGroupDisabled: false,
+      queueGroupDisabled: true,
+      pendingMsgLimit: 64,
+      pendingBytesLimit: 1048576,
     },
   },
 } satisfies runtime.ServiceSpec;
