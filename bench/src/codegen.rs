@@ -52,6 +52,14 @@ fn request(services: usize, proto_dir: &Path, scratch: &Path) -> Result<Vec<u8>,
         .map_err(|e| e.to_string())
 }
 
+/// An encoded request for `services` synthetic services, built in a scratch directory.
+pub fn request_for(services: usize, proto_dir: &Path) -> Result<Vec<u8>, String> {
+    let scratch = std::env::temp_dir().join(format!("nats-micro-bench-request-{}", std::process::id()));
+    let request = request(services, proto_dir, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    request
+}
+
 /// Runs the plugin once; returns wall time, peak RSS and output size.
 fn run_plugin(plugin: &Path, request: &[u8]) -> Result<(Duration, u64, usize), String> {
     let started = Instant::now();

@@ -105,6 +105,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         });
     }
+    if args.first().map(String::as_str) == Some("codegen-request") {
+        // For profiling the plugin: `bench codegen-request <services> > request.bin`, then
+        // `perf record target/release/protoc-gen-nats-micro < request.bin > /dev/null`.
+        let services = args.get(1).ok_or("usage: bench codegen-request <services>")?.parse::<usize>()?;
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let request = codegen::request_for(services, &root.join("proto"))?;
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &request)?;
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("--codegen") {
         // Only the code generation table, median of the full plan's repeats: `bench --codegen`.
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

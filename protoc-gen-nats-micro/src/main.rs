@@ -9,6 +9,12 @@ use std::process::ExitCode;
 use protoc_gen_nats_micro::params::PARAMETERS;
 use protoc_gen_nats_micro::{OPTIONS_PROTO, OPTIONS_PROTO_PATH, VERSION};
 
+/// Code generation allocates for every token it parses and prints; mimalloc
+/// does that in about a quarter fewer instructions than the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A panic is caught by `generate` and reaches protoc as the response's
     // error; the default hook would also print `thread 'main' panicked` on
