@@ -130,7 +130,7 @@ pub struct Service {
     pub queue_group_disabled: bool,
     /// Unary methods, in proto order.
     pub methods: Vec<Method>,
-    /// Streaming methods, left out of the generated API for now.
+    /// Streaming methods, in proto order.
     pub streaming: Vec<StreamingMethod>,
 }
 
@@ -167,19 +167,59 @@ pub struct Method {
     pub object_store: Option<ObjectStore>,
 }
 
-/// A streaming RPC that is left out.
+/// A streaming RPC: the endpoint it is served on (names, subject, message
+/// types, endpoint options) and how it streams.
 #[derive(Clone, Debug)]
 pub struct StreamingMethod {
-    /// Proto name.
-    pub proto_name: String,
-    /// `server-streaming`, `client-streaming` or `bidirectional-streaming`.
-    pub kind: &'static str,
-    /// `(natsmicro.stream)` max_inflight.
+    /// The endpoint, as for a unary RPC (its `input` and `output` are the
+    /// element types of the request and response streams).
+    pub method: Method,
+    /// Which side streams.
+    pub kind: StreamKind,
+    /// `(natsmicro.stream)` max_inflight: the flow-control window (PROTOCOL §9.4).
     pub max_inflight: Option<u32>,
-    /// `(natsmicro.stream)` ordered.
+    /// `(natsmicro.stream)` ordered (every stream is ordered; kept for the Go plugin's protos).
     pub ordered: bool,
     /// `(natsmicro.chunked_io)`: chunked field and default chunk size.
     pub chunked_io: Option<(String, Option<u32>)>,
+}
+
+/// Which side of an RPC streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// One request, a stream of responses.
+    Server,
+    /// A stream of requests, one response.
+    Client,
+    /// Streams both ways.
+    Bidirectional,
+}
+
+impl StreamKind {
+    /// `server-streaming`, `client-streaming` or `bidirectional-streaming`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamKind::Server => "server-streaming",
+            StreamKind::Client => "client-streaming",
+            StreamKind::Bidirectional => "bidirectional-streaming",
+        }
+    }
+
+    /// The caller sends a stream of requests.
+    pub fn client_streams(self) -> bool {
+        matches!(self, StreamKind::Client | StreamKind::Bidirectional)
+    }
+
+    /// The server sends a stream of responses.
+    pub fn server_streams(self) -> bool {
+        matches!(self, StreamKind::Server | StreamKind::Bidirectional)
+    }
+}
+
+impl std::fmt::Display for StreamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// A message type, located so every language can name it.
@@ -485,10 +525,11 @@ impl Reader<'_> {
                     message,
                 });
             }
+            let endpoint = self.method(&method, opts, site, prefix);
             if method.is_client_streaming() || method.is_server_streaming() {
-                streaming.push(self.streaming_method(&method, &element));
+                streaming.push(self.streaming_method(&method, endpoint));
             } else {
-                methods.push(self.method(&method, opts, site, prefix));
+                methods.push(endpoint);
             }
         }
         (methods, streaming)
@@ -508,7 +549,7 @@ impl Reader<'_> {
         for method in streaming {
             self.warnings.push(format!(
                 "{full_name}.{}: {} RPC left out (streaming is not generated yet)",
-                method.proto_name, method.kind
+                method.method.proto_name, method.kind
             ));
         }
     }
@@ -575,12 +616,13 @@ impl Reader<'_> {
         })
     }
 
-    fn streaming_method(&mut self, method: &MethodDescriptor, element: &str) -> StreamingMethod {
+    fn streaming_method(&mut self, method: &MethodDescriptor, endpoint: Method) -> StreamingMethod {
         let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
-            (true, true) => "bidirectional-streaming",
-            (true, false) => "client-streaming",
-            _ => "server-streaming",
+            (true, true) => StreamKind::Bidirectional,
+            (true, false) => StreamKind::Client,
+            _ => StreamKind::Server,
         };
+        let element = &format!("{}.{}", method.parent_service().full_name(), method.name());
         let site = Site { element, option: "(natsmicro.stream)" };
         let stream: StreamOptions = self.extension(&method.options(), self.extensions.stream.as_ref(), site).unwrap_or_default();
         let max_inflight = self.count(site, "max_inflight", stream.max_inflight);
@@ -596,7 +638,7 @@ impl Reader<'_> {
             }
             (field, self.count(site, "default_chunk_size", chunked.default_chunk_size))
         });
-        StreamingMethod { proto_name: method.name().to_owned(), kind, max_inflight, ordered: stream.ordered, chunked_io }
+        StreamingMethod { method: endpoint, kind, max_inflight, ordered: stream.ordered, chunked_io }
     }
 
     fn check_bucket(&mut self, site: Site<'_>, bucket: &str) {

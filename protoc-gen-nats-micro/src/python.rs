@@ -217,7 +217,7 @@ impl<'a> ModuleWriter<'a> {
         let streaming: Vec<String> = file
             .services
             .iter()
-            .flat_map(|s| s.streaming.iter().map(move |m| format!("``{}.{}`` ({})", s.proto_name, m.proto_name, m.kind)))
+            .flat_map(|s| s.streaming.iter().map(move |m| format!("``{}.{}`` ({})", s.proto_name, m.method.proto_name, m.kind)))
             .collect();
         if !streaming.is_empty() {
             doc.push_str(&format!("\n\nStreaming RPCs are not generated yet and are left out: {}.", streaming.join(", ")));

@@ -26,7 +26,8 @@ impl ModuleWriter<'_> {
             doc.push_str("\n\n.. deprecated:: The proto marks this service deprecated.");
         }
         if !service.streaming.is_empty() {
-            let left_out: Vec<String> = service.streaming.iter().map(|m| format!("``{}`` ({})", m.proto_name, m.kind)).collect();
+            let left_out: Vec<String> =
+                service.streaming.iter().map(|m| format!("``{}`` ({})", m.method.proto_name, m.kind)).collect();
             let _ = write!(doc, "\n\nStreaming RPCs are not generated yet and are left out: {}.", left_out.join(", "));
         }
         self.push(&docstring("    ", &doc));

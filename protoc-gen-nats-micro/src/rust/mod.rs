@@ -219,7 +219,7 @@ fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStre
     let comments = docs::comments(service.comments.as_deref());
     let comments = (!comments.is_empty()).then(|| quote! { #[doc = ""] #comments });
     let streaming_note = (!service.streaming.is_empty()).then(|| {
-        let names: Vec<String> = service.streaming.iter().map(|s| format!("`{}` ({})", s.proto_name, s.kind)).collect();
+        let names: Vec<String> = service.streaming.iter().map(|s| format!("`{}` ({})", s.method.proto_name, s.kind)).collect();
         let note = names::doc_text(&format!(" Streaming RPCs are not generated yet and are left out: {}.", names.join(", ")));
         quote! { #[doc = ""] #[doc = #note] }
     });

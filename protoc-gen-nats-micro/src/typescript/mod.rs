@@ -263,7 +263,8 @@ impl ServiceWriter<'_> {
     fn service_notes(&self) -> Vec<Doc> {
         let mut notes = Vec::new();
         if !self.service.streaming.is_empty() {
-            let list: Vec<String> = self.service.streaming.iter().map(|s| format!("`{}` ({})", s.proto_name, s.kind)).collect();
+            let list: Vec<String> =
+                self.service.streaming.iter().map(|s| format!("`{}` ({})", s.method.proto_name, s.kind)).collect();
             notes.push(Doc::Prose(format!("Streaming RPCs are not generated yet and are left out: {}.", list.join(", "))));
         }
         if self.service.deprecated {
