@@ -23,6 +23,7 @@ import {
   OrderServiceNatsClient,
   OrderServiceNatsSpec,
 } from "../ts/gen/order/v1/order_nats.pb.js";
+import { addRow, setStatus, showFailure, webSocketServer } from "./dom.js";
 
 /** The generated checkers the page tries on each error, by name. */
 const CHECKERS = {
@@ -44,30 +45,6 @@ interface Outcome {
   recognisedBy: string;
   message: string;
   data: string;
-}
-
-function element<T extends HTMLElement>(selector: string): T {
-  const found = document.querySelector<T>(selector);
-  if (found === null) {
-    throw new Error(`the page has no ${selector}`);
-  }
-  return found;
-}
-
-function addRow(table: string, cells: readonly string[], attributes: Readonly<Record<string, string>>): void {
-  const row = element<HTMLTableSectionElement>(`${table} tbody`).insertRow();
-  for (const [name, value] of Object.entries(attributes)) {
-    row.dataset[name] = value;
-  }
-  for (const text of cells) {
-    row.insertCell().textContent = text;
-  }
-}
-
-function setStatus(state: string, text: string): void {
-  const status = element<HTMLParagraphElement>("#status");
-  status.dataset["state"] = state;
-  status.textContent = text;
 }
 
 /** Every instance's `$SRV.INFO` reply, gathered until replies stop for a moment. */
@@ -107,7 +84,7 @@ const cart = (productId: string, cartAgeMinutes: number, cardToken: string) => (
 });
 
 async function main(): Promise<void> {
-  const server = new URLSearchParams(location.search).get("ws") ?? "ws://127.0.0.1:8080";
+  const server = webSocketServer();
   // snippet: connect
   const nc = await wsconnect({ servers: server }); // instead of transport-node's connect; the rest is as in Node
   const client = new OrderServiceNatsClient(nc, { timeout: 2000 });
@@ -171,4 +148,4 @@ async function main(): Promise<void> {
   setStatus("done", `${outcomes.length} calls to ${OrderServiceNatsSpec.name} over ${server}`);
 }
 
-main().catch((err: unknown) => setStatus("failed", `failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`));
+main().catch(showFailure);

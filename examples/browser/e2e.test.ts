@@ -1,16 +1,22 @@
 /**
- * The bundled page in headless Chromium (Playwright over the system's
- * chromium, `$CHROMIUM`), against a nats-server with a WebSocket listener
- * and, one after the other, the Rust, TypeScript (Node) and Python order
- * services. Checks every call the page makes, each typed error as the
+ * The bundled pages in headless Chromium (Playwright over the system's
+ * chromium, `$CHROMIUM`), on a nats-server with a WebSocket listener.
+ *
+ * The client page, against the Rust, TypeScript (Node) and Python order
+ * services one after the other: every call it makes, each typed error as the
  * generated checker recognised it (code, message, data), the endpoints from
  * ADR-32 discovery, and a screenshot of the rendered results.
+ *
+ * The service page, called by the Rust order client over plain NATS: the
+ * client's typed errors, and the requests the page counted.
  */
 
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import type { Server } from "node:http";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { after, before, test } from "node:test";
 
 import { type Browser, chromium, type Page } from "playwright-core";
@@ -31,6 +37,17 @@ const EXPECTED_CALLS = [
   ["unknown order", "error", "NOT_FOUND", "isOrderServiceNotFound", "no order ord-404", ""],
   ["stalled service", "error", "DEADLINE_EXCEEDED", "isOrderServiceDeadlineExceeded, isTimeout()", "no reply before the deadline", ""],
   ["nobody home", "error", "UNAVAILABLE", "isOrderServiceUnavailable, isNoResponders()", "no responders on the subject", ""],
+];
+
+/** What examples' Rust order client prints, calling the service page. */
+const EXPECTED_RUST_CLIENT = [
+  "placed ord-1 for 3998 cents (trace demo-1)",
+  "found ord-1 with 1 item(s)",
+  "expired cart: ORDER_EXPIRED, ask the customer to refresh the cart (order expired after 30 minutes)",
+  "declined card: PAYMENT_FAILED, ask for another card (the card was declined)",
+  "sold out: STOCK_UNAVAILABLE, drop item sold-out (an item is out of stock)",
+  "empty order: INVALID_ARGUMENT, fix the request (an order needs at least one item)",
+  "lookup: NOT_FOUND (no order ord-404)",
 ];
 
 const EXPECTED_ENDPOINTS = [
@@ -96,39 +113,49 @@ async function inkedShare(png: Buffer): Promise<{ width: number; height: number;
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-async function checkScreenshots(page: Page, name: string): Promise<void> {
+/** Screenshots the page and its results table (`table`, `rows` rows) and checks both are PNGs with something drawn. */
+async function checkScreenshots(page: Page, name: string, table: string, rows: number): Promise<void> {
   const path = join(SCREENSHOTS, `${name}.png`);
   const full = await page.screenshot({ path, fullPage: true });
   assert.deepEqual(full.subarray(0, 8), PNG_SIGNATURE, `${path} is not a PNG`);
   assert.ok(full.length > 10_000, `${path} is only ${full.length} bytes`);
   const whole = await inkedShare(full);
   assert.ok(whole.width >= 800 && whole.height >= 400, `${path} is ${whole.width}x${whole.height}`);
-  assert.ok(whole.inked > 0.02, `${path} is blank (${(whole.inked * 100).toFixed(1)}% ink)`);
-  // The results table alone: one rendered line per call, with text on it (about 8% ink; its borders and
+  assert.ok(whole.inked > 0.005, `${path} is blank (${(whole.inked * 100).toFixed(1)}% ink)`);
+  // The results table alone: one rendered line per row, with text on it (about 8% ink; its borders and
   // header shading are lighter than the threshold, so an empty table has under 1%).
-  const table = await page.locator("#calls").screenshot({ path: join(SCREENSHOTS, `${name}-calls.png`) });
-  const calls = await inkedShare(table);
-  assert.ok(calls.height >= EXPECTED_CALLS.length * 20, `the calls table is only ${calls.height} px high`);
-  assert.ok(calls.inked > 0.03 && calls.inked < 0.5, `the calls table is ${(calls.inked * 100).toFixed(1)}% ink`);
+  const shot = await page.locator(table).screenshot({ path: join(SCREENSHOTS, `${name}-table.png`) });
+  const results = await inkedShare(shot);
+  assert.ok(results.height >= (rows + 1) * 20, `${table} is only ${results.height} px high`);
+  assert.ok(results.inked > 0.03 && results.inked < 0.5, `${table} is ${(results.inked * 100).toFixed(1)}% ink`);
+}
+
+/**
+ * Opens `path` of the site, connected to the nats-server's WebSocket, and waits until `#status` is in `state`
+ * (or failed). `pageErrors` collects uncaught errors and console errors.
+ */
+async function openPage(path: string, state: string): Promise<{ page: Page; pageErrors: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const pageErrors: string[] = [];
+  page.on("pageerror", (err) => pageErrors.push(err.message));
+  page.on("console", (message) => {
+    if (message.type() === "error") {
+      pageErrors.push(message.text());
+    }
+  });
+  await page.goto(`${site.url}${path}?ws=${encodeURIComponent(nats.wsUrl)}`);
+  const status = page.locator(`#status[data-state="${state}"], #status[data-state="failed"]`);
+  await status.waitFor({ timeout: 20_000 });
+  assert.equal(await status.getAttribute("data-state"), state, `the page failed: ${await status.textContent()}`);
+  return { page, pageErrors };
 }
 
 for (const language of LANGUAGES) {
   test(`the page calls the ${language} order service over NATS WebSocket`, { timeout: 90_000 }, async () => {
     const service = await OrderService.start(language, nats.url);
     running.add(service);
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    const pageErrors: string[] = [];
-    page.on("pageerror", (err) => pageErrors.push(err.message));
-    page.on("console", (message) => {
-      if (message.type() === "error") {
-        pageErrors.push(message.text());
-      }
-    });
+    const { page, pageErrors } = await openPage("/", "done");
     try {
-      await page.goto(`${site.url}/?ws=${encodeURIComponent(nats.wsUrl)}`);
-      const status = page.locator('#status[data-state="done"], #status[data-state="failed"]');
-      await status.waitFor({ timeout: 20_000 });
-      assert.equal(await status.getAttribute("data-state"), "done", `the page failed: ${await status.textContent()}`);
 
       const endpoints = await page.$$eval("#endpoints tbody tr", (rows) =>
         rows.map((row) => ({ endpoint: row.dataset["endpoint"], subject: row.dataset["subject"] })),
@@ -140,7 +167,7 @@ for (const language of LANGUAGES) {
       assert.deepEqual(calls, EXPECTED_CALLS);
       assert.ok(await page.locator('#calls tr[data-call="sold out"]').isVisible(), "the results are not visible");
       assert.deepEqual(pageErrors, []);
-      await checkScreenshots(page, `order-page-${language}`);
+      await checkScreenshots(page, `order-page-${language}`, "#calls", EXPECTED_CALLS.length);
     } finally {
       await page.close();
       running.delete(service);
@@ -149,3 +176,21 @@ for (const language of LANGUAGES) {
     }
   });
 }
+
+test("the Rust order client calls the order service served by the page", { timeout: 90_000 }, async () => {
+  const { page, pageErrors } = await openPage("/service.html", "serving");
+  try {
+    const { stdout } = await promisify(execFile)(join(REPO, "target", "debug", "order_client"), {
+      env: { ...process.env, NATS_URL: nats.url },
+      timeout: 30_000,
+    });
+    assert.deepEqual(stdout.trimEnd().split("\n"), EXPECTED_RUST_CLIENT);
+    // The page served them all: 5 CreateOrder (4 failing) and 2 GetOrder (1 failing).
+    await page.locator('#endpoints tr[data-endpoint="create_order"][data-requests="5"][data-errors="4"]').waitFor({ timeout: 5_000 });
+    await page.locator('#endpoints tr[data-endpoint="get_order"][data-requests="2"][data-errors="1"]').waitFor({ timeout: 5_000 });
+    assert.deepEqual(pageErrors, []);
+    await checkScreenshots(page, "order-service-page", "#endpoints", 2);
+  } finally {
+    await page.close();
+  }
+});

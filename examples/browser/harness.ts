@@ -13,7 +13,7 @@ import { freePort, NatsServer, REPO, within } from "../../runtime-ts/test/harnes
 
 export { REPO };
 
-/** The bundled page (index.html, app.js), written by examples/browser/run. */
+/** The bundled pages (index.html with app.js, service.html with service.js, style.css), written by examples/browser/run. */
 export const SITE_DIR = join(REPO, "examples", "browser", "dist");
 
 /** A nats-server whose clients connect on `url` (TCP) or on `wsUrl` (WebSocket, no TLS), both on loopback. */
@@ -110,6 +110,7 @@ export class OrderService {
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
 };
 
 /** Serves the files of `dir` (not its subdirectories) on a free loopback port; `/` is index.html. */

@@ -10,7 +10,9 @@ const nats = await startWebSocketNats();
 const service = await OrderService.start("rust", nats.url);
 const site = await serveDirectory(SITE_DIR);
 console.log(`nats-server on ${nats.url} and ${nats.wsUrl}; the Rust order service is serving`);
-console.log(`open ${site.url}/?ws=${encodeURIComponent(nats.wsUrl)}   (Ctrl-C stops)`);
+const ws = `?ws=${encodeURIComponent(nats.wsUrl)}`;
+console.log(`open ${site.url}/${ws}   (Ctrl-C stops)`);
+console.log(`the service page: ${site.url}/service.html${ws} (it shares the requests with the Rust service: same queue group)`);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     site.server.close();
