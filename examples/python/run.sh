@@ -3,7 +3,8 @@
 # (protoc's _pb2 modules and the plugin's lang=python output) into
 # target/python-example, starts a nats-server, serves the order service with
 # order_server.py, runs order_client.py against it, then stops the server
-# gracefully (it prints its statistics).
+# gracefully (it prints its statistics). With --build-only it stops after
+# generating (examples/browser/run serves with order_server.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -20,6 +21,7 @@ python -m grpc_tools.protoc -I proto \
   --python_out=target/python-example --mypy_out=target/python-example \
   --nats-micro_out=target/python-example --nats-micro_opt=lang=python \
   order/v1/order.proto natsmicro/options.proto
+if [ "${1:-}" = "--build-only" ]; then exit 0; fi
 
 port="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="$out/server.log"

@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
@@ -22,8 +22,23 @@ import { connect, type NodeConnectionOptions } from "@nats-io/transport-node";
 
 import type { MethodSpec, ServiceSpec } from "../src/index.js";
 
-/** The repository root (this file runs from `runtime-ts/build/test/`). */
-export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
+/**
+ * The repository root: the nearest directory above this file that holds
+ * `runtime-ts/package.json` (this file runs from `runtime-ts/build/test/`,
+ * and from examples/browser's build directory, which imports it too).
+ */
+export const REPO = repositoryRoot(dirname(fileURLToPath(import.meta.url)));
+
+function repositoryRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "runtime-ts", "package.json"))) {
+      return dir;
+    }
+    if (dirname(dir) === dir) {
+      throw new Error(`no repository (a directory with runtime-ts/package.json) above ${start}`);
+    }
+  }
+}
 
 function serverBinary(): string {
   const binary = process.env["NATS_SERVER"] ?? join(REPO, ".venv", "bin", "nats-server");
