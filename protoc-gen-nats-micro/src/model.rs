@@ -134,9 +134,11 @@ pub struct Service {
     pub streaming: Vec<StreamingMethod>,
 }
 
-/// One unary RPC.
+/// One RPC's endpoint (a unary RPC, or the endpoint of a streaming one).
 #[derive(Clone, Debug)]
 pub struct Method {
+    /// Position among the service's generated RPCs, in proto order.
+    pub position: usize,
     /// Proto name (`CreateOrder`).
     pub proto_name: String,
     /// Endpoint name and last subject token (`create_order`).
@@ -219,6 +221,44 @@ impl StreamKind {
 impl std::fmt::Display for StreamKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
+    }
+}
+
+/// One RPC of a service as its endpoint is served: unary or streaming.
+#[derive(Clone, Copy, Debug)]
+pub enum Rpc<'a> {
+    /// A unary RPC.
+    Unary(&'a Method),
+    /// A streaming RPC.
+    Streaming(&'a StreamingMethod),
+}
+
+impl<'a> Rpc<'a> {
+    /// The endpoint.
+    pub fn method(self) -> &'a Method {
+        match self {
+            Rpc::Unary(method) => method,
+            Rpc::Streaming(streaming) => &streaming.method,
+        }
+    }
+
+    /// How it streams (`None`: unary).
+    pub fn stream_kind(self) -> Option<StreamKind> {
+        match self {
+            Rpc::Unary(_) => None,
+            Rpc::Streaming(streaming) => Some(streaming.kind),
+        }
+    }
+}
+
+impl Service {
+    /// Every generated RPC, unary and streaming, in proto order (the order
+    /// of the service's ADR-32 endpoints).
+    pub fn rpcs(&self) -> Vec<Rpc<'_>> {
+        let mut rpcs: Vec<Rpc<'_>> =
+            self.methods.iter().map(Rpc::Unary).chain(self.streaming.iter().map(Rpc::Streaming)).collect();
+        rpcs.sort_by_key(|rpc| rpc.method().position);
+        rpcs
     }
 }
 
@@ -525,7 +565,8 @@ impl Reader<'_> {
                     message,
                 });
             }
-            let endpoint = self.method(&method, opts, site, prefix);
+            let mut endpoint = self.method(&method, opts, site, prefix);
+            endpoint.position = methods.len() + streaming.len();
             if method.is_client_streaming() || method.is_server_streaming() {
                 streaming.push(self.streaming_method(&method, endpoint));
             } else {
@@ -563,6 +604,7 @@ impl Reader<'_> {
         let object_store = self.object_store(method, site.element, &input);
         let endpoint = subject_token(method.name());
         Method {
+            position: 0,
             proto_name: method.name().to_owned(),
             subject: format!("{prefix}.{endpoint}"),
             endpoint,

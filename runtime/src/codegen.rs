@@ -8,16 +8,19 @@
 pub use async_nats;
 pub use bytes::Bytes;
 
-pub use crate::client::{Client, IntoRequest, MethodSpec, Request, Response};
+pub use crate::client::{Client, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
 pub use crate::code::Code;
 pub use crate::codec::{Codec, Json, Protobuf};
 pub use crate::context::RequestContext;
 pub use crate::error::{Error, ErrorKind, HandlerError, StartError};
 pub use crate::future::BoxFuture;
 pub use crate::interceptor::{ClientInterceptor, EndpointHandler};
-pub use crate::per_service::{endpoint_infos, unary_method};
+pub use crate::per_service::{
+    bidi_streaming_method, client_streaming_method, endpoint_infos, server_streaming_method, unary_method,
+};
 pub use crate::server::discovery::EndpointInfo;
 pub use crate::server::unary_handler;
 pub use crate::server::{Service, ServiceBuilder};
 pub use crate::spec::{EndpointSpec, ServiceSpec};
+pub use crate::stream::{DEFAULT_WINDOW, ResponseSender, Streaming};
 pub use crate::{service_client, service_error};

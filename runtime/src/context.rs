@@ -6,6 +6,8 @@ use std::time::Duration;
 use async_nats::{HeaderMap, Subject};
 use tokio::time::Instant;
 
+use crate::server::stream::StreamOpen;
+
 /// The request context handed to every handler and server interceptor:
 /// method, subject, incoming headers, the deadline, and the headers to send
 /// back. Cloning is cheap; clones share the response headers.
@@ -25,6 +27,7 @@ pub struct RequestContext {
     headers: HeaderMap,
     deadline: Option<Instant>,
     response_headers: Arc<Mutex<HeaderMap>>,
+    stream: Option<Arc<StreamOpen>>,
 }
 
 impl RequestContext {
@@ -35,7 +38,17 @@ impl RequestContext {
         headers: HeaderMap,
         deadline: Option<Instant>,
     ) -> Self {
-        RequestContext { method, endpoint, subject, headers, deadline, response_headers: Arc::default() }
+        RequestContext { method, endpoint, subject, headers, deadline, response_headers: Arc::default(), stream: None }
+    }
+
+    /// The context of an admitted stream open.
+    pub(crate) fn with_stream(mut self, open: StreamOpen) -> Self {
+        self.stream = Some(Arc::new(open));
+        self
+    }
+
+    pub(crate) fn stream_open(&self) -> Option<&StreamOpen> {
+        self.stream.as_deref()
     }
 
     /// A context for calling a handler directly in unit tests.
@@ -85,7 +98,8 @@ impl RequestContext {
         self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
 
-    /// Sets a header on the reply, success or error (replacing earlier values).
+    /// Sets a header on the reply, success or error (replacing earlier
+    /// values); on a stream, on its end (trailing headers).
     pub fn set_response_header(&self, name: &str, value: &str) {
         self.response_headers.lock().unwrap_or_else(PoisonError::into_inner).insert(name, value);
     }

@@ -8,6 +8,8 @@
 //! - [`ServiceBuilder`] and [`Service`]: the ADR-32 service layer with
 //!   discovery, statistics, bounded concurrency, deadlines and graceful stop;
 //! - [`Client`]: the call path with timeouts, headers and interceptors;
+//! - [`stream`]: server-streaming, client-streaming and bidirectional calls
+//!   ([`Streaming`], [`ResponseSender`]) with flow control;
 //! - [`interceptor`]: server and client interceptors.
 //!
 //! Generated code reaches all of it through [`codegen`] only.
@@ -34,8 +36,9 @@ pub mod interceptor;
 mod per_service;
 mod server;
 mod spec;
+pub mod stream;
 
-pub use client::{Client, DEFAULT_TIMEOUT, IntoRequest, MethodSpec, Request, Response};
+pub use client::{Client, DEFAULT_TIMEOUT, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
 pub use code::{Code, CodeFormat};
 pub use codec::{Codec, Json, Protobuf};
 pub use context::RequestContext;
@@ -46,3 +49,4 @@ pub use server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP, Service, ServiceBuilder,
 };
 pub use spec::{EndpointSpec, ServiceSpec};
+pub use stream::{ResponseSender, StreamSettings, Streaming};

@@ -16,6 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::codegen::{Client, Codec, EndpointHandler, EndpointInfo, EndpointSpec, Error, RequestContext};
+use crate::server::stream::{StreamShape, stream_handler};
+use crate::stream::{ResponseSender, Streaming};
 
 /// The handler of one unary RPC of a service implementation `S`: decodes
 /// with codec `C`, calls `call` with a shared handle on the service, and
@@ -41,6 +43,98 @@ where
         let response = call(Arc::clone(&service), ctx, request);
         async move { response.await.map_err(|err| err.into().with_method(method)) }
     })
+}
+
+/// The handler of one server-streaming RPC: `call` gets the request and a
+/// [`ResponseSender`] and returns once it has sent everything.
+pub fn server_streaming_method<C, S, Req, Resp, E, F, Fut>(
+    _codec: C,
+    method: &'static str,
+    service: &Arc<S>,
+    call: F,
+) -> Arc<dyn EndpointHandler>
+where
+    C: Codec<Req> + Codec<Resp>,
+    S: Send + Sync + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + From<Error> + Send + 'static,
+    F: Fn(Arc<S>, RequestContext, Req, ResponseSender<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+{
+    let service = Arc::clone(service);
+    stream_handler::<C, Req, Resp, E, _, _>(StreamShape::Server, move |ctx, parts| {
+        let call = parts.request.map(|request| call(Arc::clone(&service), ctx, request, parts.responses));
+        finish(method, async move {
+            match call {
+                Some(call) => call.await.map(|()| None),
+                None => Err(Error::internal("a server-streaming call without its request").into()),
+            }
+        })
+    })
+}
+
+/// The handler of one client-streaming RPC: `call` reads the caller's
+/// messages and returns the one response.
+pub fn client_streaming_method<C, S, Req, Resp, E, F, Fut>(
+    _codec: C,
+    method: &'static str,
+    service: &Arc<S>,
+    call: F,
+) -> Arc<dyn EndpointHandler>
+where
+    C: Codec<Req> + Codec<Resp>,
+    S: Send + Sync + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + From<Error> + Send + 'static,
+    F: Fn(Arc<S>, RequestContext, Streaming<Req, E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+{
+    let service = Arc::clone(service);
+    stream_handler::<C, Req, Resp, E, _, _>(StreamShape::Client, move |ctx, parts| {
+        let call = parts.requests.map(|requests| call(Arc::clone(&service), ctx, requests));
+        finish(method, async move {
+            match call {
+                Some(call) => call.await.map(Some),
+                None => Err(Error::internal("a client-streaming call without its request stream").into()),
+            }
+        })
+    })
+}
+
+/// The handler of one bidirectional RPC: `call` reads the caller's
+/// messages and sends responses until it returns.
+pub fn bidi_streaming_method<C, S, Req, Resp, E, F, Fut>(
+    _codec: C,
+    method: &'static str,
+    service: &Arc<S>,
+    call: F,
+) -> Arc<dyn EndpointHandler>
+where
+    C: Codec<Req> + Codec<Resp>,
+    S: Send + Sync + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + From<Error> + Send + 'static,
+    F: Fn(Arc<S>, RequestContext, Streaming<Req, E>, ResponseSender<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+{
+    let service = Arc::clone(service);
+    stream_handler::<C, Req, Resp, E, _, _>(StreamShape::Bidirectional, move |ctx, parts| {
+        let call = parts.requests.map(|requests| call(Arc::clone(&service), ctx, requests, parts.responses));
+        finish(method, async move {
+            match call {
+                Some(call) => call.await.map(|()| None),
+                None => Err(Error::internal("a bidirectional call without its request stream").into()),
+            }
+        })
+    })
+}
+
+/// A stream call's outcome as the runtime's error, naming the RPC.
+async fn finish<T, E: Into<Error>>(method: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, Error> {
+    call.await.map_err(|err| err.into().with_method(method))
 }
 
 /// Endpoint names and the subjects `client` sends them to, in `specs` order.
@@ -381,6 +475,62 @@ macro_rules! service_client {
             $codec: $crate::codegen::Codec<Req> + $crate::codegen::Codec<Resp>,
         {
             client.inner.unary::<$codec, Req, Resp>(&endpoint.method, request.into_request()).await.map_err($error)
+        }
+
+        /// One server-streaming call: the body of every such RPC method.
+        #[allow(dead_code, reason = "a service without server-streaming RPCs calls nothing")]
+        #[allow(deprecated, reason = "a deprecated service still has a working client")]
+        async fn call_server_streaming<Req, Resp>(
+            client: &$client,
+            endpoint: &'static $crate::codegen::EndpointSpec,
+            request: impl $crate::codegen::IntoRequest<Req>,
+        ) -> ::core::result::Result<$crate::codegen::Streaming<Resp, $error>, $error>
+        where
+            $codec: $crate::codegen::Codec<Req> + $crate::codegen::Codec<Resp>,
+        {
+            client
+                .inner
+                .server_streaming::<$codec, Req, Resp, $error>(&endpoint.method, endpoint.window, request.into_request())
+                .await
+                .map_err($error)
+        }
+
+        /// One client-streaming call: the body of every such RPC method.
+        #[allow(dead_code, reason = "a service without client-streaming RPCs calls nothing")]
+        #[allow(deprecated, reason = "a deprecated service still has a working client")]
+        async fn call_client_streaming<Req, Resp>(
+            client: &$client,
+            endpoint: &'static $crate::codegen::EndpointSpec,
+            requests: impl $crate::codegen::IntoStreamingRequest<Message = Req>,
+        ) -> ::core::result::Result<$crate::codegen::Response<Resp>, $error>
+        where
+            $codec: $crate::codegen::Codec<Req> + $crate::codegen::Codec<Resp>,
+            Req: ::core::marker::Send + 'static,
+        {
+            client
+                .inner
+                .client_streaming::<$codec, Req, Resp, _>(&endpoint.method, endpoint.window, requests.into_streaming_request())
+                .await
+                .map_err($error)
+        }
+
+        /// One bidirectional call: the body of every such RPC method.
+        #[allow(dead_code, reason = "a service without bidirectional RPCs calls nothing")]
+        #[allow(deprecated, reason = "a deprecated service still has a working client")]
+        async fn call_bidi_streaming<Req, Resp>(
+            client: &$client,
+            endpoint: &'static $crate::codegen::EndpointSpec,
+            requests: impl $crate::codegen::IntoStreamingRequest<Message = Req>,
+        ) -> ::core::result::Result<$crate::codegen::Streaming<Resp, $error>, $error>
+        where
+            $codec: $crate::codegen::Codec<Req> + $crate::codegen::Codec<Resp>,
+            Req: ::core::marker::Send + 'static,
+        {
+            client
+                .inner
+                .bidi_streaming::<$codec, Req, Resp, $error, _>(&endpoint.method, endpoint.window, requests.into_streaming_request())
+                .await
+                .map_err($error)
         }
     };
 }

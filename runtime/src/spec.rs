@@ -27,7 +27,7 @@ pub struct ServiceSpec {
     pub queue_group_disabled: bool,
 }
 
-/// An endpoint (one unary RPC) as the proto declares it.
+/// An endpoint (one RPC, unary or streaming) as the proto declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EndpointSpec {
     /// Method name, endpoint name and proto timeout (the endpoint's, else the service's).
@@ -41,6 +41,9 @@ pub struct EndpointSpec {
     pub pending_msg_limit: Option<usize>,
     /// Bytes of requests that may wait likewise.
     pub pending_bytes_limit: Option<usize>,
+    /// A streaming endpoint's flow-control window: messages each side may
+    /// have in flight (`max_inflight` of `(natsmicro.stream)`, PROTOCOL §9.4).
+    pub window: u32,
 }
 
 impl EndpointSpec {
@@ -65,7 +68,14 @@ impl EndpointSpec {
             queue_group_disabled: false,
             pending_msg_limit: None,
             pending_bytes_limit: None,
+            window: crate::stream::DEFAULT_WINDOW,
         }
+    }
+
+    /// Sets a streaming endpoint's flow-control window.
+    pub const fn with_window(mut self, window: u32) -> EndpointSpec {
+        self.window = window;
+        self
     }
 
     /// Sets the proto timeout (the endpoint's, else the service's).

@@ -82,6 +82,11 @@ pub mod project {
             include_package!("project", "product.v1.rs");
         }
     }
+    pub mod streams {
+        pub mod v1 {
+            include_package!("project", "streams.v1.rs");
+        }
+    }
     pub mod jsondemo {
         pub mod v1 {
             include_package!("project", "jsondemo.v1.rs");
@@ -97,3 +102,7 @@ pub mod project {
         }
     }
 }
+
+/// The Rust StreamService of `proto/streams/v1`, served by the stream tests
+/// and by `cargo run -p nats-micro-tests --bin streams_server`.
+pub mod streams;

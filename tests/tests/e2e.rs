@@ -11,4 +11,5 @@ mod e2e {
     mod interceptors;
     mod json;
     mod peers;
+    mod streams;
 }

@@ -5,7 +5,11 @@
 //! One function per artifact (`spec`, `server`, `client`,
 //! `errors`), composed by `service_module`; what does not vary per
 //! service lives in the runtime (`service_error!`, `service_client!`,
-//! `unary_method`), so a module carries only what the proto declares.
+//! `unary_method` and its streaming siblings), so a module carries only
+//! what the proto declares. Streaming RPCs (PROTOCOL §9) sit beside unary
+//! ones in proto order: a handler gets a `Streaming` of requests and/or a
+//! `ResponseSender`, a client method returns a `Streaming` of responses
+//! and/or takes a stream of requests.
 
 mod client;
 mod docs;
@@ -18,7 +22,7 @@ mod types;
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use crate::model::{File, Service};
+use crate::model::{File, Method, Service, StreamKind};
 use names::{RpcNames, ident, module_names, rpc_names, type_name};
 
 /// The runtime path generated code uses unless configured otherwise.
@@ -166,11 +170,14 @@ struct ServiceItems<'a> {
     error: Ident,
     code: Ident,
     client: Ident,
-    rpcs: Vec<Rpc>,
+    rpcs: Vec<Rpc<'a>>,
 }
 
-/// One RPC's names and message types.
-struct Rpc {
+/// One RPC (unary or streaming) with its names and message types, in proto order.
+struct Rpc<'a> {
+    method: &'a Method,
+    /// How it streams (`None`: unary).
+    stream: Option<StreamKind>,
     names: RpcNames,
     input: TokenStream,
     output: TokenStream,
@@ -179,13 +186,15 @@ struct Rpc {
 impl<'a> ServiceItems<'a> {
     fn new(service: &'a Service, paths: &Paths) -> ServiceItems<'a> {
         let rpcs = service
-            .methods
-            .iter()
+            .rpcs()
+            .into_iter()
             .zip(rpc_names(service))
-            .map(|(method, names)| Rpc {
+            .map(|(rpc, names)| Rpc {
+                method: rpc.method(),
+                stream: rpc.stream_kind(),
                 names,
-                input: types::message_path(&method.input, &service.package, paths),
-                output: types::message_path(&method.output, &service.package, paths),
+                input: types::message_path(&rpc.method().input, &service.package, paths),
+                output: types::message_path(&rpc.method().output, &service.package, paths),
             })
             .collect();
         ServiceItems {
@@ -201,7 +210,7 @@ impl<'a> ServiceItems<'a> {
     /// `#[allow(deprecated)]` for items that register or call deprecated
     /// RPCs (or the deprecated service's trait), which are still served.
     fn allow_deprecated(&self) -> Option<TokenStream> {
-        let any = self.service.deprecated || self.service.methods.iter().any(|m| m.deprecated);
+        let any = self.service.deprecated || self.rpcs.iter().any(|rpc| rpc.method.deprecated);
         any.then(|| quote! { #[allow(deprecated, reason = "deprecated in the proto, still served and callable")] })
     }
 }
@@ -218,15 +227,9 @@ fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStre
     let doc = docs::line(&format!(" NATS micro service `{}`: server trait, registration, client and errors.", service.full_name));
     let comments = docs::comments(service.comments.as_deref());
     let comments = (!comments.is_empty()).then(|| quote! { #[doc = ""] #comments });
-    let streaming_note = (!service.streaming.is_empty()).then(|| {
-        let names: Vec<String> = service.streaming.iter().map(|s| format!("`{}` ({})", s.method.proto_name, s.kind)).collect();
-        let note = names::doc_text(&format!(" Streaming RPCs are not generated yet and are left out: {}.", names.join(", ")));
-        quote! { #[doc = ""] #[doc = #note] }
-    });
     quote! {
         #doc
         #comments
-        #streaming_note
         pub mod #module {
             use #runtime as rt;
 

@@ -214,9 +214,10 @@ pub struct RpcNames {
 pub fn rpc_names(service: &Service) -> Vec<RpcNames> {
     let (mut server, mut client) = (Namespace::new(&[]), Namespace::new(CLIENT_METHODS));
     service
-        .methods
-        .iter()
-        .map(|method| {
+        .rpcs()
+        .into_iter()
+        .map(|rpc| {
+            let method = rpc.method();
             let snake = ident(&method.proto_name.to_snake_case()).to_string();
             let snake = snake.trim_start_matches("r#");
             RpcNames { server: ident(&server.claim(snake.to_owned(), "_")), client: ident(&client.claim(snake.to_owned(), "_")) }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use crate::model::{Method, Service};
+use crate::model::{Method, Rpc, Service};
 
 /// The `SERVICE` and `ENDPOINTS` constants of a service module.
 pub fn generate(service: &Service) -> TokenStream {
@@ -19,8 +19,15 @@ pub fn generate(service: &Service) -> TokenStream {
     let metadata = pairs(&service.metadata);
     let timeout = optional_duration(service.timeout);
     let queue_group_disabled = service.queue_group_disabled;
-    let count = Literal::usize_unsuffixed(service.methods.len());
-    let endpoints = service.methods.iter().map(|method| endpoint(method, service.timeout));
+    let rpcs = service.rpcs();
+    let count = Literal::usize_unsuffixed(rpcs.len());
+    let endpoints = rpcs.iter().map(|rpc| {
+        let window = match rpc {
+            Rpc::Streaming(streaming) => streaming.max_inflight,
+            Rpc::Unary(_) => None,
+        };
+        endpoint(rpc.method(), service.timeout, window)
+    });
     quote! {
         /// What the proto declares for the service.
         pub const SERVICE: rt::ServiceSpec = rt::ServiceSpec {
@@ -40,7 +47,7 @@ pub fn generate(service: &Service) -> TokenStream {
 }
 
 /// `rt::EndpointSpec::new(..)`, then one call per option the proto sets.
-fn endpoint(method: &Method, service_timeout: Option<Duration>) -> TokenStream {
+fn endpoint(method: &Method, service_timeout: Option<Duration>, window: Option<u32>) -> TokenStream {
     let (name, endpoint) = (&method.proto_name, &method.endpoint);
     let timeout = method.timeout.or(service_timeout).map(|d| {
         let d = duration(d);
@@ -55,7 +62,11 @@ fn endpoint(method: &Method, service_timeout: Option<Duration>) -> TokenStream {
         let (msgs, bytes) = (limit(method.pending_msg_limit), limit(method.pending_bytes_limit));
         quote! { .with_pending_limits(#msgs, #bytes) }
     });
-    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #limits }
+    let window = window.map(|window| {
+        let window = Literal::u32_unsuffixed(window);
+        quote! { .with_window(#window) }
+    });
+    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #limits #window }
 }
 
 fn duration(d: Duration) -> TokenStream {

@@ -2,6 +2,7 @@
 //! with deadline, headers and error mapping.
 
 pub(crate) mod interceptor;
+mod stream;
 
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::client::{RequestError, RequestErrorKind};
 use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
 
 use crate::code::Code;
 use crate::codec::Codec;
@@ -101,6 +103,41 @@ impl<T> IntoRequest<T> for Request<T> {
     }
 }
 
+/// Accepted by generated client methods of client-streaming and
+/// bidirectional RPCs: a [`Stream`](futures_util::Stream) of messages, or a
+/// [`Request`] around one (for headers and a timeout).
+///
+/// ```
+/// use nats_micro_runtime::{IntoStreamingRequest, Request};
+/// let numbers = futures_util::stream::iter([1i64, 2, 3]);
+/// let request = Request::new(numbers).with_header("X-Batch", "7").into_streaming_request();
+/// assert_eq!(request.headers().get("X-Batch").map(|v| v.as_str()), Some("7"));
+/// ```
+pub trait IntoStreamingRequest {
+    /// The messages' type.
+    type Message;
+    /// The stream of messages.
+    type Stream: futures_util::Stream<Item = Self::Message> + Send + 'static;
+    /// Wraps into a [`Request`].
+    fn into_streaming_request(self) -> Request<Self::Stream>;
+}
+
+impl<S: futures_util::Stream + Send + 'static> IntoStreamingRequest for S {
+    type Message = S::Item;
+    type Stream = S;
+    fn into_streaming_request(self) -> Request<S> {
+        Request::new(self)
+    }
+}
+
+impl<S: futures_util::Stream + Send + 'static> IntoStreamingRequest for Request<S> {
+    type Message = S::Item;
+    type Stream = S;
+    fn into_streaming_request(self) -> Request<S> {
+        self
+    }
+}
+
 /// A response message with the reply's headers. Derefs to the message.
 ///
 /// ```
@@ -180,6 +217,7 @@ pub struct Client {
     timeout: Option<Duration>,
     headers: HeaderMap,
     interceptors: Arc<[Arc<dyn ClientInterceptor>]>,
+    stream_settings: crate::stream::StreamSettings,
 }
 
 impl std::fmt::Debug for Client {
@@ -201,6 +239,7 @@ impl Client {
             timeout: None,
             headers: HeaderMap::new(),
             interceptors: Arc::new([]),
+            stream_settings: crate::stream::StreamSettings::default(),
         }
     }
 
@@ -332,14 +371,23 @@ pub(crate) async fn send(nats: &async_nats::Client, mut call: ClientCall) -> Res
 /// error it describes.
 pub fn reply_from_message(message: Message) -> Result<Reply, Error> {
     let headers = message.headers.unwrap_or_default();
+    match error_from_reply(&headers, &message.payload) {
+        Some(err) => Err(err),
+        None => Ok(Reply { payload: message.payload, headers }),
+    }
+}
+
+/// The error a reply (or a stream's end) describes, when it carries the
+/// error headers: code, message, the body as error data, all headers kept.
+pub(crate) fn error_from_reply(headers: &HeaderMap, payload: &Bytes) -> Option<Error> {
     let code = headers.get(headers::ERROR_CODE).map(|value| value.as_str());
     let text = headers.get(headers::ERROR_MESSAGE).map(|value| value.as_str());
     if code.is_none() && text.is_none() {
-        return Ok(Reply { payload: message.payload, headers });
+        return None;
     }
     let code = code.map(Code::from_wire).unwrap_or(Code::Unknown);
     let text = text.unwrap_or_default().to_owned();
-    Err(Error::new(code, text).with_data(message.payload).with_headers(headers))
+    Some(Error::new(code, text).with_data(payload.clone()).with_headers(headers.clone()))
 }
 
 fn request_error(nats: &async_nats::Client, err: RequestError) -> Error {

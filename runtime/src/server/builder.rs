@@ -21,6 +21,7 @@ use crate::code::CodeFormat;
 use crate::context::RequestContext;
 use crate::error::{Error, StartError};
 use crate::spec::{EndpointSpec, ServiceSpec};
+use crate::stream::StreamSettings;
 
 /// Configures a service before it starts. Generated code returns one filled
 /// from the proto options; every setting can be changed at run time.
@@ -60,6 +61,7 @@ pub struct ServiceBuilder {
     pending_limit: Option<Option<usize>>,
     drain_timeout: Duration,
     reply_policy: ReplyPolicy,
+    stream_settings: StreamSettings,
     connector: Option<Connector>,
     interceptors: Vec<Arc<dyn ServerInterceptor>>,
     endpoints: Vec<(EndpointSpec, Arc<dyn EndpointHandler>)>,
@@ -98,6 +100,7 @@ impl ServiceBuilder {
             pending_limit: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             reply_policy: ReplyPolicy::default(),
+            stream_settings: StreamSettings::default(),
             connector: None,
             interceptors: Vec::new(),
             endpoints: Vec::new(),
@@ -107,6 +110,13 @@ impl ServiceBuilder {
     /// Adds an endpoint served by `handler` (generated code does this).
     pub fn endpoint(mut self, spec: &EndpointSpec, handler: Arc<dyn EndpointHandler>) -> Self {
         self.endpoints.push((*spec, handler));
+        self
+    }
+
+    /// Sets the keepalive and silence limits of the service's streams
+    /// (PROTOCOL §9.5; 5 s and 20 s by default).
+    pub fn stream_settings(mut self, settings: StreamSettings) -> Self {
+        self.stream_settings = settings;
         self
     }
 
@@ -345,6 +355,8 @@ impl ServiceBuilder {
                     pending_bytes_limit: spec.pending_bytes_limit,
                     queued: AtomicUsize::new(0),
                     queued_bytes: AtomicUsize::new(0),
+                    stream_settings: self.stream_settings,
+                    window: spec.window,
                 })
             })
             .collect();

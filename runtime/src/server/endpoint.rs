@@ -18,11 +18,14 @@ use tokio::time::Instant;
 use super::discovery::{EndpointInfo, EndpointStats};
 use super::interceptor::{EndpointHandler, ServerInterceptor, ServerNext};
 use super::reply_policy::ReplyCheck;
+use super::stream::StreamOpen;
 use crate::code::CodeFormat;
 use crate::context::RequestContext;
 use crate::error::Error;
 use crate::future::first;
 use crate::headers;
+use crate::stream::StreamSettings;
+use crate::stream::wire::{REPLY_TO, STREAM_CREDIT, STREAM_END, parse_count};
 
 /// One endpoint: its configuration, limits and statistics, for the life of
 /// the service (whatever connection serves it).
@@ -43,6 +46,10 @@ pub(super) struct Endpoint {
     pub(super) pending_bytes_limit: Option<usize>,
     pub(super) queued: AtomicUsize,
     pub(super) queued_bytes: AtomicUsize,
+    /// Keepalive and silence limits of the endpoint's streams (if it streams).
+    pub(super) stream_settings: StreamSettings,
+    /// The flow-control window of the endpoint's streams.
+    pub(super) window: u32,
 }
 
 /// An endpoint served on one connection: what every request path needs.
@@ -94,6 +101,41 @@ impl EndpointCounters {
     }
 }
 
+/// Where the answers to one request go. A unary request is answered on
+/// its reply subject. A stream open (PROTOCOL §9.2) is ended on its
+/// `Reply-To`, and refused on its reply subject if it has one.
+struct Route {
+    /// Where the reply (a stream's end) goes.
+    reply_to: Option<Subject>,
+    /// Where a refusal before the handler runs goes.
+    refusal_to: Option<Subject>,
+    /// The open's own reply subject (a stream's ack goes there).
+    ack_to: Option<Subject>,
+    /// Answers are stream ends (`Nats-Stream-End: true`).
+    stream: bool,
+}
+
+impl Route {
+    fn unary(message: &Message) -> Route {
+        Route { reply_to: message.reply.clone(), refusal_to: message.reply.clone(), ack_to: None, stream: false }
+    }
+
+    fn stream(message: &Message) -> Route {
+        let reply_to = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(REPLY_TO))
+            .map(|value| Subject::from(value.as_str()))
+            .or_else(|| message.reply.clone());
+        Route {
+            refusal_to: message.reply.clone().or_else(|| reply_to.clone()),
+            reply_to,
+            ack_to: message.reply.clone(),
+            stream: true,
+        }
+    }
+}
+
 /// When a request arrived and when its caller stops waiting.
 #[derive(Clone, Copy)]
 struct Arrival {
@@ -139,7 +181,16 @@ pub(super) async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscr
 async fn dispatch(serving: &Arc<Serving>, message: Message) {
     let received = Instant::now();
     let endpoint = &serving.endpoint;
-    if let Some(reason) = endpoint.reply_check.refusal(message.reply.as_ref()) {
+    let route = if endpoint.handler.is_stream() { Route::stream(&message) } else { Route::unary(&message) };
+    let refusal = endpoint.reply_check.refusal(route.reply_to.as_ref()).or_else(|| {
+        // A stream open's reply subject (for the ack) must pass as well, when it differs.
+        route
+            .ack_to
+            .as_ref()
+            .filter(|ack| Some(*ack) != route.reply_to.as_ref())
+            .and_then(|ack| endpoint.reply_check.refusal(Some(ack)))
+    });
+    if let Some(reason) = refusal {
         tracing::warn!(endpoint = %endpoint.endpoint, reason, "refused a request");
         endpoint.stats.record(received.elapsed(), Some(&Error::permission_denied(reason)));
         return;
@@ -151,7 +202,7 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
     };
     let arrival = Arrival { received, deadline: limit.map(|limit| received + limit) };
     if let Ok(permit) = endpoint.permits.clone().try_acquire_owned() {
-        serve_now(serving.clone(), message, arrival, permit).await;
+        serve_now(serving.clone(), message, route, arrival, permit).await;
         return;
     }
     let size = message.length;
@@ -161,7 +212,7 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
         endpoint.pending_bytes_limit.is_some_and(|limit| endpoint.queued_bytes.load(Ordering::Relaxed) + size > limit);
     if over_msgs || over_bytes {
         let err = Error::resource_exhausted(format!("endpoint {} is overloaded: {queued} requests wait", endpoint.endpoint));
-        reply(serving, message.reply, Err(err), None, received).await;
+        reply(serving, &route, route.refusal_to.clone(), Err(err), None, received).await;
         return;
     }
     endpoint.queued.fetch_add(1, Ordering::Relaxed);
@@ -177,12 +228,12 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
         endpoint.queued_bytes.fetch_sub(size, Ordering::Relaxed);
         match permit {
             Some(permit) => {
-                handle(&serving, message, arrival).await;
+                handle(&serving, message, route, arrival).await;
                 drop(permit);
             }
             None => {
                 let err = Error::unavailable(format!("the service stopped before {} started", endpoint.method));
-                reply(&serving, message.reply, Err(err), None, received).await;
+                reply(&serving, &route, route.refusal_to.clone(), Err(err), None, received).await;
             }
         }
     });
@@ -195,9 +246,9 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
 /// concurrently with the requests after it. (A handler's synchronous part,
 /// up to its first `.await`, runs on the endpoint's task: keep CPU-heavy work
 /// in `spawn_blocking`, as anywhere in tokio.)
-async fn serve_now(serving: Arc<Serving>, message: Message, arrival: Arrival, permit: OwnedSemaphorePermit) {
+async fn serve_now(serving: Arc<Serving>, message: Message, route: Route, arrival: Arrival, permit: OwnedSemaphorePermit) {
     let mut request = Box::pin(async move {
-        handle(&serving, message, arrival).await;
+        handle(&serving, message, route, arrival).await;
         drop(permit);
     });
     let first_poll = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
@@ -209,15 +260,36 @@ async fn serve_now(serving: Arc<Serving>, message: Message, arrival: Arrival, pe
 /// Serves one request: nothing starts after its deadline; then
 /// interceptors and handler with panic isolation, cancelled at the deadline
 /// or when a stop gives up waiting; reply; stats.
-async fn handle(serving: &Serving, message: Message, arrival: Arrival) {
+async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arrival) {
     let endpoint = &serving.endpoint;
     if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
         let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
-        reply(serving, message.reply, Err(err), None, arrival.received).await;
+        reply(serving, &route, route.refusal_to.clone(), Err(err), None, arrival.received).await;
         return;
     }
     let headers = message.headers.unwrap_or_default();
-    let ctx = RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline);
+    let mut ctx =
+        RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline);
+    if let Some(caller) = route.reply_to.clone().filter(|_| route.stream) {
+        let caller_window = match ctx.header(STREAM_CREDIT).map(|value| (value, parse_count(value))) {
+            None => None,
+            Some((_, Some(window))) => Some(window),
+            Some((value, None)) => {
+                let err = Error::invalid_argument(format!("malformed {STREAM_CREDIT} {value:?} in the stream open"));
+                reply(serving, &route, route.refusal_to.clone(), Err(err), None, arrival.received).await;
+                return;
+            }
+        };
+        let open = StreamOpen {
+            nats: serving.nats.clone(),
+            caller,
+            ack_to: route.ack_to.clone(),
+            caller_window,
+            window: endpoint.window,
+            settings: endpoint.stream_settings,
+        };
+        ctx = ctx.with_stream(open);
+    }
     let response_headers = ctx.response_headers_handle();
     let call = AssertUnwindSafe(ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload))
         .catch_unwind();
@@ -241,11 +313,13 @@ async fn handle(serving: &Serving, message: Message, arrival: Arrival) {
             .unwrap_or_else(|| "a panic with no message".to_owned());
         Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
     });
-    reply(serving, message.reply, result, response_headers.take(), arrival.received).await;
+    reply(serving, &route, route.reply_to.clone(), result, response_headers.take(), arrival.received).await;
 }
 
+/// Sends the reply to `reply_to` (a stream's end, per `route`) and records it.
 async fn reply(
     serving: &Serving,
+    route: &Route,
     reply_to: Option<Subject>,
     result: Result<Bytes, Error>,
     response_headers: Option<HeaderMap>,
@@ -253,6 +327,14 @@ async fn reply(
 ) {
     let endpoint = &serving.endpoint;
     let elapsed = received.elapsed();
+    let response_headers = match route.stream {
+        true => {
+            let mut headers = response_headers.unwrap_or_default();
+            headers.insert(STREAM_END, "true");
+            Some(headers)
+        }
+        false => response_headers,
+    };
     let (headers, body) = match &result {
         Ok(body) => (response_headers, body.clone()),
         Err(err) => {
@@ -291,6 +373,9 @@ async fn reply(
             let failure = Error::resource_exhausted(format!("the response could not be sent: {err}"));
             tracing::warn!(error = %err, method = %endpoint.method, "sending reply");
             let mut headers = HeaderMap::new();
+            if route.stream {
+                headers.insert(STREAM_END, "true");
+            }
             headers.insert(headers::ERROR_CODE, failure.code().to_wire(endpoint.code_format).as_ref());
             headers.insert(headers::ERROR_MESSAGE, failure.message());
             if let Err(err) = serving.nats.publish_with_headers(reply_to, headers, Bytes::new()).await {

@@ -15,6 +15,13 @@ use crate::future::BoxFuture;
 pub trait EndpointHandler: Send + Sync + 'static {
     /// Serves one request.
     fn call(&self, ctx: RequestContext, payload: Bytes) -> BoxFuture<Result<Bytes, Error>>;
+
+    /// Whether this endpoint serves streams (PROTOCOL §9): the service then
+    /// admits opens by their `Reply-To` and ends them instead of replying.
+    #[doc(hidden)]
+    fn is_stream(&self) -> bool {
+        false
+    }
 }
 
 /// Runs around every request of a service.

@@ -8,6 +8,7 @@ pub(crate) mod discovery;
 mod endpoint;
 pub(crate) mod interceptor;
 pub(crate) mod reply_policy;
+pub(crate) mod stream;
 mod unary;
 
 use std::future::Future;

@@ -32,6 +32,7 @@ fn hostile_text_reaches_literals_unchanged() {
 
 #[test]
 fn streaming_only_and_skipped_services() {
-    assert!(s::streaming::ticker_nats::ENDPOINTS.is_empty());
+    let endpoints: Vec<&str> = s::streaming::ticker_nats::ENDPOINTS.iter().map(|e| e.method.endpoint).collect();
+    assert_eq!(endpoints, ["watch", "upload", "chat"]);
     assert_eq!(s::skipped::shown_nats::SERVICE.proto_name, "edge.shapes.skipped.Shown");
 }

@@ -2,8 +2,6 @@
 /// NATS micro service `streaming.v1.StreamDemoService`: server trait, registration, client and errors.
 ///
 /// StreamDemoService demonstrates streaming RPC patterns over NATS.
-///
-/// Streaming RPCs are not generated yet and are left out: `CountUp` (server-streaming), `Sum` (client-streaming), `Chat` (bidirectional-streaming).
 pub mod stream_demo_service_nats {
     use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
@@ -18,9 +16,12 @@ pub mod stream_demo_service_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 1] = [
+    pub const ENDPOINTS: [rt::EndpointSpec; 4] = [
         rt::EndpointSpec::new("Ping", "ping")
             .with_timeout(::core::time::Duration::new(5, 0)),
+        rt::EndpointSpec::new("CountUp", "count_up"),
+        rt::EndpointSpec::new("Sum", "sum"),
+        rt::EndpointSpec::new("Chat", "chat"),
     ];
     /// The server side of `streaming.v1.StreamDemoService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -36,6 +37,41 @@ pub mod stream_demo_service_nats {
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::PingResponse, StreamDemoServiceError>,
         > + ::core::marker::Send;
+        /// Server-streaming RPC — client sends one request, server sends many
+        /// responses. Example: subscribe to a feed of numbers or events.
+        ///
+        /// Endpoint `count_up` on subject `api.v1.stream.count_up` (by default, server-streaming).
+        fn count_up(
+            &self,
+            ctx: rt::RequestContext,
+            request: super::CountUpRequest,
+            responses: rt::ResponseSender<super::CountUpResponse>,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<(), StreamDemoServiceError>,
+        > + ::core::marker::Send;
+        /// Client-streaming RPC — client sends many requests, server collapses into
+        /// one response. Example: upload chunks that are aggregated into a summary.
+        ///
+        /// Endpoint `sum` on subject `api.v1.stream.sum` (by default, client-streaming).
+        fn sum(
+            &self,
+            ctx: rt::RequestContext,
+            requests: rt::Streaming<super::SumRequest, StreamDemoServiceError>,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<super::SumResponse, StreamDemoServiceError>,
+        > + ::core::marker::Send;
+        /// Bidirectional-streaming RPC — both sides send streams concurrently.
+        /// Example: a live chat or echo service.
+        ///
+        /// Endpoint `chat` on subject `api.v1.stream.chat` (by default, bidirectional-streaming).
+        fn chat(
+            &self,
+            ctx: rt::RequestContext,
+            requests: rt::Streaming<super::ChatMessage, StreamDemoServiceError>,
+            responses: rt::ResponseSender<super::ChatMessage>,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<(), StreamDemoServiceError>,
+        > + ::core::marker::Send;
     }
     /// A service builder with every endpoint and the proto's options; change
     /// any setting, then `start` it.
@@ -50,6 +86,51 @@ pub mod stream_demo_service_nats {
                     &service,
                     |service, ctx, request| async move {
                         <S as StreamDemoService>::ping(&service, ctx, request).await
+                    },
+                ),
+            )
+            .endpoint(
+                &ENDPOINTS[1],
+                rt::server_streaming_method(
+                    rt::Protobuf,
+                    "CountUp",
+                    &service,
+                    |service, ctx, request, responses| async move {
+                        <S as StreamDemoService>::count_up(
+                                &service,
+                                ctx,
+                                request,
+                                responses,
+                            )
+                            .await
+                    },
+                ),
+            )
+            .endpoint(
+                &ENDPOINTS[2],
+                rt::client_streaming_method(
+                    rt::Protobuf,
+                    "Sum",
+                    &service,
+                    |service, ctx, requests| async move {
+                        <S as StreamDemoService>::sum(&service, ctx, requests).await
+                    },
+                ),
+            )
+            .endpoint(
+                &ENDPOINTS[3],
+                rt::bidi_streaming_method(
+                    rt::Protobuf,
+                    "Chat",
+                    &service,
+                    |service, ctx, requests, responses| async move {
+                        <S as StreamDemoService>::chat(
+                                &service,
+                                ctx,
+                                requests,
+                                responses,
+                            )
+                            .await
                     },
                 ),
             )
@@ -77,6 +158,45 @@ pub mod stream_demo_service_nats {
             StreamDemoServiceError,
         > {
             call_unary(self, &ENDPOINTS[0], request).await
+        }
+        /// Server-streaming RPC — client sends one request, server sends many
+        /// responses. Example: subscribe to a feed of numbers or events.
+        ///
+        /// Calls `CountUp` on `{subject_prefix}.count_up`.
+        pub async fn count_up(
+            &self,
+            request: impl rt::IntoRequest<super::CountUpRequest>,
+        ) -> ::core::result::Result<
+            rt::Streaming<super::CountUpResponse, StreamDemoServiceError>,
+            StreamDemoServiceError,
+        > {
+            call_server_streaming(self, &ENDPOINTS[1], request).await
+        }
+        /// Client-streaming RPC — client sends many requests, server collapses into
+        /// one response. Example: upload chunks that are aggregated into a summary.
+        ///
+        /// Calls `Sum` on `{subject_prefix}.sum`.
+        pub async fn sum(
+            &self,
+            requests: impl rt::IntoStreamingRequest<Message = super::SumRequest>,
+        ) -> ::core::result::Result<
+            rt::Response<super::SumResponse>,
+            StreamDemoServiceError,
+        > {
+            call_client_streaming(self, &ENDPOINTS[2], requests).await
+        }
+        /// Bidirectional-streaming RPC — both sides send streams concurrently.
+        /// Example: a live chat or echo service.
+        ///
+        /// Calls `Chat` on `{subject_prefix}.chat`.
+        pub async fn chat(
+            &self,
+            requests: impl rt::IntoStreamingRequest<Message = super::ChatMessage>,
+        ) -> ::core::result::Result<
+            rt::Streaming<super::ChatMessage, StreamDemoServiceError>,
+            StreamDemoServiceError,
+        > {
+            call_bidi_streaming(self, &ENDPOINTS[3], requests).await
         }
     }
     rt::service_error! {

@@ -2,8 +2,6 @@
 /// NATS micro service `edge.nested.deep.v1.Type`: server trait, registration, client and errors.
 ///
 /// A service named like a Rust keyword, with keyword-named methods.
-///
-/// Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).
 pub mod type_nats {
     use ::nats_micro_runtime::codegen as rt;
     /// What the proto declares for the service.
@@ -18,7 +16,7 @@ pub mod type_nats {
         queue_group_disabled: false,
     };
     /// The endpoints, in proto order.
-    pub const ENDPOINTS: [rt::EndpointSpec; 5] = [
+    pub const ENDPOINTS: [rt::EndpointSpec; 6] = [
         rt::EndpointSpec::new("Match", "match"),
         rt::EndpointSpec::new("Self", "self"),
         rt::EndpointSpec::new("Async", "async"),
@@ -26,6 +24,7 @@ pub mod type_nats {
         rt::EndpointSpec::new("Clone", "clone")
             .without_queue_group()
             .with_pending_limits(Some(64), Some(1048576)),
+        rt::EndpointSpec::new("Watch", "watch"),
     ];
     /// The server side of `edge.nested.deep.v1.Type`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
@@ -76,6 +75,15 @@ pub mod type_nats {
             request: super::Outer,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<super::Outer, TypeError>,
+        > + ::core::marker::Send;
+        /// Endpoint `watch` on subject `edge."quoted".type.watch` (by default, server-streaming).
+        fn watch(
+            &self,
+            ctx: rt::RequestContext,
+            request: super::Outer,
+            responses: rt::ResponseSender<super::Outer>,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<(), TypeError>,
         > + ::core::marker::Send;
     }
     /// A service builder with every endpoint and the proto's options; change
@@ -138,6 +146,17 @@ pub mod type_nats {
                     },
                 ),
             )
+            .endpoint(
+                &ENDPOINTS[5],
+                rt::server_streaming_method(
+                    rt::Protobuf,
+                    "Watch",
+                    &service,
+                    |service, ctx, request, responses| async move {
+                        <S as Type>::watch(&service, ctx, request, responses).await
+                    },
+                ),
+            )
     }
     /// Starts the service with the proto's options.
     pub async fn serve<S: Type>(
@@ -190,6 +209,13 @@ pub mod type_nats {
             request: impl rt::IntoRequest<super::Outer>,
         ) -> ::core::result::Result<rt::Response<super::Outer>, TypeError> {
             call_unary(self, &ENDPOINTS[4], request).await
+        }
+        /// Calls `Watch` on `{subject_prefix}.watch`.
+        pub async fn watch(
+            &self,
+            request: impl rt::IntoRequest<super::Outer>,
+        ) -> ::core::result::Result<rt::Streaming<super::Outer, TypeError>, TypeError> {
+            call_server_streaming(self, &ENDPOINTS[5], request).await
         }
     }
     rt::service_error! {

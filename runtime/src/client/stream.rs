@@ -1,0 +1,243 @@
+//! The caller's side of streams (PROTOCOL §9): open, ack (or a Go-plugin
+//! server's first message), the request pump, and the response stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::status::StatusCode;
+use bytes::Bytes;
+use futures_util::future::Either;
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use super::{Client, MethodSpec, Request, Response};
+use crate::Code;
+use crate::codec::Codec;
+use crate::error::{Error, ErrorKind};
+use crate::future::first;
+use crate::headers;
+use crate::stream::link::{Event, Outbound, Reader, ReaderPlan, TaskGuard, spawn_reader};
+use crate::stream::wire::{self, Frame, REPLY_TO, STREAM_CREDIT, STREAM_END};
+use crate::stream::{StreamSettings, Streaming};
+
+/// An acknowledged stream: where to send, and what the server sends.
+struct Opened {
+    outbound: Arc<Outbound>,
+    reader: Reader,
+    deadline: Option<Instant>,
+}
+
+impl Client {
+    /// Calls a server-streaming RPC: one request, then the responses as a
+    /// [`Streaming`] (dropping it cancels the call).
+    pub async fn server_streaming<C, Req, Resp, E>(
+        &self,
+        method: &MethodSpec,
+        window: u32,
+        request: Request<Req>,
+    ) -> Result<Streaming<Resp, E>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+        E: From<Error>,
+    {
+        let (message, call_headers, timeout) = request.into_parts();
+        let body = encode::<C, Req>(&message, method)?;
+        let opened = self.open_stream(method, window, call_headers, timeout, body, false).await?;
+        Ok(self.responses::<C, Resp, E>(opened, window, None))
+    }
+
+    /// Calls a client-streaming RPC: sends `requests` (each waiting for the
+    /// server's credit), then returns the server's one response.
+    pub async fn client_streaming<C, Req, Resp, S>(
+        &self,
+        method: &MethodSpec,
+        window: u32,
+        requests: Request<S>,
+    ) -> Result<Response<Resp>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+        S: Stream<Item = Req> + Send + 'static,
+        Req: Send + 'static,
+    {
+        let (requests, call_headers, timeout) = requests.into_parts();
+        let opened = self.open_stream(method, window, call_headers, timeout, Bytes::new(), true).await?;
+        let _pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests);
+        let Opened { reader, deadline, .. } = opened;
+        let mut events = reader.inbox.events;
+        let result = async {
+            loop {
+                match events.recv().await {
+                    Some(Event::End(Ok((body, headers)))) => {
+                        let message = <C as Codec<Resp>>::decode(body).map_err(|err| {
+                            Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}"))
+                        })?;
+                        return Ok(Response::new(message, headers));
+                    }
+                    Some(Event::End(Err(err))) => return Err(err),
+                    Some(Event::Data(_)) => continue,
+                    None => return Err(Error::unavailable("the stream closed without a result")),
+                }
+            }
+        };
+        let result = within(deadline, result).await.map_err(|err| err.with_method(method.method));
+        drop(reader.task);
+        result
+    }
+
+    /// Calls a bidirectional RPC: sends `requests` as the server grants
+    /// credit and returns the responses as a [`Streaming`] (dropping it
+    /// cancels the call).
+    pub async fn bidi_streaming<C, Req, Resp, E, S>(
+        &self,
+        method: &MethodSpec,
+        window: u32,
+        requests: Request<S>,
+    ) -> Result<Streaming<Resp, E>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+        E: From<Error>,
+        S: Stream<Item = Req> + Send + 'static,
+        Req: Send + 'static,
+    {
+        let (requests, call_headers, timeout) = requests.into_parts();
+        let opened = self.open_stream(method, window, call_headers, timeout, Bytes::new(), false).await?;
+        let pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests);
+        Ok(self.responses::<C, Resp, E>(opened, window, Some(pump)))
+    }
+
+    fn responses<C: Codec<Resp>, Resp, E: From<Error>>(
+        &self,
+        opened: Opened,
+        window: u32,
+        pump: Option<TaskGuard>,
+    ) -> Streaming<Resp, E> {
+        let window = opened.outbound.peer_has_flow_control().then_some(window);
+        let Opened { reader, deadline, .. } = opened;
+        Streaming::new::<C>(reader.inbox, Some(reader.task), window).with_call(deadline, pump)
+    }
+
+    /// Sends the open and waits for the ack, or for the first message of a
+    /// server that sends no ack (PROTOCOL §9.8).
+    async fn open_stream(
+        &self,
+        method: &MethodSpec,
+        window: u32,
+        call_headers: HeaderMap,
+        call_timeout: Option<Duration>,
+        body: Bytes,
+        plain_is_result: bool,
+    ) -> Result<Opened, Error> {
+        let with_method = |err: Error| err.with_method(method.method);
+        let settings = self.stream_settings;
+        let timeout = call_timeout.or(self.timeout).or(method.timeout);
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let inbox = self.nats.new_inbox();
+        let mut subscriber = self
+            .nats
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|err| with_method(Error::unavailable(format!("subscribing the stream inbox: {err}"))))?;
+        let mut headers = self.headers.clone();
+        for (name, values) in call_headers.iter() {
+            for (i, value) in values.iter().enumerate() {
+                if i == 0 {
+                    headers.insert(name.clone(), value.clone());
+                } else {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+        headers.insert(REPLY_TO, inbox.as_str());
+        headers.insert(STREAM_CREDIT, window.to_string().as_str());
+        if let Some(timeout) = timeout {
+            headers.insert(headers::TIMEOUT, headers::encode_timeout(timeout).as_str());
+        }
+        self.nats
+            .publish_with_reply_and_headers(self.subject(method.endpoint), inbox.clone(), headers, body)
+            .await
+            .map_err(|err| with_method(Error::unavailable(format!("sending the stream open: {err}"))))?;
+        // No deadline: a live server acks at once, a missing one is reported by NATS (503).
+        let ack_wait = deadline.unwrap_or_else(|| Instant::now() + settings.peer_timeout);
+        let first_message = match tokio::time::timeout_at(ack_wait, subscriber.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(with_method(Error::unavailable("the stream inbox closed before the ack"))),
+            Err(_) => {
+                return Err(with_method(Error::transport(
+                    ErrorKind::Timeout,
+                    Code::DeadlineExceeded,
+                    "no stream ack before the deadline",
+                )));
+            }
+        };
+        if first_message.status == Some(StatusCode::NO_RESPONDERS) {
+            return Err(with_method(Error::transport(
+                ErrorKind::NoResponders,
+                Code::Unavailable,
+                "no responders on the subject",
+            )));
+        }
+        let (outbound, window, first) = match wire::classify(first_message.clone()).map_err(with_method)? {
+            Frame::Ack { inbox, credit } => {
+                (Outbound::new(self.nats.clone(), inbox.into(), credit), credit.map(|_| window), None)
+            }
+            Frame::End(Err(err)) => return Err(with_method(err)),
+            // A server without acks (a Go-plugin server-streaming one): its first message is the stream's.
+            _ => (Outbound::new(self.nats.clone(), inbox.clone().into(), None), None, Some(first_message)),
+        };
+        let messages = futures_util::stream::iter(first).chain(subscriber);
+        let plan = ReaderPlan { window, plain_is_result, settings };
+        let reader = spawn_reader(messages, outbound.clone(), plan);
+        Ok(Opened { outbound, reader, deadline })
+    }
+
+    /// Sets the keepalive and silence limits of this client's streams
+    /// (PROTOCOL §9.5; 5 s and 20 s by default).
+    pub fn with_stream_settings(mut self, settings: StreamSettings) -> Self {
+        self.stream_settings = settings;
+        self
+    }
+}
+
+fn encode<C: Codec<T>, T>(message: &T, method: &MethodSpec) -> Result<Bytes, Error> {
+    <C as Codec<T>>::encode(message).map_err(|err| {
+        Error::transport(ErrorKind::Encode, Code::Internal, format!("encoding the request: {err}")).with_method(method.method)
+    })
+}
+
+/// Sends `requests` to the server as it grants credit, then the end; stops
+/// when the server aborts the stream or the guard is dropped.
+fn pump<C, Req, S>(outbound: Arc<Outbound>, reader: &Reader, requests: S) -> TaskGuard
+where
+    C: Codec<Req>,
+    S: Stream<Item = Req> + Send + 'static,
+    Req: Send + 'static,
+{
+    let mut aborted = reader.aborted.clone();
+    TaskGuard::spawn(async move {
+        let send_all = async {
+            let mut requests = std::pin::pin!(requests);
+            while let Some(request) = requests.next().await {
+                let payload = <C as Codec<Req>>::encode(&request)
+                    .map_err(|err| Error::invalid_argument(format!("encoding a stream message: {err}")))?;
+                outbound.send_data(payload).await?;
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(STREAM_END, "true");
+            outbound.publish(headers, Bytes::new()).await
+        };
+        if let Either::Left(Err(err)) = first(send_all, Reader::aborted(&mut aborted)).await {
+            tracing::debug!(error = %err, "sending the request stream stopped");
+        }
+    })
+}
+
+/// `work`, failed with `DEADLINE_EXCEEDED` at `deadline`.
+async fn within<T>(deadline: Option<Instant>, work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.unwrap_or_else(|_| {
+            Err(Error::transport(ErrorKind::Timeout, Code::DeadlineExceeded, "the stream's deadline passed"))
+        }),
+        None => work.await,
+    }
+}

@@ -1,0 +1,253 @@
+//! Streams (PROTOCOL §9): what a streaming handler or caller holds.
+//!
+//! - [`Streaming`]: the messages the peer sends, as a [`Stream`] of
+//!   results; consuming them grants the peer more credit.
+//! - [`ResponseSender`]: sends a handler's responses, waiting for the
+//!   caller's credit.
+//!
+//! The wire (open, ack, sequence numbers, ends, credit, keepalives,
+//! cancel) is handled underneath, the same in every language.
+
+pub(crate) mod link;
+pub mod wire;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::watch;
+
+use crate::codec::Codec;
+use crate::error::Error;
+use link::{Command, Event, Inbox, Outbound, Reader, TaskGuard};
+
+/// The flow-control window when the proto sets no `max_inflight`.
+pub const DEFAULT_WINDOW: u32 = 64;
+
+/// Keepalive and silence limits of a stream (PROTOCOL §9.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Send a keepalive after this long without sending anything (5 s).
+    pub keepalive: Duration,
+    /// Consider the peer gone after this long without hearing from it (20 s).
+    pub peer_timeout: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings { keepalive: Duration::from_secs(5), peer_timeout: Duration::from_secs(20) }
+    }
+}
+
+/// The messages a peer sends on a stream: a [`Stream`] of `Result<T, E>`
+/// that ends after the peer's end (or after the first error). Reading
+/// grants the peer more credit, so a slow reader slows the sender down.
+/// Dropping it early cancels the stream (a caller) or ignores the rest (a
+/// handler).
+///
+/// ```no_run
+/// # async fn demo(mut numbers: nats_micro_runtime::Streaming<i64>) -> Result<(), nats_micro_runtime::Error> {
+/// let mut total = 0;
+/// while let Some(n) = numbers.message().await? {
+///     total += n;
+/// }
+/// # let _ = total; Ok(()) }
+/// ```
+pub struct Streaming<T, E = Error> {
+    inbox: Inbox,
+    /// The reader task, when this end owns it (a caller's response stream).
+    task: Option<TaskGuard>,
+    decode: fn(Bytes) -> Result<T, Error>,
+    window: Option<u32>,
+    consumed: u32,
+    cancel_on_drop: bool,
+    trailers: Option<HeaderMap>,
+    finished: bool,
+    /// A caller's deadline for the whole stream.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A bidi caller's request pump, stopped with the stream.
+    _pump: Option<TaskGuard>,
+    _error: PhantomData<fn() -> E>,
+}
+
+impl<T, E> std::fmt::Debug for Streaming<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming").field("finished", &self.finished).finish_non_exhaustive()
+    }
+}
+
+impl<T, E: From<Error>> Streaming<T, E> {
+    /// Reads `inbox`; `task` is given when dropping this end must cancel the stream.
+    pub(crate) fn new<C: Codec<T>>(inbox: Inbox, task: Option<TaskGuard>, window: Option<u32>) -> Self {
+        let cancel_on_drop = task.is_some();
+        Streaming {
+            inbox,
+            task,
+            decode: |payload| {
+                <C as Codec<T>>::decode(payload)
+                    .map_err(|err| Error::invalid_argument(format!("a stream message does not decode: {err}")))
+            },
+            window,
+            consumed: 0,
+            cancel_on_drop,
+            trailers: None,
+            finished: false,
+            deadline: None,
+            _pump: None,
+            _error: PhantomData,
+        }
+    }
+
+    /// A caller's stream: failed at `deadline`, and owning the request pump.
+    pub(crate) fn with_call(mut self, deadline: Option<tokio::time::Instant>, pump: Option<TaskGuard>) -> Self {
+        self.deadline = deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
+        self._pump = pump;
+        self
+    }
+
+    /// The next message, `None` after the peer's end.
+    pub async fn message(&mut self) -> Result<Option<T>, E> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await.transpose()
+    }
+
+    /// The trailing headers of the peer's end, once the stream has ended.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.cancel_on_drop = false;
+    }
+}
+
+impl<T, E: From<Error>> Stream for Streaming<T, E> {
+    type Item = Result<T, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            // Finished by the deadline: the peer is told (cancel) as on drop.
+            this.finished = true;
+            let err = Error::transport(crate::ErrorKind::Timeout, crate::Code::DeadlineExceeded, "the stream's deadline passed");
+            return Poll::Ready(Some(Err(err.into())));
+        }
+        match this.inbox.events.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(Some(Err(Error::unavailable("the stream closed without an end").into())))
+            }
+            Poll::Ready(Some(Event::End(Ok((_, trailers))))) => {
+                this.trailers = Some(trailers);
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Event::End(Err(err)))) => {
+                this.finish();
+                Poll::Ready(Some(Err(err.into())))
+            }
+            Poll::Ready(Some(Event::Data(payload))) => {
+                if let Some(window) = this.window {
+                    this.consumed += 1;
+                    if this.consumed >= (window / 2).max(1) {
+                        let _ = this.inbox.commands.send(Command::Grant(this.consumed));
+                        this.consumed = 0;
+                    }
+                }
+                match (this.decode)(payload) {
+                    Ok(message) => Poll::Ready(Some(Ok(message))),
+                    Err(err) => {
+                        this.finish();
+                        Poll::Ready(Some(Err(err.into())))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T, E> Drop for Streaming<T, E> {
+    fn drop(&mut self) {
+        if self.cancel_on_drop
+            && let Some(task) = self.task.take()
+        {
+            // The reader tells the peer, then stops; it owns the subscription until then.
+            let _ = self.inbox.commands.send(Command::Cancel);
+            task.detach();
+        }
+    }
+}
+
+/// Sends a handler's responses to the caller, in order, each waiting for
+/// the caller's credit (so a slow caller slows the handler down instead of
+/// filling memory). Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(responses: nats_micro_runtime::ResponseSender<i64>) -> Result<(), nats_micro_runtime::Error> {
+/// for n in 1..=5 {
+///     responses.send(n).await?; // fails once the caller is gone: stop then
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ResponseSender<T> {
+    outbound: Arc<Outbound>,
+    aborted: Option<watch::Receiver<Option<Error>>>,
+    encode: fn(&T) -> Result<Bytes, Error>,
+}
+
+impl<T> Clone for ResponseSender<T> {
+    fn clone(&self) -> Self {
+        ResponseSender { outbound: self.outbound.clone(), aborted: self.aborted.clone(), encode: self.encode }
+    }
+}
+
+impl<T> std::fmt::Debug for ResponseSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseSender").field("outbound", &self.outbound).finish_non_exhaustive()
+    }
+}
+
+impl<T> ResponseSender<T> {
+    pub(crate) fn new<C: Codec<T>>(outbound: Arc<Outbound>, aborted: Option<watch::Receiver<Option<Error>>>) -> Self {
+        ResponseSender {
+            outbound,
+            aborted,
+            encode: |message| {
+                <C as Codec<T>>::encode(message)
+                    .map_err(|err| Error::from_internal(std::io::Error::other(format!("encoding a stream message: {err}"))))
+            },
+        }
+    }
+
+    /// Sends one message once the caller has credit for it. Fails when the
+    /// caller cancelled or went away, or the message is over the server's
+    /// `max_payload` (`RESOURCE_EXHAUSTED`; the stream stays open).
+    pub async fn send(&self, message: T) -> Result<(), Error> {
+        let payload = (self.encode)(&message)?;
+        match &self.aborted {
+            Some(aborted) => {
+                let mut aborted = aborted.clone();
+                if let Some(reason) = aborted.borrow().clone() {
+                    return Err(reason);
+                }
+                match crate::future::first(self.outbound.send_data(payload), Reader::aborted(&mut aborted)).await {
+                    futures_util::future::Either::Left(sent) => sent,
+                    futures_util::future::Either::Right(reason) => Err(reason),
+                }
+            }
+            None => self.outbound.send_data(payload).await,
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Streams (PROTOCOL §9) between the generated Rust client and service, and
+//! against raw peers that speak the Go plugin's stream wire.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use nats_micro_runtime::stream::wire::{REPLY_TO, STREAM_CREDIT, STREAM_END, STREAM_INBOX, STREAM_SEQ};
+use nats_micro_runtime::{Request, StreamSettings};
+use nats_micro_tests::harness::NatsServer;
+use nats_micro_tests::project::streams::v1::stream_service_nats::{self as streams, StreamServiceClient};
+use nats_micro_tests::project::streams::v1::{ChatMessage, CountUpRequest, Number, SumResponse};
+use nats_micro_tests::streams::Streams;
+use prost::Message as _;
+
+struct StreamFixture {
+    server: NatsServer,
+    service: nats_micro_runtime::Service,
+    streams: Streams,
+    client: StreamServiceClient,
+}
+
+async fn start(settings: StreamSettings) -> StreamFixture {
+    let server = NatsServer::start();
+    let streams = Streams::default();
+    let service = streams::service_builder(streams.clone())
+        .stream_settings(settings)
+        .start(&server.connect().await)
+        .await
+        .expect("the stream service starts");
+    let client = StreamServiceClient::new(server.connect().await);
+    StreamFixture { server, service, streams, client }
+}
+
+fn count(start: i64, count: i32) -> CountUpRequest {
+    CountUpRequest { start, count, ..Default::default() }
+}
+
+async fn collect(mut numbers: nats_micro_runtime::Streaming<Number, streams::StreamServiceError>) -> Vec<i64> {
+    let mut values = Vec::new();
+    while let Some(number) = numbers.message().await.expect("a number") {
+        values.push(number.value);
+    }
+    values
+}
+
+/// Waits (bounded) until `check` holds.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} did not happen within 2 s");
+}
+
+#[tokio::test]
+async fn server_streaming_sends_every_number_in_order_with_trailers() {
+    let f = start(StreamSettings::default()).await;
+    let mut numbers = f.client.count_up(count(1, 5)).await.expect("the stream opens");
+    let mut values = Vec::new();
+    while let Some(number) = numbers.message().await.expect("a number") {
+        values.push(number.value);
+    }
+    assert_eq!(values, [1, 2, 3, 4, 5]);
+    assert_eq!(numbers.trailers().and_then(|t| t.get("X-Counted")).map(|v| v.as_str()), Some("5"));
+    // More than the window (16) arrive as the client reads.
+    assert_eq!(collect(f.client.count_up(count(0, 100)).await.expect("opens")).await, (0..100).collect::<Vec<_>>());
+    let stats = f.service.stats();
+    let endpoint = stats.endpoints.iter().find(|e| e.name == "count_up").expect("count_up in STATS");
+    assert_eq!((endpoint.num_requests, endpoint.num_errors), (2, 0));
+}
+
+#[tokio::test]
+async fn typed_errors_end_a_stream_at_open_and_midway_with_their_data() {
+    let f = start(StreamSettings::default()).await;
+    let mut numbers = f.client.count_up(count(0, 20_000)).await.expect("the stream opens");
+    let err = numbers.message().await.expect_err("TOO_MANY");
+    assert!(err.is_too_many(), "{err:?}");
+    assert_eq!(err.data().as_ref(), b"20000");
+    assert!(numbers.message().await.expect("ended").is_none(), "nothing after the error");
+
+    let mut numbers = f.client.count_up(CountUpRequest { count: 10, fail_after: 2, ..Default::default() }).await.expect("opens");
+    assert_eq!(numbers.message().await.expect("first").map(|n| n.value), Some(0));
+    assert_eq!(numbers.message().await.expect("second").map(|n| n.value), Some(1));
+    let err = numbers.message().await.expect_err("FAILED_PRECONDITION");
+    assert!(err.is_failed_precondition(), "{err:?}");
+    assert!(err.message().contains("failing after 2"), "{err:?}");
+}
+
+#[tokio::test]
+async fn client_streaming_sums_and_reports_invalid_input() {
+    let f = start(StreamSettings::default()).await;
+    let numbers: Vec<Number> = (1..=10).map(|value| Number { value }).collect();
+    let sum = f.client.sum(futures_util::stream::iter(numbers)).await.expect("a sum");
+    assert_eq!(*sum, SumResponse { total: 55, count: 10 });
+    // More messages than the server's window (64) wait for its credit.
+    let many: Vec<Number> = (0..500).map(|value| Number { value }).collect();
+    let sum = f.client.sum(Request::new(futures_util::stream::iter(many)).with_header("X-Batch", "1")).await.expect("a sum");
+    assert_eq!(sum.count, 500);
+    let err = f.client.sum(futures_util::stream::iter([Number { value: 1 }, Number { value: -3 }])).await.expect_err("negative");
+    assert!(err.is_invalid_argument(), "{err:?}");
+    assert!(err.message().contains("-3 is negative"), "{err:?}");
+}
+
+#[tokio::test]
+async fn bidirectional_chat_echoes_then_says_bye() {
+    let f = start(StreamSettings::default()).await;
+    let said = ["hello", "world"].map(|text| ChatMessage { text: text.into() });
+    let replies = f.client.chat(futures_util::stream::iter(said)).await.expect("the chat opens");
+    let replies: Vec<String> = replies.map(|reply| reply.expect("a reply").text).collect().await;
+    assert_eq!(replies, ["echo: hello", "echo: world", "bye"]);
+    // The unary RPC beside the streams.
+    assert_eq!(f.client.ping(ChatMessage { text: "p".into() }).await.expect("pong").text, "p");
+}
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_server_to_its_window() {
+    let f = start(StreamSettings::default()).await;
+    let mut numbers = f.client.count_up(count(0, 1_000)).await.expect("opens");
+    assert!(numbers.message().await.expect("first").is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Window 16 (the proto's max_inflight); credit comes back in halves as the reader reads.
+    let sent = f.streams.observed.sent.load(Ordering::SeqCst);
+    assert!(sent <= 16, "the server ran {sent} numbers ahead of a reader that took one");
+    let rest = collect(numbers).await;
+    assert_eq!(rest.len(), 999);
+}
+
+#[tokio::test]
+async fn the_deadline_ends_the_stream_on_both_sides() {
+    let f = start(StreamSettings::default()).await;
+    let slow = CountUpRequest { count: 100, delay_ms: 100, ..Default::default() };
+    let mut numbers = f.client.count_up(Request::new(slow).with_timeout(Duration::from_millis(350))).await.expect("opens");
+    let mut got = 0;
+    let err = loop {
+        match numbers.message().await {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => panic!("the stream ended without its deadline"),
+            Err(err) => break err,
+        }
+    };
+    assert!(err.is_deadline_exceeded(), "{err:?}");
+    assert!((2..=5).contains(&got), "{got} numbers before a 350 ms deadline at 100 ms each");
+    eventually("the server handler stopping", || f.streams.observed.stopped_early.load(Ordering::SeqCst) == 1).await;
+}
+
+#[tokio::test]
+async fn dropping_the_stream_cancels_the_handler() {
+    let f = start(StreamSettings::default()).await;
+    let mut numbers =
+        f.client.count_up(CountUpRequest { count: 1_000, delay_ms: 20, ..Default::default() }).await.expect("opens");
+    numbers.message().await.expect("first").expect("a number");
+    drop(numbers);
+    eventually("the handler stopping", || f.streams.observed.stopped_early.load(Ordering::SeqCst) == 1).await;
+    let stats = f.service.stats();
+    let endpoint = stats.endpoints.iter().find(|e| e.name == "count_up").expect("count_up");
+    assert_eq!(endpoint.num_errors, 1, "a cancelled stream counts as an error");
+    assert!(endpoint.last_error.contains("cancelled"), "{}", endpoint.last_error);
+}
+
+#[tokio::test]
+async fn a_silent_caller_is_given_up_after_the_peer_timeout() {
+    let settings = StreamSettings { keepalive: Duration::from_millis(50), peer_timeout: Duration::from_millis(300) };
+    let f = start(settings).await;
+    // A raw caller that opens with credit and then never speaks again (no keepalives).
+    let nats = f.server.connect().await;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await.expect("subscribes");
+    let mut headers = HeaderMap::new();
+    headers.insert(REPLY_TO, inbox.as_str());
+    headers.insert(STREAM_CREDIT, "1000");
+    let open = CountUpRequest { count: 1_000, delay_ms: 20, ..Default::default() }.encode_to_vec();
+    nats.publish_with_reply_and_headers("streams.v1.count_up", inbox.clone(), headers, open.into()).await.expect("opens");
+    let ack = replies.next().await.expect("an ack");
+    assert!(ack.headers.as_ref().and_then(|h| h.get(STREAM_INBOX)).is_some(), "the ack names the server's inbox");
+    eventually("the server giving up on a silent caller", || f.streams.observed.stopped_early.load(Ordering::SeqCst) == 1).await;
+}
+
+#[tokio::test]
+async fn a_go_plugin_style_caller_without_reply_subject_or_credit_is_served() {
+    let f = start(StreamSettings::default()).await;
+    let nats = f.server.connect().await;
+    let inbox = nats.new_inbox();
+    let mut messages = nats.subscribe(inbox.clone()).await.expect("subscribes");
+    let mut headers = HeaderMap::new();
+    headers.insert(REPLY_TO, inbox.as_str());
+    nats.publish_with_headers("streams.v1.count_up", headers, count(7, 40).encode_to_vec().into()).await.expect("opens");
+    let mut values = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next()).await.expect("in time").expect("a message");
+        let headers = message.headers.clone().unwrap_or_default();
+        assert!(headers.get(STREAM_INBOX).is_none(), "no ack without a reply subject");
+        if headers.get(STREAM_END).is_some() {
+            break;
+        }
+        assert_eq!(headers.get(STREAM_SEQ).map(|v| v.as_str().to_owned()), Some((values.len() + 1).to_string()));
+        values.push(Number::decode(message.payload).expect("a Number").value);
+    }
+    assert_eq!(values, (7..47).collect::<Vec<_>>(), "all 40, past any window, without credit");
+}
+
+#[tokio::test]
+async fn our_caller_reads_a_go_plugin_style_server_that_sends_no_ack() {
+    let server = NatsServer::start();
+    let nats = server.connect().await;
+    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
+    let peer = nats.clone();
+    tokio::spawn(async move {
+        let open = opens.next().await.expect("an open");
+        let reply_to = open.headers.as_ref().and_then(|h| h.get(REPLY_TO)).expect("Reply-To").as_str().to_owned();
+        let request = CountUpRequest::decode(open.payload).expect("a CountUpRequest");
+        for (i, value) in (request.start..request.start + i64::from(request.count)).enumerate() {
+            let mut headers = HeaderMap::new();
+            headers.insert(STREAM_SEQ, (i + 1).to_string().as_str());
+            peer.publish_with_headers(reply_to.clone(), headers, Number { value }.encode_to_vec().into()).await.expect("sends");
+        }
+        let mut end = HeaderMap::new();
+        end.insert(STREAM_END, "true");
+        peer.publish_with_headers(reply_to, end, Bytes::new()).await.expect("ends");
+    });
+    let client = StreamServiceClient::new(server.connect().await);
+    assert_eq!(collect(client.count_up(count(3, 4)).await.expect("opens")).await, [3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_gap_in_sequence_numbers_is_data_loss() {
+    let server = NatsServer::start();
+    let nats = server.connect().await;
+    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
+    let peer = nats.clone();
+    tokio::spawn(async move {
+        let open = opens.next().await.expect("an open");
+        let reply_to = open.headers.as_ref().and_then(|h| h.get(REPLY_TO)).expect("Reply-To").as_str().to_owned();
+        for seq in [1, 3] {
+            let mut headers = HeaderMap::new();
+            headers.insert(STREAM_SEQ, seq.to_string().as_str());
+            peer.publish_with_headers(reply_to.clone(), headers, Number { value: seq }.encode_to_vec().into())
+                .await
+                .expect("sends");
+        }
+    });
+    let client = StreamServiceClient::new(server.connect().await);
+    let mut numbers = client.count_up(count(0, 3)).await.expect("opens");
+    assert_eq!(numbers.message().await.expect("first").map(|n| n.value), Some(1));
+    let err = numbers.message().await.expect_err("a gap");
+    assert!(err.is_data_loss(), "{err:?}");
+}
+
+#[tokio::test]
+async fn malformed_stream_headers_are_invalid_argument() {
+    let f = start(StreamSettings::default()).await;
+    let nats = f.server.connect().await;
+    // A credit that does not parse, in the open.
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await.expect("subscribes");
+    let mut headers = HeaderMap::new();
+    headers.insert(REPLY_TO, inbox.as_str());
+    headers.insert(STREAM_CREDIT, "-5");
+    nats.publish_with_reply_and_headers("streams.v1.count_up", inbox.clone(), headers, count(0, 3).encode_to_vec().into())
+        .await
+        .expect("opens");
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.next()).await.expect("in time").expect("a reply");
+    let headers = reply.headers.unwrap_or_default();
+    assert_eq!(headers.get("Nats-Service-Error-Code").map(|v| v.as_str()), Some("400"));
+    assert_eq!(headers.get(STREAM_END).map(|v| v.as_str()), Some("true"));
+
+    // A sequence number that does not parse, in a client stream.
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await.expect("subscribes");
+    let mut headers = HeaderMap::new();
+    headers.insert(REPLY_TO, inbox.as_str());
+    headers.insert(STREAM_CREDIT, "8");
+    nats.publish_with_reply_and_headers("streams.v1.sum", inbox.clone(), headers, Bytes::new()).await.expect("opens");
+    let ack = replies.next().await.expect("an ack");
+    let server_inbox = ack.headers.as_ref().and_then(|h| h.get(STREAM_INBOX)).expect("the server's inbox").as_str().to_owned();
+    let mut data = HeaderMap::new();
+    data.insert(STREAM_SEQ, "one");
+    nats.publish_with_headers(server_inbox, data, Number { value: 1 }.encode_to_vec().into()).await.expect("sends");
+    let end = tokio::time::timeout(Duration::from_secs(5), replies.next()).await.expect("in time").expect("an end");
+    let headers = end.headers.unwrap_or_default();
+    assert_eq!(headers.get("Nats-Service-Error-Code").map(|v| v.as_str()), Some("400"), "{headers:?}");
+}
+
+#[tokio::test]
+async fn a_reply_to_into_a_reserved_subject_is_refused() {
+    let f = start(StreamSettings::default()).await;
+    let nats = f.server.connect().await;
+    let mut sink = nats.subscribe("$JS.API.>").await.expect("subscribes");
+    let mut headers = HeaderMap::new();
+    headers.insert(REPLY_TO, "$JS.API.STREAM.DELETE.orders");
+    nats.publish_with_headers("streams.v1.count_up", headers, count(0, 3).encode_to_vec().into()).await.expect("opens");
+    nats.flush().await.expect("flushes");
+    assert!(tokio::time::timeout(Duration::from_millis(300), sink.next()).await.is_err(), "nothing published there");
+    eventually("the refusal counted", || f.service.stats().endpoints.iter().any(|e| e.name == "count_up" && e.num_errors == 1))
+        .await;
+}
