@@ -65,6 +65,7 @@ impl StreamService for Streams {
         Ok(())
     }
 
+    // snippet: rust-stream-server
     async fn sum(
         &self,
         _ctx: RequestContext,
@@ -93,6 +94,7 @@ impl StreamService for Streams {
         responses.send(ChatMessage { text: "bye".into() }).await?;
         Ok(())
     }
+    // end snippet
 
     async fn ping(&self, _ctx: RequestContext, request: ChatMessage) -> Result<ChatMessage, StreamServiceError> {
         Ok(request)

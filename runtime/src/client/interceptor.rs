@@ -75,11 +75,20 @@ where
     }
 }
 
-/// The rest of a client chain: further interceptors, then the NATS request.
+/// What ends a client chain: the NATS request of a unary call, or the open
+/// of a stream (whose reply is the stream's ack).
+#[derive(Clone)]
+pub(crate) enum Terminal {
+    Request(async_nats::Client),
+    Open(Arc<dyn Fn(ClientCall) -> BoxFuture<Result<Reply, Error>> + Send + Sync>),
+}
+
+/// The rest of a client chain: further interceptors, then the NATS request
+/// (for a stream, its open).
 pub struct ClientNext {
     chain: Arc<[Arc<dyn ClientInterceptor>]>,
     index: usize,
-    nats: async_nats::Client,
+    terminal: Terminal,
 }
 
 impl std::fmt::Debug for ClientNext {
@@ -89,8 +98,8 @@ impl std::fmt::Debug for ClientNext {
 }
 
 impl ClientNext {
-    pub(crate) fn start(chain: Arc<[Arc<dyn ClientInterceptor>]>, nats: async_nats::Client) -> Self {
-        ClientNext { chain, index: 0, nats }
+    pub(crate) fn start(chain: Arc<[Arc<dyn ClientInterceptor>]>, terminal: Terminal) -> Self {
+        ClientNext { chain, index: 0, terminal }
     }
 
     /// Continues the chain with this call.
@@ -100,7 +109,10 @@ impl ClientNext {
                 let next = ClientNext { index: self.index + 1, ..self };
                 interceptor.intercept(call, next)
             }
-            None => Box::pin(async move { super::send(&self.nats, call).await }),
+            None => match self.terminal {
+                Terminal::Request(nats) => Box::pin(async move { super::send(&nats, call).await }),
+                Terminal::Open(open) => open(call),
+            },
         }
     }
 }

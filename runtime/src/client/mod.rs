@@ -344,7 +344,7 @@ impl Client {
         let reply = if self.interceptors.is_empty() {
             send(&self.nats, call).await
         } else {
-            ClientNext::start(self.interceptors.clone(), self.nats.clone()).run(call).await
+            ClientNext::start(self.interceptors.clone(), interceptor::Terminal::Request(self.nats.clone())).run(call).await
         }
         .map_err(with_method)?;
         let message = <C as Codec<Resp>>::decode(reply.payload).map_err(|err| {

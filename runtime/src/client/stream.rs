@@ -1,7 +1,7 @@
 //! The caller's side of streams (PROTOCOL §9): open, ack (or a Go-plugin
 //! server's first message), the request pump, and the response stream.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -11,6 +11,7 @@ use futures_util::future::Either;
 use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use super::interceptor::{ClientCall, ClientNext, Reply, Terminal};
 use super::{Client, MethodSpec, Request, Response};
 use crate::Code;
 use crate::codec::Codec;
@@ -117,8 +118,9 @@ impl Client {
         Streaming::new::<C>(reader.inbox, Some(reader.task), window).with_call(deadline, pump)
     }
 
-    /// Sends the open and waits for the ack, or for the first message of a
-    /// server that sends no ack (PROTOCOL §9.8).
+    /// Opens a stream through the client's interceptors: they see the open
+    /// as a call (headers, timeout, the request of a server-streaming RPC)
+    /// and the ack as its reply, and may change the one or refuse the call.
     async fn open_stream(
         &self,
         method: &MethodSpec,
@@ -128,16 +130,6 @@ impl Client {
         body: Bytes,
         plain_is_result: bool,
     ) -> Result<Opened, Error> {
-        let with_method = |err: Error| err.with_method(method.method);
-        let settings = self.stream_settings;
-        let timeout = call_timeout.or(self.timeout).or(method.timeout);
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
-        let inbox = self.nats.new_inbox();
-        let mut subscriber = self
-            .nats
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|err| with_method(Error::unavailable(format!("subscribing the stream inbox: {err}"))))?;
         let mut headers = self.headers.clone();
         for (name, values) in call_headers.iter() {
             for (i, value) in values.iter().enumerate() {
@@ -148,47 +140,81 @@ impl Client {
                 }
             }
         }
-        headers.insert(REPLY_TO, inbox.as_str());
-        headers.insert(STREAM_CREDIT, window.to_string().as_str());
-        if let Some(timeout) = timeout {
-            headers.insert(headers::TIMEOUT, headers::encode_timeout(timeout).as_str());
+        let call = ClientCall {
+            method: method.method,
+            subject: self.subject(method.endpoint),
+            headers,
+            // Streams may run long: no default timeout beyond the proto's (keepalives guard them).
+            timeout: call_timeout.or(self.timeout).or(method.timeout),
+            payload: body,
+        };
+        let with_method = |err: Error| err.with_method(method.method);
+        if self.interceptors.is_empty() {
+            return self.open_call(call, window, plain_is_result).await.map(|(opened, _)| opened).map_err(with_method);
+        }
+        let slot: Arc<Mutex<Option<Opened>>> = Arc::default();
+        let open = {
+            let (client, slot) = (self.clone(), slot.clone());
+            Terminal::Open(Arc::new(move |call| {
+                let (client, slot) = (client.clone(), slot.clone());
+                Box::pin(async move {
+                    let (opened, ack) = client.open_call(call, window, plain_is_result).await?;
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(opened);
+                    Ok(ack)
+                })
+            }))
+        };
+        ClientNext::start(self.interceptors.clone(), open).run(call).await.map_err(with_method)?;
+        let opened = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        opened
+            .ok_or_else(|| with_method(Error::internal("a client interceptor answered a stream open without opening the stream")))
+    }
+
+    /// Sends the open and waits for the ack, or for the first message of a
+    /// server that sends no ack (PROTOCOL §9.8).
+    async fn open_call(&self, mut call: ClientCall, window: u32, plain_is_result: bool) -> Result<(Opened, Reply), Error> {
+        let settings = self.stream_settings;
+        let deadline = call.timeout.map(|timeout| Instant::now() + timeout);
+        let inbox = self.nats.new_inbox();
+        let mut subscriber = self
+            .nats
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|err| Error::unavailable(format!("subscribing the stream inbox: {err}")))?;
+        call.headers.insert(REPLY_TO, inbox.as_str());
+        call.headers.insert(STREAM_CREDIT, window.to_string().as_str());
+        if let Some(timeout) = call.timeout {
+            call.headers.insert(headers::TIMEOUT, headers::encode_timeout(timeout).as_str());
         }
         self.nats
-            .publish_with_reply_and_headers(self.subject(method.endpoint), inbox.clone(), headers, body)
+            .publish_with_reply_and_headers(call.subject, inbox.clone(), call.headers, call.payload)
             .await
-            .map_err(|err| with_method(Error::unavailable(format!("sending the stream open: {err}"))))?;
+            .map_err(|err| Error::unavailable(format!("sending the stream open: {err}")))?;
         // No deadline: a live server acks at once, a missing one is reported by NATS (503).
         let ack_wait = deadline.unwrap_or_else(|| Instant::now() + settings.peer_timeout);
         let first_message = match tokio::time::timeout_at(ack_wait, subscriber.next()).await {
             Ok(Some(message)) => message,
-            Ok(None) => return Err(with_method(Error::unavailable("the stream inbox closed before the ack"))),
+            Ok(None) => return Err(Error::unavailable("the stream inbox closed before the ack")),
             Err(_) => {
-                return Err(with_method(Error::transport(
-                    ErrorKind::Timeout,
-                    Code::DeadlineExceeded,
-                    "no stream ack before the deadline",
-                )));
+                return Err(Error::transport(ErrorKind::Timeout, Code::DeadlineExceeded, "no stream ack before the deadline"));
             }
         };
         if first_message.status == Some(StatusCode::NO_RESPONDERS) {
-            return Err(with_method(Error::transport(
-                ErrorKind::NoResponders,
-                Code::Unavailable,
-                "no responders on the subject",
-            )));
+            return Err(Error::transport(ErrorKind::NoResponders, Code::Unavailable, "no responders on the subject"));
         }
-        let (outbound, window, first) = match wire::classify(first_message.clone()).map_err(with_method)? {
+        let ack = Reply { payload: Bytes::new(), headers: first_message.headers.clone().unwrap_or_default() };
+        let (outbound, window, first) = match wire::classify(first_message.clone())? {
             Frame::Ack { inbox, credit } => {
                 (Outbound::new(self.nats.clone(), inbox.into(), credit), credit.map(|_| window), None)
             }
-            Frame::End(Err(err)) => return Err(with_method(err)),
+            Frame::End(Err(err)) => return Err(err),
             // A server without acks (a Go-plugin server-streaming one): its first message is the stream's.
             _ => (Outbound::new(self.nats.clone(), inbox.clone().into(), None), None, Some(first_message)),
         };
         let messages = futures_util::stream::iter(first).chain(subscriber);
         let plan = ReaderPlan { window, plain_is_result, settings };
         let reader = spawn_reader(messages, outbound.clone(), plan);
-        Ok(Opened { outbound, reader, deadline })
+        Ok((Opened { outbound, reader, deadline }, ack))
     }
 
     /// Sets the keepalive and silence limits of this client's streams

@@ -298,3 +298,45 @@ async fn a_reply_to_into_a_reserved_subject_is_refused() {
     eventually("the refusal counted", || f.service.stats().endpoints.iter().any(|e| e.name == "count_up" && e.num_errors == 1))
         .await;
 }
+
+#[tokio::test]
+async fn interceptors_see_stream_opens_and_outcomes_on_both_sides() {
+    use std::sync::{Arc, Mutex};
+    let server = NatsServer::start();
+    let outcomes: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let seen = outcomes.clone();
+    let service = streams::service_builder(Streams::default())
+        .interceptor_fn(
+            move |ctx: nats_micro_runtime::RequestContext, payload, next: nats_micro_runtime::interceptor::ServerNext| {
+                let seen = seen.clone();
+                async move {
+                    if ctx.header("X-Tenant") != Some("acme") {
+                        return Err(nats_micro_runtime::Error::unauthenticated("no tenant"));
+                    }
+                    let outcome = next.run(ctx, payload).await;
+                    seen.lock().expect("outcomes").push(outcome.is_ok());
+                    outcome
+                }
+            },
+        )
+        .start(&server.connect().await)
+        .await
+        .expect("starts");
+    let tenant = nats_micro_runtime::Client::new(server.connect().await, "streams.v1").interceptor_fn(
+        |mut call: nats_micro_runtime::interceptor::ClientCall, next: nats_micro_runtime::interceptor::ClientNext| async move {
+            call.headers.insert("X-Tenant", "acme");
+            next.run(call).await
+        },
+    );
+    let client = StreamServiceClient::from_client(tenant);
+    assert_eq!(collect(client.count_up(count(1, 3)).await.expect("opens")).await, [1, 2, 3]);
+    let sum = client.sum(futures_util::stream::iter([Number { value: 2 }, Number { value: 3 }])).await.expect("a sum");
+    assert_eq!(sum.total, 5);
+    eventually("both outcomes seen", || outcomes.lock().expect("outcomes").len() == 2).await;
+    assert_eq!(*outcomes.lock().expect("outcomes"), [true, true]);
+
+    let anonymous = StreamServiceClient::new(server.connect().await);
+    let err = anonymous.count_up(count(1, 3)).await.expect_err("refused at open");
+    assert!(err.is_unauthenticated(), "{err:?}");
+    service.stop().await;
+}
