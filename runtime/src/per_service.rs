@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::codegen::{Client, Codec, EndpointHandler, EndpointInfo, EndpointSpec, Error, RequestContext};
-use crate::server::stream::{StreamShape, stream_handler};
+use crate::server::stream::{StreamCall, StreamShape, stream_handler};
 use crate::stream::{ResponseSender, Streaming};
 
 /// The handler of one unary RPC of a service implementation `S`: decodes
@@ -62,16 +62,9 @@ where
     F: Fn(Arc<S>, RequestContext, Req, ResponseSender<Resp>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
-    let service = Arc::clone(service);
-    stream_handler::<C, Req, Resp, E, _, _>(StreamShape::Server, move |ctx, parts| {
-        let call = parts.request.map(|request| call(Arc::clone(&service), ctx, request, parts.responses));
-        finish(method, async move {
-            match call {
-                Some(call) => call.await.map(|()| None),
-                None => Err(Error::internal("a server-streaming call without its request").into()),
-            }
-        })
-    })
+    let start =
+        move |service, ctx, parts: StreamCall<Req, Resp, E>| parts.request.map(|r| call(service, ctx, r, parts.responses));
+    stream_method::<C, S, Req, Resp, E, (), Fut>(StreamShape::Server, method, service, start, |()| None)
 }
 
 /// The handler of one client-streaming RPC: `call` reads the caller's
@@ -91,16 +84,8 @@ where
     F: Fn(Arc<S>, RequestContext, Streaming<Req, E>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, E>> + Send + 'static,
 {
-    let service = Arc::clone(service);
-    stream_handler::<C, Req, Resp, E, _, _>(StreamShape::Client, move |ctx, parts| {
-        let call = parts.requests.map(|requests| call(Arc::clone(&service), ctx, requests));
-        finish(method, async move {
-            match call {
-                Some(call) => call.await.map(Some),
-                None => Err(Error::internal("a client-streaming call without its request stream").into()),
-            }
-        })
-    })
+    let start = move |service, ctx, parts: StreamCall<Req, Resp, E>| parts.requests.map(|r| call(service, ctx, r));
+    stream_method::<C, S, Req, Resp, E, Resp, Fut>(StreamShape::Client, method, service, start, Some)
 }
 
 /// The handler of one bidirectional RPC: `call` reads the caller's
@@ -120,21 +105,42 @@ where
     F: Fn(Arc<S>, RequestContext, Streaming<Req, E>, ResponseSender<Resp>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
 {
-    let service = Arc::clone(service);
-    stream_handler::<C, Req, Resp, E, _, _>(StreamShape::Bidirectional, move |ctx, parts| {
-        let call = parts.requests.map(|requests| call(Arc::clone(&service), ctx, requests, parts.responses));
-        finish(method, async move {
-            match call {
-                Some(call) => call.await.map(|()| None),
-                None => Err(Error::internal("a bidirectional call without its request stream").into()),
-            }
-        })
-    })
+    let start =
+        move |service, ctx, parts: StreamCall<Req, Resp, E>| parts.requests.map(|r| call(service, ctx, r, parts.responses));
+    stream_method::<C, S, Req, Resp, E, (), Fut>(StreamShape::Bidirectional, method, service, start, |()| None)
 }
 
-/// A stream call's outcome as the runtime's error, naming the RPC.
-async fn finish<T, E: Into<Error>>(method: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, Error> {
-    call.await.map_err(|err| err.into().with_method(method))
+/// What the three streaming constructors share: `start` picks the parts
+/// of its shape from the call (none missing for the shape the runtime
+/// built it for), and `response` turns its outcome into the
+/// client-streaming response, if any. Errors name the RPC.
+fn stream_method<C, S, Req, Resp, E, Out, Fut>(
+    shape: StreamShape,
+    method: &'static str,
+    service: &Arc<S>,
+    start: impl Fn(Arc<S>, RequestContext, StreamCall<Req, Resp, E>) -> Option<Fut> + Send + Sync + 'static,
+    response: fn(Out) -> Option<Resp>,
+) -> Arc<dyn EndpointHandler>
+where
+    C: Codec<Req> + Codec<Resp>,
+    S: Send + Sync + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + From<Error> + Send + 'static,
+    Out: Send + 'static,
+    Fut: Future<Output = Result<Out, E>> + Send + 'static,
+{
+    let service = Arc::clone(service);
+    stream_handler::<C, Req, Resp, E, _, _>(shape, move |ctx, parts| {
+        let call = start(Arc::clone(&service), ctx, parts);
+        async move {
+            let outcome = match call {
+                Some(call) => call.await.map_err(Into::into),
+                None => Err(Error::internal("a stream call without the parts of its shape")),
+            };
+            outcome.map(response).map_err(|err| err.with_method(method))
+        }
+    })
 }
 
 /// Endpoint names and the subjects `client` sends them to, in `specs` order.

@@ -203,25 +203,40 @@ async fn a_go_plugin_style_caller_without_reply_subject_or_credit_is_served() {
     assert_eq!(values, (7..47).collect::<Vec<_>>(), "all 40, past any window, without credit");
 }
 
-#[tokio::test]
-async fn our_caller_reads_a_go_plugin_style_server_that_sends_no_ack() {
-    let server = NatsServer::start();
-    let nats = server.connect().await;
+/// A raw `count_up` server in the Go plugin's manner (no ack, no credit):
+/// answers the first open with `(sequence number, value)` data messages,
+/// then an end if `end`.
+async fn raw_count_up_server(
+    nats: async_nats::Client,
+    frames: impl Fn(CountUpRequest) -> Vec<(usize, i64)> + Send + 'static,
+    end: bool,
+) {
     let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
-    let peer = nats.clone();
+    nats.flush().await.expect("the subscription reaches the server");
     tokio::spawn(async move {
         let open = opens.next().await.expect("an open");
         let reply_to = open.headers.as_ref().and_then(|h| h.get(REPLY_TO)).expect("Reply-To").as_str().to_owned();
         let request = CountUpRequest::decode(open.payload).expect("a CountUpRequest");
-        for (i, value) in (request.start..request.start + i64::from(request.count)).enumerate() {
+        for (seq, value) in frames(request) {
             let mut headers = HeaderMap::new();
-            headers.insert(STREAM_SEQ, (i + 1).to_string().as_str());
-            peer.publish_with_headers(reply_to.clone(), headers, Number { value }.encode_to_vec().into()).await.expect("sends");
+            headers.insert(STREAM_SEQ, seq.to_string().as_str());
+            nats.publish_with_headers(reply_to.clone(), headers, Number { value }.encode_to_vec().into()).await.expect("sends");
         }
-        let mut end = HeaderMap::new();
-        end.insert(STREAM_END, "true");
-        peer.publish_with_headers(reply_to, end, Bytes::new()).await.expect("ends");
+        if end {
+            let mut headers = HeaderMap::new();
+            headers.insert(STREAM_END, "true");
+            nats.publish_with_headers(reply_to, headers, Bytes::new()).await.expect("ends");
+        }
+        // The last handle closes the connection: send what is buffered first.
+        nats.flush().await.expect("flushes");
     });
+}
+
+#[tokio::test]
+async fn our_caller_reads_a_go_plugin_style_server_that_sends_no_ack() {
+    let server = NatsServer::start();
+    let every = |r: CountUpRequest| (r.start..r.start + i64::from(r.count)).enumerate().map(|(i, v)| (i + 1, v)).collect();
+    raw_count_up_server(server.connect().await, every, true).await;
     let client = StreamServiceClient::new(server.connect().await);
     assert_eq!(collect(client.count_up(count(3, 4)).await.expect("opens")).await, [3, 4, 5, 6]);
 }
@@ -229,20 +244,7 @@ async fn our_caller_reads_a_go_plugin_style_server_that_sends_no_ack() {
 #[tokio::test]
 async fn a_gap_in_sequence_numbers_is_data_loss() {
     let server = NatsServer::start();
-    let nats = server.connect().await;
-    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
-    let peer = nats.clone();
-    tokio::spawn(async move {
-        let open = opens.next().await.expect("an open");
-        let reply_to = open.headers.as_ref().and_then(|h| h.get(REPLY_TO)).expect("Reply-To").as_str().to_owned();
-        for seq in [1, 3] {
-            let mut headers = HeaderMap::new();
-            headers.insert(STREAM_SEQ, seq.to_string().as_str());
-            peer.publish_with_headers(reply_to.clone(), headers, Number { value: seq }.encode_to_vec().into())
-                .await
-                .expect("sends");
-        }
-    });
+    raw_count_up_server(server.connect().await, |_| vec![(1, 1), (3, 3)], false).await;
     let client = StreamServiceClient::new(server.connect().await);
     let mut numbers = client.count_up(count(0, 3)).await.expect("opens");
     assert_eq!(numbers.message().await.expect("first").map(|n| n.value), Some(1));
@@ -339,4 +341,29 @@ async fn interceptors_see_stream_opens_and_outcomes_on_both_sides() {
     let err = anonymous.count_up(count(1, 3)).await.expect_err("refused at open");
     assert!(err.is_unauthenticated(), "{err:?}");
     service.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_service_ends_its_open_streams_with_unavailable() {
+    let server = NatsServer::start();
+    let streams = Streams::default();
+    let service = streams::service_builder(streams.clone())
+        .drain_timeout(Duration::from_millis(200))
+        .start(&server.connect().await)
+        .await
+        .expect("starts");
+    let client = StreamServiceClient::new(server.connect().await);
+    let mut numbers = client.count_up(CountUpRequest { count: 1_000, delay_ms: 50, ..Default::default() }).await.expect("opens");
+    numbers.message().await.expect("first").expect("a number");
+    let stopping = tokio::spawn(service.stop());
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(3), numbers.message()).await.expect("the stream ends in time") {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without an error"),
+            Err(err) => break err,
+        }
+    };
+    assert!(err.is_unavailable(), "{err:?}");
+    stopping.await.expect("the stop returns");
+    assert_eq!(streams.observed.stopped_early.load(Ordering::SeqCst), 1);
 }
