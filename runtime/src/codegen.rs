@@ -22,5 +22,5 @@ pub use crate::server::discovery::EndpointInfo;
 pub use crate::server::unary_handler;
 pub use crate::server::{Service, ServiceBuilder};
 pub use crate::spec::{EndpointSpec, ServiceSpec};
-pub use crate::stream::{DEFAULT_WINDOW, ResponseSender, Streaming};
+pub use crate::stream::{DEFAULT_WINDOW, ResponseSender, StreamKind, Streaming};
 pub use crate::{service_client, service_error};

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::codegen::{Client, Codec, EndpointHandler, EndpointInfo, EndpointSpec, Error, RequestContext};
-use crate::server::stream::{StreamCall, StreamShape, stream_handler};
-use crate::stream::{ResponseSender, Streaming};
+use crate::server::stream::{StreamCall, stream_handler};
+use crate::stream::{ResponseSender, StreamKind, Streaming};
 
 /// The handler of one unary RPC of a service implementation `S`: decodes
 /// with codec `C`, calls `call` with a shared handle on the service, and
@@ -64,7 +64,7 @@ where
 {
     let start =
         move |service, ctx, parts: StreamCall<Req, Resp, E>| parts.request.map(|r| call(service, ctx, r, parts.responses));
-    stream_method::<C, S, Req, Resp, E, (), Fut>(StreamShape::Server, method, service, start, |()| None)
+    stream_method::<C, S, Req, Resp, E, (), Fut>(StreamKind::Server, method, service, start, |()| None)
 }
 
 /// The handler of one client-streaming RPC: `call` reads the caller's
@@ -85,7 +85,7 @@ where
     Fut: Future<Output = Result<Resp, E>> + Send + 'static,
 {
     let start = move |service, ctx, parts: StreamCall<Req, Resp, E>| parts.requests.map(|r| call(service, ctx, r));
-    stream_method::<C, S, Req, Resp, E, Resp, Fut>(StreamShape::Client, method, service, start, Some)
+    stream_method::<C, S, Req, Resp, E, Resp, Fut>(StreamKind::Client, method, service, start, Some)
 }
 
 /// The handler of one bidirectional RPC: `call` reads the caller's
@@ -107,7 +107,7 @@ where
 {
     let start =
         move |service, ctx, parts: StreamCall<Req, Resp, E>| parts.requests.map(|r| call(service, ctx, r, parts.responses));
-    stream_method::<C, S, Req, Resp, E, (), Fut>(StreamShape::Bidirectional, method, service, start, |()| None)
+    stream_method::<C, S, Req, Resp, E, (), Fut>(StreamKind::Bidirectional, method, service, start, |()| None)
 }
 
 /// What the three streaming constructors share: `start` picks the parts
@@ -115,7 +115,7 @@ where
 /// built it for), and `response` turns its outcome into the
 /// client-streaming response, if any. Errors name the RPC.
 fn stream_method<C, S, Req, Resp, E, Out, Fut>(
-    shape: StreamShape,
+    shape: StreamKind,
     method: &'static str,
     service: &Arc<S>,
     start: impl Fn(Arc<S>, RequestContext, StreamCall<Req, Resp, E>) -> Option<Fut> + Send + Sync + 'static,
@@ -151,7 +151,7 @@ pub fn endpoint_infos(client: &Client, specs: &[EndpointSpec]) -> Vec<EndpointIn
             name: spec.method.endpoint.into(),
             subject: client.subject(spec.method.endpoint),
             queue_group: None,
-            metadata: spec.metadata.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            metadata: spec.info_metadata(),
         })
         .collect()
 }

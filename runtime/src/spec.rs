@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::client::MethodSpec;
+use crate::stream::StreamKind;
 
 /// A service as the proto declares it. Every value can be overridden at run
 /// time on [`crate::ServiceBuilder`] or [`crate::Client`].
@@ -44,6 +45,8 @@ pub struct EndpointSpec {
     /// A streaming endpoint's flow-control window: messages each side may
     /// have in flight (`max_inflight` of `(natsmicro.stream)`, PROTOCOL §9.4).
     pub window: u32,
+    /// How the endpoint streams (`None`: unary).
+    pub stream: Option<StreamKind>,
 }
 
 impl EndpointSpec {
@@ -69,7 +72,25 @@ impl EndpointSpec {
             pending_msg_limit: None,
             pending_bytes_limit: None,
             window: crate::stream::DEFAULT_WINDOW,
+            stream: None,
         }
+    }
+
+    /// Marks a streaming endpoint.
+    pub const fn streaming(mut self, kind: StreamKind) -> EndpointSpec {
+        self.stream = Some(kind);
+        self
+    }
+
+    /// The ADR-32 INFO metadata: the proto's, and for a streaming endpoint
+    /// its kind under [`STREAM_METADATA_KEY`](crate::stream::STREAM_METADATA_KEY).
+    pub fn info_metadata(&self) -> std::collections::BTreeMap<String, String> {
+        let mut metadata: std::collections::BTreeMap<String, String> =
+            self.metadata.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        if let Some(kind) = self.stream {
+            metadata.insert(crate::stream::STREAM_METADATA_KEY.to_owned(), kind.as_str().to_owned());
+        }
+        metadata
     }
 
     /// Sets a streaming endpoint's flow-control window.

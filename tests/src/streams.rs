@@ -44,6 +44,10 @@ impl StreamService for Streams {
         request: CountUpRequest,
         responses: ResponseSender<Number>,
     ) -> Result<(), StreamServiceError> {
+        // Test-only: the Rust tests provoke a handler panic with this header.
+        if ctx.header("X-Panic").is_some() {
+            panic!("asked to panic");
+        }
         if request.count > 10_000 {
             return Err(StreamServiceError::too_many(format!("{} numbers is over 10000", request.count))
                 .with_data(request.count.to_string()));

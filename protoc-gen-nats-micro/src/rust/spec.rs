@@ -10,7 +10,7 @@ use std::time::Duration;
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use crate::model::{Method, Rpc, Service};
+use crate::model::{Method, Rpc, Service, StreamKind};
 
 /// The `SERVICE` and `ENDPOINTS` constants of a service module.
 pub fn generate(service: &Service) -> TokenStream {
@@ -22,11 +22,11 @@ pub fn generate(service: &Service) -> TokenStream {
     let rpcs = service.rpcs();
     let count = Literal::usize_unsuffixed(rpcs.len());
     let endpoints = rpcs.iter().map(|rpc| {
-        let window = match rpc {
-            Rpc::Streaming(streaming) => streaming.max_inflight,
+        let stream = match rpc {
+            Rpc::Streaming(streaming) => Some((streaming.kind, streaming.max_inflight)),
             Rpc::Unary(_) => None,
         };
-        endpoint(rpc.method(), service.timeout, window)
+        endpoint(rpc.method(), service.timeout, stream)
     });
     quote! {
         /// What the proto declares for the service.
@@ -47,7 +47,7 @@ pub fn generate(service: &Service) -> TokenStream {
 }
 
 /// `rt::EndpointSpec::new(..)`, then one call per option the proto sets.
-fn endpoint(method: &Method, service_timeout: Option<Duration>, window: Option<u32>) -> TokenStream {
+fn endpoint(method: &Method, service_timeout: Option<Duration>, stream: Option<(StreamKind, Option<u32>)>) -> TokenStream {
     let (name, endpoint) = (&method.proto_name, &method.endpoint);
     let timeout = method.timeout.or(service_timeout).map(|d| {
         let d = duration(d);
@@ -62,11 +62,19 @@ fn endpoint(method: &Method, service_timeout: Option<Duration>, window: Option<u
         let (msgs, bytes) = (limit(method.pending_msg_limit), limit(method.pending_bytes_limit));
         quote! { .with_pending_limits(#msgs, #bytes) }
     });
-    let window = window.map(|window| {
-        let window = Literal::u32_unsuffixed(window);
-        quote! { .with_window(#window) }
+    let stream = stream.map(|(kind, window)| {
+        let kind = match kind {
+            StreamKind::Server => quote! { Server },
+            StreamKind::Client => quote! { Client },
+            StreamKind::Bidirectional => quote! { Bidirectional },
+        };
+        let window = window.map(|window| {
+            let window = Literal::u32_unsuffixed(window);
+            quote! { .with_window(#window) }
+        });
+        quote! { .streaming(rt::StreamKind::#kind) #window }
     });
-    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #limits #window }
+    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #limits #stream }
 }
 
 fn duration(d: Duration) -> TokenStream {

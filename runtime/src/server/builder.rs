@@ -291,7 +291,7 @@ impl ServiceBuilder {
             name: spec.method.endpoint.to_owned(),
             subject: format!("{}.{}", self.subject_prefix, spec.method.endpoint),
             queue_group: if spec.queue_group_disabled { None } else { self.queue_group.clone() },
-            metadata: spec.metadata.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            metadata: spec.info_metadata(),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::future::{BoxFuture, first};
 use crate::stream::link::{Outbound, Reader, ReaderPlan, spawn_reader};
 use crate::stream::wire::{STREAM_CREDIT, STREAM_INBOX};
-use crate::stream::{ResponseSender, StreamSettings, Streaming};
+use crate::stream::{ResponseSender, StreamKind, StreamSettings, Streaming};
 
 /// An admitted stream open, handed to the handler through its context.
 #[derive(Debug)]
@@ -95,17 +95,6 @@ async fn until_aborted<T>(
     }
 }
 
-/// Which way a stream endpoint streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamShape {
-    /// One request, a stream of responses.
-    Server,
-    /// A stream of requests, one response.
-    Client,
-    /// Streams both ways.
-    Bidirectional,
-}
-
 /// What a typed streaming call gets: the decoded request (server-streaming
 /// only), the caller's messages (client-streaming and bidi) and the
 /// response sender (server-streaming and bidi).
@@ -122,7 +111,7 @@ pub struct StreamCall<Req, Resp, E> {
 /// Builds the handler of one streaming endpoint: `call` gets the
 /// [`StreamCall`] once the open is acked (with the endpoint's window) and returns the response of a
 /// client-streaming call (`None` for the other shapes).
-pub fn stream_handler<C, Req, Resp, E, F, Fut>(shape: StreamShape, call: F) -> Arc<dyn EndpointHandler>
+pub fn stream_handler<C, Req, Resp, E, F, Fut>(shape: StreamKind, call: F) -> Arc<dyn EndpointHandler>
 where
     C: Codec<Req> + Codec<Resp>,
     Req: Send + 'static,
@@ -135,7 +124,7 @@ where
 }
 
 struct StreamEndpoint<C, Req, Resp, E, F> {
-    shape: StreamShape,
+    shape: StreamKind,
     call: Arc<F>,
     types: PhantomData<fn(C, Req, E) -> Resp>,
 }
@@ -152,18 +141,18 @@ where
     fn call(&self, ctx: RequestContext, payload: Bytes) -> BoxFuture<Result<Bytes, Error>> {
         let shape = self.shape;
         let request = match shape {
-            StreamShape::Server => match <C as Codec<Req>>::decode(payload) {
+            StreamKind::Server => match <C as Codec<Req>>::decode(payload) {
                 Ok(request) => Some(request),
                 Err(err) => {
                     let err = Error::invalid_argument(format!("malformed request for {}: {err}", ctx.method()));
                     return Box::pin(std::future::ready(Err(err)));
                 }
             },
-            StreamShape::Client | StreamShape::Bidirectional => None,
+            StreamKind::Client | StreamKind::Bidirectional => None,
         };
         let call = self.call.clone();
         Box::pin(async move {
-            let caller_streams = shape != StreamShape::Server;
+            let caller_streams = shape != StreamKind::Server;
             let window = ctx.stream_open().map_or(crate::stream::DEFAULT_WINDOW, |open| open.window);
             let session = Session::open(&ctx, window, caller_streams).await?;
             let (aborted, requests, _task) = match session.reader {
@@ -177,7 +166,7 @@ where
             let responses = ResponseSender::new::<C>(session.outbound.clone(), aborted.clone());
             let response = until_aborted(aborted, call(ctx, StreamCall { request, requests, responses })).await?;
             match response {
-                Some(response) if shape == StreamShape::Client => <C as Codec<Resp>>::encode(&response)
+                Some(response) if shape == StreamKind::Client => <C as Codec<Resp>>::encode(&response)
                     .map_err(|err| Error::from_internal(std::io::Error::other(format!("encoding the response: {err}")))),
                 _ => Ok(Bytes::new()),
             }

@@ -27,6 +27,33 @@ use crate::codec::Codec;
 use crate::error::Error;
 use link::{Command, Event, Inbox, Outbound, Reader, TaskGuard};
 
+/// Which side of an RPC streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// One request, a stream of responses.
+    Server,
+    /// A stream of requests, one response.
+    Client,
+    /// Streams both ways.
+    Bidirectional,
+}
+
+impl StreamKind {
+    /// `server`, `client` or `bidirectional`: the value of the
+    /// [`STREAM_METADATA_KEY`] endpoint metadata in ADR-32 INFO.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Server => "server",
+            StreamKind::Client => "client",
+            StreamKind::Bidirectional => "bidirectional",
+        }
+    }
+}
+
+/// The endpoint metadata key that marks a streaming endpoint in ADR-32
+/// INFO, with its [`StreamKind`] as value (PROTOCOL §9).
+pub const STREAM_METADATA_KEY: &str = "nats_micro.stream";
+
 /// The flow-control window when the proto sets no `max_inflight`.
 pub const DEFAULT_WINDOW: u32 = 64;
 
@@ -169,7 +196,8 @@ impl<T, E: From<Error>> Stream for Streaming<T, E> {
                 match (this.decode)(payload) {
                     Ok(message) => Poll::Ready(Some(Ok(message))),
                     Err(err) => {
-                        this.finish();
+                        // The stream is over; a caller still tells the server (on drop).
+                        this.finished = true;
                         Poll::Ready(Some(Err(err.into())))
                     }
                 }

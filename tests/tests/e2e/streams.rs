@@ -367,3 +367,110 @@ async fn a_stopping_service_ends_its_open_streams_with_unavailable() {
     stopping.await.expect("the stop returns");
     assert_eq!(streams.observed.stopped_early.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn stream_endpoints_say_their_kind_in_info() {
+    let f = start(StreamSettings::default()).await;
+    let kinds: Vec<(String, Option<String>)> =
+        f.service.endpoints().iter().map(|e| (e.name.clone(), e.metadata.get("nats_micro.stream").cloned())).collect();
+    let expected = [("count_up", Some("server")), ("sum", Some("client")), ("chat", Some("bidirectional")), ("ping", None)];
+    let expected: Vec<(String, Option<String>)> =
+        expected.iter().map(|(name, kind)| ((*name).to_owned(), kind.map(str::to_owned))).collect();
+    assert_eq!(kinds, expected);
+    let client_side: Vec<Option<String>> =
+        f.client.endpoints().iter().map(|e| e.metadata.get("nats_micro.stream").cloned()).collect();
+    assert_eq!(client_side, expected.iter().map(|(_, kind)| kind.clone()).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn opening_a_stream_nobody_serves_is_unavailable_at_once() {
+    let server = NatsServer::start();
+    let client = StreamServiceClient::new(server.connect().await);
+    let started = std::time::Instant::now();
+    let err = client.count_up(count(0, 3)).await.expect_err("no responders");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    let err = client.sum(futures_util::stream::iter([Number { value: 1 }])).await.expect_err("no responders");
+    assert!(err.is_unavailable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_panicking_stream_handler_ends_with_internal_and_the_service_keeps_serving() {
+    let f = start(StreamSettings::default()).await;
+    let mut numbers = f.client.count_up(Request::new(count(0, 3)).with_header("X-Panic", "1")).await.expect("opens");
+    let err = numbers.message().await.expect_err("INTERNAL");
+    assert!(err.is_internal(), "{err:?}");
+    assert!(!err.message().contains("asked to panic"), "internal text stays on the server: {err:?}");
+    assert_eq!(collect(f.client.count_up(count(0, 3)).await.expect("opens")).await, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_server_that_goes_silent_is_given_up_by_the_caller() {
+    let server = NatsServer::start();
+    let nats = server.connect().await;
+    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
+    nats.flush().await.expect("flushes");
+    let peer = nats.clone();
+    tokio::spawn(async move {
+        // Acks with credit (so it promised keepalives), sends one number, then nothing.
+        let open = opens.next().await.expect("an open");
+        let reply = open.reply.expect("a reply subject");
+        let server_inbox = peer.new_inbox();
+        let _inbox = peer.subscribe(server_inbox.clone()).await.expect("subscribes");
+        let mut ack = HeaderMap::new();
+        ack.insert(STREAM_INBOX, server_inbox.as_str());
+        ack.insert(STREAM_CREDIT, "8");
+        peer.publish_with_headers(reply.clone(), ack, Bytes::new()).await.expect("acks");
+        let mut data = HeaderMap::new();
+        data.insert(STREAM_SEQ, "1");
+        peer.publish_with_headers(reply, data, Number { value: 9 }.encode_to_vec().into()).await.expect("sends");
+        peer.flush().await.expect("flushes");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let settings = StreamSettings { keepalive: Duration::from_millis(50), peer_timeout: Duration::from_millis(300) };
+    let client = StreamServiceClient::from_client(
+        nats_micro_runtime::Client::new(server.connect().await, "streams.v1").with_stream_settings(settings),
+    );
+    let mut numbers = client.count_up(count(0, 3)).await.expect("opens");
+    assert_eq!(numbers.message().await.expect("first").map(|n| n.value), Some(9));
+    let started = std::time::Instant::now();
+    let err = numbers.message().await.expect_err("the server went silent");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    drop(nats);
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_fails_the_stream_and_cancels_it() {
+    let server = NatsServer::start();
+    let nats = server.connect().await;
+    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
+    nats.flush().await.expect("flushes");
+    let peer = nats.clone();
+    let (cancelled_tx, cancelled) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let open = opens.next().await.expect("an open");
+        let reply = open.reply.expect("a reply subject");
+        let server_inbox = peer.new_inbox();
+        let mut inbox = peer.subscribe(server_inbox.clone()).await.expect("subscribes");
+        let mut ack = HeaderMap::new();
+        ack.insert(STREAM_INBOX, server_inbox.as_str());
+        ack.insert(STREAM_CREDIT, "8");
+        peer.publish_with_headers(reply.clone(), ack, Bytes::new()).await.expect("acks");
+        let mut data = HeaderMap::new();
+        data.insert(STREAM_SEQ, "1");
+        peer.publish_with_headers(reply, data, Bytes::from_static(&[0xff, 0xff, 0xff])).await.expect("sends garbage");
+        while let Some(message) = inbox.next().await {
+            if message.headers.as_ref().and_then(|h| h.get("Nats-Stream-Cancel")).is_some() {
+                let _ = cancelled_tx.send(());
+                return;
+            }
+        }
+    });
+    let client = StreamServiceClient::new(server.connect().await);
+    let mut numbers = client.count_up(count(0, 3)).await.expect("opens");
+    let err = numbers.message().await.expect_err("garbage");
+    assert!(err.is_invalid_argument(), "{err:?}");
+    drop(numbers);
+    tokio::time::timeout(Duration::from_secs(2), cancelled).await.expect("the server hears the cancel").expect("sent");
+}

@@ -19,9 +19,9 @@ pub mod stream_demo_service_nats {
     pub const ENDPOINTS: [rt::EndpointSpec; 4] = [
         rt::EndpointSpec::new("Ping", "ping")
             .with_timeout(::core::time::Duration::new(5, 0)),
-        rt::EndpointSpec::new("CountUp", "count_up"),
-        rt::EndpointSpec::new("Sum", "sum"),
-        rt::EndpointSpec::new("Chat", "chat"),
+        rt::EndpointSpec::new("CountUp", "count_up").streaming(rt::StreamKind::Server),
+        rt::EndpointSpec::new("Sum", "sum").streaming(rt::StreamKind::Client),
+        rt::EndpointSpec::new("Chat", "chat").streaming(rt::StreamKind::Bidirectional),
     ];
     /// The server side of `streaming.v1.StreamDemoService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///

@@ -24,7 +24,7 @@ pub mod type_nats {
         rt::EndpointSpec::new("Clone", "clone")
             .without_queue_group()
             .with_pending_limits(Some(64), Some(1048576)),
-        rt::EndpointSpec::new("Watch", "watch"),
+        rt::EndpointSpec::new("Watch", "watch").streaming(rt::StreamKind::Server),
     ];
     /// The server side of `edge.nested.deep.v1.Type`: implement it and pass it to [`service_builder`] or [`serve`].
     ///

@@ -15,9 +15,9 @@ pub mod ticker_nats {
     };
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
-        rt::EndpointSpec::new("Watch", "watch"),
-        rt::EndpointSpec::new("Upload", "upload"),
-        rt::EndpointSpec::new("Chat", "chat"),
+        rt::EndpointSpec::new("Watch", "watch").streaming(rt::StreamKind::Server),
+        rt::EndpointSpec::new("Upload", "upload").streaming(rt::StreamKind::Client),
+        rt::EndpointSpec::new("Chat", "chat").streaming(rt::StreamKind::Bidirectional),
     ];
     /// The server side of `edge.shapes.streaming.Ticker`: implement it and pass it to [`service_builder`] or [`serve`].
     pub trait Ticker: ::core::marker::Send + ::core::marker::Sync + 'static {
