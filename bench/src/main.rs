@@ -8,13 +8,15 @@
 //!
 //! `bash scripts/bench` (quick, under a minute) or `bash scripts/bench --full`
 //! (writes BENCHMARKS.md); `bash scripts/bench --codegen` measures only the
-//! plugin (median of 5). Nothing here asserts on timings.
+//! plugin (median of 5), `bash scripts/bench --streams [--full]` only the
+//! streams. Nothing here asserts on timings.
 
 mod codegen;
 mod contenders;
 mod external;
 mod measure;
 mod report;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -81,6 +83,10 @@ pub struct Results {
     pub server_rss_kib: BTreeMap<usize, u64>,
     /// Plugin cost by size.
     pub codegen: Vec<codegen::Codegen>,
+    /// Stream throughput by payload size.
+    pub streams: Vec<streams::StreamCell>,
+    /// The slow reader of a million messages (full runs).
+    pub slow_reader: Option<streams::SlowReader>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,6 +120,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::io::Write::write_all(&mut std::io::stdout().lock(), &request)?;
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("--streams") {
+        // Only the stream table: `bench --streams [--full]`.
+        let full = args.get(1).map(String::as_str) == Some("--full");
+        let server = NatsServer::start();
+        let (cells, slow) = runtime.block_on(streams::measure(&server.url(), full))?;
+        println!("{}", report::streams_table(&cells, slow.as_ref()).trim());
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("--codegen") {
         // Only the code generation table, median of the full plan's repeats: `bench --codegen`.
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -125,7 +139,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plan = match args.first().map(String::as_str) {
         None | Some("--quick") => QUICK,
         Some("--full") => FULL,
-        Some(other) => return Err(format!("unknown argument {other:?}; use --quick (default), --full or --codegen").into()),
+        Some(other) => {
+            return Err(format!("unknown argument {other:?}; use --quick (default), --full, --streams or --codegen").into());
+        }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let exe = std::env::current_exe()?;
@@ -134,6 +150,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("generating and compiling the TypeScript and Python contenders");
     let programs = Programs::prepare(&root)?;
     let mut results = runtime.block_on(measure_rpc(&exe, &programs, plan))?;
+    let server = NatsServer::start();
+    (results.streams, results.slow_reader) = runtime.block_on(streams::measure(&server.url(), plan.name == "full"))?;
+    drop(server);
     eprintln!("codegen: synthetic protos of {CODEGEN_SIZES:?} services");
     results.codegen = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, plan.codegen_repeats)?;
 

@@ -46,31 +46,36 @@ pub(crate) enum Frame {
 
 /// Classifies a message; a stream header that does not parse is `INVALID_ARGUMENT`.
 pub(crate) fn classify(message: Message) -> Result<Frame, Error> {
-    let headers = message.headers.unwrap_or_default();
+    let Some(headers) = message.headers else {
+        return Ok(Frame::Plain(message.payload, HeaderMap::new()));
+    };
+    // Data first: it is nearly every message of a stream.
+    if let Some(seq) = headers.get(STREAM_SEQ).map(|v| v.as_str())
+        && headers.get(STREAM_END).is_none()
+        && crate::client::error_from_reply(&headers, &message.payload).is_none()
+    {
+        let seq = parse_count(seq).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_SEQ} {seq:?}")))?;
+        return Ok(Frame::Data { seq, payload: message.payload });
+    }
     if let Some(err) = crate::client::error_from_reply(&headers, &message.payload) {
         return Ok(Frame::End(Err(err)));
     }
-    let value = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
-    if value(STREAM_END).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    if headers.get(STREAM_END).is_some_and(|v| v.as_str().eq_ignore_ascii_case("true")) {
         return Ok(Frame::End(Ok((message.payload, headers))));
     }
-    if let Some(seq) = value(STREAM_SEQ) {
-        let seq = parse_count(&seq).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_SEQ} {seq:?}")))?;
-        return Ok(Frame::Data { seq, payload: message.payload });
-    }
-    let credit = match value(STREAM_CREDIT) {
+    let credit = match headers.get(STREAM_CREDIT).map(|v| v.as_str()) {
         Some(credit) => {
-            Some(parse_count(&credit).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_CREDIT} {credit:?}")))?)
+            Some(parse_count(credit).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_CREDIT} {credit:?}")))?)
         }
         None => None,
     };
-    if let Some(inbox) = value(STREAM_INBOX) {
-        return Ok(Frame::Ack { inbox, credit });
+    if let Some(inbox) = headers.get(STREAM_INBOX) {
+        return Ok(Frame::Ack { inbox: inbox.as_str().to_owned(), credit });
     }
     if let Some(credit) = credit {
         return Ok(Frame::Credit(credit));
     }
-    if value(STREAM_CANCEL).is_some() {
+    if headers.get(STREAM_CANCEL).is_some() {
         return Ok(Frame::Cancel);
     }
     Ok(Frame::Plain(message.payload, headers))
