@@ -231,6 +231,17 @@ export function headerBlockProblem(raw: Uint8Array): string | undefined {
  * The raw header block of a message received by `@nats-io/nats-core`, when
  * its message object exposes it (its `MsgImpl` does), else `undefined`.
  */
+/** A message's headers read defensively: the headers, or what is wrong with their raw block (then no headers). */
+function readHeaders(message: Msg): { headers: MsgHdrs | undefined; problem: string | undefined } {
+  try {
+    const raw = rawHeaderBlock(message);
+    const problem = raw === undefined ? undefined : headerBlockProblem(raw);
+    return { headers: problem === undefined ? message.headers : undefined, problem };
+  } catch (err) {
+    return { headers: undefined, problem: describe(err) };
+  }
+}
+
 function rawHeaderBlock(message: Msg): Uint8Array | undefined {
   const impl = message as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
   const length = impl._msg?.hdr;
@@ -1079,7 +1090,11 @@ export class RequestContext {
     this.#signal = init.signal;
   }
 
-  /** Aborted when the deadline passes: the reply is then DEADLINE_EXCEEDED. */
+  /**
+   * Aborted when the deadline passes (the reply is then DEADLINE_EXCEEDED)
+   * and, for a stream, when it ends otherwise: a caller cancel, a gone
+   * caller, a protocol error or the service's stop.
+   */
   get signal(): AbortSignal {
     if (this.#signal === undefined) {
       this.#controller = new AbortController();
@@ -1710,26 +1725,14 @@ export class Service {
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: refused a request on ${message.subject}: ${refused}`);
       return;
     }
-    let headers: MsgHdrs | undefined;
-    let problem: string | undefined;
-    try {
-      const raw = rawHeaderBlock(message);
-      problem = raw === undefined ? undefined : headerBlockProblem(raw);
-      headers = problem === undefined ? message.headers : undefined;
-    } catch (err) {
-      problem = describe(err);
-    }
+    const { headers, problem } = readHeaders(message);
     if (problem !== undefined) {
       const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${problem}`);
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: ${error.message}`);
       this.#reply(endpoint, message, { error }, undefined, now() - received);
       return;
     }
-    const budget = requestBudget(headers, (value) =>
-      this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`),
-    );
-    const limit = earliest(budget, settings.timeout);
-    const arrival: Arrival = { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
+    const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
       const error = new NatsMicroError("RESOURCE_EXHAUSTED", settings.method.method, `endpoint ${endpoint.info.name} is overloaded`);
       this.#reply(endpoint, message, { error }, undefined, 0);
@@ -1748,15 +1751,7 @@ export class Service {
       endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${why}`));
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: refused a stream open on ${message.subject}: ${why}`);
     };
-    let headers: MsgHdrs | undefined;
-    let problem: string | undefined;
-    try {
-      const raw = rawHeaderBlock(message);
-      problem = raw === undefined ? undefined : headerBlockProblem(raw);
-      headers = problem === undefined ? message.headers : undefined;
-    } catch (err) {
-      problem = describe(err);
-    }
+    const { headers, problem } = readHeaders(message);
     const replyTo = protocolHeader(headers, REPLY_TO_HEADER);
     const reply = natsReply(message);
     if (reply !== undefined && replyTo !== undefined && reply !== replyTo) {
@@ -1783,11 +1778,7 @@ export class Service {
       end("INVALID_ARGUMENT", `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`);
       return;
     }
-    const budget = requestBudget(headers, (value) =>
-      this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`),
-    );
-    const limit = earliest(budget, settings.timeout);
-    const arrival: Arrival = { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
+    const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
       end("RESOURCE_EXHAUSTED", `endpoint ${endpoint.info.name} is overloaded`);
     }
@@ -1921,6 +1912,15 @@ export class Service {
       (body) => finish({ body }),
       (thrown: unknown) => finish(replyError(thrown, method)),
     );
+  }
+
+  /** A request as it arrived, its deadline fixed from arrival: the caller's budget and the server's timeout (section 3.2). */
+  #arrival(settings: Serving, message: Msg, headers: MsgHdrs | undefined, received: number): Arrival {
+    const budget = requestBudget(headers, (value) =>
+      this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`),
+    );
+    const limit = earliest(budget, settings.timeout);
+    return { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
   }
 
   #subscribeDiscovery(): void {
@@ -2338,13 +2338,8 @@ class StreamLink {
     if (this.#closed !== undefined) {
       return;
     }
-    let headers: MsgHdrs | undefined;
-    try {
-      const raw = rawHeaderBlock(message);
-      headers = raw === undefined || headerBlockProblem(raw) !== undefined ? undefined : message.headers;
-    } catch {
-      headers = undefined;
-    }
+    // A malformed header block is read as none: the message is then ignored.
+    const { headers } = readHeaders(message);
     this.#heard();
     if (protocolHeader(headers, STREAM_CANCEL_HEADER) === "true") {
       this.#fail(new NatsMicroError("CANCELLED", this.#o.method, "the caller cancelled the stream"), "cancel");
@@ -2736,6 +2731,9 @@ class CallerStream {
 
   /** The next response, or `undefined` once the server ended the stream successfully. */
   async next(): Promise<MessageShape<DescMessage> | undefined> {
+    if (this.#done && this.#failure === undefined) {
+      return undefined;
+    }
     let received: { message: StreamMessage; end: boolean };
     try {
       received = await this.#link.next();

@@ -419,6 +419,7 @@ test("malformed sequence and credit headers fail the stream with INVALID_ARGUMEN
         open.respond(new Uint8Array(0), { headers: ackHeaders });
       },
     });
+    await t.nc.flush();
     const badMethod = { ...STREAMS.streams.count, endpoint: "bad" };
     const error = await rejection(collect(t.client.serverStream(badMethod, { value: 1n })));
     assert.equal(error.code, "INVALID_ARGUMENT");
