@@ -467,3 +467,54 @@ test("a caller cancel message stops the handler and nothing more is sent", async
 
 // Keeps `MessageInitShape` used for the typed handler shapes above.
 export type Int64Init = MessageInitShape<typeof Int64ValueSchema>;
+
+test("a silent server is gone for the caller, and a stopping service ends its streams UNAVAILABLE", async () => {
+  const t = await setup();
+  try {
+    // Acks with credit (so it is expected to keep alive), then says nothing.
+    t.nc.subscribe("api.streams.silent", {
+      callback: (_e, open: Msg) => {
+        const ack = createHeaders();
+        ack.set(STREAM_INBOX_HEADER, createInbox());
+        ack.set(STREAM_CREDIT_HEADER, "8");
+        open.respond(new Uint8Array(0), { headers: ack });
+      },
+    });
+    await t.nc.flush();
+    const silent = { ...STREAMS.streams.count, endpoint: "silent" };
+    const started = Date.now();
+    const gone = await rejection(collect(t.client.serverStream(silent, { value: 1n }, { timing: { keepaliveInterval: 50, peerTimeout: 300 } })));
+    assert.equal(gone.code, "UNAVAILABLE");
+    assert.ok(Date.now() - started < 2000);
+
+    const iterator = t.client.serverStream(STREAMS.streams.count, { value: 0n })[Symbol.asyncIterator]();
+    await iterator.next();
+    const stopping = t.service.stop({ drainTimeout: 100 });
+    const error = await rejection(
+      (async () => {
+        for (;;) {
+          await iterator.next();
+        }
+      })(),
+    );
+    assert.equal(error.code, "UNAVAILABLE");
+    await within(2000, stopping, "the stop");
+  } finally {
+    await t.close();
+  }
+});
+
+test("a message over max_payload fails its send with RESOURCE_EXHAUSTED and the stream goes on", async () => {
+  const t = await setup();
+  try {
+    const chat = t.client.bidiStream(STREAMS.streams.chat);
+    const maxPayload = t.caller.info?.max_payload ?? 1024 * 1024;
+    const tooLarge = await rejection(chat.send({ value: "x".repeat(maxPayload + 1) }));
+    assert.equal(tooLarge.code, "RESOURCE_EXHAUSTED");
+    await chat.send({ value: "small" });
+    await chat.closeSend();
+    assert.deepEqual((await collect(chat)).map((m) => m.value), ["echo: small", "bye"]);
+  } finally {
+    await t.close();
+  }
+});
