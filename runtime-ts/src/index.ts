@@ -2345,13 +2345,11 @@ class StreamLink {
       this.#fail(new NatsMicroError("CANCELLED", this.#o.method, "the caller cancelled the stream"), "cancel");
       return;
     }
-    const credit = protocolHeader(headers, STREAM_CREDIT_HEADER);
-    if (credit !== undefined) {
-      const count = parseStreamCount(credit);
-      if (count === undefined) {
-        this.#protocolError("INVALID_ARGUMENT", `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`);
-        return;
-      }
+    const count = this.#count(headers, STREAM_CREDIT_HEADER);
+    if (count === null) {
+      return;
+    }
+    if (count !== undefined) {
       if (this.#credit !== undefined) {
         this.#credit += count;
         for (const wake of this.#creditWaiters.splice(0)) {
@@ -2359,13 +2357,11 @@ class StreamLink {
         }
       }
     }
-    const seq = protocolHeader(headers, STREAM_SEQ_HEADER);
-    if (seq !== undefined) {
-      const number = parseStreamCount(seq);
-      if (number === undefined) {
-        this.#protocolError("INVALID_ARGUMENT", `malformed ${STREAM_SEQ_HEADER} ${JSON.stringify(seq)}`);
-        return;
-      }
+    const number = this.#count(headers, STREAM_SEQ_HEADER);
+    if (number === null) {
+      return;
+    }
+    if (number !== undefined) {
       if (number !== this.#expectedSeq) {
         this.#protocolError("DATA_LOSS", `expected message ${this.#expectedSeq}, got ${number}`);
         return;
@@ -2384,6 +2380,20 @@ class StreamLink {
       this.#end = { data: message.data, headers };
       this.#wakeReaders();
     }
+  }
+
+  /** A sequence or credit header: absent (`undefined`), its number, or `null` once a malformed one failed the stream. */
+  #count(headers: MsgHdrs | undefined, name: string): number | undefined | null {
+    const value = protocolHeader(headers, name);
+    if (value === undefined) {
+      return undefined;
+    }
+    const count = parseStreamCount(value);
+    if (count === undefined) {
+      this.#protocolError("INVALID_ARGUMENT", `malformed ${name} ${JSON.stringify(value)}`);
+      return null;
+    }
+    return count;
   }
 
   /** Treats a message as the peer's end whatever its headers (a Go-plugin client-streaming result). */

@@ -290,6 +290,19 @@ function rawOpen(nc: NatsConnection, subject: string, body: Uint8Array, init: { 
   return { inbox, arrivals };
 }
 
+/** A server on `subject` that acks every open with `credit` and then says nothing. */
+async function ackOnly(nc: NatsConnection, subject: string, credit: string): Promise<void> {
+  nc.subscribe(subject, {
+    callback: (_err, open: Msg) => {
+      const ack = createHeaders();
+      ack.set(STREAM_INBOX_HEADER, createInbox());
+      ack.set(STREAM_CREDIT_HEADER, credit);
+      open.respond(new Uint8Array(0), { headers: ack });
+    },
+  });
+  await nc.flush();
+}
+
 const int64 = (value: bigint): Uint8Array => {
   return new Uint8Array([8, ...varint(value)]);
 };
@@ -411,15 +424,7 @@ test("malformed sequence and credit headers fail the stream with INVALID_ARGUMEN
     assert.equal(gapMessages[1]?.headers?.get("Nats-Service-Error-Code"), "DATA_LOSS");
 
     // The client fails on a malformed credit in an ack.
-    t.nc.subscribe("api.streams.bad", {
-      callback: (_e, open: Msg) => {
-        const ackHeaders = createHeaders();
-        ackHeaders.set(STREAM_INBOX_HEADER, createInbox());
-        ackHeaders.set(STREAM_CREDIT_HEADER, "lots");
-        open.respond(new Uint8Array(0), { headers: ackHeaders });
-      },
-    });
-    await t.nc.flush();
+    await ackOnly(t.nc, "api.streams.bad", "lots");
     const badMethod = { ...STREAMS.streams.count, endpoint: "bad" };
     const error = await rejection(collect(t.client.serverStream(badMethod, { value: 1n })));
     assert.equal(error.code, "INVALID_ARGUMENT");
@@ -472,15 +477,7 @@ test("a silent server is gone for the caller, and a stopping service ends its st
   const t = await setup();
   try {
     // Acks with credit (so it is expected to keep alive), then says nothing.
-    t.nc.subscribe("api.streams.silent", {
-      callback: (_e, open: Msg) => {
-        const ack = createHeaders();
-        ack.set(STREAM_INBOX_HEADER, createInbox());
-        ack.set(STREAM_CREDIT_HEADER, "8");
-        open.respond(new Uint8Array(0), { headers: ack });
-      },
-    });
-    await t.nc.flush();
+    await ackOnly(t.nc, "api.streams.silent", "8");
     const silent = { ...STREAMS.streams.count, endpoint: "silent" };
     const started = Date.now();
     const gone = await rejection(collect(t.client.serverStream(silent, { value: 1n }, { timing: { keepaliveInterval: 50, peerTimeout: 300 } })));
