@@ -1699,7 +1699,10 @@ export class Service {
       endpoint.subscription?.unsubscribe();
       for (const arrival of endpoint.takeWaiting()) {
         const error = new NatsMicroError("CANCELLED", endpoint.serving.method.method, "the service stopped before the request started");
-        this.#reply(endpoint, arrival.message, { error }, undefined, now() - arrival.received);
+        // A queued stream open is answered with an end on the caller's inbox.
+        const target = endpoint.serving.stream === undefined ? undefined : (protocolHeader(arrival.headers, REPLY_TO_HEADER) ?? natsReply(arrival.message));
+        const answer = target === undefined ? arrival.message : streamEnd(this.#nc, target);
+        this.#reply(endpoint, answer, { error }, undefined, now() - arrival.received);
       }
       for (const cancel of [...endpoint.running]) {
         cancel();
@@ -2269,6 +2272,8 @@ class StreamLink {
   #readers: (() => void)[] = [];
   /** Why the link is closed; set once. */
   #closed: NatsMicroError | undefined;
+  /** No more keepalives or peer watch (see {@link quiet}). */
+  #quiet = false;
 
   constructor(options: StreamLinkOptions) {
     this.#o = options;
@@ -2437,6 +2442,13 @@ class StreamLink {
     }
   }
 
+  /** Stops keepalives and the peer watch: the peer has ended the call and expects nothing more. */
+  quiet(): void {
+    this.#quiet = true;
+    clearTimeout(this.#keepalive);
+    clearTimeout(this.#peerWatch);
+  }
+
   /** Closes the link: nothing more is sent or received; waiting senders and readers get `reason`. */
   close(reason: NatsMicroError): void {
     if (this.#closed !== undefined) {
@@ -2474,16 +2486,23 @@ class StreamLink {
 
   /** Sends a keepalive after an idle interval, while the peer speaks flow control. */
   #armKeepalive(): void {
-    if (this.#credit === undefined || this.#closed !== undefined) {
+    if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
       return;
     }
     clearTimeout(this.#keepalive);
-    this.#keepalive = setTimeout(() => this.control(STREAM_CREDIT_HEADER, "0"), this.#o.keepaliveInterval);
+    this.#keepalive = setTimeout(() => {
+      try {
+        this.control(STREAM_CREDIT_HEADER, "0");
+      } catch (err) {
+        // The connection closed under the stream: it cannot go on.
+        this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a keepalive: ${describe(err)}`), "gone");
+      }
+    }, this.#o.keepaliveInterval);
   }
 
   /** Restarts the peer-gone watch (only for peers that announced credit: they send keepalives). */
   #heard(): void {
-    if (this.#credit === undefined || this.#closed !== undefined) {
+    if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
       return;
     }
     clearTimeout(this.#peerWatch);
@@ -2676,9 +2695,14 @@ class CallerStream {
     if (this.#init.method.kind === "client" && !control) {
       // A Go-plugin server sends the client-streaming result without an end header.
       this.#link.receiveEnd(message);
+      this.#link.quiet();
       return;
     }
     this.#link.receive(message);
+    if (isStreamEnd(headers)) {
+      // The server is done: nothing more to keep alive or wait for, even if the end is read later.
+      this.#link.quiet();
+    }
   }
 
   #started(): void {

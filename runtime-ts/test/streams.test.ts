@@ -515,3 +515,18 @@ test("a message over max_payload fails its send with RESOURCE_EXHAUSTED and the 
     await t.close();
   }
 });
+
+test("a stream open still queued when the service stops gets a CANCELLED end", async () => {
+  const t = await setup({ maxConcurrency: 1 });
+  try {
+    const running = t.client.serverStream(STREAMS.streams.count, { value: 0n })[Symbol.asyncIterator]();
+    await running.next();
+    const queued = collect(t.client.serverStream(STREAMS.streams.count, { value: 1n }));
+    await sleep(100);
+    const stopping = t.service.stop({ drainTimeout: 100 });
+    assert.equal((await rejection(queued)).code, "CANCELLED");
+    await within(2000, stopping, "the stop");
+  } finally {
+    await t.close();
+  }
+});
