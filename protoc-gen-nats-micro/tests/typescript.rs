@@ -183,12 +183,15 @@ fn proto_strings_names_and_comments_are_escaped() {
             "export class TypeClientNatsClient {",
             "export class TypeError extends runtime.NatsMicroError {",
             "export const newTypeHttp2FailError = ",
-            // Streaming is left out, and says so; deprecation is marked.
-            "Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).",
+            // Streaming RPCs are generated (handler, spec, client); deprecation is marked.
+            "  watch(ctx: runtime.RequestContext, request: pb.Outer): AsyncIterable<runtime.MessageInitShape<typeof pb.OuterSchema>>;",
+            "    return this.#client.serverStream(TypeNatsSpec.streams.watch, request, options);",
+            "      kind: \"server\",",
             "@deprecated",
         ],
     );
     assert!(!edge.contains("Skipped"), "skipped methods are not generated");
+    assert!(!edge.contains("not generated yet"), "no streaming RPC is left out");
     // The proto comment with a code fence and brackets stays inside one JSDoc block.
     let product = &project_output()["product/v1/product_nats.pb.ts"];
     assert!(

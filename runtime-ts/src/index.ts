@@ -32,6 +32,7 @@ import {
   PermissionViolationError,
   RequestError,
   TimeoutError,
+  createInbox,
   headers as createHeaders,
   nuid,
 } from "@nats-io/nats-core";
@@ -230,6 +231,17 @@ export function headerBlockProblem(raw: Uint8Array): string | undefined {
  * The raw header block of a message received by `@nats-io/nats-core`, when
  * its message object exposes it (its `MsgImpl` does), else `undefined`.
  */
+/** A message's headers read defensively: the headers, or what is wrong with their raw block (then no headers). */
+function readHeaders(message: Msg): { headers: MsgHdrs | undefined; problem: string | undefined } {
+  try {
+    const raw = rawHeaderBlock(message);
+    const problem = raw === undefined ? undefined : headerBlockProblem(raw);
+    return { headers: problem === undefined ? message.headers : undefined, problem };
+  } catch (err) {
+    return { headers: undefined, problem: describe(err) };
+  }
+}
+
 function rawHeaderBlock(message: Msg): Uint8Array | undefined {
   const impl = message as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
   const length = impl._msg?.hdr;
@@ -614,6 +626,8 @@ export interface ServiceSpec {
   readonly queueGroupDisabled: boolean;
   /** The unary RPCs by their TypeScript method name, in proto order. */
   readonly methods: Readonly<Record<string, MethodSpec>>;
+  /** The streaming RPCs by their TypeScript method name, in proto order. */
+  readonly streams?: Readonly<Record<string, StreamMethodSpec>>;
 }
 
 /** An endpoint: name, subject, queue group (absent when disabled) and metadata. */
@@ -666,6 +680,8 @@ export interface ClientOptions {
   headers?: HeadersInit;
   /** Run around every call, the first outermost. */
   interceptors?: readonly ClientInterceptor[];
+  /** Keepalive and peer-gone intervals of streams (milliseconds). */
+  streamTiming?: StreamTiming;
 }
 
 /** One outgoing call as client interceptors see it; they may change any part of it. */
@@ -721,7 +737,7 @@ export class Client<E extends NatsMicroError> {
 
   /** Endpoint names and the subjects this client sends to, in proto order. */
   endpoints(): EndpointInfo[] {
-    return Object.values(this.#spec.methods).map((m) => ({
+    return [...Object.values(this.#spec.methods), ...Object.values(this.#spec.streams ?? {})].map((m) => ({
       name: m.endpoint,
       subject: `${this.subjectPrefix}.${m.endpoint}`,
       metadata: { ...m.metadata },
@@ -772,6 +788,50 @@ export class Client<E extends NatsMicroError> {
     }
     options.onHeaders?.(reply.headers);
     return response;
+  }
+
+  /** Opens a server-streaming call: iterate the responses; breaking out cancels the stream. */
+  serverStream<I extends DescMessage, O extends DescMessage>(
+    method: StreamMethodSpec<I, O, "server">,
+    request: MessageInitShape<I>,
+    options: StreamCallOptions = {},
+  ): ResponseStream<O> {
+    let body: Uint8Array;
+    try {
+      body = codec(method.input, this.#spec.json).encode(request);
+    } catch (err) {
+      throw new this.#errorClass("INTERNAL", method.method, `encoding the request: ${describe(err)}`, undefined, { kind: ErrorKind.Encode, cause: err });
+    }
+    return this.#openStream(method, body, options) as unknown as ResponseStream<O>;
+  }
+
+  /** Opens a client-streaming call: send the requests, then `closeAndReceive()` the response. */
+  clientStream<I extends DescMessage, O extends DescMessage>(method: StreamMethodSpec<I, O, "client">, options: StreamCallOptions = {}): RequestStream<I, O> {
+    return this.#openStream(method, new Uint8Array(0), options) as unknown as RequestStream<I, O>;
+  }
+
+  /** Opens a bidirectional call: send requests and iterate responses at once. */
+  bidiStream<I extends DescMessage, O extends DescMessage>(method: StreamMethodSpec<I, O, "bidi">, options: StreamCallOptions = {}): BidiStream<I, O> {
+    return this.#openStream(method, new Uint8Array(0), options) as unknown as BidiStream<I, O>;
+  }
+
+  #openStream(method: StreamMethodSpec, body: Uint8Array, options: StreamCallOptions): CallerStream {
+    return new CallerStream({
+      nc: this.#nc,
+      method,
+      subject: `${this.subjectPrefix}.${method.endpoint}`,
+      headers: copyHeaders(toHeaders(this.#options.headers), options.headers, true),
+      body,
+      window: Math.max(1, options.window ?? method.window ?? DEFAULT_STREAM_WINDOW),
+      // A stream has a deadline only when the call, the client or the proto sets one.
+      timeout: options.timeout ?? this.#options.timeout ?? method.timeout,
+      timing: { ...this.#options.streamTiming, ...options.timing },
+      signal: options.signal,
+      onHeaders: options.onHeaders,
+      requests: codec(method.input, this.#spec.json),
+      responses: codec(method.output, this.#spec.json),
+      typed: (error) => this.#typed(error, method.method) as NatsMicroError,
+    });
   }
 
   /** A runtime error as the service's error class, with the method filled in. */
@@ -974,6 +1034,10 @@ export interface ServiceOptions {
    * off.
    */
   connectionCheckInterval?: number;
+  /** Keepalive and peer-gone intervals of streams (milliseconds). */
+  streamTiming?: StreamTiming;
+  /** The flow-control window this service offers on every stream, over the proto's. */
+  streamWindow?: number;
   /** Receives debug-level notes (e.g. an invalid deadline header). Off by default. */
   debug?: (message: string) => void;
   /** Receives warnings: what is withheld from callers (uncoded errors), refused and malformed requests, replies that could not be sent. Defaults to `console.error`. */
@@ -1026,7 +1090,11 @@ export class RequestContext {
     this.#signal = init.signal;
   }
 
-  /** Aborted when the deadline passes: the reply is then DEADLINE_EXCEEDED. */
+  /**
+   * Aborted when the deadline passes (the reply is then DEADLINE_EXCEEDED)
+   * and, for a stream, when it ends otherwise: a caller cancel, a gone
+   * caller, a protocol error or the service's stop.
+   */
   get signal(): AbortSignal {
     if (this.#signal === undefined) {
       this.#controller = new AbortController();
@@ -1083,7 +1151,7 @@ export type ServiceHandlers<S extends ServiceSpec> = {
   readonly [K in keyof S["methods"]]: S["methods"][K] extends MethodSpec<infer I, infer O>
     ? (request: MessageShape<I>, ctx: RequestContext) => HandlerResult<O>
     : never;
-};
+} & (S extends { readonly streams: infer T } ? { readonly [K in keyof T]: StreamHandler<T[K]> } : unknown);
 
 /** One ADR-32 discovery document's common fields. */
 interface Identity {
@@ -1471,7 +1539,9 @@ export class Service {
       // Interceptors await `next`, so behind them the handler's answer is always a promise.
       return interceptors.length === 0 ? call : chain(interceptors, async (ctx, payload) => call(ctx, payload));
     };
-    for (const [key, method] of Object.entries(spec.methods)) {
+    const unary = Object.entries(spec.methods).map(([key, method]) => [key, method, undefined] as const);
+    const streams = Object.entries(spec.streams ?? {}).map(([key, method]) => [key, method, method] as const);
+    for (const [key, method, stream] of [...unary, ...streams]) {
       const subject = `${prefix}.${method.endpoint}`;
       if (!validSubject(subject)) {
         throw invalid(`endpoint subject ${JSON.stringify(subject)} has an empty token, a space, \`*\` or \`>\``);
@@ -1484,18 +1554,31 @@ export class Service {
       };
       const serving: Serving = {
         method,
-        run: chainedCall(key, method),
         timeout: options.endpointTimeouts?.[method.endpoint] ?? options.timeout ?? method.timeout,
         codeFormat: options.codeFormat ?? "numbers",
         exposeInternalErrors: options.exposeInternalErrors ?? false,
         log,
+        ...(stream !== undefined && {
+          stream: {
+            spec: stream,
+            handler: (handlers as Record<string, unknown>)[key] as (ctx: RequestContext, input: unknown) => unknown,
+            requests: codec(stream.input, spec.json),
+            responses: codec(stream.output, spec.json),
+            window: Math.max(1, options.streamWindow ?? stream.window ?? DEFAULT_STREAM_WINDOW),
+            keepaliveInterval: options.streamTiming?.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL,
+            peerTimeout: options.streamTiming?.peerTimeout ?? DEFAULT_PEER_TIMEOUT,
+          },
+        }),
       };
       const limits: EndpointLimits = {
         maxConcurrency: Math.max(1, options.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY),
         pendingMsgLimit: Math.max(0, options.pendingMsgLimit ?? method.pendingMsgLimit ?? DEFAULT_PENDING_MSG_LIMIT),
         pendingBytesLimit: options.pendingBytesLimit ?? method.pendingBytesLimit,
       };
-      const endpoint: Endpoint = new Endpoint(info, serving, limits, (arrival, done) => service.#handle(endpoint, arrival, done));
+      const run = stream === undefined ? chainedCall(key, method) : undefined;
+      const endpoint: Endpoint = new Endpoint(info, serving, limits, (arrival, done) =>
+        run === undefined ? service.#handleStream(endpoint, arrival, done) : service.#handle(endpoint, run, arrival, done),
+      );
       service.#endpoints.push(endpoint);
     }
     service.#ownSubjects = service.#endpoints.map((e) => e.info.subject);
@@ -1616,7 +1699,10 @@ export class Service {
       endpoint.subscription?.unsubscribe();
       for (const arrival of endpoint.takeWaiting()) {
         const error = new NatsMicroError("CANCELLED", endpoint.serving.method.method, "the service stopped before the request started");
-        this.#reply(endpoint, arrival.message, { error }, undefined, now() - arrival.received);
+        // A queued stream open is answered with an end on the caller's inbox.
+        const target = endpoint.serving.stream === undefined ? undefined : (protocolHeader(arrival.headers, REPLY_TO_HEADER) ?? natsReply(arrival.message));
+        const answer = target === undefined ? arrival.message : streamEnd(this.#nc, target);
+        this.#reply(endpoint, answer, { error }, undefined, now() - arrival.received);
       }
       for (const cancel of [...endpoint.running]) {
         cancel();
@@ -1632,36 +1718,212 @@ export class Service {
   #accept(endpoint: Endpoint, message: Msg): void {
     const received = now();
     const settings = endpoint.serving;
+    if (settings.stream !== undefined) {
+      this.#acceptStream(endpoint, message, received);
+      return;
+    }
     const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
     if (refused !== undefined) {
       endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${refused}`));
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: refused a request on ${message.subject}: ${refused}`);
       return;
     }
-    let headers: MsgHdrs | undefined;
-    let problem: string | undefined;
-    try {
-      const raw = rawHeaderBlock(message);
-      problem = raw === undefined ? undefined : headerBlockProblem(raw);
-      headers = problem === undefined ? message.headers : undefined;
-    } catch (err) {
-      problem = describe(err);
-    }
+    const { headers, problem } = readHeaders(message);
     if (problem !== undefined) {
       const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${problem}`);
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: ${error.message}`);
       this.#reply(endpoint, message, { error }, undefined, now() - received);
       return;
     }
-    const budget = requestBudget(headers, (value) =>
-      this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`),
-    );
-    const limit = earliest(budget, settings.timeout);
-    const arrival: Arrival = { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
+    const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
       const error = new NatsMicroError("RESOURCE_EXHAUSTED", settings.method.method, `endpoint ${endpoint.info.name} is overloaded`);
       this.#reply(endpoint, message, { error }, undefined, 0);
     }
+  }
+
+  /**
+   * Takes a stream open off the wire (PROTOCOL §9.2): the caller's inbox is
+   * `Reply-To` (else the reply subject), checked by the reply policy; an
+   * open whose reply subject differs from `Reply-To` is dropped. Refusals
+   * after that point are ends with the error on the caller's inbox.
+   */
+  #acceptStream(endpoint: Endpoint, message: Msg, received: number): void {
+    const settings = endpoint.serving;
+    const refuse = (why: string) => {
+      endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${why}`));
+      settings.log(`${this.#name}: endpoint ${endpoint.info.name}: refused a stream open on ${message.subject}: ${why}`);
+    };
+    const { headers, problem } = readHeaders(message);
+    const replyTo = protocolHeader(headers, REPLY_TO_HEADER);
+    const reply = natsReply(message);
+    if (reply !== undefined && replyTo !== undefined && reply !== replyTo) {
+      refuse(`reply subject ${reply} differs from ${REPLY_TO_HEADER} ${replyTo}`);
+      return;
+    }
+    const target = replyTo ?? reply;
+    const refused = refusedReply(target, this.#ownSubjects, this.#replyPolicy);
+    if (refused !== undefined || target === undefined) {
+      refuse(refused ?? "no reply subject");
+      return;
+    }
+    const end = (code: string, why: string) => {
+      const error = new NatsMicroError(code, settings.method.method, why);
+      this.#reply(endpoint, streamEnd(this.#nc, target), { error }, undefined, now() - received);
+    };
+    if (problem !== undefined) {
+      settings.log(`${this.#name}: endpoint ${endpoint.info.name}: malformed stream open headers: ${problem}`);
+      end("INVALID_ARGUMENT", `malformed request headers: ${problem}`);
+      return;
+    }
+    const credit = protocolHeader(headers, STREAM_CREDIT_HEADER);
+    if (credit !== undefined && parseStreamCount(credit) === undefined) {
+      end("INVALID_ARGUMENT", `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`);
+      return;
+    }
+    const arrival = this.#arrival(settings, message, headers, received);
+    if (!endpoint.admit(arrival)) {
+      end("RESOURCE_EXHAUSTED", `endpoint ${endpoint.info.name} is overloaded`);
+    }
+  }
+
+  /**
+   * Serves one accepted stream: acks it (unless the caller sent no reply
+   * subject, as Go-plugin server-streaming clients do), runs the handler
+   * over the link, and ends the stream with the handler's outcome, or on
+   * the deadline, a caller cancel, a silent caller, a protocol error or the
+   * service's stop. Counts the stream once, as one request.
+   */
+  #handleStream(endpoint: Endpoint, arrival: Arrival, done: () => void): void {
+    const settings = endpoint.serving;
+    const serving = settings.stream as StreamServing;
+    const { message, headers, received, deadline } = arrival;
+    const method = settings.method.method;
+    const reply = natsReply(message);
+    const target = protocolHeader(headers, REPLY_TO_HEADER) ?? (reply as string);
+    const credit = protocolHeader(headers, STREAM_CREDIT_HEADER);
+    const callerCredit = credit === undefined ? undefined : parseStreamCount(credit);
+    const publishEnd = streamEnd(this.#nc, target);
+    let finished = false;
+    let inbox: Subscription | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ctxRef: { ctx?: RequestContext } = {};
+    /** Ends the stream once: with an end message (`outcome`), or silently (the caller is gone or cancelled). */
+    const finish = (outcome: Outcome, silent = false) => {
+      if (finished) {
+        return;
+      }
+      finished = true;
+      clearTimeout(timer);
+      endpoint.running.delete(stop);
+      link.close("error" in outcome ? outcome.error : new NatsMicroError("CANCELLED", method, "the stream ended"));
+      inbox?.unsubscribe();
+      if (ctxRef.ctx !== undefined && "error" in outcome) {
+        expire(ctxRef.ctx);
+      }
+      try {
+        if (silent) {
+          endpoint.record(Math.round((now() - received) * 1_000_000), "error" in outcome ? outcome.error : undefined);
+        } else {
+          this.#reply(endpoint, publishEnd, outcome, ctxRef.ctx === undefined ? undefined : replyHeaders(ctxRef.ctx), now() - received);
+        }
+      } finally {
+        done();
+      }
+    };
+    const stop = () => finish({ error: new NatsMicroError("UNAVAILABLE", method, "the service stopped") });
+    const link: StreamLink = new StreamLink({
+      nc: this.#nc,
+      method,
+      window: serving.window,
+      windowAnnounced: reply !== undefined,
+      keepaliveInterval: serving.keepaliveInterval,
+      peerTimeout: serving.peerTimeout,
+      onFailure: (error, cause) => {
+        if (cause === "gone") {
+          settings.log(`${this.#name}: ${method}: the caller is gone: ${error.message}`);
+        }
+        finish({ error }, cause !== "protocol");
+      },
+    });
+    const left = deadline === undefined ? undefined : deadline - now();
+    if (left !== undefined && left <= 0) {
+      const why = arrival.queued ? "the deadline passed while the stream was queued" : "the deadline had passed before the handler started";
+      finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, why) });
+      return;
+    }
+    let request: unknown;
+    if (serving.spec.kind === "server") {
+      try {
+        request = serving.requests.decode(message.data);
+      } catch (err) {
+        finish({ error: new NatsMicroError("INVALID_ARGUMENT", method, `malformed request for ${method}: ${describe(err)}`) });
+        return;
+      }
+    }
+    const ctx = new RequestContext({
+      method,
+      endpoint: settings.method.endpoint,
+      subject: message.subject,
+      ...(headers !== undefined && { headers }),
+      ...(left !== undefined && { deadline: Date.now() + left }),
+    });
+    ctxRef.ctx = ctx;
+    endpoint.running.add(stop);
+    if (left !== undefined) {
+      timer = setTimeout(() => finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, `${method} did not finish before its deadline`) }), left);
+    }
+    link.connect(target, callerCredit);
+    if (reply !== undefined) {
+      const inboxSubject = createInbox();
+      inbox = this.#nc.subscribe(inboxSubject, {
+        callback: (err, incoming) => {
+          if (err === null) {
+            link.receive(incoming);
+          }
+        },
+      });
+      const ack = createHeaders();
+      ack.set(STREAM_INBOX_HEADER, inboxSubject);
+      ack.set(STREAM_CREDIT_HEADER, String(serving.window));
+      try {
+        this.#nc.publish(target, new Uint8Array(0), { headers: ack });
+      } catch (err) {
+        finish({ error: new NatsMicroError("UNAVAILABLE", method, `sending the ack: ${describe(err)}`) }, true);
+        return;
+      }
+    }
+    const malformed = (error: NatsMicroError): never => {
+      finish({ error: new NatsMicroError(error.code, method, error.message) });
+      throw error;
+    };
+    const requests = () => decodedMessages(link, (data) => serving.requests.decode(data), malformed);
+    const run = async (): Promise<Uint8Array> => {
+      if (serving.spec.kind === "client") {
+        const response = await serving.handler.call(undefined, ctx, requests());
+        return serving.responses.encode(response as MessageInitShape<DescMessage>);
+      }
+      const responses = serving.handler.call(undefined, ctx, serving.spec.kind === "server" ? request : requests()) as AsyncIterable<
+        MessageInitShape<DescMessage>
+      >;
+      for await (const response of responses) {
+        await link.send(serving.responses.encode(response));
+      }
+      return new Uint8Array(0);
+    };
+    run().then(
+      (body) => finish({ body }),
+      (thrown: unknown) => finish(replyError(thrown, method)),
+    );
+  }
+
+  /** A request as it arrived, its deadline fixed from arrival: the caller's budget and the server's timeout (section 3.2). */
+  #arrival(settings: Serving, message: Msg, headers: MsgHdrs | undefined, received: number): Arrival {
+    const budget = requestBudget(headers, (value) =>
+      this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`),
+    );
+    const limit = earliest(budget, settings.timeout);
+    return { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
   }
 
   #subscribeDiscovery(): void {
@@ -1704,7 +1966,7 @@ export class Service {
    * together; one that returns a promise is answered when it settles or at
    * the deadline, whichever comes first.
    */
-  #handle(endpoint: Endpoint, arrival: Arrival, done: () => void): void {
+  #handle(endpoint: Endpoint, run: Serve, arrival: Arrival, done: () => void): void {
     const settings = endpoint.serving;
     const { message, headers, received, deadline } = arrival;
     const left = deadline === undefined ? undefined : deadline - now();
@@ -1735,7 +1997,7 @@ export class Service {
     };
     let answer: Uint8Array | Promise<Uint8Array>;
     try {
-      answer = settings.run(ctx, message.data);
+      answer = run(ctx, message.data);
     } catch (thrown) {
       finish(replyError(thrown, ctx.method));
       return;
@@ -1773,7 +2035,7 @@ export class Service {
   }
 
   /** Sends the reply (the error headers and data on failure) and counts it. */
-  #reply(endpoint: Endpoint, message: Msg, outcome: Outcome, responseHeaders: MsgHdrs | undefined, elapsed: number): void {
+  #reply(endpoint: Endpoint, message: Msg | Respond, outcome: Outcome, responseHeaders: MsgHdrs | undefined, elapsed: number): void {
     const settings = endpoint.serving;
     const nanos = Math.round(elapsed * 1_000_000);
     if ("body" in outcome) {
@@ -1798,26 +2060,30 @@ export class Service {
    * max_payload) becomes a RESOURCE_EXHAUSTED error reply, returned so it
    * is counted.
    */
-  #respond(message: Msg, body: Uint8Array, headers: MsgHdrs | undefined, settings: Serving): NatsMicroError | undefined {
+  #respond(message: Msg | Respond, body: Uint8Array, headers: MsgHdrs | undefined, settings: Serving): NatsMicroError | undefined {
     const withHeaders = headers !== undefined && headers.keys().length > 0 ? { headers } : {};
+    const respond: Respond = typeof message === "function" ? message : (data, opts) => message.respond(data, opts);
     try {
-      message.respond(body, withHeaders);
+      respond(body, withHeaders);
       return undefined;
     } catch (err) {
-      settings.log(`${this.#name}: sending the reply to ${message.subject}: ${describe(err)}`);
+      settings.log(`${this.#name}: sending the reply to ${settings.method.endpoint}: ${describe(err)}`);
       const failure = new NatsMicroError("RESOURCE_EXHAUSTED", "", `the response could not be sent: ${describe(err)}`);
       const errorHeaders = createHeaders();
       errorHeaders.set(ERROR_CODE_HEADER, codeToWire(failure.code, settings.codeFormat));
       errorHeaders.set(ERROR_MESSAGE_HEADER, headerValue(failure.message));
       try {
-        message.respond(new Uint8Array(0), { headers: errorHeaders });
+        respond(new Uint8Array(0), { headers: errorHeaders });
       } catch (again) {
-        settings.log(`${this.#name}: sending the error reply to ${message.subject}: ${describe(again)}`);
+        settings.log(`${this.#name}: sending the error reply to ${settings.method.endpoint}: ${describe(again)}`);
       }
       return failure;
     }
   }
 }
+
+/** Publishes a reply: a request's `respond`, or a stream's end to the caller's inbox. */
+type Respond = (body: Uint8Array, options: { headers?: MsgHdrs }) => void;
 
 /** How a finished request is answered: a body, or an error (with text withheld from the caller). */
 type Outcome = { body: Uint8Array } | ReplyError;
@@ -1845,11 +2111,716 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
 /** How one endpoint serves requests and replies. */
 interface Serving {
   readonly method: MethodSpec;
-  /** Interceptors, then decoding, the handler and encoding. */
-  readonly run: Serve;
   /** The server's own limit in milliseconds (before the caller's budget). */
   readonly timeout: number | undefined;
   readonly codeFormat: CodeFormat;
   readonly exposeInternalErrors: boolean;
   readonly log: (message: string) => void;
+  /** How a streaming endpoint serves; absent for unary ones. */
+  readonly stream?: StreamServing;
+}
+
+/** What a streaming endpoint needs beyond a unary one. */
+interface StreamServing {
+  readonly spec: StreamMethodSpec;
+  readonly handler: (ctx: RequestContext, input: unknown) => unknown;
+  readonly requests: Codec<DescMessage>;
+  readonly responses: Codec<DescMessage>;
+  readonly window: number;
+  readonly keepaliveInterval: number;
+  readonly peerTimeout: number;
+}
+
+// ---------------------------------------------------------------------------
+// Streams (PROTOCOL §9).
+
+/** Open: the caller's inbox, where the server sends the stream's messages. */
+export const REPLY_TO_HEADER = "Reply-To";
+/** Ack: the server's inbox, where the caller sends its messages and control. */
+export const STREAM_INBOX_HEADER = "Nats-Stream-Inbox";
+/** Data: the message's sequence number in its direction, from 1. */
+export const STREAM_SEQ_HEADER = "Nats-Stream-Seq";
+/** End: `true`, the sender's direction is finished. */
+export const STREAM_END_HEADER = "Nats-Stream-End";
+/** Open, ack, control: messages the sender of the header will accept. */
+export const STREAM_CREDIT_HEADER = "Nats-Stream-Credit";
+/** Control: `true`, the caller abandons the stream. */
+export const STREAM_CANCEL_HEADER = "Nats-Stream-Cancel";
+/** The flow-control window when neither the proto nor the code sets one. */
+export const DEFAULT_STREAM_WINDOW = 64;
+/** Milliseconds without sending before a side sends a keepalive. */
+export const DEFAULT_KEEPALIVE_INTERVAL = 5_000;
+/** Milliseconds of silence after which a flow-controlled peer is considered gone. */
+export const DEFAULT_PEER_TIMEOUT = 20_000;
+
+const MAX_STREAM_COUNT = 2 ** 31 - 1;
+
+/** A sequence number or credit: 1 to 10 ASCII digits, at most 2^31 − 1; `undefined` when malformed. */
+export function parseStreamCount(value: string): number | undefined {
+  if (!/^[0-9]{1,10}$/.test(value)) {
+    return undefined;
+  }
+  const count = Number(value);
+  return count <= MAX_STREAM_COUNT ? count : undefined;
+}
+
+/** Which sides stream: the server's responses, the caller's requests, or both. */
+export type StreamKind = "server" | "client" | "bidi";
+
+/** One streaming RPC, as the proto declares it. */
+export interface StreamMethodSpec<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage, K extends StreamKind = StreamKind>
+  extends MethodSpec<I, O> {
+  readonly kind: K;
+  /** The flow-control window from `(natsmicro.stream)` max_inflight. */
+  readonly window?: number;
+}
+
+/** Keepalive and peer-gone intervals in milliseconds (defaults {@link DEFAULT_KEEPALIVE_INTERVAL}, {@link DEFAULT_PEER_TIMEOUT}). */
+export interface StreamTiming {
+  keepaliveInterval?: number;
+  peerTimeout?: number;
+}
+
+/** A server-streaming handler: typically an `async function*` yielding the responses. */
+export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = (
+  ctx: RequestContext,
+  request: MessageShape<I>,
+) => AsyncIterable<MessageInitShape<O>>;
+/** A client-streaming handler: reads the requests, returns the one response. */
+export type ClientStreamHandler<I extends DescMessage, O extends DescMessage> = (
+  ctx: RequestContext,
+  requests: AsyncIterable<MessageShape<I>>,
+) => Promise<MessageInitShape<O>>;
+/** A bidirectional handler: reads the requests and yields the responses. */
+export type BidiStreamHandler<I extends DescMessage, O extends DescMessage> = (
+  ctx: RequestContext,
+  requests: AsyncIterable<MessageShape<I>>,
+) => AsyncIterable<MessageInitShape<O>>;
+
+/** The handler a streaming RPC of the given kind needs. */
+export type StreamHandler<M> =
+  M extends StreamMethodSpec<infer I, infer O, "server">
+    ? ServerStreamHandler<I, O>
+    : M extends StreamMethodSpec<infer I, infer O, "client">
+      ? ClientStreamHandler<I, O>
+      : M extends StreamMethodSpec<infer I, infer O, "bidi">
+        ? BidiStreamHandler<I, O>
+        : never;
+
+/** One message of a stream as it arrived. */
+interface StreamMessage {
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs | undefined;
+}
+
+/** Whether a message ends its direction: `Nats-Stream-End: true`, or the error headers. */
+function isStreamEnd(headers: MsgHdrs | undefined): boolean {
+  return (
+    protocolHeader(headers, STREAM_END_HEADER) === "true" ||
+    protocolHeader(headers, ERROR_CODE_HEADER) !== undefined ||
+    protocolHeader(headers, ERROR_MESSAGE_HEADER) !== undefined
+  );
+}
+
+/** The error an end message carries, if any. */
+function streamEndError(message: StreamMessage, method: string): NatsMicroError | undefined {
+  const code = protocolHeader(message.headers, ERROR_CODE_HEADER);
+  const text = protocolHeader(message.headers, ERROR_MESSAGE_HEADER);
+  if (code === undefined && text === undefined) {
+    return undefined;
+  }
+  return new NatsMicroError(code === undefined ? "UNKNOWN" : codeFromWire(code), method, text ?? "", message.data, {
+    ...(message.headers !== undefined && { headers: message.headers }),
+  });
+}
+
+interface StreamLinkOptions {
+  readonly nc: NatsConnection;
+  readonly method: string;
+  /** The window this side offers for the peer's data (granted again as it is consumed). */
+  readonly window: number;
+  /** Whether the peer was told the window, so that data beyond it is a protocol error. */
+  readonly windowAnnounced: boolean;
+  readonly keepaliveInterval: number;
+  readonly peerTimeout: number;
+  /** The link failed on its own (protocol error, peer gone, caller cancel); it is closed already. */
+  readonly onFailure: (error: NatsMicroError, cause: "protocol" | "gone" | "cancel") => void;
+}
+
+/**
+ * Both directions of one side of a stream: sends data in sequence within
+ * the peer's credit, with keepalives; receives data in checked sequence
+ * within the window it offered, granting credit as it is consumed; watches
+ * for a silent peer. Knows nothing of codecs, handlers or which side it is.
+ */
+class StreamLink {
+  readonly #o: StreamLinkOptions;
+  /** Where this side publishes: the peer's inbox (none yet, or none at all for a peer without one). */
+  #target: string | undefined;
+  /** Data messages the peer still accepts; `undefined` when the peer has no flow control. */
+  #credit: number | undefined;
+  #sentSeq = 0;
+  #creditWaiters: (() => void)[] = [];
+  #keepalive: ReturnType<typeof setTimeout> | undefined;
+  #peerWatch: ReturnType<typeof setTimeout> | undefined;
+  #expectedSeq = 1;
+  /** Data messages the peer may still send within the credit granted. */
+  #granted: number;
+  #consumedSinceGrant = 0;
+  readonly #queue: StreamMessage[] = [];
+  #end: StreamMessage | undefined;
+  #readers: (() => void)[] = [];
+  /** Why the link is closed; set once. */
+  #closed: NatsMicroError | undefined;
+  /** No more keepalives or peer watch (see {@link quiet}). */
+  #quiet = false;
+
+  constructor(options: StreamLinkOptions) {
+    this.#o = options;
+    this.#granted = options.window;
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** Starts sending to the peer's inbox with its announced credit (`undefined`: no flow control, no keepalives). */
+  connect(target: string | undefined, credit: number | undefined): void {
+    this.#target = target;
+    this.#credit = credit;
+    if (credit !== undefined) {
+      this.#armKeepalive();
+      this.#heard();
+    }
+  }
+
+  /** Publishes one message to the peer (no credit needed). */
+  publish(body: Uint8Array, headers: MsgHdrs): void {
+    if (this.#target === undefined || this.#closed !== undefined) {
+      return;
+    }
+    this.#o.nc.publish(this.#target, body, { headers });
+    this.#armKeepalive();
+  }
+
+  /** Sends a data message once the peer's credit allows; rejects once the link is closed or when the message cannot fit in max_payload. */
+  async send(body: Uint8Array): Promise<void> {
+    while (this.#closed === undefined && this.#credit !== undefined && this.#credit <= 0) {
+      await new Promise<void>((resolve) => this.#creditWaiters.push(resolve));
+    }
+    if (this.#closed !== undefined) {
+      throw this.#closed;
+    }
+    const headers = createHeaders();
+    headers.set(STREAM_SEQ_HEADER, String(this.#sentSeq + 1));
+    const maxPayload = this.#o.nc.info?.max_payload;
+    if (maxPayload !== undefined && body.length + headersSize(headers, true) > maxPayload) {
+      const message = `the message (${body.length} bytes) exceeds max_payload (${maxPayload} bytes)`;
+      throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+    }
+    this.#sentSeq += 1;
+    if (this.#credit !== undefined) {
+      this.#credit -= 1;
+    }
+    this.publish(body, headers);
+  }
+
+  /** Sends an end (`Nats-Stream-End: true` over `headers`). */
+  sendEnd(body: Uint8Array = new Uint8Array(0), headers: MsgHdrs = createHeaders()): void {
+    headers.set(STREAM_END_HEADER, "true");
+    this.publish(body, headers);
+  }
+
+  /** Sends a control message with one header. */
+  control(name: string, value: string): void {
+    const headers = createHeaders();
+    headers.set(name, value);
+    this.publish(new Uint8Array(0), headers);
+  }
+
+  /** Takes one message from the peer's inbox. */
+  receive(message: Msg): void {
+    if (this.#closed !== undefined) {
+      return;
+    }
+    // A malformed header block is read as none: the message is then ignored.
+    const { headers } = readHeaders(message);
+    this.#heard();
+    if (protocolHeader(headers, STREAM_CANCEL_HEADER) === "true") {
+      this.#fail(new NatsMicroError("CANCELLED", this.#o.method, "the caller cancelled the stream"), "cancel");
+      return;
+    }
+    const count = this.#count(headers, STREAM_CREDIT_HEADER);
+    if (count === null) {
+      return;
+    }
+    if (count !== undefined) {
+      if (this.#credit !== undefined) {
+        this.#credit += count;
+        for (const wake of this.#creditWaiters.splice(0)) {
+          wake();
+        }
+      }
+    }
+    const number = this.#count(headers, STREAM_SEQ_HEADER);
+    if (number === null) {
+      return;
+    }
+    if (number !== undefined) {
+      if (number !== this.#expectedSeq) {
+        this.#protocolError("DATA_LOSS", `expected message ${this.#expectedSeq}, got ${number}`);
+        return;
+      }
+      if (this.#o.windowAnnounced && this.#granted <= 0) {
+        this.#protocolError("RESOURCE_EXHAUSTED", `message ${number} is beyond the credit granted`);
+        return;
+      }
+      this.#expectedSeq += 1;
+      this.#granted -= 1;
+      this.#queue.push({ data: message.data, headers });
+      this.#wakeReaders();
+      return;
+    }
+    if (isStreamEnd(headers)) {
+      this.#end = { data: message.data, headers };
+      this.#wakeReaders();
+    }
+  }
+
+  /** A sequence or credit header: absent (`undefined`), its number, or `null` once a malformed one failed the stream. */
+  #count(headers: MsgHdrs | undefined, name: string): number | undefined | null {
+    const value = protocolHeader(headers, name);
+    if (value === undefined) {
+      return undefined;
+    }
+    const count = parseStreamCount(value);
+    if (count === undefined) {
+      this.#protocolError("INVALID_ARGUMENT", `malformed ${name} ${JSON.stringify(value)}`);
+      return null;
+    }
+    return count;
+  }
+
+  /** Treats a message as the peer's end whatever its headers (a Go-plugin client-streaming result). */
+  receiveEnd(message: Msg): void {
+    if (this.#closed === undefined) {
+      this.#heard();
+      this.#end = { data: message.data, headers: message.headers };
+      this.#wakeReaders();
+    }
+  }
+
+  /**
+   * The peer's next data message, or its end (`{ end }`); rejects once the
+   * link closed. Grants credit as messages are taken.
+   */
+  async next(): Promise<{ message: StreamMessage; end: boolean }> {
+    for (;;) {
+      if (this.#closed !== undefined) {
+        throw this.#closed;
+      }
+      const message = this.#queue.shift();
+      if (message !== undefined) {
+        this.#consumed();
+        return { message, end: false };
+      }
+      if (this.#end !== undefined) {
+        return { message: this.#end, end: true };
+      }
+      await new Promise<void>((resolve) => this.#readers.push(resolve));
+    }
+  }
+
+  /** At the latest when half the window is consumed, grants what was consumed. */
+  #consumed(): void {
+    this.#consumedSinceGrant += 1;
+    if (this.#consumedSinceGrant * 2 >= this.#o.window) {
+      const grant = this.#consumedSinceGrant;
+      this.#consumedSinceGrant = 0;
+      this.#granted += grant;
+      this.control(STREAM_CREDIT_HEADER, String(grant));
+    }
+  }
+
+  /** Stops keepalives and the peer watch: the peer has ended the call and expects nothing more. */
+  quiet(): void {
+    this.#quiet = true;
+    clearTimeout(this.#keepalive);
+    clearTimeout(this.#peerWatch);
+  }
+
+  /** Closes the link: nothing more is sent or received; waiting senders and readers get `reason`. */
+  close(reason: NatsMicroError): void {
+    if (this.#closed !== undefined) {
+      return;
+    }
+    this.#closed = reason;
+    clearTimeout(this.#keepalive);
+    clearTimeout(this.#peerWatch);
+    for (const wake of this.#creditWaiters.splice(0)) {
+      wake();
+    }
+    this.#wakeReaders();
+  }
+
+  #protocolError(code: string, message: string): void {
+    this.#fail(new NatsMicroError(code, this.#o.method, message), "protocol");
+  }
+
+  #fail(error: NatsMicroError, cause: "protocol" | "gone" | "cancel"): void {
+    if (cause === "protocol") {
+      // Tell the peer before closing; the owner decides what that message is.
+      this.#o.onFailure(error, cause);
+      this.close(error);
+      return;
+    }
+    this.close(error);
+    this.#o.onFailure(error, cause);
+  }
+
+  #wakeReaders(): void {
+    for (const wake of this.#readers.splice(0)) {
+      wake();
+    }
+  }
+
+  /** Sends a keepalive after an idle interval, while the peer speaks flow control. */
+  #armKeepalive(): void {
+    if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
+      return;
+    }
+    clearTimeout(this.#keepalive);
+    this.#keepalive = setTimeout(() => {
+      try {
+        this.control(STREAM_CREDIT_HEADER, "0");
+      } catch (err) {
+        // The connection closed under the stream: it cannot go on.
+        this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a keepalive: ${describe(err)}`), "gone");
+      }
+    }, this.#o.keepaliveInterval);
+  }
+
+  /** Restarts the peer-gone watch (only for peers that announced credit: they send keepalives). */
+  #heard(): void {
+    if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
+      return;
+    }
+    clearTimeout(this.#peerWatch);
+    this.#peerWatch = setTimeout(() => {
+      const error = new NatsMicroError("UNAVAILABLE", this.#o.method, `no message from the peer for ${this.#o.peerTimeout} ms`);
+      this.#fail(error, "gone");
+    }, this.#o.peerTimeout);
+  }
+}
+
+/** The data messages of a link as decoded values, until the peer's end. A message that does not decode fails the stream with INVALID_ARGUMENT through `malformed`. */
+async function* decodedMessages<T>(link: StreamLink, decode: (data: Uint8Array) => T, malformed: (error: NatsMicroError) => never): AsyncGenerator<T> {
+  for (;;) {
+    const { message, end } = await link.next();
+    if (end) {
+      return;
+    }
+    let value: T;
+    try {
+      value = decode(message.data);
+    } catch (err) {
+      malformed(new NatsMicroError("INVALID_ARGUMENT", "", `malformed stream message: ${describe(err)}`));
+    }
+    yield value;
+  }
+}
+
+/** Publishes a stream's end (`Nats-Stream-End: true` over the given headers) to the caller's inbox. */
+function streamEnd(nc: NatsConnection, target: string): Respond {
+  return (body, options) => {
+    const headers = options.headers ?? createHeaders();
+    headers.set(STREAM_END_HEADER, "true");
+    nc.publish(target, body, { headers });
+  };
+}
+
+/** Per-call settings of a streaming client method. */
+export interface StreamCallOptions extends CallOptions {
+  /** Aborting it cancels the stream (PROTOCOL §9.5). */
+  signal?: AbortSignal;
+  /** The flow-control window offered for the server's messages, over the proto's. */
+  window?: number;
+  /** Keepalive and peer-gone intervals (milliseconds), over the client's. */
+  timing?: StreamTiming;
+}
+
+/** The responses of a server-streaming call; breaking out of `for await` cancels it. */
+export interface ResponseStream<O extends DescMessage> extends AsyncIterable<MessageShape<O>> {
+  /** Abandons the stream: the server's handler is cancelled. */
+  cancel(): void;
+}
+
+/** The request side of a client-streaming call. */
+export interface RequestStream<I extends DescMessage, O extends DescMessage> {
+  /** Sends one request once the server's credit allows it. */
+  send(request: MessageInitShape<I>): Promise<void>;
+  /** Ends the requests and waits for the response. */
+  closeAndReceive(): Promise<MessageShape<O>>;
+  /** Abandons the stream. */
+  cancel(): void;
+}
+
+/** Both sides of a bidirectional call: iterate the responses, send the requests. */
+export interface BidiStream<I extends DescMessage, O extends DescMessage> extends ResponseStream<O> {
+  /** Sends one request once the server's credit allows it. */
+  send(request: MessageInitShape<I>): Promise<void>;
+  /** Ends the requests; responses keep coming until the server ends. */
+  closeSend(): Promise<void>;
+}
+
+interface CallerStreamInit {
+  readonly nc: NatsConnection;
+  readonly method: StreamMethodSpec;
+  readonly subject: string;
+  readonly headers: MsgHdrs;
+  readonly body: Uint8Array;
+  readonly window: number;
+  readonly timeout: number | undefined;
+  readonly timing: StreamTiming;
+  readonly signal: AbortSignal | undefined;
+  readonly onHeaders: ((headers: MsgHdrs) => void) | undefined;
+  readonly requests: Codec<DescMessage>;
+  readonly responses: Codec<DescMessage>;
+  /** A runtime error as the service's error class. */
+  readonly typed: (error: NatsMicroError) => NatsMicroError;
+}
+
+/**
+ * The caller's side of one stream (PROTOCOL §9.2): opens it on an inbox
+ * subscribed first, takes the ack (or, from a Go-plugin server, a first data
+ * message or end), then sends and receives over a {@link StreamLink}.
+ */
+class CallerStream {
+  readonly #init: CallerStreamInit;
+  readonly #link: StreamLink;
+  readonly #inbox: Subscription;
+  readonly #opened: Promise<void>;
+  #open: (() => void) | undefined;
+  #timers: ReturnType<typeof setTimeout>[] = [];
+  #done = false;
+  #failure: NatsMicroError | undefined;
+  readonly #abort = () => this.cancel();
+
+  constructor(init: CallerStreamInit) {
+    this.#init = init;
+    const method = init.method.method;
+    this.#link = new StreamLink({
+      nc: init.nc,
+      method,
+      window: init.window,
+      windowAnnounced: true,
+      keepaliveInterval: init.timing.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL,
+      peerTimeout: init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT,
+      onFailure: (error, cause) => this.#fail(error, cause === "protocol"),
+    });
+    this.#opened = new Promise<void>((resolve) => {
+      this.#open = resolve;
+    });
+    const inboxSubject = createInbox();
+    this.#inbox = init.nc.subscribe(inboxSubject, {
+      callback: (err, message) => {
+        if (err === null) {
+          this.#receive(message);
+        }
+      },
+    });
+    const headers = init.headers;
+    headers.set(REPLY_TO_HEADER, inboxSubject);
+    headers.set(STREAM_CREDIT_HEADER, String(init.window));
+    if (init.timeout !== undefined) {
+      headers.set(TIMEOUT_HEADER, encodeTimeout(init.timeout));
+      this.#timers.push(
+        setTimeout(() => this.#fail(new NatsMicroError("DEADLINE_EXCEEDED", method, "the stream did not finish before its deadline", undefined, { kind: ErrorKind.Timeout }), false), init.timeout),
+      );
+    }
+    // Without a deadline a server that never answers must not hold the call forever.
+    const peerTimeout = init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT;
+    this.#timers.push(
+      setTimeout(() => {
+        if (this.#open !== undefined) {
+          this.#fail(new NatsMicroError("UNAVAILABLE", method, `no answer to the stream open within ${peerTimeout} ms`), false);
+        }
+      }, peerTimeout),
+    );
+    if (init.signal?.aborted) {
+      this.#fail(new NatsMicroError("CANCELLED", method, "the call was cancelled"), false);
+      return;
+    }
+    init.signal?.addEventListener("abort", this.#abort, { once: true });
+    try {
+      init.nc.publish(init.subject, init.body, { reply: inboxSubject, headers });
+    } catch (err) {
+      this.#fail(requestError(init.nc, err, method), false);
+    }
+  }
+
+  #receive(message: Msg): void {
+    if (this.#done) {
+      return;
+    }
+    const method = this.#init.method.method;
+    if (message.headers?.hasError && message.headers.code === 503) {
+      this.#fail(new NatsMicroError("UNAVAILABLE", method, "no responders on the subject", undefined, { kind: ErrorKind.NoResponders }), false);
+      return;
+    }
+    const headers = message.headers;
+    if (this.#open !== undefined) {
+      const inbox = protocolHeader(headers, STREAM_INBOX_HEADER);
+      if (inbox !== undefined) {
+        const credit = protocolHeader(headers, STREAM_CREDIT_HEADER);
+        const count = credit === undefined ? undefined : parseStreamCount(credit);
+        if (credit !== undefined && count === undefined) {
+          this.#link.connect(inbox, undefined);
+          this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`), true);
+          return;
+        }
+        this.#link.connect(inbox, count);
+        this.#started();
+        return;
+      }
+      if (protocolHeader(headers, STREAM_SEQ_HEADER) === undefined && !isStreamEnd(headers)) {
+        return;
+      }
+      // A Go-plugin server answers a server-streaming open with its first message, without flow control.
+      this.#link.connect(undefined, undefined);
+      this.#started();
+    }
+    const control =
+      protocolHeader(headers, STREAM_CREDIT_HEADER) !== undefined || protocolHeader(headers, STREAM_SEQ_HEADER) !== undefined;
+    if (this.#init.method.kind === "client" && !control) {
+      // A Go-plugin server sends the client-streaming result without an end header.
+      this.#link.receiveEnd(message);
+      this.#link.quiet();
+      return;
+    }
+    this.#link.receive(message);
+    if (isStreamEnd(headers)) {
+      // The server is done: nothing more to keep alive or wait for, even if the end is read later.
+      this.#link.quiet();
+    }
+  }
+
+  #started(): void {
+    this.#open?.();
+    this.#open = undefined;
+    clearTimeout(this.#timers.pop());
+  }
+
+  /** Finishes the call with `error` (telling the server with a cancel when `notify`). */
+  #fail(error: NatsMicroError, notify: boolean): void {
+    if (this.#done) {
+      return;
+    }
+    if (notify) {
+      this.#link.control(STREAM_CANCEL_HEADER, "true");
+    }
+    this.#failure = this.#init.typed(error);
+    this.#finish();
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.#link.close(this.#failure ?? new NatsMicroError("CANCELLED", this.#init.method.method, "the stream ended"));
+    for (const timer of this.#timers) {
+      clearTimeout(timer);
+    }
+    this.#init.signal?.removeEventListener("abort", this.#abort);
+    this.#inbox.unsubscribe();
+    this.#open?.();
+    this.#open = undefined;
+  }
+
+  /** Abandons the stream: a cancel to the server, CANCELLED locally. */
+  cancel(): void {
+    this.#fail(new NatsMicroError("CANCELLED", this.#init.method.method, "the call was cancelled"), true);
+  }
+
+  async send(request: MessageInitShape<DescMessage>): Promise<void> {
+    await this.#opened;
+    let body: Uint8Array;
+    try {
+      body = this.#init.requests.encode(request);
+    } catch (err) {
+      throw this.#init.typed(new NatsMicroError("INTERNAL", this.#init.method.method, `encoding the request: ${describe(err)}`, undefined, { kind: ErrorKind.Encode, cause: err }));
+    }
+    try {
+      await this.#link.send(body);
+    } catch (err) {
+      throw isNatsMicroError(err) ? this.#init.typed(err as NatsMicroError) : err;
+    }
+  }
+
+  async closeSend(): Promise<void> {
+    await this.#opened;
+    if (this.#failure !== undefined) {
+      throw this.#failure;
+    }
+    this.#link.sendEnd();
+  }
+
+  /** The next response, or `undefined` once the server ended the stream successfully. */
+  async next(): Promise<MessageShape<DescMessage> | undefined> {
+    if (this.#done && this.#failure === undefined) {
+      return undefined;
+    }
+    let received: { message: StreamMessage; end: boolean };
+    try {
+      received = await this.#link.next();
+    } catch (err) {
+      throw this.#failure ?? err;
+    }
+    const method = this.#init.method.method;
+    if (received.end) {
+      const error = streamEndError(received.message, method);
+      if (error !== undefined) {
+        this.#fail(error, false);
+        throw this.#failure;
+      }
+      this.#finish();
+      this.#init.onHeaders?.(received.message.headers ?? createHeaders());
+      if (this.#init.method.kind !== "client") {
+        return undefined;
+      }
+    }
+    try {
+      return this.#init.responses.decode(received.message.data);
+    } catch (err) {
+      this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed stream message: ${describe(err)}`, undefined, { kind: ErrorKind.Decode, cause: err }), true);
+      throw this.#failure;
+    }
+  }
+
+  async closeAndReceive(): Promise<MessageShape<DescMessage>> {
+    await this.closeSend();
+    const response = await this.next();
+    if (response === undefined) {
+      throw this.#init.typed(new NatsMicroError("INTERNAL", this.#init.method.method, "the stream ended without a response"));
+    }
+    return response;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<MessageShape<DescMessage>> {
+    return {
+      next: async () => {
+        const value = await this.next();
+        return value === undefined ? { done: true, value: undefined } : { done: false, value };
+      },
+      return: async () => {
+        if (!this.#done) {
+          this.cancel();
+        }
+        return { done: true, value: undefined };
+      },
+    };
+  }
+}
+
+/** A message's NATS reply subject; nats.js reports a missing one as an empty string. */
+function natsReply(message: Msg): string | undefined {
+  return message.reply === undefined || message.reply === "" ? undefined : message.reply;
 }

@@ -38,7 +38,13 @@ fn program(label: &str, sources: &Path, protos: &[&str]) -> Program {
 /// The interop scripts of `tests/ts`, built once per test binary.
 fn scripts() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| program("interop", &root().join("tests/ts"), &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto"]))
+    PROGRAM.get_or_init(|| {
+        program(
+            "interop",
+            &root().join("tests/ts"),
+            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto"],
+        )
+    })
 }
 
 /// A node process serving until dropped (stdin closed, then killed).
@@ -522,4 +528,26 @@ async fn the_packed_runtime_serves_two_output_folders_outside_the_repository() {
     assert!(refused.contains(&format!("protoc-gen-nats-micro {}", env!("CARGO_PKG_VERSION"))), "{refused}");
     assert!(refused.contains("nats-micro-runtime 0.99.0"), "{refused}");
     let _ = std::fs::remove_dir_all(&project);
+}
+
+/// The stream scenario of tests/ts/streams_client.ts against the TypeScript
+/// StreamService of tests/ts/streams_server.ts (PROTOCOL §9).
+#[tokio::test]
+async fn typescript_streams_client_against_the_typescript_streams_service() {
+    let server = NatsServer::start();
+    let mut command = scripts().node("streams_server", &[]);
+    command.env("NATS_URL", server.url());
+    let (service, _) = Node::serve(command);
+    let url = server.url();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = scripts().node("streams_client", &[]);
+        command.env("NATS_URL", url);
+        command.output().expect("node")
+    })
+    .await
+    .expect("task");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    assert!(service.stop().contains("stopped"));
 }

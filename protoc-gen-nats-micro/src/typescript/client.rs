@@ -2,6 +2,7 @@
 
 use super::names::method_name;
 use super::{CLIENT_MEMBERS, Doc, RUNTIME_ALIAS, ServiceWriter};
+use crate::model::StreamKind;
 
 impl ServiceWriter<'_> {
     pub(super) fn client(&mut self) {
@@ -42,6 +43,40 @@ impl ServiceWriter<'_> {
                 n.spec,
                 method_name(&m.proto_name, &[])
             ));
+            self.out.line("  }");
+        }
+        for stream in &s.streaming {
+            let m = &stream.method;
+            self.out.line("");
+            let call = match stream.kind {
+                StreamKind::Server => "Opens the server stream: iterate the responses; breaking out of `for await` cancels it.",
+                StreamKind::Client => {
+                    "Opens the client stream: `send` the requests (each waits for the server's credit), then `closeAndReceive()`."
+                }
+                StreamKind::Bidirectional => {
+                    "Opens the bidirectional stream: `send` requests and iterate responses; `closeSend()` ends the requests, `cancel()` abandons the call."
+                }
+            };
+            let call = format!("{call} `{}` on `{{subjectPrefix}}.{}`.", m.proto_name, m.endpoint);
+            self.out.doc("  ", &Self::method_doc(m, call));
+            let (input, output) = (self.message(&m.input, true), self.message(&m.output, true));
+            let spec = format!("{}.streams.{}", n.spec, method_name(&m.proto_name, &[]));
+            self.out.line(format!("  {}(", method_name(&m.proto_name, &CLIENT_MEMBERS)));
+            let (result, call) = match stream.kind {
+                StreamKind::Server => {
+                    self.out.line(format!("    request: {RUNTIME_ALIAS}.MessageInitShape<typeof {input}>,"));
+                    (format!("ResponseStream<typeof {output}>"), format!("serverStream({spec}, request, options)"))
+                }
+                StreamKind::Client => {
+                    (format!("RequestStream<typeof {input}, typeof {output}>"), format!("clientStream({spec}, options)"))
+                }
+                StreamKind::Bidirectional => {
+                    (format!("BidiStream<typeof {input}, typeof {output}>"), format!("bidiStream({spec}, options)"))
+                }
+            };
+            self.out.line(format!("    options?: {RUNTIME_ALIAS}.StreamCallOptions,"));
+            self.out.line(format!("  ): {RUNTIME_ALIAS}.{result} {{"));
+            self.out.line(format!("    return this.#client.{call};"));
             self.out.line("  }");
         }
         self.out.line("}");

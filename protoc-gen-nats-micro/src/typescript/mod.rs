@@ -65,8 +65,12 @@ impl Imports {
     /// well-known types from `@bufbuild/protobuf/wkt`.
     fn collect(file: &File) -> Imports {
         let mut modules: Vec<(String, String)> = Vec::new();
-        let messages: Vec<&MessageRef> =
-            file.services.iter().flat_map(|s| &s.methods).flat_map(|m| [&m.input, &m.output]).collect();
+        let messages: Vec<&MessageRef> = file
+            .services
+            .iter()
+            .flat_map(|s| s.methods.iter().chain(s.streaming.iter().map(|st| &st.method)))
+            .flat_map(|m| [&m.input, &m.output])
+            .collect();
         // The file's own messages, when any are used, come first as `pb`.
         if let Some(own) = messages.iter().find(|m| m.file == file.name) {
             modules.push(("pb".to_owned(), module_path(&file.name, own)));
@@ -259,14 +263,9 @@ impl ServiceWriter<'_> {
         self.imports.reference(self.file, message, schema)
     }
 
-    /// Notes shared by the service's interface and client: deprecation and streaming RPCs left out.
+    /// Notes shared by the service's interface and client: deprecation.
     fn service_notes(&self) -> Vec<Doc> {
         let mut notes = Vec::new();
-        if !self.service.streaming.is_empty() {
-            let list: Vec<String> =
-                self.service.streaming.iter().map(|s| format!("`{}` ({})", s.method.proto_name, s.kind)).collect();
-            notes.push(Doc::Prose(format!("Streaming RPCs are not generated yet and are left out: {}.", list.join(", "))));
-        }
         if self.service.deprecated {
             notes.push(Doc::Prose("@deprecated".to_owned()));
         }

@@ -2,6 +2,7 @@
 
 use super::names::{method_name, string_literal};
 use super::{Doc, RUNTIME_ALIAS, ServiceWriter};
+use crate::model::StreamKind;
 
 impl ServiceWriter<'_> {
     pub(super) fn server(&mut self) {
@@ -28,6 +29,31 @@ impl ServiceWriter<'_> {
                 self.message(&m.input, false),
                 self.message(&m.output, true),
             ));
+        }
+        for stream in &s.streaming {
+            let m = &stream.method;
+            let shape = match stream.kind {
+                StreamKind::Server => "Produces the responses (typically an `async function*`)",
+                StreamKind::Client => "Reads the requests and returns the response",
+                StreamKind::Bidirectional => "Reads the requests and produces the responses (typically an `async function*`)",
+            };
+            let subject = format!(
+                "{shape}; `ctx.signal` aborts on the deadline, a caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing headers. Endpoint `{}` on subject `{}` (by default).",
+                m.endpoint, m.subject
+            );
+            self.out.doc("  ", &Self::method_doc(m, subject));
+            let name = method_name(&m.proto_name, &[]);
+            let name = if name == "new" { string_literal(&name) } else { name };
+            let (input, output) = (
+                self.message(&m.input, false),
+                format!("{RUNTIME_ALIAS}.MessageInitShape<typeof {}>", self.message(&m.output, true)),
+            );
+            let (argument, result) = match stream.kind {
+                StreamKind::Server => (format!("request: {input}"), format!("AsyncIterable<{output}>")),
+                StreamKind::Client => (format!("requests: AsyncIterable<{input}>"), format!("Promise<{output}>")),
+                StreamKind::Bidirectional => (format!("requests: AsyncIterable<{input}>"), format!("AsyncIterable<{output}>")),
+            };
+            self.out.line(format!("  {name}(ctx: {RUNTIME_ALIAS}.RequestContext, {argument}): {result};"));
         }
         self.out.line("}");
         self.out.line("");

@@ -12,7 +12,7 @@ runtime.checkRuntimeVersion("0.1.0", "demo/v1/encoding.proto");
 
 /**
  * What the proto declares for `demo.v1.JSONService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const JSONServiceNatsSpec = {
   protoName: "demo.v1.JSONService",
@@ -208,7 +208,7 @@ export const isJSONServiceDataLoss = runtime.codeChecker(JSONServiceErrorCode.DA
 
 /**
  * What the proto declares for `demo.v1.BinaryService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const BinaryServiceNatsSpec = {
   protoName: "demo.v1.BinaryService",

@@ -12,7 +12,7 @@ runtime.checkRuntimeVersion("0.1.0", "example/v1/service.proto");
 
 /**
  * What the proto declares for `example.v1.ExampleService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const ExampleServiceNatsSpec = {
   protoName: "example.v1.ExampleService",

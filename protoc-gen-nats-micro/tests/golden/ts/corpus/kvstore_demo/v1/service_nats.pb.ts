@@ -12,7 +12,8 @@ runtime.checkRuntimeVersion("0.1.0", "kvstore_demo/v1/service.proto");
 
 /**
  * What the proto declares for `kvstore_demo.v1.KVStoreDemoService`: ADR-32 identity, subject prefix,
- * timeouts (milliseconds) and the unary RPCs in proto order.
+ * timeouts (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto
+ * order.
  */
 export const KVStoreDemoServiceNatsSpec = {
   protoName: "kvstore_demo.v1.KVStoreDemoService",

@@ -12,7 +12,8 @@ runtime.checkRuntimeVersion("0.1.0", "order/v1/fulfillment.proto");
 
 /**
  * What the proto declares for `order.v1.OrderFulfillmentService`: ADR-32 identity, subject prefix,
- * timeouts (milliseconds) and the unary RPCs in proto order.
+ * timeouts (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto
+ * order.
  */
 export const OrderFulfillmentServiceNatsSpec = {
   protoName: "order.v1.OrderFulfillmentService",

@@ -12,7 +12,7 @@ runtime.checkRuntimeVersion("0.1.0", "order/v2/service.proto");
 
 /**
  * What the proto declares for `order.v2.OrderService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const OrderServiceNatsSpec = {
   protoName: "order.v2.OrderService",

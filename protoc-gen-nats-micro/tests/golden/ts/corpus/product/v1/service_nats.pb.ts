@@ -12,7 +12,7 @@ runtime.checkRuntimeVersion("0.1.0", "product/v1/service.proto");
 
 /**
  * What the proto declares for `product.v1.ProductService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const ProductServiceNatsSpec = {
   protoName: "product.v1.ProductService",

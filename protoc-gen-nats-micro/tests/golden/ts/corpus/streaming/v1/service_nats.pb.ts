@@ -12,7 +12,8 @@ runtime.checkRuntimeVersion("0.1.0", "streaming/v1/service.proto");
 
 /**
  * What the proto declares for `streaming.v1.StreamDemoService`: ADR-32 identity, subject prefix,
- * timeouts (milliseconds) and the unary RPCs in proto order.
+ * timeouts (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto
+ * order.
  */
 export const StreamDemoServiceNatsSpec = {
   protoName: "streaming.v1.StreamDemoService",
@@ -34,6 +35,35 @@ export const StreamDemoServiceNatsSpec = {
       queueGroupDisabled: false,
     },
   },
+  streams: {
+    countUp: {
+      method: "CountUp",
+      endpoint: "count_up",
+      input: pb.CountUpRequestSchema,
+      output: pb.CountUpResponseSchema,
+      metadata: {},
+      queueGroupDisabled: false,
+      kind: "server",
+    },
+    sum: {
+      method: "Sum",
+      endpoint: "sum",
+      input: pb.SumRequestSchema,
+      output: pb.SumResponseSchema,
+      metadata: {},
+      queueGroupDisabled: false,
+      kind: "client",
+    },
+    chat: {
+      method: "Chat",
+      endpoint: "chat",
+      input: pb.ChatMessageSchema,
+      output: pb.ChatMessageSchema,
+      metadata: {},
+      queueGroupDisabled: false,
+      kind: "bidi",
+    },
+  },
 } satisfies runtime.ServiceSpec;
 
 /**
@@ -43,9 +73,6 @@ export const StreamDemoServiceNatsSpec = {
  * {@link registerStreamDemoServiceHandlers}. A handler returns the response (or a promise of it) and
  * throws a {@link StreamDemoServiceError} to fail with a code; anything else it throws becomes
  * INTERNAL, its text logged and not sent.
- *
- * Streaming RPCs are not generated yet and are left out: `CountUp` (server-streaming), `Sum`
- * (client-streaming), `Chat` (bidirectional-streaming).
  */
 export interface IStreamDemoServiceNats {
   /**
@@ -54,6 +81,33 @@ export interface IStreamDemoServiceNats {
    * Endpoint `ping` on subject `api.v1.stream.ping` (by default).
    */
   ping(request: pb.PingRequest, ctx: runtime.RequestContext): runtime.HandlerResult<typeof pb.PingResponseSchema>;
+  /**
+   * Server-streaming RPC — client sends one request, server sends many
+   * responses. Example: subscribe to a feed of numbers or events.
+   *
+   * Produces the responses (typically an `async function*`); `ctx.signal` aborts on the deadline, a
+   * caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing
+   * headers. Endpoint `count_up` on subject `api.v1.stream.count_up` (by default).
+   */
+  countUp(ctx: runtime.RequestContext, request: pb.CountUpRequest): AsyncIterable<runtime.MessageInitShape<typeof pb.CountUpResponseSchema>>;
+  /**
+   * Client-streaming RPC — client sends many requests, server collapses into
+   * one response. Example: upload chunks that are aggregated into a summary.
+   *
+   * Reads the requests and returns the response; `ctx.signal` aborts on the deadline, a caller cancel, a
+   * gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing headers. Endpoint `sum`
+   * on subject `api.v1.stream.sum` (by default).
+   */
+  sum(ctx: runtime.RequestContext, requests: AsyncIterable<pb.SumRequest>): Promise<runtime.MessageInitShape<typeof pb.SumResponseSchema>>;
+  /**
+   * Bidirectional-streaming RPC — both sides send streams concurrently.
+   * Example: a live chat or echo service.
+   *
+   * Reads the requests and produces the responses (typically an `async function*`); `ctx.signal` aborts
+   * on the deadline, a caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader`
+   * sets trailing headers. Endpoint `chat` on subject `api.v1.stream.chat` (by default).
+   */
+  chat(ctx: runtime.RequestContext, requests: AsyncIterable<pb.ChatMessage>): AsyncIterable<runtime.MessageInitShape<typeof pb.ChatMessageSchema>>;
 }
 
 /**
@@ -73,9 +127,6 @@ export function registerStreamDemoServiceHandlers(
  * Typed client for `streaming.v1.StreamDemoService`. Each call rejects with a
  * {@link StreamDemoServiceError}: the service's reply, or a transport failure (`isTimeout()`,
  * `isNoResponders()`).
- *
- * Streaming RPCs are not generated yet and are left out: `CountUp` (server-streaming), `Sum`
- * (client-streaming), `Chat` (bidirectional-streaming).
  */
 export class StreamDemoServiceNatsClient {
   readonly #client: runtime.Client<StreamDemoServiceError>;
@@ -103,6 +154,46 @@ export class StreamDemoServiceNatsClient {
     options?: runtime.CallOptions,
   ): Promise<pb.PingResponse> {
     return this.#client.unary(StreamDemoServiceNatsSpec.methods.ping, request, options);
+  }
+
+  /**
+   * Server-streaming RPC — client sends one request, server sends many
+   * responses. Example: subscribe to a feed of numbers or events.
+   *
+   * Opens the server stream: iterate the responses; breaking out of `for await` cancels it. `CountUp` on
+   * `{subjectPrefix}.count_up`.
+   */
+  countUp(
+    request: runtime.MessageInitShape<typeof pb.CountUpRequestSchema>,
+    options?: runtime.StreamCallOptions,
+  ): runtime.ResponseStream<typeof pb.CountUpResponseSchema> {
+    return this.#client.serverStream(StreamDemoServiceNatsSpec.streams.countUp, request, options);
+  }
+
+  /**
+   * Client-streaming RPC — client sends many requests, server collapses into
+   * one response. Example: upload chunks that are aggregated into a summary.
+   *
+   * Opens the client stream: `send` the requests (each waits for the server's credit), then
+   * `closeAndReceive()`. `Sum` on `{subjectPrefix}.sum`.
+   */
+  sum(
+    options?: runtime.StreamCallOptions,
+  ): runtime.RequestStream<typeof pb.SumRequestSchema, typeof pb.SumResponseSchema> {
+    return this.#client.clientStream(StreamDemoServiceNatsSpec.streams.sum, options);
+  }
+
+  /**
+   * Bidirectional-streaming RPC — both sides send streams concurrently.
+   * Example: a live chat or echo service.
+   *
+   * Opens the bidirectional stream: `send` requests and iterate responses; `closeSend()` ends the
+   * requests, `cancel()` abandons the call. `Chat` on `{subjectPrefix}.chat`.
+   */
+  chat(
+    options?: runtime.StreamCallOptions,
+  ): runtime.BidiStream<typeof pb.ChatMessageSchema, typeof pb.ChatMessageSchema> {
+    return this.#client.bidiStream(StreamDemoServiceNatsSpec.streams.chat, options);
   }
 }
 

@@ -12,7 +12,7 @@ runtime.checkRuntimeVersion("0.1.0", "user/v1/service.proto");
 
 /**
  * What the proto declares for `user.v1.UserService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const UserServiceNatsSpec = {
   protoName: "user.v1.UserService",

@@ -12,7 +12,7 @@ runtime.checkRuntimeVersion("0.1.0", "order/v1/order.proto");
 
 /**
  * What the proto declares for `order.v1.OrderService`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const OrderServiceNatsSpec = {
   protoName: "order.v1.OrderService",

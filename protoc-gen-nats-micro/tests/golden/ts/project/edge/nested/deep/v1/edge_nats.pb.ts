@@ -14,7 +14,7 @@ runtime.checkRuntimeVersion("0.1.0", "edge/nested/deep/v1/edge.proto");
 
 /**
  * What the proto declares for `edge.nested.deep.v1.Type`: ADR-32 identity, subject prefix, timeouts
- * (milliseconds) and the unary RPCs in proto order.
+ * (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto order.
  */
 export const TypeNatsSpec = {
   protoName: "edge.nested.deep.v1.Type",
@@ -69,6 +69,17 @@ export const TypeNatsSpec = {
       pendingBytesLimit: 1048576,
     },
   },
+  streams: {
+    watch: {
+      method: "Watch",
+      endpoint: "watch",
+      input: pb.OuterSchema,
+      output: pb.OuterSchema,
+      metadata: {},
+      queueGroupDisabled: false,
+      kind: "server",
+    },
+  },
 } satisfies runtime.ServiceSpec;
 
 /**
@@ -78,8 +89,6 @@ export const TypeNatsSpec = {
  * {@link registerTypeHandlers}. A handler returns the response (or a promise of it) and throws a
  * {@link TypeError} to fail with a code; anything else it throws becomes INTERNAL, its text logged and
  * not sent.
- *
- * Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).
  */
 export interface ITypeNats {
   /**
@@ -96,6 +105,12 @@ export interface ITypeNats {
   "new"(request: pb.Outer, ctx: runtime.RequestContext): runtime.HandlerResult<typeof pb.Outer_InnerSchema>;
   /** Endpoint `clone` on subject `edge."quoted".type.clone` (by default). */
   clone(request: pb.Outer, ctx: runtime.RequestContext): runtime.HandlerResult<typeof pb.OuterSchema>;
+  /**
+   * Produces the responses (typically an `async function*`); `ctx.signal` aborts on the deadline, a
+   * caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing
+   * headers. Endpoint `watch` on subject `edge."quoted".type.watch` (by default).
+   */
+  watch(ctx: runtime.RequestContext, request: pb.Outer): AsyncIterable<runtime.MessageInitShape<typeof pb.OuterSchema>>;
 }
 
 /**
@@ -114,8 +129,6 @@ export function registerTypeHandlers(
 /**
  * Typed client for `edge.nested.deep.v1.Type`. Each call rejects with a {@link TypeError}: the
  * service's reply, or a transport failure (`isTimeout()`, `isNoResponders()`).
- *
- * Streaming RPCs are not generated yet and are left out: `Watch` (server-streaming).
  */
 export class TypeNatsClient {
   readonly #client: runtime.Client<TypeError>;
@@ -175,6 +188,17 @@ export class TypeNatsClient {
     options?: runtime.CallOptions,
   ): Promise<pb.Outer> {
     return this.#client.unary(TypeNatsSpec.methods.clone, request, options);
+  }
+
+  /**
+   * Opens the server stream: iterate the responses; breaking out of `for await` cancels it. `Watch` on
+   * `{subjectPrefix}.watch`.
+   */
+  watch(
+    request: runtime.MessageInitShape<typeof pb.OuterSchema>,
+    options?: runtime.StreamCallOptions,
+  ): runtime.ResponseStream<typeof pb.OuterSchema> {
+    return this.#client.serverStream(TypeNatsSpec.streams.watch, request, options);
   }
 }
 
@@ -288,7 +312,8 @@ export const isTypeHttp2Fail = runtime.codeChecker(TypeErrorCode.HTTP_2_FAIL);
 
 /**
  * What the proto declares for `edge.nested.deep.v1.TypeClient`: ADR-32 identity, subject prefix,
- * timeouts (milliseconds) and the unary RPCs in proto order.
+ * timeouts (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto
+ * order.
  */
 export const TypeClientNatsSpec = {
   protoName: "edge.nested.deep.v1.TypeClient",
@@ -472,7 +497,8 @@ export const isTypeClientDataLoss = runtime.codeChecker(TypeClientErrorCode.DATA
 
 /**
  * What the proto declares for `edge.nested.deep.v1.LegacyService`: ADR-32 identity, subject prefix,
- * timeouts (milliseconds) and the unary RPCs in proto order.
+ * timeouts (milliseconds), the unary RPCs and the streaming RPCs (kind, flow-control window) in proto
+ * order.
  */
 export const LegacyServiceNatsSpec = {
   protoName: "edge.nested.deep.v1.LegacyService",
