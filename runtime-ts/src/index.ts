@@ -598,6 +598,8 @@ export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescM
   readonly metadata: Readonly<Record<string, string>>;
   /** Subscribe this endpoint without a queue group. */
   readonly queueGroupDisabled: boolean;
+  /** Position among the service's RPCs, unary and streaming, in proto order (the order of INFO). */
+  readonly position?: number;
   /** Requests that may wait for a free handler slot before new ones are refused with RESOURCE_EXHAUSTED. */
   readonly pendingMsgLimit?: number;
   /** Bytes of requests that may wait likewise. */
@@ -737,10 +739,10 @@ export class Client<E extends NatsMicroError> {
 
   /** Endpoint names and the subjects this client sends to, in proto order. */
   endpoints(): EndpointInfo[] {
-    return [...Object.values(this.#spec.methods), ...Object.values(this.#spec.streams ?? {})].map((m) => ({
+    return endpointSpecs(this.#spec).map((m) => ({
       name: m.endpoint,
       subject: `${this.subjectPrefix}.${m.endpoint}`,
-      metadata: { ...m.metadata },
+      metadata: endpointMetadata(m),
     }));
   }
 
@@ -1541,7 +1543,8 @@ export class Service {
     };
     const unary = Object.entries(spec.methods).map(([key, method]) => [key, method, undefined] as const);
     const streams = Object.entries(spec.streams ?? {}).map(([key, method]) => [key, method, method] as const);
-    for (const [key, method, stream] of [...unary, ...streams]) {
+    const endpoints = [...unary, ...streams].sort(([, a], [, b]) => (a.position ?? 0) - (b.position ?? 0));
+    for (const [key, method, stream] of endpoints) {
       const subject = `${prefix}.${method.endpoint}`;
       if (!validSubject(subject)) {
         throw invalid(`endpoint subject ${JSON.stringify(subject)} has an empty token, a space, \`*\` or \`>\``);
@@ -1550,7 +1553,7 @@ export class Service {
         name: method.endpoint,
         subject,
         ...(queueGroup !== null && !method.queueGroupDisabled && { queue_group: queueGroup }),
-        metadata: { ...method.metadata },
+        metadata: endpointMetadata(method),
       };
       const serving: Serving = {
         method,
@@ -1744,9 +1747,10 @@ export class Service {
 
   /**
    * Takes a stream open off the wire (PROTOCOL §9.2): the caller's inbox is
-   * `Reply-To` (else the reply subject), checked by the reply policy; an
-   * open whose reply subject differs from `Reply-To` is dropped. Refusals
-   * after that point are ends with the error on the caller's inbox.
+   * `Reply-To` (else the reply subject). Both are checked by the reply
+   * policy; they may differ (Go-plugin clients take the ack on a request
+   * inbox). Refusals after that point are ends with the error, on the
+   * reply subject if there is one, else on `Reply-To`.
    */
   #acceptStream(endpoint: Endpoint, message: Msg, received: number): void {
     const settings = endpoint.serving;
@@ -1757,19 +1761,17 @@ export class Service {
     const { headers, problem } = readHeaders(message);
     const replyTo = protocolHeader(headers, REPLY_TO_HEADER);
     const reply = natsReply(message);
-    if (reply !== undefined && replyTo !== undefined && reply !== replyTo) {
-      refuse(`reply subject ${reply} differs from ${REPLY_TO_HEADER} ${replyTo}`);
-      return;
-    }
     const target = replyTo ?? reply;
-    const refused = refusedReply(target, this.#ownSubjects, this.#replyPolicy);
+    const refused =
+      refusedReply(target, this.#ownSubjects, this.#replyPolicy) ??
+      (reply !== undefined && reply !== target ? refusedReply(reply, this.#ownSubjects, this.#replyPolicy) : undefined);
     if (refused !== undefined || target === undefined) {
       refuse(refused ?? "no reply subject");
       return;
     }
     const end = (code: string, why: string) => {
       const error = new NatsMicroError(code, settings.method.method, why);
-      this.#reply(endpoint, streamEnd(this.#nc, target), { error }, undefined, now() - received);
+      this.#reply(endpoint, streamEnd(this.#nc, reply ?? target), { error }, undefined, now() - received);
     };
     if (problem !== undefined) {
       settings.log(`${this.#name}: endpoint ${endpoint.info.name}: malformed stream open headers: ${problem}`);
@@ -1887,7 +1889,7 @@ export class Service {
       ack.set(STREAM_INBOX_HEADER, inboxSubject);
       ack.set(STREAM_CREDIT_HEADER, String(serving.window));
       try {
-        this.#nc.publish(target, new Uint8Array(0), { headers: ack });
+        this.#nc.publish(reply, new Uint8Array(0), { headers: ack });
       } catch (err) {
         finish({ error: new NatsMicroError("UNAVAILABLE", method, `sending the ack: ${describe(err)}`) }, true);
         return;
@@ -2173,6 +2175,24 @@ export interface StreamMethodSpec<I extends DescMessage = DescMessage, O extends
   readonly kind: K;
   /** The flow-control window from `(natsmicro.stream)` max_inflight. */
   readonly window?: number;
+}
+
+/** The endpoint metadata key that marks a streaming endpoint in ADR-32 INFO (PROTOCOL §9). */
+export const STREAM_METADATA_KEY = "nats_micro.stream";
+
+/** Every RPC of a service, unary and streaming, in proto order. */
+function endpointSpecs(spec: ServiceSpec): MethodSpec[] {
+  const all: MethodSpec[] = [...Object.values(spec.methods), ...Object.values(spec.streams ?? {})];
+  return all.sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
+}
+
+/** An endpoint's INFO metadata: the proto's, and a stream's kind under {@link STREAM_METADATA_KEY}. */
+function endpointMetadata(method: MethodSpec | StreamMethodSpec): Record<string, string> {
+  const kind = "kind" in method ? method.kind : undefined;
+  if (kind === undefined) {
+    return { ...method.metadata };
+  }
+  return { ...method.metadata, [STREAM_METADATA_KEY]: kind === "bidi" ? "bidirectional" : kind };
 }
 
 /** Keepalive and peer-gone intervals in milliseconds (defaults {@link DEFAULT_KEEPALIVE_INTERVAL}, {@link DEFAULT_PEER_TIMEOUT}). */

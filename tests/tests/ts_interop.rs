@@ -551,3 +551,102 @@ async fn typescript_streams_client_against_the_typescript_streams_service() {
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
     assert!(service.stop().contains("stopped"));
 }
+
+/// Runs the Rust stream scenario binary against whatever serves streams.v1 on `url`.
+fn rust_streams_client(url: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streams_client")).env("NATS_URL", url).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.lines().filter(|line| line.starts_with("ok ")).count(), 6, "{stdout}");
+    stdout
+}
+
+/// Streams across languages (PROTOCOL §9): the Rust scenario against the
+/// TypeScript StreamService, and the TypeScript scenario against the Rust one.
+#[tokio::test]
+async fn streams_between_rust_and_typescript_both_ways() {
+    let server = NatsServer::start();
+    let mut command = scripts().node("streams_server", &[]);
+    command.env("NATS_URL", server.url());
+    let (service, _) = Node::serve(command);
+    let url = server.url();
+    tokio::task::spawn_blocking(move || rust_streams_client(&url)).await.expect("task");
+    let nats = server.connect().await;
+    assert_stream_endpoints_in_info(&nats).await;
+    assert_eq!(go_style_sum(&nats).await, 6, "a Go-plugin client-streaming call against the TypeScript service");
+    assert!(service.stop().contains("stopped"));
+
+    let server = NatsServer::start();
+    let mut rust = std::process::Command::new(env!("CARGO_BIN_EXE_streams_server"))
+        .env("NATS_URL", server.url())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts the Rust streams server");
+    let mut ready = String::new();
+    BufReader::new(rust.stdout.take().expect("stdout")).read_line(&mut ready).expect("reads");
+    assert_eq!(ready.trim(), "ready");
+    let url = server.url();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = scripts().node("streams_client", &[]);
+        command.env("NATS_URL", url);
+        command.output().expect("node")
+    })
+    .await
+    .expect("task");
+    let nats = server.connect().await;
+    assert_stream_endpoints_in_info(&nats).await;
+    assert_eq!(go_style_sum(&nats).await, 6, "a Go-plugin client-streaming call against the Rust service");
+    let _ = rust.kill();
+    let _ = rust.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+}
+
+/// The StreamService's INFO lists its RPCs in proto order, each stream with its kind.
+async fn assert_stream_endpoints_in_info(nats: &async_nats::Client) {
+    let reply = nats.request("$SRV.INFO.StreamService", bytes::Bytes::new()).await.expect("INFO");
+    let info: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    let endpoints: Vec<(String, Option<String>)> = info["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| {
+            let kind = e["metadata"].get("nats_micro.stream").and_then(Value::as_str).map(str::to_owned);
+            (e["name"].as_str().expect("name").to_owned(), kind)
+        })
+        .collect();
+    let expected = [("count_up", Some("server")), ("sum", Some("client")), ("chat", Some("bidirectional")), ("ping", None)]
+        .map(|(name, kind)| (name.to_owned(), kind.map(str::to_owned)));
+    assert_eq!(endpoints, expected);
+}
+
+/// A client-streaming `Sum` of 1, 2, 3 exactly as the Go plugin's client
+/// does it: the open is a request whose reply subject (for the ack) differs
+/// from its `Reply-To` (for the result), no credit, and the result is read
+/// from `Reply-To`.
+async fn go_style_sum(nats: &async_nats::Client) -> i64 {
+    use futures_util::StreamExt;
+    use nats_micro_runtime::stream::wire::{REPLY_TO, STREAM_END, STREAM_INBOX, STREAM_SEQ};
+    use nats_micro_tests::project::streams::v1::{Number, SumResponse};
+    use prost::Message as _;
+    let results = nats.new_inbox();
+    let mut result = nats.subscribe(results.clone()).await.expect("subscribes");
+    let mut open = async_nats::HeaderMap::new();
+    open.insert(REPLY_TO, results.as_str());
+    let ack = nats
+        .send_request("streams.v1.sum", async_nats::Request::new().headers(open).timeout(Some(Duration::from_secs(5))))
+        .await
+        .expect("an ack");
+    let server_inbox = ack.headers.as_ref().and_then(|h| h.get(STREAM_INBOX)).expect("the server's inbox").as_str().to_owned();
+    for (seq, value) in [(1, 1), (2, 2), (3, 3)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(STREAM_SEQ, seq.to_string().as_str());
+        nats.publish_with_headers(server_inbox.clone(), headers, Number { value }.encode_to_vec().into()).await.expect("sends");
+    }
+    let mut end = async_nats::HeaderMap::new();
+    end.insert(STREAM_END, "true");
+    nats.publish_with_headers(server_inbox, end, bytes::Bytes::new()).await.expect("ends");
+    let message = tokio::time::timeout(Duration::from_secs(5), result.next()).await.expect("in time").expect("a result");
+    SumResponse::decode(message.payload).expect("a SumResponse").total
+}

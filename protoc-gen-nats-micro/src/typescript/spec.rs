@@ -63,6 +63,10 @@ impl ServiceWriter<'_> {
         }
         self.out.line(format!("      metadata: {},", record(&m.metadata)));
         self.out.line(format!("      queueGroupDisabled: {},", m.queue_group_disabled));
+        // Unary RPCs and streams sit in two maps: their common proto order is told when both exist.
+        if !s.streaming.is_empty() && !s.methods.is_empty() {
+            self.out.line(format!("      position: {},", m.position));
+        }
         if let Some(limit) = m.pending_msg_limit {
             self.out.line(format!("      pendingMsgLimit: {limit},"));
         }

@@ -33,6 +33,7 @@ export const StreamDemoServiceNatsSpec = {
       timeout: 5000,
       metadata: {},
       queueGroupDisabled: false,
+      position: 0,
     },
   },
   streams: {
@@ -43,6 +44,7 @@ export const StreamDemoServiceNatsSpec = {
       output: pb.CountUpResponseSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 1,
       kind: "server",
     },
     sum: {
@@ -52,6 +54,7 @@ export const StreamDemoServiceNatsSpec = {
       output: pb.SumResponseSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 2,
       kind: "client",
     },
     chat: {
@@ -61,6 +64,7 @@ export const StreamDemoServiceNatsSpec = {
       output: pb.ChatMessageSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 3,
       kind: "bidi",
     },
   },

@@ -33,6 +33,7 @@ export const TypeNatsSpec = {
       output: wkt.EmptySchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 0,
     },
     self: {
       method: "Self",
@@ -41,6 +42,7 @@ export const TypeNatsSpec = {
       output: wkt.TimestampSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 1,
     },
     async: {
       method: "Async",
@@ -49,6 +51,7 @@ export const TypeNatsSpec = {
       output: pb_order_v1_order.OrderSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 2,
     },
     new: {
       method: "New",
@@ -57,6 +60,7 @@ export const TypeNatsSpec = {
       output: pb.Outer_InnerSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 3,
     },
     clone: {
       method: "Clone",
@@ -65,6 +69,7 @@ export const TypeNatsSpec = {
       output: pb.OuterSchema,
       metadata: {},
       queueGroupDisabled: true,
+      position: 4,
       pendingMsgLimit: 64,
       pendingBytesLimit: 1048576,
     },
@@ -77,6 +82,7 @@ export const TypeNatsSpec = {
       output: pb.OuterSchema,
       metadata: {},
       queueGroupDisabled: false,
+      position: 5,
       kind: "server",
     },
   },
