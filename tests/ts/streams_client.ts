@@ -67,11 +67,13 @@ const checks: Check[] = [
   [
     "Sum of 1..10 is 55, count 10",
     async (nc) => {
+      // snippet: ts-stream-client
       const sum = client(nc).sum();
       for (let i = 1n; i <= 10n; i++) {
-        await sum.send({ value: i });
+        await sum.send({ value: i }); // waits for the service's credit
       }
       const result = await sum.closeAndReceive();
+      // end snippet
       assert.equal(result.total, 55n);
       assert.equal(result.count, 10);
     },

@@ -43,6 +43,7 @@ const streams: IStreamServiceNats = {
       yield { value: request.start + BigInt(i) };
     }
   },
+  // snippet: ts-stream-server
   async sum(ctx, requests) {
     let total = 0n;
     let count = 0;
@@ -61,6 +62,7 @@ const streams: IStreamServiceNats = {
     }
     yield { text: "bye" };
   },
+  // end snippet
   ping(request) {
     return { text: request.text };
   },
