@@ -48,6 +48,23 @@ from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
 from ._guard import MALFORMED_HEADER, ConnectionGuard, guard
+from ._streams import (
+    CANCEL_HEADER as CANCEL_HEADER,
+    CREDIT_HEADER as CREDIT_HEADER,
+    DEFAULT_KEEPALIVE_INTERVAL as DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_PEER_TIMEOUT as DEFAULT_PEER_TIMEOUT,
+    DEFAULT_WINDOW as DEFAULT_WINDOW,
+    END_HEADER as END_HEADER,
+    INBOX_HEADER as INBOX_HEADER,
+    REPLY_TO_HEADER as REPLY_TO_HEADER,
+    SEQ_HEADER as SEQ_HEADER,
+    ReceiveWindow as ReceiveWindow,
+    SendCredit as SendCredit,
+    StreamProtocolError as StreamProtocolError,
+    header_flag as header_flag,
+    header_number as header_number,
+    parse_stream_number as parse_stream_number,
+)
 
 connection_guard = guard
 """``connection_guard(nc)``: what the runtime contained on a connection
