@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypedDict, TypeVar, cast, runtime_checkable
@@ -813,6 +813,28 @@ class Client:
             raise DecodeError(spec.method, f"decoding the reply: {err}", headers=reply.headers) from err
         return Response(message, reply.headers)
 
+    async def server_stream(
+        self,
+        endpoint: str,
+        request: Message,
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ServerStream[MessageT]:
+        """Opens a server-streaming call (PROTOCOL §9.2) and returns its
+        responses as an async iterator; leaving it early cancels the stream."""
+        spec = self._endpoint(endpoint)
+        try:
+            payload = encode_message(request, self._service.json)
+        except Exception as err:
+            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+        budget = timeout if timeout is not None else self._default_timeout(spec)
+        stream = ServerStream(self, spec.method, response_type, budget, window)
+        await stream._open(self.subject(endpoint), payload, {**self._headers, **(headers or {})})
+        return stream
+
     async def _send(self, call: ClientCall) -> Reply:
         """The end of the chain: the NATS request, its failures and error replies."""
         headers = {**call.headers, TIMEOUT_HEADER: encode_timeout(call.timeout)}
@@ -838,6 +860,134 @@ class Client:
         raise self._errors.error(
             code_from_wire(code) if code is not None else UNKNOWN, call.method, text or "", msg.data, reply_headers
         )
+
+
+class ServerStream(Generic[MessageT]):
+    """The responses of a server-streaming call, in order: ``async for`` over
+    it, or use it as an async context manager so that leaving early cancels
+    the stream (``Nats-Stream-Cancel``). Errors raise the service's error
+    classes; :attr:`trailers` holds the end's headers once the stream ended."""
+
+    def __init__(self, client: Client, method: str, response_type: type[MessageT], timeout: float, window: int) -> None:
+        self._client = client
+        self._method = method
+        self._response_type = response_type
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._window = ReceiveWindow(window)
+        self._announced_window = window
+        self._server_inbox: str | None = None
+        self._subscription: Subscription | None = None
+        self._started = False
+        self._finished = False
+        self.trailers: dict[str, str] = {}
+        """Headers of the server's end message."""
+
+    async def _open(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        nc = self._client._nc
+        inbox = nc.new_inbox()
+        self._subscription = await nc.subscribe(inbox)
+        open_headers = {
+            **headers,
+            REPLY_TO_HEADER: inbox,
+            CREDIT_HEADER: str(self._announced_window),
+            TIMEOUT_HEADER: encode_timeout(self._deadline - asyncio.get_running_loop().time()),
+        }
+        try:
+            await nc.publish(subject, payload, reply=inbox, headers=open_headers)
+        except nats.errors.MaxPayloadError as err:
+            await self._close_subscription()
+            raise MaxPayloadExceededError(self._method, "the request exceeds the server's max_payload") from err
+
+    def __aiter__(self) -> ServerStream[MessageT]:
+        return self
+
+    async def __anext__(self) -> MessageT:
+        if self._finished or self._subscription is None:
+            raise StopAsyncIteration
+        try:
+            return await self._next()
+        except StreamProtocolError as err:  # §9.6: fail the stream, cancel it at the server
+            await self._abandon()
+            raise self._client._errors.error(err.code, self._method, err.message, b"", {}) from err
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _next(self) -> MessageT:
+        assert self._subscription is not None
+        while True:
+            remaining = self._deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise DeadlineExceededError(self._method, f"{self._method} did not finish before its deadline")
+            try:
+                msg = await self._subscription.next_msg(timeout=remaining)
+            except nats.errors.TimeoutError:
+                continue
+            headers = dict(msg.headers or {})
+            if not self._started and INBOX_HEADER in headers:  # the ack
+                self._started = True
+                self._server_inbox = headers[INBOX_HEADER]
+                continue
+            if not self._started:  # a Go-plugin server: data or an end first, no flow control
+                self._started = True
+            if ERROR_CODE_HEADER in headers or ERROR_MESSAGE_HEADER in headers:
+                self._finished = True
+                code = headers.get(ERROR_CODE_HEADER)
+                raise self._client._errors.error(
+                    code_from_wire(code) if code is not None else UNKNOWN,
+                    self._method,
+                    headers.get(ERROR_MESSAGE_HEADER, ""),
+                    msg.data,
+                    headers,
+                )
+            seq = header_number(headers, SEQ_HEADER)
+            if seq is not None:
+                return await self._data(seq, msg.data)
+            if header_flag(headers, END_HEADER):
+                self._finished = True
+                self.trailers = headers
+                await self._close_subscription()
+                raise StopAsyncIteration
+            # credits and keepalives from the server need no answer: nothing is sent its way
+
+    async def _data(self, seq: int, payload: bytes) -> MessageT:
+        self._window.received(seq)
+        try:
+            message = decode_message(payload, self._response_type, self._client._service.json)
+        except ValueError as err:
+            raise InvalidArgumentError(self._method, f"decoding a stream message: {err}") from err
+        grant = self._window.consumed()
+        if grant and self._server_inbox is not None:
+            await self._client._nc.publish(self._server_inbox, b"", headers={CREDIT_HEADER: str(grant)})
+        return message
+
+    async def _abandon(self) -> None:
+        """Cancels a stream that has not ended (§9.5) and stops listening."""
+        if not self._finished and self._server_inbox is not None:
+            try:
+                await self._client._nc.publish(self._server_inbox, b"", headers={CANCEL_HEADER: "true"})
+            except nats.errors.Error as err:
+                _log.debug("%s: sending the cancel: %r", self._method, err)
+        self._finished = True
+        await self._close_subscription()
+
+    async def _close_subscription(self) -> None:
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            try:
+                await subscription.unsubscribe()
+            except nats.errors.Error as err:
+                _log.debug("%s: leaving the stream inbox: %r", self._method, err)
+
+    async def aclose(self) -> None:
+        """Stops the stream: a stream that has not ended is cancelled."""
+        await self._abandon()
+
+    async def __aenter__(self) -> ServerStream[MessageT]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 # --------------------------------------------------------------------------
@@ -929,6 +1079,21 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
             raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}") from err
         response = await self._handler(request, ctx)
         return encode_message(response, use_json)
+
+
+class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A server-streaming handler with its request type (PROTOCOL §9): the
+    handler is typically an async generator yielding the responses."""
+
+    def __init__(
+        self, handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]], request_type: type[RequestT]
+    ) -> None:
+        self.handler = handler
+        self.request_type = request_type
+
+
+ServedEndpoint = UnaryEndpoint[Any, Any] | ServerStreamEndpoint[Any, Any]
+"""What ``start_service`` accepts per endpoint."""
 
 
 class ServiceOverrides(TypedDict, total=False):
@@ -1136,7 +1301,7 @@ class _Endpoint:
     """One subscribed endpoint: bounded concurrency, deadline, reply, statistics."""
 
     def __init__(
-        self, info: EndpointInfo, spec: EndpointSpec, timeout: float | None, handler: UnaryEndpoint[Any, Any], settings: _Settings
+        self, info: EndpointInfo, spec: EndpointSpec, timeout: float | None, handler: ServedEndpoint, settings: _Settings
     ) -> None:
         self.info = info
         self._spec = spec
@@ -1201,7 +1366,7 @@ class _Endpoint:
         while the pending bound allows, and refuses it with
         ``RESOURCE_EXHAUSTED`` beyond."""
         received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
-        refusal = self._settings.reply_policy.refusal(msg.reply or "")
+        refusal = self._settings.reply_policy.refusal(self._reply_target(msg))
         if refusal is not None:
             _log.warning("%s: refused a request: %s", self._spec.method, refusal)
             self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
@@ -1222,6 +1387,17 @@ class _Endpoint:
         self._queued += 1
         self._queued_bytes += size
         self._spawn(self._serve_when_free(msg, received, size))
+
+    def _reply_target(self, msg: Msg) -> str:
+        """Where answers go: the reply subject, or for a stream its ``Reply-To``
+        (a Go-plugin open has no reply subject; an open whose reply subject
+        differs from ``Reply-To`` gives no target and is refused, §9.2)."""
+        if not isinstance(self._handler, ServerStreamEndpoint):
+            return msg.reply or ""
+        reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
+        if reply_to is None:
+            return msg.reply or ""
+        return reply_to if not msg.reply or msg.reply == reply_to else ""
 
     def _over_pending_limit(self, size: int) -> bool:
         msg_limit, bytes_limit = self._spec.pending_msg_limit, self._spec.pending_bytes_limit
@@ -1245,6 +1421,7 @@ class _Endpoint:
         await self._serve(msg, received)
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
+        assert isinstance(self._handler, UnaryEndpoint)
         return await self._handler.serve(ctx, payload, self._settings.use_json)
 
     async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
@@ -1267,6 +1444,9 @@ class _Endpoint:
                 await self._reply(msg, None, expired, {}, started_ns)
                 return
             ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
+            if isinstance(self._handler, ServerStreamEndpoint):
+                await self._serve_stream(self._handler, msg, ctx, started_ns)
+                return
             body, error = await self._run_chain(ctx, msg.data, deadline)
             await self._reply(msg, body, error, ctx.response_headers, started_ns)
         finally:
@@ -1290,6 +1470,74 @@ class _Endpoint:
                 return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
             return None, as_coded(err, self._spec.method) or self._uncoded(err)
 
+    async def _serve_stream(
+        self, endpoint: ServerStreamEndpoint[Any, Any], msg: Msg, ctx: RequestContext, started_ns: int
+    ) -> None:
+        """One server stream (§9.2–§9.5): decodes the open, acks it when the
+        caller announced credit (a Go-plugin open without credit gets no ack and
+        no flow control), sends each response under credit with its sequence
+        number, and ends with the handler's trailing headers or its error. A
+        cancel from the caller stops the handler and ends nothing."""
+        nc = self._settings.nc
+        method = self._spec.method
+        target = self._reply_target(msg)
+        try:
+            request = decode_message(msg.data, endpoint.request_type, self._settings.use_json)
+            announced = header_number(msg.headers, CREDIT_HEADER)
+        except (ValueError, StreamProtocolError) as err:
+            await self._reply(msg, None, InvalidArgumentError(method, f"malformed open for {method}: {err}"), {}, started_ns)
+            return
+        credit = SendCredit(announced)
+        handler_task = asyncio.current_task()
+        cancelled_by_caller = False
+        control: Subscription | None = None
+
+        async def on_control(control_msg: Msg) -> None:
+            nonlocal cancelled_by_caller
+            if header_flag(control_msg.headers, CANCEL_HEADER):
+                cancelled_by_caller = True
+                if handler_task is not None:
+                    handler_task.cancel()
+                return
+            try:
+                more = header_number(control_msg.headers, CREDIT_HEADER)
+            except StreamProtocolError as err:
+                _log.warning("%s: %s", method, err)  # fails the stream below through the cancel path
+                return
+            if more is not None:
+                credit.grant(more)
+
+        error: NatsMicroError | None = None
+        try:
+            if announced is not None:
+                control = await nc.subscribe(nc.new_inbox(), cb=on_control)
+                await nc.publish(target, b"", headers={INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)})
+            seq = 0
+            try:
+                async with asyncio.timeout_at(ctx.deadline) as scope:
+                    async for response in endpoint.handler(request, ctx):
+                        await credit.acquire()
+                        seq += 1
+                        payload = encode_message(response, self._settings.use_json)
+                        await nc.publish(target, payload, headers={SEQ_HEADER: str(seq)})
+            except asyncio.CancelledError:
+                if not cancelled_by_caller:
+                    raise
+                if handler_task is not None:
+                    handler_task.uncancel()
+                error = CancelledError(method, "the caller cancelled the stream")
+                self._record(time.perf_counter_ns() - started_ns, error)
+                return
+            except Exception as err:
+                if scope.expired():
+                    error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
+                else:
+                    error = as_coded(err, method) or self._uncoded(err)
+            await self._reply(msg, None, error, ctx.response_headers, started_ns)
+        finally:
+            if control is not None:
+                await control.unsubscribe()
+
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""
         _log.error("%s failed without an error code", self._spec.method, exc_info=err)
@@ -1304,14 +1552,17 @@ class _Endpoint:
         if error is not None:
             headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
             body = error.data
-        if msg.reply:
+        reply_to = self._reply_target(msg)
+        if isinstance(self._handler, ServerStreamEndpoint):
+            headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end (§9.2)
+        if reply_to:
             try:
-                await self._settings.nc.publish(msg.reply, body or b"", headers=headers)
+                await self._settings.nc.publish(reply_to, body or b"", headers=headers)
             except Exception as err:  # e.g. a reply over max_payload: tell the caller rather than leave it waiting
                 _log.warning("%s: sending the reply: %r", self._spec.method, err)
                 if error is None:
                     error = ResourceExhaustedError(self._spec.method, f"the response could not be sent: {err!r}")
-                    await self._send_bare_error(msg.reply, error)
+                    await self._send_bare_error(reply_to, error)
         self._record(elapsed, error)
 
     def _error_headers(self, error: NatsMicroError) -> dict[str, str]:
@@ -1454,7 +1705,7 @@ class Service:
 async def start_service(
     nc: NatsClient,
     spec: ServiceSpec,
-    handlers: Mapping[str, UnaryEndpoint[Any, Any]],
+    handlers: Mapping[str, ServedEndpoint],
     overrides: ServiceOverrides,
 ) -> Service:
     """Validates the settings, subscribes every endpoint and the discovery
