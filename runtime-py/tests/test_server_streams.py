@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Unpack
 
 import nats
 import nats_micro_runtime as rt
@@ -32,8 +33,9 @@ class Probe:
         self.sleep = 0.0
 
 
-async def serve(nc: NatsClient, probe: Probe) -> rt.Service:
-    """CountUp: yields 1..value; value 99 fails after two, 0 never ends."""
+async def serve(nc: NatsClient, probe: Probe, **overrides: Unpack[rt.ServiceOverrides]) -> rt.Service:
+    """CountUp: yields 1..value, ``probe.sleep`` apart; value 99 fails after
+    two, 0 never ends."""
 
     async def count_up(request: Int, ctx: rt.RequestContext) -> AsyncIterator[Int]:
         try:
@@ -50,7 +52,7 @@ async def serve(nc: NatsClient, probe: Probe) -> rt.Service:
             probe.cancelled.set()
             raise
 
-    return await rt.start_service(nc, SPEC, {"count_up": rt.ServerStreamEndpoint(count_up, Int)}, {})
+    return await rt.start_service(nc, SPEC, {"count_up": rt.ServerStreamEndpoint(count_up, Int)}, overrides)
 
 
 async def test_a_server_stream_delivers_in_order_with_trailers_and_counts_once(nc: NatsClient) -> None:
@@ -215,3 +217,84 @@ async def test_bad_sequence_numbers_fail_the_stream(nc: NatsClient, seqs: list[s
         async for m in await client.server_stream("count_up", Int(value=2), Int):
             got.append(m.value)
     assert got == [1] and caught.value.code == code
+
+
+FAST = rt.StreamTimings(keepalive_interval=0.1, peer_timeout=0.5)
+
+
+async def open_raw(nc: NatsClient, value: int, credit: str = "4") -> tuple[Subscription, str]:
+    """Opens a stream by hand with flow control; returns the caller inbox
+    subscription and the server inbox from the ack."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    headers = {rt.REPLY_TO_HEADER: inbox, rt.CREDIT_HEADER: credit}
+    await nc.publish(SUBJECT, Int(value=value).SerializeToString(), reply=inbox, headers=headers)
+    ack = await sub.next_msg(timeout=2)
+    return sub, (ack.headers or {})[rt.INBOX_HEADER]
+
+
+async def test_the_server_keeps_alive_and_gives_up_on_a_silent_caller(nc: NatsClient) -> None:
+    probe = Probe()
+    probe.sleep = 60
+    service = await serve(nc, probe, stream_timings=FAST)
+    sub, _ = await open_raw(nc, 2)
+    assert (await sub.next_msg(timeout=2)).headers == {rt.SEQ_HEADER: "1"}
+    keepalives = 0
+    with pytest.raises(nats.errors.TimeoutError):
+        while True:  # the caller never answers: keepalives until the server gives up, then silence
+            msg = await sub.next_msg(timeout=0.4)
+            assert (msg.headers or {}) == {rt.CREDIT_HEADER: "0"}
+            keepalives += 1
+    assert 2 <= keepalives <= 8
+    assert probe.cancelled.is_set() and service.stats()[0].last_error.startswith("UNAVAILABLE")
+    await service.stop(1)
+
+
+async def test_a_caller_that_keeps_alive_is_not_given_up(nc: NatsClient) -> None:
+    probe = Probe()
+    probe.sleep = 0.7  # longer than the peer timeout between two messages
+    service = await serve(nc, probe, stream_timings=FAST)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, stream_timings=FAST)
+    assert [m.value async for m in await client.server_stream("count_up", Int(value=2), Int)] == [1, 2]
+    await service.stop(1)
+
+
+
+async def test_a_silent_server_fails_the_caller_with_unavailable(nc: NatsClient) -> None:
+    async def ack_then_silence(msg: Msg) -> None:
+        target = (msg.headers or {})[rt.REPLY_TO_HEADER]
+        await nc.publish(target, b"", headers={rt.INBOX_HEADER: nc.new_inbox(), rt.CREDIT_HEADER: "4"})
+
+    await nc.subscribe(SUBJECT, cb=ack_then_silence)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, stream_timings=FAST)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(rt.ServiceError) as caught:
+        async for _ in await client.server_stream("count_up", Int(value=2), Int):
+            pass
+    assert caught.value.code == "UNAVAILABLE" and asyncio.get_running_loop().time() - started < 2
+
+
+async def test_a_malformed_credit_grant_ends_the_stream_with_invalid_argument(nc: NatsClient) -> None:
+    probe = Probe()
+    probe.sleep = 60
+    service = await serve(nc, probe)
+    sub, server_inbox = await open_raw(nc, 2)
+    await sub.next_msg(timeout=2)  # data 1
+    await nc.publish(server_inbox, b"", headers={rt.CREDIT_HEADER: "lots"})
+    end = await sub.next_msg(timeout=2)
+    assert rt.code_from_wire((end.headers or {})[rt.ERROR_CODE_HEADER]) == "INVALID_ARGUMENT"
+    assert (end.headers or {})[rt.END_HEADER] == "true" and probe.cancelled.is_set()
+    await service.stop(1)
+
+
+async def test_a_stopping_service_ends_its_streams_with_unavailable(nc: NatsClient) -> None:
+    probe = Probe()
+    probe.sleep = 60
+    service = await serve(nc, probe)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    stream = await client.server_stream("count_up", Int(value=2), Int)
+    assert (await stream.__anext__()).value == 1
+    await service.stop(0.1)
+    with pytest.raises(rt.ServiceError) as caught:
+        await stream.__anext__()
+    assert caught.value.code == "UNAVAILABLE" and probe.cancelled.is_set()

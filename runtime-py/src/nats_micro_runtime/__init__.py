@@ -60,7 +60,9 @@ from ._streams import (
     SEQ_HEADER as SEQ_HEADER,
     ReceiveWindow as ReceiveWindow,
     SendCredit as SendCredit,
+    Liveness as Liveness,
     StreamProtocolError as StreamProtocolError,
+    StreamTimings as StreamTimings,
     header_flag as header_flag,
     header_number as header_number,
     parse_stream_number as parse_stream_number,
@@ -726,6 +728,8 @@ class ClientOptions(TypedDict, total=False):
     """Sent with every call (a call's own headers win)."""
     interceptors: Sequence[ClientInterceptor]
     """Run around every call, the first one outermost."""
+    stream_timings: StreamTimings
+    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
 
 
 class Client:
@@ -748,8 +752,10 @@ class Client:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
+        stream_timings: StreamTimings = StreamTimings(),
     ) -> None:
         self._nc = nc
+        self._stream_timings = stream_timings
         self._service = service
         self._errors = errors if isinstance(errors, ErrorTable) else ErrorTable(errors)
         self._subject_prefix = subject_prefix if subject_prefix is not None else service.subject_prefix
@@ -879,6 +885,8 @@ class ServerStream(Generic[MessageT]):
         self._subscription: Subscription | None = None
         self._started = False
         self._finished = False
+        self._liveness: Liveness | None = None
+        self._keepalive: asyncio.Task[None] | None = None
         self.trailers: dict[str, str] = {}
         """Headers of the server's end message."""
 
@@ -916,17 +924,26 @@ class ServerStream(Generic[MessageT]):
     async def _next(self) -> MessageT:
         assert self._subscription is not None
         while True:
-            remaining = self._deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
+            now = asyncio.get_running_loop().time()
+            if now >= self._deadline:
                 raise DeadlineExceededError(self._method, f"{self._method} did not finish before its deadline")
+            wait = self._deadline - now
+            if self._liveness is not None:
+                if now >= self._liveness.peer_deadline():
+                    raise UnavailableError(self._method, f"{self._method}: the server went silent")
+                wait = min(wait, self._liveness.peer_deadline() - now)
             try:
-                msg = await self._subscription.next_msg(timeout=remaining)
+                msg = await self._subscription.next_msg(timeout=wait)
             except nats.errors.TimeoutError:
                 continue
             headers = dict(msg.headers or {})
+            if self._liveness is not None:
+                self._liveness.heard()
             if not self._started and INBOX_HEADER in headers:  # the ack
                 self._started = True
                 self._server_inbox = headers[INBOX_HEADER]
+                if header_number(headers, CREDIT_HEADER) is not None:  # the server keeps the stream alive (§9.5)
+                    self._watch_server(self._server_inbox)
                 continue
             if not self._started:  # a Go-plugin server: data or an end first, no flow control
                 self._started = True
@@ -959,7 +976,18 @@ class ServerStream(Generic[MessageT]):
         grant = self._window.consumed()
         if grant and self._server_inbox is not None:
             await self._client._nc.publish(self._server_inbox, b"", headers={CREDIT_HEADER: str(grant)})
+            if self._liveness is not None:
+                self._liveness.sent()
         return message
+
+    def _watch_server(self, server_inbox: str) -> None:
+        liveness = self._liveness = Liveness(self._client._stream_timings)
+
+        async def keepalive() -> None:
+            await self._client._nc.publish(server_inbox, b"", headers={CREDIT_HEADER: "0"})
+
+        # Silence is noticed by the reader (peer_deadline); the watcher only keeps us alive.
+        self._keepalive = asyncio.get_running_loop().create_task(liveness.watch(keepalive, lambda: None))
 
     async def _abandon(self) -> None:
         """Cancels a stream that has not ended (§9.5) and stops listening."""
@@ -972,6 +1000,9 @@ class ServerStream(Generic[MessageT]):
         await self._close_subscription()
 
     async def _close_subscription(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             try:
@@ -1134,6 +1165,8 @@ class ServiceOverrides(TypedDict, total=False):
     """Only reply subjects starting with one of these are served (e.g. ``["_INBOX."]``)."""
     reply_deny: Sequence[str]
     """Reply subject patterns (NATS wildcards ``*``/``>``) that are refused."""
+    stream_timings: StreamTimings
+    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
 
 
 @dataclass(frozen=True)
@@ -1254,6 +1287,7 @@ class _Settings:
     chain: Sequence[ServerInterceptor]
     reply_policy: ReplyPolicy
     pending_limit: int | None
+    stream_timings: StreamTimings
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -1489,44 +1523,64 @@ class _Endpoint:
             return
         credit = SendCredit(announced)
         handler_task = asyncio.current_task()
-        cancelled_by_caller = False
+        stopped_by: NatsMicroError | None = None  # the caller's cancel or its silence
+        liveness = Liveness(self._settings.stream_timings)
         control: Subscription | None = None
+        watcher: asyncio.Task[None] | None = None
+
+        def stop_handler(reason: NatsMicroError) -> None:
+            nonlocal stopped_by
+            if stopped_by is None and handler_task is not None:
+                stopped_by = reason
+                handler_task.cancel()
 
         async def on_control(control_msg: Msg) -> None:
-            nonlocal cancelled_by_caller
+            liveness.heard()
             if header_flag(control_msg.headers, CANCEL_HEADER):
-                cancelled_by_caller = True
-                if handler_task is not None:
-                    handler_task.cancel()
+                stop_handler(CancelledError(method, "the caller cancelled the stream"))
                 return
             try:
                 more = header_number(control_msg.headers, CREDIT_HEADER)
             except StreamProtocolError as err:
-                _log.warning("%s: %s", method, err)  # fails the stream below through the cancel path
+                stop_handler(InvalidArgumentError(method, err.message))
                 return
             if more is not None:
                 credit.grant(more)
 
+        async def keepalive() -> None:
+            await nc.publish(target, b"", headers={CREDIT_HEADER: "0"})
+
+        def peer_gone() -> None:
+            _log.warning("%s: the caller went silent; cancelling the stream", method)
+            stop_handler(UnavailableError(method, "the caller went silent"))
+
+        async def send(payload: bytes, headers: dict[str, str]) -> None:
+            await nc.publish(target, payload, headers=headers)
+            liveness.sent()
+
         error: NatsMicroError | None = None
         try:
-            if announced is not None:
+            if announced is not None:  # a caller with flow control also keeps the stream alive (§9.5)
                 control = await nc.subscribe(nc.new_inbox(), cb=on_control)
-                await nc.publish(target, b"", headers={INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)})
+                await send(b"", {INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)})
+                watcher = asyncio.get_running_loop().create_task(liveness.watch(keepalive, peer_gone))
             seq = 0
             try:
                 async with asyncio.timeout_at(ctx.deadline) as scope:
                     async for response in endpoint.handler(request, ctx):
                         await credit.acquire()
                         seq += 1
-                        payload = encode_message(response, self._settings.use_json)
-                        await nc.publish(target, payload, headers={SEQ_HEADER: str(seq)})
+                        await send(encode_message(response, self._settings.use_json), {SEQ_HEADER: str(seq)})
             except asyncio.CancelledError:
-                if not cancelled_by_caller:
+                if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
+                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns)
                     raise
                 if handler_task is not None:
                     handler_task.uncancel()
-                error = CancelledError(method, "the caller cancelled the stream")
-                self._record(time.perf_counter_ns() - started_ns, error)
+                if stopped_by.code == INVALID_ARGUMENT:  # a protocol error: tell the caller (§9.6)
+                    await self._reply(msg, None, stopped_by, {}, started_ns)
+                else:  # nothing further goes to a caller that left
+                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
                 return
             except Exception as err:
                 if scope.expired():
@@ -1535,6 +1589,8 @@ class _Endpoint:
                     error = as_coded(err, method) or self._uncoded(err)
             await self._reply(msg, None, error, ctx.response_headers, started_ns)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if control is not None:
                 await control.unsubscribe()
 
@@ -1754,6 +1810,7 @@ async def start_service(
             deny=tuple(overrides.get("reply_deny", ())),
         ),
         pending_limit=pending_limit,
+        stream_timings=overrides.get("stream_timings", StreamTimings()),
     )
     endpoints = []
     for endpoint in spec.endpoints:

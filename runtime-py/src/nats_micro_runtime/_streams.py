@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 REPLY_TO_HEADER = "Reply-To"
@@ -134,3 +134,50 @@ class ReceiveWindow:
         grant, self._consumed = self._consumed, 0
         self._outstanding += grant
         return grant
+
+
+@dataclass(frozen=True)
+class StreamTimings:
+    """Keepalive interval and peer timeout in seconds (§9.5); tests shorten them."""
+
+    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT
+
+
+class Liveness:
+    """One side's keepalive duty and its view of the peer (§9.5): records when
+    it last sent to and heard from the peer; :meth:`watch` sends a keepalive
+    after ``keepalive_interval`` without sending and calls ``gone`` once the
+    peer was silent for ``peer_timeout``."""
+
+    def __init__(self, timings: StreamTimings) -> None:
+        self._timings = timings
+        now = asyncio.get_running_loop().time()
+        self._last_sent = now
+        self._last_heard = now
+
+    def sent(self) -> None:
+        """Something went to the peer."""
+        self._last_sent = asyncio.get_running_loop().time()
+
+    def heard(self) -> None:
+        """Something came from the peer."""
+        self._last_heard = asyncio.get_running_loop().time()
+
+    def peer_deadline(self) -> float:
+        """When the peer counts as gone unless it is heard from first (loop time)."""
+        return self._last_heard + self._timings.peer_timeout
+
+    async def watch(self, keepalive: Callable[[], Awaitable[None]], gone: Callable[[], None]) -> None:
+        """Runs until cancelled or until the peer is gone."""
+        loop = asyncio.get_running_loop()
+        tick = min(self._timings.keepalive_interval, self._timings.peer_timeout) / 4
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if now - self._last_heard >= self._timings.peer_timeout:
+                gone()
+                return
+            if now - self._last_sent >= self._timings.keepalive_interval:
+                self.sent()
+                await keepalive()
