@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
 import nats_micro_runtime as rt
+from nats_server_fixture import nc  # noqa: F401 (a fixture)
 import pytest
 from google.protobuf import wrappers_pb2
 

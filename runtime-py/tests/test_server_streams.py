@@ -10,6 +10,7 @@ from typing import Unpack
 
 import nats
 import nats_micro_runtime as rt
+from nats_server_fixture import nc  # noqa: F401 (a fixture)
 import pytest
 from google.protobuf import wrappers_pb2
 from nats.aio.client import Client as NatsClient

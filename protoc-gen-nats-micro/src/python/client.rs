@@ -53,6 +53,36 @@ impl ModuleWriter<'_> {
                 self.message_value(&method.output)
             ));
         }
+        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+            let method = &stream.method;
+            self.line("");
+            self.line(&format!("    async def {name}("));
+            self.line("        self,");
+            self.line(&format!("        request: {},", self.message_type(&method.input)));
+            self.line("        *,");
+            self.line("        timeout: float | None = None,");
+            self.line("        headers: Mapping[str, str] | None = None,");
+            self.line(&format!("        window: int = {},", stream.max_inflight.unwrap_or(64)));
+            self.line(&format!("    ) -> nats_micro_runtime.ServerStream[{}]:", self.message_type(&method.output)));
+            let what = format!(
+                "Opens ``{}`` (server-streaming endpoint ``{}``): ``async for`` over the\n\
+                 result; leaving it early (``aclose`` or ``async with``) cancels the stream.\n\
+                 ``timeout`` covers the whole stream; ``window`` is the flow-control window.",
+                method.proto_name, method.endpoint
+            );
+            self.push(&docstring("        ", &method_doc(method, &what)));
+            if method.deprecated {
+                self.line(&format!(
+                    "        warnings.warn({}, DeprecationWarning, stacklevel=2)",
+                    string_literal(&format!("{}.{} is deprecated", service.full_name, method.proto_name))
+                ));
+            }
+            self.line(&format!(
+                "        return await self._client.server_stream({}, request, {}, timeout=timeout, headers=headers, window=window)",
+                string_literal(&method.endpoint),
+                self.message_value(&method.output)
+            ));
+        }
     }
 
     fn client_init(&mut self, service: &Service, names: &ServiceNames) {

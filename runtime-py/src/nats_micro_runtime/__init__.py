@@ -916,7 +916,7 @@ class ServerStream(Generic[MessageT]):
             return await self._next()
         except StreamProtocolError as err:  # §9.6: fail the stream, cancel it at the server
             await self._abandon()
-            raise self._client._errors.error(err.code, self._method, err.message, b"", {}) from err
+            raise self._failure(err.code, err.message) from err
         except BaseException:
             await self._abandon()
             raise
@@ -926,11 +926,11 @@ class ServerStream(Generic[MessageT]):
         while True:
             now = asyncio.get_running_loop().time()
             if now >= self._deadline:
-                raise DeadlineExceededError(self._method, f"{self._method} did not finish before its deadline")
+                raise self._failure(DEADLINE_EXCEEDED, f"{self._method} did not finish before its deadline")
             wait = self._deadline - now
             if self._liveness is not None:
                 if now >= self._liveness.peer_deadline():
-                    raise UnavailableError(self._method, f"{self._method}: the server went silent")
+                    raise self._failure(UNAVAILABLE, f"{self._method}: the server went silent")
                 wait = min(wait, self._liveness.peer_deadline() - now)
             try:
                 msg = await self._subscription.next_msg(timeout=wait)
@@ -972,7 +972,7 @@ class ServerStream(Generic[MessageT]):
         try:
             message = decode_message(payload, self._response_type, self._client._service.json)
         except ValueError as err:
-            raise InvalidArgumentError(self._method, f"decoding a stream message: {err}") from err
+            raise self._failure(INVALID_ARGUMENT, f"decoding a stream message: {err}") from err
         grant = self._window.consumed()
         if grant and self._server_inbox is not None:
             await self._client._nc.publish(self._server_inbox, b"", headers={CREDIT_HEADER: str(grant)})
@@ -988,6 +988,10 @@ class ServerStream(Generic[MessageT]):
 
         # Silence is noticed by the reader (peer_deadline); the watcher only keeps us alive.
         self._keepalive = asyncio.get_running_loop().create_task(liveness.watch(keepalive, lambda: None))
+
+    def _failure(self, code: str, message: str) -> NatsMicroError:
+        """A stream failure detected here, as the service's error class for ``code``."""
+        return self._client._errors.error(code, self._method, message, b"", {})
 
     async def _abandon(self) -> None:
         """Cancels a stream that has not ended (§9.5) and stops listening."""

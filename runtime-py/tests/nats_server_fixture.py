@@ -1,4 +1,6 @@
-"""A real nats-server per test for the runtime package's own tests."""
+"""A real nats-server per test for the runtime package's own tests (imported
+by the test modules: a conftest.py here would clash with tests/python's when
+both run in one pytest)."""
 
 from __future__ import annotations
 
