@@ -790,6 +790,12 @@ class Client:
         spec = self._endpoints.get(endpoint)
         return spec if spec is not None else self._service.endpoint(endpoint)
 
+    def _encode_request(self, spec: EndpointSpec, request: Message) -> bytes:
+        try:
+            return encode_message(request, self._service.json)
+        except Exception as err:  # a message that cannot be encoded
+            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+
     async def unary(
         self,
         endpoint: str,
@@ -801,10 +807,7 @@ class Client:
     ) -> Response[MessageT]:
         """Sends one request to ``endpoint`` and decodes the reply."""
         spec = self._endpoint(endpoint)
-        try:
-            payload = encode_message(request, self._service.json)
-        except Exception as err:  # a message that cannot be encoded
-            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+        payload = self._encode_request(spec, request)
         call = ClientCall(
             method=spec.method,
             subject=self.subject(endpoint),
@@ -832,10 +835,7 @@ class Client:
         """Opens a server-streaming call (PROTOCOL §9.2) and returns its
         responses as an async iterator; leaving it early cancels the stream."""
         spec = self._endpoint(endpoint)
-        try:
-            payload = encode_message(request, self._service.json)
-        except Exception as err:
-            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+        payload = self._encode_request(spec, request)
         budget = timeout if timeout is not None else self._default_timeout(spec)
         stream = ServerStream(self, spec.method, response_type, budget, window)
         await stream._open(self.subject(endpoint), payload, {**self._headers, **(headers or {})})
