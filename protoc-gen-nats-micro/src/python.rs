@@ -20,7 +20,7 @@ mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{File, MessageRef, Method};
+use crate::model::{File, MessageRef, Method, Service, StreamKind, StreamingMethod};
 
 pub use errors::CANONICAL_CODES;
 use names::{Names, ServiceNames, is_message_keyword};
@@ -99,6 +99,21 @@ fn to_identifier(name: &str) -> String {
     if out.starts_with(|c: char| c.is_ascii_digit()) { format!("_{out}") } else { out }
 }
 
+/// The server-streaming RPCs of a service: the streams Python generates so far.
+fn server_streams(service: &Service) -> impl Iterator<Item = &StreamingMethod> {
+    service.streaming.iter().filter(|m| m.kind == StreamKind::Server)
+}
+
+/// The streaming RPCs Python does not generate yet (client-streaming, bidirectional).
+fn left_out_streams(service: &Service) -> impl Iterator<Item = &StreamingMethod> {
+    service.streaming.iter().filter(|m| m.kind != StreamKind::Server)
+}
+
+/// Every RPC with generated code: the unary ones, then the server-streaming ones.
+fn generated_methods(service: &Service) -> impl Iterator<Item = &Method> {
+    service.methods.iter().chain(server_streams(service).map(|m| &m.method))
+}
+
 /// Writes one generated module.
 struct ModuleWriter<'a> {
     file: &'a File,
@@ -124,7 +139,7 @@ impl<'a> ModuleWriter<'a> {
         let paths: BTreeSet<String> = file
             .services
             .iter()
-            .flat_map(|s| &s.methods)
+            .flat_map(generated_methods)
             .flat_map(|m| [&m.input.file, &m.output.file])
             .map(|proto| module_path(proto))
             .collect();
@@ -217,7 +232,7 @@ impl<'a> ModuleWriter<'a> {
         let streaming: Vec<String> = file
             .services
             .iter()
-            .flat_map(|s| s.streaming.iter().map(move |m| format!("``{}.{}`` ({})", s.proto_name, m.method.proto_name, m.kind)))
+            .flat_map(|s| left_out_streams(s).map(move |m| format!("``{}.{}`` ({})", s.proto_name, m.method.proto_name, m.kind)))
             .collect();
         if !streaming.is_empty() {
             doc.push_str(&format!("\n\nStreaming RPCs are not generated yet and are left out: {}.", streaming.join(", ")));
@@ -236,14 +251,19 @@ impl<'a> ModuleWriter<'a> {
         if self.imports.iter().any(Import::needs_importlib) {
             self.line("import importlib");
         }
-        if file.services.iter().any(|s| s.deprecated || s.methods.iter().any(|m| m.deprecated)) {
+        if file.services.iter().any(|s| s.deprecated || generated_methods(s).any(|m| m.deprecated)) {
             self.line("import warnings");
         }
-        self.line("from collections.abc import Mapping");
+        let any_server_stream = file.services.iter().any(|s| server_streams(s).next().is_some());
+        self.line(if any_server_stream {
+            "from collections.abc import AsyncIterator, Mapping"
+        } else {
+            "from collections.abc import Mapping"
+        });
         let any_getattr = file
             .services
             .iter()
-            .flat_map(|s| &s.methods)
+            .flat_map(generated_methods)
             .any(|m| Self::needs_getattr(&m.input) || Self::needs_getattr(&m.output));
         self.line(if any_getattr { "from typing import Protocol, Unpack, cast" } else { "from typing import Protocol, Unpack" });
         self.line("");

@@ -116,8 +116,10 @@ fn edge_names_stay_valid_python_and_strings_stay_escaped() {
             r#"subject_prefix="edge.\"quoted\".type","#,
             r#"description="says \"hi\" \\ and {braces}","#,
             r#"metadata={"quote\"key": "line\nbreak"},"#,
-            // Streaming left out, with a note; deprecation warns.
-            "Streaming RPCs are not generated yet and are left out: ``Type.Watch`` (server-streaming).",
+            // Deprecation warns.
+            // Server-streaming RPCs are generated (PROTOCOL §9).
+            "def watch(self, request: edge_pb2.Outer, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[edge_pb2.Outer]:",
+            "\"watch\": nats_micro_runtime.ServerStreamEndpoint(handler.watch, edge_pb2.Outer),",
             "warnings.warn(\"edge.nested.deep.v1.TypeClient.Get is deprecated\", DeprecationWarning, stacklevel=2)",
             "warnings.warn(\"edge.nested.deep.v1.LegacyService is deprecated\", DeprecationWarning, stacklevel=2)",
         ],

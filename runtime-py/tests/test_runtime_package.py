@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
+from nats.aio.client import Client as NatsClient
 import nats_micro_runtime as rt
+from nats_server_fixture import nc  # noqa: F401 (a fixture)
 import pytest
 from google.protobuf import wrappers_pb2
 
@@ -72,34 +70,7 @@ def test_the_runtime_passes_mypy_strict() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture
-async def nc() -> AsyncIterator[nats.aio.client.Client]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "nats-server"), "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-        connection = await nats.connect(f"nats://127.0.0.1:{port}")
-        yield connection
-        await connection.close()
-    finally:
-        server.terminate()
-        server.wait()
-
-
-async def test_a_hand_written_service_answers_and_keeps_foreign_codes(nc: nats.aio.client.Client) -> None:
+async def test_a_hand_written_service_answers_and_keeps_foreign_codes(nc: NatsClient) -> None:
     class Quota(Exception):
         def nats_error_code(self) -> str:
             return "RESOURCE_EXHAUSTED"

@@ -32,7 +32,12 @@ VENV_BIN = Path(sys.executable).parent
 CORPUS = SHARED / "corpus" / "anchor-examples"
 GOOGLEAPIS = SHARED / "corpus" / "googleapis"
 SCHEMAS = SHARED / "schemas" / "micro" / "v1"
-PROJECT_PROTOS = ["order/v1/order.proto", "product/v1/product.proto", "edge/nested/deep/v1/edge.proto"]
+PROJECT_PROTOS = [
+    "order/v1/order.proto",
+    "product/v1/product.proto",
+    "edge/nested/deep/v1/edge.proto",
+    "streams/v1/streams.proto",
+]
 # Imported by the protos generated here; their _pb2 modules must exist for imports to resolve.
 SUPPORT_PROTOS = ["natsmicro/options.proto"]
 # Imported by the corpus only.

@@ -5,6 +5,7 @@ keyword-named methods, well-known types and nested messages work end to end."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats_micro_runtime as rt
@@ -54,6 +55,10 @@ class Keywords:
     async def clone(self, request: edge_pb2.Outer, ctx: rt.RequestContext) -> edge_pb2.Outer:
         return request
 
+    async def watch(self, request: edge_pb2.Outer, ctx: rt.RequestContext) -> AsyncIterator[edge_pb2.Outer]:
+        for _ in range(2):
+            yield request
+
 
 async def test_keyword_named_methods_and_well_known_types_work_on_the_wire(nc: Client) -> None:
     service = await edge.register_type(nc, Keywords())
@@ -63,6 +68,7 @@ async def test_keyword_named_methods_and_well_known_types_work_on_the_wire(nc: C
         'edge."quoted".type.async',
         'edge."quoted".type.new',
         'edge."quoted".type.clone',
+        'edge."quoted".type.watch',
     ]
     assert service.description == 'says "hi" \\ and {braces}'
     assert service.metadata == {'quote"key': "line\nbreak"}
@@ -71,6 +77,8 @@ async def test_keyword_named_methods_and_well_known_types_work_on_the_wire(nc: C
     assert (await client.self_(wrappers_pb2.StringValue(value="four"))).message.seconds == 4
     assert (await client.async_(edge_pb2.Outer.Inner(type="t"))).message.id == "t"
     assert (await client.new(edge_pb2.Outer(inner=edge_pb2.Outer.Inner(type="x")))).message.type == "x"
+    watched = [o.inner.type async for o in await client.watch(edge_pb2.Outer(inner=edge_pb2.Outer.Inner(type="w")))]
+    assert watched == ["w", "w"]
     with pytest.raises(edge.TypeHttp2FailError):
         raise edge.new_type_http2_fail_error("Match", "custom code with digits")
     await service.stop()

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::Service;
+use crate::model::{Method, Service};
 
 use super::names::ServiceNames;
 use super::text::{comment_text, docstring, string_literal};
@@ -30,29 +30,66 @@ impl ModuleWriter<'_> {
         self.push(&docstring("    ", &doc));
         self.client_init(service, names);
         for (method, name) in service.methods.iter().zip(&names.methods) {
-            let output = self.message_type(&method.output);
-            self.line("");
-            self.line(&format!("    async def {name}("));
-            self.line("        self,");
-            self.line(&format!("        request: {},", self.message_type(&method.input)));
-            self.line("        *,");
-            self.line("        timeout: float | None = None,");
-            self.line("        headers: Mapping[str, str] | None = None,");
-            self.line(&format!("    ) -> nats_micro_runtime.Response[{output}]:"));
             let what = format!("Calls ``{}`` (endpoint ``{}``).", method.proto_name, method.endpoint);
-            self.push(&docstring("        ", &method_doc(method, &what)));
-            if method.deprecated {
-                self.line(&format!(
-                    "        warnings.warn({}, DeprecationWarning, stacklevel=2)",
-                    string_literal(&format!("{}.{} is deprecated", service.full_name, method.proto_name))
-                ));
-            }
-            self.line(&format!(
-                "        return await self._client.unary({}, request, {}, timeout=timeout, headers=headers)",
+            let call = format!(
+                "self._client.unary({}, request, {}, timeout=timeout, headers=headers)",
                 string_literal(&method.endpoint),
                 self.message_value(&method.output)
+            );
+            let returns = format!("nats_micro_runtime.Response[{}]", self.message_type(&method.output));
+            self.client_method(service, method, name, &[], &returns, &what, &call);
+        }
+        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+            let method = &stream.method;
+            let what = format!(
+                "Opens ``{}`` (server-streaming endpoint ``{}``): ``async for`` over the\n\
+                 result; leaving it early (``aclose`` or ``async with``) cancels the stream.\n\
+                 ``timeout`` covers the whole stream; ``window`` is the flow-control window.",
+                method.proto_name, method.endpoint
+            );
+            let call = format!(
+                "self._client.server_stream({}, request, {}, timeout=timeout, headers=headers, window=window)",
+                string_literal(&method.endpoint),
+                self.message_value(&method.output)
+            );
+            let returns = format!("nats_micro_runtime.ServerStream[{}]", self.message_type(&method.output));
+            let window = format!("window: int = {}", stream.max_inflight.unwrap_or(64));
+            self.client_method(service, method, name, &[window], &returns, &what, &call);
+        }
+    }
+
+    /// One client coroutine: `request`, keyword-only `timeout`, `headers` and
+    /// `extra` parameters, the docstring, the deprecation warning, `return await call`.
+    #[allow(clippy::too_many_arguments)]
+    fn client_method(
+        &mut self,
+        service: &Service,
+        method: &Method,
+        name: &str,
+        extra: &[String],
+        returns: &str,
+        what: &str,
+        call: &str,
+    ) {
+        self.line("");
+        self.line(&format!("    async def {name}("));
+        self.line("        self,");
+        self.line(&format!("        request: {},", self.message_type(&method.input)));
+        self.line("        *,");
+        self.line("        timeout: float | None = None,");
+        self.line("        headers: Mapping[str, str] | None = None,");
+        for parameter in extra {
+            self.line(&format!("        {parameter},"));
+        }
+        self.line(&format!("    ) -> {returns}:"));
+        self.push(&docstring("        ", &method_doc(method, what)));
+        if method.deprecated {
+            self.line(&format!(
+                "        warnings.warn({}, DeprecationWarning, stacklevel=2)",
+                string_literal(&format!("{}.{} is deprecated", service.full_name, method.proto_name))
             ));
         }
+        self.line(&format!("        return await {call}"));
     }
 
     fn client_init(&mut self, service: &Service, names: &ServiceNames) {

@@ -25,9 +25,9 @@ impl ModuleWriter<'_> {
         if service.deprecated {
             doc.push_str("\n\n.. deprecated:: The proto marks this service deprecated.");
         }
-        if !service.streaming.is_empty() {
-            let left_out: Vec<String> =
-                service.streaming.iter().map(|m| format!("``{}`` ({})", m.method.proto_name, m.kind)).collect();
+        let left_out: Vec<String> =
+            super::left_out_streams(service).map(|m| format!("``{}`` ({})", m.method.proto_name, m.kind)).collect();
+        if !left_out.is_empty() {
             let _ = write!(doc, "\n\nStreaming RPCs are not generated yet and are left out: {}.", left_out.join(", "));
         }
         self.push(&docstring("    ", &doc));
@@ -42,6 +42,27 @@ impl ModuleWriter<'_> {
                 method,
                 &format!(
                     "Serves endpoint ``{}`` (subject ``{}`` by default); a raised\n``{}`` replies with its code.",
+                    method.endpoint, method.subject, names.error
+                ),
+            );
+            self.push(&docstring("        ", &doc));
+            self.line("        ...");
+        }
+        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+            let method = &stream.method;
+            self.line("");
+            self.line(&format!(
+                "    def {name}(self, request: {}, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[{}]:",
+                self.message_type(&method.input),
+                self.message_type(&method.output)
+            ));
+            let doc = method_doc(
+                method,
+                &format!(
+                    "Serves server-streaming endpoint ``{}`` (subject ``{}`` by default):\n\
+                     typically an ``async def`` that yields the responses. A raised\n\
+                     ``{}`` ends the stream with its code; response headers set on\n\
+                     ``ctx`` go on the stream's end.",
                     method.endpoint, method.subject, names.error
                 ),
             );
@@ -83,6 +104,13 @@ impl ModuleWriter<'_> {
                 "            {}: nats_micro_runtime.UnaryEndpoint(handler.{name}, {}),",
                 string_literal(&method.endpoint),
                 self.message_value(&method.input)
+            ));
+        }
+        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+            self.line(&format!(
+                "            {}: nats_micro_runtime.ServerStreamEndpoint(handler.{name}, {}),",
+                string_literal(&stream.method.endpoint),
+                self.message_value(&stream.method.input)
             ));
         }
         self.line("        },");

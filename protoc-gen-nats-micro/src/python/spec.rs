@@ -50,7 +50,7 @@ impl ModuleWriter<'_> {
             self.line(&format!("    {key}={value},"));
         }
         self.line("    endpoints=(");
-        for method in &service.methods {
+        for method in super::generated_methods(service) {
             self.line("        nats_micro_runtime.EndpointSpec(");
             for (key, value) in [
                 ("method", string_literal(&method.proto_name)),

@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypedDict, TypeVar, cast, runtime_checkable
@@ -48,6 +48,25 @@ from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
 from ._guard import MALFORMED_HEADER, ConnectionGuard, guard
+from ._streams import (
+    CANCEL_HEADER as CANCEL_HEADER,
+    CREDIT_HEADER as CREDIT_HEADER,
+    DEFAULT_KEEPALIVE_INTERVAL as DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_PEER_TIMEOUT as DEFAULT_PEER_TIMEOUT,
+    DEFAULT_WINDOW as DEFAULT_WINDOW,
+    END_HEADER as END_HEADER,
+    INBOX_HEADER as INBOX_HEADER,
+    REPLY_TO_HEADER as REPLY_TO_HEADER,
+    SEQ_HEADER as SEQ_HEADER,
+    ReceiveWindow as ReceiveWindow,
+    SendCredit as SendCredit,
+    Liveness as Liveness,
+    StreamProtocolError as StreamProtocolError,
+    StreamTimings as StreamTimings,
+    header_flag as header_flag,
+    header_number as header_number,
+    parse_stream_number as parse_stream_number,
+)
 
 connection_guard = guard
 """``connection_guard(nc)``: what the runtime contained on a connection
@@ -709,6 +728,8 @@ class ClientOptions(TypedDict, total=False):
     """Sent with every call (a call's own headers win)."""
     interceptors: Sequence[ClientInterceptor]
     """Run around every call, the first one outermost."""
+    stream_timings: StreamTimings
+    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
 
 
 class Client:
@@ -731,8 +752,10 @@ class Client:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
+        stream_timings: StreamTimings = StreamTimings(),
     ) -> None:
         self._nc = nc
+        self._stream_timings = stream_timings
         self._service = service
         self._errors = errors if isinstance(errors, ErrorTable) else ErrorTable(errors)
         self._subject_prefix = subject_prefix if subject_prefix is not None else service.subject_prefix
@@ -767,6 +790,12 @@ class Client:
         spec = self._endpoints.get(endpoint)
         return spec if spec is not None else self._service.endpoint(endpoint)
 
+    def _encode_request(self, spec: EndpointSpec, request: Message) -> bytes:
+        try:
+            return encode_message(request, self._service.json)
+        except Exception as err:  # a message that cannot be encoded
+            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+
     async def unary(
         self,
         endpoint: str,
@@ -778,10 +807,7 @@ class Client:
     ) -> Response[MessageT]:
         """Sends one request to ``endpoint`` and decodes the reply."""
         spec = self._endpoint(endpoint)
-        try:
-            payload = encode_message(request, self._service.json)
-        except Exception as err:  # a message that cannot be encoded
-            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+        payload = self._encode_request(spec, request)
         call = ClientCall(
             method=spec.method,
             subject=self.subject(endpoint),
@@ -795,6 +821,25 @@ class Client:
         except ValueError as err:
             raise DecodeError(spec.method, f"decoding the reply: {err}", headers=reply.headers) from err
         return Response(message, reply.headers)
+
+    async def server_stream(
+        self,
+        endpoint: str,
+        request: Message,
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ServerStream[MessageT]:
+        """Opens a server-streaming call (PROTOCOL §9.2) and returns its
+        responses as an async iterator; leaving it early cancels the stream."""
+        spec = self._endpoint(endpoint)
+        payload = self._encode_request(spec, request)
+        budget = timeout if timeout is not None else self._default_timeout(spec)
+        stream = ServerStream(self, spec.method, response_type, budget, window)
+        await stream._open(self.subject(endpoint), payload, {**self._headers, **(headers or {})})
+        return stream
 
     async def _send(self, call: ClientCall) -> Reply:
         """The end of the chain: the NATS request, its failures and error replies."""
@@ -821,6 +866,163 @@ class Client:
         raise self._errors.error(
             code_from_wire(code) if code is not None else UNKNOWN, call.method, text or "", msg.data, reply_headers
         )
+
+
+class ServerStream(Generic[MessageT]):
+    """The responses of a server-streaming call, in order: ``async for`` over
+    it, or use it as an async context manager so that leaving early cancels
+    the stream (``Nats-Stream-Cancel``). Errors raise the service's error
+    classes; :attr:`trailers` holds the end's headers once the stream ended."""
+
+    def __init__(self, client: Client, method: str, response_type: type[MessageT], timeout: float, window: int) -> None:
+        self._client = client
+        self._method = method
+        self._response_type = response_type
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._window = ReceiveWindow(window)
+        self._announced_window = window
+        self._server_inbox: str | None = None
+        self._subscription: Subscription | None = None
+        self._started = False
+        self._finished = False
+        self._liveness: Liveness | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self.trailers: dict[str, str] = {}
+        """Headers of the server's end message."""
+
+    async def _open(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> None:
+        nc = self._client._nc
+        inbox = nc.new_inbox()
+        self._subscription = await nc.subscribe(inbox)
+        open_headers = {
+            **headers,
+            REPLY_TO_HEADER: inbox,
+            CREDIT_HEADER: str(self._announced_window),
+            TIMEOUT_HEADER: encode_timeout(self._deadline - asyncio.get_running_loop().time()),
+        }
+        try:
+            await nc.publish(subject, payload, reply=inbox, headers=open_headers)
+        except nats.errors.MaxPayloadError as err:
+            await self._close_subscription()
+            raise MaxPayloadExceededError(self._method, "the request exceeds the server's max_payload") from err
+
+    def __aiter__(self) -> ServerStream[MessageT]:
+        return self
+
+    async def __anext__(self) -> MessageT:
+        if self._finished or self._subscription is None:
+            raise StopAsyncIteration
+        try:
+            return await self._next()
+        except StreamProtocolError as err:  # §9.6: fail the stream, cancel it at the server
+            await self._abandon()
+            raise self._failure(err.code, err.message) from err
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _next(self) -> MessageT:
+        assert self._subscription is not None
+        while True:
+            now = asyncio.get_running_loop().time()
+            if now >= self._deadline:
+                raise self._failure(DEADLINE_EXCEEDED, f"{self._method} did not finish before its deadline")
+            wait = self._deadline - now
+            if self._liveness is not None:
+                if now >= self._liveness.peer_deadline():
+                    raise self._failure(UNAVAILABLE, f"{self._method}: the server went silent")
+                wait = min(wait, self._liveness.peer_deadline() - now)
+            try:
+                msg = await self._subscription.next_msg(timeout=wait)
+            except nats.errors.TimeoutError:
+                continue
+            headers = dict(msg.headers or {})
+            if self._liveness is not None:
+                self._liveness.heard()
+            if not self._started and INBOX_HEADER in headers:  # the ack
+                self._started = True
+                self._server_inbox = headers[INBOX_HEADER]
+                if header_number(headers, CREDIT_HEADER) is not None:  # the server keeps the stream alive (§9.5)
+                    self._watch_server(self._server_inbox)
+                continue
+            if not self._started:  # a Go-plugin server: data or an end first, no flow control
+                self._started = True
+            if ERROR_CODE_HEADER in headers or ERROR_MESSAGE_HEADER in headers:
+                self._finished = True
+                code = headers.get(ERROR_CODE_HEADER)
+                raise self._client._errors.error(
+                    code_from_wire(code) if code is not None else UNKNOWN,
+                    self._method,
+                    headers.get(ERROR_MESSAGE_HEADER, ""),
+                    msg.data,
+                    headers,
+                )
+            seq = header_number(headers, SEQ_HEADER)
+            if seq is not None:
+                return await self._data(seq, msg.data)
+            if header_flag(headers, END_HEADER):
+                self._finished = True
+                self.trailers = headers
+                await self._close_subscription()
+                raise StopAsyncIteration
+            # credits and keepalives from the server need no answer: nothing is sent its way
+
+    async def _data(self, seq: int, payload: bytes) -> MessageT:
+        self._window.received(seq)
+        try:
+            message = decode_message(payload, self._response_type, self._client._service.json)
+        except ValueError as err:
+            raise self._failure(INVALID_ARGUMENT, f"decoding a stream message: {err}") from err
+        grant = self._window.consumed()
+        if grant and self._server_inbox is not None:
+            await self._client._nc.publish(self._server_inbox, b"", headers={CREDIT_HEADER: str(grant)})
+            if self._liveness is not None:
+                self._liveness.sent()
+        return message
+
+    def _watch_server(self, server_inbox: str) -> None:
+        liveness = self._liveness = Liveness(self._client._stream_timings)
+
+        async def keepalive() -> None:
+            await self._client._nc.publish(server_inbox, b"", headers={CREDIT_HEADER: "0"})
+
+        # Silence is noticed by the reader (peer_deadline); the watcher only keeps us alive.
+        self._keepalive = asyncio.get_running_loop().create_task(liveness.watch(keepalive, lambda: None))
+
+    def _failure(self, code: str, message: str) -> NatsMicroError:
+        """A stream failure detected here, as the service's error class for ``code``."""
+        return self._client._errors.error(code, self._method, message, b"", {})
+
+    async def _abandon(self) -> None:
+        """Cancels a stream that has not ended (§9.5) and stops listening."""
+        if not self._finished and self._server_inbox is not None:
+            try:
+                await self._client._nc.publish(self._server_inbox, b"", headers={CANCEL_HEADER: "true"})
+            except nats.errors.Error as err:
+                _log.debug("%s: sending the cancel: %r", self._method, err)
+        self._finished = True
+        await self._close_subscription()
+
+    async def _close_subscription(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            try:
+                await subscription.unsubscribe()
+            except nats.errors.Error as err:
+                _log.debug("%s: leaving the stream inbox: %r", self._method, err)
+
+    async def aclose(self) -> None:
+        """Stops the stream: a stream that has not ended is cancelled."""
+        await self._abandon()
+
+    async def __aenter__(self) -> ServerStream[MessageT]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 # --------------------------------------------------------------------------
@@ -914,6 +1116,21 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
         return encode_message(response, use_json)
 
 
+class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A server-streaming handler with its request type (PROTOCOL §9): the
+    handler is typically an async generator yielding the responses."""
+
+    def __init__(
+        self, handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]], request_type: type[RequestT]
+    ) -> None:
+        self.handler = handler
+        self.request_type = request_type
+
+
+ServedEndpoint = UnaryEndpoint[Any, Any] | ServerStreamEndpoint[Any, Any]
+"""What ``start_service`` accepts per endpoint."""
+
+
 class ServiceOverrides(TypedDict, total=False):
     """Run-time settings for a service, over what the proto declares."""
 
@@ -952,6 +1169,8 @@ class ServiceOverrides(TypedDict, total=False):
     """Only reply subjects starting with one of these are served (e.g. ``["_INBOX."]``)."""
     reply_deny: Sequence[str]
     """Reply subject patterns (NATS wildcards ``*``/``>``) that are refused."""
+    stream_timings: StreamTimings
+    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
 
 
 @dataclass(frozen=True)
@@ -1072,6 +1291,7 @@ class _Settings:
     chain: Sequence[ServerInterceptor]
     reply_policy: ReplyPolicy
     pending_limit: int | None
+    stream_timings: StreamTimings
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -1119,7 +1339,7 @@ class _Endpoint:
     """One subscribed endpoint: bounded concurrency, deadline, reply, statistics."""
 
     def __init__(
-        self, info: EndpointInfo, spec: EndpointSpec, timeout: float | None, handler: UnaryEndpoint[Any, Any], settings: _Settings
+        self, info: EndpointInfo, spec: EndpointSpec, timeout: float | None, handler: ServedEndpoint, settings: _Settings
     ) -> None:
         self.info = info
         self._spec = spec
@@ -1184,7 +1404,7 @@ class _Endpoint:
         while the pending bound allows, and refuses it with
         ``RESOURCE_EXHAUSTED`` beyond."""
         received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
-        refusal = self._settings.reply_policy.refusal(msg.reply or "")
+        refusal = self._settings.reply_policy.refusal(self._reply_target(msg))
         if refusal is not None:
             _log.warning("%s: refused a request: %s", self._spec.method, refusal)
             self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
@@ -1205,6 +1425,17 @@ class _Endpoint:
         self._queued += 1
         self._queued_bytes += size
         self._spawn(self._serve_when_free(msg, received, size))
+
+    def _reply_target(self, msg: Msg) -> str:
+        """Where answers go: the reply subject, or for a stream its ``Reply-To``
+        (a Go-plugin open has no reply subject; an open whose reply subject
+        differs from ``Reply-To`` gives no target and is refused, §9.2)."""
+        if not isinstance(self._handler, ServerStreamEndpoint):
+            return msg.reply or ""
+        reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
+        if reply_to is None:
+            return msg.reply or ""
+        return reply_to if not msg.reply or msg.reply == reply_to else ""
 
     def _over_pending_limit(self, size: int) -> bool:
         msg_limit, bytes_limit = self._spec.pending_msg_limit, self._spec.pending_bytes_limit
@@ -1228,6 +1459,7 @@ class _Endpoint:
         await self._serve(msg, received)
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
+        assert isinstance(self._handler, UnaryEndpoint)
         return await self._handler.serve(ctx, payload, self._settings.use_json)
 
     async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
@@ -1250,6 +1482,9 @@ class _Endpoint:
                 await self._reply(msg, None, expired, {}, started_ns)
                 return
             ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
+            if isinstance(self._handler, ServerStreamEndpoint):
+                await self._serve_stream(self._handler, msg, ctx, started_ns)
+                return
             body, error = await self._run_chain(ctx, msg.data, deadline)
             await self._reply(msg, body, error, ctx.response_headers, started_ns)
         finally:
@@ -1273,6 +1508,96 @@ class _Endpoint:
                 return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
             return None, as_coded(err, self._spec.method) or self._uncoded(err)
 
+    async def _serve_stream(
+        self, endpoint: ServerStreamEndpoint[Any, Any], msg: Msg, ctx: RequestContext, started_ns: int
+    ) -> None:
+        """One server stream (§9.2–§9.5): decodes the open, acks it when the
+        caller announced credit (a Go-plugin open without credit gets no ack and
+        no flow control), sends each response under credit with its sequence
+        number, and ends with the handler's trailing headers or its error. A
+        cancel from the caller stops the handler and ends nothing."""
+        nc = self._settings.nc
+        method = self._spec.method
+        target = self._reply_target(msg)
+        try:
+            request = decode_message(msg.data, endpoint.request_type, self._settings.use_json)
+            announced = header_number(msg.headers, CREDIT_HEADER)
+        except (ValueError, StreamProtocolError) as err:
+            await self._reply(msg, None, InvalidArgumentError(method, f"malformed open for {method}: {err}"), {}, started_ns)
+            return
+        credit = SendCredit(announced)
+        handler_task = asyncio.current_task()
+        stopped_by: NatsMicroError | None = None  # the caller's cancel or its silence
+        liveness = Liveness(self._settings.stream_timings)
+        control: Subscription | None = None
+        watcher: asyncio.Task[None] | None = None
+
+        def stop_handler(reason: NatsMicroError) -> None:
+            nonlocal stopped_by
+            if stopped_by is None and handler_task is not None:
+                stopped_by = reason
+                handler_task.cancel()
+
+        async def on_control(control_msg: Msg) -> None:
+            liveness.heard()
+            if header_flag(control_msg.headers, CANCEL_HEADER):
+                stop_handler(CancelledError(method, "the caller cancelled the stream"))
+                return
+            try:
+                more = header_number(control_msg.headers, CREDIT_HEADER)
+            except StreamProtocolError as err:
+                stop_handler(InvalidArgumentError(method, err.message))
+                return
+            if more is not None:
+                credit.grant(more)
+
+        async def keepalive() -> None:
+            await nc.publish(target, b"", headers={CREDIT_HEADER: "0"})
+
+        def peer_gone() -> None:
+            _log.warning("%s: the caller went silent; cancelling the stream", method)
+            stop_handler(UnavailableError(method, "the caller went silent"))
+
+        async def send(payload: bytes, headers: dict[str, str]) -> None:
+            await nc.publish(target, payload, headers=headers)
+            liveness.sent()
+
+        error: NatsMicroError | None = None
+        try:
+            if announced is not None:  # a caller with flow control also keeps the stream alive (§9.5)
+                control = await nc.subscribe(nc.new_inbox(), cb=on_control)
+                await send(b"", {INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)})
+                watcher = asyncio.get_running_loop().create_task(liveness.watch(keepalive, peer_gone))
+            seq = 0
+            try:
+                async with asyncio.timeout_at(ctx.deadline) as scope:
+                    async for response in endpoint.handler(request, ctx):
+                        await credit.acquire()
+                        seq += 1
+                        await send(encode_message(response, self._settings.use_json), {SEQ_HEADER: str(seq)})
+            except asyncio.CancelledError:
+                if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
+                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns)
+                    raise
+                if handler_task is not None:
+                    handler_task.uncancel()
+                if stopped_by.code == INVALID_ARGUMENT:  # a protocol error: tell the caller (§9.6)
+                    await self._reply(msg, None, stopped_by, {}, started_ns)
+                else:  # nothing further goes to a caller that left
+                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
+                return
+            except Exception as err:
+                if scope.expired():
+                    error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
+                else:
+                    error = as_coded(err, method) or self._uncoded(err)
+            await self._reply(msg, None, error, ctx.response_headers, started_ns)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if control is not None:
+                await control.unsubscribe()
+
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""
         _log.error("%s failed without an error code", self._spec.method, exc_info=err)
@@ -1287,14 +1612,17 @@ class _Endpoint:
         if error is not None:
             headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
             body = error.data
-        if msg.reply:
+        reply_to = self._reply_target(msg)
+        if isinstance(self._handler, ServerStreamEndpoint):
+            headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end (§9.2)
+        if reply_to:
             try:
-                await self._settings.nc.publish(msg.reply, body or b"", headers=headers)
+                await self._settings.nc.publish(reply_to, body or b"", headers=headers)
             except Exception as err:  # e.g. a reply over max_payload: tell the caller rather than leave it waiting
                 _log.warning("%s: sending the reply: %r", self._spec.method, err)
                 if error is None:
                     error = ResourceExhaustedError(self._spec.method, f"the response could not be sent: {err!r}")
-                    await self._send_bare_error(msg.reply, error)
+                    await self._send_bare_error(reply_to, error)
         self._record(elapsed, error)
 
     def _error_headers(self, error: NatsMicroError) -> dict[str, str]:
@@ -1437,7 +1765,7 @@ class Service:
 async def start_service(
     nc: NatsClient,
     spec: ServiceSpec,
-    handlers: Mapping[str, UnaryEndpoint[Any, Any]],
+    handlers: Mapping[str, ServedEndpoint],
     overrides: ServiceOverrides,
 ) -> Service:
     """Validates the settings, subscribes every endpoint and the discovery
@@ -1486,6 +1814,7 @@ async def start_service(
             deny=tuple(overrides.get("reply_deny", ())),
         ),
         pending_limit=pending_limit,
+        stream_timings=overrides.get("stream_timings", StreamTimings()),
     )
     endpoints = []
     for endpoint in spec.endpoints:

@@ -4,12 +4,12 @@
 a ``register_*`` coroutine, a typed client and its errors. Needs the
 ``nats-micro-runtime`` package (0.1.0 or a compatible version).
 
-Streaming RPCs are not generated yet and are left out: ``StreamDemoService.CountUp`` (server-streaming), ``StreamDemoService.Sum`` (client-streaming), ``StreamDemoService.Chat`` (bidirectional-streaming).
+Streaming RPCs are not generated yet and are left out: ``StreamDemoService.Sum`` (client-streaming), ``StreamDemoService.Chat`` (bidirectional-streaming).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, Unpack
 
 import nats.aio.client
@@ -121,6 +121,15 @@ _STREAM_DEMO_SERVICE = nats_micro_runtime.ServiceSpec(
             pending_msg_limit=None,
             pending_bytes_limit=None,
         ),
+        nats_micro_runtime.EndpointSpec(
+            method="CountUp",
+            endpoint="count_up",
+            timeout=None,
+            metadata={},
+            queue_group_disabled=False,
+            pending_msg_limit=None,
+            pending_bytes_limit=None,
+        ),
     ),
 )
 
@@ -131,7 +140,7 @@ class StreamDemoServiceHandler(Protocol):
 
     StreamDemoService demonstrates streaming RPC patterns over NATS.
 
-    Streaming RPCs are not generated yet and are left out: ``CountUp`` (server-streaming), ``Sum`` (client-streaming), ``Chat`` (bidirectional-streaming).
+    Streaming RPCs are not generated yet and are left out: ``Sum`` (client-streaming), ``Chat`` (bidirectional-streaming).
     """
 
     async def ping(self, request: service_pb2.PingRequest, ctx: nats_micro_runtime.RequestContext) -> service_pb2.PingResponse:
@@ -139,6 +148,17 @@ class StreamDemoServiceHandler(Protocol):
 
         Serves endpoint ``ping`` (subject ``api.v1.stream.ping`` by default); a raised
         ``StreamDemoServiceError`` replies with its code.
+        """
+        ...
+
+    def count_up(self, request: service_pb2.CountUpRequest, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[service_pb2.CountUpResponse]:
+        """Server-streaming RPC — client sends one request, server sends many
+        responses. Example: subscribe to a feed of numbers or events.
+
+        Serves server-streaming endpoint ``count_up`` (subject ``api.v1.stream.count_up`` by default):
+        typically an ``async def`` that yields the responses. A raised
+        ``StreamDemoServiceError`` ends the stream with its code; response headers set on
+        ``ctx`` go on the stream's end.
         """
         ...
 
@@ -158,6 +178,7 @@ async def register_stream_demo_service(
         _STREAM_DEMO_SERVICE,
         {
             "ping": nats_micro_runtime.UnaryEndpoint(handler.ping, service_pb2.PingRequest),
+            "count_up": nats_micro_runtime.ServerStreamEndpoint(handler.count_up, service_pb2.CountUpRequest),
         },
         overrides,
     )
@@ -191,3 +212,20 @@ class StreamDemoServiceClient:
         Calls ``Ping`` (endpoint ``ping``).
         """
         return await self._client.unary("ping", request, service_pb2.PingResponse, timeout=timeout, headers=headers)
+
+    async def count_up(
+        self,
+        request: service_pb2.CountUpRequest,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = 64,
+    ) -> nats_micro_runtime.ServerStream[service_pb2.CountUpResponse]:
+        """Server-streaming RPC — client sends one request, server sends many
+        responses. Example: subscribe to a feed of numbers or events.
+
+        Opens ``CountUp`` (server-streaming endpoint ``count_up``): ``async for`` over the
+        result; leaving it early (``aclose`` or ``async with``) cancels the stream.
+        ``timeout`` covers the whole stream; ``window`` is the flow-control window.
+        """
+        return await self._client.server_stream("count_up", request, service_pb2.CountUpResponse, timeout=timeout, headers=headers, window=window)

@@ -3,14 +3,12 @@
 """NATS microservices (ADR-32) for ``edge/nested/deep/v1/edge.proto``: per service a handler protocol,
 a ``register_*`` coroutine, a typed client and its errors. Needs the
 ``nats-micro-runtime`` package (0.1.0 or a compatible version).
-
-Streaming RPCs are not generated yet and are left out: ``Type.Watch`` (server-streaming).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, Unpack
 
 import nats.aio.client
@@ -178,6 +176,15 @@ _TYPE = nats_micro_runtime.ServiceSpec(
             pending_msg_limit=64,
             pending_bytes_limit=1048576,
         ),
+        nats_micro_runtime.EndpointSpec(
+            method="Watch",
+            endpoint="watch",
+            timeout=None,
+            metadata={},
+            queue_group_disabled=False,
+            pending_msg_limit=None,
+            pending_bytes_limit=None,
+        ),
     ),
 )
 
@@ -187,8 +194,6 @@ class TypeHandler(Protocol):
     object to ``register_type``.
 
     A service named like a Rust keyword, with keyword-named methods.
-
-    Streaming RPCs are not generated yet and are left out: ``Watch`` (server-streaming).
     """
 
     async def match_(self, request: empty_pb2.Empty, ctx: nats_micro_runtime.RequestContext) -> empty_pb2.Empty:
@@ -223,6 +228,14 @@ class TypeHandler(Protocol):
         """
         ...
 
+    def watch(self, request: edge_pb2.Outer, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[edge_pb2.Outer]:
+        """Serves server-streaming endpoint ``watch`` (subject ``edge."quoted".type.watch`` by default):
+        typically an ``async def`` that yields the responses. A raised
+        ``TypeError_`` ends the stream with its code; response headers set on
+        ``ctx`` go on the stream's end.
+        """
+        ...
+
 
 async def register_type(
     nc: nats.aio.client.Client,
@@ -243,6 +256,7 @@ async def register_type(
             "async": nats_micro_runtime.UnaryEndpoint(handler.async_, edge_pb2.Outer.Inner),
             "new": nats_micro_runtime.UnaryEndpoint(handler.new, edge_pb2.Outer),
             "clone": nats_micro_runtime.UnaryEndpoint(handler.clone, edge_pb2.Outer),
+            "watch": nats_micro_runtime.ServerStreamEndpoint(handler.watch, edge_pb2.Outer),
         },
         overrides,
     )
@@ -316,6 +330,20 @@ class TypeClient:
     ) -> nats_micro_runtime.Response[edge_pb2.Outer]:
         """Calls ``Clone`` (endpoint ``clone``)."""
         return await self._client.unary("clone", request, edge_pb2.Outer, timeout=timeout, headers=headers)
+
+    async def watch(
+        self,
+        request: edge_pb2.Outer,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = 64,
+    ) -> nats_micro_runtime.ServerStream[edge_pb2.Outer]:
+        """Opens ``Watch`` (server-streaming endpoint ``watch``): ``async for`` over the
+        result; leaving it early (``aclose`` or ``async with``) cancels the stream.
+        ``timeout`` covers the whole stream; ``window`` is the flow-control window.
+        """
+        return await self._client.server_stream("watch", request, edge_pb2.Outer, timeout=timeout, headers=headers, window=window)
 
 
 # ---------------------------------------------------------------------------

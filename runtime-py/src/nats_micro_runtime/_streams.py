@@ -1,0 +1,183 @@
+"""The stream wire's bookkeeping (PROTOCOL §9), independent of NATS: header
+names, the number format of sequence and credit headers, the sender's credit
+(§9.4) and the receiver's order, loss and window checks (§9.3, §9.6).
+
+The server and client stream machinery build on these; keeping them apart
+from the connection lets every rule be tested without a nats-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+REPLY_TO_HEADER = "Reply-To"
+INBOX_HEADER = "Nats-Stream-Inbox"
+SEQ_HEADER = "Nats-Stream-Seq"
+END_HEADER = "Nats-Stream-End"
+CREDIT_HEADER = "Nats-Stream-Credit"
+CANCEL_HEADER = "Nats-Stream-Cancel"
+
+DEFAULT_WINDOW = 64
+"""Messages a receiver accepts ahead when ``max_inflight`` is not set (§9.4)."""
+DEFAULT_KEEPALIVE_INTERVAL = 5.0
+"""Seconds without sending before a keepalive goes out (§9.5)."""
+DEFAULT_PEER_TIMEOUT = 20.0
+"""Seconds of silence from a peer with credit after which it is gone (§9.5)."""
+MAX_STREAM_NUMBER = 2**31 - 1
+
+_STREAM_NUMBER = re.compile(r"[0-9]{1,10}", re.ASCII)
+
+
+class StreamProtocolError(Exception):
+    """A peer broke the stream wire; ``code`` is the canonical code the stream
+    fails with (§9.6)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_stream_number(name: str, value: str) -> int:
+    """A ``Nats-Stream-Seq`` or ``Nats-Stream-Credit`` value: 1 to 10 ASCII
+    digits, at most 2^31 − 1. Anything else is ``INVALID_ARGUMENT``."""
+    if not _STREAM_NUMBER.fullmatch(value) or int(value) > MAX_STREAM_NUMBER:
+        raise StreamProtocolError("INVALID_ARGUMENT", f"invalid {name} header {value!r}")
+    return int(value)
+
+
+def header_number(headers: Mapping[str, str] | None, name: str) -> int | None:
+    """The parsed number in header ``name``, ``None`` when it is absent."""
+    if headers is None or name not in headers:
+        return None
+    return parse_stream_number(name, headers[name])
+
+
+def header_flag(headers: Mapping[str, str] | None, name: str) -> bool:
+    """Whether ``name`` is set to ``true`` (End, Cancel)."""
+    return headers is not None and headers.get(name, "").strip().lower() == "true"
+
+
+class SendCredit:
+    """What a sender may still send (§9.4). ``None`` as the announced credit
+    means a peer without flow control: sending never waits. Otherwise
+    :meth:`acquire` waits until the peer grants more."""
+
+    def __init__(self, announced: int | None) -> None:
+        self._limited = announced is not None
+        self._available = announced or 0
+        self._granted = asyncio.Event()
+
+    @property
+    def limited(self) -> bool:
+        """Whether the peer announced credit (has flow control)."""
+        return self._limited
+
+    @property
+    def available(self) -> int:
+        """Data messages that may be sent now without waiting."""
+        return self._available
+
+    def grant(self, more: int) -> None:
+        """Adds a peer's credit grant (``0`` is a keepalive and adds nothing)."""
+        if more > 0:
+            self._available += more
+            self._granted.set()
+
+    async def acquire(self) -> None:
+        """Takes one message's credit, waiting while there is none."""
+        if not self._limited:
+            return
+        while self._available == 0:
+            self._granted.clear()
+            await self._granted.wait()
+        self._available -= 1
+
+
+@dataclass
+class ReceiveWindow:
+    """The receiving side of one direction: checks each data message's
+    sequence number against the next expected one (``DATA_LOSS``) and against
+    the credit granted (``RESOURCE_EXHAUSTED``), and says when to grant more
+    credit: once half the window was consumed, what was consumed (§9.4).
+    ``window`` ``None`` means no flow control was offered (a Go-plugin peer)."""
+
+    window: int | None
+    _next_seq: int = 1
+    _outstanding: int = 0
+    _consumed: int = 0
+
+    def __post_init__(self) -> None:
+        self._outstanding = self.window or 0
+
+    def received(self, seq: int) -> None:
+        """Accepts data message ``seq`` or raises the §9.6 failure."""
+        if seq != self._next_seq:
+            raise StreamProtocolError("DATA_LOSS", f"expected stream message {self._next_seq}, got {seq}")
+        if self.window is not None:
+            if self._outstanding == 0:
+                raise StreamProtocolError("RESOURCE_EXHAUSTED", f"stream message {seq} beyond the granted credit")
+            self._outstanding -= 1
+        self._next_seq += 1
+
+    def consumed(self) -> int:
+        """Records that the application took one message; returns the credit
+        to grant now (``0``: none yet)."""
+        if self.window is None:
+            return 0
+        self._consumed += 1
+        if self._consumed * 2 < self.window:
+            return 0
+        grant, self._consumed = self._consumed, 0
+        self._outstanding += grant
+        return grant
+
+
+@dataclass(frozen=True)
+class StreamTimings:
+    """Keepalive interval and peer timeout in seconds (§9.5); tests shorten them."""
+
+    keepalive_interval: float = DEFAULT_KEEPALIVE_INTERVAL
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT
+
+
+class Liveness:
+    """One side's keepalive duty and its view of the peer (§9.5): records when
+    it last sent to and heard from the peer; :meth:`watch` sends a keepalive
+    after ``keepalive_interval`` without sending and calls ``gone`` once the
+    peer was silent for ``peer_timeout``."""
+
+    def __init__(self, timings: StreamTimings) -> None:
+        self._timings = timings
+        now = asyncio.get_running_loop().time()
+        self._last_sent = now
+        self._last_heard = now
+
+    def sent(self) -> None:
+        """Something went to the peer."""
+        self._last_sent = asyncio.get_running_loop().time()
+
+    def heard(self) -> None:
+        """Something came from the peer."""
+        self._last_heard = asyncio.get_running_loop().time()
+
+    def peer_deadline(self) -> float:
+        """When the peer counts as gone unless it is heard from first (loop time)."""
+        return self._last_heard + self._timings.peer_timeout
+
+    async def watch(self, keepalive: Callable[[], Awaitable[None]], gone: Callable[[], None]) -> None:
+        """Runs until cancelled or until the peer is gone."""
+        loop = asyncio.get_running_loop()
+        tick = min(self._timings.keepalive_interval, self._timings.peer_timeout) / 4
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if now - self._last_heard >= self._timings.peer_timeout:
+                gone()
+                return
+            if now - self._last_sent >= self._timings.keepalive_interval:
+                self.sent()
+                await keepalive()

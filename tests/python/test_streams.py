@@ -1,0 +1,112 @@
+"""Server-streaming RPCs through generated code (proto/streams/v1, PROTOCOL
+§9): CountUp served by a generated handler and called by the generated
+client, typed errors before and during the stream, the window, the deadline,
+and a caller leaving early. The wire details are tested in
+runtime-py/tests/test_server_streams.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats_micro_runtime as rt
+import pytest
+from nats.aio.client import Client
+from streams.v1 import streams_nats_pb2 as streams
+from streams.v1 import streams_pb2
+
+
+class StreamService:
+    """CountUp and Ping as proto/streams/v1/streams.proto documents them."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.cancelled = asyncio.Event()
+
+    async def ping(self, request: streams_pb2.ChatMessage, ctx: rt.RequestContext) -> streams_pb2.ChatMessage:
+        return streams_pb2.ChatMessage(text=request.text)
+
+    async def count_up(self, request: streams_pb2.CountUpRequest, ctx: rt.RequestContext) -> AsyncIterator[streams_pb2.Number]:
+        if request.count > 10000:
+            raise streams.StreamServiceTooManyError("CountUp", "too many numbers", data=str(request.count).encode())
+        try:
+            for i in range(request.count):
+                if request.fail_after > 0 and i == request.fail_after:
+                    raise streams.StreamServiceFailedPreconditionError("CountUp", f"failed after {i}", data=b"partial")
+                self.sent += 1
+                yield streams_pb2.Number(value=request.start + i)
+                await asyncio.sleep(request.delay_ms / 1000)
+            ctx.set_response_header("X-Count", str(request.count))
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+async def test_count_up_streams_every_number_with_trailers(nc: Client) -> None:
+    service = await streams.register_stream_service(nc, StreamService())
+    client = streams.StreamServiceClient(nc)
+    async with await client.count_up(streams_pb2.CountUpRequest(start=1, count=5)) as numbers:
+        assert [n.value async for n in numbers] == [1, 2, 3, 4, 5]
+    assert numbers.trailers["X-Count"] == "5"
+    assert (await client.ping(streams_pb2.ChatMessage(text="hi"))).message.text == "hi"
+    info = {e["name"]: e["subject"] for e in service.info_json()["endpoints"]}
+    assert info == {"ping": "streams.v1.ping", "count_up": "streams.v1.count_up"}
+    assert {s.name: s.num_requests for s in service.stats()} == {"ping": 1, "count_up": 1}
+    await service.stop(1)
+
+
+async def test_too_many_fails_at_the_open_with_its_data(nc: Client) -> None:
+    service = await streams.register_stream_service(nc, StreamService())
+    client = streams.StreamServiceClient(nc)
+    with pytest.raises(streams.StreamServiceError) as caught:
+        async for _ in await client.count_up(streams_pb2.CountUpRequest(count=20000)):
+            pytest.fail("no number comes before TOO_MANY")
+    assert isinstance(caught.value, streams.StreamServiceTooManyError) and streams.is_stream_service_too_many(caught.value)
+    assert caught.value.data == b"20000"
+    await service.stop(1)
+
+
+async def test_failed_precondition_ends_the_stream_after_the_numbers(nc: Client) -> None:
+    service = await streams.register_stream_service(nc, StreamService())
+    client = streams.StreamServiceClient(nc)
+    got: list[int] = []
+    with pytest.raises(streams.StreamServiceError) as caught:
+        async for n in await client.count_up(streams_pb2.CountUpRequest(start=10, count=5, fail_after=2)):
+            got.append(n.value)
+    assert got == [10, 11] and streams.is_stream_service_failed_precondition(caught.value)
+    assert (caught.value.message, caught.value.data) == ("failed after 2", b"partial")
+    assert service.stats()[1].num_errors == 1
+    await service.stop(1)
+
+
+async def test_the_proto_window_bounds_how_far_the_server_runs_ahead(nc: Client) -> None:
+    handler = StreamService()
+    service = await streams.register_stream_service(nc, handler)
+    client = streams.StreamServiceClient(nc)
+    consumed, ahead = 0, 0
+    async for _ in await client.count_up(streams_pb2.CountUpRequest(count=60)):  # max_inflight: 16
+        consumed += 1
+        await asyncio.sleep(0.005)
+        ahead = max(ahead, handler.sent - consumed)
+    assert consumed == 60 and 8 <= ahead <= 16 + 1
+    await service.stop(1)
+
+
+async def test_the_deadline_and_leaving_early_stop_the_handler(nc: Client) -> None:
+    first, second = StreamService(), StreamService()
+    client = streams.StreamServiceClient(nc)
+    service = await streams.register_stream_service(nc, first)
+    with pytest.raises(streams.StreamServiceError) as caught:
+        async for _ in await client.count_up(streams_pb2.CountUpRequest(count=100, delay_ms=100), timeout=0.3):
+            pass
+    assert streams.is_stream_service_deadline_exceeded(caught.value)
+    await asyncio.wait_for(first.cancelled.wait(), 2)
+    await service.stop(1)
+
+    service = await streams.register_stream_service(nc, second)
+    async with await client.count_up(streams_pb2.CountUpRequest(count=100, delay_ms=20)) as numbers:
+        async for n in numbers:
+            if n.value == 2:
+                break
+    await asyncio.wait_for(second.cancelled.wait(), 2)
+    await service.stop(1)
