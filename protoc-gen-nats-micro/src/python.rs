@@ -111,7 +111,12 @@ fn left_out_streams(service: &Service) -> impl Iterator<Item = &StreamingMethod>
 
 /// Every RPC with generated code: the unary ones, then the server-streaming ones.
 fn generated_methods(service: &Service) -> impl Iterator<Item = &Method> {
-    service.methods.iter().chain(server_streams(service).map(|m| &m.method))
+    // Proto order (the order of INFO), leaving out the streams Python does not generate yet.
+    service
+        .rpcs()
+        .into_iter()
+        .filter(|rpc| rpc.stream_kind().is_none_or(|kind| kind == StreamKind::Server))
+        .map(|rpc| rpc.method())
 }
 
 /// Writes one generated module.

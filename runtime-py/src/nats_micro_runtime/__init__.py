@@ -1214,6 +1214,11 @@ class EndpointStats:
         }
 
 
+#: The endpoint metadata key that marks a streaming endpoint in ADR-32 INFO,
+#: with ``server``, ``client`` or ``bidirectional`` as value (PROTOCOL §9).
+STREAM_METADATA_KEY = "nats_micro.stream"
+
+
 def _endpoint_json(name: str, subject: str, queue_group: str | None) -> dict[str, Any]:
     """An endpoint's name and subject, and its queue group unless disabled."""
     return {"name": name, "subject": subject} | ({} if queue_group is None else {"queue_group": queue_group})
@@ -1404,7 +1409,11 @@ class _Endpoint:
         while the pending bound allows, and refuses it with
         ``RESOURCE_EXHAUSTED`` beyond."""
         received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
-        refusal = self._settings.reply_policy.refusal(self._reply_target(msg))
+        target = self._reply_target(msg)
+        refusal = self._settings.reply_policy.refusal(target)
+        if refusal is None and msg.reply and msg.reply != target:
+            # A stream open's reply subject (where its ack goes) must pass as well (§9.2).
+            refusal = self._settings.reply_policy.refusal(msg.reply)
         if refusal is not None:
             _log.warning("%s: refused a request: %s", self._spec.method, refusal)
             self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
@@ -1428,14 +1437,11 @@ class _Endpoint:
 
     def _reply_target(self, msg: Msg) -> str:
         """Where answers go: the reply subject, or for a stream its ``Reply-To``
-        (a Go-plugin open has no reply subject; an open whose reply subject
-        differs from ``Reply-To`` gives no target and is refused, §9.2)."""
+        (a Go-plugin open has no reply subject, §9.2)."""
         if not isinstance(self._handler, ServerStreamEndpoint):
             return msg.reply or ""
         reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
-        if reply_to is None:
-            return msg.reply or ""
-        return reply_to if not msg.reply or msg.reply == reply_to else ""
+        return reply_to if reply_to is not None else msg.reply or ""
 
     def _over_pending_limit(self, size: int) -> bool:
         msg_limit, bytes_limit = self._spec.pending_msg_limit, self._spec.pending_bytes_limit
@@ -1566,7 +1572,10 @@ class _Endpoint:
         try:
             if announced is not None:  # a caller with flow control also keeps the stream alive (§9.5)
                 control = await nc.subscribe(nc.new_inbox(), cb=on_control)
-                await send(b"", {INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)})
+                # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
+                ack = {INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)}
+                await nc.publish(msg.reply or target, b"", headers=ack)
+                liveness.sent()
                 watcher = asyncio.get_running_loop().create_task(liveness.watch(keepalive, peer_gone))
             seq = 0
             try:
@@ -1822,7 +1831,10 @@ async def start_service(
         if not valid_subject(subject):
             raise ConfigError(f"endpoint subject {subject!r} has an empty token, a space, '*' or '>'")
         group = None if endpoint.queue_group_disabled else queue_group
-        info = EndpointInfo(endpoint.endpoint, subject, group, dict(endpoint.metadata))
+        endpoint_metadata = dict(endpoint.metadata)
+        if isinstance(handlers[endpoint.endpoint], ServerStreamEndpoint):
+            endpoint_metadata[STREAM_METADATA_KEY] = "server"  # PROTOCOL §9: a stream endpoint says its kind in INFO
+        info = EndpointInfo(endpoint.endpoint, subject, group, endpoint_metadata)
         timeout = endpoint_timeouts.get(endpoint.endpoint, overrides.get("timeout", endpoint.timeout))
         endpoints.append(_Endpoint(info, endpoint, timeout, handlers[endpoint.endpoint], settings))
 
