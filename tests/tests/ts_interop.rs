@@ -539,17 +539,22 @@ async fn typescript_streams_client_against_the_typescript_streams_service() {
     command.env("NATS_URL", server.url());
     let (service, _) = Node::serve(command);
     let url = server.url();
-    let output = tokio::task::spawn_blocking(move || {
+    let output = typescript_streams_client(url).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    assert!(service.stop().contains("stopped"));
+}
+
+/// Runs the TypeScript stream scenario against whatever serves streams.v1 on `url`.
+async fn typescript_streams_client(url: String) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
         let mut command = scripts().node("streams_client", &[]);
         command.env("NATS_URL", url);
         command.output().expect("node")
     })
     .await
-    .expect("task");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
-    assert!(service.stop().contains("stopped"));
+    .expect("task")
 }
 
 /// Runs the Rust stream scenario binary against whatever serves streams.v1 on `url`.
@@ -586,13 +591,7 @@ async fn streams_between_rust_and_typescript_both_ways() {
     BufReader::new(rust.stdout.take().expect("stdout")).read_line(&mut ready).expect("reads");
     assert_eq!(ready.trim(), "ready");
     let url = server.url();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut command = scripts().node("streams_client", &[]);
-        command.env("NATS_URL", url);
-        command.output().expect("node")
-    })
-    .await
-    .expect("task");
+    let output = typescript_streams_client(url).await;
     let nats = server.connect().await;
     assert_stream_endpoints_in_info(&nats).await;
     assert_eq!(go_style_sum(&nats).await, 6, "a Go-plugin client-streaming call against the Rust service");

@@ -408,25 +408,11 @@ async fn a_panicking_stream_handler_ends_with_internal_and_the_service_keeps_ser
 async fn a_server_that_goes_silent_is_given_up_by_the_caller() {
     let server = NatsServer::start();
     let nats = server.connect().await;
-    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
-    nats.flush().await.expect("flushes");
-    let peer = nats.clone();
-    tokio::spawn(async move {
-        // Acks with credit (so it promised keepalives), sends one number, then nothing.
-        let open = opens.next().await.expect("an open");
-        let reply = open.reply.expect("a reply subject");
-        let server_inbox = peer.new_inbox();
-        let _inbox = peer.subscribe(server_inbox.clone()).await.expect("subscribes");
-        let mut ack = HeaderMap::new();
-        ack.insert(STREAM_INBOX, server_inbox.as_str());
-        ack.insert(STREAM_CREDIT, "8");
-        peer.publish_with_headers(reply.clone(), ack, Bytes::new()).await.expect("acks");
-        let mut data = HeaderMap::new();
-        data.insert(STREAM_SEQ, "1");
-        peer.publish_with_headers(reply, data, Number { value: 9 }.encode_to_vec().into()).await.expect("sends");
-        peer.flush().await.expect("flushes");
+    // Acks with credit (so it promised keepalives), sends one number, then nothing.
+    raw_acking_server(&nats, Number { value: 9 }.encode_to_vec().into(), |_inbox| async {
         tokio::time::sleep(Duration::from_secs(10)).await;
-    });
+    })
+    .await;
     let settings = StreamSettings { keepalive: Duration::from_millis(50), peer_timeout: Duration::from_millis(300) };
     let client = StreamServiceClient::from_client(
         nats_micro_runtime::Client::new(server.connect().await, "streams.v1").with_stream_settings(settings),
@@ -444,33 +430,48 @@ async fn a_server_that_goes_silent_is_given_up_by_the_caller() {
 async fn a_message_that_does_not_decode_fails_the_stream_and_cancels_it() {
     let server = NatsServer::start();
     let nats = server.connect().await;
-    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
-    nats.flush().await.expect("flushes");
-    let peer = nats.clone();
     let (cancelled_tx, cancelled) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let open = opens.next().await.expect("an open");
-        let reply = open.reply.expect("a reply subject");
-        let server_inbox = peer.new_inbox();
-        let mut inbox = peer.subscribe(server_inbox.clone()).await.expect("subscribes");
-        let mut ack = HeaderMap::new();
-        ack.insert(STREAM_INBOX, server_inbox.as_str());
-        ack.insert(STREAM_CREDIT, "8");
-        peer.publish_with_headers(reply.clone(), ack, Bytes::new()).await.expect("acks");
-        let mut data = HeaderMap::new();
-        data.insert(STREAM_SEQ, "1");
-        peer.publish_with_headers(reply, data, Bytes::from_static(&[0xff, 0xff, 0xff])).await.expect("sends garbage");
+    raw_acking_server(&nats, Bytes::from_static(&[0xff, 0xff, 0xff]), |mut inbox| async move {
         while let Some(message) = inbox.next().await {
             if message.headers.as_ref().and_then(|h| h.get("Nats-Stream-Cancel")).is_some() {
                 let _ = cancelled_tx.send(());
                 return;
             }
         }
-    });
+    })
+    .await;
     let client = StreamServiceClient::new(server.connect().await);
     let mut numbers = client.count_up(count(0, 3)).await.expect("opens");
     let err = numbers.message().await.expect_err("garbage");
     assert!(err.is_invalid_argument(), "{err:?}");
     drop(numbers);
     tokio::time::timeout(Duration::from_secs(2), cancelled).await.expect("the server hears the cancel").expect("sent");
+}
+
+/// A raw `count_up` server that acks the first open with credit (so it
+/// speaks flow control and owes keepalives), sends `first` as message 1,
+/// then hands its own inbox to `then`.
+async fn raw_acking_server<F, Fut>(nats: &async_nats::Client, first: Bytes, then: F)
+where
+    F: FnOnce(async_nats::Subscriber) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut opens = nats.subscribe("streams.v1.count_up").await.expect("subscribes");
+    nats.flush().await.expect("flushes");
+    let peer = nats.clone();
+    tokio::spawn(async move {
+        let open = opens.next().await.expect("an open");
+        let reply = open.reply.expect("a reply subject");
+        let server_inbox = peer.new_inbox();
+        let inbox = peer.subscribe(server_inbox.clone()).await.expect("subscribes");
+        let mut ack = HeaderMap::new();
+        ack.insert(STREAM_INBOX, server_inbox.as_str());
+        ack.insert(STREAM_CREDIT, "8");
+        peer.publish_with_headers(reply.clone(), ack, Bytes::new()).await.expect("acks");
+        let mut data = HeaderMap::new();
+        data.insert(STREAM_SEQ, "1");
+        peer.publish_with_headers(reply, data, first).await.expect("sends");
+        peer.flush().await.expect("flushes");
+        then(inbox).await;
+    });
 }
