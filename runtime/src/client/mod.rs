@@ -314,6 +314,20 @@ impl Client {
         self.timeout.or(method.timeout).or(self.nats.timeout()).unwrap_or(DEFAULT_TIMEOUT)
     }
 
+    /// The client's headers with a call's own over them (a call's header
+    /// replaces the client's of the same name, all its values kept).
+    fn call_headers(&self, call_headers: &HeaderMap) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        for (name, values) in call_headers.iter() {
+            let mut values = values.iter();
+            if let Some(first) = values.next() {
+                headers.insert(name.clone(), first.clone());
+                values.for_each(|value| headers.append(name.clone(), value.clone()));
+            }
+        }
+        headers
+    }
+
     /// Sends one unary request and decodes the reply with codec `C`.
     /// Every error carries `method.method`.
     pub async fn unary<C, Req, Resp>(&self, method: &MethodSpec, request: Request<Req>) -> Result<Response<Resp>, Error>
@@ -325,14 +339,7 @@ impl Client {
         let payload = <C as Codec<Req>>::encode(&message).map_err(|err| {
             with_method(Error::transport(ErrorKind::Encode, Code::Internal, format!("encoding the request: {err}")))
         })?;
-        let mut headers = self.headers.clone();
-        for (name, values) in call_headers.iter() {
-            let mut values = values.iter();
-            if let Some(first) = values.next() {
-                headers.insert(name.clone(), first.clone());
-                values.for_each(|value| headers.append(name.clone(), value.clone()));
-            }
-        }
+        let headers = self.call_headers(&call_headers);
         let call = ClientCall {
             method: method.method,
             subject: self.subject(method.endpoint),

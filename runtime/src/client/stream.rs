@@ -130,20 +130,10 @@ impl Client {
         body: Bytes,
         plain_is_result: bool,
     ) -> Result<Opened, Error> {
-        let mut headers = self.headers.clone();
-        for (name, values) in call_headers.iter() {
-            for (i, value) in values.iter().enumerate() {
-                if i == 0 {
-                    headers.insert(name.clone(), value.clone());
-                } else {
-                    headers.append(name.clone(), value.clone());
-                }
-            }
-        }
         let call = ClientCall {
             method: method.method,
             subject: self.subject(method.endpoint),
-            headers,
+            headers: self.call_headers(&call_headers),
             // Streams may run long: no default timeout beyond the proto's (keepalives guard them).
             timeout: call_timeout.or(self.timeout).or(method.timeout),
             payload: body,

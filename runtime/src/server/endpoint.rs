@@ -107,8 +107,6 @@ impl EndpointCounters {
 struct Route {
     /// Where the reply (a stream's end) goes.
     reply_to: Option<Subject>,
-    /// Where a refusal before the handler runs goes.
-    refusal_to: Option<Subject>,
     /// The open's own reply subject (a stream's ack goes there).
     ack_to: Option<Subject>,
     /// Answers are stream ends (`Nats-Stream-End: true`).
@@ -117,7 +115,7 @@ struct Route {
 
 impl Route {
     fn unary(message: &Message) -> Route {
-        Route { reply_to: message.reply.clone(), refusal_to: message.reply.clone(), ack_to: None, stream: false }
+        Route { reply_to: message.reply.clone(), ack_to: None, stream: false }
     }
 
     fn stream(message: &Message) -> Route {
@@ -127,12 +125,13 @@ impl Route {
             .and_then(|headers| headers.get(REPLY_TO))
             .map(|value| Subject::from(value.as_str()))
             .or_else(|| message.reply.clone());
-        Route {
-            refusal_to: message.reply.clone().or_else(|| reply_to.clone()),
-            reply_to,
-            ack_to: message.reply.clone(),
-            stream: true,
-        }
+        Route { reply_to, ack_to: message.reply.clone(), stream: true }
+    }
+
+    /// Where a refusal before the handler runs goes: a stream open's reply
+    /// subject if it has one, else where its end would go.
+    fn refusal_to(&self) -> Option<Subject> {
+        self.ack_to.clone().or_else(|| self.reply_to.clone())
     }
 }
 
@@ -212,7 +211,7 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
         endpoint.pending_bytes_limit.is_some_and(|limit| endpoint.queued_bytes.load(Ordering::Relaxed) + size > limit);
     if over_msgs || over_bytes {
         let err = Error::resource_exhausted(format!("endpoint {} is overloaded: {queued} requests wait", endpoint.endpoint));
-        reply(serving, &route, route.refusal_to.clone(), Err(err), None, received).await;
+        reply(serving, &route, route.refusal_to(), Err(err), None, received).await;
         return;
     }
     endpoint.queued.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +232,7 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
             }
             None => {
                 let err = Error::unavailable(format!("the service stopped before {} started", endpoint.method));
-                reply(&serving, &route, route.refusal_to.clone(), Err(err), None, received).await;
+                reply(&serving, &route, route.refusal_to(), Err(err), None, received).await;
             }
         }
     });
@@ -264,7 +263,7 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
     let endpoint = &serving.endpoint;
     if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
         let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
-        reply(serving, &route, route.refusal_to.clone(), Err(err), None, arrival.received).await;
+        reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
         return;
     }
     let headers = message.headers.unwrap_or_default();
@@ -276,7 +275,7 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
             Some((_, Some(window))) => Some(window),
             Some((value, None)) => {
                 let err = Error::invalid_argument(format!("malformed {STREAM_CREDIT} {value:?} in the stream open"));
-                reply(serving, &route, route.refusal_to.clone(), Err(err), None, arrival.received).await;
+                reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
                 return;
             }
         };

@@ -46,19 +46,23 @@ pub(crate) struct StreamOpen {
 struct Session {
     outbound: Arc<Outbound>,
     reader: Option<Reader>,
+    /// The window offered for the caller's messages (`None`: a caller without flow control).
+    inbound_window: Option<u32>,
 }
 
 impl Session {
     /// Subscribes the server's inbox and acks the open (when it can be
     /// acked); a caller that streams needs both.
-    async fn open(ctx: &RequestContext, window: u32, caller_streams: bool) -> Result<Session, Error> {
+    async fn open(ctx: &RequestContext, caller_streams: bool) -> Result<Session, Error> {
         let open = ctx.stream_open().ok_or_else(|| Error::internal("a stream handler ran without a stream open"))?;
         let outbound = Outbound::new(open.nats.clone(), open.caller.clone(), open.caller_window);
+        // Only a caller that announced credit speaks flow control (and gets credit back).
+        let inbound_window = open.caller_window.map(|_| open.window);
         let Some(ack_to) = open.ack_to.clone() else {
             if caller_streams {
                 return Err(Error::invalid_argument("a stream open that sends requests needs a reply subject for its ack"));
             }
-            return Ok(Session { outbound, reader: None });
+            return Ok(Session { outbound, reader: None, inbound_window });
         };
         let inbox = open.nats.new_inbox();
         let subscriber = open
@@ -66,18 +70,16 @@ impl Session {
             .subscribe(inbox.clone())
             .await
             .map_err(|err| Error::unavailable(format!("subscribing the stream inbox: {err}")))?;
-        // Only a caller that announced credit speaks flow control (and gets credit back).
-        let inbound_window = open.caller_window.map(|_| window);
         let plan = ReaderPlan { window: inbound_window, plain_is_result: false, settings: open.settings };
         let reader = spawn_reader(subscriber, outbound.clone(), plan);
         let mut headers = HeaderMap::new();
         headers.insert(STREAM_INBOX, inbox.as_str());
-        headers.insert(STREAM_CREDIT, window.to_string().as_str());
+        headers.insert(STREAM_CREDIT, open.window.to_string().as_str());
         open.nats
             .publish_with_headers(ack_to, headers, Bytes::new())
             .await
             .map_err(|err| Error::unavailable(format!("acknowledging the stream: {err}")))?;
-        Ok(Session { outbound, reader: Some(reader) })
+        Ok(Session { outbound, reader: Some(reader), inbound_window })
     }
 }
 
@@ -109,7 +111,7 @@ pub struct StreamCall<Req, Resp, E> {
 }
 
 /// Builds the handler of one streaming endpoint: `call` gets the
-/// [`StreamCall`] once the open is acked (with the endpoint's window) and returns the response of a
+/// [`StreamCall`] once the open is acked and returns the response of a
 /// client-streaming call (`None` for the other shapes).
 pub fn stream_handler<C, Req, Resp, E, F, Fut>(shape: StreamKind, call: F) -> Arc<dyn EndpointHandler>
 where
@@ -153,12 +155,10 @@ where
         let call = self.call.clone();
         Box::pin(async move {
             let caller_streams = shape != StreamKind::Server;
-            let window = ctx.stream_open().map_or(crate::stream::DEFAULT_WINDOW, |open| open.window);
-            let session = Session::open(&ctx, window, caller_streams).await?;
+            let session = Session::open(&ctx, caller_streams).await?;
             let (aborted, requests, _task) = match session.reader {
                 Some(reader) => {
-                    let inbound_window = ctx.stream_open().and_then(|open| open.caller_window).map(|_| window);
-                    let requests = caller_streams.then(|| Streaming::new::<C>(reader.inbox, None, inbound_window));
+                    let requests = caller_streams.then(|| Streaming::new::<C>(reader.inbox, None, session.inbound_window));
                     (Some(reader.aborted), requests, Some(reader.task))
                 }
                 None => (None, None, None),

@@ -2,7 +2,6 @@
 //! task that reads the peer's inbox (data, ends, credit, cancel), keeps the
 //! link alive and notices a silent peer (PROTOCOL §9.4, §9.5).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -228,7 +227,7 @@ async fn read<M>(
 ) where
     M: futures_util::Stream<Item = async_nats::Message> + Unpin + Send + 'static,
 {
-    let ended = AtomicBool::new(false);
+    let mut ended = false;
     let mut expected_seq = 1u32;
     // Data messages the peer may still send: the window plus what was granted since.
     let mut allowed = plan.window.map(u64::from);
@@ -306,7 +305,7 @@ async fn read<M>(
                 return;
             }
             Frame::Data { seq, payload } => {
-                if ended.load(Ordering::Relaxed) {
+                if ended {
                     continue;
                 }
                 if seq != expected_seq {
@@ -330,12 +329,12 @@ async fn read<M>(
                 let _ = events.send(Event::Data(payload)).await;
             }
             Frame::End(result) => {
-                if !ended.swap(true, Ordering::Relaxed) {
+                if !std::mem::replace(&mut ended, true) {
                     let _ = events.send(Event::End(result)).await;
                 }
             }
             Frame::Plain(payload, headers) if plan.plain_is_result => {
-                if !ended.swap(true, Ordering::Relaxed) {
+                if !std::mem::replace(&mut ended, true) {
                     let _ = events.send(Event::End(Ok((payload, headers)))).await;
                 }
             }

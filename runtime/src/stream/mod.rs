@@ -88,12 +88,12 @@ impl Default for StreamSettings {
 /// ```
 pub struct Streaming<T, E = Error> {
     inbox: Inbox,
-    /// The reader task, when this end owns it (a caller's response stream).
+    /// The reader task, when this end owns it (a caller's response stream)
+    /// and the stream is not over: dropping it then cancels the stream.
     task: Option<TaskGuard>,
     decode: fn(Bytes) -> Result<T, Error>,
     window: Option<u32>,
     consumed: u32,
-    cancel_on_drop: bool,
     trailers: Option<HeaderMap>,
     finished: bool,
     /// A caller's deadline for the whole stream.
@@ -112,7 +112,6 @@ impl<T, E> std::fmt::Debug for Streaming<T, E> {
 impl<T, E: From<Error>> Streaming<T, E> {
     /// Reads `inbox`; `task` is given when dropping this end must cancel the stream.
     pub(crate) fn new<C: Codec<T>>(inbox: Inbox, task: Option<TaskGuard>, window: Option<u32>) -> Self {
-        let cancel_on_drop = task.is_some();
         Streaming {
             inbox,
             task,
@@ -122,7 +121,6 @@ impl<T, E: From<Error>> Streaming<T, E> {
             },
             window,
             consumed: 0,
-            cancel_on_drop,
             trailers: None,
             finished: false,
             deadline: None,
@@ -148,9 +146,10 @@ impl<T, E: From<Error>> Streaming<T, E> {
         self.trailers.as_ref()
     }
 
+    /// The peer ended the stream: nothing is left to cancel, and the reader stops.
     fn finish(&mut self) {
         self.finished = true;
-        self.cancel_on_drop = false;
+        self.task = None;
     }
 }
 
@@ -208,9 +207,7 @@ impl<T, E: From<Error>> Stream for Streaming<T, E> {
 
 impl<T, E> Drop for Streaming<T, E> {
     fn drop(&mut self) {
-        if self.cancel_on_drop
-            && let Some(task) = self.task.take()
-        {
+        if let Some(task) = self.task.take() {
             // The reader tells the peer, then stops; it owns the subscription until then.
             let _ = self.inbox.commands.send(Command::Cancel);
             task.detach();

@@ -49,16 +49,14 @@ pub(crate) fn classify(message: Message) -> Result<Frame, Error> {
     let Some(headers) = message.headers else {
         return Ok(Frame::Plain(message.payload, HeaderMap::new()));
     };
-    // Data first: it is nearly every message of a stream.
+    if let Some(err) = crate::client::error_from_reply(&headers, &message.payload) {
+        return Ok(Frame::End(Err(err)));
+    }
     if let Some(seq) = headers.get(STREAM_SEQ).map(|v| v.as_str())
         && headers.get(STREAM_END).is_none()
-        && crate::client::error_from_reply(&headers, &message.payload).is_none()
     {
         let seq = parse_count(seq).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_SEQ} {seq:?}")))?;
         return Ok(Frame::Data { seq, payload: message.payload });
-    }
-    if let Some(err) = crate::client::error_from_reply(&headers, &message.payload) {
-        return Ok(Frame::End(Err(err)));
     }
     if headers.get(STREAM_END).is_some_and(|v| v.as_str().eq_ignore_ascii_case("true")) {
         return Ok(Frame::End(Ok((message.payload, headers))));
