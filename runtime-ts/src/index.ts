@@ -1541,10 +1541,7 @@ export class Service {
       // Interceptors await `next`, so behind them the handler's answer is always a promise.
       return interceptors.length === 0 ? call : chain(interceptors, async (ctx, payload) => call(ctx, payload));
     };
-    const unary = Object.entries(spec.methods).map(([key, method]) => [key, method, undefined] as const);
-    const streams = Object.entries(spec.streams ?? {}).map(([key, method]) => [key, method, method] as const);
-    const endpoints = [...unary, ...streams].sort(([, a], [, b]) => (a.position ?? 0) - (b.position ?? 0));
-    for (const [key, method, stream] of endpoints) {
+    for (const [key, method, stream] of serviceRpcs(spec)) {
       const subject = `${prefix}.${method.endpoint}`;
       if (!validSubject(subject)) {
         throw invalid(`endpoint subject ${JSON.stringify(subject)} has an empty token, a space, \`*\` or \`>\``);
@@ -2182,8 +2179,14 @@ export const STREAM_METADATA_KEY = "nats_micro.stream";
 
 /** Every RPC of a service, unary and streaming, in proto order. */
 function endpointSpecs(spec: ServiceSpec): MethodSpec[] {
-  const all: MethodSpec[] = [...Object.values(spec.methods), ...Object.values(spec.streams ?? {})];
-  return all.sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
+  return serviceRpcs(spec).map(([, method]) => method);
+}
+
+/** Every RPC of a service in proto order: its key in the spec, its spec, and the same spec again when it streams. */
+function serviceRpcs(spec: ServiceSpec): (readonly [string, MethodSpec, StreamMethodSpec | undefined])[] {
+  const unary = Object.entries(spec.methods).map(([key, method]) => [key, method, undefined] as const);
+  const streams = Object.entries(spec.streams ?? {}).map(([key, method]) => [key, method, method] as const);
+  return [...unary, ...streams].sort(([, a], [, b]) => (a.position ?? 0) - (b.position ?? 0));
 }
 
 /** An endpoint's INFO metadata: the proto's, and a stream's kind under {@link STREAM_METADATA_KEY}. */
