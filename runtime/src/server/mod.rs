@@ -43,6 +43,8 @@ pub const DEFAULT_PENDING_MSG_LIMIT: usize = 4096;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a service checks that its connection still carries requests.
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
+/// How long `start` waits for the server to confirm its subscriptions.
+const START_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// How long cancelled requests get to send their replies at the end of a stop.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
@@ -223,6 +225,10 @@ impl Plan {
                 discovery.push((verb, subscribe(nats, &subject, None).await?));
             }
         }
+        // A request sent on any connection once `start` returns must find the
+        // subscriptions on the server. During a reconnect the flush waits, so it
+        // is bounded: the client replays the subscriptions when it is back.
+        let _ = tokio::time::timeout(START_FLUSH_LIMIT, nats.flush()).await;
         let endpoint_tasks = self
             .endpoints
             .iter()
