@@ -167,22 +167,24 @@ pub fn streams_table(cells: &[crate::streams::StreamCell], slow: Option<&crate::
     let _ = writeln!(
         out,
         "\n## Streams\n\nA generated server-streaming RPC (credit flow control, `max_inflight: 1024`) against raw async-nats publish/subscribe \
-         of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), both in one process on connections of their own. Ratio: generated / raw. The generated stream never loses a message.\n\n\
-         | payload | messages | raw msg/s | raw MB/s | raw lost | generated msg/s | generated MB/s | ratio |\n|---|---|---|---|---|---|---|---|"
+         of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), both in one process on connections of their own; \"raw + seq\" publishes each message with the `Nats-Stream-Seq` header every stream message carries (PROTOCOL §9.3), the floor of any wire with per-message sequence numbers. Ratios: generated / raw, generated / raw + seq. The generated stream never loses a message.\n\n\
+         | payload | messages | raw msg/s | raw MB/s | raw lost | raw + seq msg/s | generated msg/s | generated MB/s | ratio | ratio to raw + seq |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for cell in cells {
         let mb = |rate: f64| rate * cell.size as f64 / 1e6;
         let _ = writeln!(
             out,
-            "| {} B | {} | {:.0} | {:.1} | {} | {:.0} | {:.1} | {:.2}x |",
+            "| {} B | {} | {:.0} | {:.1} | {} | {:.0} | {:.0} | {:.1} | {:.2}x | {:.2}x |",
             cell.size,
             cell.messages,
             cell.raw.rate,
             mb(cell.raw.rate),
-            cell.raw.lost,
+            cell.raw.lost + cell.raw_with_seq.lost,
+            cell.raw_with_seq.rate,
             cell.generated,
             mb(cell.generated),
-            cell.generated / cell.raw.rate
+            cell.generated / cell.raw.rate,
+            cell.generated / cell.raw_with_seq.rate
         );
     }
     if let Some(slow) = slow {

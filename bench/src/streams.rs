@@ -23,6 +23,9 @@ pub struct StreamCell {
     pub messages: usize,
     /// Raw publish/subscribe: messages per second (of those that arrived) and messages lost.
     pub raw: RawRate,
+    /// The same, each message with a `Nats-Stream-Seq` header as a stream
+    /// message carries: what the wire's per-message header costs by itself.
+    pub raw_with_seq: RawRate,
     /// Messages per second, the generated server stream.
     pub generated: f64,
 }
@@ -62,9 +65,10 @@ pub async fn measure(url: &str, full: bool) -> Result<(Vec<StreamCell>, Option<S
     for (size, quick, long) in SIZES {
         let messages = if full { long } else { quick };
         eprintln!("streams: {messages} messages of {size} B");
-        let raw = raw_rate(url, size, messages).await?;
+        let raw = raw_rate(url, size, messages, false).await?;
+        let raw_with_seq = raw_rate(url, size, messages, true).await?;
         let generated = generated_rate(&client, size, messages).await?;
-        cells.push(StreamCell { size, messages, raw, generated });
+        cells.push(StreamCell { size, messages, raw, raw_with_seq, generated });
     }
     let slow = if full { Some(slow_reader(&client).await?) } else { None };
     service.stop().await;
@@ -85,8 +89,9 @@ async fn generated_rate(client: &StreamBenchClient, size: usize, messages: usize
 }
 
 /// Raw publish/subscribe: one publisher, one subscriber (with a buffer
-/// large enough not to drop), no flow control.
-async fn raw_rate(url: &str, size: usize, messages: usize) -> Result<RawRate, Box<dyn std::error::Error>> {
+/// large enough not to drop), no flow control; `with_seq` adds the
+/// sequence header a stream message carries.
+async fn raw_rate(url: &str, size: usize, messages: usize, with_seq: bool) -> Result<RawRate, Box<dyn std::error::Error>> {
     let subscriber_connection = async_nats::ConnectOptions::new().subscription_capacity(messages * 2 + 1024).connect(url).await?;
     let publisher = async_nats::connect(url).await?;
     let subject = subscriber_connection.new_inbox();
@@ -95,8 +100,14 @@ async fn raw_rate(url: &str, size: usize, messages: usize) -> Result<RawRate, Bo
     let payload = Bytes::from(vec![0x5a; size]);
     let started = Instant::now();
     let sending = tokio::spawn(async move {
-        for _ in 0..messages {
-            publisher.publish(subject.clone(), payload.clone()).await?;
+        for seq in 1..=messages {
+            if with_seq {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(SEQ, seq.to_string());
+                publisher.publish_with_headers(subject.clone(), headers, payload.clone()).await?;
+            } else {
+                publisher.publish(subject.clone(), payload.clone()).await?;
+            }
         }
         publisher.flush().await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -117,6 +128,9 @@ async fn raw_rate(url: &str, size: usize, messages: usize) -> Result<RawRate, Bo
     sending.await?.map_err(|err| err.to_string())?;
     Ok(RawRate { rate: received as f64 / last.as_secs_f64(), lost: messages - received })
 }
+
+const SEQ: async_nats::header::HeaderName =
+    async_nats::header::HeaderName::from_static(nats_micro_runtime::stream::wire::STREAM_SEQ);
 
 /// Raw publish/subscribe: the rate of what arrived, and what was lost.
 #[derive(Clone, Copy, Debug)]

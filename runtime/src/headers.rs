@@ -12,6 +12,16 @@ pub const ERROR_MESSAGE: &str = "Nats-Service-Error";
 /// matter).
 pub const TIMEOUT: &str = "Nats-Micro-Timeout";
 
+/// The names above as `HeaderName`s, for the per-message paths (a `&str`
+/// lookup validates and allocates the name on every call).
+pub(crate) mod name {
+    use async_nats::header::HeaderName;
+
+    pub(crate) const ERROR_CODE: HeaderName = HeaderName::from_static(super::ERROR_CODE);
+    pub(crate) const ERROR_MESSAGE: HeaderName = HeaderName::from_static(super::ERROR_MESSAGE);
+    pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static(super::TIMEOUT);
+}
+
 /// Encodes a time budget for the [`TIMEOUT`] header.
 ///
 /// ```
@@ -53,5 +63,5 @@ pub fn decode_timeout(value: &str) -> Option<Duration> {
 /// The caller's budget in a request's headers: the first [`TIMEOUT`] value,
 /// decoded by [`decode_timeout`]; later duplicates are ignored.
 pub fn request_budget(headers: &async_nats::HeaderMap) -> Option<Duration> {
-    headers.get(TIMEOUT).and_then(|value| decode_timeout(value.as_str()))
+    headers.get(name::TIMEOUT).and_then(|value| decode_timeout(value.as_str()))
 }

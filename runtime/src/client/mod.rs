@@ -387,8 +387,8 @@ pub fn reply_from_message(message: Message) -> Result<Reply, Error> {
 /// The error a reply (or a stream's end) describes, when it carries the
 /// error headers: code, message, the body as error data, all headers kept.
 pub(crate) fn error_from_reply(headers: &HeaderMap, payload: &Bytes) -> Option<Error> {
-    let code = headers.get(headers::ERROR_CODE).map(|value| value.as_str());
-    let text = headers.get(headers::ERROR_MESSAGE).map(|value| value.as_str());
+    let code = headers.get(headers::name::ERROR_CODE).map(|value| value.as_str());
+    let text = headers.get(headers::name::ERROR_MESSAGE).map(|value| value.as_str());
     if code.is_none() && text.is_none() {
         return None;
     }

@@ -2,7 +2,8 @@
 //! task that reads the peer's inbox (data, ends, credit, cancel), keeps the
 //! link alive and notices a silent peer (PROTOCOL §9.4, §9.5).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Subject};
@@ -11,10 +12,9 @@ use futures_util::StreamExt;
 use futures_util::future::Either;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::StreamSettings;
-use super::wire::{self, Frame, STREAM_CANCEL, STREAM_CREDIT, STREAM_SEQ};
+use super::wire::{self, Frame, name};
 use crate::error::Error;
 use crate::future::first;
 
@@ -27,7 +27,9 @@ pub(crate) struct Outbound {
     next_seq: tokio::sync::Mutex<u32>,
     /// The peer's credit; `None` when the peer has no flow control.
     credit: Option<Arc<Semaphore>>,
-    last_sent: Mutex<Instant>,
+    /// Something was sent since the reader last looked (keepalives are
+    /// only due on a quiet link); a flag, not a clock read per message.
+    sent: AtomicBool,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -43,7 +45,7 @@ impl Outbound {
             subject,
             next_seq: tokio::sync::Mutex::new(1),
             credit: peer_window.map(|window| Arc::new(Semaphore::new(window as usize))),
-            last_sent: Mutex::new(Instant::now()),
+            sent: AtomicBool::new(true),
         })
     }
 
@@ -56,7 +58,7 @@ impl Outbound {
     /// connection's `max_payload` is refused with `RESOURCE_EXHAUSTED` and
     /// nothing is sent.
     pub(crate) async fn send_data(&self, payload: Bytes) -> Result<(), Error> {
-        let max_payload = self.nats.server_info().max_payload;
+        let max_payload = self.nats.max_payload();
         if max_payload > 0 && payload.len() > max_payload {
             return Err(Error::resource_exhausted(format!(
                 "a stream message of {} bytes exceeds the server's max_payload of {max_payload}",
@@ -68,7 +70,7 @@ impl Outbound {
         }
         let mut seq = self.next_seq.lock().await;
         let mut headers = HeaderMap::new();
-        headers.insert(STREAM_SEQ, seq.to_string().as_str());
+        headers.insert(name::SEQ, seq.to_string());
         self.publish(headers, payload).await?;
         *seq += 1;
         Ok(())
@@ -76,7 +78,7 @@ impl Outbound {
 
     /// Sends a control or end message (no credit needed).
     pub(crate) async fn publish(&self, headers: HeaderMap, payload: Bytes) -> Result<(), Error> {
-        *self.last_sent.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.sent.store(true, Ordering::Relaxed);
         self.nats
             .publish_with_headers(self.subject.clone(), headers, payload)
             .await
@@ -85,7 +87,7 @@ impl Outbound {
 
     async fn send_credit(&self, credit: u32) {
         let mut headers = HeaderMap::new();
-        headers.insert(STREAM_CREDIT, credit.to_string().as_str());
+        headers.insert(name::CREDIT, credit.to_string());
         if let Err(err) = self.publish(headers, Bytes::new()).await {
             tracing::debug!(error = %err, "sending stream credit");
         }
@@ -93,14 +95,15 @@ impl Outbound {
 
     async fn send_cancel(&self) {
         let mut headers = HeaderMap::new();
-        headers.insert(STREAM_CANCEL, "true");
+        headers.insert(name::CANCEL, "true");
         if let Err(err) = self.publish(headers, Bytes::new()).await {
             tracing::debug!(error = %err, "sending stream cancel");
         }
     }
 
-    fn idle_for(&self) -> Duration {
-        self.last_sent.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
+    /// Whether nothing was sent since the previous call.
+    fn quiet_since_last_look(&self) -> bool {
+        !self.sent.swap(false, Ordering::Relaxed)
     }
 
     /// Wakes senders waiting for credit with an error.
@@ -232,9 +235,13 @@ async fn read<M>(
     // Data messages the peer may still send: the window plus what was granted since.
     let mut allowed = plan.window.map(u64::from);
     let mut received = 0u64;
-    let mut last_heard = Instant::now();
-    let mut tick =
-        tokio::time::interval(plan.settings.keepalive.min(plan.settings.peer_timeout / 2).max(Duration::from_millis(10)));
+    // How long the peer has sent nothing, counted in ticks, and whether it
+    // sent something since the last tick.
+    let (mut silent, mut heard) = (Duration::ZERO, false);
+    let tick_every = plan.settings.keepalive.min(plan.settings.peer_timeout / 2).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
+    // How long this side has sent nothing, counted in ticks.
+    let mut quiet = Duration::ZERO;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let fail = |reason: Error| {
         let _ = aborted.send(Some(reason));
@@ -270,10 +277,15 @@ async fn read<M>(
                 if !outbound.peer_has_flow_control() {
                     continue;
                 }
-                if outbound.idle_for() >= plan.settings.keepalive {
+                quiet = if outbound.quiet_since_last_look() { quiet + tick_every } else { Duration::ZERO };
+                if quiet >= plan.settings.keepalive {
                     outbound.send_credit(0).await;
+                    // The keepalive itself does not make the next tick busy.
+                    outbound.quiet_since_last_look();
+                    quiet = Duration::ZERO;
                 }
-                if last_heard.elapsed() >= plan.settings.peer_timeout {
+                silent = if std::mem::take(&mut heard) { Duration::ZERO } else { silent + tick_every };
+                if silent >= plan.settings.peer_timeout {
                     let reason = Error::unavailable(format!(
                         "the stream's peer was silent for {} ms",
                         plan.settings.peer_timeout.as_millis()
@@ -285,7 +297,7 @@ async fn read<M>(
                 continue;
             }
         };
-        last_heard = Instant::now();
+        heard = true;
         let frame = match wire::classify(message) {
             Ok(frame) => frame,
             Err(err) => {

@@ -1,6 +1,7 @@
 //! The stream frames of PROTOCOL §9: header names and the classification of
 //! one NATS message into what it means for a stream.
 
+use async_nats::header::HeaderName;
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 
@@ -18,6 +19,18 @@ pub const STREAM_END: &str = "Nats-Stream-End";
 pub const STREAM_CREDIT: &str = "Nats-Stream-Credit";
 /// Control: the caller abandons the stream.
 pub const STREAM_CANCEL: &str = "Nats-Stream-Cancel";
+
+/// The names above as `HeaderName`s, for the per-message paths: looking a
+/// header up by `&str` validates and allocates the name on every call.
+pub(crate) mod name {
+    use super::HeaderName;
+
+    pub(crate) const SEQ: HeaderName = HeaderName::from_static(super::STREAM_SEQ);
+    pub(crate) const END: HeaderName = HeaderName::from_static(super::STREAM_END);
+    pub(crate) const CREDIT: HeaderName = HeaderName::from_static(super::STREAM_CREDIT);
+    pub(crate) const CANCEL: HeaderName = HeaderName::from_static(super::STREAM_CANCEL);
+    pub(crate) const INBOX: HeaderName = HeaderName::from_static(super::STREAM_INBOX);
+}
 
 /// A sequence number or credit: 1 to 10 ASCII digits, at most 2^31 − 1.
 pub(crate) fn parse_count(value: &str) -> Option<u32> {
@@ -52,28 +65,28 @@ pub(crate) fn classify(message: Message) -> Result<Frame, Error> {
     if let Some(err) = crate::client::error_from_reply(&headers, &message.payload) {
         return Ok(Frame::End(Err(err)));
     }
-    if let Some(seq) = headers.get(STREAM_SEQ).map(|v| v.as_str())
-        && headers.get(STREAM_END).is_none()
+    if let Some(seq) = headers.get(name::SEQ).map(|v| v.as_str())
+        && headers.get(name::END).is_none()
     {
         let seq = parse_count(seq).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_SEQ} {seq:?}")))?;
         return Ok(Frame::Data { seq, payload: message.payload });
     }
-    if headers.get(STREAM_END).is_some_and(|v| v.as_str().eq_ignore_ascii_case("true")) {
+    if headers.get(name::END).is_some_and(|v| v.as_str().eq_ignore_ascii_case("true")) {
         return Ok(Frame::End(Ok((message.payload, headers))));
     }
-    let credit = match headers.get(STREAM_CREDIT).map(|v| v.as_str()) {
+    let credit = match headers.get(name::CREDIT).map(|v| v.as_str()) {
         Some(credit) => {
             Some(parse_count(credit).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_CREDIT} {credit:?}")))?)
         }
         None => None,
     };
-    if let Some(inbox) = headers.get(STREAM_INBOX) {
+    if let Some(inbox) = headers.get(name::INBOX) {
         return Ok(Frame::Ack { inbox: inbox.as_str().to_owned(), credit });
     }
     if let Some(credit) = credit {
         return Ok(Frame::Credit(credit));
     }
-    if headers.get(STREAM_CANCEL).is_some() {
+    if headers.get(name::CANCEL).is_some() {
         return Ok(Frame::Cancel);
     }
     Ok(Frame::Plain(message.payload, headers))
