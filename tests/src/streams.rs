@@ -11,6 +11,9 @@ use nats_micro_runtime::{RequestContext, ResponseSender};
 use crate::project::streams::v1::stream_service_nats::{StreamService, StreamServiceError};
 use crate::project::streams::v1::{ChatMessage, CountUpRequest, Number, SumResponse};
 
+/// The `Ping` text answered with [`Observed::stopped_early`] (see the proto).
+pub const STOPPED_EARLY: &str = "stopped early?";
+
 /// What the tests observe of the service.
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -101,6 +104,9 @@ impl StreamService for Streams {
     // end snippet
 
     async fn ping(&self, _ctx: RequestContext, request: ChatMessage) -> Result<ChatMessage, StreamServiceError> {
+        if request.text == STOPPED_EARLY {
+            return Ok(ChatMessage { text: self.observed.stopped_early.load(Ordering::SeqCst).to_string() });
+        }
         Ok(request)
     }
 }

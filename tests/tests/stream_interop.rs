@@ -1,88 +1,242 @@
 //! Streams across processes and languages (PROTOCOL §9): every client of
-//! {Rust, TypeScript, Python} against every server, each running the same
-//! scenario (`tests/src/bin/streams_client.rs` and its TypeScript and
-//! Python twins) on a real nats-server; and a server process killed in the
-//! middle of a stream.
+//! {Rust, TypeScript, Python} against every server, each client running
+//! the same scenario (`tests/src/bin/streams_client.rs` and its twins
+//! `tests/ts/streams_client.ts` and `tests/peers/streams_client.py`) on a
+//! real nats-server: all three kinds of stream, typed errors at the open
+//! and midway with their data, and a cancel that stops the server's
+//! handler. Each server's INFO is checked, and it is called the way the Go
+//! plugin's client calls; then each server is killed in the middle of a
+//! stream.
+//!
+//! The TypeScript is generated and compiled as in `ts_interop.rs`, the
+//! Python generated in-process as in `py_interop.rs`; `bash scripts/setup`
+//! installs what both need.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use nats_micro_runtime::StreamSettings;
-use nats_micro_tests::harness::NatsServer;
-use nats_micro_tests::project::streams::v1::CountUpRequest;
+use nats_micro_runtime::stream::wire::{REPLY_TO, STREAM_END, STREAM_INBOX, STREAM_SEQ};
+use nats_micro_tests::harness::{NatsServer, python};
 use nats_micro_tests::project::streams::v1::stream_service_nats::StreamServiceClient;
+use nats_micro_tests::project::streams::v1::{CountUpRequest, Number, SumResponse};
+use nats_micro_tests::typescript::Program;
+use prost::Message as _;
+use serde_json::Value;
 
-/// A server process, killed on drop.
-struct Server(Child);
+/// Checks each scenario client prints as `ok NAME`.
+const SCENARIO_CHECKS: usize = 7;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The languages with a StreamService server and a scenario client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Language {
+    Rust,
+    TypeScript,
+    Python,
+}
+
+impl Language {
+    const ALL: [Language; 3] = [Language::Rust, Language::TypeScript, Language::Python];
+
+    fn server(self) -> Command {
+        match self {
+            Language::Rust => Command::new(env!("CARGO_BIN_EXE_streams_server")),
+            Language::TypeScript => typescript().node("streams_server", &[]),
+            Language::Python => python_script("streams_server.py"),
+        }
+    }
+
+    fn client(self) -> Command {
+        match self {
+            Language::Rust => Command::new(env!("CARGO_BIN_EXE_streams_client")),
+            Language::TypeScript => typescript().node("streams_client", &[]),
+            Language::Python => python_script("streams_client.py"),
+        }
+    }
+}
+
+/// The scripts of `tests/ts` with the TypeScript generated for streams.v1, built once.
+fn typescript() -> &'static Program {
+    static PROGRAM: OnceLock<Program> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-streams");
+        Program::build(
+            &dir,
+            &root().join("tests/ts"),
+            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto"],
+        )
+    })
+}
+
+/// A script of `tests/peers` with the Python generated for streams.v1 importable.
+fn python_script(name: &str) -> Command {
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
+    let tree = TREE.get_or_init(|| {
+        let tree = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-streams");
+        let _ = std::fs::remove_dir_all(&tree);
+        std::fs::create_dir_all(&tree).expect("output directory");
+        let python_out = format!("--python_out={}", tree.display());
+        nats_micro_tests::codegen::generate(&tree, &["streams/v1/streams.proto"], "python", &[python_out]);
+        tree
+    });
+    let mut command = Command::new(python());
+    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", tree);
+    command
+}
+
+/// A server process, killed on drop. Its stdin stays open while it runs
+/// (the TypeScript server stops when stdin closes).
+struct Server {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+}
 
 impl Server {
-    /// Starts `command` and waits for its `ready` line.
-    fn start(mut command: Command, url: &str) -> Server {
+    /// Starts `language`'s server on `url` and waits for its `ready` line.
+    fn start(language: Language, url: &str) -> Server {
+        let mut command = language.server();
         let mut child = command
             .env("NATS_URL", url)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|err| panic!("starting {command:?}: {err}"));
+            .unwrap_or_else(|err| panic!("starting the {language:?} server {command:?}: {err}"));
+        let stdin = child.stdin.take();
         let mut first = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("reading the server");
-        let server = Server(child);
-        assert_eq!(first.trim(), "ready", "the server did not start");
+        let server = Server { child, _stdin: stdin };
+        assert!(first.starts_with("ready"), "the {language:?} server did not start: {first:?}");
         server
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn rust_server() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_streams_server"))
-}
-
-fn rust_client() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_streams_client"))
-}
-
-/// Runs a scenario client against the server serving on `url`.
-fn run_client(mut client: Command, url: &str, label: &str) {
-    let output = client.env("NATS_URL", url).output().unwrap_or_else(|err| panic!("{label}: {err}"));
+/// Runs `language`'s scenario client against the server on `url`.
+fn run_client(language: Language, url: &str, label: &str) {
+    let output = language.client().env("NATS_URL", url).output().unwrap_or_else(|err| panic!("{label}: {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{label}: the scenario failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.lines().filter(|line| line.starts_with("ok ")).count(), 6, "{label}: six checks:\n{stdout}");
+    let passed = stdout.lines().filter(|line| line.starts_with("ok ")).count();
+    assert_eq!(passed, SCENARIO_CHECKS, "{label}: {SCENARIO_CHECKS} checks:\n{stdout}");
+}
+
+/// Every client language against `server`'s StreamService, then its INFO
+/// and a Go-plugin-style client-streaming call.
+fn serves_every_client(server: Language) {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let _service = Server::start(server, &url);
+    for client in Language::ALL {
+        run_client(client, &url, &format!("{client:?} client -> {server:?} server"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let nats = nats.connect().await;
+        assert_stream_endpoints_in_info(&nats, server).await;
+        assert_eq!(go_style_sum(&nats).await, 6, "a Go-plugin client-streaming call against the {server:?} service");
+    });
 }
 
 #[test]
-fn rust_client_against_rust_server() {
-    let nats = NatsServer::start();
-    let _server = Server::start(rust_server(), &nats.url());
-    run_client(rust_client(), &nats.url(), "rust -> rust");
+fn the_rust_server_serves_every_client() {
+    serves_every_client(Language::Rust);
 }
 
-#[tokio::test]
+#[test]
+fn the_typescript_server_serves_every_client() {
+    serves_every_client(Language::TypeScript);
+}
+
+#[test]
+fn the_python_server_serves_every_client() {
+    serves_every_client(Language::Python);
+}
+
+/// The StreamService's INFO lists its RPCs in proto order, each stream with its kind.
+async fn assert_stream_endpoints_in_info(nats: &async_nats::Client, server: Language) {
+    let reply = nats.request("$SRV.INFO.StreamService", bytes::Bytes::new()).await.expect("INFO");
+    let info: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    let endpoints: Vec<(String, Option<String>)> = info["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| {
+            let kind = e["metadata"].get("nats_micro.stream").and_then(Value::as_str).map(str::to_owned);
+            (e["name"].as_str().expect("name").to_owned(), kind)
+        })
+        .collect();
+    let expected = [("count_up", Some("server")), ("sum", Some("client")), ("chat", Some("bidirectional")), ("ping", None)]
+        .map(|(name, kind)| (name.to_owned(), kind.map(str::to_owned)));
+    assert_eq!(endpoints, expected, "the {server:?} service's INFO");
+}
+
+/// A client-streaming `Sum` of 1, 2, 3 exactly as the Go plugin's client
+/// does it: the open is a request whose reply subject (for the ack) differs
+/// from its `Reply-To` (for the result), no credit, and the result is read
+/// from `Reply-To`.
+async fn go_style_sum(nats: &async_nats::Client) -> i64 {
+    let results = nats.new_inbox();
+    let mut result = nats.subscribe(results.clone()).await.expect("subscribes");
+    let mut open = async_nats::HeaderMap::new();
+    open.insert(REPLY_TO, results.as_str());
+    let ack = nats
+        .send_request("streams.v1.sum", async_nats::Request::new().headers(open).timeout(Some(Duration::from_secs(5))))
+        .await
+        .expect("an ack");
+    let server_inbox = ack.headers.as_ref().and_then(|h| h.get(STREAM_INBOX)).expect("the server's inbox").as_str().to_owned();
+    for (seq, value) in [(1, 1), (2, 2), (3, 3)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(STREAM_SEQ, seq.to_string().as_str());
+        nats.publish_with_headers(server_inbox.clone(), headers, Number { value }.encode_to_vec().into()).await.expect("sends");
+    }
+    let mut end = async_nats::HeaderMap::new();
+    end.insert(STREAM_END, "true");
+    nats.publish_with_headers(server_inbox, end, bytes::Bytes::new()).await.expect("ends");
+    let message = tokio::time::timeout(Duration::from_secs(5), result.next()).await.expect("in time").expect("a result");
+    SumResponse::decode(message.payload).expect("a SumResponse").total
+}
+
+/// Each language's server process killed while it streams: the Rust
+/// caller's stream fails with UNAVAILABLE within its peer timeout instead
+/// of waiting forever or ending as if complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_stream_is_unavailable_to_the_caller() {
-    let nats = NatsServer::start();
-    let mut server = Server::start(rust_server(), &nats.url());
-    let settings = StreamSettings { keepalive: Duration::from_millis(100), peer_timeout: Duration::from_millis(600) };
-    let client = StreamServiceClient::from_client(
-        nats_micro_runtime::Client::new(nats.connect().await, "streams.v1").with_stream_settings(settings),
-    );
-    let mut numbers =
-        client.count_up(CountUpRequest { count: 10_000, delay_ms: 20, ..Default::default() }).await.expect("the stream opens");
-    numbers.message().await.expect("first").expect("a number");
-    server.0.kill().expect("kills the server process");
-    let started = std::time::Instant::now();
-    let err = loop {
-        match tokio::time::timeout(Duration::from_secs(5), numbers.message()).await.expect("the stream ends in time") {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream ended as if it had finished"),
-            Err(err) => break err,
-        }
-    };
-    assert!(err.is_unavailable(), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    for language in Language::ALL {
+        let nats = NatsServer::start();
+        let mut server = tokio::task::block_in_place(|| Server::start(language, &nats.url()));
+        let settings = StreamSettings { keepalive: Duration::from_millis(100), peer_timeout: Duration::from_millis(600) };
+        let client = StreamServiceClient::from_client(
+            nats_micro_runtime::Client::new(nats.connect().await, "streams.v1").with_stream_settings(settings),
+        );
+        let mut numbers = client
+            .count_up(CountUpRequest { count: 10_000, delay_ms: 20, ..Default::default() })
+            .await
+            .expect("the stream opens");
+        numbers.message().await.expect("first").expect("a number");
+        server.child.kill().expect("kills the server process");
+        let started = std::time::Instant::now();
+        let err = loop {
+            match tokio::time::timeout(Duration::from_secs(5), numbers.message()).await.expect("the stream ends in time") {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{language:?}: the stream ended as if it had finished"),
+                Err(err) => break err,
+            }
+        };
+        assert!(err.is_unavailable(), "{language:?}: {err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{language:?}: took {:?}", started.elapsed());
+    }
 }

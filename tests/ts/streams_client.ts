@@ -3,7 +3,8 @@
  * `streams.v1.StreamService` on NATS_URL (proto/streams/v1/streams.proto):
  * CountUp 1..5, CountUp over the limit (TOO_MANY with the count as data),
  * CountUp failing after 2 (FAILED_PRECONDITION after 1, 2), Sum of 1..10,
- * Sum with a negative (INVALID_ARGUMENT), Chat with two messages and `bye`.
+ * Sum with a negative (INVALID_ARGUMENT), Chat with two messages and `bye`,
+ * and a CountUp cancelled after one number (the server sees it stop early).
  * Prints one line per check (see checks.ts); exits 1 on any mismatch.
  *
  * usage: NATS_URL=nats://... node streams_client.js
@@ -105,6 +106,22 @@ const checks: Check[] = [
       await chat.closeSend();
       await reading;
       assert.deepEqual(replies, ["echo: hello", "echo: world", "bye"]);
+    },
+  ],
+  [
+    "Cancelling CountUp stops the server's handler",
+    async (nc) => {
+      const stoppedEarly = async () => Number((await client(nc).ping({ text: "stopped early?" })).text);
+      const before = await stoppedEarly();
+      for await (const _ of client(nc).countUp({ count: 10_000, delayMs: 10 })) {
+        break; // leaving the loop cancels the stream
+      }
+      let after = before;
+      for (const started = Date.now(); after === before && Date.now() - started < 3_000; ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        after = await stoppedEarly();
+      }
+      assert.equal(after, before + 1);
     },
   ],
 ];

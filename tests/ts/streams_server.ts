@@ -19,6 +19,9 @@ import {
 } from "./gen/streams/v1/streams_nats.pb.js";
 
 const MAX_COUNT = 10_000;
+/** The Ping text answered with how many CountUp calls stopped early (see the proto). */
+const STOPPED_EARLY = "stopped early?";
+let stoppedEarly = 0;
 
 /** Waits `ms`, or less when `signal` aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -33,14 +36,23 @@ const streams: IStreamServiceNats = {
     if (request.count > MAX_COUNT) {
       throw newStreamServiceTooManyError(ctx.method, `count ${request.count} is over ${MAX_COUNT}`, new TextEncoder().encode(String(request.count)));
     }
-    for (let i = 0; i < request.count && !ctx.signal.aborted; i++) {
-      if (request.failAfter > 0 && i === request.failAfter) {
-        throw newStreamServiceFailedPreconditionError(ctx.method, `failed after ${request.failAfter} numbers`);
+    let finished = false;
+    try {
+      for (let i = 0; i < request.count && !ctx.signal.aborted; i++) {
+        if (request.failAfter > 0 && i === request.failAfter) {
+          finished = true;
+          throw newStreamServiceFailedPreconditionError(ctx.method, `failed after ${request.failAfter} numbers`);
+        }
+        if (i > 0 && request.delayMs > 0) {
+          await pause(request.delayMs, ctx.signal);
+        }
+        yield { value: request.start + BigInt(i) };
       }
-      if (i > 0 && request.delayMs > 0) {
-        await pause(request.delayMs, ctx.signal);
+      finished = !ctx.signal.aborted;
+    } finally {
+      if (!finished) {
+        stoppedEarly += 1;
       }
-      yield { value: request.start + BigInt(i) };
     }
   },
   // snippet: ts-stream-server
@@ -64,7 +76,7 @@ const streams: IStreamServiceNats = {
   },
   // end snippet
   ping(request) {
-    return { text: request.text };
+    return { text: request.text === STOPPED_EARLY ? String(stoppedEarly) : request.text };
   },
 };
 

@@ -5,6 +5,7 @@
 use futures_util::TryStreamExt;
 use nats_micro_tests::project::streams::v1::stream_service_nats::StreamServiceClient;
 use nats_micro_tests::project::streams::v1::{ChatMessage, CountUpRequest, Number};
+use nats_micro_tests::streams::STOPPED_EARLY;
 
 fn check(name: &str, ok: bool, detail: impl std::fmt::Debug) {
     if ok {
@@ -48,5 +49,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let negative = client.sum(futures_util::stream::iter([Number { value: 4 }, Number { value: -1 }])).await;
     check("sum negative INVALID_ARGUMENT", matches!(&negative, Err(err) if err.is_invalid_argument()), &negative);
+
+    // Dropping a stream cancels it: the server's handler stops early.
+    let stopped_early = || async {
+        let answer = client.ping(ChatMessage { text: STOPPED_EARLY.into() }).await?;
+        Ok::<u64, Box<dyn std::error::Error>>(answer.text.parse()?)
+    };
+    let before = stopped_early().await?;
+    let mut numbers = client.count_up(CountUpRequest { count: 10_000, delay_ms: 10, ..Default::default() }).await?;
+    numbers.message().await?;
+    drop(numbers);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut after = before;
+    while after == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = stopped_early().await?;
+    }
+    check("cancel stops the CountUp handler", after == before + 1, (before, after));
     Ok(())
 }
