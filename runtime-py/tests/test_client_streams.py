@@ -323,7 +323,10 @@ async def test_a_silent_caller_is_given_up_and_a_live_one_is_not(nc: NatsClient)
     probe = Probe()
     service = await serve(nc, probe, stream_timings=FAST)
     await open_raw(nc, CHAT)  # and then nothing
-    await asyncio.sleep(1)
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if service.stats()[1].last_error:
+            break
     assert service.stats()[1].last_error.startswith("UNAVAILABLE")
 
     async def slowly() -> AsyncIterator[Text]:
@@ -331,7 +334,10 @@ async def test_a_silent_caller_is_given_up_and_a_live_one_is_not(nc: NatsClient)
             await asyncio.sleep(0.7)  # longer than the peer timeout: keepalives carry the stream
             yield Text(value=word)
 
-    replies = await client(nc, stream_timings=FAST).bidi_stream("chat", slowly(), Text)
+    # The client's keepalives come every 0.1 s, well within the server's 0.5 s even on a busy machine.
+    replies = await client(nc, stream_timings=rt.StreamTimings(keepalive_interval=0.1, peer_timeout=2)).bidi_stream(
+        "chat", slowly(), Text
+    )
     assert [r.value async for r in replies] == ["echo: a", "echo: b", "bye"]
     await service.stop(1)
 
@@ -384,3 +390,32 @@ async def test_a_request_iterable_that_raises_fails_the_call_and_cancels_the_str
 async def test_no_responders_fails_the_open(nc: NatsClient) -> None:
     with pytest.raises(rt.NoRespondersError):
         await client(nc).client_stream("sum", numbers(1), Int)
+
+
+async def test_client_interceptors_see_the_open_and_server_interceptors_the_outcome(nc: NatsClient) -> None:
+    outcomes: list[str] = []
+
+    async def server_side(ctx: rt.RequestContext, payload: bytes, call_next: rt.ServerNext) -> bytes:
+        try:
+            return await call_next(ctx, payload)
+        except rt.NatsMicroError as err:
+            outcomes.append(f"{ctx.method} {ctx.header('X-Who')} {err.code}")
+            raise
+
+    seen: list[tuple[str, float]] = []
+
+    async def client_side(call: rt.ClientCall, call_next: rt.ClientNext) -> rt.Reply:
+        call.headers["X-Who"] = "tester"
+        seen.append((call.subject, call.timeout))
+        ack = await call_next(call)
+        assert rt.INBOX_HEADER in ack.headers
+        return ack
+
+    service = await serve(nc, Probe(), interceptors=[server_side])
+    calc = client(nc, interceptors=[client_side])
+    with pytest.raises(rt.ServiceError):
+        await calc.client_stream("sum", numbers(-1), Int)
+    assert (await calc.client_stream("sum", numbers(1), Int, timeout=3)).message.value == 1
+    assert outcomes == ["Sum tester INVALID_ARGUMENT"]
+    assert seen == [(SUM, float("inf")), (SUM, 3)]
+    await service.stop(1)

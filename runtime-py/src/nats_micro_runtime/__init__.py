@@ -31,6 +31,7 @@ import enum
 import functools
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
@@ -1049,7 +1050,8 @@ class ClientCall:
     headers: dict[str, str]
     """Request headers."""
     timeout: float
-    """Seconds to wait for the reply; sent to the server as its budget."""
+    """Seconds to wait for the reply; sent to the server as its budget. For a
+    stream it covers the whole stream; ``math.inf`` when the stream has no deadline."""
     payload: bytes
     """The encoded request."""
 
@@ -1067,7 +1069,8 @@ class Reply:
 ClientNext = Callable[[ClientCall], Awaitable[Reply]]
 """The rest of a client chain: further interceptors, then the NATS request."""
 ClientInterceptor = Callable[[ClientCall, ClientNext], Awaitable[Reply]]
-"""Runs around every call of a client: ``async def f(call, call_next) -> Reply``.
+"""Runs around every call of a client, and around the open of every stream (whose
+reply is the ack): ``async def f(call, call_next) -> Reply``.
 Change ``call`` and ``return await call_next(call)``, or raise a
 :class:`NatsMicroError` to fail the call without sending it."""
 
@@ -1133,7 +1136,8 @@ class Client:
             raise ConfigError(f"subject prefix {self._subject_prefix!r} has an empty token, a space, '*' or '>'")
         self._timeout = timeout
         self._headers = dict(headers or {})
-        self._chain: ClientNext = _chain_interceptors(interceptors, self._send)
+        self._interceptors = tuple(interceptors)
+        self._chain: ClientNext = _chain_interceptors(self._interceptors, self._send)
         self._endpoints = {spec.endpoint: spec for spec in service.endpoints}
 
     @property
@@ -1280,18 +1284,51 @@ class Client:
         *,
         plain_is_result: bool = False,
     ) -> _OpenedStream[MessageT]:
+        """Opens a stream through the client's interceptors (§9.7): they see
+        the open as a call (headers, timeout, the request of a
+        server-streaming RPC; ``timeout`` is ``math.inf`` for a stream without
+        a deadline) and the ack as its reply, and may change the one or refuse
+        the call."""
+        budget = self._stream_timeout(spec, timeout)
+        call = ClientCall(
+            method=spec.method,
+            subject=self.subject(spec.endpoint),
+            headers={**self._headers, **(headers or {})},
+            timeout=budget if budget is not None else math.inf,
+            payload=payload,
+        )
+        opened: list[_OpenedStream[MessageT]] = []
+
+        async def open_call(call: ClientCall) -> Reply:
+            stream, ack = await self._open_call(call, response_type, window, plain_is_result)
+            opened.append(stream)
+            return ack
+
+        try:
+            await _chain_interceptors(self._interceptors, open_call)(call)
+        except BaseException:
+            for stream in opened:  # an interceptor failed after the stream was opened
+                await stream.close()
+            raise
+        if not opened:
+            raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
+        return opened[-1]
+
+    async def _open_call(
+        self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
+    ) -> tuple[_OpenedStream[MessageT], Reply]:
         """Sends the open (§9.2) and waits for the ack, or for the first
         message of a server that sends no ack (§9.8)."""
         nc, loop = self._nc, asyncio.get_running_loop()
-        budget = self._stream_timeout(spec, timeout)
-        deadline = None if budget is None else loop.time() + budget
+        deadline = None if math.isinf(call.timeout) else loop.time() + call.timeout
         errors = self._errors
-        method = spec.method
+        method, subject = call.method, call.subject
 
         def error(code: str, message: str, data: bytes, reply_headers: Mapping[str, str]) -> NatsMicroError:
             return errors.error(code, method, message, data, reply_headers)
 
         ack: asyncio.Future[_StreamLink[MessageT]] = loop.create_future()
+        ack_headers: dict[str, str] = {}
         link: _StreamLink[MessageT] | None = None
         opened: _OpenedStream[MessageT] | None = None
 
@@ -1330,6 +1367,7 @@ class Client:
             except StreamProtocolError as err:
                 ack.set_exception(error(err.code, err.message, b"", {}))
                 return
+            ack_headers.update(frame.headers)
             if frame.kind is FrameKind.ACK:
                 ack.set_result(start(frame.inbox, frame.number))
             elif frame.kind is FrameKind.ERROR:  # a refused open
@@ -1340,17 +1378,18 @@ class Client:
                 ack.set_result(start(None, None))
                 await on_message(msg)
 
-        subject = self.subject(spec.endpoint)
         inbox = nc.new_inbox()
         subscription = await nc.subscribe(inbox, cb=on_message)
-        open_headers = {**self._headers, **(headers or {}), REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window)}
+        open_headers = {**call.headers, REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window)}
         if deadline is not None:
             open_headers[TIMEOUT_HEADER] = encode_timeout(deadline - loop.time())
         try:
             try:
-                await nc.publish(subject, payload, reply=inbox, headers=open_headers)
+                await nc.publish(subject, call.payload, reply=inbox, headers=open_headers)
             except nats.errors.MaxPayloadError as err:
                 raise MaxPayloadExceededError(method, "the request exceeds the server's max_payload") from err
+            except nats.errors.BadSubjectError as err:
+                raise ConfigError(f"{method}: invalid subject {subject!r}") from err
             except nats.errors.Error as err:
                 raise ConnectionClosedError(method, f"sending the stream open: {type(err).__name__}: {err}") from err
             # Without a deadline a live server acks at once; a missing one is reported by NATS (503).
@@ -1369,7 +1408,7 @@ class Client:
             raise
         started.subscription = subscription
         opened = _OpenedStream(started, deadline, method, errors)
-        return opened
+        return opened, Reply(b"", ack_headers)
 
     async def _send(self, call: ClientCall) -> Reply:
         """The end of the chain: the NATS request, its failures and error replies."""
@@ -1989,8 +2028,9 @@ class _Endpoint:
             nc,
             method,
             self._reply_target(msg),
-            announced,
-            window if announced is not None else None,  # only a caller that announced credit speaks flow control
+            # Only a caller that announced credit and gets an ack speaks flow control (and keepalives).
+            announced if msg.reply else None,
+            window if announced is not None and msg.reply else None,
             _decoder(endpoint.request_type, use_json),
             _server_stream_error(method),
             self._settings.stream_timings,
