@@ -295,14 +295,19 @@ async def test_protocol_errors_in_the_callers_direction_end_the_stream(
 
 
 async def test_a_go_plugin_caller_without_credit_streams_without_flow_control(nc: NatsClient) -> None:
-    service = await serve(nc, Probe())
+    probe = Probe()
+    probe.read_delay = 0.001
+    service = await serve(nc, probe)
     sub, server_inbox, ack = await open_raw(nc, SUM, credit=None)
     assert (ack.headers or {})[rt.CREDIT_HEADER] == "4"
-    for value in range(1, 21):  # beyond the window: a caller without credit is not held to it
-        await nc.publish(server_inbox, Int(value=value).SerializeToString(), headers={rt.SEQ_HEADER: str(value)})
+    # Far beyond the window and the reader's buffer: a caller without credit is not held
+    # to the window, and what the slow handler has not read yet waits in NATS's buffers.
+    count = rt.UNCONTROLLED_BUFFER * 3
+    for seq in range(1, count + 1):
+        await nc.publish(server_inbox, Int(value=2).SerializeToString(), headers={rt.SEQ_HEADER: str(seq)})
     await nc.publish(server_inbox, b"", headers={rt.END_HEADER: "true"})
-    result = await sub.next_msg(timeout=2)
-    assert Int.FromString(result.data).value == 210 and (result.headers or {})[rt.END_HEADER] == "true"
+    result = await sub.next_msg(timeout=10)
+    assert Int.FromString(result.data).value == 2 * count and (result.headers or {})[rt.END_HEADER] == "true"
     await service.stop(1)
 
 

@@ -64,6 +64,7 @@ from ._streams import (
     INBOX_HEADER as INBOX_HEADER,
     REPLY_TO_HEADER as REPLY_TO_HEADER,
     SEQ_HEADER as SEQ_HEADER,
+    UNCONTROLLED_BUFFER as UNCONTROLLED_BUFFER,
     ReceiveWindow as ReceiveWindow,
     SendCredit as SendCredit,
     Liveness as Liveness,
@@ -112,9 +113,6 @@ U = TypeVar("U")
 # Wire contract: header names, codes, deadline encoding
 # --------------------------------------------------------------------------
 
-# ERROR_CODE_HEADER (``Nats-Service-Error-Code``: the error code of an error reply,
-# ``404``, ``ORDER_EXPIRED``) and ERROR_MESSAGE_HEADER (``Nats-Service-Error``: its
-# human-readable message) come from ._streams, whose frames carry them too.
 TIMEOUT_HEADER = "Nats-Micro-Timeout"
 """Header carrying the caller's remaining budget, in whole microseconds."""
 
@@ -720,6 +718,7 @@ class _StreamLink(Generic[T]):
         self._plain_is_result = plain_is_result
         self._liveness = Liveness(timings)
         self._events: asyncio.Queue[_StreamEvent[T]] = asyncio.Queue()
+        self._buffer_has_room = asyncio.Event()
         self._next_seq = 1
         self._peer_ended = False  # the peer's direction ended: later data is ignored
         self._read_done = False  # receive() returned the end or raised the failure
@@ -811,6 +810,10 @@ class _StreamLink(Generic[T]):
                 self.fail(self._errors(INVALID_ARGUMENT, f"decoding a stream message: {err}", b"", {}))
                 return
             self._events.put_nowait(_StreamEvent(message=message))
+            if self._window.window is None and self._events.qsize() >= UNCONTROLLED_BUFFER:
+                # A peer without credit is not held back by the window: hold it back here.
+                self._buffer_has_room.clear()
+                await self._buffer_has_room.wait()
         elif frame.kind is FrameKind.ERROR and not self._peer_ended:
             self._peer_ended = True
             code = frame.headers.get(ERROR_CODE_HEADER)
@@ -851,6 +854,8 @@ class _StreamLink(Generic[T]):
                 raise self.failure
             return None
         event = await self._events.get()
+        if self._events.qsize() < UNCONTROLLED_BUFFER:
+            self._buffer_has_room.set()
         if event.error is not None:
             self._read_done = True
             raise event.error
@@ -2040,10 +2045,15 @@ class _Endpoint:
         acked = False
         try:
             if msg.reply:
-                link.subscription = await nc.subscribe(nc.new_inbox(), cb=link.on_message)
-                # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
-                ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window)}
-                await nc.publish(msg.reply, b"", headers=ack)
+                try:
+                    link.subscription = await nc.subscribe(nc.new_inbox(), cb=link.on_message)
+                    # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
+                    ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window)}
+                    await nc.publish(msg.reply, b"", headers=ack)
+                except nats.errors.Error as err:
+                    _log.warning("%s: acknowledging the stream: %r", method, err)
+                    self._record(time.perf_counter_ns() - started_ns, UnavailableError(method, f"acknowledging the stream: {err!r}"))
+                    return
                 acked = True
             body: bytes | None = None
             error: NatsMicroError | None = None

@@ -21,10 +21,16 @@ END_HEADER = "Nats-Stream-End"
 CREDIT_HEADER = "Nats-Stream-Credit"
 CANCEL_HEADER = "Nats-Stream-Cancel"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+"""Header carrying the error code of an error reply or a failed stream's end (``404``, ``ORDER_EXPIRED``)."""
 ERROR_MESSAGE_HEADER = "Nats-Service-Error"
+"""Header carrying the human-readable message of an error reply or a failed stream's end."""
 
 DEFAULT_WINDOW = 64
 """Messages a receiver accepts ahead when ``max_inflight`` is not set (§9.4)."""
+UNCONTROLLED_BUFFER = 256
+"""Messages from a peer without flow control (a Go-plugin caller) buffered
+before the reader stops taking more and the NATS subscription's own pending
+limits take over."""
 DEFAULT_KEEPALIVE_INTERVAL = 5.0
 """Seconds without sending before a keepalive goes out (§9.5)."""
 DEFAULT_PEER_TIMEOUT = 20.0
