@@ -45,7 +45,7 @@ async def serve(nc: NatsClient, probe: Probe, **overrides: Unpack[rt.ServiceOver
     """Sum adds numbers (-1: INVALID_ARGUMENT with data; 666: an uncoded
     exception), ``probe.read_delay`` apart. Chat echoes texts; ``fail``
     ends with FAILED_PRECONDITION, ``boom`` raises an uncoded exception,
-    ``wait`` makes it wait until cancelled."""
+    ``wait`` makes it wait until cancelled, ``flood`` yields without end."""
 
     async def sum_(requests: AsyncIterator[Int], ctx: rt.RequestContext) -> Int:
         total = 0
@@ -76,6 +76,9 @@ async def serve(nc: NatsClient, probe: Probe, **overrides: Unpack[rt.ServiceOver
                     raise RuntimeError("secret text")
                 if text.value == "wait":
                     await asyncio.sleep(60)
+                if text.value == "flood":  # yields without ever waiting itself
+                    for i in range(10**6):
+                        yield Text(value=str(i))
                 yield Text(value=f"echo: {text.value}")
             yield Text(value="bye")
         except asyncio.CancelledError:
@@ -217,6 +220,16 @@ async def test_cancelling_the_caller_reaches_the_handler_promptly(nc: NatsClient
     await asyncio.wait_for(probe.cancelled.wait(), 1)
     await asyncio.sleep(0.05)
     assert service.stats()[1].last_error.startswith("CANCELLED")
+    await service.stop(1)
+
+
+async def test_a_cancel_reaches_a_handler_that_waits_for_credit_at_its_yield(nc: NatsClient) -> None:
+    probe = Probe()
+    service = await serve(nc, probe)
+    async with await client(nc).bidi_stream("chat", [Text(value="flood")], Text, window=2) as replies:
+        assert (await replies.__anext__()).value == "0"
+        await asyncio.sleep(0.1)  # the handler now waits for credit inside its `yield`
+    await asyncio.wait_for(probe.cancelled.wait(), 1)
     await service.stop(1)
 
 

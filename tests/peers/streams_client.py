@@ -1,7 +1,8 @@
 """Runs the cross-language stream scenario against whichever StreamService
 serves ``proto/streams/v1`` on ``$NATS_URL`` (the twin of
-tests/src/bin/streams_client.rs): one line ``ok NAME`` per check; on the
-first mismatch ``FAIL NAME: ...`` and exit status 1.
+tests/src/bin/streams_client.rs, with the same seven checks): one line
+``ok NAME`` per check; on the first mismatch ``FAIL NAME: ...`` and exit
+status 1.
 
 usage: NATS_URL=nats://... python streams_client.py
 (with the generated ``streams.v1`` modules and the runtime on PYTHONPATH).
@@ -74,6 +75,19 @@ async def main() -> None:
         check("sum negative INVALID_ARGUMENT", False, result)
     except rt.NatsMicroError as err:
         check("sum negative INVALID_ARGUMENT", streams.is_stream_service_invalid_argument(err), err)
+
+    # Leaving a stream early cancels it: the server's handler stops early.
+    async def stopped_early() -> int:
+        return int((await client.ping(streams_pb2.ChatMessage(text="stopped early?"))).message.text)
+
+    before = await stopped_early()
+    async with await client.count_up(streams_pb2.CountUpRequest(count=10_000, delay_ms=10)) as numbers:
+        await numbers.__anext__()
+    after, give_up = before, asyncio.get_running_loop().time() + 3
+    while after == before and asyncio.get_running_loop().time() < give_up:
+        await asyncio.sleep(0.02)
+        after = await stopped_early()
+    check("cancel stops the CountUp handler", after == before + 1, (before, after))
     await nc.close()
 
 

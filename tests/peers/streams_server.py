@@ -22,22 +22,35 @@ from streams.v1 import streams_nats_pb2 as streams
 from streams.v1 import streams_pb2
 
 MAX_COUNT = 10_000
+STOPPED_EARLY = "stopped early?"
+"""The Ping text answered with how many CountUp calls stopped early (see the proto)."""
 
 
 class StreamService:
     """The StreamService as the proto documents it."""
+
+    def __init__(self) -> None:
+        self.stopped_early = 0
+        """CountUp calls that ended before their last number (the caller cancelled or went away)."""
 
     async def count_up(self, request: streams_pb2.CountUpRequest, ctx: rt.RequestContext) -> AsyncIterator[streams_pb2.Number]:
         if request.count > MAX_COUNT:
             raise streams.StreamServiceTooManyError(
                 ctx.method, f"{request.count} numbers is over {MAX_COUNT}", str(request.count).encode()
             )
-        for i in range(request.count):
-            if request.fail_after > 0 and i == request.fail_after:
-                raise streams.StreamServiceFailedPreconditionError(ctx.method, f"failing after {request.fail_after} numbers")
-            if request.delay_ms > 0 and i > 0:
-                await asyncio.sleep(request.delay_ms / 1000)
-            yield streams_pb2.Number(value=request.start + i)
+        finished = False
+        try:
+            for i in range(request.count):
+                if request.fail_after > 0 and i == request.fail_after:
+                    finished = True
+                    raise streams.StreamServiceFailedPreconditionError(ctx.method, f"failing after {request.fail_after} numbers")
+                if request.delay_ms > 0 and i > 0:
+                    await asyncio.sleep(request.delay_ms / 1000)
+                yield streams_pb2.Number(value=request.start + i)
+            finished = True
+        finally:
+            if not finished:  # cancelled: the caller left, went silent or the deadline passed
+                self.stopped_early += 1
         ctx.set_response_header("X-Counted", str(request.count))
 
     # snippet: python-stream-server
@@ -60,6 +73,8 @@ class StreamService:
     # end snippet
 
     async def ping(self, request: streams_pb2.ChatMessage, ctx: rt.RequestContext) -> streams_pb2.ChatMessage:
+        if request.text == STOPPED_EARLY:
+            return streams_pb2.ChatMessage(text=str(self.stopped_early))
         return request
 
 

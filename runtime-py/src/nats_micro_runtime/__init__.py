@@ -34,6 +34,7 @@ import logging
 import math
 import re
 import time
+import types
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -2095,8 +2096,12 @@ class _Endpoint:
             responses = endpoint.handler(call.request, ctx)
         else:
             responses = endpoint.handler(RequestStream(link), ctx)
-        async for response in responses:
-            await link.send(encode_message(response, use_json))
+        try:
+            async for response in responses:
+                await link.send(encode_message(response, use_json))
+        except BaseException as err:
+            await _stop_handler_stream(responses, err)
+            raise
         return b""
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
@@ -2154,6 +2159,25 @@ class _Endpoint:
         if error is not None:
             self.num_errors += 1
             self.last_error = f"{error.code}:{error.message}"
+
+
+async def _stop_handler_stream(responses: AsyncIterator[Any], reason: BaseException) -> None:
+    """Ends a handler's response generator that is suspended at a ``yield``
+    (the stream was cancelled, or sending failed, while it waited): a cancel
+    is thrown in at the ``yield`` so that the handler sees it as it would see
+    any cancellation, then the generator is closed, so that its ``finally``
+    blocks run now rather than whenever it is collected."""
+    if not isinstance(responses, types.AsyncGeneratorType) or responses.ag_running:
+        return
+    try:
+        if isinstance(reason, asyncio.CancelledError) and responses.ag_frame is not None:
+            try:
+                await responses.athrow(asyncio.CancelledError())
+            except BaseException:  # the handler ended with the cancel, or otherwise: nothing more goes out
+                return
+        await responses.aclose()
+    except Exception as err:  # a handler that fails while closing: the stream's outcome is decided already
+        _log.debug("closing a stream handler: %r", err)
 
 
 class Service:
