@@ -2066,12 +2066,6 @@ class _Endpoint:
                 if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
                     await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns, acked)
                     raise
-                if handler_task is not None:
-                    handler_task.uncancel()
-                if stopped_by.code in (CANCELLED, UNAVAILABLE):  # nothing further goes to a caller that left
-                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
-                    return
-                error = stopped_by  # a protocol error: tell the caller (§9.6)
             except Exception as err:
                 if scope.expired():
                     error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
@@ -2079,6 +2073,13 @@ class _Endpoint:
                     error = as_coded(err, method) or self._uncoded(err)
             finally:
                 handler_running = False
+            if stopped_by is not None:  # whatever the handler made of the cancel, the link decided
+                if handler_task is not None and handler_task.cancelling():
+                    handler_task.uncancel()
+                if stopped_by.code in (CANCELLED, UNAVAILABLE):  # nothing further goes to a caller that left
+                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
+                    return
+                error = stopped_by  # a protocol error: tell the caller (§9.6)
             await self._reply(msg, body if endpoint.kind == "client" else None, error, ctx.response_headers, started_ns, acked)
         finally:
             await link.close()
