@@ -437,3 +437,16 @@ async def test_client_interceptors_see_the_open_and_server_interceptors_the_outc
     assert outcomes == ["Sum tester INVALID_ARGUMENT"]
     assert seen == [(SUM, float("inf")), (SUM, 3)]
     await service.stop(1)
+
+
+async def test_a_go_plugin_open_takes_the_ack_on_its_reply_subject_and_the_result_on_reply_to(nc: NatsClient) -> None:
+    service = await serve(nc, Probe())
+    results = await nc.subscribe(nc.new_inbox())
+    ack = await nc.request(SUM, b"", timeout=2, headers={rt.REPLY_TO_HEADER: results.subject})
+    server_inbox = (ack.headers or {})[rt.INBOX_HEADER]
+    for seq, value in ((1, 1), (2, 2), (3, 3)):
+        await nc.publish(server_inbox, Int(value=value).SerializeToString(), headers={rt.SEQ_HEADER: str(seq)})
+    await nc.publish(server_inbox, b"", headers={rt.END_HEADER: "true"})
+    result = await results.next_msg(timeout=2)
+    assert Int.FromString(result.data).value == 6 and (result.headers or {})[rt.END_HEADER] == "true"
+    await service.stop(1)
