@@ -36,6 +36,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.received = 0
+        self.yielded = 0
         self.cancelled = asyncio.Event()
         self.errors: list[BaseException] = []
         self.read_delay = 0.0
@@ -78,6 +79,7 @@ async def serve(nc: NatsClient, probe: Probe, **overrides: Unpack[rt.ServiceOver
                     await asyncio.sleep(60)
                 if text.value == "flood":  # yields without ever waiting itself
                     for i in range(10**6):
+                        probe.yielded += 1
                         yield Text(value=str(i))
                 yield Text(value=f"echo: {text.value}")
             yield Text(value="bye")
@@ -230,6 +232,22 @@ async def test_a_cancel_reaches_a_handler_that_waits_for_credit_at_its_yield(nc:
         assert (await replies.__anext__()).value == "0"
         await asyncio.sleep(0.1)  # the handler now waits for credit inside its `yield`
     await asyncio.wait_for(probe.cancelled.wait(), 1)
+    await service.stop(1)
+
+
+async def test_a_slow_reader_of_a_bidi_stream_holds_the_handler_to_its_window(nc: NatsClient) -> None:
+    probe = Probe()
+    service = await serve(nc, probe)
+    consumed, ahead = 0, 0
+    async with await client(nc).bidi_stream("chat", [Text(value="flood")], Text, window=6) as replies:
+        async for _ in replies:
+            consumed += 1
+            await asyncio.sleep(0.01)
+            ahead = max(ahead, probe.yielded - consumed)
+            if consumed == 40:
+                break
+    # The generator runs one item ahead of the credit it waits for.
+    assert 3 <= ahead <= 6 + 1
     await service.stop(1)
 
 
