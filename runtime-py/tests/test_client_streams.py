@@ -7,6 +7,7 @@ caller's direction, and a Go-plugin-style caller without credit."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Unpack
 
@@ -248,6 +249,17 @@ async def test_a_slow_reader_of_a_bidi_stream_holds_the_handler_to_its_window(nc
                 break
     # The generator runs one item ahead of the credit it waits for.
     assert 3 <= ahead <= 6 + 1
+    await service.stop(1)
+
+
+async def test_a_response_stream_dropped_without_closing_is_cancelled(nc: NatsClient) -> None:
+    probe = Probe()
+    service = await serve(nc, probe)
+    replies = await client(nc).bidi_stream("chat", [Text(value="hi"), Text(value="wait")], Text)
+    assert (await replies.__anext__()).value == "echo: hi"
+    del replies
+    gc.collect()
+    await asyncio.wait_for(probe.cancelled.wait(), 1)
     await service.stop(1)
 
 

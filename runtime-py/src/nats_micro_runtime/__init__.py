@@ -961,6 +961,15 @@ class ResponseStream(Generic[MessageT]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def __del__(self) -> None:
+        # Dropped without aclose(): cancel the stream at the server rather than
+        # keep it alive with keepalives for as long as the connection lives.
+        self._opened.close_soon()
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closes of dropped response streams under way (the loop keeps only weak references to tasks)."""
+
 
 ServerStream = ResponseStream
 """The responses of a server-streaming call (see :class:`ResponseStream`)."""
@@ -996,6 +1005,18 @@ class _OpenedStream(Generic[T]):
             if not scope.expired():
                 raise
             raise self._errors.error(DEADLINE_EXCEEDED, self._method, f"{self._method} did not finish before its deadline", b"", {}) from err
+
+    def close_soon(self) -> None:
+        """:meth:`close` from synchronous code (a finalizer), on the running loop if there is one."""
+        if self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop here (interpreter exit, another thread): nothing to send with
+            return
+        task = loop.create_task(self.close())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
 
     async def close(self) -> None:
         """Stops sending, cancels the stream at the server unless it ended, leaves the inbox."""
