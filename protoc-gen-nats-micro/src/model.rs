@@ -484,7 +484,7 @@ impl Reader<'_> {
         let timeout = self.duration(site, "timeout", opts.timeout.as_ref());
         let error_codes = self.error_codes(&opts.error_codes, site);
         let (methods, streaming) = self.methods(service, &identity.subject_prefix);
-        self.warn_left_out(&full_name, &methods, &streaming);
+        self.warn_left_out(&full_name, &methods);
         Some(Service {
             proto_name: service.name().to_owned(),
             package: service.package_name().to_owned(),
@@ -576,7 +576,7 @@ impl Reader<'_> {
         (methods, streaming)
     }
 
-    fn warn_left_out(&mut self, full_name: &str, methods: &[Method], streaming: &[StreamingMethod]) {
+    fn warn_left_out(&mut self, full_name: &str, methods: &[Method]) {
         for method in methods {
             for (option, set) in [("kv_store", method.kv_store.is_some()), ("object_store", method.object_store.is_some())] {
                 if set {
@@ -586,13 +586,6 @@ impl Reader<'_> {
                     ));
                 }
             }
-        }
-        // Rust and TypeScript generate every stream; Python server-streaming ones so far.
-        for method in streaming.iter().filter(|m| m.kind.client_streams()) {
-            self.warnings.push(format!(
-                "{full_name}.{}: {} RPC left out of the Python output (not generated there yet)",
-                method.method.proto_name, method.kind
-            ));
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Method, Service};
+use crate::model::{Method, Service, StreamKind};
 
 use super::names::ServiceNames;
 use super::text::{comment_text, docstring, string_literal};
@@ -37,28 +37,63 @@ impl ModuleWriter<'_> {
                 self.message_value(&method.output)
             );
             let returns = format!("nats_micro_runtime.Response[{}]", self.message_type(&method.output));
-            self.client_method(service, method, name, &[], &returns, &what, &call);
+            let request = format!("request: {}", self.message_type(&method.input));
+            self.client_method(service, method, name, &request, &[], &returns, &what, &call);
         }
-        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+        for (stream, name) in service.streaming.iter().zip(&names.streams) {
             let method = &stream.method;
+            let output = self.message_type(&method.output);
+            let (argument, runtime_call, returns, what) = match stream.kind {
+                StreamKind::Server => (
+                    "request",
+                    "server_stream",
+                    format!("nats_micro_runtime.ResponseStream[{output}]"),
+                    "``async for`` over the result; leaving it early (``aclose`` or\n\
+                     ``async with``) cancels the stream.",
+                ),
+                StreamKind::Client => (
+                    "requests",
+                    "client_stream",
+                    format!("nats_micro_runtime.Response[{output}]"),
+                    "sends ``requests`` (any iterable or async iterable)\n\
+                     as the server grants credit and returns its one response;\n\
+                     cancelling the awaiting task cancels the stream.",
+                ),
+                StreamKind::Bidirectional => (
+                    "requests",
+                    "bidi_stream",
+                    format!("nats_micro_runtime.ResponseStream[{output}]"),
+                    "sends ``requests`` (any iterable or async iterable)\n\
+                     in the background as the server grants credit; ``async for`` over\n\
+                     the responses, and leaving early (``aclose`` or ``async with``)\n\
+                     cancels the stream.",
+                ),
+            };
             let what = format!(
-                "Opens ``{}`` (server-streaming endpoint ``{}``): ``async for`` over the\n\
-                 result; leaving it early (``aclose`` or ``async with``) cancels the stream.\n\
+                "Calls ``{}`` ({} endpoint ``{}``):\n\
+                 {what}\n\
                  ``timeout`` covers the whole stream; ``window`` is the flow-control window.",
-                method.proto_name, method.endpoint
+                method.proto_name,
+                stream.kind.label(),
+                method.endpoint
             );
             let call = format!(
-                "self._client.server_stream({}, request, {}, timeout=timeout, headers=headers, window=window)",
+                "self._client.{runtime_call}({}, {argument}, {}, timeout=timeout, headers=headers, window=window)",
                 string_literal(&method.endpoint),
                 self.message_value(&method.output)
             );
-            let returns = format!("nats_micro_runtime.ServerStream[{}]", self.message_type(&method.output));
+            let input = self.message_type(&method.input);
+            let parameter = if stream.kind.client_streams() {
+                format!("requests: nats_micro_runtime.RequestSource[{input}]")
+            } else {
+                format!("request: {input}")
+            };
             let window = format!("window: int = {}", stream.max_inflight.unwrap_or(64));
-            self.client_method(service, method, name, &[window], &returns, &what, &call);
+            self.client_method(service, method, name, &parameter, &[window], &returns, &what, &call);
         }
     }
 
-    /// One client coroutine: `request`, keyword-only `timeout`, `headers` and
+    /// One client coroutine: `parameter` (the request or the requests), keyword-only `timeout`, `headers` and
     /// `extra` parameters, the docstring, the deprecation warning, `return await call`.
     #[allow(clippy::too_many_arguments)]
     fn client_method(
@@ -66,6 +101,7 @@ impl ModuleWriter<'_> {
         service: &Service,
         method: &Method,
         name: &str,
+        parameter: &str,
         extra: &[String],
         returns: &str,
         what: &str,
@@ -74,7 +110,7 @@ impl ModuleWriter<'_> {
         self.line("");
         self.line(&format!("    async def {name}("));
         self.line("        self,");
-        self.line(&format!("        request: {},", self.message_type(&method.input)));
+        self.line(&format!("        {parameter},"));
         self.line("        *,");
         self.line("        timeout: float | None = None,");
         self.line("        headers: Mapping[str, str] | None = None,");

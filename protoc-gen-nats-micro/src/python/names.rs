@@ -184,8 +184,9 @@ pub struct ServiceNames {
     pub codes: Vec<CodeNames>,
     /// Python method names, in the order of `Service::methods`, distinct.
     pub methods: Vec<String>,
-    /// Python method names of the server-streaming RPCs, distinct from `methods`.
-    pub server_streams: Vec<String>,
+    /// Python method names of the streaming RPCs, in the order of
+    /// `Service::streaming`, distinct from `methods`.
+    pub streams: Vec<String>,
 }
 
 impl ServiceNames {
@@ -203,7 +204,7 @@ impl ServiceNames {
             spec: names.claim(format!("_{}", snake.to_ascii_uppercase())),
             codes: Vec::new(),
             methods: service.methods.iter().map(|m| methods.claim(method_name(&m.proto_name))).collect(),
-            server_streams: super::server_streams(service).map(|m| methods.claim(method_name(&m.method.proto_name))).collect(),
+            streams: service.streaming.iter().map(|m| methods.claim(method_name(&m.method.proto_name))).collect(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::Service;
+use crate::model::{Service, StreamKind};
 
 use super::names::ServiceNames;
 use super::text::{comment_text, docstring, string_literal};
@@ -25,11 +25,6 @@ impl ModuleWriter<'_> {
         if service.deprecated {
             doc.push_str("\n\n.. deprecated:: The proto marks this service deprecated.");
         }
-        let left_out: Vec<String> =
-            super::left_out_streams(service).map(|m| format!("``{}`` ({})", m.method.proto_name, m.kind)).collect();
-        if !left_out.is_empty() {
-            let _ = write!(doc, "\n\nStreaming RPCs are not generated yet and are left out: {}.", left_out.join(", "));
-        }
         self.push(&docstring("    ", &doc));
         for (method, name) in service.methods.iter().zip(&names.methods) {
             self.line("");
@@ -48,22 +43,43 @@ impl ModuleWriter<'_> {
             self.push(&docstring("        ", &doc));
             self.line("        ...");
         }
-        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+        for (stream, name) in service.streaming.iter().zip(&names.streams) {
             let method = &stream.method;
+            let (input, output) = (self.message_type(&method.input), self.message_type(&method.output));
+            let (signature, what) = match stream.kind {
+                StreamKind::Server => (
+                    format!(
+                        "def {name}(self, request: {input}, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[{output}]"
+                    ),
+                    "typically an ``async def`` that yields the responses.",
+                ),
+                StreamKind::Client => (
+                    format!(
+                        "async def {name}(self, requests: AsyncIterator[{input}], ctx: nats_micro_runtime.RequestContext) -> {output}"
+                    ),
+                    "reads the caller's messages (``async for request in requests``)\nand returns one response.",
+                ),
+                StreamKind::Bidirectional => (
+                    format!(
+                        "def {name}(self, requests: AsyncIterator[{input}], ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[{output}]"
+                    ),
+                    "reads the caller's messages (``async for request in requests``),\n\
+                     typically in an ``async def`` that yields the responses.",
+                ),
+            };
             self.line("");
-            self.line(&format!(
-                "    def {name}(self, request: {}, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[{}]:",
-                self.message_type(&method.input),
-                self.message_type(&method.output)
-            ));
+            self.line(&format!("    {signature}:"));
             let doc = method_doc(
                 method,
                 &format!(
-                    "Serves server-streaming endpoint ``{}`` (subject ``{}`` by default):\n\
-                     typically an ``async def`` that yields the responses. A raised\n\
-                     ``{}`` ends the stream with its code; response headers set on\n\
-                     ``ctx`` go on the stream's end.",
-                    method.endpoint, method.subject, names.error
+                    "Serves {} endpoint ``{}`` (subject ``{}`` by default):\n\
+                     {what}\n\
+                     A raised ``{}`` ends the stream with its code;\n\
+                     response headers set on ``ctx`` go on the stream's end.",
+                    stream.kind.label(),
+                    method.endpoint,
+                    method.subject,
+                    names.error
                 ),
             );
             self.push(&docstring("        ", &doc));
@@ -106,9 +122,14 @@ impl ModuleWriter<'_> {
                 self.message_value(&method.input)
             ));
         }
-        for (stream, name) in super::server_streams(service).zip(&names.server_streams) {
+        for (stream, name) in service.streaming.iter().zip(&names.streams) {
+            let class = match stream.kind {
+                StreamKind::Server => "ServerStreamEndpoint",
+                StreamKind::Client => "ClientStreamEndpoint",
+                StreamKind::Bidirectional => "BidiStreamEndpoint",
+            };
             self.line(&format!(
-                "            {}: nats_micro_runtime.ServerStreamEndpoint(handler.{name}, {}),",
+                "            {}: nats_micro_runtime.{class}(handler.{name}, {}),",
                 string_literal(&stream.method.endpoint),
                 self.message_value(&stream.method.input)
             ));

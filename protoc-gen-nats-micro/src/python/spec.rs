@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::Service;
+use crate::model::{Rpc, Service};
 
 use super::ModuleWriter;
 use super::names::ServiceNames;
@@ -50,7 +50,8 @@ impl ModuleWriter<'_> {
             self.line(&format!("    {key}={value},"));
         }
         self.line("    endpoints=(");
-        for method in super::generated_methods(service) {
+        for rpc in service.rpcs() {
+            let method = rpc.method();
             self.line("        nats_micro_runtime.EndpointSpec(");
             for (key, value) in [
                 ("method", string_literal(&method.proto_name)),
@@ -62,6 +63,11 @@ impl ModuleWriter<'_> {
                 ("pending_bytes_limit", optional_int(method.pending_bytes_limit)),
             ] {
                 self.line(&format!("            {key}={value},"));
+            }
+            if let Rpc::Streaming(stream) = rpc
+                && let Some(window) = stream.max_inflight
+            {
+                self.line(&format!("            max_inflight={window},"));
             }
             self.line("        ),");
         }

@@ -31,9 +31,11 @@ import enum
 import functools
 import json
 import logging
+import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+import types
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypedDict, TypeVar, cast, runtime_checkable
@@ -55,9 +57,15 @@ from ._streams import (
     DEFAULT_PEER_TIMEOUT as DEFAULT_PEER_TIMEOUT,
     DEFAULT_WINDOW as DEFAULT_WINDOW,
     END_HEADER as END_HEADER,
+    ERROR_CODE_HEADER as ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER as ERROR_MESSAGE_HEADER,
+    Frame as Frame,
+    FrameKind as FrameKind,
+    classify as classify,
     INBOX_HEADER as INBOX_HEADER,
     REPLY_TO_HEADER as REPLY_TO_HEADER,
     SEQ_HEADER as SEQ_HEADER,
+    UNCONTROLLED_BUFFER as UNCONTROLLED_BUFFER,
     ReceiveWindow as ReceiveWindow,
     SendCredit as SendCredit,
     Liveness as Liveness,
@@ -100,15 +108,12 @@ T = TypeVar("T")
 MessageT = TypeVar("MessageT", bound=Message)
 RequestT = TypeVar("RequestT", bound=Message)
 ResponseT = TypeVar("ResponseT", bound=Message)
+U = TypeVar("U")
 
 # --------------------------------------------------------------------------
 # Wire contract: header names, codes, deadline encoding
 # --------------------------------------------------------------------------
 
-ERROR_CODE_HEADER = "Nats-Service-Error-Code"
-"""Header carrying the error code of an error reply (``404``, ``ORDER_EXPIRED``)."""
-ERROR_MESSAGE_HEADER = "Nats-Service-Error"
-"""Header carrying the human-readable message of an error reply."""
 TIMEOUT_HEADER = "Nats-Micro-Timeout"
 """Header carrying the caller's remaining budget, in whole microseconds."""
 
@@ -619,6 +624,9 @@ class EndpointSpec:
     """Requests that may wait for a free handler slot before more are refused with ``UNAVAILABLE``."""
     pending_bytes_limit: int | None = None
     """Bytes of requests that may wait likewise."""
+    max_inflight: int | None = None
+    """A stream endpoint's window: messages a receiver accepts ahead
+    (``max_inflight`` of ``(natsmicro.stream)``; 64 without it)."""
 
 
 @dataclass(frozen=True)
@@ -655,6 +663,396 @@ class ServiceSpec:
 
 
 # --------------------------------------------------------------------------
+# Streams: one side's link to its peer (PROTOCOL §9)
+# --------------------------------------------------------------------------
+
+StreamErrors = Callable[[str, str, bytes, Mapping[str, str]], NatsMicroError]
+"""Makes the exception a stream fails with from ``(code, message, data, headers)``:
+the service's error classes on a client, the runtime's per-code classes on a server."""
+
+
+@dataclass(frozen=True)
+class _StreamEvent(Generic[T]):
+    """What the link passes on to the side that reads: one message, the
+    peer's end (body and trailers), or the stream's failure."""
+
+    message: T | None = None
+    end: Reply | None = None
+    error: BaseException | None = None
+
+
+class _StreamLink(Generic[T]):
+    """One side of a running stream, shared by the caller and the server and
+    by the three streaming kinds (§9.3–§9.6).
+
+    Sending: data messages to the peer's inbox under the peer's credit with
+    their sequence numbers; credit grants, keepalives, the end and the cancel.
+    Reading (:meth:`on_message`, the callback of this side's inbox): each
+    message is classified; data is checked (order, credit) and decoded, then
+    queued with the end for :meth:`receive`; credit from the peer is added.
+    A protocol error, a cancel from the caller or a silent peer fails the
+    link: the failure is queued for the reader and ``on_abort`` is called,
+    once, so that the side stops its handler or its request pump."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        method: str,
+        peer_inbox: str | None,
+        peer_window: int | None,
+        window: int | None,
+        decode: Callable[[bytes], T],
+        errors: StreamErrors,
+        timings: StreamTimings,
+        on_abort: Callable[[NatsMicroError], None],
+        *,
+        plain_is_result: bool = False,
+    ) -> None:
+        self._nc = nc
+        self._method = method
+        self._peer_inbox = peer_inbox
+        self._credit = SendCredit(peer_window)
+        self._window = ReceiveWindow(window)
+        self._decode = decode
+        self._errors = errors
+        self._on_abort = on_abort
+        self._plain_is_result = plain_is_result
+        self._liveness = Liveness(timings)
+        self._events: asyncio.Queue[_StreamEvent[T]] = asyncio.Queue()
+        self._buffer_has_room = asyncio.Event()
+        self._next_seq = 1
+        self._peer_ended = False  # the peer's direction ended: later data is ignored
+        self._read_done = False  # receive() returned the end or raised the failure
+        self._closed = False
+        self._cancel_sent = False
+        self.failure: NatsMicroError | None = None
+        """Why the link failed (protocol error, cancel, silence), once it did."""
+        self.end: Reply | None = None
+        """The peer's end message (result body and trailing headers), once read."""
+        self.subscription: Subscription | None = None
+        """This side's inbox, left by :meth:`close`."""
+        self._watcher: asyncio.Task[None] | None = None
+        if self._credit.limited:  # a peer with flow control keeps the stream alive, and so do we (§9.5)
+            self._watcher = asyncio.get_running_loop().create_task(self._liveness.watch(self._keepalive, self._peer_gone))
+
+    @property
+    def peer_has_flow_control(self) -> bool:
+        """Whether the peer announced credit (and so takes cancels and keepalives)."""
+        return self._credit.limited
+
+    # Sending -----------------------------------------------------------------
+
+    async def send(self, payload: bytes) -> None:
+        """Sends one data message, waiting for the peer's credit first (§9.4).
+        A message over the connection's ``max_payload`` is refused with
+        ``RESOURCE_EXHAUSTED`` and nothing is sent (§9.3)."""
+        if self._nc.max_payload and len(payload) > self._nc.max_payload:
+            raise self._errors(
+                RESOURCE_EXHAUSTED,
+                f"a stream message of {len(payload)} bytes exceeds the server's max_payload of {self._nc.max_payload}",
+                b"",
+                {},
+            )
+        await self._credit.acquire()
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        await self.publish({SEQ_HEADER: str(seq)}, payload)
+
+    async def publish(self, headers: dict[str, str], payload: bytes = b"") -> None:
+        """Sends a control or end message (no credit needed) to the peer's inbox."""
+        if self._peer_inbox is None:  # a server that sent no ack takes nothing from us (§9.8)
+            return
+        self._liveness.sent()
+        try:
+            await self._nc.publish(self._peer_inbox, payload, headers=headers)
+        except nats.errors.MaxPayloadError as err:
+            raise self._errors(RESOURCE_EXHAUSTED, "the stream message exceeds the server's max_payload", b"", {}) from err
+        except nats.errors.Error as err:
+            raise self._errors(UNAVAILABLE, f"sending on the stream: {type(err).__name__}: {err}", b"", {}) from err
+
+    async def cancel(self) -> None:
+        """Tells a peer with flow control, once, that the caller abandons the stream (§9.5)."""
+        if self.peer_has_flow_control and not self._cancel_sent:
+            self._cancel_sent = True
+            try:
+                await self.publish({CANCEL_HEADER: "true"})
+            except NatsMicroError as err:
+                _log.debug("%s: sending the cancel: %r", self._method, err)
+
+    async def _keepalive(self) -> None:
+        try:
+            await self.publish({CREDIT_HEADER: "0"})
+        except NatsMicroError as err:
+            _log.debug("%s: sending a keepalive: %r", self._method, err)
+
+    def _peer_gone(self) -> None:
+        self.fail(self._errors(UNAVAILABLE, f"{self._method}: the stream's peer was silent", b"", {}))
+
+    # Reading -----------------------------------------------------------------
+
+    async def on_message(self, msg: Msg) -> None:
+        """Takes one message from this side's inbox; never raises on what the peer sent."""
+        if self.failure is not None or self._closed:
+            return
+        self._liveness.heard()
+        try:
+            frame = classify(msg.headers, msg.data)
+        except StreamProtocolError as err:  # §9.6
+            self.fail(self._errors(err.code, err.message, b"", {}))
+            return
+        if frame.kind is FrameKind.DATA and not self._peer_ended:
+            assert frame.number is not None
+            try:
+                self._window.received(frame.number)
+                message = self._decode(frame.body)
+            except StreamProtocolError as err:
+                self.fail(self._errors(err.code, err.message, b"", {}))
+                return
+            except ValueError as err:
+                self.fail(self._errors(INVALID_ARGUMENT, f"decoding a stream message: {err}", b"", {}))
+                return
+            self._events.put_nowait(_StreamEvent(message=message))
+            if self._window.window is None and self._events.qsize() >= UNCONTROLLED_BUFFER:
+                # A peer without credit is not held back by the window: hold it back here.
+                self._buffer_has_room.clear()
+                await self._buffer_has_room.wait()
+        elif frame.kind is FrameKind.ERROR and not self._peer_ended:
+            self._peer_ended = True
+            code = frame.headers.get(ERROR_CODE_HEADER)
+            error = self._errors(
+                code_from_wire(code) if code is not None else UNKNOWN,
+                frame.headers.get(ERROR_MESSAGE_HEADER, ""),
+                frame.body,
+                dict(frame.headers),
+            )
+            self._events.put_nowait(_StreamEvent(error=error))
+        elif (frame.kind is FrameKind.END or (frame.kind is FrameKind.PLAIN and self._plain_is_result)) and not self._peer_ended:
+            self._peer_ended = True
+            self._events.put_nowait(_StreamEvent(end=Reply(frame.body, dict(frame.headers))))
+        elif frame.kind is FrameKind.CREDIT:
+            assert frame.number is not None
+            self._credit.grant(frame.number)
+        elif frame.kind is FrameKind.CANCEL:
+            self.fail(CancelledError(self._method, "the caller cancelled the stream"))
+        # anything else (a repeated ack, a message without stream headers) means nothing here (§9.2)
+
+    def fail(self, error: BaseException) -> None:
+        """Fails the stream (once): the reader gets ``error``, the side is told
+        through ``on_abort`` (a non-runtime exception, e.g. from a caller's
+        request iterator, reaches the reader as it is)."""
+        if self.failure is not None or self._closed:
+            return
+        coded = error if isinstance(error, NatsMicroError) else InternalError(self._method, f"{type(error).__name__}: {error}")
+        self.failure = coded
+        self._events.put_nowait(_StreamEvent(error=error))
+        self._on_abort(coded)
+
+    async def receive(self) -> T | None:
+        """The peer's next message; ``None`` once its direction ended (see
+        :attr:`end`); raises the stream's error. Consuming a message grants
+        credit back to the peer as §9.4 asks."""
+        if self._read_done:
+            if self.failure is not None:
+                raise self.failure
+            return None
+        event = await self._events.get()
+        if self._events.qsize() < UNCONTROLLED_BUFFER:
+            self._buffer_has_room.set()
+        if event.error is not None:
+            self._read_done = True
+            raise event.error
+        if event.end is not None:
+            self._read_done = True
+            self.end = event.end
+            return None
+        grant = self._window.consumed()
+        if grant:
+            try:
+                await self.publish({CREDIT_HEADER: str(grant)})
+            except NatsMicroError as err:
+                _log.debug("%s: granting credit: %r", self._method, err)
+        return event.message
+
+    @property
+    def peer_ended(self) -> bool:
+        """Whether the peer ended its direction (with its end or its error)."""
+        return self._peer_ended
+
+    async def close(self) -> None:
+        """Stops the keepalives and leaves this side's inbox; later messages are ignored."""
+        self._read_done = self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self.subscription is not None:
+            subscription, self.subscription = self.subscription, None
+            try:
+                await subscription.unsubscribe()
+            except nats.errors.Error as err:
+                _log.debug("%s: leaving the stream inbox: %r", self._method, err)
+
+
+def _decoder(message_type: type[MessageT], use_json: bool) -> Callable[[bytes], MessageT]:
+    """Decodes bodies as ``message_type``; ``ValueError`` when one does not decode."""
+    return functools.partial(decode_message, message_type=message_type, use_json=use_json)
+
+
+RequestSource = AsyncIterable[MessageT] | Iterable[MessageT]
+"""What a caller streams to a client-streaming or bidirectional RPC: any
+iterable or async iterable of request messages (an async generator, a list)."""
+
+
+class RequestStream(Generic[MessageT]):
+    """The caller's messages as a client-streaming or bidirectional handler
+    reads them: ``async for request in requests``. Iteration ends when the
+    caller has sent its last message; a stream failure (a message lost or
+    out of order, one that does not decode) raises its error, and the
+    stream ends with it whatever the handler does."""
+
+    def __init__(self, link: _StreamLink[MessageT]) -> None:
+        self._link = link
+
+    def __aiter__(self) -> RequestStream[MessageT]:
+        return self
+
+    async def __anext__(self) -> MessageT:
+        message = await self._link.receive()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+
+class ResponseStream(Generic[MessageT]):
+    """The responses of a server-streaming or bidirectional call, in order:
+    ``async for`` over it, or use it as an async context manager so that
+    leaving early cancels the stream (``Nats-Stream-Cancel``); cancelling
+    the task that reads it does too. Errors raise the service's error
+    classes; :attr:`trailers` holds the end's headers once the stream ended.
+    For a bidirectional call, the requests are sent in the background as the
+    server grants credit; a request iterable that raises fails the stream."""
+
+    def __init__(self, opened: _OpenedStream[MessageT]) -> None:
+        self._opened = opened
+        self.trailers: dict[str, str] = {}
+        """Headers of the server's end message."""
+
+    def __aiter__(self) -> ResponseStream[MessageT]:
+        return self
+
+    async def __anext__(self) -> MessageT:
+        link = self._opened.link
+        try:
+            message = await self._opened.within_deadline(link.receive())
+        except BaseException:
+            await self.aclose()
+            raise
+        if message is None:
+            self.trailers = dict(link.end.headers) if link.end is not None else {}
+            await self.aclose()
+            raise StopAsyncIteration
+        return message
+
+    async def aclose(self) -> None:
+        """Stops the stream: a stream that has not ended is cancelled."""
+        await self._opened.close()
+
+    async def __aenter__(self) -> ResponseStream[MessageT]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # Dropped without aclose(): cancel the stream at the server rather than
+        # keep it alive with keepalives for as long as the connection lives.
+        self._opened.close_soon()
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closes of dropped response streams under way (the loop keeps only weak references to tasks)."""
+
+
+ServerStream = ResponseStream
+"""The responses of a server-streaming call (see :class:`ResponseStream`)."""
+
+
+class _OpenedStream(Generic[T]):
+    """A caller's stream after the open: its link and its deadline."""
+
+    def __init__(self, link: _StreamLink[T], deadline: float | None, method: str, errors: ErrorTable) -> None:
+        self.link = link
+        self.deadline = deadline
+        self.pump: asyncio.Task[None] | None = None
+        """The task sending the caller's requests (client-streaming and bidirectional)."""
+        self._method = method
+        self._errors = errors
+        self._closed = False
+        self._cancelling: asyncio.Task[None] | None = None
+
+    def abort(self) -> None:
+        """The link failed: stops sending and cancels the stream at the server
+        at once, whether or not anyone is reading the responses (§9.6)."""
+        if self.pump is not None and self.pump is not asyncio.current_task():
+            self.pump.cancel()
+        if not self.link.peer_ended and self._cancelling is None:
+            self._cancelling = asyncio.get_running_loop().create_task(self.link.cancel())
+
+    async def within_deadline(self, work: Awaitable[U]) -> U:
+        """``work``, failed with ``DEADLINE_EXCEEDED`` at the stream's deadline (§9.5)."""
+        try:
+            async with asyncio.timeout_at(self.deadline) as scope:
+                return await work
+        except TimeoutError as err:
+            if not scope.expired():
+                raise
+            raise self._errors.error(DEADLINE_EXCEEDED, self._method, f"{self._method} did not finish before its deadline", b"", {}) from err
+
+    def close_soon(self) -> None:
+        """:meth:`close` from synchronous code (a finalizer), on the running loop if there is one."""
+        if self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop here (interpreter exit, another thread): nothing to send with
+            return
+        task = loop.create_task(self.close())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def close(self) -> None:
+        """Stops sending, cancels the stream at the server unless it ended, leaves the inbox."""
+        if self._closed:
+            return
+        self._closed = True
+        pump = self.pump
+        if pump is not None and not pump.done():
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        if self._cancelling is not None:
+            await asyncio.gather(self._cancelling, return_exceptions=True)
+        if not self.link.peer_ended:
+            await self.link.cancel()
+        await self.link.close()
+
+
+async def _pump_requests(link: _StreamLink[Any], requests: RequestSource[Message], encode: Callable[[Message], bytes]) -> None:
+    """Sends the caller's requests as the server grants credit, then the
+    half-close; a failure (an iterable that raises, a message that does not
+    encode, a lost connection) fails the stream with that error."""
+    try:
+        if isinstance(requests, AsyncIterable):
+            async for request in requests:
+                await link.send(encode(request))
+        else:
+            for request in requests:
+                await link.send(encode(request))
+        await link.publish({END_HEADER: "true"})
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:
+        link.fail(err)
+
+
+# --------------------------------------------------------------------------
 # Client
 # --------------------------------------------------------------------------
 
@@ -679,7 +1077,8 @@ class ClientCall:
     headers: dict[str, str]
     """Request headers."""
     timeout: float
-    """Seconds to wait for the reply; sent to the server as its budget."""
+    """Seconds to wait for the reply; sent to the server as its budget. For a
+    stream it covers the whole stream; ``math.inf`` when the stream has no deadline."""
     payload: bytes
     """The encoded request."""
 
@@ -697,7 +1096,8 @@ class Reply:
 ClientNext = Callable[[ClientCall], Awaitable[Reply]]
 """The rest of a client chain: further interceptors, then the NATS request."""
 ClientInterceptor = Callable[[ClientCall, ClientNext], Awaitable[Reply]]
-"""Runs around every call of a client: ``async def f(call, call_next) -> Reply``.
+"""Runs around every call of a client, and around the open of every stream (whose
+reply is the ack): ``async def f(call, call_next) -> Reply``.
 Change ``call`` and ``return await call_next(call)``, or raise a
 :class:`NatsMicroError` to fail the call without sending it."""
 
@@ -763,7 +1163,8 @@ class Client:
             raise ConfigError(f"subject prefix {self._subject_prefix!r} has an empty token, a space, '*' or '>'")
         self._timeout = timeout
         self._headers = dict(headers or {})
-        self._chain: ClientNext = _chain_interceptors(interceptors, self._send)
+        self._interceptors = tuple(interceptors)
+        self._chain: ClientNext = _chain_interceptors(self._interceptors, self._send)
         self._endpoints = {spec.endpoint: spec for spec in service.endpoints}
 
     @property
@@ -822,6 +1223,14 @@ class Client:
             raise DecodeError(spec.method, f"decoding the reply: {err}", headers=reply.headers) from err
         return Response(message, reply.headers)
 
+    def _stream_timeout(self, spec: EndpointSpec, timeout: float | None) -> float | None:
+        """A stream's budget: the call's, the client's or the proto's timeout;
+        none otherwise, since streams may run for hours (§9.5)."""
+        for candidate in (timeout, self._timeout, spec.timeout):
+            if candidate is not None:
+                return candidate
+        return None
+
     async def server_stream(
         self,
         endpoint: str,
@@ -831,15 +1240,202 @@ class Client:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         window: int = DEFAULT_WINDOW,
-    ) -> ServerStream[MessageT]:
+    ) -> ResponseStream[MessageT]:
         """Opens a server-streaming call (PROTOCOL §9.2) and returns its
         responses as an async iterator; leaving it early cancels the stream."""
         spec = self._endpoint(endpoint)
         payload = self._encode_request(spec, request)
-        budget = timeout if timeout is not None else self._default_timeout(spec)
-        stream = ServerStream(self, spec.method, response_type, budget, window)
-        await stream._open(self.subject(endpoint), payload, {**self._headers, **(headers or {})})
-        return stream
+        opened = await self._open_stream(spec, payload, response_type, timeout, headers, window)
+        return ResponseStream(opened)
+
+    async def client_stream(
+        self,
+        endpoint: str,
+        requests: RequestSource[Message],
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> Response[MessageT]:
+        """Calls a client-streaming RPC (PROTOCOL §9.3): sends ``requests`` as
+        the server grants credit, then returns the server's one response.
+        Cancelling the awaiting task cancels the stream at the server."""
+        spec = self._endpoint(endpoint)
+        opened = await self._open_stream(spec, b"", response_type, timeout, headers, window, plain_is_result=True)
+        self._start_pump(spec, opened, requests)
+        try:
+            while await opened.within_deadline(opened.link.receive()) is not None:
+                pass  # a client-streaming server sends no data messages; its result is the end
+            end = opened.link.end
+            assert end is not None
+            try:
+                message = decode_message(end.payload, response_type, self._service.json)
+            except ValueError as err:
+                raise DecodeError(spec.method, f"decoding the reply: {err}", headers=end.headers) from err
+            return Response(message, end.headers)
+        finally:
+            await opened.close()
+
+    async def bidi_stream(
+        self,
+        endpoint: str,
+        requests: RequestSource[Message],
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ResponseStream[MessageT]:
+        """Opens a bidirectional call (PROTOCOL §9.3): sends ``requests`` in
+        the background as the server grants credit and returns the responses
+        as an async iterator; leaving it early cancels the stream."""
+        spec = self._endpoint(endpoint)
+        opened = await self._open_stream(spec, b"", response_type, timeout, headers, window)
+        self._start_pump(spec, opened, requests)
+        return ResponseStream(opened)
+
+    def _start_pump(self, spec: EndpointSpec, opened: _OpenedStream[Any], requests: RequestSource[Message]) -> None:
+        """Starts sending ``requests``; a failure of the stream stops it."""
+        encode = functools.partial(self._encode_request, spec)
+        opened.pump = asyncio.get_running_loop().create_task(_pump_requests(opened.link, requests, encode))
+
+    async def _open_stream(
+        self,
+        spec: EndpointSpec,
+        payload: bytes,
+        response_type: type[MessageT],
+        timeout: float | None,
+        headers: Mapping[str, str] | None,
+        window: int,
+        *,
+        plain_is_result: bool = False,
+    ) -> _OpenedStream[MessageT]:
+        """Opens a stream through the client's interceptors (§9.7): they see
+        the open as a call (headers, timeout, the request of a
+        server-streaming RPC; ``timeout`` is ``math.inf`` for a stream without
+        a deadline) and the ack as its reply, and may change the one or refuse
+        the call."""
+        budget = self._stream_timeout(spec, timeout)
+        call = ClientCall(
+            method=spec.method,
+            subject=self.subject(spec.endpoint),
+            headers={**self._headers, **(headers or {})},
+            timeout=budget if budget is not None else math.inf,
+            payload=payload,
+        )
+        opened: list[_OpenedStream[MessageT]] = []
+
+        async def open_call(call: ClientCall) -> Reply:
+            stream, ack = await self._open_call(call, response_type, window, plain_is_result)
+            opened.append(stream)
+            return ack
+
+        try:
+            await _chain_interceptors(self._interceptors, open_call)(call)
+        except BaseException:
+            for stream in opened:  # an interceptor failed after the stream was opened
+                await stream.close()
+            raise
+        if not opened:
+            raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
+        return opened[-1]
+
+    async def _open_call(
+        self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
+    ) -> tuple[_OpenedStream[MessageT], Reply]:
+        """Sends the open (§9.2) and waits for the ack, or for the first
+        message of a server that sends no ack (§9.8)."""
+        nc, loop = self._nc, asyncio.get_running_loop()
+        deadline = None if math.isinf(call.timeout) else loop.time() + call.timeout
+        errors = self._errors
+        method, subject = call.method, call.subject
+
+        def error(code: str, message: str, data: bytes, reply_headers: Mapping[str, str]) -> NatsMicroError:
+            return errors.error(code, method, message, data, reply_headers)
+
+        ack: asyncio.Future[_StreamLink[MessageT]] = loop.create_future()
+        ack_headers: dict[str, str] = {}
+        link: _StreamLink[MessageT] | None = None
+        opened: _OpenedStream[MessageT] | None = None
+
+        def abort(reason: NatsMicroError) -> None:
+            # Stop sending and tell the server at once (§9.6); the reader gets the reason.
+            if opened is not None:
+                opened.abort()
+
+        def start(peer_inbox: str | None, peer_window: int | None) -> _StreamLink[MessageT]:
+            nonlocal link
+            link = _StreamLink(
+                nc,
+                method,
+                peer_inbox,
+                peer_window,
+                window if peer_window is not None else None,
+                _decoder(response_type, self._service.json),
+                error,
+                self._stream_timings,
+                abort,
+                plain_is_result=plain_is_result,
+            )
+            return link
+
+        async def on_message(msg: Msg) -> None:
+            if link is not None:
+                await link.on_message(msg)
+                return
+            if ack.done():
+                return
+            if (msg.headers or {}).get("Status") == "503":
+                ack.set_exception(NoRespondersError(method, f"no responders on {subject}"))
+                return
+            try:
+                frame = classify(msg.headers, msg.data)
+            except StreamProtocolError as err:
+                ack.set_exception(error(err.code, err.message, b"", {}))
+                return
+            ack_headers.update(frame.headers)
+            if frame.kind is FrameKind.ACK:
+                ack.set_result(start(frame.inbox, frame.number))
+            elif frame.kind is FrameKind.ERROR:  # a refused open
+                code = frame.headers.get(ERROR_CODE_HEADER)
+                message = frame.headers.get(ERROR_MESSAGE_HEADER, "")
+                ack.set_exception(error(code_from_wire(code) if code else UNKNOWN, message, frame.body, dict(frame.headers)))
+            else:  # a server without acks (§9.8): its first message is the stream's, without flow control
+                ack.set_result(start(None, None))
+                await on_message(msg)
+
+        inbox = nc.new_inbox()
+        subscription = await nc.subscribe(inbox, cb=on_message)
+        open_headers = {**call.headers, REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window)}
+        if deadline is not None:
+            open_headers[TIMEOUT_HEADER] = encode_timeout(deadline - loop.time())
+        try:
+            try:
+                await nc.publish(subject, call.payload, reply=inbox, headers=open_headers)
+            except nats.errors.MaxPayloadError as err:
+                raise MaxPayloadExceededError(method, "the request exceeds the server's max_payload") from err
+            except nats.errors.BadSubjectError as err:
+                raise ConfigError(f"{method}: invalid subject {subject!r}") from err
+            except nats.errors.Error as err:
+                raise ConnectionClosedError(method, f"sending the stream open: {type(err).__name__}: {err}") from err
+            # Without a deadline a live server acks at once; a missing one is reported by NATS (503).
+            ack_by = deadline if deadline is not None else loop.time() + self._stream_timings.peer_timeout
+            try:
+                async with asyncio.timeout_at(ack_by) as scope:
+                    started = await ack
+            except TimeoutError as err:
+                if not scope.expired():
+                    raise
+                raise RequestTimeoutError(method, "no stream ack before the deadline") from err
+        except BaseException:
+            if link is not None:
+                await link.close()
+            await subscription.unsubscribe()
+            raise
+        started.subscription = subscription
+        opened = _OpenedStream(started, deadline, method, errors)
+        return opened, Reply(b"", ack_headers)
 
     async def _send(self, call: ClientCall) -> Reply:
         """The end of the chain: the NATS request, its failures and error replies."""
@@ -868,163 +1464,6 @@ class Client:
         )
 
 
-class ServerStream(Generic[MessageT]):
-    """The responses of a server-streaming call, in order: ``async for`` over
-    it, or use it as an async context manager so that leaving early cancels
-    the stream (``Nats-Stream-Cancel``). Errors raise the service's error
-    classes; :attr:`trailers` holds the end's headers once the stream ended."""
-
-    def __init__(self, client: Client, method: str, response_type: type[MessageT], timeout: float, window: int) -> None:
-        self._client = client
-        self._method = method
-        self._response_type = response_type
-        self._deadline = asyncio.get_running_loop().time() + timeout
-        self._window = ReceiveWindow(window)
-        self._announced_window = window
-        self._server_inbox: str | None = None
-        self._subscription: Subscription | None = None
-        self._started = False
-        self._finished = False
-        self._liveness: Liveness | None = None
-        self._keepalive: asyncio.Task[None] | None = None
-        self.trailers: dict[str, str] = {}
-        """Headers of the server's end message."""
-
-    async def _open(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> None:
-        nc = self._client._nc
-        inbox = nc.new_inbox()
-        self._subscription = await nc.subscribe(inbox)
-        open_headers = {
-            **headers,
-            REPLY_TO_HEADER: inbox,
-            CREDIT_HEADER: str(self._announced_window),
-            TIMEOUT_HEADER: encode_timeout(self._deadline - asyncio.get_running_loop().time()),
-        }
-        try:
-            await nc.publish(subject, payload, reply=inbox, headers=open_headers)
-        except nats.errors.MaxPayloadError as err:
-            await self._close_subscription()
-            raise MaxPayloadExceededError(self._method, "the request exceeds the server's max_payload") from err
-
-    def __aiter__(self) -> ServerStream[MessageT]:
-        return self
-
-    async def __anext__(self) -> MessageT:
-        if self._finished or self._subscription is None:
-            raise StopAsyncIteration
-        try:
-            return await self._next()
-        except StreamProtocolError as err:  # §9.6: fail the stream, cancel it at the server
-            await self._abandon()
-            raise self._failure(err.code, err.message) from err
-        except BaseException:
-            await self._abandon()
-            raise
-
-    async def _next(self) -> MessageT:
-        assert self._subscription is not None
-        while True:
-            now = asyncio.get_running_loop().time()
-            if now >= self._deadline:
-                raise self._failure(DEADLINE_EXCEEDED, f"{self._method} did not finish before its deadline")
-            wait = self._deadline - now
-            if self._liveness is not None:
-                if now >= self._liveness.peer_deadline():
-                    raise self._failure(UNAVAILABLE, f"{self._method}: the server went silent")
-                wait = min(wait, self._liveness.peer_deadline() - now)
-            try:
-                msg = await self._subscription.next_msg(timeout=wait)
-            except nats.errors.TimeoutError:
-                continue
-            headers = dict(msg.headers or {})
-            if self._liveness is not None:
-                self._liveness.heard()
-            if not self._started and INBOX_HEADER in headers:  # the ack
-                self._started = True
-                self._server_inbox = headers[INBOX_HEADER]
-                if header_number(headers, CREDIT_HEADER) is not None:  # the server keeps the stream alive (§9.5)
-                    self._watch_server(self._server_inbox)
-                continue
-            if not self._started:  # a Go-plugin server: data or an end first, no flow control
-                self._started = True
-            if ERROR_CODE_HEADER in headers or ERROR_MESSAGE_HEADER in headers:
-                self._finished = True
-                code = headers.get(ERROR_CODE_HEADER)
-                raise self._client._errors.error(
-                    code_from_wire(code) if code is not None else UNKNOWN,
-                    self._method,
-                    headers.get(ERROR_MESSAGE_HEADER, ""),
-                    msg.data,
-                    headers,
-                )
-            seq = header_number(headers, SEQ_HEADER)
-            if seq is not None:
-                return await self._data(seq, msg.data)
-            if header_flag(headers, END_HEADER):
-                self._finished = True
-                self.trailers = headers
-                await self._close_subscription()
-                raise StopAsyncIteration
-            # credits and keepalives from the server need no answer: nothing is sent its way
-
-    async def _data(self, seq: int, payload: bytes) -> MessageT:
-        self._window.received(seq)
-        try:
-            message = decode_message(payload, self._response_type, self._client._service.json)
-        except ValueError as err:
-            raise self._failure(INVALID_ARGUMENT, f"decoding a stream message: {err}") from err
-        grant = self._window.consumed()
-        if grant and self._server_inbox is not None:
-            await self._client._nc.publish(self._server_inbox, b"", headers={CREDIT_HEADER: str(grant)})
-            if self._liveness is not None:
-                self._liveness.sent()
-        return message
-
-    def _watch_server(self, server_inbox: str) -> None:
-        liveness = self._liveness = Liveness(self._client._stream_timings)
-
-        async def keepalive() -> None:
-            await self._client._nc.publish(server_inbox, b"", headers={CREDIT_HEADER: "0"})
-
-        # Silence is noticed by the reader (peer_deadline); the watcher only keeps us alive.
-        self._keepalive = asyncio.get_running_loop().create_task(liveness.watch(keepalive, lambda: None))
-
-    def _failure(self, code: str, message: str) -> NatsMicroError:
-        """A stream failure detected here, as the service's error class for ``code``."""
-        return self._client._errors.error(code, self._method, message, b"", {})
-
-    async def _abandon(self) -> None:
-        """Cancels a stream that has not ended (§9.5) and stops listening."""
-        if not self._finished and self._server_inbox is not None:
-            try:
-                await self._client._nc.publish(self._server_inbox, b"", headers={CANCEL_HEADER: "true"})
-            except nats.errors.Error as err:
-                _log.debug("%s: sending the cancel: %r", self._method, err)
-        self._finished = True
-        await self._close_subscription()
-
-    async def _close_subscription(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            self._keepalive = None
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            try:
-                await subscription.unsubscribe()
-            except nats.errors.Error as err:
-                _log.debug("%s: leaving the stream inbox: %r", self._method, err)
-
-    async def aclose(self) -> None:
-        """Stops the stream: a stream that has not ended is cancelled."""
-        await self._abandon()
-
-    async def __aenter__(self) -> ServerStream[MessageT]:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
 # --------------------------------------------------------------------------
 # Server
 # --------------------------------------------------------------------------
@@ -1051,6 +1490,7 @@ class RequestContext:
         self._deadline = deadline
         self.response_headers: dict[str, str] = {}
         """Headers to send with the reply, success or error."""
+        self._stream: _ServerStreamCall | None = None
 
     @property
     def method(self) -> str:
@@ -1120,6 +1560,9 @@ class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
     """A server-streaming handler with its request type (PROTOCOL §9): the
     handler is typically an async generator yielding the responses."""
 
+    kind: ClassVar[str] = "server"
+    """The endpoint's ``nats_micro.stream`` kind in INFO."""
+
     def __init__(
         self, handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]], request_type: type[RequestT]
     ) -> None:
@@ -1127,8 +1570,68 @@ class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
         self.request_type = request_type
 
 
-ServedEndpoint = UnaryEndpoint[Any, Any] | ServerStreamEndpoint[Any, Any]
+class ClientStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A client-streaming handler with its request type (PROTOCOL §9): the
+    handler reads the caller's messages (``async for request in requests``)
+    and returns one response."""
+
+    kind: ClassVar[str] = "client"
+    """The endpoint's ``nats_micro.stream`` kind in INFO."""
+
+    def __init__(
+        self,
+        handler: Callable[[AsyncIterator[RequestT], RequestContext], Awaitable[ResponseT]],
+        request_type: type[RequestT],
+    ) -> None:
+        self.handler = handler
+        self.request_type = request_type
+
+
+class BidiStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A bidirectional handler with its request type (PROTOCOL §9): the
+    handler reads the caller's messages and produces the responses, typically
+    as an async generator (``async for request in requests: yield ...``)."""
+
+    kind: ClassVar[str] = "bidirectional"
+    """The endpoint's ``nats_micro.stream`` kind in INFO."""
+
+    def __init__(
+        self,
+        handler: Callable[[AsyncIterator[RequestT], RequestContext], AsyncIterator[ResponseT]],
+        request_type: type[RequestT],
+    ) -> None:
+        self.handler = handler
+        self.request_type = request_type
+
+
+StreamEndpoint = ServerStreamEndpoint[Any, Any] | ClientStreamEndpoint[Any, Any] | BidiStreamEndpoint[Any, Any]
+"""A streaming endpoint of any kind."""
+_STREAM_ENDPOINTS = (ServerStreamEndpoint, ClientStreamEndpoint, BidiStreamEndpoint)
+
+ServedEndpoint = UnaryEndpoint[Any, Any] | StreamEndpoint
 """What ``start_service`` accepts per endpoint."""
+
+
+@dataclass(frozen=True)
+class _ServerStreamCall:
+    """What a stream's handler runs with, handed through its context: the
+    endpoint, the request of a server-streaming call and the link."""
+
+    endpoint: StreamEndpoint
+    request: Message | None
+    link: _StreamLink[Any]
+
+
+_CODED_ERRORS = ErrorTable(ServiceError, {sub.CODE: sub for sub in CodedServiceError.__subclasses__()})
+
+
+def _server_stream_error(method: str) -> StreamErrors:
+    """How a server's stream fails: the runtime's per-code error classes."""
+
+    def make(code: str, message: str, data: bytes, headers: Mapping[str, str]) -> NatsMicroError:
+        return _CODED_ERRORS.error(code, method, message, data, headers)
+
+    return make
 
 
 class ServiceOverrides(TypedDict, total=False):
@@ -1438,7 +1941,7 @@ class _Endpoint:
     def _reply_target(self, msg: Msg) -> str:
         """Where answers go: the reply subject, or for a stream its ``Reply-To``
         (a Go-plugin open has no reply subject, §9.2)."""
-        if not isinstance(self._handler, ServerStreamEndpoint):
+        if not isinstance(self._handler, _STREAM_ENDPOINTS):
             return msg.reply or ""
         reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
         return reply_to if reply_to is not None else msg.reply or ""
@@ -1465,8 +1968,9 @@ class _Endpoint:
         await self._serve(msg, received)
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
-        assert isinstance(self._handler, UnaryEndpoint)
-        return await self._handler.serve(ctx, payload, self._settings.use_json)
+        if isinstance(self._handler, UnaryEndpoint):
+            return await self._handler.serve(ctx, payload, self._settings.use_json)
+        return await self._run_stream(ctx)
 
     async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
         """One request, holding a permit it releases at the end: deadline
@@ -1488,7 +1992,7 @@ class _Endpoint:
                 await self._reply(msg, None, expired, {}, started_ns)
                 return
             ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
-            if isinstance(self._handler, ServerStreamEndpoint):
+            if not isinstance(self._handler, UnaryEndpoint):
                 await self._serve_stream(self._handler, msg, ctx, started_ns)
                 return
             body, error = await self._run_chain(ctx, msg.data, deadline)
@@ -1514,98 +2018,113 @@ class _Endpoint:
                 return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
             return None, as_coded(err, self._spec.method) or self._uncoded(err)
 
-    async def _serve_stream(
-        self, endpoint: ServerStreamEndpoint[Any, Any], msg: Msg, ctx: RequestContext, started_ns: int
-    ) -> None:
-        """One server stream (§9.2–§9.5): decodes the open, acks it when the
-        caller announced credit (a Go-plugin open without credit gets no ack and
-        no flow control), sends each response under credit with its sequence
-        number, and ends with the handler's trailing headers or its error. A
-        cancel from the caller stops the handler and ends nothing."""
-        nc = self._settings.nc
-        method = self._spec.method
-        target = self._reply_target(msg)
+    async def _serve_stream(self, endpoint: StreamEndpoint, msg: Msg, ctx: RequestContext, started_ns: int) -> None:
+        """One stream of any kind (§9.2–§9.6): checks the open, subscribes the
+        server's inbox and acks the open on its reply subject (a Go-plugin
+        server-streaming open has none: no ack, no flow control), runs the
+        interceptors and the handler under the deadline, and ends the stream
+        with the handler's result and trailing headers, or its error. A cancel
+        or a silent caller stops the handler and ends nothing; a protocol error
+        (a lost, malformed or excess message) stops it and ends the stream
+        with that error."""
+        nc, method, use_json = self._settings.nc, self._spec.method, self._settings.use_json
         try:
-            request = decode_message(msg.data, endpoint.request_type, self._settings.use_json)
             announced = header_number(msg.headers, CREDIT_HEADER)
+            request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
         except (ValueError, StreamProtocolError) as err:
             await self._reply(msg, None, InvalidArgumentError(method, f"malformed open for {method}: {err}"), {}, started_ns)
             return
-        credit = SendCredit(announced)
+        if endpoint.kind != "server" and not msg.reply:
+            refused = InvalidArgumentError(method, "a stream open that sends requests needs a reply subject for its ack")
+            await self._reply(msg, None, refused, {}, started_ns)
+            return
         handler_task = asyncio.current_task()
-        stopped_by: NatsMicroError | None = None  # the caller's cancel or its silence
-        liveness = Liveness(self._settings.stream_timings)
-        control: Subscription | None = None
-        watcher: asyncio.Task[None] | None = None
+        handler_running = True
+        stopped_by: NatsMicroError | None = None  # the caller's cancel, its silence, or a protocol error
 
         def stop_handler(reason: NatsMicroError) -> None:
             nonlocal stopped_by
-            if stopped_by is None and handler_task is not None:
+            if handler_running and stopped_by is None and handler_task is not None:
                 stopped_by = reason
+                if reason.code == UNAVAILABLE:
+                    _log.warning("%s: the caller went silent; cancelling the stream", method)
                 handler_task.cancel()
 
-        async def on_control(control_msg: Msg) -> None:
-            liveness.heard()
-            if header_flag(control_msg.headers, CANCEL_HEADER):
-                stop_handler(CancelledError(method, "the caller cancelled the stream"))
-                return
-            try:
-                more = header_number(control_msg.headers, CREDIT_HEADER)
-            except StreamProtocolError as err:
-                stop_handler(InvalidArgumentError(method, err.message))
-                return
-            if more is not None:
-                credit.grant(more)
-
-        async def keepalive() -> None:
-            await nc.publish(target, b"", headers={CREDIT_HEADER: "0"})
-
-        def peer_gone() -> None:
-            _log.warning("%s: the caller went silent; cancelling the stream", method)
-            stop_handler(UnavailableError(method, "the caller went silent"))
-
-        async def send(payload: bytes, headers: dict[str, str]) -> None:
-            await nc.publish(target, payload, headers=headers)
-            liveness.sent()
-
-        error: NatsMicroError | None = None
+        window = self._spec.max_inflight or DEFAULT_WINDOW
+        link: _StreamLink[Any] = _StreamLink(
+            nc,
+            method,
+            self._reply_target(msg),
+            # Only a caller that announced credit and gets an ack speaks flow control (and keepalives).
+            announced if msg.reply else None,
+            window if announced is not None and msg.reply else None,
+            _decoder(endpoint.request_type, use_json),
+            _server_stream_error(method),
+            self._settings.stream_timings,
+            stop_handler,
+        )
+        ctx._stream = _ServerStreamCall(endpoint, request, link)
+        acked = False
         try:
-            if announced is not None:  # a caller with flow control also keeps the stream alive (§9.5)
-                control = await nc.subscribe(nc.new_inbox(), cb=on_control)
-                # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
-                ack = {INBOX_HEADER: control.subject, CREDIT_HEADER: str(DEFAULT_WINDOW)}
-                await nc.publish(msg.reply or target, b"", headers=ack)
-                liveness.sent()
-                watcher = asyncio.get_running_loop().create_task(liveness.watch(keepalive, peer_gone))
-            seq = 0
+            if msg.reply:
+                try:
+                    link.subscription = await nc.subscribe(nc.new_inbox(), cb=link.on_message)
+                    # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
+                    ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window)}
+                    await nc.publish(msg.reply, b"", headers=ack)
+                except nats.errors.Error as err:
+                    _log.warning("%s: acknowledging the stream: %r", method, err)
+                    self._record(time.perf_counter_ns() - started_ns, UnavailableError(method, f"acknowledging the stream: {err!r}"))
+                    return
+                acked = True
+            body: bytes | None = None
+            error: NatsMicroError | None = None
+            scope = asyncio.timeout_at(ctx.deadline)
             try:
-                async with asyncio.timeout_at(ctx.deadline) as scope:
-                    async for response in endpoint.handler(request, ctx):
-                        await credit.acquire()
-                        seq += 1
-                        await send(encode_message(response, self._settings.use_json), {SEQ_HEADER: str(seq)})
+                async with scope:
+                    body = await self._chain(ctx, msg.data)
             except asyncio.CancelledError:
                 if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
-                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns)
+                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns, acked)
                     raise
-                if handler_task is not None:
-                    handler_task.uncancel()
-                if stopped_by.code == INVALID_ARGUMENT:  # a protocol error: tell the caller (§9.6)
-                    await self._reply(msg, None, stopped_by, {}, started_ns)
-                else:  # nothing further goes to a caller that left
-                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
-                return
             except Exception as err:
                 if scope.expired():
                     error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
                 else:
                     error = as_coded(err, method) or self._uncoded(err)
-            await self._reply(msg, None, error, ctx.response_headers, started_ns)
+            finally:
+                handler_running = False
+            if stopped_by is not None:  # whatever the handler made of the cancel, the link decided
+                if handler_task is not None and handler_task.cancelling():
+                    handler_task.uncancel()
+                if stopped_by.code in (CANCELLED, UNAVAILABLE):  # nothing further goes to a caller that left
+                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
+                    return
+                error = stopped_by  # a protocol error: tell the caller (§9.6)
+            await self._reply(msg, body if endpoint.kind == "client" else None, error, ctx.response_headers, started_ns, acked)
         finally:
-            if watcher is not None:
-                watcher.cancel()
-            if control is not None:
-                await control.unsubscribe()
+            await link.close()
+
+    async def _run_stream(self, ctx: RequestContext) -> bytes:
+        """The end of a stream's interceptor chain: the handler. Returns the
+        encoded response of a client-streaming handler, else nothing."""
+        call = ctx._stream
+        if call is None:
+            raise InternalError(ctx.method, "a stream handler ran without a stream open")
+        endpoint, link, use_json = call.endpoint, call.link, self._settings.use_json
+        if isinstance(endpoint, ClientStreamEndpoint):
+            return encode_message(await endpoint.handler(RequestStream(link), ctx), use_json)
+        if isinstance(endpoint, ServerStreamEndpoint):
+            responses = endpoint.handler(call.request, ctx)
+        else:
+            responses = endpoint.handler(RequestStream(link), ctx)
+        try:
+            async for response in responses:
+                await link.send(encode_message(response, use_json))
+        except BaseException as err:
+            await _stop_handler_stream(responses, err)
+            raise
+        return b""
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""
@@ -1614,16 +2133,26 @@ class _Endpoint:
         return InternalError(self._spec.method, message)
 
     async def _reply(
-        self, msg: Msg, body: bytes | None, error: NatsMicroError | None, response_headers: Mapping[str, str], started_ns: int
+        self,
+        msg: Msg,
+        body: bytes | None,
+        error: NatsMicroError | None,
+        response_headers: Mapping[str, str],
+        started_ns: int,
+        acked: bool = False,
     ) -> None:
+        """Answers a unary request, refuses a stream open, or ends an
+        ``acked`` stream (on Reply-To, §9.2), and counts it."""
         elapsed = time.perf_counter_ns() - started_ns
         headers: dict[str, str] | None = dict(response_headers) or None
         if error is not None:
             headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
             body = error.data
         reply_to = self._reply_target(msg)
-        if isinstance(self._handler, ServerStreamEndpoint):
-            headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end (§9.2)
+        if isinstance(self._handler, _STREAM_ENDPOINTS):
+            headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end too (§9.2)
+            if not acked and msg.reply:  # refused: where the caller waits for the ack
+                reply_to = msg.reply
         if reply_to:
             try:
                 await self._settings.nc.publish(reply_to, body or b"", headers=headers)
@@ -1652,6 +2181,25 @@ class _Endpoint:
         if error is not None:
             self.num_errors += 1
             self.last_error = f"{error.code}:{error.message}"
+
+
+async def _stop_handler_stream(responses: AsyncIterator[Any], reason: BaseException) -> None:
+    """Ends a handler's response generator that is suspended at a ``yield``
+    (the stream was cancelled, or sending failed, while it waited): a cancel
+    is thrown in at the ``yield`` so that the handler sees it as it would see
+    any cancellation, then the generator is closed, so that its ``finally``
+    blocks run now rather than whenever it is collected."""
+    if not isinstance(responses, types.AsyncGeneratorType) or responses.ag_running:
+        return
+    try:
+        if isinstance(reason, asyncio.CancelledError) and responses.ag_frame is not None:
+            try:
+                await responses.athrow(asyncio.CancelledError())
+            except BaseException:  # the handler ended with the cancel, or otherwise: nothing more goes out
+                return
+        await responses.aclose()
+    except Exception as err:  # a handler that fails while closing: the stream's outcome is decided already
+        _log.debug("closing a stream handler: %r", err)
 
 
 class Service:
@@ -1832,8 +2380,9 @@ async def start_service(
             raise ConfigError(f"endpoint subject {subject!r} has an empty token, a space, '*' or '>'")
         group = None if endpoint.queue_group_disabled else queue_group
         endpoint_metadata = dict(endpoint.metadata)
-        if isinstance(handlers[endpoint.endpoint], ServerStreamEndpoint):
-            endpoint_metadata[STREAM_METADATA_KEY] = "server"  # PROTOCOL §9: a stream endpoint says its kind in INFO
+        handler = handlers[endpoint.endpoint]
+        if isinstance(handler, _STREAM_ENDPOINTS):
+            endpoint_metadata[STREAM_METADATA_KEY] = handler.kind  # PROTOCOL §9: a stream endpoint says its kind in INFO
         info = EndpointInfo(endpoint.endpoint, subject, group, endpoint_metadata)
         timeout = endpoint_timeouts.get(endpoint.endpoint, overrides.get("timeout", endpoint.timeout))
         endpoints.append(_Endpoint(info, endpoint, timeout, handlers[endpoint.endpoint], settings))

@@ -9,9 +9,10 @@ from the connection lets every rule be tested without a nats-server.
 from __future__ import annotations
 
 import asyncio
+import enum
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 REPLY_TO_HEADER = "Reply-To"
 INBOX_HEADER = "Nats-Stream-Inbox"
@@ -19,9 +20,17 @@ SEQ_HEADER = "Nats-Stream-Seq"
 END_HEADER = "Nats-Stream-End"
 CREDIT_HEADER = "Nats-Stream-Credit"
 CANCEL_HEADER = "Nats-Stream-Cancel"
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+"""Header carrying the error code of an error reply or a failed stream's end (``404``, ``ORDER_EXPIRED``)."""
+ERROR_MESSAGE_HEADER = "Nats-Service-Error"
+"""Header carrying the human-readable message of an error reply or a failed stream's end."""
 
 DEFAULT_WINDOW = 64
 """Messages a receiver accepts ahead when ``max_inflight`` is not set (§9.4)."""
+UNCONTROLLED_BUFFER = 256
+"""Messages from a peer without flow control (a Go-plugin caller) buffered
+before the reader stops taking more and the NATS subscription's own pending
+limits take over."""
 DEFAULT_KEEPALIVE_INTERVAL = 5.0
 """Seconds without sending before a keepalive goes out (§9.5)."""
 DEFAULT_PEER_TIMEOUT = 20.0
@@ -59,6 +68,59 @@ def header_number(headers: Mapping[str, str] | None, name: str) -> int | None:
 def header_flag(headers: Mapping[str, str] | None, name: str) -> bool:
     """Whether ``name`` is set to ``true`` (End, Cancel)."""
     return headers is not None and headers.get(name, "").strip().lower() == "true"
+
+
+class FrameKind(enum.Enum):
+    """What one message on a stream inbox means (§9.1–§9.3)."""
+
+    ACK = "ack"
+    """The server accepted the open: ``inbox`` and ``number`` (its window, ``None`` without flow control)."""
+    DATA = "data"
+    """One message of the peer's direction, sequence number ``number``."""
+    END = "end"
+    """The peer's direction is finished; ``body`` and ``headers`` are its result and trailers."""
+    ERROR = "error"
+    """The stream's error (error headers, with or without ``Nats-Stream-End``)."""
+    CREDIT = "credit"
+    """More credit for our direction, ``number`` messages (``0``: a keepalive)."""
+    CANCEL = "cancel"
+    """The caller abandons the stream."""
+    PLAIN = "plain"
+    """No stream header: a Go-plugin server's client-streaming result, else ignored."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One classified stream message."""
+
+    kind: FrameKind
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    number: int | None = None
+    inbox: str = ""
+
+
+def classify(headers: Mapping[str, str] | None, body: bytes) -> Frame:
+    """Classifies one message on a stream inbox, in the order every runtime
+    reads them: error headers first, then data, end, ack, credit, cancel.
+    A sequence or credit header that does not parse raises
+    :class:`StreamProtocolError` (``INVALID_ARGUMENT``)."""
+    if not headers:
+        return Frame(FrameKind.PLAIN, body, {})
+    if ERROR_CODE_HEADER in headers or ERROR_MESSAGE_HEADER in headers:
+        return Frame(FrameKind.ERROR, body, headers)
+    if SEQ_HEADER in headers and END_HEADER not in headers:
+        return Frame(FrameKind.DATA, body, headers, parse_stream_number(SEQ_HEADER, headers[SEQ_HEADER]))
+    if header_flag(headers, END_HEADER):
+        return Frame(FrameKind.END, body, headers)
+    credit = header_number(headers, CREDIT_HEADER)
+    if INBOX_HEADER in headers:
+        return Frame(FrameKind.ACK, body, headers, credit, headers[INBOX_HEADER])
+    if credit is not None:
+        return Frame(FrameKind.CREDIT, body, headers, credit)
+    if header_flag(headers, CANCEL_HEADER):
+        return Frame(FrameKind.CANCEL, body, headers)
+    return Frame(FrameKind.PLAIN, body, headers)
 
 
 class SendCredit:

@@ -3,8 +3,6 @@
 """NATS microservices (ADR-32) for ``streaming/v1/service.proto``: per service a handler protocol,
 a ``register_*`` coroutine, a typed client and its errors. Needs the
 ``nats-micro-runtime`` package (0.1.0 or a compatible version).
-
-Streaming RPCs are not generated yet and are left out: ``StreamDemoService.Sum`` (client-streaming), ``StreamDemoService.Chat`` (bidirectional-streaming).
 """
 
 from __future__ import annotations
@@ -130,6 +128,24 @@ _STREAM_DEMO_SERVICE = nats_micro_runtime.ServiceSpec(
             pending_msg_limit=None,
             pending_bytes_limit=None,
         ),
+        nats_micro_runtime.EndpointSpec(
+            method="Sum",
+            endpoint="sum",
+            timeout=None,
+            metadata={},
+            queue_group_disabled=False,
+            pending_msg_limit=None,
+            pending_bytes_limit=None,
+        ),
+        nats_micro_runtime.EndpointSpec(
+            method="Chat",
+            endpoint="chat",
+            timeout=None,
+            metadata={},
+            queue_group_disabled=False,
+            pending_msg_limit=None,
+            pending_bytes_limit=None,
+        ),
     ),
 )
 
@@ -139,8 +155,6 @@ class StreamDemoServiceHandler(Protocol):
     object to ``register_stream_demo_service``.
 
     StreamDemoService demonstrates streaming RPC patterns over NATS.
-
-    Streaming RPCs are not generated yet and are left out: ``Sum`` (client-streaming), ``Chat`` (bidirectional-streaming).
     """
 
     async def ping(self, request: service_pb2.PingRequest, ctx: nats_micro_runtime.RequestContext) -> service_pb2.PingResponse:
@@ -156,9 +170,33 @@ class StreamDemoServiceHandler(Protocol):
         responses. Example: subscribe to a feed of numbers or events.
 
         Serves server-streaming endpoint ``count_up`` (subject ``api.v1.stream.count_up`` by default):
-        typically an ``async def`` that yields the responses. A raised
-        ``StreamDemoServiceError`` ends the stream with its code; response headers set on
-        ``ctx`` go on the stream's end.
+        typically an ``async def`` that yields the responses.
+        A raised ``StreamDemoServiceError`` ends the stream with its code;
+        response headers set on ``ctx`` go on the stream's end.
+        """
+        ...
+
+    async def sum(self, requests: AsyncIterator[service_pb2.SumRequest], ctx: nats_micro_runtime.RequestContext) -> service_pb2.SumResponse:
+        """Client-streaming RPC — client sends many requests, server collapses into
+        one response. Example: upload chunks that are aggregated into a summary.
+
+        Serves client-streaming endpoint ``sum`` (subject ``api.v1.stream.sum`` by default):
+        reads the caller's messages (``async for request in requests``)
+        and returns one response.
+        A raised ``StreamDemoServiceError`` ends the stream with its code;
+        response headers set on ``ctx`` go on the stream's end.
+        """
+        ...
+
+    def chat(self, requests: AsyncIterator[service_pb2.ChatMessage], ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[service_pb2.ChatMessage]:
+        """Bidirectional-streaming RPC — both sides send streams concurrently.
+        Example: a live chat or echo service.
+
+        Serves bidirectional-streaming endpoint ``chat`` (subject ``api.v1.stream.chat`` by default):
+        reads the caller's messages (``async for request in requests``),
+        typically in an ``async def`` that yields the responses.
+        A raised ``StreamDemoServiceError`` ends the stream with its code;
+        response headers set on ``ctx`` go on the stream's end.
         """
         ...
 
@@ -179,6 +217,8 @@ async def register_stream_demo_service(
         {
             "ping": nats_micro_runtime.UnaryEndpoint(handler.ping, service_pb2.PingRequest),
             "count_up": nats_micro_runtime.ServerStreamEndpoint(handler.count_up, service_pb2.CountUpRequest),
+            "sum": nats_micro_runtime.ClientStreamEndpoint(handler.sum, service_pb2.SumRequest),
+            "chat": nats_micro_runtime.BidiStreamEndpoint(handler.chat, service_pb2.ChatMessage),
         },
         overrides,
     )
@@ -220,12 +260,52 @@ class StreamDemoServiceClient:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         window: int = 64,
-    ) -> nats_micro_runtime.ServerStream[service_pb2.CountUpResponse]:
+    ) -> nats_micro_runtime.ResponseStream[service_pb2.CountUpResponse]:
         """Server-streaming RPC — client sends one request, server sends many
         responses. Example: subscribe to a feed of numbers or events.
 
-        Opens ``CountUp`` (server-streaming endpoint ``count_up``): ``async for`` over the
-        result; leaving it early (``aclose`` or ``async with``) cancels the stream.
+        Calls ``CountUp`` (server-streaming endpoint ``count_up``):
+        ``async for`` over the result; leaving it early (``aclose`` or
+        ``async with``) cancels the stream.
         ``timeout`` covers the whole stream; ``window`` is the flow-control window.
         """
         return await self._client.server_stream("count_up", request, service_pb2.CountUpResponse, timeout=timeout, headers=headers, window=window)
+
+    async def sum(
+        self,
+        requests: nats_micro_runtime.RequestSource[service_pb2.SumRequest],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = 64,
+    ) -> nats_micro_runtime.Response[service_pb2.SumResponse]:
+        """Client-streaming RPC — client sends many requests, server collapses into
+        one response. Example: upload chunks that are aggregated into a summary.
+
+        Calls ``Sum`` (client-streaming endpoint ``sum``):
+        sends ``requests`` (any iterable or async iterable)
+        as the server grants credit and returns its one response;
+        cancelling the awaiting task cancels the stream.
+        ``timeout`` covers the whole stream; ``window`` is the flow-control window.
+        """
+        return await self._client.client_stream("sum", requests, service_pb2.SumResponse, timeout=timeout, headers=headers, window=window)
+
+    async def chat(
+        self,
+        requests: nats_micro_runtime.RequestSource[service_pb2.ChatMessage],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = 64,
+    ) -> nats_micro_runtime.ResponseStream[service_pb2.ChatMessage]:
+        """Bidirectional-streaming RPC — both sides send streams concurrently.
+        Example: a live chat or echo service.
+
+        Calls ``Chat`` (bidirectional-streaming endpoint ``chat``):
+        sends ``requests`` (any iterable or async iterable)
+        in the background as the server grants credit; ``async for`` over
+        the responses, and leaving early (``aclose`` or ``async with``)
+        cancels the stream.
+        ``timeout`` covers the whole stream; ``window`` is the flow-control window.
+        """
+        return await self._client.bidi_stream("chat", requests, service_pb2.ChatMessage, timeout=timeout, headers=headers, window=window)

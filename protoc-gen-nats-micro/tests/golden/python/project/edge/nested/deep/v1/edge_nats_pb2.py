@@ -230,9 +230,9 @@ class TypeHandler(Protocol):
 
     def watch(self, request: edge_pb2.Outer, ctx: nats_micro_runtime.RequestContext) -> AsyncIterator[edge_pb2.Outer]:
         """Serves server-streaming endpoint ``watch`` (subject ``edge."quoted".type.watch`` by default):
-        typically an ``async def`` that yields the responses. A raised
-        ``TypeError_`` ends the stream with its code; response headers set on
-        ``ctx`` go on the stream's end.
+        typically an ``async def`` that yields the responses.
+        A raised ``TypeError_`` ends the stream with its code;
+        response headers set on ``ctx`` go on the stream's end.
         """
         ...
 
@@ -338,9 +338,10 @@ class TypeClient:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         window: int = 64,
-    ) -> nats_micro_runtime.ServerStream[edge_pb2.Outer]:
-        """Opens ``Watch`` (server-streaming endpoint ``watch``): ``async for`` over the
-        result; leaving it early (``aclose`` or ``async with``) cancels the stream.
+    ) -> nats_micro_runtime.ResponseStream[edge_pb2.Outer]:
+        """Calls ``Watch`` (server-streaming endpoint ``watch``):
+        ``async for`` over the result; leaving it early (``aclose`` or
+        ``async with``) cancels the stream.
         ``timeout`` covers the whole stream; ``window`` is the flow-control window.
         """
         return await self._client.server_stream("watch", request, edge_pb2.Outer, timeout=timeout, headers=headers, window=window)
