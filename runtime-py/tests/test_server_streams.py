@@ -299,3 +299,39 @@ async def test_a_stopping_service_ends_its_streams_with_unavailable(nc: NatsClie
     with pytest.raises(rt.ServiceError) as caught:
         await stream.__anext__()
     assert caught.value.code == "UNAVAILABLE" and probe.cancelled.is_set()
+
+
+@pytest.mark.parametrize("catches", [True, False])
+async def test_a_response_over_max_payload_is_thrown_back_into_the_handler(nc: NatsClient, catches: bool) -> None:
+    """§9.3: nothing is sent; a handler that catches the error goes on, one
+    that does not ends the stream with it."""
+    caught: list[str] = []
+
+    async def blobs(request: wrappers_pb2.BytesValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.BytesValue]:
+        yield wrappers_pb2.BytesValue(value=b"first")
+        try:
+            yield wrappers_pb2.BytesValue(value=b"x" * (nc.max_payload + 1))
+        except rt.NatsMicroError as err:
+            caught.append(err.code)
+            if not catches:
+                raise
+        yield wrappers_pb2.BytesValue(value=b"after")
+
+    spec = rt.ServiceSpec(
+        proto_name="t.Blobs", name="blobs", version="1.0.0", description="", subject_prefix="blobs",
+        endpoints=(rt.EndpointSpec("Blobs", "blobs", timeout=10),),
+    )  # fmt: skip
+    service = await rt.start_service(nc, spec, {"blobs": rt.ServerStreamEndpoint(blobs, wrappers_pb2.BytesValue)}, {})
+    client = rt.Client(nc, spec, rt.ServiceError, timeout=5)
+    got: list[bytes] = []
+    stream = await client.server_stream("blobs", wrappers_pb2.BytesValue(), wrappers_pb2.BytesValue)
+    if catches:
+        got = [m.value async for m in stream]
+        assert got == [b"first", b"after"]
+    else:
+        with pytest.raises(rt.ServiceError) as failed:
+            async for m in stream:
+                got.append(m.value)
+        assert got == [b"first"] and failed.value.code == "RESOURCE_EXHAUSTED"
+    assert caught == ["RESOURCE_EXHAUSTED"]
+    await service.stop(1)

@@ -2120,11 +2120,32 @@ class _Endpoint:
             responses = endpoint.handler(RequestStream(link), ctx)
         try:
             async for response in responses:
-                await link.send(encode_message(response, use_json))
+                if not await self._send_or_throw_back(link, responses, encode_message(response, use_json)):
+                    break
         except BaseException as err:
             await _stop_handler_stream(responses, err)
             raise
         return b""
+
+    async def _send_or_throw_back(self, link: _StreamLink[Any], responses: AsyncIterator[Any], payload: bytes) -> bool:
+        """Sends one response; ``False`` once the handler has finished. One
+        over ``max_payload`` is not sent and the stream stays open (§9.3): a
+        generator handler gets the ``RESOURCE_EXHAUSTED`` error thrown in at
+        its ``yield``, so it can catch it and go on (what it yields next is
+        sent, and returning ends the stream); uncaught, or from a plain async
+        iterable, the error ends the stream."""
+        while True:
+            try:
+                await link.send(payload)
+                return True
+            except NatsMicroError as err:
+                if err.code != RESOURCE_EXHAUSTED or not isinstance(responses, types.AsyncGeneratorType):
+                    raise
+                try:
+                    response = await responses.athrow(err)
+                except StopAsyncIteration:
+                    return False
+                payload = encode_message(response, self._settings.use_json)
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""
