@@ -85,6 +85,8 @@ pub struct Results {
     pub codegen: Vec<codegen::Codegen>,
     /// Stream throughput by payload size.
     pub streams: Vec<streams::StreamCell>,
+    /// The TypeScript stream throughput by payload size (against raw nats.js).
+    pub ts_streams: Vec<streams::StreamCell>,
     /// The slow reader of a million messages (full runs).
     pub slow_reader: Option<streams::SlowReader>,
 }
@@ -121,11 +123,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("--streams") {
-        // Only the stream table: `bench --streams [--full]`.
+        // Only the stream tables: `bench --streams [--full]`.
         let full = args.get(1).map(String::as_str) == Some("--full");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        eprintln!("generating and compiling the TypeScript contenders");
+        let programs = Programs::prepare(&root)?;
         let server = NatsServer::start();
         let (cells, slow) = runtime.block_on(streams::measure(&server.url(), full))?;
-        println!("{}", report::streams_table(&cells, slow.as_ref()).trim());
+        eprintln!("streams: TypeScript");
+        let ts_cells = runtime.block_on(programs.measure_streams(&server.url(), &streams::plan(full)))?;
+        println!("{}", report::streams_table(&cells, &ts_cells, slow.as_ref()).trim());
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("--codegen") {
@@ -152,6 +159,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut results = runtime.block_on(measure_rpc(&exe, &programs, plan))?;
     let server = NatsServer::start();
     (results.streams, results.slow_reader) = runtime.block_on(streams::measure(&server.url(), plan.name == "full"))?;
+    eprintln!("streams: TypeScript");
+    results.ts_streams = runtime.block_on(programs.measure_streams(&server.url(), &streams::plan(plan.name == "full")))?;
     drop(server);
     eprintln!("codegen: synthetic protos of {CODEGEN_SIZES:?} services");
     results.codegen = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, plan.codegen_repeats)?;

@@ -151,7 +151,7 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
             );
         }
     }
-    out.push_str(&streams_table(&results.streams, results.slow_reader.as_ref()));
+    out.push_str(&streams_table(&results.streams, &results.ts_streams, results.slow_reader.as_ref()));
     out.push_str(&codegen_table(&results.codegen, plan.codegen_repeats));
     // The analysis is prose kept beside the code (bench/notes.md), so a new run cannot lose it.
     if let Ok(notes) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/notes.md")) {
@@ -161,14 +161,46 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
 }
 
 /// The "Streams" section: generated server streams against raw
-/// publish/subscribe, and the slow reader's memory.
-pub fn streams_table(cells: &[crate::streams::StreamCell], slow: Option<&crate::streams::SlowReader>) -> String {
+/// publish/subscribe in Rust and in TypeScript, and the slow reader's memory.
+pub fn streams_table(
+    cells: &[crate::streams::StreamCell],
+    ts_cells: &[crate::streams::StreamCell],
+    slow: Option<&crate::streams::SlowReader>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\n## Streams\n\nA generated server-streaming RPC (credit flow control, `max_inflight: 1024`) against raw async-nats publish/subscribe \
-         of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), both in one process on connections of their own. Ratio: generated / raw. The generated stream never loses a message.\n\n\
-         | payload | messages | raw msg/s | raw MB/s | raw lost | generated msg/s | generated MB/s | ratio |\n|---|---|---|---|---|---|---|---|"
+         of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), both in one process on connections of their own. Ratio: generated / raw. The generated stream never loses a message.\n"
+    );
+    stream_rows(&mut out, cells);
+    if !ts_cells.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nTypeScript: the generated server-streaming RPC (server and client in one node process) against raw nats.js \
+             publish/subscribe of the same payloads and message counts, likewise in one process. Ratio: generated / raw nats.js.\n"
+        );
+        stream_rows(&mut out, ts_cells);
+    }
+    if let Some(slow) = slow {
+        let _ = writeln!(
+            out,
+            "\nA slow reader (1 ms pause every 1,000 messages) of {} messages of 16 B took {:.1} s; the process's peak RSS \
+             (server and client together) was {:.1} MiB before and {:.1} MiB after.",
+            slow.messages,
+            slow.elapsed.as_secs_f64(),
+            slow.rss_before_kib as f64 / 1024.0,
+            slow.rss_after_kib as f64 / 1024.0
+        );
+    }
+    out
+}
+
+/// One stream table: a row per payload size.
+fn stream_rows(out: &mut String, cells: &[crate::streams::StreamCell]) {
+    let _ = writeln!(
+        out,
+        "| payload | messages | raw msg/s | raw MB/s | raw lost | generated msg/s | generated MB/s | ratio |\n|---|---|---|---|---|---|---|---|"
     );
     for cell in cells {
         let mb = |rate: f64| rate * cell.size as f64 / 1e6;
@@ -185,18 +217,6 @@ pub fn streams_table(cells: &[crate::streams::StreamCell], slow: Option<&crate::
             cell.generated / cell.raw.rate
         );
     }
-    if let Some(slow) = slow {
-        let _ = writeln!(
-            out,
-            "\nA slow reader (1 ms pause every 1,000 messages) of {} messages of 16 B took {:.1} s; the process's peak RSS \
-             (server and client together) was {:.1} MiB before and {:.1} MiB after.",
-            slow.messages,
-            slow.elapsed.as_secs_f64(),
-            slow.rss_before_kib as f64 / 1024.0,
-            slow.rss_after_kib as f64 / 1024.0
-        );
-    }
-    out
 }
 
 /// The "Code generation" section: the plugin's time, peak RSS and output

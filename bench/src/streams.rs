@@ -16,6 +16,11 @@ use crate::echo::nats::{EchoResponse, FloodRequest};
 /// Messages per size: (payload bytes, messages in a quick run, in a full run).
 pub const SIZES: [(usize, usize, usize); 3] = [(16, 20_000, 200_000), (1024, 20_000, 100_000), (64 * 1024, 1_000, 5_000)];
 
+/// (payload bytes, messages) of each cell; `full` picks the larger message counts.
+pub fn plan(full: bool) -> Vec<(usize, usize)> {
+    SIZES.iter().map(|&(size, quick, long)| (size, if full { long } else { quick })).collect()
+}
+
 /// One payload size, both contenders.
 #[derive(Clone, Debug)]
 pub struct StreamCell {
@@ -59,8 +64,7 @@ pub async fn measure(url: &str, full: bool) -> Result<(Vec<StreamCell>, Option<S
     let service = bench::serve(&async_nats::connect(url).await?, Flood).await?;
     let client = StreamBenchClient::new(async_nats::connect(url).await?);
     let mut cells = Vec::new();
-    for (size, quick, long) in SIZES {
-        let messages = if full { long } else { quick };
+    for (size, messages) in plan(full) {
         eprintln!("streams: {messages} messages of {size} B");
         let raw = raw_rate(url, size, messages).await?;
         let generated = generated_rate(&client, size, messages).await?;
