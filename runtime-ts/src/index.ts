@@ -27,7 +27,6 @@
 import {
   ClosedConnectionError,
   DrainingConnectionError,
-  Match,
   NoRespondersError,
   PermissionViolationError,
   RequestError,
@@ -167,15 +166,27 @@ export function toHeaders(init?: HeadersInit): MsgHdrs {
   return copyHeaders(createHeaders(), init, false);
 }
 
-/** A header of the wire contract, matched exactly, else ignoring case. */
+/**
+ * A header of the wire contract, matched exactly, else ignoring case (the
+ * first such name). One pass over the names: every stream message reads
+ * several of these, and each `has` or `get` of the client library lists
+ * the names anew.
+ */
 function protocolHeader(headers: MsgHdrs | undefined, name: string): string | undefined {
   if (headers === undefined) {
     return undefined;
   }
-  if (headers.has(name)) {
-    return headers.get(name);
+  let lowerName: string | undefined;
+  let otherCase: string[] | undefined;
+  for (const [key, values] of headers) {
+    if (key === name) {
+      return values[0];
+    }
+    if (otherCase === undefined && key.toLowerCase() === (lowerName ??= name.toLowerCase())) {
+      otherCase = values;
+    }
   }
-  return headers.has(name, Match.IgnoreCase) ? headers.get(name, Match.IgnoreCase) : undefined;
+  return otherCase?.[0];
 }
 
 const HEADER_VERSION_LINE = "NATS/1.0\r\n";
@@ -193,6 +204,9 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * service checks the raw block first and refuses it instead.
  */
 export function headerBlockProblem(raw: Uint8Array): string | undefined {
+  if (wellFormedAsciiHeaderBlock(raw)) {
+    return undefined;
+  }
   let text: string;
   try {
     text = strictUtf8.decode(raw);
@@ -225,6 +239,53 @@ export function headerBlockProblem(raw: Uint8Array): string | undefined {
     }
   }
   return undefined;
+}
+
+const HEADER_VERSION_BYTES = new TextEncoder().encode(HEADER_VERSION_LINE);
+
+/**
+ * The fast path of {@link headerBlockProblem}, one pass over the bytes
+ * without decoding: whether `raw` is a well-formed block in plain ASCII
+ * (the usual case). `false` leaves the verdict, and the reason, to the
+ * full check.
+ */
+function wellFormedAsciiHeaderBlock(raw: Uint8Array): boolean {
+  const CR = 0x0d;
+  const LF = 0x0a;
+  const COLON = 0x3a;
+  if (raw.length < HEADER_VERSION_BYTES.length + 2) {
+    return false;
+  }
+  for (let i = 0; i < HEADER_VERSION_BYTES.length; i++) {
+    if (raw[i] !== HEADER_VERSION_BYTES[i]) {
+      return false;
+    }
+  }
+  let i = HEADER_VERSION_BYTES.length;
+  for (;;) {
+    if (raw[i] === CR) {
+      // The blank line: it must end the block.
+      return raw[i + 1] === LF && i + 2 === raw.length;
+    }
+    const nameStart = i;
+    for (let byte = raw[i]; byte !== COLON; byte = raw[++i]) {
+      if (byte === undefined || byte < 0x21 || byte > 0x7e) {
+        return false;
+      }
+    }
+    if (i === nameStart) {
+      return false;
+    }
+    for (let byte = raw[++i]; byte !== CR; byte = raw[++i]) {
+      if (byte === undefined || byte === LF || byte >= 0x80) {
+        return false;
+      }
+    }
+    if (raw[i + 1] !== LF) {
+      return false;
+    }
+    i += 2;
+  }
 }
 
 /**
@@ -2232,6 +2293,28 @@ export const DEFAULT_PEER_TIMEOUT = 20_000;
 
 const MAX_STREAM_COUNT = 2 ** 31 - 1;
 
+/** The most bytes a data message's header block takes: `NATS/1.0`, `Nats-Stream-Seq` with 10 digits, the blank line. */
+const SEQ_HEADER_BYTES = "NATS/1.0\r\n".length + `${STREAM_SEQ_HEADER}: `.length + 10 + "\r\n\r\n".length;
+
+/** Unsent data bytes at which a stream hands its messages to NATS without waiting for the end of the turn. */
+const SEND_BATCH_BYTES = 64 * 1024;
+
+/** The header block of data message `seq`. */
+function seqHeader(seq: number): MsgHdrs {
+  const headers = createHeaders();
+  headers.set(STREAM_SEQ_HEADER, String(seq));
+  return headers;
+}
+
+/**
+ * Runs `task` once the microtasks queued so far, and those they queue, have
+ * run: `setImmediate` where there is one (Node), else a zero timeout.
+ */
+const afterMicrotasks: (task: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (task: () => void) => unknown }).setImmediate;
+  return immediate === undefined ? (task: () => void) => void setTimeout(task, 0) : (task: () => void) => void immediate(task);
+})();
+
 /** A sequence number or credit: 1 to 10 ASCII digits, at most 2^31 − 1; `undefined` when malformed. */
 export function parseStreamCount(value: string): number | undefined {
   if (!/^[0-9]{1,10}$/.test(value)) {
@@ -2364,8 +2447,16 @@ class StreamLink {
   #credit: number | undefined;
   #sentSeq = 0;
   #creditWaiters: (() => void)[] = [];
+  /** Data messages sent but not yet handed to NATS, and their bytes (see {@link send}). */
+  #unsent: { body: Uint8Array; headers: MsgHdrs }[] = [];
+  #unsentBytes = 0;
+  #flushScheduled = false;
   #keepalive: ReturnType<typeof setTimeout> | undefined;
+  /** When this side last published ({@link now}); the keepalive timer is re-armed from it only when it fires. */
+  #lastSent = 0;
   #peerWatch: ReturnType<typeof setTimeout> | undefined;
+  /** When the peer was last heard from ({@link now}); the peer watch is re-armed from it only when it fires. */
+  #lastHeard = 0;
   #expectedSeq = 1;
   /** Data messages the peer may still send within the credit granted. */
   #granted: number;
@@ -2392,21 +2483,33 @@ class StreamLink {
     this.#target = target;
     this.#credit = credit;
     if (credit !== undefined) {
+      this.#lastSent = this.#lastHeard = now();
       this.#armKeepalive();
-      this.#heard();
+      this.#watchPeer();
     }
   }
 
-  /** Publishes one message to the peer (no credit needed). */
+  /** Publishes one message to the peer (no credit needed), after the data messages sent before it. */
   publish(body: Uint8Array, headers: MsgHdrs): void {
+    this.#flush();
     if (this.#target === undefined || this.#closed !== undefined) {
       return;
     }
     this.#o.nc.publish(this.#target, body, { headers });
-    this.#armKeepalive();
+    this.#lastSent = now();
   }
 
-  /** Sends a data message once the peer's credit allows; rejects once the link is closed or when the message cannot fit in max_payload. */
+  /**
+   * Sends a data message once the peer's credit allows; rejects once the
+   * link is closed or when the message cannot fit in max_payload.
+   *
+   * The message is handed to NATS with the others sent in the same turn of
+   * the event loop (or once they reach {@link SEND_BATCH_BYTES}): the
+   * client library writes to the socket as soon as the microtasks that
+   * queued a message have run, and a handler's `for await` loop takes
+   * several microtasks per message, so messages published one by one each
+   * cost a socket write.
+   */
   async send(body: Uint8Array): Promise<void> {
     while (this.#closed === undefined && this.#credit !== undefined && this.#credit <= 0) {
       await new Promise<void>((resolve) => this.#creditWaiters.push(resolve));
@@ -2414,18 +2517,55 @@ class StreamLink {
     if (this.#closed !== undefined) {
       throw this.#closed;
     }
-    const headers = createHeaders();
-    headers.set(STREAM_SEQ_HEADER, String(this.#sentSeq + 1));
     const maxPayload = this.#o.nc.info?.max_payload;
-    if (maxPayload !== undefined && body.length + headersSize(headers, true) > maxPayload) {
-      const message = `the message (${body.length} bytes) exceeds max_payload (${maxPayload} bytes)`;
-      throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+    // The header block (`Nats-Stream-Seq` with at most 10 digits) takes at most SEQ_HEADER_BYTES.
+    if (maxPayload !== undefined && body.length + SEQ_HEADER_BYTES > maxPayload) {
+      const size = body.length + headersSize(seqHeader(this.#sentSeq + 1), true);
+      if (size > maxPayload) {
+        const message = `the message (${body.length} bytes) exceeds max_payload (${maxPayload} bytes)`;
+        throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+      }
     }
     this.#sentSeq += 1;
     if (this.#credit !== undefined) {
       this.#credit -= 1;
     }
-    this.publish(body, headers);
+    if (this.#target === undefined) {
+      return;
+    }
+    this.#unsent.push({ body, headers: seqHeader(this.#sentSeq) });
+    this.#unsentBytes += body.length;
+    if (this.#unsentBytes >= SEND_BATCH_BYTES) {
+      this.#flush();
+    } else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      afterMicrotasks(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  /** Hands the unsent data messages to NATS. A connection that fails here ends the stream. */
+  #flush(): void {
+    if (this.#unsent.length === 0) {
+      return;
+    }
+    const batch = this.#unsent;
+    this.#unsent = [];
+    this.#unsentBytes = 0;
+    if (this.#target === undefined) {
+      return;
+    }
+    try {
+      for (const { body, headers } of batch) {
+        this.#o.nc.publish(this.#target, body, { headers });
+      }
+    } catch (err) {
+      this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a stream message: ${describe(err)}`), "gone");
+      return;
+    }
+    this.#lastSent = now();
   }
 
   /** Sends an end (`Nats-Stream-End: true` over `headers`). */
@@ -2559,9 +2699,18 @@ class StreamLink {
     clearTimeout(this.#peerWatch);
   }
 
-  /** Closes the link: nothing more is sent or received; waiting senders and readers get `reason`. */
+  /**
+   * Closes the link: nothing more is sent or received; waiting senders and
+   * readers get `reason`. Data messages already sent still go out first,
+   * ahead of the end the owner may publish next.
+   */
   close(reason: NatsMicroError): void {
     if (this.#closed !== undefined) {
+      return;
+    }
+    this.#flush();
+    if (this.#closed !== undefined) {
+      // The flush failed and closed the link.
       return;
     }
     this.#closed = reason;
@@ -2594,32 +2743,55 @@ class StreamLink {
     }
   }
 
-  /** Sends a keepalive after an idle interval, while the peer speaks flow control. */
-  #armKeepalive(): void {
+  /**
+   * Sends a keepalive after an idle interval, while the peer speaks flow
+   * control. One timer per interval, not per message: when it fires after
+   * something was sent, it waits out the rest of the interval from then.
+   */
+  #armKeepalive(delay: number = this.#o.keepaliveInterval): void {
     if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
       return;
     }
-    clearTimeout(this.#keepalive);
     this.#keepalive = setTimeout(() => {
+      const idle = now() - this.#lastSent;
+      if (idle < this.#o.keepaliveInterval) {
+        this.#armKeepalive(this.#o.keepaliveInterval - idle);
+        return;
+      }
       try {
         this.control(STREAM_CREDIT_HEADER, "0");
       } catch (err) {
         // The connection closed under the stream: it cannot go on.
         this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a keepalive: ${describe(err)}`), "gone");
+        return;
       }
-    }, this.#o.keepaliveInterval);
+      this.#armKeepalive();
+    }, delay);
   }
 
-  /** Restarts the peer-gone watch (only for peers that announced credit: they send keepalives). */
+  /** Notes that the peer spoke: the peer-gone watch counts from now. */
   #heard(): void {
+    this.#lastHeard = now();
+  }
+
+  /**
+   * Watches for a silent peer (only peers that announced credit: they send
+   * keepalives). One timer per interval, not per message: when it fires
+   * after the peer spoke, it waits out the rest of the interval from then.
+   */
+  #watchPeer(delay: number = this.#o.peerTimeout): void {
     if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
       return;
     }
-    clearTimeout(this.#peerWatch);
     this.#peerWatch = setTimeout(() => {
+      const silent = now() - this.#lastHeard;
+      if (silent < this.#o.peerTimeout) {
+        this.#watchPeer(this.#o.peerTimeout - silent);
+        return;
+      }
       const error = new NatsMicroError("UNAVAILABLE", this.#o.method, `no message from the peer for ${this.#o.peerTimeout} ms`);
       this.#fail(error, "gone");
-    }, this.#o.peerTimeout);
+    }, delay);
   }
 }
 
