@@ -2,7 +2,10 @@
 //! control on, a window of 1,024 messages) against raw async-nats
 //! publish/subscribe of the same payloads. Both run in this process, each
 //! side on a connection of its own, against the run's nats-server. Then a
-//! slow reader of 1,000,000 small messages, for memory.
+//! slow reader of 1,000,000 small messages, for memory. The TypeScript
+//! equivalent (the generated server stream against raw nats.js, same sizes
+//! and counts from [`plan`]) is `bench/ts/streams.ts`, run by
+//! [`crate::external::Programs::measure_streams`].
 
 use std::time::{Duration, Instant};
 
