@@ -757,3 +757,46 @@ test("a client interceptor can refuse a stream before it opens, or change its ou
     await t.close();
   }
 });
+
+test("interceptors set a stream's deadline and its trailing headers, and see its deadline pass on both sides", async () => {
+  const events: string[] = [];
+  const stamp: ServerInterceptor = async (ctx, payload, next) => {
+    ctx.setResponseHeader("X-Served-By", "stamp");
+    return next(ctx, payload);
+  };
+  const timeouts: number[] = [];
+  const deadline: ClientInterceptor = async (call, next) => {
+    timeouts.push(call.timeout);
+    // A stream without a deadline has an infinite timeout; this interceptor bounds the endless ones.
+    return next({ ...call, timeout: Math.min(call.timeout, 200) });
+  };
+  const t = await setup({ interceptors: [serverLogger("server", events), stamp] }, { interceptors: [clientLogger("client", events), deadline] });
+  try {
+    let trailer: string | undefined;
+    let seenByInterceptor: string | undefined;
+    const reading = new Client(t.caller, STREAMS, StreamTestError, {
+      interceptors: [
+        async (call, next) => {
+          const reply = await next(call);
+          seenByInterceptor = reply.headers.get("X-Served-By");
+          return reply;
+        },
+      ],
+    });
+    await collect(reading.serverStream(STREAMS.streams.count, { value: 2n }, { onHeaders: (h) => (trailer = h.get("X-Served-By")) }));
+    assert.equal(seenByInterceptor, "stamp", "the client interceptor sees the server interceptor's trailing header");
+    assert.equal(trailer, "stamp");
+    events.splice(0);
+
+    const started = Date.now();
+    const expired = await rejection(collect(t.client.serverStream(STREAMS.streams.count, { value: 0n })));
+    assert.equal(expired.code, "DEADLINE_EXCEEDED");
+    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+    assert.deepEqual(timeouts, [Infinity]);
+    await eventsReach(events, 4);
+    assert.deepEqual(events.slice(0, 2), ["client open server", "server open server"]);
+    assert.deepEqual(events.slice(2).sort(), ["client DEADLINE_EXCEEDED", "server DEADLINE_EXCEEDED"]);
+  } finally {
+    await t.close();
+  }
+});
