@@ -3026,9 +3026,12 @@ class CallerStream {
       this.#link.connect(undefined, undefined);
       this.#started();
     }
-    const control =
-      protocolHeader(headers, STREAM_CREDIT_HEADER) !== undefined || protocolHeader(headers, STREAM_SEQ_HEADER) !== undefined;
-    if (this.#init.method.kind === "client" && !control) {
+    // Only a client stream's result may come without stream headers (read for it alone: this runs per message).
+    const plainResult =
+      this.#init.method.kind === "client" &&
+      protocolHeader(headers, STREAM_CREDIT_HEADER) === undefined &&
+      protocolHeader(headers, STREAM_SEQ_HEADER) === undefined;
+    if (plainResult) {
       // A Go-plugin server sends the client-streaming result without an end header.
       this.#link.receiveEnd(message);
       return;
