@@ -2036,6 +2036,9 @@ export class Service {
         // The deadline passed or the service stopped while the interceptors ran.
         return Promise.reject(ended);
       }
+      if (interrupt !== undefined) {
+        return Promise.reject(new NatsMicroError("INTERNAL", method, "a server interceptor ran the stream twice"));
+      }
       return new Promise<Uint8Array>((resolve, reject) => {
         interrupt = reject;
         serve(handlerCtx, payload).then(resolve, reject);

@@ -800,3 +800,21 @@ test("interceptors set a stream's deadline and its trailing headers, and see its
     await t.close();
   }
 });
+
+test("a server interceptor cannot run a stream twice", async () => {
+  const twice: ServerInterceptor = async (ctx, payload, next) => {
+    const first = next(ctx, payload);
+    // The stream ends with the second call's failure; the first call sees that end.
+    first.catch(() => undefined);
+    await next(ctx, payload);
+    return first;
+  };
+  const t = await setup({ interceptors: [twice] });
+  try {
+    const error = await rejection(collect(t.client.serverStream(STREAMS.streams.count, { value: 3n })));
+    assert.equal(error.code, "INTERNAL");
+    assert.deepEqual(t.observed.handled, ["Count tenant=undefined"], "the handler ran once");
+  } finally {
+    await t.close();
+  }
+});
