@@ -3,7 +3,10 @@
 //! server and a load generator of its own (`bench/ts`, `bench/python`), both
 //! on the code generated for `proto/bench/v1/echo.proto` at the start of the
 //! run. The load generator follows measure.rs's protocol and prints one JSON
-//! line per concurrency, which becomes a [`Cell`].
+//! line per concurrency, which becomes a [`Cell`]. The stream contenders
+//! (`bench/ts/streams.ts`, `bench/python/streams.py`, on
+//! `proto/bench/v1/stream.proto`) print one JSON line per payload size,
+//! which becomes a [`StreamCell`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,10 +14,13 @@ use std::process::{Command, Stdio};
 use nats_micro_test_support::harness::python;
 use nats_micro_test_support::typescript::Program;
 
+use crate::streams::{RawRate, StreamCell};
 use crate::{CONCURRENCY, Cell, Plan};
 
 /// The proto every contender serves, relative to `proto/`.
 const PROTO: &str = "bench/v1/echo.proto";
+/// The proto of the stream contenders, relative to `proto/`.
+const STREAM_PROTO: &str = "bench/v1/stream.proto";
 
 /// A language whose generated server and client are a contender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,12 +52,12 @@ impl Programs {
         )?;
 
         let out = root.join("target/bench-gen");
-        let typescript = Program::build(&out.join("ts"), &root.join("bench/ts"), &[PROTO]);
+        let typescript = Program::build(&out.join("ts"), &root.join("bench/ts"), &[PROTO, STREAM_PROTO]);
         let python_generated = out.join("python");
         let _ = std::fs::remove_dir_all(&python_generated);
         nats_micro_test_support::codegen::generate(
             &python_generated,
-            &[PROTO],
+            &[PROTO, STREAM_PROTO],
             "python",
             &[format!("--python_out={}", python_generated.display())],
         );
@@ -83,6 +89,32 @@ impl Programs {
             ));
         }
         parse_cell(&String::from_utf8_lossy(&output.stdout)).map_err(|e| format!("the {language:?} load generator: {e}"))
+    }
+
+    /// Runs the stream contender of `language` for every `(payload bytes,
+    /// messages)`: raw publish/subscribe (plain and with the sequence
+    /// header) and the generated server stream, in one process.
+    pub async fn measure_streams(
+        &self,
+        language: Language,
+        nats_url: &str,
+        cells: &[(usize, usize)],
+    ) -> Result<Vec<StreamCell>, String> {
+        let plan = cells.iter().map(|(size, messages)| format!("{size}:{messages}")).collect::<Vec<_>>().join(",");
+        let mut command = self.script(language, "streams", &[nats_url, &plan]);
+        let output = tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("starting the {language:?} stream contender: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "the {language:?} stream contender failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        parse_stream_cells(&String::from_utf8_lossy(&output.stdout))
+            .map_err(|e| format!("the {language:?} stream contender: {e}"))
     }
 
     /// `node dist/NAME.js ARGS` or `python bench/python/NAME.py ARGS`.
@@ -131,9 +163,45 @@ fn parse_cell(stdout: &str) -> Result<Cell, String> {
     Ok(cell)
 }
 
+/// [`StreamCell`]s from the stream contender's JSON lines, one per payload size.
+fn parse_stream_cells(stdout: &str) -> Result<Vec<StreamCell>, String> {
+    let mut cells = Vec::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let json: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not a JSON line ({e}): {line:?}"))?;
+        let number = |key: &str| json[key].as_f64().ok_or_else(|| format!("no number {key:?} in {line:?}"));
+        cells.push(StreamCell {
+            size: number("size")? as usize,
+            messages: number("messages")? as usize,
+            raw: RawRate { rate: number("raw_rate")?, lost: number("raw_lost")? as usize },
+            raw_with_seq: RawRate { rate: number("raw_seq_rate")?, lost: number("raw_seq_lost")? as usize },
+            generated: number("generated")?,
+        });
+    }
+    if cells.is_empty() {
+        return Err(format!("no cells in {stdout:?}"));
+    }
+    Ok(cells)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_cell;
+    use super::{parse_cell, parse_stream_cells};
+
+    #[test]
+    fn stream_json_lines_fill_cells() {
+        let cells = parse_stream_cells(
+            "{\"size\":16,\"messages\":100,\"raw_rate\":5000.5,\"raw_lost\":3,\"raw_seq_rate\":4000,\"raw_seq_lost\":1,\"generated\":2500}\n\n\
+             {\"size\":1024,\"messages\":10,\"raw_rate\":100,\"raw_lost\":0,\"raw_seq_rate\":90,\"raw_seq_lost\":0,\"generated\":50.25}\n",
+        )
+        .expect("parses");
+        let summary: Vec<_> = cells
+            .iter()
+            .map(|c| (c.size, c.messages, c.raw.rate, c.raw.lost, c.raw_with_seq.rate, c.raw_with_seq.lost, c.generated))
+            .collect();
+        assert_eq!(summary, [(16, 100, 5000.5, 3, 4000.0, 1, 2500.0), (1024, 10, 100.0, 0, 90.0, 0, 50.25)]);
+        assert!(parse_stream_cells("").is_err());
+        assert!(parse_stream_cells("{\"size\":16}").is_err());
+    }
 
     #[test]
     fn json_lines_fill_a_cell() {

@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
 use contenders::{Caller, Contender};
-use external::Programs;
+use external::{Language, Programs};
 use nats_micro_test_support::harness::NatsServer;
 
 /// Code generated from `proto/bench/v1/echo.proto`.
@@ -74,6 +74,31 @@ pub struct Cell {
     pub p99_us: f64,
 }
 
+/// Stream throughput by payload size: the generated server stream of each
+/// language against its own NATS client's raw publish/subscribe.
+#[derive(Debug, Default)]
+pub struct Streams {
+    pub rust: Vec<streams::StreamCell>,
+    pub typescript: Vec<streams::StreamCell>,
+    pub python: Vec<streams::StreamCell>,
+}
+
+/// Measures the Rust streams (and, in a full run, the slow reader), then
+/// the TypeScript and Python contenders, on the nats-server at `url`.
+async fn measure_streams(
+    programs: &Programs,
+    url: &str,
+    full: bool,
+) -> Result<(Streams, Option<streams::SlowReader>), Box<dyn std::error::Error>> {
+    let (rust, slow) = streams::measure(url, full).await?;
+    let plan = streams::plan(full);
+    eprintln!("streams: TypeScript");
+    let typescript = programs.measure_streams(Language::TypeScript, url, &plan).await?;
+    eprintln!("streams: Python");
+    let python = programs.measure_streams(Language::Python, url, &plan).await?;
+    Ok((Streams { rust, typescript, python }, slow))
+}
+
 /// Everything one run measured.
 #[derive(Debug, Default)]
 pub struct Results {
@@ -83,8 +108,8 @@ pub struct Results {
     pub server_rss_kib: BTreeMap<usize, u64>,
     /// Plugin cost by size.
     pub codegen: Vec<codegen::Codegen>,
-    /// Stream throughput by payload size.
-    pub streams: Vec<streams::StreamCell>,
+    /// Stream throughput by payload size, per language.
+    pub streams: Streams,
     /// The slow reader of a million messages (full runs).
     pub slow_reader: Option<streams::SlowReader>,
 }
@@ -121,11 +146,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("--streams") {
-        // Only the stream table: `bench --streams [--full]`.
+        // Only the stream tables: `bench --streams [--full]`.
         let full = args.get(1).map(String::as_str) == Some("--full");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        eprintln!("generating and compiling the TypeScript contenders");
+        let programs = Programs::prepare(&root)?;
         let server = NatsServer::start();
-        let (cells, slow) = runtime.block_on(streams::measure(&server.url(), full))?;
-        println!("{}", report::streams_table(&cells, slow.as_ref()).trim());
+        let (streams, slow) = runtime.block_on(measure_streams(&programs, &server.url(), full))?;
+        println!("{}", report::streams_table(&streams, slow.as_ref()).trim());
         return Ok(());
     }
     if args.first().map(String::as_str) == Some("--codegen") {
@@ -151,7 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let programs = Programs::prepare(&root)?;
     let mut results = runtime.block_on(measure_rpc(&exe, &programs, plan))?;
     let server = NatsServer::start();
-    (results.streams, results.slow_reader) = runtime.block_on(streams::measure(&server.url(), plan.name == "full"))?;
+    (results.streams, results.slow_reader) = runtime.block_on(measure_streams(&programs, &server.url(), plan.name == "full"))?;
     drop(server);
     eprintln!("codegen: synthetic protos of {CODEGEN_SIZES:?} services");
     results.codegen = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, plan.codegen_repeats)?;

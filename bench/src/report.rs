@@ -161,14 +161,48 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
 }
 
 /// The "Streams" section: generated server streams against raw
-/// publish/subscribe, and the slow reader's memory.
-pub fn streams_table(cells: &[crate::streams::StreamCell], slow: Option<&crate::streams::SlowReader>) -> String {
+/// publish/subscribe in Rust, TypeScript and Python, and the slow reader's
+/// memory.
+pub fn streams_table(streams: &crate::Streams, slow: Option<&crate::streams::SlowReader>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n## Streams\n\nA generated server-streaming RPC (credit flow control, `max_inflight: 1024`) against raw async-nats publish/subscribe \
-         of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), both in one process on connections of their own; \"raw + seq\" publishes each message with the `Nats-Stream-Seq` header every stream message carries (PROTOCOL §9.3), the floor of any wire with per-message sequence numbers. Ratios: generated / raw, generated / raw + seq. The generated stream never loses a message.\n\n\
-         | payload | messages | raw msg/s | raw MB/s | raw lost | raw + seq msg/s | generated msg/s | generated MB/s | ratio | ratio to raw + seq |\n|---|---|---|---|---|---|---|---|---|---|"
+        "\n## Streams\n\nA generated server-streaming RPC (credit flow control, `max_inflight: 1024`) against raw publish/subscribe \
+         of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), \
+         each side on a connection of its own. \"raw + seq\" publishes each message with the `Nats-Stream-Seq` header every stream message \
+         carries (PROTOCOL §9.3): the floor of any wire with per-message sequence numbers. Ratios: generated / raw, generated / raw + seq. \
+         The generated stream never loses a message.\n\nRust (async-nats, server and client in one process):\n"
+    );
+    stream_rows(&mut out, &streams.rust);
+    for (language, client, cells) in [
+        ("TypeScript", "nats.js, in one node process", &streams.typescript),
+        ("Python", "nats-py, in one process", &streams.python),
+    ] {
+        if !cells.is_empty() {
+            let _ = writeln!(out, "\n{language} ({client}):\n");
+            stream_rows(&mut out, cells);
+        }
+    }
+    if let Some(slow) = slow {
+        let _ = writeln!(
+            out,
+            "\nA slow reader (1 ms pause every 1,000 messages) of {} messages of 16 B took {:.1} s; the process's peak RSS \
+             (server and client together) was {:.1} MiB before and {:.1} MiB after.",
+            slow.messages,
+            slow.elapsed.as_secs_f64(),
+            slow.rss_before_kib as f64 / 1024.0,
+            slow.rss_after_kib as f64 / 1024.0
+        );
+    }
+    out
+}
+
+/// One stream table: a row per payload size.
+fn stream_rows(out: &mut String, cells: &[crate::streams::StreamCell]) {
+    let _ = writeln!(
+        out,
+        "| payload | messages | raw msg/s | raw MB/s | raw lost | raw + seq msg/s | generated msg/s | generated MB/s | ratio | ratio to raw + seq |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
     );
     for cell in cells {
         let mb = |rate: f64| rate * cell.size as f64 / 1e6;
@@ -187,18 +221,6 @@ pub fn streams_table(cells: &[crate::streams::StreamCell], slow: Option<&crate::
             cell.generated / cell.raw_with_seq.rate
         );
     }
-    if let Some(slow) = slow {
-        let _ = writeln!(
-            out,
-            "\nA slow reader (1 ms pause every 1,000 messages) of {} messages of 16 B took {:.1} s; the process's peak RSS \
-             (server and client together) was {:.1} MiB before and {:.1} MiB after.",
-            slow.messages,
-            slow.elapsed.as_secs_f64(),
-            slow.rss_before_kib as f64 / 1024.0,
-            slow.rss_after_kib as f64 / 1024.0
-        );
-    }
-    out
 }
 
 /// The "Code generation" section: the plugin's time, peak RSS and output

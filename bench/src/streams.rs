@@ -2,7 +2,10 @@
 //! control on, a window of 1,024 messages) against raw async-nats
 //! publish/subscribe of the same payloads. Both run in this process, each
 //! side on a connection of its own, against the run's nats-server. Then a
-//! slow reader of 1,000,000 small messages, for memory.
+//! slow reader of 1,000,000 small messages, for memory. The TypeScript
+//! equivalent (the generated server stream against raw nats.js, same sizes
+//! and counts from [`plan`]) is `bench/ts/streams.ts`, run by
+//! [`crate::external::Programs::measure_streams`].
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,11 @@ use crate::echo::nats::{EchoResponse, FloodRequest};
 
 /// Messages per size: (payload bytes, messages in a quick run, in a full run).
 pub const SIZES: [(usize, usize, usize); 3] = [(16, 20_000, 200_000), (1024, 20_000, 100_000), (64 * 1024, 1_000, 5_000)];
+
+/// (payload bytes, messages) of each cell; `full` picks the larger message counts.
+pub fn plan(full: bool) -> Vec<(usize, usize)> {
+    SIZES.iter().map(|&(size, quick, long)| (size, if full { long } else { quick })).collect()
+}
 
 /// One payload size, both contenders.
 #[derive(Clone, Debug)]
@@ -62,8 +70,7 @@ pub async fn measure(url: &str, full: bool) -> Result<(Vec<StreamCell>, Option<S
     let service = bench::serve(&async_nats::connect(url).await?, Flood).await?;
     let client = StreamBenchClient::new(async_nats::connect(url).await?);
     let mut cells = Vec::new();
-    for (size, quick, long) in SIZES {
-        let messages = if full { long } else { quick };
+    for (size, messages) in plan(full) {
         eprintln!("streams: {messages} messages of {size} B");
         let raw = raw_rate(url, size, messages, false).await?;
         let raw_with_seq = raw_rate(url, size, messages, true).await?;

@@ -27,7 +27,6 @@
 import {
   ClosedConnectionError,
   DrainingConnectionError,
-  Match,
   NoRespondersError,
   PermissionViolationError,
   RequestError,
@@ -167,15 +166,27 @@ export function toHeaders(init?: HeadersInit): MsgHdrs {
   return copyHeaders(createHeaders(), init, false);
 }
 
-/** A header of the wire contract, matched exactly, else ignoring case. */
+/**
+ * A header of the wire contract, matched exactly, else ignoring case (the
+ * first such name). One pass over the names: every stream message reads
+ * several of these, and each `has` or `get` of the client library lists
+ * the names anew.
+ */
 function protocolHeader(headers: MsgHdrs | undefined, name: string): string | undefined {
   if (headers === undefined) {
     return undefined;
   }
-  if (headers.has(name)) {
-    return headers.get(name);
+  let lowerName: string | undefined;
+  let otherCase: string[] | undefined;
+  for (const [key, values] of headers) {
+    if (key === name) {
+      return values[0];
+    }
+    if (otherCase === undefined && key.toLowerCase() === (lowerName ??= name.toLowerCase())) {
+      otherCase = values;
+    }
   }
-  return headers.has(name, Match.IgnoreCase) ? headers.get(name, Match.IgnoreCase) : undefined;
+  return otherCase?.[0];
 }
 
 const HEADER_VERSION_LINE = "NATS/1.0\r\n";
@@ -193,6 +204,9 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * service checks the raw block first and refuses it instead.
  */
 export function headerBlockProblem(raw: Uint8Array): string | undefined {
+  if (wellFormedAsciiHeaderBlock(raw)) {
+    return undefined;
+  }
   let text: string;
   try {
     text = strictUtf8.decode(raw);
@@ -225,6 +239,53 @@ export function headerBlockProblem(raw: Uint8Array): string | undefined {
     }
   }
   return undefined;
+}
+
+const HEADER_VERSION_BYTES = new TextEncoder().encode(HEADER_VERSION_LINE);
+
+/**
+ * The fast path of {@link headerBlockProblem}, one pass over the bytes
+ * without decoding: whether `raw` is a well-formed block in plain ASCII
+ * (the usual case). `false` leaves the verdict, and the reason, to the
+ * full check.
+ */
+function wellFormedAsciiHeaderBlock(raw: Uint8Array): boolean {
+  const CR = 0x0d;
+  const LF = 0x0a;
+  const COLON = 0x3a;
+  if (raw.length < HEADER_VERSION_BYTES.length + 2) {
+    return false;
+  }
+  for (let i = 0; i < HEADER_VERSION_BYTES.length; i++) {
+    if (raw[i] !== HEADER_VERSION_BYTES[i]) {
+      return false;
+    }
+  }
+  let i = HEADER_VERSION_BYTES.length;
+  for (;;) {
+    if (raw[i] === CR) {
+      // The blank line: it must end the block.
+      return raw[i + 1] === LF && i + 2 === raw.length;
+    }
+    const nameStart = i;
+    for (let byte = raw[i]; byte !== COLON; byte = raw[++i]) {
+      if (byte === undefined || byte < 0x21 || byte > 0x7e) {
+        return false;
+      }
+    }
+    if (i === nameStart) {
+      return false;
+    }
+    for (let byte = raw[++i]; byte !== CR; byte = raw[++i]) {
+      if (byte === undefined || byte === LF || byte >= 0x80) {
+        return false;
+      }
+    }
+    if (raw[i + 1] !== LF) {
+      return false;
+    }
+    i += 2;
+  }
 }
 
 /**
@@ -686,7 +747,12 @@ export interface ClientOptions {
   streamTiming?: StreamTiming;
 }
 
-/** One outgoing call as client interceptors see it; they may change any part of it. */
+/**
+ * One outgoing call as client interceptors see it; they may change any part
+ * of it. For a stream, the call is its open: the headers and timeout cover
+ * the whole stream, and the payload is the request of a server-streaming
+ * RPC (empty for the other kinds).
+ */
 export interface ClientCall {
   /** Proto method name (`CreateOrder`). */
   method: string;
@@ -694,25 +760,42 @@ export interface ClientCall {
   subject: string;
   /** Request headers. */
   headers: MsgHdrs;
-  /** Milliseconds to wait for the reply (sent to the server as the caller's budget). */
+  /**
+   * Milliseconds to wait for the reply (sent to the server as the caller's
+   * budget); for a stream, for its end. `Infinity` for a stream without a
+   * deadline (streams have no default one, PROTOCOL §9.5).
+   */
   timeout: number;
   /** The encoded request. */
   payload: Uint8Array;
+  /** The kind of stream this call opens; absent for a unary call. */
+  readonly stream?: StreamKind;
 }
 
-/** A successful reply as client interceptors see it. */
+/**
+ * A successful reply as client interceptors see it. For a stream, its end:
+ * the trailing headers, and the response of a client-streaming RPC as
+ * payload (empty for the other kinds).
+ */
 export interface ClientReply {
   payload: Uint8Array;
   headers: MsgHdrs;
 }
 
-/** The rest of a client chain: further interceptors, then the NATS request. */
+/** The rest of a client chain: further interceptors, then the NATS request (for a stream, its open). */
 export type ClientNext = (call: ClientCall) => Promise<ClientReply>;
 
 /**
  * Runs around every call of a client: inspect or change the call, call
  * `next(call)` to continue, or throw a {@link NatsMicroError} to
  * short-circuit. Other thrown values reach the caller unchanged.
+ *
+ * Streams go through the same chain: `next(call)` sends the open and
+ * settles when the stream ends (resolving with its end, rejecting with its
+ * error, `CANCELLED` when the caller cancels), while the caller already
+ * sends and receives. What the chain settles with is what the caller sees
+ * at the end of the stream; an interceptor that throws before the end
+ * fails the stream (the server is told with a cancel).
  */
 export type ClientInterceptor = (call: ClientCall, next: ClientNext) => Promise<ClientReply>;
 
@@ -722,6 +805,7 @@ export class Client<E extends NatsMicroError> {
   readonly #spec: ServiceSpec;
   readonly #errorClass: ErrorClass<E>;
   readonly #options: ClientOptions;
+  readonly #interceptors: readonly ClientInterceptor[];
   readonly #send: ClientNext;
 
   constructor(nc: NatsConnection, spec: ServiceSpec, errorClass: ErrorClass<E>, options: ClientOptions = {}) {
@@ -729,7 +813,8 @@ export class Client<E extends NatsMicroError> {
     this.#spec = spec;
     this.#errorClass = errorClass;
     this.#options = options;
-    this.#send = chain(options.interceptors ?? [], (call) => send(this.#nc, call));
+    this.#interceptors = options.interceptors ?? [];
+    this.#send = chain(this.#interceptors, (call) => send(this.#nc, call));
   }
 
   /** The subject prefix in use. */
@@ -817,23 +902,30 @@ export class Client<E extends NatsMicroError> {
     return this.#openStream(method, new Uint8Array(0), options) as unknown as BidiStream<I, O>;
   }
 
+  /** Opens a stream through the client's interceptors (the same chain as unary calls, ended by the open). */
   #openStream(method: StreamMethodSpec, body: Uint8Array, options: StreamCallOptions): CallerStream {
-    return new CallerStream({
-      nc: this.#nc,
-      method,
+    const call: ClientCall = {
+      method: method.method,
       subject: `${this.subjectPrefix}.${method.endpoint}`,
       headers: copyHeaders(toHeaders(this.#options.headers), options.headers, true),
-      body,
-      window: Math.max(1, options.window ?? method.window ?? DEFAULT_STREAM_WINDOW),
       // A stream has a deadline only when the call, the client or the proto sets one.
-      timeout: options.timeout ?? this.#options.timeout ?? method.timeout,
+      timeout: options.timeout ?? this.#options.timeout ?? method.timeout ?? Infinity,
+      payload: body,
+      stream: method.kind,
+    };
+    const stream = new CallerStream({
+      nc: this.#nc,
+      method,
+      window: Math.max(1, options.window ?? method.window ?? DEFAULT_STREAM_WINDOW),
       timing: { ...this.#options.streamTiming, ...options.timing },
       signal: options.signal,
       onHeaders: options.onHeaders,
       requests: codec(method.input, this.#spec.json),
       responses: codec(method.output, this.#spec.json),
-      typed: (error) => this.#typed(error, method.method) as NatsMicroError,
+      typed: (error) => this.#typed(error, method.method),
     });
+    stream.start(chain(this.#interceptors, (opening) => stream.open(opening)), call);
+    return stream;
   }
 
   /** A runtime error as the service's error class, with the method filled in. */
@@ -1070,6 +1162,8 @@ export class RequestContext {
   readonly headers: MsgHdrs;
   /** When the caller stops waiting (milliseconds since the epoch), if known. */
   readonly deadline: number | undefined;
+  /** The kind of stream this request opens; `undefined` for a unary request. */
+  readonly stream: StreamKind | undefined;
   #signal: AbortSignal | undefined;
   #controller: AbortController | undefined;
   #expired = false;
@@ -1083,12 +1177,13 @@ export class RequestContext {
     replyHeaders = (ctx) => ctx.#responseHeaders;
   }
 
-  constructor(init: { method: string; endpoint: string; subject: string; headers?: MsgHdrs; deadline?: number; signal?: AbortSignal }) {
+  constructor(init: { method: string; endpoint: string; subject: string; headers?: MsgHdrs; deadline?: number; signal?: AbortSignal; stream?: StreamKind }) {
     this.method = init.method;
     this.endpoint = init.endpoint;
     this.subject = init.subject;
     this.headers = init.headers ?? createHeaders();
     this.deadline = init.deadline;
+    this.stream = init.stream;
     this.#signal = init.signal;
   }
 
@@ -1142,6 +1237,15 @@ export type ServerNext = (ctx: RequestContext, payload: Uint8Array) => Promise<U
  * Runs around every request of a service: inspect or change the context,
  * call `next(ctx, payload)` to continue, or throw (typically a
  * {@link NatsMicroError}) to short-circuit.
+ *
+ * Streams go through the same chain ({@link RequestContext.stream} says
+ * which kind): the payload is the request of a server-streaming RPC (empty
+ * for the other kinds), and `next` acks the stream, runs the handler and
+ * settles when the stream ends: with the end's body (the response of a
+ * client-streaming RPC, else empty), or rejecting with its error (also
+ * when the caller cancels, goes silent or the deadline passes). Throwing
+ * before `next` refuses the open: the caller gets an end with the error
+ * and no handler runs.
  */
 export type ServerInterceptor = (ctx: RequestContext, payload: Uint8Array, next: ServerNext) => Promise<Uint8Array>;
 
@@ -1561,6 +1665,7 @@ export class Service {
         ...(stream !== undefined && {
           stream: {
             spec: stream,
+            interceptors,
             handler: (handlers as Record<string, unknown>)[key] as (ctx: RequestContext, input: unknown) => unknown,
             requests: codec(stream.input, spec.json),
             responses: codec(stream.output, spec.json),
@@ -1787,11 +1892,16 @@ export class Service {
   }
 
   /**
-   * Serves one accepted stream: acks it (unless the caller sent no reply
-   * subject, as Go-plugin server-streaming clients do), runs the handler
-   * over the link, and ends the stream with the handler's outcome, or on
-   * the deadline, a caller cancel, a silent caller, a protocol error or the
-   * service's stop. Counts the stream once, as one request.
+   * Serves one accepted stream through the service's interceptors, like a
+   * unary request: they see the open (context, headers, the request of a
+   * server-streaming RPC) and `next` settles with the stream's outcome. A
+   * refusal by an interceptor answers the open with an end carrying the
+   * error, and no handler runs. Past them, the stream is acked (unless the
+   * caller sent no reply subject, as Go-plugin server-streaming clients
+   * do) and the handler runs over the link. The stream ends with the
+   * chain's outcome, or on the deadline, a caller cancel, a silent caller,
+   * a protocol error or the service's stop. Counts the stream once, as one
+   * request.
    */
   #handleStream(endpoint: Endpoint, arrival: Arrival, done: () => void): void {
     const settings = endpoint.serving;
@@ -1802,33 +1912,41 @@ export class Service {
     const target = protocolHeader(headers, REPLY_TO_HEADER) ?? (reply as string);
     const credit = protocolHeader(headers, STREAM_CREDIT_HEADER);
     const callerCredit = credit === undefined ? undefined : parseStreamCount(credit);
-    const publishEnd = streamEnd(this.#nc, target);
-    let finished = false;
+    /** Why the stream ended, once it has. */
+    let ended: NatsMicroError | undefined;
+    let acked = false;
     let inbox: Subscription | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const ctxRef: { ctx?: RequestContext } = {};
+    let ctx: RequestContext | undefined;
+    /** Rejects what the interceptors await when the stream ends before its handler returns. */
+    let interrupt: ((reason: NatsMicroError) => void) | undefined;
     /** Ends the stream once: with an end message (`outcome`), or silently (the caller is gone or cancelled). */
     const finish = (outcome: Outcome, silent = false) => {
-      if (finished) {
+      if (ended !== undefined) {
         return;
       }
-      finished = true;
+      const reason = "error" in outcome ? outcome.error : new NatsMicroError("CANCELLED", method, "the stream ended");
+      ended = reason;
       clearTimeout(timer);
       endpoint.running.delete(stop);
-      link.close("error" in outcome ? outcome.error : new NatsMicroError("CANCELLED", method, "the stream ended"));
+      link.close(reason);
       inbox?.unsubscribe();
-      if (ctxRef.ctx !== undefined && "error" in outcome) {
-        expire(ctxRef.ctx);
+      if (ctx !== undefined && "error" in outcome) {
+        expire(ctx);
       }
       try {
         if (silent) {
           endpoint.record(Math.round((now() - received) * 1_000_000), "error" in outcome ? outcome.error : undefined);
         } else {
-          this.#reply(endpoint, publishEnd, outcome, ctxRef.ctx === undefined ? undefined : replyHeaders(ctxRef.ctx), now() - received);
+          // Before the ack, the end answers the open itself: on its reply subject if it has one (PROTOCOL §9.2).
+          const to = acked ? target : (reply ?? target);
+          this.#reply(endpoint, streamEnd(this.#nc, to), outcome, ctx === undefined ? undefined : replyHeaders(ctx), now() - received);
         }
       } finally {
         done();
       }
+      // Interceptors still waiting on the handler see the end now, after it was sent.
+      interrupt?.(reason);
     };
     const stop = () => finish({ error: new NatsMicroError("UNAVAILABLE", method, "the service stopped") });
     const link: StreamLink = new StreamLink({
@@ -1851,58 +1969,60 @@ export class Service {
       finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, why) });
       return;
     }
-    let request: unknown;
-    if (serving.spec.kind === "server") {
-      try {
-        request = serving.requests.decode(message.data);
-      } catch (err) {
-        finish({ error: new NatsMicroError("INVALID_ARGUMENT", method, `malformed request for ${method}: ${describe(err)}`) });
-        return;
-      }
-    }
-    const ctx = new RequestContext({
+    ctx = new RequestContext({
       method,
       endpoint: settings.method.endpoint,
       subject: message.subject,
       ...(headers !== undefined && { headers }),
       ...(left !== undefined && { deadline: Date.now() + left }),
+      stream: serving.spec.kind,
     });
-    ctxRef.ctx = ctx;
     endpoint.running.add(stop);
     if (left !== undefined) {
       timer = setTimeout(() => finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, `${method} did not finish before its deadline`) }), left);
-    }
-    link.connect(target, callerCredit);
-    if (reply !== undefined) {
-      const inboxSubject = createInbox();
-      inbox = this.#nc.subscribe(inboxSubject, {
-        callback: (err, incoming) => {
-          if (err === null) {
-            link.receive(incoming);
-          }
-        },
-      });
-      const ack = createHeaders();
-      ack.set(STREAM_INBOX_HEADER, inboxSubject);
-      ack.set(STREAM_CREDIT_HEADER, String(serving.window));
-      try {
-        this.#nc.publish(reply, new Uint8Array(0), { headers: ack });
-      } catch (err) {
-        finish({ error: new NatsMicroError("UNAVAILABLE", method, `sending the ack: ${describe(err)}`) }, true);
-        return;
-      }
     }
     const malformed = (error: NatsMicroError): never => {
       finish({ error: new NatsMicroError(error.code, method, error.message) });
       throw error;
     };
     const requests = () => decodedMessages(link, (data) => serving.requests.decode(data), malformed);
-    const run = async (): Promise<Uint8Array> => {
+    /** Past the interceptors: decodes the request, acks, runs the handler; the end's body (a client-streaming response) or its error. */
+    const serve = async (handlerCtx: RequestContext, payload: Uint8Array): Promise<Uint8Array> => {
+      let request: unknown;
+      if (serving.spec.kind === "server") {
+        try {
+          request = serving.requests.decode(payload);
+        } catch (err) {
+          throw new NatsMicroError("INVALID_ARGUMENT", method, `malformed request for ${method}: ${describe(err)}`);
+        }
+      }
+      link.connect(target, callerCredit);
+      if (reply !== undefined) {
+        const inboxSubject = createInbox();
+        inbox = this.#nc.subscribe(inboxSubject, {
+          callback: (err, incoming) => {
+            if (err === null) {
+              link.receive(incoming);
+            }
+          },
+        });
+        const ack = createHeaders();
+        ack.set(STREAM_INBOX_HEADER, inboxSubject);
+        ack.set(STREAM_CREDIT_HEADER, String(serving.window));
+        try {
+          this.#nc.publish(reply, new Uint8Array(0), { headers: ack });
+        } catch (err) {
+          const error = new NatsMicroError("UNAVAILABLE", method, `sending the ack: ${describe(err)}`);
+          finish({ error }, true);
+          throw error;
+        }
+      }
+      acked = true;
       if (serving.spec.kind === "client") {
-        const response = await serving.handler.call(undefined, ctx, requests());
+        const response = await serving.handler.call(undefined, handlerCtx, requests());
         return serving.responses.encode(response as MessageInitShape<DescMessage>);
       }
-      const responses = serving.handler.call(undefined, ctx, serving.spec.kind === "server" ? request : requests()) as AsyncIterable<
+      const responses = serving.handler.call(undefined, handlerCtx, serving.spec.kind === "server" ? request : requests()) as AsyncIterable<
         MessageInitShape<DescMessage>
       >;
       for await (const response of responses) {
@@ -1910,7 +2030,27 @@ export class Service {
       }
       return new Uint8Array(0);
     };
-    run().then(
+    /** The end of the chain: `serve`, settled early (rejected) when the stream ends first. */
+    const open: ServerNext = (handlerCtx, payload) => {
+      if (ended !== undefined) {
+        // The deadline passed or the service stopped while the interceptors ran.
+        return Promise.reject(ended);
+      }
+      if (interrupt !== undefined) {
+        return Promise.reject(new NatsMicroError("INTERNAL", method, "a server interceptor ran the stream twice"));
+      }
+      return new Promise<Uint8Array>((resolve, reject) => {
+        interrupt = reject;
+        serve(handlerCtx, payload).then(resolve, reject);
+      });
+    };
+    let outcome: Promise<Uint8Array>;
+    try {
+      outcome = chain(serving.interceptors, open)(ctx, message.data);
+    } catch (thrown) {
+      outcome = Promise.reject(thrown);
+    }
+    outcome.then(
       (body) => finish({ body }),
       (thrown: unknown) => finish(replyError(thrown, method)),
     );
@@ -2122,6 +2262,8 @@ interface Serving {
 /** What a streaming endpoint needs beyond a unary one. */
 interface StreamServing {
   readonly spec: StreamMethodSpec;
+  /** The service's interceptors: they wrap each stream as they wrap a unary request. */
+  readonly interceptors: readonly ServerInterceptor[];
   readonly handler: (ctx: RequestContext, input: unknown) => unknown;
   readonly requests: Codec<DescMessage>;
   readonly responses: Codec<DescMessage>;
@@ -2153,6 +2295,28 @@ export const DEFAULT_KEEPALIVE_INTERVAL = 5_000;
 export const DEFAULT_PEER_TIMEOUT = 20_000;
 
 const MAX_STREAM_COUNT = 2 ** 31 - 1;
+
+/** The most bytes a data message's header block takes: `NATS/1.0`, `Nats-Stream-Seq` with 10 digits, the blank line. */
+const SEQ_HEADER_BYTES = "NATS/1.0\r\n".length + `${STREAM_SEQ_HEADER}: `.length + 10 + "\r\n\r\n".length;
+
+/** Unsent data bytes at which a stream hands its messages to NATS without waiting for the end of the turn. */
+const SEND_BATCH_BYTES = 64 * 1024;
+
+/** The header block of data message `seq`. */
+function seqHeader(seq: number): MsgHdrs {
+  const headers = createHeaders();
+  headers.set(STREAM_SEQ_HEADER, String(seq));
+  return headers;
+}
+
+/**
+ * Runs `task` once the microtasks queued so far, and those they queue, have
+ * run: `setImmediate` where there is one (Node), else a zero timeout.
+ */
+const afterMicrotasks: (task: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (task: () => void) => unknown }).setImmediate;
+  return immediate === undefined ? (task: () => void) => void setTimeout(task, 0) : (task: () => void) => void immediate(task);
+})();
 
 /** A sequence number or credit: 1 to 10 ASCII digits, at most 2^31 − 1; `undefined` when malformed. */
 export function parseStreamCount(value: string): number | undefined {
@@ -2260,6 +2424,8 @@ function streamEndError(message: StreamMessage, method: string): NatsMicroError 
 interface StreamLinkOptions {
   readonly nc: NatsConnection;
   readonly method: string;
+  /** The peer's end arrived (it may be read later). */
+  readonly onEnd?: (end: StreamMessage) => void;
   /** The window this side offers for the peer's data (granted again as it is consumed). */
   readonly window: number;
   /** Whether the peer was told the window, so that data beyond it is a protocol error. */
@@ -2284,8 +2450,16 @@ class StreamLink {
   #credit: number | undefined;
   #sentSeq = 0;
   #creditWaiters: (() => void)[] = [];
+  /** Data messages sent but not yet handed to NATS, and their bytes (see {@link send}). */
+  #unsent: { body: Uint8Array; headers: MsgHdrs }[] = [];
+  #unsentBytes = 0;
+  #flushScheduled = false;
   #keepalive: ReturnType<typeof setTimeout> | undefined;
+  /** When this side last published ({@link now}); the keepalive timer is re-armed from it only when it fires. */
+  #lastSent = 0;
   #peerWatch: ReturnType<typeof setTimeout> | undefined;
+  /** When the peer was last heard from ({@link now}); the peer watch is re-armed from it only when it fires. */
+  #lastHeard = 0;
   #expectedSeq = 1;
   /** Data messages the peer may still send within the credit granted. */
   #granted: number;
@@ -2312,21 +2486,33 @@ class StreamLink {
     this.#target = target;
     this.#credit = credit;
     if (credit !== undefined) {
+      this.#lastSent = this.#lastHeard = now();
       this.#armKeepalive();
-      this.#heard();
+      this.#watchPeer();
     }
   }
 
-  /** Publishes one message to the peer (no credit needed). */
+  /** Publishes one message to the peer (no credit needed), after the data messages sent before it. */
   publish(body: Uint8Array, headers: MsgHdrs): void {
+    this.#flush();
     if (this.#target === undefined || this.#closed !== undefined) {
       return;
     }
     this.#o.nc.publish(this.#target, body, { headers });
-    this.#armKeepalive();
+    this.#lastSent = now();
   }
 
-  /** Sends a data message once the peer's credit allows; rejects once the link is closed or when the message cannot fit in max_payload. */
+  /**
+   * Sends a data message once the peer's credit allows; rejects once the
+   * link is closed or when the message cannot fit in max_payload.
+   *
+   * The message is handed to NATS with the others sent in the same turn of
+   * the event loop (or once they reach {@link SEND_BATCH_BYTES}): the
+   * client library writes to the socket as soon as the microtasks that
+   * queued a message have run, and a handler's `for await` loop takes
+   * several microtasks per message, so messages published one by one each
+   * cost a socket write.
+   */
   async send(body: Uint8Array): Promise<void> {
     while (this.#closed === undefined && this.#credit !== undefined && this.#credit <= 0) {
       await new Promise<void>((resolve) => this.#creditWaiters.push(resolve));
@@ -2334,18 +2520,55 @@ class StreamLink {
     if (this.#closed !== undefined) {
       throw this.#closed;
     }
-    const headers = createHeaders();
-    headers.set(STREAM_SEQ_HEADER, String(this.#sentSeq + 1));
     const maxPayload = this.#o.nc.info?.max_payload;
-    if (maxPayload !== undefined && body.length + headersSize(headers, true) > maxPayload) {
-      const message = `the message (${body.length} bytes) exceeds max_payload (${maxPayload} bytes)`;
-      throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+    // The header block (`Nats-Stream-Seq` with at most 10 digits) takes at most SEQ_HEADER_BYTES.
+    if (maxPayload !== undefined && body.length + SEQ_HEADER_BYTES > maxPayload) {
+      const size = body.length + headersSize(seqHeader(this.#sentSeq + 1), true);
+      if (size > maxPayload) {
+        const message = `the message (${body.length} bytes) exceeds max_payload (${maxPayload} bytes)`;
+        throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+      }
     }
     this.#sentSeq += 1;
     if (this.#credit !== undefined) {
       this.#credit -= 1;
     }
-    this.publish(body, headers);
+    if (this.#target === undefined) {
+      return;
+    }
+    this.#unsent.push({ body, headers: seqHeader(this.#sentSeq) });
+    this.#unsentBytes += body.length;
+    if (this.#unsentBytes >= SEND_BATCH_BYTES) {
+      this.#flush();
+    } else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      afterMicrotasks(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  /** Hands the unsent data messages to NATS. A connection that fails here ends the stream. */
+  #flush(): void {
+    if (this.#unsent.length === 0) {
+      return;
+    }
+    const batch = this.#unsent;
+    this.#unsent = [];
+    this.#unsentBytes = 0;
+    if (this.#target === undefined) {
+      return;
+    }
+    try {
+      for (const { body, headers } of batch) {
+        this.#o.nc.publish(this.#target, body, { headers });
+      }
+    } catch (err) {
+      this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a stream message: ${describe(err)}`), "gone");
+      return;
+    }
+    this.#lastSent = now();
   }
 
   /** Sends an end (`Nats-Stream-End: true` over `headers`). */
@@ -2405,8 +2628,7 @@ class StreamLink {
       return;
     }
     if (isStreamEnd(headers)) {
-      this.#end = { data: message.data, headers };
-      this.#wakeReaders();
+      this.#ended({ data: message.data, headers });
     }
   }
 
@@ -2428,7 +2650,15 @@ class StreamLink {
   receiveEnd(message: Msg): void {
     if (this.#closed === undefined) {
       this.#heard();
-      this.#end = { data: message.data, headers: message.headers };
+      this.#ended({ data: message.data, headers: message.headers });
+    }
+  }
+
+  /** Keeps the peer's first end for the reader and tells the owner at once. */
+  #ended(end: StreamMessage): void {
+    if (this.#end === undefined) {
+      this.#end = end;
+      this.#o.onEnd?.(end);
       this.#wakeReaders();
     }
   }
@@ -2472,9 +2702,18 @@ class StreamLink {
     clearTimeout(this.#peerWatch);
   }
 
-  /** Closes the link: nothing more is sent or received; waiting senders and readers get `reason`. */
+  /**
+   * Closes the link: nothing more is sent or received; waiting senders and
+   * readers get `reason`. Data messages already sent still go out first,
+   * ahead of the end the owner may publish next.
+   */
   close(reason: NatsMicroError): void {
     if (this.#closed !== undefined) {
+      return;
+    }
+    this.#flush();
+    if (this.#closed !== undefined) {
+      // The flush failed and closed the link.
       return;
     }
     this.#closed = reason;
@@ -2507,32 +2746,55 @@ class StreamLink {
     }
   }
 
-  /** Sends a keepalive after an idle interval, while the peer speaks flow control. */
-  #armKeepalive(): void {
+  /**
+   * Sends a keepalive after an idle interval, while the peer speaks flow
+   * control. One timer per interval, not per message: when it fires after
+   * something was sent, it waits out the rest of the interval from then.
+   */
+  #armKeepalive(delay: number = this.#o.keepaliveInterval): void {
     if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
       return;
     }
-    clearTimeout(this.#keepalive);
     this.#keepalive = setTimeout(() => {
+      const idle = now() - this.#lastSent;
+      if (idle < this.#o.keepaliveInterval) {
+        this.#armKeepalive(this.#o.keepaliveInterval - idle);
+        return;
+      }
       try {
         this.control(STREAM_CREDIT_HEADER, "0");
       } catch (err) {
         // The connection closed under the stream: it cannot go on.
         this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a keepalive: ${describe(err)}`), "gone");
+        return;
       }
-    }, this.#o.keepaliveInterval);
+      this.#armKeepalive();
+    }, delay);
   }
 
-  /** Restarts the peer-gone watch (only for peers that announced credit: they send keepalives). */
+  /** Notes that the peer spoke: the peer-gone watch counts from now. */
   #heard(): void {
+    this.#lastHeard = now();
+  }
+
+  /**
+   * Watches for a silent peer (only peers that announced credit: they send
+   * keepalives). One timer per interval, not per message: when it fires
+   * after the peer spoke, it waits out the rest of the interval from then.
+   */
+  #watchPeer(delay: number = this.#o.peerTimeout): void {
     if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
       return;
     }
-    clearTimeout(this.#peerWatch);
     this.#peerWatch = setTimeout(() => {
+      const silent = now() - this.#lastHeard;
+      if (silent < this.#o.peerTimeout) {
+        this.#watchPeer(this.#o.peerTimeout - silent);
+        return;
+      }
       const error = new NatsMicroError("UNAVAILABLE", this.#o.method, `no message from the peer for ${this.#o.peerTimeout} ms`);
       this.#fail(error, "gone");
-    }, this.#o.peerTimeout);
+    }, delay);
   }
 }
 
@@ -2599,34 +2861,43 @@ export interface BidiStream<I extends DescMessage, O extends DescMessage> extend
 interface CallerStreamInit {
   readonly nc: NatsConnection;
   readonly method: StreamMethodSpec;
-  readonly subject: string;
-  readonly headers: MsgHdrs;
-  readonly body: Uint8Array;
   readonly window: number;
-  readonly timeout: number | undefined;
   readonly timing: StreamTiming;
   readonly signal: AbortSignal | undefined;
   readonly onHeaders: ((headers: MsgHdrs) => void) | undefined;
   readonly requests: Codec<DescMessage>;
   readonly responses: Codec<DescMessage>;
-  /** A runtime error as the service's error class. */
-  readonly typed: (error: NatsMicroError) => NatsMicroError;
+  /** A runtime error as the service's error class; other values unchanged. */
+  readonly typed: (error: unknown) => unknown;
 }
 
 /**
  * The caller's side of one stream (PROTOCOL §9.2): opens it on an inbox
  * subscribed first, takes the ack (or, from a Go-plugin server, a first data
  * message or end), then sends and receives over a {@link StreamLink}.
+ *
+ * The open is the end of the client's interceptor chain ({@link start}):
+ * the chain may send it later than the call returns (requests wait for it),
+ * and what the chain settles with is what the caller sees at the end.
  */
 class CallerStream {
   readonly #init: CallerStreamInit;
   readonly #link: StreamLink;
-  readonly #inbox: Subscription;
+  #inbox: Subscription | undefined;
   readonly #opened: Promise<void>;
   #open: (() => void) | undefined;
+  /** The interceptor chain reached the open (once only). */
+  #sent = false;
+  /** The stream's own outcome, as the innermost `next` returns it: settled when the end arrives or the stream fails. */
+  readonly #outcome: Promise<ClientReply>;
+  #settleOutcome: { resolve: (reply: ClientReply) => void; reject: (error: unknown) => void } | undefined;
+  /** What the interceptor chain made of the outcome. */
+  #result: Promise<ClientReply> | undefined;
+  /** What the caller sees at the end: the response (client-streaming) or `undefined`, or the error. */
+  #conclusion: Promise<MessageShape<DescMessage> | undefined> | undefined;
   #timers: ReturnType<typeof setTimeout>[] = [];
   #done = false;
-  #failure: NatsMicroError | undefined;
+  #failure: unknown;
   readonly #abort = () => this.cancel();
 
   constructor(init: CallerStreamInit) {
@@ -2640,29 +2911,78 @@ class CallerStream {
       keepaliveInterval: init.timing.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL,
       peerTimeout: init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT,
       onFailure: (error, cause) => this.#fail(error, cause === "protocol"),
+      onEnd: (end) => this.#ended(end),
     });
     this.#opened = new Promise<void>((resolve) => {
       this.#open = resolve;
     });
+    this.#outcome = new Promise<ClientReply>((resolve, reject) => {
+      this.#settleOutcome = { resolve, reject };
+    });
+    // Nobody awaits the outcome when an interceptor never lets the open out.
+    this.#outcome.catch(() => undefined);
+    if (init.signal?.aborted) {
+      this.#fail(new NatsMicroError("CANCELLED", method, "the call was cancelled"), false);
+      return;
+    }
+    init.signal?.addEventListener("abort", this.#abort, { once: true });
+  }
+
+  /**
+   * Runs `chained` (the client's interceptors, ending in {@link open}) on
+   * the open `call`. A chain that fails before the stream ends fails the
+   * stream; one that answers without opening it is an INTERNAL error.
+   */
+  start(chained: ClientNext, call: ClientCall): void {
+    let result: Promise<ClientReply>;
+    try {
+      result = chained(call);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    this.#result = result.then((reply) => {
+      if (!this.#sent) {
+        throw new NatsMicroError("INTERNAL", this.#init.method.method, "a client interceptor answered a stream open without opening the stream");
+      }
+      return reply;
+    });
+    // A chain that fails before the stream's outcome is known ends the stream; after it, the caller sees it at the end.
+    this.#result.catch((err: unknown) => {
+      if (this.#settleOutcome !== undefined) {
+        this.#fail(err, true);
+      }
+    });
+  }
+
+  /** The end of the interceptor chain: sends the open; settles with the stream's outcome. */
+  open(call: ClientCall): Promise<ClientReply> {
+    const method = this.#init.method.method;
+    if (this.#sent) {
+      return Promise.reject(new NatsMicroError("INTERNAL", method, "a client interceptor opened the stream twice"));
+    }
+    this.#sent = true;
+    if (this.#done) {
+      // Cancelled while the interceptors ran.
+      return this.#outcome;
+    }
     const inboxSubject = createInbox();
-    this.#inbox = init.nc.subscribe(inboxSubject, {
+    this.#inbox = this.#init.nc.subscribe(inboxSubject, {
       callback: (err, message) => {
         if (err === null) {
           this.#receive(message);
         }
       },
     });
-    const headers = init.headers;
+    const headers = call.headers;
     headers.set(REPLY_TO_HEADER, inboxSubject);
-    headers.set(STREAM_CREDIT_HEADER, String(init.window));
-    if (init.timeout !== undefined) {
-      headers.set(TIMEOUT_HEADER, encodeTimeout(init.timeout));
-      this.#timers.push(
-        setTimeout(() => this.#fail(new NatsMicroError("DEADLINE_EXCEEDED", method, "the stream did not finish before its deadline", undefined, { kind: ErrorKind.Timeout }), false), init.timeout),
-      );
+    headers.set(STREAM_CREDIT_HEADER, String(this.#init.window));
+    if (Number.isFinite(call.timeout)) {
+      headers.set(TIMEOUT_HEADER, encodeTimeout(call.timeout));
+      const expired = new NatsMicroError("DEADLINE_EXCEEDED", method, "the stream did not finish before its deadline", undefined, { kind: ErrorKind.Timeout });
+      this.#timers.push(setTimeout(() => this.#fail(expired, false), call.timeout));
     }
     // Without a deadline a server that never answers must not hold the call forever.
-    const peerTimeout = init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT;
+    const peerTimeout = this.#init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT;
     this.#timers.push(
       setTimeout(() => {
         if (this.#open !== undefined) {
@@ -2670,16 +2990,12 @@ class CallerStream {
         }
       }, peerTimeout),
     );
-    if (init.signal?.aborted) {
-      this.#fail(new NatsMicroError("CANCELLED", method, "the call was cancelled"), false);
-      return;
-    }
-    init.signal?.addEventListener("abort", this.#abort, { once: true });
     try {
-      init.nc.publish(init.subject, init.body, { reply: inboxSubject, headers });
+      this.#init.nc.publish(call.subject, call.payload, { reply: inboxSubject, headers });
     } catch (err) {
-      this.#fail(requestError(init.nc, err, method), false);
+      this.#fail(requestError(this.#init.nc, err, method), false);
     }
+    return this.#outcome;
   }
 
   #receive(message: Msg): void {
@@ -2713,19 +3029,30 @@ class CallerStream {
       this.#link.connect(undefined, undefined);
       this.#started();
     }
-    const control =
-      protocolHeader(headers, STREAM_CREDIT_HEADER) !== undefined || protocolHeader(headers, STREAM_SEQ_HEADER) !== undefined;
-    if (this.#init.method.kind === "client" && !control) {
+    // Only a client stream's result may come without stream headers (read for it alone: this runs per message).
+    const plainResult =
+      this.#init.method.kind === "client" &&
+      protocolHeader(headers, STREAM_CREDIT_HEADER) === undefined &&
+      protocolHeader(headers, STREAM_SEQ_HEADER) === undefined;
+    if (plainResult) {
       // A Go-plugin server sends the client-streaming result without an end header.
       this.#link.receiveEnd(message);
-      this.#link.quiet();
       return;
     }
     this.#link.receive(message);
-    if (isStreamEnd(headers)) {
-      // The server is done: nothing more to keep alive or wait for, even if the end is read later.
-      this.#link.quiet();
+  }
+
+  /** The server's end arrived: the stream's outcome is known, though the caller may read it later. */
+  #ended(end: StreamMessage): void {
+    // The server is done: nothing more to keep alive or wait for.
+    this.#link.quiet();
+    const error = streamEndError(end, this.#init.method.method);
+    if (error === undefined) {
+      this.#settleOutcome?.resolve({ payload: end.data, headers: end.headers ?? createHeaders() });
+    } else {
+      this.#settleOutcome?.reject(this.#init.typed(error));
     }
+    this.#settleOutcome = undefined;
   }
 
   #started(): void {
@@ -2735,25 +3062,29 @@ class CallerStream {
   }
 
   /** Finishes the call with `error` (telling the server with a cancel when `notify`). */
-  #fail(error: NatsMicroError, notify: boolean): void {
+  #fail(error: unknown, notify: boolean): void {
     if (this.#done) {
       return;
     }
     if (notify) {
       this.#link.control(STREAM_CANCEL_HEADER, "true");
     }
-    this.#failure = this.#init.typed(error);
+    this.#failure = isNatsMicroError(error) ? this.#init.typed(error) : error;
+    this.#settleOutcome?.reject(this.#failure);
+    this.#settleOutcome = undefined;
     this.#finish();
   }
 
   #finish(): void {
     this.#done = true;
-    this.#link.close(this.#failure ?? new NatsMicroError("CANCELLED", this.#init.method.method, "the stream ended"));
+    const method = this.#init.method.method;
+    const failure = this.#failure;
+    this.#link.close(failure instanceof NatsMicroError ? failure : new NatsMicroError("CANCELLED", method, "the stream ended", undefined, { cause: failure }));
     for (const timer of this.#timers) {
       clearTimeout(timer);
     }
     this.#init.signal?.removeEventListener("abort", this.#abort);
-    this.#inbox.unsubscribe();
+    this.#inbox?.unsubscribe();
     this.#open?.();
     this.#open = undefined;
   }
@@ -2774,52 +3105,74 @@ class CallerStream {
     try {
       await this.#link.send(body);
     } catch (err) {
-      throw isNatsMicroError(err) ? this.#init.typed(err as NatsMicroError) : err;
+      throw this.#init.typed(err);
     }
   }
 
   async closeSend(): Promise<void> {
     await this.#opened;
-    if (this.#failure !== undefined) {
-      throw this.#failure;
+    if (this.#done && this.#failure !== undefined) {
+      // The stream failed: its error, as the interceptors leave it.
+      await this.#conclude();
+      return;
     }
     this.#link.sendEnd();
   }
 
   /** The next response, or `undefined` once the server ended the stream successfully. */
   async next(): Promise<MessageShape<DescMessage> | undefined> {
-    if (this.#done && this.#failure === undefined) {
+    if (this.#conclusion !== undefined) {
+      await this.#conclusion;
       return undefined;
     }
-    let received: { message: StreamMessage; end: boolean };
+    let received: { message: StreamMessage; end: boolean } | undefined;
     try {
       received = await this.#link.next();
-    } catch (err) {
-      throw this.#failure ?? err;
+    } catch {
+      // The stream failed: its error, as the interceptors leave it, follows.
     }
-    const method = this.#init.method.method;
-    if (received.end) {
-      const error = streamEndError(received.message, method);
-      if (error !== undefined) {
-        this.#fail(error, false);
-        throw this.#failure;
+    if (received === undefined || received.end) {
+      if (!this.#done) {
+        this.#finish();
       }
-      this.#finish();
-      this.#init.onHeaders?.(received.message.headers ?? createHeaders());
-      if (this.#init.method.kind !== "client") {
-        return undefined;
-      }
+      return this.#conclude();
     }
     try {
       return this.#init.responses.decode(received.message.data);
     } catch (err) {
+      const method = this.#init.method.method;
       this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed stream message: ${describe(err)}`, undefined, { kind: ErrorKind.Decode, cause: err }), true);
-      throw this.#failure;
+      return this.#conclude();
     }
   }
 
+  /** The end as the caller sees it, once: what the interceptor chain settled with (the trailing headers, a client-streaming response), or its error. */
+  #conclude(): Promise<MessageShape<DescMessage> | undefined> {
+    this.#conclusion ??= (this.#result ?? this.#outcome).then(
+      (reply) => {
+        this.#init.onHeaders?.(reply.headers);
+        if (this.#init.method.kind !== "client") {
+          return undefined;
+        }
+        try {
+          return this.#init.responses.decode(reply.payload);
+        } catch (err) {
+          const message = `decoding the response: ${describe(err)}`;
+          throw this.#init.typed(new NatsMicroError("INTERNAL", this.#init.method.method, message, undefined, { kind: ErrorKind.Decode, cause: err, headers: reply.headers }));
+        }
+      },
+      (err: unknown) => {
+        throw this.#init.typed(err);
+      },
+    );
+    return this.#conclusion;
+  }
+
   async closeAndReceive(): Promise<MessageShape<DescMessage>> {
-    await this.closeSend();
+    await this.#opened;
+    if (!this.#done) {
+      this.#link.sendEnd();
+    }
     const response = await this.next();
     if (response === undefined) {
       throw this.#init.typed(new NatsMicroError("INTERNAL", this.#init.method.method, "the stream ended without a response"));

@@ -64,6 +64,36 @@ describe("the header block parser", () => {
       assert.notEqual(headerBlockProblem(block), undefined, shape);
     }
   });
+
+  test("its plain-ASCII fast path agrees with the rule on every block", () => {
+    // The rule, written plainly: UTF-8, the version line, `name:value` lines, the blank line.
+    const wellFormed = (block: Uint8Array): boolean => {
+      let text: string;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(block);
+      } catch {
+        return false;
+      }
+      if (!text.startsWith("NATS/1.0\r\n") || !text.endsWith("\r\n\r\n")) {
+        return false;
+      }
+      return text.length === 12 || text.slice(10, -4).split("\r\n").every((line) => !/[\r\n]/.test(line) && /^[\x21-\x39\x3b-\x7e]+:/.test(line));
+    };
+    const pieces = ["A", "b", ":", " ", "\r\n", "\r", "\n", "\t", "\x00", "\x7f", "é", "\r\n\r\n"];
+    let state = 7;
+    const next = (n: number): number => {
+      state = (state * 1103515245 + 12345) % 2147483648;
+      return state % n;
+    };
+    for (let i = 0; i < 5000; i += 1) {
+      const middle = Array.from({ length: next(12) }, () => pieces[next(pieces.length)]).join("");
+      const block = bytes(`NATS/1.0\r\n${middle}${next(2) === 0 ? "\r\n\r\n" : ""}`);
+      const utf8 = new TextEncoder().encode(`NATS/1.0\r\n${middle}\r\n\r\n`);
+      for (const candidate of [block, utf8]) {
+        assert.equal(headerBlockProblem(candidate) === undefined, wellFormed(candidate), JSON.stringify(new TextDecoder().decode(candidate)));
+      }
+    }
+  });
 });
 
 describe("a live service under malformed header blocks", () => {

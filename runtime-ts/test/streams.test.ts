@@ -3,7 +3,8 @@
  * well-known types: the three kinds end to end, typed errors at the open
  * and mid-stream, flow control, deadlines, caller cancel, a silent caller,
  * Go-plugin-style peers on both sides, malformed sequence and credit
- * headers, and the reply policy applied to `Reply-To`.
+ * headers, the reply policy applied to `Reply-To`, and interceptors on both
+ * sides (order, headers, refusal at the open, the outcome).
  */
 
 import assert from "node:assert/strict";
@@ -15,9 +16,13 @@ import { createInbox, headers as createHeaders, type Msg, type NatsConnection } 
 
 import {
   Client,
+  type ClientInterceptor,
+  type ClientOptions,
+  ERROR_CODE_HEADER,
   type MessageInitShape,
   NatsMicroError,
   type RequestContext,
+  type ServerInterceptor,
   Service,
   type ServiceHandlers,
   type ServiceOptions,
@@ -58,6 +63,8 @@ interface Observed {
   /** The count handler's signal, once it ran. */
   signal?: AbortSignal;
   finished: boolean;
+  /** Each handler run: its method and the `X-Tenant` header it saw. */
+  handled: string[];
 }
 
 /**
@@ -70,6 +77,7 @@ function handlers(observed: Observed): ServiceHandlers<typeof STREAMS> {
   return {
     async *count(ctx: RequestContext, request) {
       observed.signal = ctx.signal;
+      observed.handled.push(`${ctx.method} tenant=${ctx.header("X-Tenant")}`);
       const n = Number(request.value);
       if (n === 999) {
         throw new NatsMicroError("TOO_MANY", ctx.method, "too many", new TextEncoder().encode("999"));
@@ -90,7 +98,8 @@ function handlers(observed: Observed): ServiceHandlers<typeof STREAMS> {
         observed.finished = true;
       }
     },
-    async sum(_ctx, requests) {
+    async sum(ctx, requests) {
+      observed.handled.push(`${ctx.method} tenant=${ctx.header("X-Tenant")}`);
       let total = 0n;
       for await (const number of requests) {
         if (number.value < 0n) {
@@ -109,14 +118,14 @@ function handlers(observed: Observed): ServiceHandlers<typeof STREAMS> {
   };
 }
 
-async function setup(options: ServiceOptions = {}) {
+async function setup(options: ServiceOptions = {}, clientOptions: ClientOptions = {}) {
   const server = await NatsServer.start();
   const nc = await server.connect();
-  const observed: Observed = { produced: 0, finished: false };
+  const observed: Observed = { produced: 0, finished: false, handled: [] };
   const sink = logSink();
   const service = await Service.start(nc, STREAMS, handlers(observed), { log: sink.log, ...options });
   const caller = await server.connect();
-  const client = new Client(caller, STREAMS, StreamTestError);
+  const client = new Client(caller, STREAMS, StreamTestError, clientOptions);
   return {
     server,
     nc,
@@ -526,6 +535,285 @@ test("a stream open still queued when the service stops gets a CANCELLED end", a
     const stopping = t.service.stop({ drainTimeout: 100 });
     assert.equal((await rejection(queued)).code, "CANCELLED");
     await within(2000, stopping, "the stop");
+  } finally {
+    await t.close();
+  }
+});
+
+/** How an interceptor saw a stream end: `ok`, or the error's code. */
+function outcomeOf(thrown: unknown): string {
+  return thrown instanceof NatsMicroError ? thrown.code : `not a NatsMicroError: ${String(thrown)}`;
+}
+
+/** A server interceptor that logs `<name> open <kind>` and `<name> <outcome>` to `events`. */
+function serverLogger(name: string, events: string[]): ServerInterceptor {
+  return async (ctx, payload, next) => {
+    events.push(`${name} open ${ctx.stream ?? "unary"}`);
+    try {
+      const body = await next(ctx, payload);
+      events.push(`${name} ok`);
+      return body;
+    } catch (err) {
+      events.push(`${name} ${outcomeOf(err)}`);
+      throw err;
+    }
+  };
+}
+
+/** A client interceptor that logs like {@link serverLogger} (with the end's body size) and then runs `before`. */
+function clientLogger(name: string, events: string[], before: (headers: ReturnType<typeof createHeaders>) => void = () => undefined): ClientInterceptor {
+  return async (call, next) => {
+    events.push(`${name} open ${call.stream ?? "unary"}`);
+    before(call.headers);
+    try {
+      const reply = await next(call);
+      events.push(`${name} ok ${reply.payload.length}`);
+      return reply;
+    } catch (err) {
+      events.push(`${name} ${outcomeOf(err)}`);
+      throw err;
+    }
+  };
+}
+
+/** Waits until `events` has `count` entries. */
+function eventsReach(events: string[], count: number): Promise<void> {
+  return within(2000, (async () => { while (events.length < count) await sleep(5); })(), `${count} interceptor events (${events.join(", ")})`);
+}
+
+test("interceptors wrap streams in order on both sides: a client header reaches the handler, both see the outcome", async () => {
+  const events: string[] = [];
+  const addTenant = (headers: ReturnType<typeof createHeaders>) => headers.set("X-Tenant", "acme");
+  const t = await setup(
+    { interceptors: [serverLogger("server-1", events), serverLogger("server-2", events)] },
+    { interceptors: [clientLogger("client-1", events), clientLogger("client-2", events, addTenant)] },
+  );
+  try {
+    // A server stream that ends well: opens outermost first, outcomes innermost first, the server's before the caller's.
+    let trailer: string | undefined;
+    const numbers = await collect(t.client.serverStream(STREAMS.streams.count, { value: 3n }, { onHeaders: (h) => (trailer = h.get("Trailer")) }));
+    assert.deepEqual(numbers.map((n) => n.value), [1n, 2n, 3n]);
+    assert.equal(trailer, "done", "the trailing headers pass the interceptors");
+    assert.deepEqual(events.splice(0), [
+      "client-1 open server",
+      "client-2 open server",
+      "server-1 open server",
+      "server-2 open server",
+      "server-2 ok",
+      "server-1 ok",
+      "client-2 ok 0",
+      "client-1 ok 0",
+    ]);
+    assert.deepEqual(t.observed.handled.splice(0), ["Count tenant=acme"]);
+
+    // A client stream: its result is the end's body.
+    const sum = t.client.clientStream(STREAMS.streams.sum);
+    await sum.send({ value: 2n });
+    await sum.send({ value: 3n });
+    assert.equal((await sum.closeAndReceive()).value, 5n);
+    assert.deepEqual(events.splice(0), [
+      "client-1 open client",
+      "client-2 open client",
+      "server-1 open client",
+      "server-2 open client",
+      "server-2 ok",
+      "server-1 ok",
+      "client-2 ok 2",
+      "client-1 ok 2",
+    ]);
+    assert.deepEqual(t.observed.handled.splice(0), ["Sum tenant=acme"]);
+
+    // A stream that fails mid-way: both sides see its typed error, the caller after the messages sent before it.
+    const received: bigint[] = [];
+    const failed = await rejection(
+      (async () => {
+        for await (const n of t.client.serverStream(STREAMS.streams.count, { value: -5n })) {
+          received.push(n.value);
+        }
+      })(),
+    );
+    assert.ok(failed instanceof StreamTestError);
+    assert.equal(failed.code, "FAILED_PRECONDITION");
+    assert.deepEqual(received, [1n, 2n]);
+    assert.deepEqual(events.splice(0), [
+      "client-1 open server",
+      "client-2 open server",
+      "server-1 open server",
+      "server-2 open server",
+      "server-2 FAILED_PRECONDITION",
+      "server-1 FAILED_PRECONDITION",
+      "client-2 FAILED_PRECONDITION",
+      "client-1 FAILED_PRECONDITION",
+    ]);
+
+    // A caller that breaks out: CANCELLED on both sides (the server's once the cancel arrives).
+    for await (const n of t.client.serverStream(STREAMS.streams.count, { value: 0n })) {
+      if (n.value === 2n) {
+        break;
+      }
+    }
+    await eventsReach(events, 8);
+    assert.deepEqual(events.slice(0, 4), ["client-1 open server", "client-2 open server", "server-1 open server", "server-2 open server"]);
+    assert.deepEqual(events.slice(4).sort(), ["client-1 CANCELLED", "client-2 CANCELLED", "server-1 CANCELLED", "server-2 CANCELLED"]);
+  } finally {
+    await t.close();
+  }
+});
+
+test("a server interceptor refuses a stream open with a typed error: no ack, no handler, the stream ends", async () => {
+  const events: string[] = [];
+  const requireTenant: ServerInterceptor = async (ctx, payload, next) => {
+    if (ctx.header("X-Tenant") === undefined) {
+      throw new NatsMicroError("UNAUTHENTICATED", ctx.method, "no tenant", new TextEncoder().encode("who?"));
+    }
+    return next(ctx, payload);
+  };
+  const t = await setup({ interceptors: [serverLogger("outer", events), requireTenant, serverLogger("inner", events)] }, { interceptors: [clientLogger("client", events)] });
+  try {
+    const refused = await rejection(collect(t.client.serverStream(STREAMS.streams.count, { value: 3n })));
+    assert.ok(refused instanceof StreamTestError);
+    assert.equal(refused.code, "UNAUTHENTICATED");
+    assert.equal(refused.message, "no tenant");
+    assert.equal(new TextDecoder().decode(refused.data), "who?");
+
+    const sum = t.client.clientStream(STREAMS.streams.sum);
+    await sum.send({ value: 1n });
+    assert.equal((await rejection(sum.closeAndReceive())).code, "UNAUTHENTICATED");
+
+    const chat = t.client.bidiStream(STREAMS.streams.chat);
+    assert.equal((await rejection(collect(chat))).code, "UNAUTHENTICATED");
+
+    assert.deepEqual(events, [
+      "client open server",
+      "outer open server",
+      "outer UNAUTHENTICATED",
+      "client UNAUTHENTICATED",
+      "client open client",
+      "outer open client",
+      "outer UNAUTHENTICATED",
+      "client UNAUTHENTICATED",
+      "client open bidi",
+      "outer open bidi",
+      "outer UNAUTHENTICATED",
+      "client UNAUTHENTICATED",
+    ]);
+    assert.deepEqual(t.observed.handled, [], "no handler ran");
+    assert.deepEqual(t.service.stats().endpoints.map((e) => [e.num_requests, e.num_errors]), [[1, 1], [1, 1], [1, 1]]);
+
+    // On the wire: the one answer to the open is an end with the error, and no ack.
+    const { arrivals } = rawOpen(t.caller, "api.streams.count", int64(3n), { credit: "8" });
+    const [end] = await arrivals.wait(1, 1000);
+    await sleep(100);
+    assert.equal(arrivals.messages.length, 1);
+    assert.equal(end?.headers?.get(STREAM_END_HEADER), "true");
+    assert.equal(end?.headers?.get(ERROR_CODE_HEADER), "401");
+    assert.equal(end?.headers?.has(STREAM_INBOX_HEADER), false);
+  } finally {
+    await t.close();
+  }
+});
+
+test("a client interceptor can refuse a stream before it opens, or change its outcome", async () => {
+  const refuse: ClientInterceptor = async (call) => {
+    throw new NatsMicroError("PERMISSION_DENIED", call.method, "not from here");
+  };
+  const t = await setup({}, { interceptors: [refuse] });
+  try {
+    const refused = await rejection(collect(t.client.serverStream(STREAMS.streams.count, { value: 3n })));
+    assert.ok(refused instanceof StreamTestError);
+    assert.equal(refused.code, "PERMISSION_DENIED");
+    const chat = t.client.bidiStream(STREAMS.streams.chat);
+    assert.equal((await rejection(chat.send({ value: "a" }))).code, "PERMISSION_DENIED");
+    assert.deepEqual(t.observed.handled, [], "nothing was opened");
+    assert.equal(t.service.stats().endpoints[0]?.num_requests, 0);
+
+    // An interceptor's verdict on the outcome is what the caller sees at the end.
+    const relabel: ClientInterceptor = async (call, next) => {
+      try {
+        return await next(call);
+      } catch (err) {
+        throw hasCode(err, "FAILED_PRECONDITION") ? new NatsMicroError("ABORTED", call.method, `retry later: ${err.message}`) : err;
+      }
+    };
+    const relabelling = new Client(t.caller, STREAMS, StreamTestError, { interceptors: [relabel] });
+    const received: bigint[] = [];
+    const relabelled = await rejection(
+      (async () => {
+        for await (const n of relabelling.serverStream(STREAMS.streams.count, { value: -5n })) {
+          received.push(n.value);
+        }
+      })(),
+    );
+    assert.deepEqual(received, [1n, 2n]);
+    assert.ok(relabelled instanceof StreamTestError);
+    assert.equal(relabelled.code, "ABORTED");
+    assert.equal(relabelled.message, "retry later: failed after 2");
+
+    // An interceptor that answers without calling next cannot fake a stream.
+    const fake: ClientInterceptor = async () => ({ payload: new Uint8Array(0), headers: createHeaders() });
+    const faking = new Client(t.caller, STREAMS, StreamTestError, { interceptors: [fake] });
+    assert.equal((await rejection(collect(faking.serverStream(STREAMS.streams.count, { value: 1n })))).code, "INTERNAL");
+  } finally {
+    await t.close();
+  }
+});
+
+test("interceptors set a stream's deadline and its trailing headers, and see its deadline pass on both sides", async () => {
+  const events: string[] = [];
+  const stamp: ServerInterceptor = async (ctx, payload, next) => {
+    ctx.setResponseHeader("X-Served-By", "stamp");
+    return next(ctx, payload);
+  };
+  const timeouts: number[] = [];
+  const deadline: ClientInterceptor = async (call, next) => {
+    timeouts.push(call.timeout);
+    // A stream without a deadline has an infinite timeout; this interceptor bounds the endless ones.
+    return next({ ...call, timeout: Math.min(call.timeout, 200) });
+  };
+  const t = await setup({ interceptors: [serverLogger("server", events), stamp] }, { interceptors: [clientLogger("client", events), deadline] });
+  try {
+    let trailer: string | undefined;
+    let seenByInterceptor: string | undefined;
+    const reading = new Client(t.caller, STREAMS, StreamTestError, {
+      interceptors: [
+        async (call, next) => {
+          const reply = await next(call);
+          seenByInterceptor = reply.headers.get("X-Served-By");
+          return reply;
+        },
+      ],
+    });
+    await collect(reading.serverStream(STREAMS.streams.count, { value: 2n }, { onHeaders: (h) => (trailer = h.get("X-Served-By")) }));
+    assert.equal(seenByInterceptor, "stamp", "the client interceptor sees the server interceptor's trailing header");
+    assert.equal(trailer, "stamp");
+    events.splice(0);
+
+    const started = Date.now();
+    const expired = await rejection(collect(t.client.serverStream(STREAMS.streams.count, { value: 0n })));
+    assert.equal(expired.code, "DEADLINE_EXCEEDED");
+    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+    assert.deepEqual(timeouts, [Infinity]);
+    await eventsReach(events, 4);
+    assert.deepEqual(events.slice(0, 2), ["client open server", "server open server"]);
+    assert.deepEqual(events.slice(2).sort(), ["client DEADLINE_EXCEEDED", "server DEADLINE_EXCEEDED"]);
+  } finally {
+    await t.close();
+  }
+});
+
+test("a server interceptor cannot run a stream twice", async () => {
+  const twice: ServerInterceptor = async (ctx, payload, next) => {
+    const first = next(ctx, payload);
+    // The stream ends with the second call's failure; the first call sees that end.
+    first.catch(() => undefined);
+    await next(ctx, payload);
+    return first;
+  };
+  const t = await setup({ interceptors: [twice] });
+  try {
+    const error = await rejection(collect(t.client.serverStream(STREAMS.streams.count, { value: 3n })));
+    assert.equal(error.code, "INTERNAL");
+    assert.deepEqual(t.observed.handled, ["Count tenant=undefined"], "the handler ran once");
   } finally {
     await t.close();
   }
