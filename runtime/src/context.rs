@@ -42,8 +42,8 @@ impl RequestContext {
     }
 
     /// The context of an admitted stream open.
-    pub(crate) fn with_stream(mut self, open: StreamOpen) -> Self {
-        self.stream = Some(Arc::new(open));
+    pub(crate) fn with_stream(mut self, open: Arc<StreamOpen>) -> Self {
+        self.stream = Some(open);
         self
     }
 

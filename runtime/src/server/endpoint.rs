@@ -3,7 +3,7 @@
 //! the reply, and the endpoint's statistics.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -269,6 +269,7 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
     let headers = message.headers.unwrap_or_default();
     let mut ctx =
         RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline);
+    let mut stream = None;
     if let Some(caller) = route.reply_to.clone().filter(|_| route.stream) {
         let caller_window = match ctx.header(STREAM_CREDIT).map(|value| (value, parse_count(value))) {
             None => None,
@@ -279,15 +280,17 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
                 return;
             }
         };
-        let open = StreamOpen {
+        let open = Arc::new(StreamOpen {
             nats: serving.nats.clone(),
             caller,
             ack_to: route.ack_to.clone(),
             caller_window,
             window: endpoint.window,
             settings: endpoint.stream_settings,
-        };
-        ctx = ctx.with_stream(open);
+            acked: AtomicBool::new(false),
+        });
+        ctx = ctx.with_stream(open.clone());
+        stream = Some(open);
     }
     let response_headers = ctx.response_headers_handle();
     let call = AssertUnwindSafe(ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload))
@@ -312,7 +315,12 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
             .unwrap_or_else(|| "a panic with no message".to_owned());
         Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
     });
-    reply(serving, &route, route.reply_to.clone(), result, response_headers.take(), arrival.received).await;
+    // A stream refused before its ack (§9.2) is ended where the ack was awaited.
+    let end_to = match stream {
+        Some(open) if !open.acked.load(Ordering::Relaxed) => route.refusal_to(),
+        _ => route.reply_to.clone(),
+    };
+    reply(serving, &route, end_to, result, response_headers.take(), arrival.received).await;
 }
 
 /// Sends the reply to `reply_to` (a stream's end, per `route`) and records it.

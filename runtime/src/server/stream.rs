@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
@@ -38,6 +39,9 @@ pub(crate) struct StreamOpen {
     /// The endpoint's window for the caller's messages.
     pub(crate) window: u32,
     pub(crate) settings: StreamSettings,
+    /// Set once the ack is out: until then the stream's end (a refusal by
+    /// an interceptor, a failed open) goes where the ack would have gone.
+    pub(crate) acked: AtomicBool,
 }
 
 /// A running stream on the server: the sender towards the caller and,
@@ -79,6 +83,7 @@ impl Session {
             .publish_with_headers(ack_to, headers, Bytes::new())
             .await
             .map_err(|err| Error::unavailable(format!("acknowledging the stream: {err}")))?;
+        open.acked.store(true, Ordering::Relaxed);
         Ok(Session { outbound, reader: Some(reader), inbound_window })
     }
 }

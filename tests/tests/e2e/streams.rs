@@ -340,6 +340,24 @@ async fn interceptors_see_stream_opens_and_outcomes_on_both_sides() {
     let anonymous = StreamServiceClient::new(server.connect().await);
     let err = anonymous.count_up(count(1, 3)).await.expect_err("refused at open");
     assert!(err.is_unauthenticated(), "{err:?}");
+
+    // §9.2: a refused open is ended on its reply subject (where the caller
+    // awaits the ack), not on a different Reply-To.
+    let raw = server.connect().await;
+    let (ack_inbox, stream_inbox) = (raw.new_inbox(), raw.new_inbox());
+    let mut acks = raw.subscribe(ack_inbox.clone()).await.expect("subscribes");
+    let mut stream = raw.subscribe(stream_inbox.clone()).await.expect("subscribes");
+    let mut open = HeaderMap::new();
+    open.insert(REPLY_TO, stream_inbox.as_str());
+    open.insert(STREAM_CREDIT, "8");
+    raw.publish_with_reply_and_headers("streams.v1.count_up", ack_inbox, open, count(1, 3).encode_to_vec().into())
+        .await
+        .expect("opens");
+    let refusal = tokio::time::timeout(Duration::from_secs(2), acks.next()).await.expect("in time").expect("the refusal");
+    let headers = refusal.headers.expect("error headers");
+    assert_eq!(headers.get(STREAM_END).map(|v| v.as_str()), Some("true"));
+    assert_eq!(headers.get(nats_micro_runtime::headers::ERROR_CODE).map(|v| v.as_str()), Some("401"));
+    assert!(tokio::time::timeout(Duration::from_millis(200), stream.next()).await.is_err(), "nothing goes to Reply-To");
     service.stop().await;
 }
 
