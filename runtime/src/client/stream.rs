@@ -9,6 +9,7 @@ use async_nats::status::StatusCode;
 use bytes::Bytes;
 use futures_util::future::Either;
 use futures_util::{Stream, StreamExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::interceptor::{ClientCall, ClientNext, Reply, Terminal};
@@ -20,13 +21,15 @@ use crate::future::first;
 use crate::headers;
 use crate::stream::link::{Event, Outbound, Reader, ReaderPlan, TaskGuard, spawn_reader};
 use crate::stream::wire::{self, Frame, REPLY_TO, STREAM_CREDIT, STREAM_END};
-use crate::stream::{StreamSettings, Streaming};
+use crate::stream::{Ending, Outcome, StreamSettings, Streaming};
 
-/// An acknowledged stream: where to send, and what the server sends.
+/// An acknowledged stream: where to send, what the server sends, and the
+/// client interceptors waiting for its outcome (if there are any).
 struct Opened {
     outbound: Arc<Outbound>,
     reader: Reader,
     deadline: Option<Instant>,
+    interceptors: Option<Outcome>,
 }
 
 impl Client {
@@ -64,26 +67,28 @@ impl Client {
         let (requests, call_headers, timeout) = requests.into_parts();
         let opened = self.open_stream(method, window, call_headers, timeout, Bytes::new(), true).await?;
         let _pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests);
-        let Opened { reader, deadline, .. } = opened;
+        let Opened { reader, deadline, interceptors, .. } = opened;
         let mut events = reader.inbox.events;
-        let result = async {
+        let ending = async {
             loop {
                 match events.recv().await {
-                    Some(Event::End(Ok((body, headers)))) => {
-                        let message = <C as Codec<Resp>>::decode(body).map_err(|err| {
-                            Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}"))
-                        })?;
-                        return Ok(Response::new(message, headers));
-                    }
-                    Some(Event::End(Err(err))) => return Err(err),
+                    Some(Event::End(ending)) => return ending,
                     Some(Event::Data(_)) => continue,
                     None => return Err(Error::unavailable("the stream closed without a result")),
                 }
             }
         };
-        let result = within(deadline, result).await.map_err(|err| err.with_method(method.method));
+        let mut ending = within(deadline, ending).await;
+        if let Some(mut interceptors) = interceptors {
+            interceptors.report(ending, false);
+            ending = interceptors.settle().await;
+        }
         drop(reader.task);
-        result
+        let (body, headers) = ending.map_err(|err| err.with_method(method.method))?;
+        let message = <C as Codec<Resp>>::decode(body).map_err(|err| {
+            Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}")).with_method(method.method)
+        })?;
+        Ok(Response::new(message, headers))
     }
 
     /// Calls a bidirectional RPC: sends `requests` as the server grants
@@ -114,13 +119,17 @@ impl Client {
         pump: Option<TaskGuard>,
     ) -> Streaming<Resp, E> {
         let window = opened.outbound.peer_has_flow_control().then_some(window);
-        let Opened { reader, deadline, .. } = opened;
-        Streaming::new::<C>(reader.inbox, Some(reader.task), window).with_call(deadline, pump)
+        let Opened { reader, deadline, interceptors, .. } = opened;
+        Streaming::new::<C>(reader.inbox, Some(reader.task), window).with_call(deadline, pump, interceptors)
     }
 
     /// Opens a stream through the client's interceptors: they see the open
     /// as a call (headers, timeout, the request of a server-streaming RPC)
-    /// and the ack as its reply, and may change the one or refuse the call.
+    /// and may change it or refuse the call; their `next` settles with the
+    /// stream's outcome (the end's body and trailing headers, or its error;
+    /// `CANCELLED` when the caller drops the stream), and what the chain
+    /// settles with is what the caller sees at the end. The chain runs in a
+    /// task of its own, since the caller streams while it waits.
     async fn open_stream(
         &self,
         method: &MethodSpec,
@@ -140,29 +149,53 @@ impl Client {
         };
         let with_method = |err: Error| err.with_method(method.method);
         if self.interceptors.is_empty() {
-            return self.open_call(call, window, plain_is_result).await.map(|(opened, _)| opened).map_err(with_method);
+            return self.open_call(call, window, plain_is_result).await.map_err(with_method);
         }
-        let slot: Arc<Mutex<Option<Opened>>> = Arc::default();
+        let (opened_tx, opened_rx) = oneshot::channel::<(Opened, oneshot::Sender<Ending>)>();
+        let (settled_tx, settled_rx) = oneshot::channel::<Ending>();
+        let opened_tx = Arc::new(Mutex::new(Some(opened_tx)));
         let open = {
-            let (client, slot) = (self.clone(), slot.clone());
+            let client = self.clone();
             Terminal::Open(Arc::new(move |call| {
-                let (client, slot) = (client.clone(), slot.clone());
+                let (client, opened_tx) = (client.clone(), opened_tx.clone());
                 Box::pin(async move {
-                    let (opened, ack) = client.open_call(call, window, plain_is_result).await?;
-                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(opened);
-                    Ok(ack)
+                    let Some(opened_tx) = opened_tx.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+                        return Err(Error::internal("a client interceptor opened the stream twice"));
+                    };
+                    let opened = client.open_call(call, window, plain_is_result).await?;
+                    let (report_tx, report_rx) = oneshot::channel::<Ending>();
+                    if opened_tx.send((opened, report_tx)).is_err() {
+                        return Err(Error::cancelled("the caller went away while the stream opened"));
+                    }
+                    match report_rx.await {
+                        Ok(Ok((payload, headers))) => Ok(Reply { payload, headers }),
+                        Ok(Err(err)) => Err(err),
+                        Err(_) => Err(Error::cancelled("the caller dropped the stream")),
+                    }
                 })
             }))
         };
-        ClientNext::start(self.interceptors.clone(), open).run(call).await.map_err(with_method)?;
-        let opened = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-        opened
-            .ok_or_else(|| with_method(Error::internal("a client interceptor answered a stream open without opening the stream")))
+        let chain = ClientNext::start(self.interceptors.clone(), open).run(call);
+        tokio::spawn(async move {
+            let settled = chain.await.map(|reply| (reply.payload, reply.headers));
+            let _ = settled_tx.send(settled);
+        });
+        match opened_rx.await {
+            Ok((mut opened, report)) => {
+                opened.interceptors = Some(Outcome::new(report, settled_rx));
+                Ok(opened)
+            }
+            // The chain ended without opening: refused, failed to open, or answered by an interceptor.
+            Err(_) => match settled_rx.await {
+                Ok(Err(err)) => Err(with_method(err)),
+                _ => Err(with_method(Error::internal("a client interceptor answered a stream open without opening the stream"))),
+            },
+        }
     }
 
     /// Sends the open and waits for the ack, or for the first message of a
     /// server that sends no ack (PROTOCOL §9.8).
-    async fn open_call(&self, mut call: ClientCall, window: u32, plain_is_result: bool) -> Result<(Opened, Reply), Error> {
+    async fn open_call(&self, mut call: ClientCall, window: u32, plain_is_result: bool) -> Result<Opened, Error> {
         let settings = self.stream_settings;
         let deadline = call.timeout.map(|timeout| Instant::now() + timeout);
         let inbox = self.nats.new_inbox();
@@ -192,7 +225,6 @@ impl Client {
         if first_message.status == Some(StatusCode::NO_RESPONDERS) {
             return Err(Error::transport(ErrorKind::NoResponders, Code::Unavailable, "no responders on the subject"));
         }
-        let ack = Reply { payload: Bytes::new(), headers: first_message.headers.clone().unwrap_or_default() };
         let (outbound, window, first) = match wire::classify(first_message.clone())? {
             Frame::Ack { inbox, credit } => {
                 (Outbound::new(self.nats.clone(), inbox.into(), credit), credit.map(|_| window), None)
@@ -204,7 +236,7 @@ impl Client {
         let messages = futures_util::stream::iter(first).chain(subscriber);
         let plan = ReaderPlan { window, plain_is_result, settings };
         let reader = spawn_reader(messages, outbound.clone(), plan);
-        Ok((Opened { outbound, reader, deadline }, ack))
+        Ok(Opened { outbound, reader, deadline, interceptors: None })
     }
 
     /// Sets the keepalive and silence limits of this client's streams

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::codec::Codec;
 use crate::error::Error;
@@ -100,7 +100,60 @@ pub struct Streaming<T, E = Error> {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A bidi caller's request pump, stopped with the stream.
     _pump: Option<TaskGuard>,
+    /// A caller's client interceptors, waiting for the stream's outcome.
+    interceptors: Option<Outcome>,
     _error: PhantomData<fn() -> E>,
+}
+
+/// How a stream ended: the peer's end (body and trailing headers) or the
+/// stream's error.
+pub(crate) type Ending = Result<(Bytes, HeaderMap), Error>;
+
+/// Hands a caller's stream ending to its client interceptors (which wait
+/// for it as their call's reply) and takes back what they settle with:
+/// that is what the caller sees. Dropped unreported, the interceptors see
+/// the call cancelled.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    report: Option<oneshot::Sender<Ending>>,
+    settled: oneshot::Receiver<Ending>,
+    /// The ending as reported, in case the interceptors' task is gone.
+    reported: Option<Ending>,
+    /// The ending was found here (deadline, a message that does not
+    /// decode): the peer is still told, on drop.
+    local: bool,
+}
+
+impl Outcome {
+    pub(crate) fn new(report: oneshot::Sender<Ending>, settled: oneshot::Receiver<Ending>) -> Outcome {
+        Outcome { report: Some(report), settled, reported: None, local: false }
+    }
+
+    /// Passes the ending on; then [`Outcome::settle`] waits for the interceptors.
+    pub(crate) fn report(&mut self, ending: Ending, local: bool) {
+        if let Some(report) = self.report.take() {
+            let _ = report.send(ending.clone());
+        }
+        self.reported = Some(ending);
+        self.local = local;
+    }
+
+    fn reported(&self) -> bool {
+        self.reported.is_some()
+    }
+
+    /// What the interceptors settled with (the reported ending if they are gone).
+    fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        Pin::new(&mut self.settled).poll(cx).map(|settled| match settled {
+            Ok(settled) => settled,
+            Err(_) => self.reported.take().unwrap_or_else(|| Err(Error::internal("the stream's interceptors went away"))),
+        })
+    }
+
+    /// Waits for what the interceptors settle with.
+    pub(crate) async fn settle(&mut self) -> Ending {
+        std::future::poll_fn(|cx| self.poll_settled(cx)).await
+    }
 }
 
 impl<T, E> std::fmt::Debug for Streaming<T, E> {
@@ -125,14 +178,21 @@ impl<T, E: From<Error>> Streaming<T, E> {
             finished: false,
             deadline: None,
             _pump: None,
+            interceptors: None,
             _error: PhantomData,
         }
     }
 
     /// A caller's stream: failed at `deadline`, and owning the request pump.
-    pub(crate) fn with_call(mut self, deadline: Option<tokio::time::Instant>, pump: Option<TaskGuard>) -> Self {
+    pub(crate) fn with_call(
+        mut self,
+        deadline: Option<tokio::time::Instant>,
+        pump: Option<TaskGuard>,
+        interceptors: Option<Outcome>,
+    ) -> Self {
         self.deadline = deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         self._pump = pump;
+        self.interceptors = interceptors;
         self
     }
 
@@ -146,10 +206,32 @@ impl<T, E: From<Error>> Streaming<T, E> {
         self.trailers.as_ref()
     }
 
-    /// The peer ended the stream: nothing is left to cancel, and the reader stops.
-    fn finish(&mut self) {
+    /// Ends the stream with `ending`: at once (`Some`), or, when client
+    /// interceptors wait for the outcome, once they settled (`None`: poll
+    /// again). A `local` ending (deadline, undecodable message) leaves the
+    /// reader to tell the peer on drop; the peer's own end stops it.
+    fn end(&mut self, ending: Ending, local: bool) -> Option<Option<Result<T, E>>> {
+        match &mut self.interceptors {
+            Some(interceptors) => {
+                interceptors.report(ending, local);
+                None
+            }
+            None => Some(self.conclude(ending, local)),
+        }
+    }
+
+    fn conclude(&mut self, ending: Ending, local: bool) -> Option<Result<T, E>> {
         self.finished = true;
-        self.task = None;
+        if !local {
+            self.task = None;
+        }
+        match ending {
+            Ok((_, trailers)) => {
+                self.trailers = Some(trailers);
+                None
+            }
+            Err(err) => Some(Err(err.into())),
+        }
     }
 }
 
@@ -158,48 +240,56 @@ impl<T, E: From<Error>> Stream for Streaming<T, E> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            // Finished by the deadline: the peer is told (cancel) as on drop.
-            this.finished = true;
-            let err = Error::transport(crate::ErrorKind::Timeout, crate::Code::DeadlineExceeded, "the stream's deadline passed");
-            return Poll::Ready(Some(Err(err.into())));
-        }
-        match this.inbox.events.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(Some(Err(Error::unavailable("the stream closed without an end").into())))
+        loop {
+            if this.finished {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Event::End(Ok((_, trailers))))) => {
-                this.trailers = Some(trailers);
-                this.finish();
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Event::End(Err(err)))) => {
-                this.finish();
-                Poll::Ready(Some(Err(err.into())))
-            }
-            Poll::Ready(Some(Event::Data(payload))) => {
-                if let Some(window) = this.window {
-                    this.consumed += 1;
-                    if this.consumed >= (window / 2).max(1) {
-                        let _ = this.inbox.commands.send(Command::Grant(this.consumed));
-                        this.consumed = 0;
-                    }
+            if let Some(interceptors) = this.interceptors.as_mut() {
+                // Once the ending is reported, wait for the interceptors; an
+                // interceptor that settles before (a timeout of its own) ends
+                // the stream early, and the peer is told on drop.
+                let settled = match interceptors.poll_settled(cx) {
+                    Poll::Ready(settled) => Some((settled, !interceptors.reported() || interceptors.local)),
+                    Poll::Pending if interceptors.reported() => return Poll::Pending,
+                    Poll::Pending => None,
+                };
+                if let Some((settled, local)) = settled {
+                    this.interceptors = None;
+                    return Poll::Ready(this.conclude(settled, local));
                 }
-                match (this.decode)(payload) {
-                    Ok(message) => Poll::Ready(Some(Ok(message))),
-                    Err(err) => {
+            }
+            if let Some(deadline) = this.deadline.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                // Ended by the deadline: the peer is told (cancel) as on drop.
+                this.deadline = None;
+                let err =
+                    Error::transport(crate::ErrorKind::Timeout, crate::Code::DeadlineExceeded, "the stream's deadline passed");
+                match this.end(Err(err), true) {
+                    Some(item) => return Poll::Ready(item),
+                    None => continue,
+                }
+            }
+            let (ending, local) = match std::task::ready!(this.inbox.events.poll_recv(cx)) {
+                None => (Err(Error::unavailable("the stream closed without an end")), false),
+                Some(Event::End(ending)) => (ending, false),
+                Some(Event::Data(payload)) => {
+                    if let Some(window) = this.window {
+                        this.consumed += 1;
+                        if this.consumed >= (window / 2).max(1) {
+                            let _ = this.inbox.commands.send(Command::Grant(this.consumed));
+                            this.consumed = 0;
+                        }
+                    }
+                    match (this.decode)(payload) {
+                        Ok(message) => return Poll::Ready(Some(Ok(message))),
                         // The stream is over; a caller still tells the server (on drop).
-                        this.finished = true;
-                        Poll::Ready(Some(Err(err.into())))
+                        Err(err) => (Err(err), true),
                     }
                 }
+            };
+            if let Some(item) = this.end(ending, local) {
+                return Poll::Ready(item);
             }
         }
     }

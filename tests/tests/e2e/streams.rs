@@ -493,3 +493,61 @@ where
         then(inbox).await;
     });
 }
+
+/// Client interceptors wrap a stream like a call (PROTOCOL §9.7): `next`
+/// settles with the stream's outcome (trailers, the error, CANCELLED when
+/// the caller drops it), and what the chain settles with is what the caller
+/// sees at the end; refusing before `next` opens nothing.
+#[tokio::test]
+async fn client_interceptors_see_a_streams_outcome_and_may_change_it() {
+    use nats_micro_runtime::interceptor::{ClientCall, ClientNext};
+    use std::sync::{Arc, Mutex};
+    let f = start(StreamSettings::default()).await;
+    let outcomes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = outcomes.clone();
+    let client = nats_micro_runtime::Client::new(f.server.connect().await, "streams.v1").interceptor_fn(
+        move |call: ClientCall, next: ClientNext| {
+            let seen = seen.clone();
+            async move {
+                if call.headers.get("X-Refuse").is_some() {
+                    return Err(nats_micro_runtime::Error::permission_denied("refused here"));
+                }
+                let outcome = next.run(call).await;
+                let summary = match &outcome {
+                    Ok(reply) => format!("ok {}", reply.headers.get("X-Counted").map_or("-", |v| v.as_str())),
+                    Err(err) => format!("{:?}", err.code()),
+                };
+                seen.lock().expect("outcomes").push(summary);
+                // Relabel: a failed precondition reaches the caller as UNAVAILABLE.
+                outcome.map_err(|err| match err.code() {
+                    nats_micro_runtime::Code::FailedPrecondition => nats_micro_runtime::Error::unavailable("relabelled"),
+                    _ => err,
+                })
+            }
+        },
+    );
+    let client = StreamServiceClient::from_client(client);
+    let mut numbers = client.count_up(count(1, 3)).await.expect("opens");
+    assert!(outcomes.lock().expect("outcomes").is_empty(), "the outcome is not known at the open");
+    assert_eq!(collect(numbers).await, [1, 2, 3]);
+    let failing = CountUpRequest { count: 5, fail_after: 1, ..Default::default() };
+    numbers = client.count_up(failing).await.expect("opens");
+    assert!(numbers.message().await.expect("the first").is_some());
+    let err = numbers.message().await.expect_err("fails after one");
+    assert!(err.is_unavailable() && err.message() == "relabelled", "{err:?}");
+    let sum = client.sum(futures_util::stream::iter([Number { value: 2 }, Number { value: 5 }])).await.expect("a sum");
+    assert_eq!(sum.total, 7);
+    let opens = || f.service.stats().endpoints.iter().find(|e| e.name == "count_up").map_or(0, |e| e.num_requests);
+    eventually("both count_up calls counted", || opens() == 2).await;
+    let refused = Request::new(count(1, 1)).with_header("X-Refuse", "yes");
+    let err = client.count_up(refused).await.expect_err("refused");
+    assert!(err.is_permission_denied(), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(opens(), 2, "a refused call opens nothing");
+    let mut long = client.count_up(CountUpRequest { count: 1000, delay_ms: 5, ..Default::default() }).await.expect("opens");
+    long.message().await.expect("a number");
+    drop(long);
+    eventually("the dropped stream's outcome", || outcomes.lock().expect("outcomes").len() == 4).await;
+    assert_eq!(*outcomes.lock().expect("outcomes"), ["ok 3", "FailedPrecondition", "ok -", "Cancelled"]);
+    eventually("the server's handler stopped", || f.streams.observed.stopped_early.load(Ordering::SeqCst) == 1).await;
+}
