@@ -440,7 +440,7 @@ async def test_no_responders_fails_the_open(nc: NatsClient) -> None:
         await client(nc).client_stream("sum", numbers(1), Int)
 
 
-async def test_client_interceptors_see_the_open_and_server_interceptors_the_outcome(nc: NatsClient) -> None:
+async def test_client_and_server_interceptors_see_the_open_and_the_outcome(nc: NatsClient) -> None:
     outcomes: list[str] = []
 
     async def server_side(ctx: rt.RequestContext, payload: bytes, call_next: rt.ServerNext) -> bytes:
@@ -451,13 +451,18 @@ async def test_client_interceptors_see_the_open_and_server_interceptors_the_outc
             raise
 
     seen: list[tuple[str, float]] = []
+    client_outcomes: list[str] = []
 
     async def client_side(call: rt.ClientCall, call_next: rt.ClientNext) -> rt.Reply:
         call.headers["X-Who"] = "tester"
         seen.append((call.subject, call.timeout))
-        ack = await call_next(call)
-        assert rt.INBOX_HEADER in ack.headers
-        return ack
+        try:
+            end = await call_next(call)  # the stream's end, not its ack (§9.7)
+        except rt.NatsMicroError as err:
+            client_outcomes.append(err.code)
+            raise
+        client_outcomes.append(f"ok {end.headers.get('X-Count')} {Int.FromString(end.payload).value}")
+        return end
 
     service = await serve(nc, Probe(), interceptors=[server_side])
     calc = client(nc, interceptors=[client_side])
@@ -466,6 +471,51 @@ async def test_client_interceptors_see_the_open_and_server_interceptors_the_outc
     assert (await calc.client_stream("sum", numbers(1), Int, timeout=3)).message.value == 1
     assert outcomes == ["Sum tester INVALID_ARGUMENT"]
     assert seen == [(SUM, float("inf")), (SUM, 3)]
+    assert client_outcomes == ["INVALID_ARGUMENT", "ok 2 1"]
+    await service.stop(1)
+
+
+async def test_client_interceptors_settle_what_the_caller_sees_at_the_end(nc: NatsClient) -> None:
+    """The chain's result is the caller's: an interceptor relabels an error,
+    sees a caller leave as CANCELLED, and refusing before ``call_next``
+    opens nothing."""
+    probe = Probe()
+    outcomes: list[str] = []
+
+    async def relabel(call: rt.ClientCall, call_next: rt.ClientNext) -> rt.Reply:
+        if call.headers.get("X-Refuse"):
+            raise rt.PermissionDeniedError(call.method, "refused here")
+        try:
+            end = await call_next(call)
+        except rt.NatsMicroError as err:
+            outcomes.append(err.code)
+            if err.code == "FAILED_PRECONDITION":
+                raise rt.UnavailableError(call.method, "relabelled") from err
+            raise
+        outcomes.append("ok")
+        return end
+
+    service = await serve(nc, probe)
+    calc = client(nc, interceptors=[relabel])
+    with pytest.raises(rt.ServiceError) as refused:
+        await calc.client_stream("sum", numbers(1), Int, headers={"X-Refuse": "yes"})
+    assert refused.value.code == "PERMISSION_DENIED"
+    await asyncio.sleep(0.1)
+    assert sum(s.num_requests for s in service.stats()) == 0, "a refused call opens nothing"
+    got = [t.value async for t in await calc.bidi_stream("chat", [Text(value="hi")], Text)]
+    assert got == ["echo: hi", "bye"]
+    with pytest.raises(rt.ServiceError) as failed:
+        async for _ in await calc.bidi_stream("chat", [Text(value="fail")], Text):
+            pass
+    assert (failed.value.code, failed.value.message) == ("UNAVAILABLE", "relabelled")
+    async with await calc.bidi_stream("chat", [Text(value="wait")], Text):
+        pass  # leaves before the end
+    await asyncio.wait_for(probe.cancelled.wait(), 2)
+    for _ in range(100):
+        if len(outcomes) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert outcomes == ["ok", "FAILED_PRECONDITION", "CANCELLED"]
     await service.stop(1)
 
 

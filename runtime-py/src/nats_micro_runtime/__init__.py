@@ -939,15 +939,30 @@ class ResponseStream(Generic[MessageT]):
         return self
 
     async def __anext__(self) -> MessageT:
-        link = self._opened.link
+        opened = self._opened
+        link = opened.link
         try:
-            message = await self._opened.within_deadline(link.receive())
+            message = await opened.within_deadline(link.receive())
+        except Exception as err:
+            if opened.interceptors is None:
+                await self.aclose()
+                raise
+            # The client interceptors settle what the caller sees (they may relabel it).
+            opened.interceptors.report(err)
+            await self.aclose()
+            self.trailers = (await opened.interceptors.settle(err)).headers
+            raise StopAsyncIteration from None
         except BaseException:
             await self.aclose()
             raise
         if message is None:
-            self.trailers = dict(link.end.headers) if link.end is not None else {}
+            end = link.end if link.end is not None else Reply(b"", {})
+            if opened.interceptors is not None:
+                opened.interceptors.report(end)
             await self.aclose()
+            if opened.interceptors is not None:
+                end = await opened.interceptors.settle(end)
+            self.trailers = dict(end.headers)
             raise StopAsyncIteration
         return message
 
@@ -983,6 +998,8 @@ class _OpenedStream(Generic[T]):
         self.deadline = deadline
         self.pump: asyncio.Task[None] | None = None
         """The task sending the caller's requests (client-streaming and bidirectional)."""
+        self.interceptors: _StreamOutcome | None = None
+        """The client interceptors waiting for the stream's outcome, if there are any."""
         self._method = method
         self._errors = errors
         self._closed = False
@@ -1032,6 +1049,43 @@ class _OpenedStream(Generic[T]):
         if not self.link.peer_ended:
             await self.link.cancel()
         await self.link.close()
+        if self.interceptors is not None:  # closed before its end was reported: the caller left
+            self.interceptors.report(self._errors.error(CANCELLED, self._method, "the caller closed the stream", b"", {}))
+
+
+class _StreamOutcome:
+    """A caller's stream ending, handed to its client interceptors (whose
+    ``call_next`` awaits it as the call's reply), and what they settle with:
+    that is what the caller sees (§9.7). An interceptor that settles before
+    the stream ended fails the stream."""
+
+    def __init__(self, reported: asyncio.Future[Reply], chain: asyncio.Task[Reply], opened: _OpenedStream[Any]) -> None:
+        self._reported = reported
+        self._chain = chain
+        chain.add_done_callback(lambda _: self._settled_early(opened))
+
+    def _settled_early(self, opened: _OpenedStream[Any]) -> None:
+        if self._reported.done():
+            return
+        error = None if self._chain.cancelled() else self._chain.exception()
+        if error is None:
+            error = InternalError(opened._method, "a client interceptor settled the stream before it ended")
+        opened.link.fail(error)
+
+    def report(self, ending: Reply | BaseException) -> None:
+        """Passes the stream's end (or its error) to the interceptors, once."""
+        if self._reported.done() or self._chain.done():
+            return
+        if isinstance(ending, Reply):
+            self._reported.set_result(ending)
+        else:
+            self._reported.set_exception(ending)
+            self._reported.exception()  # retrieved: the chain may have stopped waiting for it
+
+    async def settle(self, ending: Reply | BaseException) -> Reply:
+        """Reports ``ending`` and returns (or raises) what the interceptors settle with."""
+        self.report(ending)
+        return await asyncio.shield(self._chain)
 
 
 async def _pump_requests(link: _StreamLink[Any], requests: RequestSource[Message], encode: Callable[[Message], bytes]) -> None:
@@ -1096,8 +1150,8 @@ class Reply:
 ClientNext = Callable[[ClientCall], Awaitable[Reply]]
 """The rest of a client chain: further interceptors, then the NATS request."""
 ClientInterceptor = Callable[[ClientCall, ClientNext], Awaitable[Reply]]
-"""Runs around every call of a client, and around the open of every stream (whose
-reply is the ack): ``async def f(call, call_next) -> Reply``.
+"""Runs around every call of a client, and around every stream (whose reply is
+the stream's end, §9.7): ``async def f(call, call_next) -> Reply``.
 Change ``call`` and ``return await call_next(call)``, or raise a
 :class:`NatsMicroError` to fail the call without sending it."""
 
@@ -1265,10 +1319,17 @@ class Client:
         opened = await self._open_stream(spec, b"", response_type, timeout, headers, window, plain_is_result=True)
         self._start_pump(spec, opened, requests)
         try:
-            while await opened.within_deadline(opened.link.receive()) is not None:
-                pass  # a client-streaming server sends no data messages; its result is the end
-            end = opened.link.end
-            assert end is not None
+            try:
+                while await opened.within_deadline(opened.link.receive()) is not None:
+                    pass  # a client-streaming server sends no data messages; its result is the end
+            except Exception as err:
+                if opened.interceptors is None:
+                    raise
+                end = await opened.interceptors.settle(err)
+            else:
+                end = opened.link.end if opened.link.end is not None else Reply(b"", {})
+                if opened.interceptors is not None:
+                    end = await opened.interceptors.settle(end)
             try:
                 message = decode_message(end.payload, response_type, self._service.json)
             except ValueError as err:
@@ -1314,8 +1375,12 @@ class Client:
         """Opens a stream through the client's interceptors (§9.7): they see
         the open as a call (headers, timeout, the request of a
         server-streaming RPC; ``timeout`` is ``math.inf`` for a stream without
-        a deadline) and the ack as its reply, and may change the one or refuse
-        the call."""
+        a deadline) and may change it or refuse the call; their
+        ``call_next`` returns the stream's end (its body and trailing
+        headers) or raises its error (``CANCELLED`` when the caller leaves),
+        and what the chain settles with is what the caller sees at the end.
+        The chain runs as a task of its own, since the caller streams while
+        it waits."""
         budget = self._stream_timeout(spec, timeout)
         call = ClientCall(
             method=spec.method,
@@ -1324,22 +1389,36 @@ class Client:
             timeout=budget if budget is not None else math.inf,
             payload=payload,
         )
-        opened: list[_OpenedStream[MessageT]] = []
+        if not self._interceptors:
+            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
+            return stream
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[_OpenedStream[MessageT]] = loop.create_future()
+        reported: asyncio.Future[Reply] = loop.create_future()
 
         async def open_call(call: ClientCall) -> Reply:
-            stream, ack = await self._open_call(call, response_type, window, plain_is_result)
-            opened.append(stream)
-            return ack
+            if opened.done():
+                raise InternalError(spec.method, "a client interceptor opened the stream twice")
+            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
+            opened.set_result(stream)
+            return await reported
 
+        chain = loop.create_task(_chain_interceptors(self._interceptors, open_call)(call))
+        # Nobody may wait for the chain (a caller that left): its outcome is still retrieved.
+        chain.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
-            await _chain_interceptors(self._interceptors, open_call)(call)
+            await asyncio.wait((opened, chain), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            for stream in opened:  # an interceptor failed after the stream was opened
-                await stream.close()
+            chain.cancel()
+            if opened.done():
+                await opened.result().close()
             raise
-        if not opened:
-            raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
-        return opened[-1]
+        if opened.done():
+            stream = opened.result()
+            stream.interceptors = _StreamOutcome(reported, chain, stream)
+            return stream
+        chain.result()  # refused, or failed to open: raises
+        raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
 
     async def _open_call(
         self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
