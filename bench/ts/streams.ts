@@ -93,7 +93,7 @@ async function rawRate(url: string, size: number, messages: number, withSeq: boo
 }
 
 const flood: IStreamBenchNats = {
-  async *flood(_ctx, request) {
+  async *flood(request) {
     const payload = new Uint8Array(request.size).fill(0x5a);
     for (let i = 0; i < request.count; i++) {
       yield { payload };

@@ -184,7 +184,7 @@ fn proto_strings_names_and_comments_are_escaped() {
             "export class TypeError extends runtime.NatsMicroError {",
             "export const newTypeHttp2FailError = ",
             // Streaming RPCs are generated (handler, spec, client); deprecation is marked.
-            "  watch(ctx: runtime.RequestContext, request: pb.Outer): AsyncIterable<runtime.MessageInitShape<typeof pb.OuterSchema>>;",
+            "  watch(request: pb.Outer, ctx: runtime.RequestContext): AsyncIterable<runtime.MessageInitShape<typeof pb.OuterSchema>>;",
             "    return this.#client.serverStream(TypeNatsSpec.streams.watch, request, options);",
             "      kind: \"server\",",
             "@deprecated",

@@ -1666,7 +1666,8 @@ export class Service {
           stream: {
             spec: stream,
             interceptors,
-            handler: (handlers as Record<string, unknown>)[key] as (ctx: RequestContext, input: unknown) => unknown,
+            // Called on `handlers`, as a unary handler is, so a class's methods keep their `this`.
+            handler: (input, ctx) => ((handlers as Record<string, unknown>)[key] as StreamServing["handler"]).call(handlers, input, ctx),
             requests: codec(stream.input, spec.json),
             responses: codec(stream.output, spec.json),
             window: Math.max(1, options.streamWindow ?? stream.window ?? DEFAULT_STREAM_WINDOW),
@@ -2019,10 +2020,10 @@ export class Service {
       }
       acked = true;
       if (serving.spec.kind === "client") {
-        const response = await serving.handler.call(undefined, handlerCtx, requests());
+        const response = await serving.handler(requests(), handlerCtx);
         return serving.responses.encode(response as MessageInitShape<DescMessage>);
       }
-      const responses = serving.handler.call(undefined, handlerCtx, serving.spec.kind === "server" ? request : requests()) as AsyncIterable<
+      const responses = serving.handler(serving.spec.kind === "server" ? request : requests(), handlerCtx) as AsyncIterable<
         MessageInitShape<DescMessage>
       >;
       for await (const response of responses) {
@@ -2264,7 +2265,7 @@ interface StreamServing {
   readonly spec: StreamMethodSpec;
   /** The service's interceptors: they wrap each stream as they wrap a unary request. */
   readonly interceptors: readonly ServerInterceptor[];
-  readonly handler: (ctx: RequestContext, input: unknown) => unknown;
+  readonly handler: (input: unknown, ctx: RequestContext) => unknown;
   readonly requests: Codec<DescMessage>;
   readonly responses: Codec<DescMessage>;
   readonly window: number;
@@ -2370,18 +2371,18 @@ export interface StreamTiming {
 
 /** A server-streaming handler: typically an `async function*` yielding the responses. */
 export type ServerStreamHandler<I extends DescMessage, O extends DescMessage> = (
-  ctx: RequestContext,
   request: MessageShape<I>,
+  ctx: RequestContext,
 ) => AsyncIterable<MessageInitShape<O>>;
 /** A client-streaming handler: reads the requests, returns the one response. */
 export type ClientStreamHandler<I extends DescMessage, O extends DescMessage> = (
-  ctx: RequestContext,
   requests: AsyncIterable<MessageShape<I>>,
+  ctx: RequestContext,
 ) => Promise<MessageInitShape<O>>;
 /** A bidirectional handler: reads the requests and yields the responses. */
 export type BidiStreamHandler<I extends DescMessage, O extends DescMessage> = (
-  ctx: RequestContext,
   requests: AsyncIterable<MessageShape<I>>,
+  ctx: RequestContext,
 ) => AsyncIterable<MessageInitShape<O>>;
 
 /** The handler a streaming RPC of the given kind needs. */

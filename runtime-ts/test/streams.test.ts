@@ -75,7 +75,7 @@ interface Observed {
  */
 function handlers(observed: Observed): ServiceHandlers<typeof STREAMS> {
   return {
-    async *count(ctx: RequestContext, request) {
+    async *count(request, ctx: RequestContext) {
       observed.signal = ctx.signal;
       observed.handled.push(`${ctx.method} tenant=${ctx.header("X-Tenant")}`);
       const n = Number(request.value);
@@ -98,7 +98,7 @@ function handlers(observed: Observed): ServiceHandlers<typeof STREAMS> {
         observed.finished = true;
       }
     },
-    async sum(ctx, requests) {
+    async sum(requests, ctx) {
       observed.handled.push(`${ctx.method} tenant=${ctx.header("X-Tenant")}`);
       let total = 0n;
       for await (const number of requests) {
@@ -109,7 +109,7 @@ function handlers(observed: Observed): ServiceHandlers<typeof STREAMS> {
       }
       return { value: total };
     },
-    async *chat(_ctx, requests) {
+    async *chat(requests) {
       for await (const message of requests) {
         yield { value: `echo: ${message.value}` };
       }
@@ -192,6 +192,48 @@ test("the three kinds end to end, with trailing headers and STATS", async () => 
     assert.deepEqual(t.service.info().endpoints.map((e) => e.name), ["count", "sum", "chat"]);
   } finally {
     await t.close();
+  }
+});
+
+test("stream handlers take the request first and ctx second, and run on the handlers object as unary ones do", async () => {
+  const server = await NatsServer.start();
+  const nc = await server.connect();
+  const caller = await server.connect();
+  class Handlers implements ServiceHandlers<typeof STREAMS> {
+    readonly prefix = "seen";
+    async *count(request: { value: bigint }, ctx: RequestContext) {
+      yield { value: request.value };
+      yield { value: BigInt(ctx.method.length) };
+    }
+    async sum(requests: AsyncIterable<{ value: bigint }>, ctx: RequestContext) {
+      let total = 0n;
+      for await (const number of requests) {
+        total += number.value;
+      }
+      return { value: total + BigInt(ctx.method.length) };
+    }
+    async *chat(requests: AsyncIterable<{ value: string }>, ctx: RequestContext) {
+      for await (const message of requests) {
+        yield { value: `${this.prefix} ${message.value} in ${ctx.method}` };
+      }
+    }
+  }
+  const service = await Service.start(nc, STREAMS, new Handlers());
+  try {
+    const client = new Client(caller, STREAMS, StreamTestError);
+    assert.deepEqual((await collect(client.serverStream(STREAMS.streams.count, { value: 7n }))).map((n) => n.value), [7n, 5n]);
+    const sum = client.clientStream(STREAMS.streams.sum);
+    await sum.send({ value: 10n });
+    assert.equal((await sum.closeAndReceive()).value, 13n);
+    const chat = client.bidiStream(STREAMS.streams.chat);
+    await chat.send({ value: "a" });
+    await chat.closeSend();
+    assert.deepEqual((await collect(chat)).map((m) => m.value), ["seen a in Chat"]);
+  } finally {
+    await service.stop({ drainTimeout: 100 });
+    await caller.close();
+    await nc.close();
+    await server.stop();
   }
 });
 

@@ -32,7 +32,7 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 const streams: IStreamServiceNats = {
-  async *countUp(ctx: runtime.RequestContext, request) {
+  async *countUp(request, ctx: runtime.RequestContext) {
     if (request.count > MAX_COUNT) {
       throw newStreamServiceTooManyError(ctx.method, `count ${request.count} is over ${MAX_COUNT}`, new TextEncoder().encode(String(request.count)));
     }
@@ -56,7 +56,7 @@ const streams: IStreamServiceNats = {
     }
   },
   // snippet: ts-stream-server
-  async sum(ctx, requests) {
+  async sum(requests, ctx) {
     let total = 0n;
     let count = 0;
     for await (const number of requests) {
@@ -68,7 +68,7 @@ const streams: IStreamServiceNats = {
     }
     return { total, count };
   },
-  async *chat(_ctx, requests) {
+  async *chat(requests) {
     for await (const message of requests) {
       yield { text: `echo: ${message.text}` };
     }

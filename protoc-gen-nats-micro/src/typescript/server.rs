@@ -53,7 +53,7 @@ impl ServiceWriter<'_> {
                 StreamKind::Client => (format!("requests: AsyncIterable<{input}>"), format!("Promise<{output}>")),
                 StreamKind::Bidirectional => (format!("requests: AsyncIterable<{input}>"), format!("AsyncIterable<{output}>")),
             };
-            self.out.line(format!("  {name}(ctx: {RUNTIME_ALIAS}.RequestContext, {argument}): {result};"));
+            self.out.line(format!("  {name}({argument}, ctx: {RUNTIME_ALIAS}.RequestContext): {result};"));
         }
         self.out.line("}");
         self.out.line("");

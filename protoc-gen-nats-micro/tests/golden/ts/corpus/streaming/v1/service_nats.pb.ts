@@ -93,7 +93,7 @@ export interface IStreamDemoServiceNats {
    * caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing
    * headers. Endpoint `count_up` on subject `api.v1.stream.count_up` (by default).
    */
-  countUp(ctx: runtime.RequestContext, request: pb.CountUpRequest): AsyncIterable<runtime.MessageInitShape<typeof pb.CountUpResponseSchema>>;
+  countUp(request: pb.CountUpRequest, ctx: runtime.RequestContext): AsyncIterable<runtime.MessageInitShape<typeof pb.CountUpResponseSchema>>;
   /**
    * Client-streaming RPC — client sends many requests, server collapses into
    * one response. Example: upload chunks that are aggregated into a summary.
@@ -102,7 +102,7 @@ export interface IStreamDemoServiceNats {
    * gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing headers. Endpoint `sum`
    * on subject `api.v1.stream.sum` (by default).
    */
-  sum(ctx: runtime.RequestContext, requests: AsyncIterable<pb.SumRequest>): Promise<runtime.MessageInitShape<typeof pb.SumResponseSchema>>;
+  sum(requests: AsyncIterable<pb.SumRequest>, ctx: runtime.RequestContext): Promise<runtime.MessageInitShape<typeof pb.SumResponseSchema>>;
   /**
    * Bidirectional-streaming RPC — both sides send streams concurrently.
    * Example: a live chat or echo service.
@@ -111,7 +111,7 @@ export interface IStreamDemoServiceNats {
    * on the deadline, a caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader`
    * sets trailing headers. Endpoint `chat` on subject `api.v1.stream.chat` (by default).
    */
-  chat(ctx: runtime.RequestContext, requests: AsyncIterable<pb.ChatMessage>): AsyncIterable<runtime.MessageInitShape<typeof pb.ChatMessageSchema>>;
+  chat(requests: AsyncIterable<pb.ChatMessage>, ctx: runtime.RequestContext): AsyncIterable<runtime.MessageInitShape<typeof pb.ChatMessageSchema>>;
 }
 
 /**

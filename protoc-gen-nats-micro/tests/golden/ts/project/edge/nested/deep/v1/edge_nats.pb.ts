@@ -116,7 +116,7 @@ export interface ITypeNats {
    * caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing
    * headers. Endpoint `watch` on subject `edge."quoted".type.watch` (by default).
    */
-  watch(ctx: runtime.RequestContext, request: pb.Outer): AsyncIterable<runtime.MessageInitShape<typeof pb.OuterSchema>>;
+  watch(request: pb.Outer, ctx: runtime.RequestContext): AsyncIterable<runtime.MessageInitShape<typeof pb.OuterSchema>>;
 }
 
 /**
