@@ -76,19 +76,9 @@ impl Programs {
     pub async fn measure(&self, language: Language, nats_url: &str, payload: usize, plan: Plan) -> Result<Cell, String> {
         let concurrency = CONCURRENCY.map(|c| c.to_string()).join(",");
         let args = [nats_url, &payload.to_string(), &concurrency, &plan.requests.to_string(), &plan.warmup.to_string()];
-        let mut command = self.script(language, "load", &args);
-        let output = tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("starting the {language:?} load generator: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "the {language:?} load generator failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        parse_cell(&String::from_utf8_lossy(&output.stdout)).map_err(|e| format!("the {language:?} load generator: {e}"))
+        let what = format!("the {language:?} load generator");
+        let stdout = run(self.script(language, "load", &args), &what).await?;
+        parse_cell(&stdout).map_err(|e| format!("{what}: {e}"))
     }
 
     /// Runs the stream contender of `language` for every `(payload bytes,
@@ -101,20 +91,9 @@ impl Programs {
         cells: &[(usize, usize)],
     ) -> Result<Vec<StreamCell>, String> {
         let plan = cells.iter().map(|(size, messages)| format!("{size}:{messages}")).collect::<Vec<_>>().join(",");
-        let mut command = self.script(language, "streams", &[nats_url, &plan]);
-        let output = tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("starting the {language:?} stream contender: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "the {language:?} stream contender failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        parse_stream_cells(&String::from_utf8_lossy(&output.stdout))
-            .map_err(|e| format!("the {language:?} stream contender: {e}"))
+        let what = format!("the {language:?} stream contender");
+        let stdout = run(self.script(language, "streams", &[nats_url, &plan]), &what).await?;
+        parse_stream_cells(&stdout).map_err(|e| format!("{what}: {e}"))
     }
 
     /// `node dist/NAME.js ARGS` or `python bench/python/NAME.py ARGS`.
@@ -128,6 +107,18 @@ impl Programs {
             }
         }
     }
+}
+
+/// Runs `command` (`what` in errors) to its end and returns its stdout.
+async fn run(mut command: Command, what: &str) -> Result<String, String> {
+    let output = tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("starting {what}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{what} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Fails with a pointer to `scripts/setup` unless `command` runs and succeeds.
