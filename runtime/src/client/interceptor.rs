@@ -34,7 +34,11 @@ pub struct Reply {
     pub headers: HeaderMap,
 }
 
-/// Runs around every call of a client.
+/// Runs around every call of a client, and around every stream: there
+/// `next.run(call)` opens the stream and resolves when it ends, with its
+/// end (body and trailing headers) or its error (`CANCELLED` when the
+/// caller drops the stream), and what the interceptor returns is what the
+/// caller sees at the end (PROTOCOL §9.7).
 ///
 /// ```
 /// use nats_micro_runtime::Error;
@@ -76,7 +80,7 @@ where
 }
 
 /// What ends a client chain: the NATS request of a unary call, or the open
-/// of a stream (whose reply is the stream's ack).
+/// of a stream (whose reply is the stream's end: its body and trailing headers).
 #[derive(Clone)]
 pub(crate) enum Terminal {
     Request(async_nats::Client),
