@@ -1015,6 +1015,8 @@ class _OpenedStream(Generic[T]):
 
     async def within_deadline(self, work: Awaitable[U]) -> U:
         """``work``, failed with ``DEADLINE_EXCEEDED`` at the stream's deadline (§9.5)."""
+        if self.deadline is None:  # most streams: no timeout scope per message
+            return await work
         try:
             async with asyncio.timeout_at(self.deadline) as scope:
                 return await work
@@ -2199,32 +2201,36 @@ class _Endpoint:
             responses = endpoint.handler(RequestStream(link), ctx)
         try:
             async for response in responses:
-                if not await self._send_or_throw_back(link, responses, encode_message(response, use_json)):
-                    break
+                try:
+                    await link.send(encode_message(response, use_json))
+                except NatsMicroError as err:
+                    if not await self._throw_back(link, responses, err):
+                        break
         except BaseException as err:
             await _stop_handler_stream(responses, err)
             raise
         return b""
 
-    async def _send_or_throw_back(self, link: _StreamLink[Any], responses: AsyncIterator[Any], payload: bytes) -> bool:
-        """Sends one response; ``False`` once the handler has finished. One
-        over ``max_payload`` is not sent and the stream stays open (§9.3): a
-        generator handler gets the ``RESOURCE_EXHAUSTED`` error thrown in at
-        its ``yield``, so it can catch it and go on (what it yields next is
-        sent, and returning ends the stream); uncaught, or from a plain async
-        iterable, the error ends the stream."""
+    async def _throw_back(self, link: _StreamLink[Any], responses: AsyncIterator[Any], err: NatsMicroError) -> bool:
+        """A response that could not be sent: ``False`` once the handler has
+        finished. One over ``max_payload`` is not sent and the stream stays
+        open (§9.3): a generator handler gets the ``RESOURCE_EXHAUSTED`` error
+        thrown in at its ``yield``, so it can catch it and go on (what it
+        yields next is sent, and returning ends the stream); uncaught, or from
+        a plain async iterable, or any other failure, the error ends the
+        stream."""
         while True:
+            if err.code != RESOURCE_EXHAUSTED or not isinstance(responses, types.AsyncGeneratorType):
+                raise err
             try:
-                await link.send(payload)
+                response = await responses.athrow(err)
+            except StopAsyncIteration:
+                return False
+            try:
+                await link.send(encode_message(response, self._settings.use_json))
                 return True
-            except NatsMicroError as err:
-                if err.code != RESOURCE_EXHAUSTED or not isinstance(responses, types.AsyncGeneratorType):
-                    raise
-                try:
-                    response = await responses.athrow(err)
-                except StopAsyncIteration:
-                    return False
-                payload = encode_message(response, self._settings.use_json)
+            except NatsMicroError as failed:
+                err = failed
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
         """An exception without a code: INTERNAL, its text logged and withheld."""
