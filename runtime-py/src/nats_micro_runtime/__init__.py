@@ -1637,6 +1637,7 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
         return encode_message(response, use_json)
 
 
+@dataclass(frozen=True)
 class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
     """A server-streaming handler with its request type (PROTOCOL §9): the
     handler is typically an async generator yielding the responses."""
@@ -1644,13 +1645,11 @@ class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
     kind: ClassVar[str] = "server"
     """The endpoint's ``nats_micro.stream`` kind in INFO."""
 
-    def __init__(
-        self, handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]], request_type: type[RequestT]
-    ) -> None:
-        self.handler = handler
-        self.request_type = request_type
+    handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]]
+    request_type: type[RequestT]
 
 
+@dataclass(frozen=True)
 class ClientStreamEndpoint(Generic[RequestT, ResponseT]):
     """A client-streaming handler with its request type (PROTOCOL §9): the
     handler reads the caller's messages (``async for request in requests``)
@@ -1659,15 +1658,11 @@ class ClientStreamEndpoint(Generic[RequestT, ResponseT]):
     kind: ClassVar[str] = "client"
     """The endpoint's ``nats_micro.stream`` kind in INFO."""
 
-    def __init__(
-        self,
-        handler: Callable[[AsyncIterator[RequestT], RequestContext], Awaitable[ResponseT]],
-        request_type: type[RequestT],
-    ) -> None:
-        self.handler = handler
-        self.request_type = request_type
+    handler: Callable[[AsyncIterator[RequestT], RequestContext], Awaitable[ResponseT]]
+    request_type: type[RequestT]
 
 
+@dataclass(frozen=True)
 class BidiStreamEndpoint(Generic[RequestT, ResponseT]):
     """A bidirectional handler with its request type (PROTOCOL §9): the
     handler reads the caller's messages and produces the responses, typically
@@ -1676,13 +1671,8 @@ class BidiStreamEndpoint(Generic[RequestT, ResponseT]):
     kind: ClassVar[str] = "bidirectional"
     """The endpoint's ``nats_micro.stream`` kind in INFO."""
 
-    def __init__(
-        self,
-        handler: Callable[[AsyncIterator[RequestT], RequestContext], AsyncIterator[ResponseT]],
-        request_type: type[RequestT],
-    ) -> None:
-        self.handler = handler
-        self.request_type = request_type
+    handler: Callable[[AsyncIterator[RequestT], RequestContext], AsyncIterator[ResponseT]]
+    request_type: type[RequestT]
 
 
 StreamEndpoint = ServerStreamEndpoint[Any, Any] | ClientStreamEndpoint[Any, Any] | BidiStreamEndpoint[Any, Any]
