@@ -78,9 +78,9 @@ fn one_file_per_proto_file_importing_the_runtime_package_and_checking_its_versio
     assert!(none.is_empty(), "{:?}", none.keys());
 }
 
-/// The array literal `export const NAME ... = [ ... ];` of the runtime's source, as strings.
+/// The array literal `export const NAME ... = [ ... ];` of the runtime's codes module, as strings.
 fn runtime_string_array(name: &str) -> Vec<String> {
-    let source = std::fs::read_to_string(repo_root().join("runtime-ts/src/index.ts")).expect("runtime-ts/src/index.ts");
+    let source = std::fs::read_to_string(repo_root().join("runtime-ts/src/codes.ts")).expect("runtime-ts/src/codes.ts");
     let start = source.find(&format!("export const {name}")).unwrap_or_else(|| panic!("{name} in the runtime"));
     let body = &source[start..];
     let body = &body[body.find("= [").expect("an array literal") + 3..];

@@ -15,7 +15,7 @@
 // from the repository root (prints BROKEN with nats-core 3.3.0).
 // nats-micro-runtime contains this: it validates the raw header block itself
 // before touching `Msg.headers` and never lets an exception leave its
-// callbacks (see `headerBlockProblem` in runtime-ts/src/index.ts). This
+// callbacks (see `headerBlockProblem` in runtime-ts/src/headers.ts). This
 // script uses plain nats.js and a TCP socket only.
 
 import { connect as tcpConnect } from "node:net";

@@ -1,0 +1,212 @@
+/** The client: the untyped client under every generated client, its options, and the streams its calls return. */
+
+import type { MsgHdrs, NatsConnection } from "@nats-io/nats-core";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { copyHeaders, type HeadersInit, toHeaders } from "./headers.js";
+import { describe, type ErrorClass, ErrorKind, isNatsMicroError, type NatsMicroError, type NatsMicroErrorOptions } from "./errors.js";
+import { codec } from "./codec.js";
+import { type EndpointInfo, endpointMetadata, endpointSpecs, type MethodSpec, type ServiceSpec, type StreamMethodSpec } from "./spec.js";
+import { chain, type ClientCall, type ClientInterceptor, type ClientNext, type ClientReply } from "./interceptors.js";
+import { send } from "./request.js";
+import { DEFAULT_STREAM_WINDOW, type StreamTiming } from "./stream-wire.js";
+import { CallerStream } from "./client-stream.js";
+
+/** Used when neither the call, the client nor the proto sets a timeout. */
+export const DEFAULT_TIMEOUT = 10_000;
+
+/** Per-call settings of a generated client method. */
+export interface CallOptions {
+  /** Timeout in milliseconds for this call; wins over every other timeout. */
+  timeout?: number;
+  /** Headers to send with this call (over the client's). */
+  headers?: HeadersInit;
+  /** Receives the reply's headers when the call succeeds. */
+  onHeaders?: (headers: MsgHdrs) => void;
+}
+
+/** Client-wide settings. */
+export interface ClientOptions {
+  /** Sends to another subject prefix than the proto's. */
+  subjectPrefix?: string;
+  /** Timeout in milliseconds for every call, over the proto's. */
+  timeout?: number;
+  /** Headers sent with every call. */
+  headers?: HeadersInit;
+  /** Run around every call, the first outermost. */
+  interceptors?: readonly ClientInterceptor[];
+  /** Keepalive and peer-gone intervals of streams (milliseconds). */
+  streamTiming?: StreamTiming;
+}
+
+/** The untyped client under every generated client. */
+export class Client<E extends NatsMicroError> {
+  readonly #nc: NatsConnection;
+  readonly #spec: ServiceSpec;
+  readonly #errorClass: ErrorClass<E>;
+  readonly #options: ClientOptions;
+  readonly #interceptors: readonly ClientInterceptor[];
+  readonly #send: ClientNext;
+
+  constructor(nc: NatsConnection, spec: ServiceSpec, errorClass: ErrorClass<E>, options: ClientOptions = {}) {
+    this.#nc = nc;
+    this.#spec = spec;
+    this.#errorClass = errorClass;
+    this.#options = options;
+    this.#interceptors = options.interceptors ?? [];
+    this.#send = chain(this.#interceptors, (call) => send(this.#nc, call));
+  }
+
+  /** The subject prefix in use. */
+  get subjectPrefix(): string {
+    return this.#options.subjectPrefix ?? this.#spec.subjectPrefix;
+  }
+
+  /** Endpoint names and the subjects this client sends to, in proto order. */
+  endpoints(): EndpointInfo[] {
+    return endpointSpecs(this.#spec).map((m) => ({
+      name: m.endpoint,
+      subject: `${this.subjectPrefix}.${m.endpoint}`,
+      metadata: endpointMetadata(m),
+    }));
+  }
+
+  /**
+   * The timeout of a call to `method` that sets none: the client's, else the
+   * endpoint's proto timeout, else the service's, else {@link DEFAULT_TIMEOUT}.
+   */
+  effectiveTimeout(method: MethodSpec): number {
+    return this.#options.timeout ?? method.timeout ?? DEFAULT_TIMEOUT;
+  }
+
+  /** Sends one unary request. Every failure rejects with the service's error class. */
+  async unary<I extends DescMessage, O extends DescMessage>(
+    method: MethodSpec<I, O>,
+    request: MessageInitShape<I>,
+    options: CallOptions = {},
+  ): Promise<MessageShape<O>> {
+    const fail = (code: string, kind: ErrorKind, message: string, cause: unknown, headers?: MsgHdrs): E =>
+      new this.#errorClass(code, method.method, message, undefined, { kind, cause, ...(headers && { headers }) });
+    let payload: Uint8Array;
+    try {
+      payload = codec(method.input, this.#spec.json).encode(request);
+    } catch (err) {
+      throw fail("INTERNAL", ErrorKind.Encode, `encoding the request: ${describe(err)}`, err);
+    }
+    const headers = copyHeaders(toHeaders(this.#options.headers), options.headers, true);
+    const call: ClientCall = {
+      method: method.method,
+      subject: `${this.subjectPrefix}.${method.endpoint}`,
+      headers,
+      timeout: options.timeout ?? this.effectiveTimeout(method),
+      payload,
+    };
+    let reply: ClientReply;
+    try {
+      reply = await this.#send(call);
+    } catch (err) {
+      throw this.#typed(err, method.method);
+    }
+    let response: MessageShape<O>;
+    try {
+      response = codec(method.output, this.#spec.json).decode(reply.payload);
+    } catch (err) {
+      throw fail("INTERNAL", ErrorKind.Decode, `decoding the reply: ${describe(err)}`, err, reply.headers);
+    }
+    options.onHeaders?.(reply.headers);
+    return response;
+  }
+
+  /** Opens a server-streaming call: iterate the responses; breaking out cancels the stream. */
+  serverStream<I extends DescMessage, O extends DescMessage>(
+    method: StreamMethodSpec<I, O, "server">,
+    request: MessageInitShape<I>,
+    options: StreamCallOptions = {},
+  ): ResponseStream<O> {
+    let body: Uint8Array;
+    try {
+      body = codec(method.input, this.#spec.json).encode(request);
+    } catch (err) {
+      throw new this.#errorClass("INTERNAL", method.method, `encoding the request: ${describe(err)}`, undefined, { kind: ErrorKind.Encode, cause: err });
+    }
+    return this.#openStream(method, body, options) as unknown as ResponseStream<O>;
+  }
+
+  /** Opens a client-streaming call: send the requests, then `closeAndReceive()` the response. */
+  clientStream<I extends DescMessage, O extends DescMessage>(method: StreamMethodSpec<I, O, "client">, options: StreamCallOptions = {}): RequestStream<I, O> {
+    return this.#openStream(method, new Uint8Array(0), options) as unknown as RequestStream<I, O>;
+  }
+
+  /** Opens a bidirectional call: send requests and iterate responses at once. */
+  bidiStream<I extends DescMessage, O extends DescMessage>(method: StreamMethodSpec<I, O, "bidi">, options: StreamCallOptions = {}): BidiStream<I, O> {
+    return this.#openStream(method, new Uint8Array(0), options) as unknown as BidiStream<I, O>;
+  }
+
+  /** Opens a stream through the client's interceptors (the same chain as unary calls, ended by the open). */
+  #openStream(method: StreamMethodSpec, body: Uint8Array, options: StreamCallOptions): CallerStream {
+    const call: ClientCall = {
+      method: method.method,
+      subject: `${this.subjectPrefix}.${method.endpoint}`,
+      headers: copyHeaders(toHeaders(this.#options.headers), options.headers, true),
+      // A stream has a deadline only when the call, the client or the proto sets one.
+      timeout: options.timeout ?? this.#options.timeout ?? method.timeout ?? Infinity,
+      payload: body,
+      stream: method.kind,
+    };
+    const stream = new CallerStream({
+      nc: this.#nc,
+      method,
+      window: Math.max(1, options.window ?? method.window ?? DEFAULT_STREAM_WINDOW),
+      timing: { ...this.#options.streamTiming, ...options.timing },
+      signal: options.signal,
+      onHeaders: options.onHeaders,
+      requests: codec(method.input, this.#spec.json),
+      responses: codec(method.output, this.#spec.json),
+      typed: (error) => this.#typed(error, method.method),
+    });
+    stream.start(chain(this.#interceptors, (opening) => stream.open(opening)), call);
+    return stream;
+  }
+
+  /** A runtime error as the service's error class, with the method filled in. */
+  #typed(err: unknown, method: string): unknown {
+    if (!isNatsMicroError(err) || (err instanceof this.#errorClass && err.method !== "")) {
+      return err;
+    }
+    const options: NatsMicroErrorOptions = { kind: err.kind as ErrorKind, cause: err.cause ?? err, ...(err.headers && { headers: err.headers }) };
+    return new this.#errorClass(err.code, err.method || method, err.message, err.data, options);
+  }
+}
+
+/** Per-call settings of a streaming client method. */
+export interface StreamCallOptions extends CallOptions {
+  /** Aborting it cancels the stream (PROTOCOL §9.5). */
+  signal?: AbortSignal;
+  /** The flow-control window offered for the server's messages, over the proto's. */
+  window?: number;
+  /** Keepalive and peer-gone intervals (milliseconds), over the client's. */
+  timing?: StreamTiming;
+}
+
+/** The responses of a server-streaming call; breaking out of `for await` cancels it. */
+export interface ResponseStream<O extends DescMessage> extends AsyncIterable<MessageShape<O>> {
+  /** Abandons the stream: the server's handler is cancelled. */
+  cancel(): void;
+}
+
+/** The request side of a client-streaming call. */
+export interface RequestStream<I extends DescMessage, O extends DescMessage> {
+  /** Sends one request once the server's credit allows it. */
+  send(request: MessageInitShape<I>): Promise<void>;
+  /** Ends the requests and waits for the response. */
+  closeAndReceive(): Promise<MessageShape<O>>;
+  /** Abandons the stream. */
+  cancel(): void;
+}
+
+/** Both sides of a bidirectional call: iterate the responses, send the requests. */
+export interface BidiStream<I extends DescMessage, O extends DescMessage> extends ResponseStream<O> {
+  /** Sends one request once the server's credit allows it. */
+  send(request: MessageInitShape<I>): Promise<void>;
+  /** Ends the requests; responses keep coming until the server ends. */
+  closeSend(): Promise<void>;
+}

@@ -1,0 +1,97 @@
+/** What a handler and the server interceptors know about a request: the request context. */
+
+import { headers as createHeaders } from "@nats-io/nats-core";
+import type { MsgHdrs } from "@nats-io/nats-core";
+import type { StreamKind } from "./spec.js";
+
+/** Aborts a context's signal: its deadline passed. Set by {@link RequestContext}. */
+export let expire: (ctx: RequestContext) => void;
+/** A context's reply headers, or `undefined` when none were ever asked for. Set by {@link RequestContext}. */
+export let replyHeaders: (ctx: RequestContext) => MsgHdrs | undefined;
+
+/**
+ * What a handler and the server interceptors know about the request:
+ * method, subject, headers, deadline, and the headers to send back (on
+ * success and on error).
+ *
+ * The abort signal and the reply headers are made on first use, so a
+ * request that needs neither costs neither.
+ */
+export class RequestContext {
+  /** Proto method name (`CreateOrder`). */
+  readonly method: string;
+  /** ADR-32 endpoint name (`create_order`). */
+  readonly endpoint: string;
+  /** The subject the request arrived on. */
+  readonly subject: string;
+  /** The request headers; interceptors may change them. */
+  readonly headers: MsgHdrs;
+  /** When the caller stops waiting (milliseconds since the epoch), if known. */
+  readonly deadline: number | undefined;
+  /** The kind of stream this request opens; `undefined` for a unary request. */
+  readonly stream: StreamKind | undefined;
+  #signal: AbortSignal | undefined;
+  #controller: AbortController | undefined;
+  #expired = false;
+  #responseHeaders: MsgHdrs | undefined;
+
+  static {
+    expire = (ctx) => {
+      ctx.#expired = true;
+      ctx.#controller?.abort();
+    };
+    replyHeaders = (ctx) => ctx.#responseHeaders;
+  }
+
+  constructor(init: { method: string; endpoint: string; subject: string; headers?: MsgHdrs; deadline?: number; signal?: AbortSignal; stream?: StreamKind }) {
+    this.method = init.method;
+    this.endpoint = init.endpoint;
+    this.subject = init.subject;
+    this.headers = init.headers ?? createHeaders();
+    this.deadline = init.deadline;
+    this.stream = init.stream;
+    this.#signal = init.signal;
+  }
+
+  /**
+   * Aborted when the deadline passes (the reply is then DEADLINE_EXCEEDED)
+   * and, for a stream, when it ends otherwise: a caller cancel, a gone
+   * caller, a protocol error or the service's stop.
+   */
+  get signal(): AbortSignal {
+    if (this.#signal === undefined) {
+      this.#controller = new AbortController();
+      if (this.#expired) {
+        this.#controller.abort();
+      }
+      this.#signal = this.#controller.signal;
+    }
+    return this.#signal;
+  }
+
+  /** A request header's first value. */
+  header(name: string): string | undefined {
+    return this.headers.has(name) ? this.headers.get(name) : undefined;
+  }
+
+  /** Milliseconds left until the deadline (zero once passed), if there is one. */
+  remaining(): number | undefined {
+    return this.deadline === undefined ? undefined : Math.max(0, this.deadline - Date.now());
+  }
+
+  /** Sets a header on the reply (replacing earlier values). */
+  setResponseHeader(name: string, value: string): void {
+    this.responseHeaders.set(name, value);
+  }
+
+  /** Adds a value to a reply header. */
+  appendResponseHeader(name: string, value: string): void {
+    this.responseHeaders.append(name, value);
+  }
+
+  /** The headers set for the reply so far. */
+  get responseHeaders(): MsgHdrs {
+    this.#responseHeaders ??= createHeaders();
+    return this.#responseHeaders;
+  }
+}

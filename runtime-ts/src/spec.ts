@@ -1,0 +1,96 @@
+/** What the generator knows about a service: its RPCs, unary and streaming, and their endpoints. */
+
+import type { DescMessage } from "@bufbuild/protobuf";
+
+/** One unary RPC, as the proto declares it. */
+export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage> {
+  /** Proto method name (`CreateOrder`). */
+  readonly method: string;
+  /** ADR-32 endpoint name and last subject token (`create_order`). */
+  readonly endpoint: string;
+  /** Request message. */
+  readonly input: I;
+  /** Response message. */
+  readonly output: O;
+  /** Timeout in milliseconds from the proto: the endpoint's, else the service's. */
+  readonly timeout?: number;
+  /** ADR-32 endpoint metadata. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Subscribe this endpoint without a queue group. */
+  readonly queueGroupDisabled: boolean;
+  /** Position among the service's RPCs, unary and streaming, in proto order (the order of INFO). */
+  readonly position?: number;
+  /** Requests that may wait for a free handler slot before new ones are refused with RESOURCE_EXHAUSTED. */
+  readonly pendingMsgLimit?: number;
+  /** Bytes of requests that may wait likewise. */
+  readonly pendingBytesLimit?: number;
+}
+
+/** A service, as the proto declares it. Every value can be overridden at run time. */
+export interface ServiceSpec {
+  /** Full proto name (`order.v1.OrderService`). */
+  readonly protoName: string;
+  /** ADR-32 service name. */
+  readonly name: string;
+  /** ADR-32 version (SemVer). */
+  readonly version: string;
+  /** ADR-32 description. */
+  readonly description: string;
+  /** First tokens of every endpoint subject. */
+  readonly subjectPrefix: string;
+  /** ADR-32 service metadata. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Service-wide timeout in milliseconds. */
+  readonly timeout?: number;
+  /** Messages travel in the proto3 JSON mapping. */
+  readonly json: boolean;
+  /** Subscribe without a queue group. */
+  readonly queueGroupDisabled: boolean;
+  /** The unary RPCs by their TypeScript method name, in proto order. */
+  readonly methods: Readonly<Record<string, MethodSpec>>;
+  /** The streaming RPCs by their TypeScript method name, in proto order. */
+  readonly streams?: Readonly<Record<string, StreamMethodSpec>>;
+}
+
+/** An endpoint: name, subject, queue group (absent when disabled) and metadata. */
+export interface EndpointInfo {
+  name: string;
+  subject: string;
+  queue_group?: string;
+  metadata: Record<string, string>;
+}
+
+/** Which sides stream: the server's responses, the caller's requests, or both. */
+export type StreamKind = "server" | "client" | "bidi";
+
+/** One streaming RPC, as the proto declares it. */
+export interface StreamMethodSpec<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage, K extends StreamKind = StreamKind>
+  extends MethodSpec<I, O> {
+  readonly kind: K;
+  /** The flow-control window from `(natsmicro.stream)` max_inflight. */
+  readonly window?: number;
+}
+
+/** The endpoint metadata key that marks a streaming endpoint in ADR-32 INFO (PROTOCOL §9). */
+export const STREAM_METADATA_KEY = "nats_micro.stream";
+
+/** Every RPC of a service, unary and streaming, in proto order. */
+export function endpointSpecs(spec: ServiceSpec): MethodSpec[] {
+  return serviceRpcs(spec).map(([, method]) => method);
+}
+
+/** Every RPC of a service in proto order: its key in the spec, its spec, and the same spec again when it streams. */
+export function serviceRpcs(spec: ServiceSpec): (readonly [string, MethodSpec, StreamMethodSpec | undefined])[] {
+  const unary = Object.entries(spec.methods).map(([key, method]) => [key, method, undefined] as const);
+  const streams = Object.entries(spec.streams ?? {}).map(([key, method]) => [key, method, method] as const);
+  return [...unary, ...streams].sort(([, a], [, b]) => (a.position ?? 0) - (b.position ?? 0));
+}
+
+/** An endpoint's INFO metadata: the proto's, and a stream's kind under {@link STREAM_METADATA_KEY}. */
+export function endpointMetadata(method: MethodSpec | StreamMethodSpec): Record<string, string> {
+  const kind = "kind" in method ? method.kind : undefined;
+  if (kind === undefined) {
+    return { ...method.metadata };
+  }
+  return { ...method.metadata, [STREAM_METADATA_KEY]: kind === "bidi" ? "bidirectional" : kind };
+}

@@ -1,0 +1,425 @@
+/** Streams (PROTOCOL §9): one side of a stream's link, both directions of it over NATS. */
+
+import { headers as createHeaders } from "@nats-io/nats-core";
+import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/nats-core";
+import { protocolHeader, readHeaders } from "./headers.js";
+import { describe, ErrorKind, NatsMicroError } from "./errors.js";
+import { now } from "./clock.js";
+import { headersSize } from "./request.js";
+import {
+  isStreamEnd,
+  parseStreamCount,
+  SEQ_HEADER_BYTES,
+  seqHeader,
+  STREAM_CANCEL_HEADER,
+  STREAM_CREDIT_HEADER,
+  STREAM_END_HEADER,
+  STREAM_SEQ_HEADER,
+  type StreamMessage,
+} from "./stream-wire.js";
+
+/** Unsent data bytes at which a stream hands its messages to NATS without waiting for the end of the turn. */
+const SEND_BATCH_BYTES = 64 * 1024;
+
+/**
+ * Runs `task` once the microtasks queued so far, and those they queue, have
+ * run: `setImmediate` where there is one (Node), else a zero timeout.
+ */
+const afterMicrotasks: (task: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (task: () => void) => unknown }).setImmediate;
+  return immediate === undefined ? (task: () => void) => void setTimeout(task, 0) : (task: () => void) => void immediate(task);
+})();
+
+interface StreamLinkOptions {
+  readonly nc: NatsConnection;
+  readonly method: string;
+  /** The peer's end arrived (it may be read later). */
+  readonly onEnd?: (end: StreamMessage) => void;
+  /** The window this side offers for the peer's data (granted again as it is consumed). */
+  readonly window: number;
+  /** Whether the peer was told the window, so that data beyond it is a protocol error. */
+  readonly windowAnnounced: boolean;
+  readonly keepaliveInterval: number;
+  readonly peerTimeout: number;
+  /** The link failed on its own (protocol error, peer gone, caller cancel); it is closed already. */
+  readonly onFailure: (error: NatsMicroError, cause: "protocol" | "gone" | "cancel") => void;
+}
+
+/**
+ * Both directions of one side of a stream: sends data in sequence within
+ * the peer's credit, with keepalives; receives data in checked sequence
+ * within the window it offered, granting credit as it is consumed; watches
+ * for a silent peer. Knows nothing of codecs, handlers or which side it is.
+ */
+export class StreamLink {
+  readonly #o: StreamLinkOptions;
+  /** Where this side publishes: the peer's inbox (none yet, or none at all for a peer without one). */
+  #target: string | undefined;
+  /** Data messages the peer still accepts; `undefined` when the peer has no flow control. */
+  #credit: number | undefined;
+  #sentSeq = 0;
+  #creditWaiters: (() => void)[] = [];
+  /** Data messages sent but not yet handed to NATS, and their bytes (see {@link send}). */
+  #unsent: { body: Uint8Array; headers: MsgHdrs }[] = [];
+  #unsentBytes = 0;
+  #flushScheduled = false;
+  #keepalive: ReturnType<typeof setTimeout> | undefined;
+  /** When this side last published ({@link now}); the keepalive timer is re-armed from it only when it fires. */
+  #lastSent = 0;
+  #peerWatch: ReturnType<typeof setTimeout> | undefined;
+  /** When the peer was last heard from ({@link now}); the peer watch is re-armed from it only when it fires. */
+  #lastHeard = 0;
+  #expectedSeq = 1;
+  /** Data messages the peer may still send within the credit granted. */
+  #granted: number;
+  #consumedSinceGrant = 0;
+  readonly #queue: StreamMessage[] = [];
+  #end: StreamMessage | undefined;
+  #readers: (() => void)[] = [];
+  /** Why the link is closed; set once. */
+  #closed: NatsMicroError | undefined;
+  /** No more keepalives or peer watch (see {@link quiet}). */
+  #quiet = false;
+
+  constructor(options: StreamLinkOptions) {
+    this.#o = options;
+    this.#granted = options.window;
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** Starts sending to the peer's inbox with its announced credit (`undefined`: no flow control, no keepalives). */
+  connect(target: string | undefined, credit: number | undefined): void {
+    this.#target = target;
+    this.#credit = credit;
+    if (credit !== undefined) {
+      this.#lastSent = this.#lastHeard = now();
+      this.#armKeepalive();
+      this.#watchPeer();
+    }
+  }
+
+  /** Publishes one message to the peer (no credit needed), after the data messages sent before it. */
+  publish(body: Uint8Array, headers: MsgHdrs): void {
+    this.#flush();
+    if (this.#target === undefined || this.#closed !== undefined) {
+      return;
+    }
+    this.#o.nc.publish(this.#target, body, { headers });
+    this.#lastSent = now();
+  }
+
+  /**
+   * Sends a data message once the peer's credit allows; rejects once the
+   * link is closed or when the message cannot fit in max_payload.
+   *
+   * The message is handed to NATS with the others sent in the same turn of
+   * the event loop (or once they reach {@link SEND_BATCH_BYTES}): the
+   * client library writes to the socket as soon as the microtasks that
+   * queued a message have run, and a handler's `for await` loop takes
+   * several microtasks per message, so messages published one by one each
+   * cost a socket write.
+   */
+  async send(body: Uint8Array): Promise<void> {
+    while (this.#closed === undefined && this.#credit !== undefined && this.#credit <= 0) {
+      await new Promise<void>((resolve) => this.#creditWaiters.push(resolve));
+    }
+    if (this.#closed !== undefined) {
+      throw this.#closed;
+    }
+    const maxPayload = this.#o.nc.info?.max_payload;
+    // The header block (`Nats-Stream-Seq` with at most 10 digits) takes at most SEQ_HEADER_BYTES.
+    if (maxPayload !== undefined && body.length + SEQ_HEADER_BYTES > maxPayload) {
+      const size = body.length + headersSize(seqHeader(this.#sentSeq + 1), true);
+      if (size > maxPayload) {
+        const message = `the message (${body.length} bytes) exceeds max_payload (${maxPayload} bytes)`;
+        throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
+      }
+    }
+    this.#sentSeq += 1;
+    if (this.#credit !== undefined) {
+      this.#credit -= 1;
+    }
+    if (this.#target === undefined) {
+      return;
+    }
+    this.#unsent.push({ body, headers: seqHeader(this.#sentSeq) });
+    this.#unsentBytes += body.length;
+    if (this.#unsentBytes >= SEND_BATCH_BYTES) {
+      this.#flush();
+    } else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      afterMicrotasks(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  /** Hands the unsent data messages to NATS. A connection that fails here ends the stream. */
+  #flush(): void {
+    if (this.#unsent.length === 0) {
+      return;
+    }
+    const batch = this.#unsent;
+    this.#unsent = [];
+    this.#unsentBytes = 0;
+    if (this.#target === undefined) {
+      return;
+    }
+    try {
+      for (const { body, headers } of batch) {
+        this.#o.nc.publish(this.#target, body, { headers });
+      }
+    } catch (err) {
+      this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a stream message: ${describe(err)}`), "gone");
+      return;
+    }
+    this.#lastSent = now();
+  }
+
+  /** Sends an end (`Nats-Stream-End: true` over `headers`). */
+  sendEnd(body: Uint8Array = new Uint8Array(0), headers: MsgHdrs = createHeaders()): void {
+    headers.set(STREAM_END_HEADER, "true");
+    this.publish(body, headers);
+  }
+
+  /** Sends a control message with one header. */
+  control(name: string, value: string): void {
+    const headers = createHeaders();
+    headers.set(name, value);
+    this.publish(new Uint8Array(0), headers);
+  }
+
+  /** Takes one message from the peer's inbox. */
+  receive(message: Msg): void {
+    if (this.#closed !== undefined) {
+      return;
+    }
+    // A malformed header block is read as none: the message is then ignored.
+    const { headers } = readHeaders(message);
+    this.#heard();
+    if (protocolHeader(headers, STREAM_CANCEL_HEADER) === "true") {
+      this.#fail(new NatsMicroError("CANCELLED", this.#o.method, "the caller cancelled the stream"), "cancel");
+      return;
+    }
+    const count = this.#count(headers, STREAM_CREDIT_HEADER);
+    if (count === null) {
+      return;
+    }
+    if (count !== undefined) {
+      if (this.#credit !== undefined) {
+        this.#credit += count;
+        for (const wake of this.#creditWaiters.splice(0)) {
+          wake();
+        }
+      }
+    }
+    const number = this.#count(headers, STREAM_SEQ_HEADER);
+    if (number === null) {
+      return;
+    }
+    if (number !== undefined) {
+      if (number !== this.#expectedSeq) {
+        this.#protocolError("DATA_LOSS", `expected message ${this.#expectedSeq}, got ${number}`);
+        return;
+      }
+      if (this.#o.windowAnnounced && this.#granted <= 0) {
+        this.#protocolError("RESOURCE_EXHAUSTED", `message ${number} is beyond the credit granted`);
+        return;
+      }
+      this.#expectedSeq += 1;
+      this.#granted -= 1;
+      this.#queue.push({ data: message.data, headers });
+      this.#wakeReaders();
+      return;
+    }
+    if (isStreamEnd(headers)) {
+      this.#ended({ data: message.data, headers });
+    }
+  }
+
+  /** A sequence or credit header: absent (`undefined`), its number, or `null` once a malformed one failed the stream. */
+  #count(headers: MsgHdrs | undefined, name: string): number | undefined | null {
+    const value = protocolHeader(headers, name);
+    if (value === undefined) {
+      return undefined;
+    }
+    const count = parseStreamCount(value);
+    if (count === undefined) {
+      this.#protocolError("INVALID_ARGUMENT", `malformed ${name} ${JSON.stringify(value)}`);
+      return null;
+    }
+    return count;
+  }
+
+  /** Treats a message as the peer's end whatever its headers (a Go-plugin client-streaming result). */
+  receiveEnd(message: Msg): void {
+    if (this.#closed === undefined) {
+      this.#heard();
+      this.#ended({ data: message.data, headers: message.headers });
+    }
+  }
+
+  /** Keeps the peer's first end for the reader and tells the owner at once. */
+  #ended(end: StreamMessage): void {
+    if (this.#end === undefined) {
+      this.#end = end;
+      this.#o.onEnd?.(end);
+      this.#wakeReaders();
+    }
+  }
+
+  /**
+   * The peer's next data message, or its end (`{ end }`); rejects once the
+   * link closed. Grants credit as messages are taken.
+   */
+  async next(): Promise<{ message: StreamMessage; end: boolean }> {
+    for (;;) {
+      if (this.#closed !== undefined) {
+        throw this.#closed;
+      }
+      const message = this.#queue.shift();
+      if (message !== undefined) {
+        this.#consumed();
+        return { message, end: false };
+      }
+      if (this.#end !== undefined) {
+        return { message: this.#end, end: true };
+      }
+      await new Promise<void>((resolve) => this.#readers.push(resolve));
+    }
+  }
+
+  /** At the latest when half the window is consumed, grants what was consumed. */
+  #consumed(): void {
+    this.#consumedSinceGrant += 1;
+    if (this.#consumedSinceGrant * 2 >= this.#o.window) {
+      const grant = this.#consumedSinceGrant;
+      this.#consumedSinceGrant = 0;
+      this.#granted += grant;
+      this.control(STREAM_CREDIT_HEADER, String(grant));
+    }
+  }
+
+  /** Stops keepalives and the peer watch: the peer has ended the call and expects nothing more. */
+  quiet(): void {
+    this.#quiet = true;
+    clearTimeout(this.#keepalive);
+    clearTimeout(this.#peerWatch);
+  }
+
+  /**
+   * Closes the link: nothing more is sent or received; waiting senders and
+   * readers get `reason`. Data messages already sent still go out first,
+   * ahead of the end the owner may publish next.
+   */
+  close(reason: NatsMicroError): void {
+    if (this.#closed !== undefined) {
+      return;
+    }
+    this.#flush();
+    if (this.#closed !== undefined) {
+      // The flush failed and closed the link.
+      return;
+    }
+    this.#closed = reason;
+    clearTimeout(this.#keepalive);
+    clearTimeout(this.#peerWatch);
+    for (const wake of this.#creditWaiters.splice(0)) {
+      wake();
+    }
+    this.#wakeReaders();
+  }
+
+  #protocolError(code: string, message: string): void {
+    this.#fail(new NatsMicroError(code, this.#o.method, message), "protocol");
+  }
+
+  #fail(error: NatsMicroError, cause: "protocol" | "gone" | "cancel"): void {
+    if (cause === "protocol") {
+      // Tell the peer before closing; the owner decides what that message is.
+      this.#o.onFailure(error, cause);
+      this.close(error);
+      return;
+    }
+    this.close(error);
+    this.#o.onFailure(error, cause);
+  }
+
+  #wakeReaders(): void {
+    for (const wake of this.#readers.splice(0)) {
+      wake();
+    }
+  }
+
+  /**
+   * Sends a keepalive after an idle interval, while the peer speaks flow
+   * control. One timer per interval, not per message: when it fires after
+   * something was sent, it waits out the rest of the interval from then.
+   */
+  #armKeepalive(delay: number = this.#o.keepaliveInterval): void {
+    if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
+      return;
+    }
+    this.#keepalive = setTimeout(() => {
+      const idle = now() - this.#lastSent;
+      if (idle < this.#o.keepaliveInterval) {
+        this.#armKeepalive(this.#o.keepaliveInterval - idle);
+        return;
+      }
+      try {
+        this.control(STREAM_CREDIT_HEADER, "0");
+      } catch (err) {
+        // The connection closed under the stream: it cannot go on.
+        this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a keepalive: ${describe(err)}`), "gone");
+        return;
+      }
+      this.#armKeepalive();
+    }, delay);
+  }
+
+  /** Notes that the peer spoke: the peer-gone watch counts from now. */
+  #heard(): void {
+    this.#lastHeard = now();
+  }
+
+  /**
+   * Watches for a silent peer (only peers that announced credit: they send
+   * keepalives). One timer per interval, not per message: when it fires
+   * after the peer spoke, it waits out the rest of the interval from then.
+   */
+  #watchPeer(delay: number = this.#o.peerTimeout): void {
+    if (this.#credit === undefined || this.#closed !== undefined || this.#quiet) {
+      return;
+    }
+    this.#peerWatch = setTimeout(() => {
+      const silent = now() - this.#lastHeard;
+      if (silent < this.#o.peerTimeout) {
+        this.#watchPeer(this.#o.peerTimeout - silent);
+        return;
+      }
+      const error = new NatsMicroError("UNAVAILABLE", this.#o.method, `no message from the peer for ${this.#o.peerTimeout} ms`);
+      this.#fail(error, "gone");
+    }, delay);
+  }
+}
+
+/** The data messages of a link as decoded values, until the peer's end. A message that does not decode fails the stream with INVALID_ARGUMENT through `malformed`. */
+export async function* decodedMessages<T>(link: StreamLink, decode: (data: Uint8Array) => T, malformed: (error: NatsMicroError) => never): AsyncGenerator<T> {
+  for (;;) {
+    const { message, end } = await link.next();
+    if (end) {
+      return;
+    }
+    let value: T;
+    try {
+      value = decode(message.data);
+    } catch (err) {
+      malformed(new NatsMicroError("INVALID_ARGUMENT", "", `malformed stream message: ${describe(err)}`));
+    }
+    yield value;
+  }
+}
