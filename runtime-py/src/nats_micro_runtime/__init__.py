@@ -26,6 +26,9 @@ Requires Python 3.11+, nats-py and protobuf.
 
 from __future__ import annotations
 
+# Module globals from when the whole runtime lived in this module (these
+# imports, the type variables and ``guard`` below): still importable from the
+# package as before, but not part of its API, which is ``__all__``.
 import asyncio
 import enum
 import functools
@@ -42,45 +45,183 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypedDict, Type
 
 import nats.errors
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError as _ProtobufDecodeError
 from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
-from ._guard import MALFORMED_HEADER, ConnectionGuard, guard
+# The runtime lives in private modules by concern, mirroring the Rust runtime
+# (bottom-up, no cycles): _codes, _headers, _errors, _codec, _spec; the stream
+# wire (_streams) and link (_stream_link); client interceptors (_interceptor),
+# the caller's streams (_client_stream) and _client; the server's endpoints
+# (_endpoint), _reply_policy, _discovery and _service. This module is its
+# public surface.
+from ._codes import (
+    ABORTED,
+    ALREADY_EXISTS,
+    BUILTIN_NUMBERS,
+    CANCELLED,
+    CANONICAL_CODES,
+    CodeFormat,
+    DATA_LOSS,
+    DEADLINE_EXCEEDED,
+    FAILED_PRECONDITION,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    OUT_OF_RANGE,
+    PERMISSION_DENIED,
+    RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED,
+    UNAVAILABLE,
+    UNIMPLEMENTED,
+    UNKNOWN,
+    code_from_wire,
+    code_to_wire,
+)
+from ._headers import (
+    MAX_TIMEOUT_MICROS,
+    TIMEOUT_HEADER,
+    decode_timeout,
+    encode_timeout,
+)
+from ._errors import (
+    AbortedError,
+    AlreadyExistsError,
+    CancelledError,
+    CodedError,
+    CodedServiceError,
+    ConfigError,
+    ConnectionClosedError,
+    DataLossError,
+    DeadlineExceededError,
+    DecodeError,
+    EncodeError,
+    ErrorTable,
+    FailedPreconditionError,
+    INTERNAL_MESSAGE,
+    InternalError,
+    InvalidArgumentError,
+    MaxPayloadExceededError,
+    NatsMicroError,
+    NoRespondersError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+    ResourceExhaustedError,
+    ServiceError,
+    StartError,
+    TransportError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+    as_coded,
+    error_code,
+)
+from ._codec import (
+    decode_message,
+    encode_message,
+)
+from ._spec import (
+    EndpointSpec,
+    ServiceSpec,
+)
+from ._interceptor import (
+    ClientCall,
+    ClientInterceptor,
+    ClientNext,
+    Reply,
+)
+from ._stream_link import (
+    StreamErrors,
+)
+from ._client_stream import (
+    RequestSource,
+    ResponseStream,
+    ServerStream,
+)
+from ._client import (
+    Client,
+    ClientOptions,
+    DEFAULT_TIMEOUT,
+    Response,
+)
+from ._endpoint import (
+    BidiStreamEndpoint,
+    ClientStreamEndpoint,
+    RequestContext,
+    RequestStream,
+    ServedEndpoint,
+    ServerInterceptor,
+    ServerNext,
+    ServerStreamEndpoint,
+    StreamEndpoint,
+    UnaryEndpoint,
+)
+from ._reply_policy import (
+    RESERVED_REPLY_PREFIXES,
+    ReplyPolicy,
+    subject_matches,
+    valid_subject,
+)
+from ._discovery import (
+    EndpointInfo,
+    EndpointStats,
+    STREAM_METADATA_KEY,
+)
+from ._service import (
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PENDING_LIMIT,
+    DEFAULT_QUEUE_GROUP,
+    Service,
+    ServiceOverrides,
+    start_service,
+)
 from ._streams import (
-    CANCEL_HEADER as CANCEL_HEADER,
-    CREDIT_HEADER as CREDIT_HEADER,
-    DEFAULT_KEEPALIVE_INTERVAL as DEFAULT_KEEPALIVE_INTERVAL,
-    DEFAULT_PEER_TIMEOUT as DEFAULT_PEER_TIMEOUT,
-    DEFAULT_WINDOW as DEFAULT_WINDOW,
-    END_HEADER as END_HEADER,
-    ERROR_CODE_HEADER as ERROR_CODE_HEADER,
-    ERROR_MESSAGE_HEADER as ERROR_MESSAGE_HEADER,
-    Frame as Frame,
-    FrameKind as FrameKind,
-    classify as classify,
-    INBOX_HEADER as INBOX_HEADER,
-    REPLY_TO_HEADER as REPLY_TO_HEADER,
-    SEQ_HEADER as SEQ_HEADER,
-    UNCONTROLLED_BUFFER as UNCONTROLLED_BUFFER,
-    ReceiveWindow as ReceiveWindow,
-    SendCredit as SendCredit,
-    Liveness as Liveness,
-    StreamProtocolError as StreamProtocolError,
-    StreamTimings as StreamTimings,
-    header_flag as header_flag,
-    header_number as header_number,
-    parse_stream_number as parse_stream_number,
+    CANCEL_HEADER,
+    CREDIT_HEADER,
+    DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_PEER_TIMEOUT,
+    DEFAULT_WINDOW,
+    END_HEADER,
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    Frame,
+    FrameKind,
+    INBOX_HEADER,
+    Liveness,
+    REPLY_TO_HEADER,
+    ReceiveWindow,
+    SEQ_HEADER,
+    SendCredit,
+    StreamProtocolError,
+    StreamTimings,
+    UNCONTROLLED_BUFFER,
+    classify,
+    header_flag,
+    header_number,
+    parse_stream_number,
+)
+from ._guard import (
+    ConnectionGuard,
+    MALFORMED_HEADER,
+    guard,
+)
+from ._typevars import (
+    MessageT,
+    RequestT,
+    ResponseT,
+    T,
+    U,
 )
 
 connection_guard = guard
 """``connection_guard(nc)``: what the runtime contained on a connection
 (malformed header blocks, denied subscriptions); installed by every service."""
-
-_log = logging.getLogger("nats_micro_runtime")
 
 __version__ = "0.1.0"
 """This runtime's version; generated code accepts the same major.minor (0.x)."""
@@ -104,2391 +245,135 @@ def require_compatible(plugin_version: str, module: str) -> None:
             "or regenerate the code with a matching plugin"
         )
 
-T = TypeVar("T")
-MessageT = TypeVar("MessageT", bound=Message)
-RequestT = TypeVar("RequestT", bound=Message)
-ResponseT = TypeVar("ResponseT", bound=Message)
-U = TypeVar("U")
 
-# --------------------------------------------------------------------------
-# Wire contract: header names, codes, deadline encoding
-# --------------------------------------------------------------------------
-
-TIMEOUT_HEADER = "Nats-Micro-Timeout"
-"""Header carrying the caller's remaining budget, in whole microseconds."""
-
-DEFAULT_TIMEOUT = 10.0
-"""Seconds a call waits when neither the call, the client nor the proto sets a timeout."""
-DEFAULT_QUEUE_GROUP = "q"
-"""The queue group endpoints join unless it is disabled."""
-DEFAULT_MAX_CONCURRENCY = 1024
-"""Requests one endpoint handles at once unless set otherwise."""
-DEFAULT_PENDING_LIMIT = 4096
-"""Requests one endpoint keeps waiting for a handler slot unless the proto's
-``pending_msg_limit``/``pending_bytes_limit`` or ``pending_limit`` say otherwise;
-one more is refused with ``RESOURCE_EXHAUSTED``."""
-DEFAULT_DRAIN_TIMEOUT = 10.0
-"""Seconds :meth:`Service.stop` waits for in-flight and queued requests before cancelling them."""
-MAX_TIMEOUT_MICROS = 86_400_000_000
-"""The largest ``Nats-Micro-Timeout`` value honoured (24 h)."""
-RESERVED_REPLY_PREFIXES = ("$SRV.", "$JS.", "$KV.", "$O.", "$SYS.")
-"""Reply subjects a service refuses by default (with its own endpoint subjects)."""
-INTERNAL_MESSAGE = "internal error"
-"""What a caller reads for an exception that carries no code (its text is logged, not sent)."""
-
-INVALID_ARGUMENT = "INVALID_ARGUMENT"
-UNAUTHENTICATED = "UNAUTHENTICATED"
-PERMISSION_DENIED = "PERMISSION_DENIED"
-NOT_FOUND = "NOT_FOUND"
-ALREADY_EXISTS = "ALREADY_EXISTS"
-INTERNAL = "INTERNAL"
-UNAVAILABLE = "UNAVAILABLE"
-CANCELLED = "CANCELLED"
-UNKNOWN = "UNKNOWN"
-DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-FAILED_PRECONDITION = "FAILED_PRECONDITION"
-ABORTED = "ABORTED"
-OUT_OF_RANGE = "OUT_OF_RANGE"
-UNIMPLEMENTED = "UNIMPLEMENTED"
-DATA_LOSS = "DATA_LOSS"
-
-BUILTIN_NUMBERS: Mapping[str, int] = {
-    INVALID_ARGUMENT: 400,
-    NOT_FOUND: 404,
-    ALREADY_EXISTS: 409,
-    PERMISSION_DENIED: 403,
-    UNAUTHENTICATED: 401,
-    INTERNAL: 500,
-    UNAVAILABLE: 503,
-}
-"""The seven built-in codes and the ADR-32 numbers they travel as by default."""
-
-CANONICAL_CODES: tuple[str, ...] = (
-    *BUILTIN_NUMBERS,
-    CANCELLED,
-    UNKNOWN,
-    DEADLINE_EXCEEDED,
-    RESOURCE_EXHAUSTED,
-    FAILED_PRECONDITION,
-    ABORTED,
-    OUT_OF_RANGE,
-    UNIMPLEMENTED,
-    DATA_LOSS,
-)
-"""All sixteen canonical codes in the Go plugin's order (built-ins first), the
-order every language shows; generated ``ERROR_CODE_*`` constants follow it."""
-
-_BUILTIN_BY_NUMBER = {number: name for name, number in BUILTIN_NUMBERS.items()}
-_UPPER_SNAKE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
-_DECIMAL = re.compile(r"\+?[0-9]+")
-
-
-class CodeFormat(enum.Enum):
-    """How a server writes the seven built-in codes."""
-
-    NUMBERS = "numbers"
-    """``404``: the ADR-32 form (default)."""
-    NAMES = "names"
-    """``NOT_FOUND``: what clients generated by the Go plugin compare against."""
-
-
-def code_from_wire(value: str) -> str:
-    """Reads a ``Nats-Service-Error-Code`` value, leniently and losslessly.
-
-    One of the seven numbers or any canonical name gives that code's name; an
-    empty value gives ``UNKNOWN``; another UPPER_SNAKE name is kept trimmed;
-    anything else is kept verbatim.
-
-    >>> code_from_wire("404"), code_from_wire(" NOT_FOUND "), code_from_wire("418")
-    ('NOT_FOUND', 'NOT_FOUND', '418')
-    """
-    trimmed = value.strip()
-    if not trimmed:
-        return UNKNOWN
-    if _DECIMAL.fullmatch(trimmed):
-        builtin = _BUILTIN_BY_NUMBER.get(int(trimmed))
-        return builtin if builtin is not None else value
-    if trimmed in CANONICAL_CODES or _UPPER_SNAKE.fullmatch(trimmed):
-        return trimmed
-    return value
-
-
-def code_to_wire(code: str, code_format: CodeFormat = CodeFormat.NUMBERS) -> str:
-    """The header value for ``code``: built-ins as numbers unless ``code_format``
-    says names; every other code as it is.
-
-    >>> code_to_wire("NOT_FOUND"), code_to_wire("NOT_FOUND", CodeFormat.NAMES)
-    ('404', 'NOT_FOUND')
-    """
-    number = BUILTIN_NUMBERS.get(code)
-    if number is not None and code_format is CodeFormat.NUMBERS:
-        return str(number)
-    return code
-
-
-def encode_timeout(seconds: float) -> str:
-    """The ``Nats-Micro-Timeout`` value for a budget: whole microseconds."""
-    return str(max(0, round(seconds * 1_000_000)))
-
-
-_TIMEOUT_VALUE = re.compile(r"[0-9]{1,12}", re.ASCII)
-
-
-def decode_timeout(value: str | None) -> float | None:
-    """Seconds from a ``Nats-Micro-Timeout`` value (the first occurrence of the
-    header): 1 to 12 ASCII digits, at most :data:`MAX_TIMEOUT_MICROS`; ``0``
-    means the budget is spent. Anything else is ``None`` (ignored: the server's
-    own timeout applies), logged at debug level."""
-    if value is None:
-        return None
-    if not _TIMEOUT_VALUE.fullmatch(value) or int(value) > MAX_TIMEOUT_MICROS:
-        _log.debug("ignoring invalid %s value %r", TIMEOUT_HEADER, value)
-        return None
-    return int(value) / 1_000_000
-
-
-def _header_value(text: str) -> str:
-    """Header values cannot hold line breaks: keeps a message on one line."""
-    return text.replace("\r", " ").replace("\n", " ")
-
-
-# --------------------------------------------------------------------------
-# Exceptions
-# --------------------------------------------------------------------------
-
-
-class NatsMicroError(Exception):
-    """Base of every exception this runtime and generated code raise.
-
-    Every one has a :attr:`code` (``NOT_FOUND``, ``ORDER_EXPIRED``, or a value
-    kept verbatim from the wire), a :attr:`message`, the RPC :attr:`method` it
-    belongs to (proto name, e.g. ``CreateOrder``), error :attr:`data` (the body
-    of an error reply) and :attr:`headers` (of the reply on a client; sent with
-    the reply when a handler raises it).
-
-    A handler or server interceptor that raises one sends exactly its code,
-    message, data and headers.
-    """
-
-    code: str
-    method: str | None
-    message: str
-    data: bytes
-    headers: dict[str, str]
-
-    def __init__(
-        self,
-        code: str,
-        method: str | None,
-        message: str,
-        data: bytes = b"",
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.method = method
-        self.message = message
-        self.data = data
-        self.headers = dict(headers or {})
-
-    def __str__(self) -> str:
-        where = f" {self.method}:" if self.method else ""
-        return f"[{self.code}]{where} {self.message}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, method={self.method!r}, message={self.message!r}, data={self.data!r})"
-
-
-    def nats_error_code(self) -> str:
-        """The code, through the duck-typed accessor every runtime copy and
-        language shares (see :class:`CodedError`)."""
-        return self.code
-
-
-@runtime_checkable
-class CodedError(Protocol):
-    """What makes an exception carry a code across runtime copies: a
-    ``nats_error_code()`` method (and, optionally, ``message``, ``data`` and
-    ``headers`` attributes). A handler that raises any such exception replies
-    with its code, even when its class comes from another copy of this
-    runtime or from another library."""
-
-    def nats_error_code(self) -> str: ...
-
-
-def error_code(err: BaseException | None) -> str | None:
-    """The code an exception carries, duck-typed: a :class:`NatsMicroError`'s
-    ``code``, or any object's ``nats_error_code()``; ``None`` without one."""
-    if isinstance(err, NatsMicroError):
-        return err.code
-    accessor = getattr(err, "nats_error_code", None)
-    if callable(accessor):
-        try:
-            code = accessor()
-        except Exception:  # a foreign accessor that fails carries no code
-            return None
-        return code if isinstance(code, str) and code else None
-    return None
-
-
-def as_coded(err: BaseException, method: str | None) -> NatsMicroError | None:
-    """``err`` as a :class:`NatsMicroError` if it carries a code (duck-typed,
-    see :func:`error_code`), keeping message, data and headers; else ``None``."""
-    if isinstance(err, NatsMicroError):
-        return err
-    code = error_code(err)
-    if code is None:
-        return None
-    message = getattr(err, "message", None)
-    data = getattr(err, "data", b"")
-    headers = getattr(err, "headers", None)
-    return ServiceError(
-        code,
-        getattr(err, "method", None) or method,
-        message if isinstance(message, str) else str(err),
-        data if isinstance(data, bytes) else b"",
-        headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else None,
-    )
-
-
-class ServiceError(NatsMicroError):
-    """An error reply: raised by clients when a service answers with one, and
-    raised by handlers to send one. ``ServiceError(code, method, message, data)``.
-
-    Each generated service has its own subclass (``OrderServiceError``) and
-    one subclass of that per code (``OrderServiceNotFoundError``), which also
-    derives from the code's class here (:class:`NotFoundError`), so both
-    ``except OrderServiceError`` and ``except NotFoundError`` catch it.
-    """
-
-    @classmethod
-    def checker(cls, code: str) -> Callable[[BaseException | None], bool]:
-        """``is_<service>_<code>``: whether an exception is an error reply of
-        this service class with ``code``."""
-
-        def check(err: BaseException | None) -> bool:
-            return isinstance(err, cls) and err.code == code
-
-        return check
-
-
-class CodedServiceError(ServiceError):
-    """A :class:`ServiceError` whose class fixes the code (in :attr:`CODE`):
-    ``NotFoundError(method, message, data)``."""
-
-    CODE: ClassVar[str] = UNKNOWN
-
-    def __init__(
-        self,
-        method: str | None,
-        message: str,
-        data: bytes = b"",
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(self.CODE, method, message, data, headers=headers)
-
-
-class InvalidArgumentError(CodedServiceError):
-    """``INVALID_ARGUMENT`` (400): the request is malformed or fails validation."""
-
-    CODE = INVALID_ARGUMENT
-
-
-class UnauthenticatedError(CodedServiceError):
-    """``UNAUTHENTICATED`` (401): the caller has no valid credentials."""
-
-    CODE = UNAUTHENTICATED
-
-
-class PermissionDeniedError(CodedServiceError):
-    """``PERMISSION_DENIED`` (403): the caller may not do this."""
-
-    CODE = PERMISSION_DENIED
-
-
-class NotFoundError(CodedServiceError):
-    """``NOT_FOUND`` (404): the entity does not exist."""
-
-    CODE = NOT_FOUND
-
-
-class AlreadyExistsError(CodedServiceError):
-    """``ALREADY_EXISTS`` (409): the entity exists already."""
-
-    CODE = ALREADY_EXISTS
-
-
-class InternalError(CodedServiceError):
-    """``INTERNAL`` (500): a fault inside the service."""
-
-    CODE = INTERNAL
-
-
-class UnavailableError(CodedServiceError):
-    """``UNAVAILABLE`` (503): the service cannot serve now; the caller may retry."""
-
-    CODE = UNAVAILABLE
-
-
-class CancelledError(CodedServiceError):
-    """``CANCELLED``: the operation was cancelled (not :class:`asyncio.CancelledError`)."""
-
-    CODE = CANCELLED
-
-
-class UnknownError(CodedServiceError):
-    """``UNKNOWN``: an error without a code (e.g. a reply with only ``Nats-Service-Error``)."""
-
-    CODE = UNKNOWN
-
-
-class DeadlineExceededError(CodedServiceError):
-    """``DEADLINE_EXCEEDED``: the service gave up at the deadline. A client that
-    gave up first raises :class:`RequestTimeoutError` instead."""
-
-    CODE = DEADLINE_EXCEEDED
-
-
-class ResourceExhaustedError(CodedServiceError):
-    """``RESOURCE_EXHAUSTED``: a quota or a size limit was hit."""
-
-    CODE = RESOURCE_EXHAUSTED
-
-
-class FailedPreconditionError(CodedServiceError):
-    """``FAILED_PRECONDITION``: the system is not in a state that allows this."""
-
-    CODE = FAILED_PRECONDITION
-
-
-class AbortedError(CodedServiceError):
-    """``ABORTED``: a concurrency conflict aborted the operation."""
-
-    CODE = ABORTED
-
-
-class OutOfRangeError(CodedServiceError):
-    """``OUT_OF_RANGE``: a value is past the valid range."""
-
-    CODE = OUT_OF_RANGE
-
-
-class UnimplementedError(CodedServiceError):
-    """``UNIMPLEMENTED``: the operation is not implemented."""
-
-    CODE = UNIMPLEMENTED
-
-
-class DataLossError(CodedServiceError):
-    """``DATA_LOSS``: unrecoverable data loss or corruption."""
-
-    CODE = DATA_LOSS
-
-
-class TransportError(NatsMicroError):
-    """The call failed on the way: no reply from a service came back.
-    ``TransportError(method, message)``; the code says what a caller would
-    otherwise have been told (``UNAVAILABLE`` unless a subclass says better)."""
-
-    CODE: ClassVar[str] = UNAVAILABLE
-
-    def __init__(self, method: str | None, message: str) -> None:
-        super().__init__(self.CODE, method, message)
-
-
-class NoRespondersError(TransportError):
-    """Nobody listens on the subject (code ``UNAVAILABLE``)."""
-
-
-class RequestTimeoutError(TransportError, TimeoutError):
-    """No reply before the deadline (code ``DEADLINE_EXCEEDED``); also a :class:`TimeoutError`."""
-
-    CODE = DEADLINE_EXCEEDED
-
-
-class ConnectionClosedError(TransportError):
-    """The NATS connection is closed or draining (code ``UNAVAILABLE``)."""
-
-
-class MaxPayloadExceededError(TransportError):
-    """The request is larger than the server's ``max_payload`` (code ``RESOURCE_EXHAUSTED``)."""
-
-    CODE = RESOURCE_EXHAUSTED
-
-
-class EncodeError(NatsMicroError):
-    """The request could not be encoded (code ``INTERNAL``)."""
-
-    def __init__(self, method: str | None, message: str) -> None:
-        super().__init__(INTERNAL, method, message)
-
-
-class DecodeError(NatsMicroError):
-    """The reply could not be decoded as the response message (code ``INTERNAL``)."""
-
-    def __init__(self, method: str | None, message: str, *, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(INTERNAL, method, message, headers=headers)
-
-
-class StartError(NatsMicroError):
-    """A service could not start: e.g. the server denied a subscription (code ``PERMISSION_DENIED``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(PERMISSION_DENIED, None, message)
-
-
-class ConfigError(NatsMicroError, ValueError):
-    """A service or client setting is invalid (code ``INVALID_ARGUMENT``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(INVALID_ARGUMENT, None, message)
-
-
-class ErrorTable:
-    """How a client of one service turns an error reply into an exception: the
-    per-code class when the service declares the code, else the service's base
-    class with the code as received. Without ``by_code``, the per-code classes
-    are the base's :class:`CodedServiceError` subclasses declared next to it
-    (what generated modules declare)."""
-
-    def __init__(self, base: type[ServiceError], by_code: Mapping[str, type[CodedServiceError]] | None = None) -> None:
-        self._base = base
-        if by_code is None:
-            by_code = {
-                sub.CODE: sub
-                for sub in base.__subclasses__()
-                if issubclass(sub, CodedServiceError) and sub.__module__ == base.__module__
-            }
-        self._by_code = dict(by_code)
-
-    def error(
-        self, code: str, method: str | None, message: str, data: bytes, headers: Mapping[str, str]
-    ) -> ServiceError:
-        """The exception for an error reply."""
-        coded = self._by_code.get(code)
-        if coded is not None:
-            return coded(method, message, data, headers=headers)
-        return self._base(code, method, message, data, headers=headers)
-
-
-# --------------------------------------------------------------------------
-# Messages on the wire
-# --------------------------------------------------------------------------
-
-
-def encode_message(message: Message, use_json: bool) -> bytes:
-    """Binary protobuf, or the proto3 JSON mapping for ``json: true`` services."""
-    if use_json:
-        return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
-    return message.SerializeToString()
-
-
-def decode_message(data: bytes, message_type: type[MessageT], use_json: bool) -> MessageT:
-    """Decodes a body; an empty body is the empty message in both encodings.
-    Raises ``ValueError`` (with the reason) when the body does not decode."""
-    message = message_type()
-    if not data:
-        return message
-    try:
-        if use_json:
-            return json_format.Parse(data.decode(), message, ignore_unknown_fields=True)
-        message.ParseFromString(data)
-    except (_ProtobufDecodeError, json_format.ParseError, UnicodeDecodeError) as err:
-        raise ValueError(str(err) or type(err).__name__) from err
-    return message
-
-
-# --------------------------------------------------------------------------
-# What generated code declares
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """One unary RPC as the proto declares it."""
-
-    method: str
-    """Proto method name (``CreateOrder``)."""
-    endpoint: str
-    """ADR-32 endpoint name and last subject token (``create_order``)."""
-    timeout: float | None = None
-    """Seconds, from the proto: the endpoint's ``timeout``, else the service's."""
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    """ADR-32 endpoint metadata."""
-    queue_group_disabled: bool = False
-    """Subscribe this endpoint without a queue group."""
-    pending_msg_limit: int | None = None
-    """Requests that may wait for a free handler slot before more are refused with ``UNAVAILABLE``."""
-    pending_bytes_limit: int | None = None
-    """Bytes of requests that may wait likewise."""
-    max_inflight: int | None = None
-    """A stream endpoint's window: messages a receiver accepts ahead
-    (``max_inflight`` of ``(natsmicro.stream)``; 64 without it)."""
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """A service as the proto declares it; every value can be overridden at run time."""
-
-    proto_name: str
-    """Full proto name (``order.v1.OrderService``)."""
-    name: str
-    """ADR-32 service name."""
-    version: str
-    """ADR-32 version (SemVer)."""
-    description: str
-    """ADR-32 description."""
-    subject_prefix: str
-    """First tokens of every endpoint subject."""
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    """ADR-32 service metadata."""
-    timeout: float | None = None
-    """Seconds, from ``(natsmicro.service).timeout``."""
-    queue_group_disabled: bool = False
-    """Subscribe without a queue group."""
-    json: bool = False
-    """Bodies use the proto3 JSON mapping instead of binary protobuf."""
-    endpoints: tuple[EndpointSpec, ...] = ()
-    """The unary RPCs, in proto order."""
-
-    def endpoint(self, name: str) -> EndpointSpec:
-        """The endpoint called ``name`` (``create_order``)."""
-        for spec in self.endpoints:
-            if spec.endpoint == name:
-                return spec
-        raise ConfigError(f"{self.proto_name} has no endpoint {name!r}")
-
-
-# --------------------------------------------------------------------------
-# Streams: one side's link to its peer (PROTOCOL §9)
-# --------------------------------------------------------------------------
-
-StreamErrors = Callable[[str, str, bytes, Mapping[str, str]], NatsMicroError]
-"""Makes the exception a stream fails with from ``(code, message, data, headers)``:
-the service's error classes on a client, the runtime's per-code classes on a server."""
-
-
-@dataclass(frozen=True)
-class _StreamEvent(Generic[T]):
-    """What the link passes on to the side that reads: one message, the
-    peer's end (body and trailers), or the stream's failure."""
-
-    message: T | None = None
-    end: Reply | None = None
-    error: BaseException | None = None
-
-
-class _StreamLink(Generic[T]):
-    """One side of a running stream, shared by the caller and the server and
-    by the three streaming kinds (§9.3–§9.6).
-
-    Sending: data messages to the peer's inbox under the peer's credit with
-    their sequence numbers; credit grants, keepalives, the end and the cancel.
-    Reading (:meth:`on_message`, the callback of this side's inbox): each
-    message is classified; data is checked (order, credit) and decoded, then
-    queued with the end for :meth:`receive`; credit from the peer is added.
-    A protocol error, a cancel from the caller or a silent peer fails the
-    link: the failure is queued for the reader and ``on_abort`` is called,
-    once, so that the side stops its handler or its request pump."""
-
-    def __init__(
-        self,
-        nc: NatsClient,
-        method: str,
-        peer_inbox: str | None,
-        peer_window: int | None,
-        window: int | None,
-        decode: Callable[[bytes], T],
-        errors: StreamErrors,
-        timings: StreamTimings,
-        on_abort: Callable[[NatsMicroError], None],
-        *,
-        plain_is_result: bool = False,
-    ) -> None:
-        self._nc = nc
-        self._method = method
-        self._peer_inbox = peer_inbox
-        self._credit = SendCredit(peer_window)
-        self._window = ReceiveWindow(window)
-        self._decode = decode
-        self._errors = errors
-        self._on_abort = on_abort
-        self._plain_is_result = plain_is_result
-        self._liveness = Liveness(timings)
-        self._events: asyncio.Queue[_StreamEvent[T]] = asyncio.Queue()
-        self._buffer_has_room = asyncio.Event()
-        self._next_seq = 1
-        self._peer_ended = False  # the peer's direction ended: later data is ignored
-        self._read_done = False  # receive() returned the end or raised the failure
-        self._closed = False
-        self._cancel_sent = False
-        self.failure: NatsMicroError | None = None
-        """Why the link failed (protocol error, cancel, silence), once it did."""
-        self.end: Reply | None = None
-        """The peer's end message (result body and trailing headers), once read."""
-        self.subscription: Subscription | None = None
-        """This side's inbox, left by :meth:`close`."""
-        self._watcher: asyncio.Task[None] | None = None
-        if self._credit.limited:  # a peer with flow control keeps the stream alive, and so do we (§9.5)
-            self._watcher = asyncio.get_running_loop().create_task(self._liveness.watch(self._keepalive, self._peer_gone))
-
-    @property
-    def peer_has_flow_control(self) -> bool:
-        """Whether the peer announced credit (and so takes cancels and keepalives)."""
-        return self._credit.limited
-
-    # Sending -----------------------------------------------------------------
-
-    async def send(self, payload: bytes) -> None:
-        """Sends one data message, waiting for the peer's credit first (§9.4).
-        A message over the connection's ``max_payload`` is refused with
-        ``RESOURCE_EXHAUSTED`` and nothing is sent (§9.3)."""
-        if self._nc.max_payload and len(payload) > self._nc.max_payload:
-            raise self._errors(
-                RESOURCE_EXHAUSTED,
-                f"a stream message of {len(payload)} bytes exceeds the server's max_payload of {self._nc.max_payload}",
-                b"",
-                {},
-            )
-        await self._credit.acquire()
-        seq, self._next_seq = self._next_seq, self._next_seq + 1
-        await self.publish({SEQ_HEADER: str(seq)}, payload)
-
-    async def publish(self, headers: dict[str, str], payload: bytes = b"") -> None:
-        """Sends a control or end message (no credit needed) to the peer's inbox."""
-        if self._peer_inbox is None:  # a server that sent no ack takes nothing from us (§9.8)
-            return
-        self._liveness.sent()
-        try:
-            await self._nc.publish(self._peer_inbox, payload, headers=headers)
-        except nats.errors.MaxPayloadError as err:
-            raise self._errors(RESOURCE_EXHAUSTED, "the stream message exceeds the server's max_payload", b"", {}) from err
-        except nats.errors.Error as err:
-            raise self._errors(UNAVAILABLE, f"sending on the stream: {type(err).__name__}: {err}", b"", {}) from err
-
-    async def cancel(self) -> None:
-        """Tells a peer with flow control, once, that the caller abandons the stream (§9.5)."""
-        if self.peer_has_flow_control and not self._cancel_sent:
-            self._cancel_sent = True
-            try:
-                await self.publish({CANCEL_HEADER: "true"})
-            except NatsMicroError as err:
-                _log.debug("%s: sending the cancel: %r", self._method, err)
-
-    async def _keepalive(self) -> None:
-        try:
-            await self.publish({CREDIT_HEADER: "0"})
-        except NatsMicroError as err:
-            _log.debug("%s: sending a keepalive: %r", self._method, err)
-
-    def _peer_gone(self) -> None:
-        self.fail(self._errors(UNAVAILABLE, f"{self._method}: the stream's peer was silent", b"", {}))
-
-    # Reading -----------------------------------------------------------------
-
-    async def on_message(self, msg: Msg) -> None:
-        """Takes one message from this side's inbox; never raises on what the peer sent."""
-        if self.failure is not None or self._closed:
-            return
-        self._liveness.heard()
-        try:
-            frame = classify(msg.headers, msg.data)
-        except StreamProtocolError as err:  # §9.6
-            self.fail(self._errors(err.code, err.message, b"", {}))
-            return
-        if frame.kind is FrameKind.DATA and not self._peer_ended:
-            assert frame.number is not None
-            try:
-                self._window.received(frame.number)
-                message = self._decode(frame.body)
-            except StreamProtocolError as err:
-                self.fail(self._errors(err.code, err.message, b"", {}))
-                return
-            except ValueError as err:
-                self.fail(self._errors(INVALID_ARGUMENT, f"decoding a stream message: {err}", b"", {}))
-                return
-            self._events.put_nowait(_StreamEvent(message=message))
-            if self._window.window is None and self._events.qsize() >= UNCONTROLLED_BUFFER:
-                # A peer without credit is not held back by the window: hold it back here.
-                self._buffer_has_room.clear()
-                await self._buffer_has_room.wait()
-        elif frame.kind is FrameKind.ERROR and not self._peer_ended:
-            self._peer_ended = True
-            code = frame.headers.get(ERROR_CODE_HEADER)
-            error = self._errors(
-                code_from_wire(code) if code is not None else UNKNOWN,
-                frame.headers.get(ERROR_MESSAGE_HEADER, ""),
-                frame.body,
-                dict(frame.headers),
-            )
-            self._events.put_nowait(_StreamEvent(error=error))
-        elif (frame.kind is FrameKind.END or (frame.kind is FrameKind.PLAIN and self._plain_is_result)) and not self._peer_ended:
-            self._peer_ended = True
-            self._events.put_nowait(_StreamEvent(end=Reply(frame.body, dict(frame.headers))))
-        elif frame.kind is FrameKind.CREDIT:
-            assert frame.number is not None
-            self._credit.grant(frame.number)
-        elif frame.kind is FrameKind.CANCEL:
-            self.fail(CancelledError(self._method, "the caller cancelled the stream"))
-        # anything else (a repeated ack, a message without stream headers) means nothing here (§9.2)
-
-    def fail(self, error: BaseException) -> None:
-        """Fails the stream (once): the reader gets ``error``, the side is told
-        through ``on_abort`` (a non-runtime exception, e.g. from a caller's
-        request iterator, reaches the reader as it is)."""
-        if self.failure is not None or self._closed:
-            return
-        coded = error if isinstance(error, NatsMicroError) else InternalError(self._method, f"{type(error).__name__}: {error}")
-        self.failure = coded
-        self._events.put_nowait(_StreamEvent(error=error))
-        self._on_abort(coded)
-
-    async def receive(self) -> T | None:
-        """The peer's next message; ``None`` once its direction ended (see
-        :attr:`end`); raises the stream's error. Consuming a message grants
-        credit back to the peer as §9.4 asks."""
-        if self._read_done:
-            if self.failure is not None:
-                raise self.failure
-            return None
-        event = await self._events.get()
-        if self._events.qsize() < UNCONTROLLED_BUFFER:
-            self._buffer_has_room.set()
-        if event.error is not None:
-            self._read_done = True
-            raise event.error
-        if event.end is not None:
-            self._read_done = True
-            self.end = event.end
-            return None
-        grant = self._window.consumed()
-        if grant:
-            try:
-                await self.publish({CREDIT_HEADER: str(grant)})
-            except NatsMicroError as err:
-                _log.debug("%s: granting credit: %r", self._method, err)
-        return event.message
-
-    @property
-    def peer_ended(self) -> bool:
-        """Whether the peer ended its direction (with its end or its error)."""
-        return self._peer_ended
-
-    async def close(self) -> None:
-        """Stops the keepalives and leaves this side's inbox; later messages are ignored."""
-        self._read_done = self._closed = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
-        if self.subscription is not None:
-            subscription, self.subscription = self.subscription, None
-            try:
-                await subscription.unsubscribe()
-            except nats.errors.Error as err:
-                _log.debug("%s: leaving the stream inbox: %r", self._method, err)
-
-
-def _decoder(message_type: type[MessageT], use_json: bool) -> Callable[[bytes], MessageT]:
-    """Decodes bodies as ``message_type``; ``ValueError`` when one does not decode."""
-    return functools.partial(decode_message, message_type=message_type, use_json=use_json)
-
-
-RequestSource = AsyncIterable[MessageT] | Iterable[MessageT]
-"""What a caller streams to a client-streaming or bidirectional RPC: any
-iterable or async iterable of request messages (an async generator, a list)."""
-
-
-class RequestStream(Generic[MessageT]):
-    """The caller's messages as a client-streaming or bidirectional handler
-    reads them: ``async for request in requests``. Iteration ends when the
-    caller has sent its last message; a stream failure (a message lost or
-    out of order, one that does not decode) raises its error, and the
-    stream ends with it whatever the handler does."""
-
-    def __init__(self, link: _StreamLink[MessageT]) -> None:
-        self._link = link
-
-    def __aiter__(self) -> RequestStream[MessageT]:
-        return self
-
-    async def __anext__(self) -> MessageT:
-        message = await self._link.receive()
-        if message is None:
-            raise StopAsyncIteration
-        return message
-
-
-class ResponseStream(Generic[MessageT]):
-    """The responses of a server-streaming or bidirectional call, in order:
-    ``async for`` over it, or use it as an async context manager so that
-    leaving early cancels the stream (``Nats-Stream-Cancel``); cancelling
-    the task that reads it does too. Errors raise the service's error
-    classes; :attr:`trailers` holds the end's headers once the stream ended.
-    For a bidirectional call, the requests are sent in the background as the
-    server grants credit; a request iterable that raises fails the stream."""
-
-    def __init__(self, opened: _OpenedStream[MessageT]) -> None:
-        self._opened = opened
-        self.trailers: dict[str, str] = {}
-        """Headers of the server's end message."""
-
-    def __aiter__(self) -> ResponseStream[MessageT]:
-        return self
-
-    async def __anext__(self) -> MessageT:
-        opened = self._opened
-        link = opened.link
-        try:
-            message = await opened.within_deadline(link.receive())
-        except Exception as err:
-            if opened.interceptors is None:
-                await self.aclose()
-                raise
-            # The client interceptors settle what the caller sees (they may relabel it).
-            opened.interceptors.report(err)
-            await self.aclose()
-            self.trailers = (await opened.interceptors.settle(err)).headers
-            raise StopAsyncIteration from None
-        except BaseException:
-            await self.aclose()
-            raise
-        if message is None:
-            end = link.end if link.end is not None else Reply(b"", {})
-            if opened.interceptors is not None:
-                opened.interceptors.report(end)
-            await self.aclose()
-            if opened.interceptors is not None:
-                end = await opened.interceptors.settle(end)
-            self.trailers = dict(end.headers)
-            raise StopAsyncIteration
-        return message
-
-    async def aclose(self) -> None:
-        """Stops the stream: a stream that has not ended is cancelled."""
-        await self._opened.close()
-
-    async def __aenter__(self) -> ResponseStream[MessageT]:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        # Dropped without aclose(): cancel the stream at the server rather than
-        # keep it alive with keepalives for as long as the connection lives.
-        self._opened.close_soon()
-
-
-_CLOSING: set[asyncio.Task[None]] = set()
-"""Closes of dropped response streams under way (the loop keeps only weak references to tasks)."""
-
-
-ServerStream = ResponseStream
-"""The responses of a server-streaming call (see :class:`ResponseStream`)."""
-
-
-class _OpenedStream(Generic[T]):
-    """A caller's stream after the open: its link and its deadline."""
-
-    def __init__(self, link: _StreamLink[T], deadline: float | None, method: str, errors: ErrorTable) -> None:
-        self.link = link
-        self.deadline = deadline
-        self.pump: asyncio.Task[None] | None = None
-        """The task sending the caller's requests (client-streaming and bidirectional)."""
-        self.interceptors: _StreamOutcome | None = None
-        """The client interceptors waiting for the stream's outcome, if there are any."""
-        self._method = method
-        self._errors = errors
-        self._closed = False
-        self._cancelling: asyncio.Task[None] | None = None
-
-    def abort(self) -> None:
-        """The link failed: stops sending and cancels the stream at the server
-        at once, whether or not anyone is reading the responses (§9.6)."""
-        if self.pump is not None and self.pump is not asyncio.current_task():
-            self.pump.cancel()
-        if not self.link.peer_ended and self._cancelling is None:
-            self._cancelling = asyncio.get_running_loop().create_task(self.link.cancel())
-
-    async def within_deadline(self, work: Awaitable[U]) -> U:
-        """``work``, failed with ``DEADLINE_EXCEEDED`` at the stream's deadline (§9.5)."""
-        if self.deadline is None:  # most streams: no timeout scope per message
-            return await work
-        try:
-            async with asyncio.timeout_at(self.deadline) as scope:
-                return await work
-        except TimeoutError as err:
-            if not scope.expired():
-                raise
-            raise self._errors.error(DEADLINE_EXCEEDED, self._method, f"{self._method} did not finish before its deadline", b"", {}) from err
-
-    def close_soon(self) -> None:
-        """:meth:`close` from synchronous code (a finalizer), on the running loop if there is one."""
-        if self._closed:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop here (interpreter exit, another thread): nothing to send with
-            return
-        task = loop.create_task(self.close())
-        _CLOSING.add(task)
-        task.add_done_callback(_CLOSING.discard)
-
-    async def close(self) -> None:
-        """Stops sending, cancels the stream at the server unless it ended, leaves the inbox."""
-        if self._closed:
-            return
-        self._closed = True
-        pump = self.pump
-        if pump is not None and not pump.done():
-            pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
-        if self._cancelling is not None:
-            await asyncio.gather(self._cancelling, return_exceptions=True)
-        if not self.link.peer_ended:
-            await self.link.cancel()
-        await self.link.close()
-        if self.interceptors is not None:  # closed before its end was reported: the caller left
-            self.interceptors.report(self._errors.error(CANCELLED, self._method, "the caller closed the stream", b"", {}))
-
-
-class _StreamOutcome:
-    """A caller's stream ending, handed to its client interceptors (whose
-    ``call_next`` awaits it as the call's reply), and what they settle with:
-    that is what the caller sees (§9.7). An interceptor that settles before
-    the stream ended fails the stream."""
-
-    def __init__(self, reported: asyncio.Future[Reply], chain: asyncio.Task[Reply], opened: _OpenedStream[Any]) -> None:
-        self._reported = reported
-        self._chain = chain
-        chain.add_done_callback(lambda _: self._settled_early(opened))
-
-    def _settled_early(self, opened: _OpenedStream[Any]) -> None:
-        if self._reported.done():
-            return
-        error = None if self._chain.cancelled() else self._chain.exception()
-        if error is None:
-            error = InternalError(opened._method, "a client interceptor settled the stream before it ended")
-        opened.link.fail(error)
-
-    def report(self, ending: Reply | BaseException) -> None:
-        """Passes the stream's end (or its error) to the interceptors, once."""
-        if self._reported.done() or self._chain.done():
-            return
-        if isinstance(ending, Reply):
-            self._reported.set_result(ending)
-        else:
-            self._reported.set_exception(ending)
-            self._reported.exception()  # retrieved: the chain may have stopped waiting for it
-
-    async def settle(self, ending: Reply | BaseException) -> Reply:
-        """Reports ``ending`` and returns (or raises) what the interceptors settle with."""
-        self.report(ending)
-        return await asyncio.shield(self._chain)
-
-
-async def _pump_requests(link: _StreamLink[Any], requests: RequestSource[Message], encode: Callable[[Message], bytes]) -> None:
-    """Sends the caller's requests as the server grants credit, then the
-    half-close; a failure (an iterable that raises, a message that does not
-    encode, a lost connection) fails the stream with that error."""
-    try:
-        if isinstance(requests, AsyncIterable):
-            async for request in requests:
-                await link.send(encode(request))
-        else:
-            for request in requests:
-                await link.send(encode(request))
-        await link.publish({END_HEADER: "true"})
-    except asyncio.CancelledError:
-        raise
-    except Exception as err:
-        link.fail(err)
-
-
-# --------------------------------------------------------------------------
-# Client
-# --------------------------------------------------------------------------
-
-
-class Response(NamedTuple, Generic[MessageT]):
-    """What a client call returns: ``message, headers = await client.get_order(...)``."""
-
-    message: MessageT
-    """The decoded response."""
-    headers: dict[str, str]
-    """The reply's headers."""
-
-
-@dataclass
-class ClientCall:
-    """One outgoing call as client interceptors see it; they may change any field."""
-
-    method: str
-    """Proto method name (``CreateOrder``)."""
-    subject: str
-    """The subject the request goes to."""
-    headers: dict[str, str]
-    """Request headers."""
-    timeout: float
-    """Seconds to wait for the reply; sent to the server as its budget. For a
-    stream it covers the whole stream; ``math.inf`` when the stream has no deadline."""
-    payload: bytes
-    """The encoded request."""
-
-
-@dataclass
-class Reply:
-    """A successful reply as client interceptors see it."""
-
-    payload: bytes
-    """The encoded response."""
-    headers: dict[str, str]
-    """Reply headers."""
-
-
-ClientNext = Callable[[ClientCall], Awaitable[Reply]]
-"""The rest of a client chain: further interceptors, then the NATS request."""
-ClientInterceptor = Callable[[ClientCall, ClientNext], Awaitable[Reply]]
-"""Runs around every call of a client, and around every stream (whose reply is
-the stream's end, §9.7): ``async def f(call, call_next) -> Reply``.
-Change ``call`` and ``return await call_next(call)``, or raise a
-:class:`NatsMicroError` to fail the call without sending it."""
-
-
-def _chain_interceptors(
-    interceptors: Sequence[Callable[..., Awaitable[T]]], last: Callable[..., Coroutine[Any, Any, T]]
-) -> Callable[..., Coroutine[Any, Any, T]]:
-    """Chains interceptors around ``last``, the first one outermost: each is
-    called with the call's arguments and, last, the rest of the chain."""
-    chain = last
-    for interceptor in reversed(interceptors):
-        chain = functools.partial(_link, interceptor, chain)
-    return chain
-
-
-async def _link(interceptor: Callable[..., Awaitable[T]], call_next: Callable[..., Awaitable[T]], *call: object) -> T:
-    return await interceptor(*call, call_next)
-
-
-class ClientOptions(TypedDict, total=False):
-    """Settings of a generated client, all optional."""
-
-    subject_prefix: str | None
-    """Replaces the proto's subject prefix."""
-    timeout: float | None
-    """Seconds, for every call (a call's own ``timeout`` wins)."""
-    headers: Mapping[str, str] | None
-    """Sent with every call (a call's own headers win)."""
-    interceptors: Sequence[ClientInterceptor]
-    """Run around every call, the first one outermost."""
-    stream_timings: StreamTimings
-    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
-
-
-class Client:
-    """The untyped client under every generated client: a NATS connection, the
-    service's spec, a client-wide timeout and headers, and interceptors.
-
-    Timeout of a call (first set wins): the call's ``timeout``, the client's
-    ``timeout``, the endpoint's proto ``timeout``, the service's proto
-    ``timeout``, :data:`DEFAULT_TIMEOUT`. The budget travels in the
-    ``Nats-Micro-Timeout`` header so the server stops once the caller gave up.
-    """
-
-    def __init__(
-        self,
-        nc: NatsClient,
-        service: ServiceSpec,
-        errors: ErrorTable | type[ServiceError],
-        *,
-        subject_prefix: str | None = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        interceptors: Sequence[ClientInterceptor] = (),
-        stream_timings: StreamTimings = StreamTimings(),
-    ) -> None:
-        self._nc = nc
-        self._stream_timings = stream_timings
-        self._service = service
-        self._errors = errors if isinstance(errors, ErrorTable) else ErrorTable(errors)
-        self._subject_prefix = subject_prefix if subject_prefix is not None else service.subject_prefix
-        if not valid_subject(self._subject_prefix):
-            raise ConfigError(f"subject prefix {self._subject_prefix!r} has an empty token, a space, '*' or '>'")
-        self._timeout = timeout
-        self._headers = dict(headers or {})
-        self._interceptors = tuple(interceptors)
-        self._chain: ClientNext = _chain_interceptors(self._interceptors, self._send)
-        self._endpoints = {spec.endpoint: spec for spec in service.endpoints}
-
-    @property
-    def subject_prefix(self) -> str:
-        """The subject prefix calls go to."""
-        return self._subject_prefix
-
-    def subject(self, endpoint: str) -> str:
-        """The subject of an endpoint: ``{subject_prefix}.{endpoint}``."""
-        return f"{self._subject_prefix}.{endpoint}"
-
-    def effective_timeout(self, endpoint: str) -> float:
-        """Seconds a call to ``endpoint`` waits when the call sets no timeout."""
-        return self._default_timeout(self._endpoint(endpoint))
-
-    def _default_timeout(self, spec: EndpointSpec) -> float:
-        for timeout in (self._timeout, spec.timeout):
-            if timeout is not None:
-                return timeout
-        return DEFAULT_TIMEOUT
-
-    def _endpoint(self, endpoint: str) -> EndpointSpec:
-        """The spec of ``endpoint``; ``ConfigError`` if the service has none by that name."""
-        spec = self._endpoints.get(endpoint)
-        return spec if spec is not None else self._service.endpoint(endpoint)
-
-    def _encode_request(self, spec: EndpointSpec, request: Message) -> bytes:
-        try:
-            return encode_message(request, self._service.json)
-        except Exception as err:  # a message that cannot be encoded
-            raise EncodeError(spec.method, f"encoding the request: {err}") from err
-
-    async def unary(
-        self,
-        endpoint: str,
-        request: Message,
-        response_type: type[MessageT],
-        *,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Response[MessageT]:
-        """Sends one request to ``endpoint`` and decodes the reply."""
-        spec = self._endpoint(endpoint)
-        payload = self._encode_request(spec, request)
-        call = ClientCall(
-            method=spec.method,
-            subject=self.subject(endpoint),
-            headers={**self._headers, **(headers or {})},
-            timeout=timeout if timeout is not None else self._default_timeout(spec),
-            payload=payload,
-        )
-        reply = await self._chain(call)
-        try:
-            message = decode_message(reply.payload, response_type, self._service.json)
-        except ValueError as err:
-            raise DecodeError(spec.method, f"decoding the reply: {err}", headers=reply.headers) from err
-        return Response(message, reply.headers)
-
-    def _stream_timeout(self, spec: EndpointSpec, timeout: float | None) -> float | None:
-        """A stream's budget: the call's, the client's or the proto's timeout;
-        none otherwise, since streams may run for hours (§9.5)."""
-        for candidate in (timeout, self._timeout, spec.timeout):
-            if candidate is not None:
-                return candidate
-        return None
-
-    async def server_stream(
-        self,
-        endpoint: str,
-        request: Message,
-        response_type: type[MessageT],
-        *,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        window: int = DEFAULT_WINDOW,
-    ) -> ResponseStream[MessageT]:
-        """Opens a server-streaming call (PROTOCOL §9.2) and returns its
-        responses as an async iterator; leaving it early cancels the stream."""
-        spec = self._endpoint(endpoint)
-        payload = self._encode_request(spec, request)
-        opened = await self._open_stream(spec, payload, response_type, timeout, headers, window)
-        return ResponseStream(opened)
-
-    async def client_stream(
-        self,
-        endpoint: str,
-        requests: RequestSource[Message],
-        response_type: type[MessageT],
-        *,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        window: int = DEFAULT_WINDOW,
-    ) -> Response[MessageT]:
-        """Calls a client-streaming RPC (PROTOCOL §9.3): sends ``requests`` as
-        the server grants credit, then returns the server's one response.
-        Cancelling the awaiting task cancels the stream at the server."""
-        spec = self._endpoint(endpoint)
-        opened = await self._open_stream(spec, b"", response_type, timeout, headers, window, plain_is_result=True)
-        self._start_pump(spec, opened, requests)
-        try:
-            try:
-                while await opened.within_deadline(opened.link.receive()) is not None:
-                    pass  # a client-streaming server sends no data messages; its result is the end
-            except Exception as err:
-                if opened.interceptors is None:
-                    raise
-                end = await opened.interceptors.settle(err)
-            else:
-                end = opened.link.end if opened.link.end is not None else Reply(b"", {})
-                if opened.interceptors is not None:
-                    end = await opened.interceptors.settle(end)
-            try:
-                message = decode_message(end.payload, response_type, self._service.json)
-            except ValueError as err:
-                raise DecodeError(spec.method, f"decoding the reply: {err}", headers=end.headers) from err
-            return Response(message, end.headers)
-        finally:
-            await opened.close()
-
-    async def bidi_stream(
-        self,
-        endpoint: str,
-        requests: RequestSource[Message],
-        response_type: type[MessageT],
-        *,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        window: int = DEFAULT_WINDOW,
-    ) -> ResponseStream[MessageT]:
-        """Opens a bidirectional call (PROTOCOL §9.3): sends ``requests`` in
-        the background as the server grants credit and returns the responses
-        as an async iterator; leaving it early cancels the stream."""
-        spec = self._endpoint(endpoint)
-        opened = await self._open_stream(spec, b"", response_type, timeout, headers, window)
-        self._start_pump(spec, opened, requests)
-        return ResponseStream(opened)
-
-    def _start_pump(self, spec: EndpointSpec, opened: _OpenedStream[Any], requests: RequestSource[Message]) -> None:
-        """Starts sending ``requests``; a failure of the stream stops it."""
-        encode = functools.partial(self._encode_request, spec)
-        opened.pump = asyncio.get_running_loop().create_task(_pump_requests(opened.link, requests, encode))
-
-    async def _open_stream(
-        self,
-        spec: EndpointSpec,
-        payload: bytes,
-        response_type: type[MessageT],
-        timeout: float | None,
-        headers: Mapping[str, str] | None,
-        window: int,
-        *,
-        plain_is_result: bool = False,
-    ) -> _OpenedStream[MessageT]:
-        """Opens a stream through the client's interceptors (§9.7): they see
-        the open as a call (headers, timeout, the request of a
-        server-streaming RPC; ``timeout`` is ``math.inf`` for a stream without
-        a deadline) and may change it or refuse the call; their
-        ``call_next`` returns the stream's end (its body and trailing
-        headers) or raises its error (``CANCELLED`` when the caller leaves),
-        and what the chain settles with is what the caller sees at the end.
-        The chain runs as a task of its own, since the caller streams while
-        it waits."""
-        budget = self._stream_timeout(spec, timeout)
-        call = ClientCall(
-            method=spec.method,
-            subject=self.subject(spec.endpoint),
-            headers={**self._headers, **(headers or {})},
-            timeout=budget if budget is not None else math.inf,
-            payload=payload,
-        )
-        if not self._interceptors:
-            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
-            return stream
-        loop = asyncio.get_running_loop()
-        opened: asyncio.Future[_OpenedStream[MessageT]] = loop.create_future()
-        reported: asyncio.Future[Reply] = loop.create_future()
-
-        async def open_call(call: ClientCall) -> Reply:
-            if opened.done():
-                raise InternalError(spec.method, "a client interceptor opened the stream twice")
-            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
-            opened.set_result(stream)
-            return await reported
-
-        chain = loop.create_task(_chain_interceptors(self._interceptors, open_call)(call))
-        # Nobody may wait for the chain (a caller that left): its outcome is still retrieved.
-        chain.add_done_callback(lambda task: task.cancelled() or task.exception())
-        try:
-            await asyncio.wait((opened, chain), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            chain.cancel()
-            if opened.done():
-                await opened.result().close()
-            raise
-        if opened.done():
-            stream = opened.result()
-            stream.interceptors = _StreamOutcome(reported, chain, stream)
-            return stream
-        chain.result()  # refused, or failed to open: raises
-        raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
-
-    async def _open_call(
-        self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
-    ) -> tuple[_OpenedStream[MessageT], Reply]:
-        """Sends the open (§9.2) and waits for the ack, or for the first
-        message of a server that sends no ack (§9.8)."""
-        nc, loop = self._nc, asyncio.get_running_loop()
-        deadline = None if math.isinf(call.timeout) else loop.time() + call.timeout
-        errors = self._errors
-        method, subject = call.method, call.subject
-
-        def error(code: str, message: str, data: bytes, reply_headers: Mapping[str, str]) -> NatsMicroError:
-            return errors.error(code, method, message, data, reply_headers)
-
-        ack: asyncio.Future[_StreamLink[MessageT]] = loop.create_future()
-        ack_headers: dict[str, str] = {}
-        link: _StreamLink[MessageT] | None = None
-        opened: _OpenedStream[MessageT] | None = None
-
-        def abort(reason: NatsMicroError) -> None:
-            # Stop sending and tell the server at once (§9.6); the reader gets the reason.
-            if opened is not None:
-                opened.abort()
-
-        def start(peer_inbox: str | None, peer_window: int | None) -> _StreamLink[MessageT]:
-            nonlocal link
-            link = _StreamLink(
-                nc,
-                method,
-                peer_inbox,
-                peer_window,
-                window if peer_window is not None else None,
-                _decoder(response_type, self._service.json),
-                error,
-                self._stream_timings,
-                abort,
-                plain_is_result=plain_is_result,
-            )
-            return link
-
-        async def on_message(msg: Msg) -> None:
-            if link is not None:
-                await link.on_message(msg)
-                return
-            if ack.done():
-                return
-            if (msg.headers or {}).get("Status") == "503":
-                ack.set_exception(NoRespondersError(method, f"no responders on {subject}"))
-                return
-            try:
-                frame = classify(msg.headers, msg.data)
-            except StreamProtocolError as err:
-                ack.set_exception(error(err.code, err.message, b"", {}))
-                return
-            ack_headers.update(frame.headers)
-            if frame.kind is FrameKind.ACK:
-                ack.set_result(start(frame.inbox, frame.number))
-            elif frame.kind is FrameKind.ERROR:  # a refused open
-                code = frame.headers.get(ERROR_CODE_HEADER)
-                message = frame.headers.get(ERROR_MESSAGE_HEADER, "")
-                ack.set_exception(error(code_from_wire(code) if code else UNKNOWN, message, frame.body, dict(frame.headers)))
-            else:  # a server without acks (§9.8): its first message is the stream's, without flow control
-                ack.set_result(start(None, None))
-                await on_message(msg)
-
-        inbox = nc.new_inbox()
-        subscription = await nc.subscribe(inbox, cb=on_message)
-        open_headers = {**call.headers, REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window)}
-        if deadline is not None:
-            open_headers[TIMEOUT_HEADER] = encode_timeout(deadline - loop.time())
-        try:
-            try:
-                await nc.publish(subject, call.payload, reply=inbox, headers=open_headers)
-            except nats.errors.MaxPayloadError as err:
-                raise MaxPayloadExceededError(method, "the request exceeds the server's max_payload") from err
-            except nats.errors.BadSubjectError as err:
-                raise ConfigError(f"{method}: invalid subject {subject!r}") from err
-            except nats.errors.Error as err:
-                raise ConnectionClosedError(method, f"sending the stream open: {type(err).__name__}: {err}") from err
-            # Without a deadline a live server acks at once; a missing one is reported by NATS (503).
-            ack_by = deadline if deadline is not None else loop.time() + self._stream_timings.peer_timeout
-            try:
-                async with asyncio.timeout_at(ack_by) as scope:
-                    started = await ack
-            except TimeoutError as err:
-                if not scope.expired():
-                    raise
-                raise RequestTimeoutError(method, "no stream ack before the deadline") from err
-        except BaseException:
-            if link is not None:
-                await link.close()
-            await subscription.unsubscribe()
-            raise
-        started.subscription = subscription
-        opened = _OpenedStream(started, deadline, method, errors)
-        return opened, Reply(b"", ack_headers)
-
-    async def _send(self, call: ClientCall) -> Reply:
-        """The end of the chain: the NATS request, its failures and error replies."""
-        headers = {**call.headers, TIMEOUT_HEADER: encode_timeout(call.timeout)}
-        try:
-            msg = await self._nc.request(call.subject, call.payload, timeout=call.timeout, headers=headers)
-        except nats.errors.NoRespondersError as err:
-            raise NoRespondersError(call.method, f"no responders on {call.subject}") from err
-        except nats.errors.TimeoutError as err:
-            raise RequestTimeoutError(call.method, f"no reply within {call.timeout:g}s") from err
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as err:
-            raise ConnectionClosedError(call.method, "the NATS connection is closed") from err
-        except nats.errors.MaxPayloadError as err:
-            raise MaxPayloadExceededError(call.method, "the request exceeds the server's max_payload") from err
-        except nats.errors.BadSubjectError as err:
-            raise ConfigError(f"{call.method}: invalid subject {call.subject!r}") from err
-        except nats.errors.Error as err:
-            raise TransportError(call.method, f"{type(err).__name__}: {err}") from err
-        reply_headers = dict(msg.headers or {})
-        code = reply_headers.get(ERROR_CODE_HEADER)
-        text = reply_headers.get(ERROR_MESSAGE_HEADER)
-        if code is None and text is None:
-            return Reply(msg.data, reply_headers)
-        raise self._errors.error(
-            code_from_wire(code) if code is not None else UNKNOWN, call.method, text or "", msg.data, reply_headers
-        )
-
-
-# --------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------
-
-
-class RequestContext:
-    """What a handler and a server interceptor know about one request: method,
-    subject, incoming headers, the deadline, and the headers to send back (on
-    success and on error)."""
-
-    def __init__(
-        self,
-        method: str,
-        endpoint: str,
-        subject: str,
-        headers: Mapping[str, str] | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        self._method = method
-        self._endpoint = endpoint
-        self._subject = subject
-        self.headers: dict[str, str] = dict(headers or {})
-        """Request headers; interceptors may change them."""
-        self._deadline = deadline
-        self.response_headers: dict[str, str] = {}
-        """Headers to send with the reply, success or error."""
-        self._stream: _ServerStreamCall | None = None
-
-    @property
-    def method(self) -> str:
-        """Proto method name (``CreateOrder``)."""
-        return self._method
-
-    @property
-    def endpoint(self) -> str:
-        """ADR-32 endpoint name (``create_order``)."""
-        return self._endpoint
-
-    @property
-    def subject(self) -> str:
-        """The subject the request arrived on."""
-        return self._subject
-
-    @property
-    def deadline(self) -> float | None:
-        """When the service stops waiting, on the event loop's clock: the earlier
-        of the caller's budget and the endpoint's timeout."""
-        return self._deadline
-
-    def remaining(self) -> float | None:
-        """Seconds left until the deadline (0 once it passed)."""
-        if self._deadline is None:
-            return None
-        return max(0.0, self._deadline - asyncio.get_running_loop().time())
-
-    def header(self, name: str) -> str | None:
-        """A request header, or ``None``."""
-        return self.headers.get(name)
-
-    def set_response_header(self, name: str, value: str) -> None:
-        """Sets a header on the reply, success or error."""
-        self.response_headers[name] = value
-
-
-ServerNext = Callable[[RequestContext, bytes], Awaitable[bytes]]
-"""The rest of a server chain: further interceptors, then the handler."""
-ServerInterceptor = Callable[[RequestContext, bytes, ServerNext], Awaitable[bytes]]
-"""Runs around every request of a service: ``async def f(ctx, payload, call_next) -> bytes``.
-Inspect or change ``ctx`` and ``return await call_next(ctx, payload)``, or raise a
-:class:`NatsMicroError` to answer with it without running the handler."""
-
-
-class UnaryEndpoint(Generic[RequestT, ResponseT]):
-    """A handler method with its request type: decodes the request (a malformed
-    one is ``INVALID_ARGUMENT``), calls the handler, encodes its response."""
-
-    def __init__(
-        self, handler: Callable[[RequestT, RequestContext], Awaitable[ResponseT]], request_type: type[RequestT]
-    ) -> None:
-        self._handler = handler
-        self._request_type = request_type
-
-    async def serve(self, ctx: RequestContext, payload: bytes, use_json: bool) -> bytes:
-        """Serves one request body."""
-        try:
-            request = decode_message(payload, self._request_type, use_json)
-        except ValueError as err:
-            raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}") from err
-        response = await self._handler(request, ctx)
-        return encode_message(response, use_json)
-
-
-@dataclass(frozen=True)
-class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
-    """A server-streaming handler with its request type (PROTOCOL §9): the
-    handler is typically an async generator yielding the responses."""
-
-    kind: ClassVar[str] = "server"
-    """The endpoint's ``nats_micro.stream`` kind in INFO."""
-
-    handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]]
-    request_type: type[RequestT]
-
-
-@dataclass(frozen=True)
-class ClientStreamEndpoint(Generic[RequestT, ResponseT]):
-    """A client-streaming handler with its request type (PROTOCOL §9): the
-    handler reads the caller's messages (``async for request in requests``)
-    and returns one response."""
-
-    kind: ClassVar[str] = "client"
-    """The endpoint's ``nats_micro.stream`` kind in INFO."""
-
-    handler: Callable[[AsyncIterator[RequestT], RequestContext], Awaitable[ResponseT]]
-    request_type: type[RequestT]
-
-
-@dataclass(frozen=True)
-class BidiStreamEndpoint(Generic[RequestT, ResponseT]):
-    """A bidirectional handler with its request type (PROTOCOL §9): the
-    handler reads the caller's messages and produces the responses, typically
-    as an async generator (``async for request in requests: yield ...``)."""
-
-    kind: ClassVar[str] = "bidirectional"
-    """The endpoint's ``nats_micro.stream`` kind in INFO."""
-
-    handler: Callable[[AsyncIterator[RequestT], RequestContext], AsyncIterator[ResponseT]]
-    request_type: type[RequestT]
-
-
-StreamEndpoint = ServerStreamEndpoint[Any, Any] | ClientStreamEndpoint[Any, Any] | BidiStreamEndpoint[Any, Any]
-"""A streaming endpoint of any kind."""
-_STREAM_ENDPOINTS = (ServerStreamEndpoint, ClientStreamEndpoint, BidiStreamEndpoint)
-
-ServedEndpoint = UnaryEndpoint[Any, Any] | StreamEndpoint
-"""What ``start_service`` accepts per endpoint."""
-
-
-@dataclass(frozen=True)
-class _ServerStreamCall:
-    """What a stream's handler runs with, handed through its context: the
-    endpoint, the request of a server-streaming call and the link."""
-
-    endpoint: StreamEndpoint
-    request: Message | None
-    link: _StreamLink[Any]
-
-
-_CODED_ERRORS = ErrorTable(ServiceError, {sub.CODE: sub for sub in CodedServiceError.__subclasses__()})
-
-
-def _server_stream_error(method: str) -> StreamErrors:
-    """How a server's stream fails: the runtime's per-code error classes."""
-
-    def make(code: str, message: str, data: bytes, headers: Mapping[str, str]) -> NatsMicroError:
-        return _CODED_ERRORS.error(code, method, message, data, headers)
-
-    return make
-
-
-class ServiceOverrides(TypedDict, total=False):
-    """Run-time settings for a service, over what the proto declares."""
-
-    name: str
-    """ADR-32 service name."""
-    version: str
-    """ADR-32 version (SemVer)."""
-    description: str
-    """ADR-32 description."""
-    metadata: Mapping[str, str]
-    """Replaces the proto's service metadata."""
-    merge_metadata: Mapping[str, str]
-    """Merged over the (proto or replaced) metadata; its values win."""
-    subject_prefix: str
-    """Replaces the subject prefix."""
-    queue_group: str | None
-    """The queue group of every endpoint; ``None`` disables it. An endpoint whose proto disables it keeps it disabled."""
-    timeout: float
-    """Seconds, for every endpoint, over the proto's timeouts."""
-    endpoint_timeouts: Mapping[str, float]
-    """Seconds per endpoint name (``create_order``), over every other timeout."""
-    code_format: CodeFormat
-    """How the seven built-in codes are written (numbers by default)."""
-    expose_internal_errors: bool
-    """Send the text of exceptions without a code instead of ``internal error`` (off by default)."""
-    max_concurrency: int
-    """Requests each endpoint handles at once (default 1024); further ones wait."""
-    interceptors: Sequence[ServerInterceptor]
-    """Server interceptors, the first one outermost."""
-    pending_limit: int | None
-    """Requests per endpoint waiting for a slot (default 4096, or the proto's
-    pending limits); ``None`` removes the bound. Beyond it: ``RESOURCE_EXHAUSTED``."""
-    drain_timeout: float
-    """Seconds :meth:`Service.stop` waits for requests before cancelling them (default 10)."""
-    reply_allow_prefixes: Sequence[str]
-    """Only reply subjects starting with one of these are served (e.g. ``["_INBOX."]``)."""
-    reply_deny: Sequence[str]
-    """Reply subject patterns (NATS wildcards ``*``/``>``) that are refused."""
-    stream_timings: StreamTimings
-    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
-
-
-@dataclass(frozen=True)
-class EndpointInfo:
-    """A registered endpoint, as INFO reports it."""
-
-    name: str
-    subject: str
-    queue_group: str | None
-    metadata: Mapping[str, str]
-
-    def to_json(self) -> dict[str, Any]:
-        """The ADR-32 JSON form (no ``queue_group`` when disabled)."""
-        return {**_endpoint_json(self.name, self.subject, self.queue_group), "metadata": dict(self.metadata)}
-
-
-@dataclass(frozen=True)
-class EndpointStats:
-    """One endpoint's statistics, as STATS reports them."""
-
-    name: str
-    subject: str
-    queue_group: str | None
-    num_requests: int
-    num_errors: int
-    last_error: str
-    processing_time: int
-    """Total handler time, in nanoseconds."""
-    average_processing_time: int
-    """Average handler time, in nanoseconds."""
-
-    def to_json(self) -> dict[str, Any]:
-        """The ADR-32 JSON form (no ``queue_group`` when disabled)."""
-        return {
-            **_endpoint_json(self.name, self.subject, self.queue_group),
-            "num_requests": self.num_requests,
-            "num_errors": self.num_errors,
-            "last_error": self.last_error,
-            "processing_time": self.processing_time,
-            "average_processing_time": self.average_processing_time,
-        }
-
-
-#: The endpoint metadata key that marks a streaming endpoint in ADR-32 INFO,
-#: with ``server``, ``client`` or ``bidirectional`` as value (PROTOCOL §9).
-STREAM_METADATA_KEY = "nats_micro.stream"
-
-
-def _endpoint_json(name: str, subject: str, queue_group: str | None) -> dict[str, Any]:
-    """An endpoint's name and subject, and its queue group unless disabled."""
-    return {"name": name, "subject": subject} | ({} if queue_group is None else {"queue_group": queue_group})
-
-
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-)
-
-
-def valid_subject(subject: str) -> bool:
-    """Non-empty tokens, no whitespace, no wildcard."""
-    return all(token and not re.search(r"[\s*>]", token) for token in subject.split("."))
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """Whether ``subject`` matches a NATS ``pattern`` (``*`` one token, ``>`` the rest)."""
-    pattern_tokens, tokens = pattern.split("."), subject.split(".")
-    for i, token in enumerate(pattern_tokens):
-        if token == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or (token != "*" and token != tokens[i]):
-            return False
-    return len(tokens) == len(pattern_tokens)
-
-
-@dataclass(frozen=True)
-class ReplyPolicy:
-    """Which reply subjects a service answers on. NATS lets the caller choose
-    where a reply goes, so a caller could aim a reply at another service's
-    endpoint or at a subject it may not publish to itself (a confused deputy).
-    By default a request is refused (dropped without running the handler,
-    counted as an error, logged at warn) when its reply subject is missing,
-    holds a wildcard, or equals or lies under one of the service's own
-    endpoint subjects or ``$SRV.``, ``$JS.``, ``$KV.``, ``$O.``, ``$SYS.``.
-    ``allow_prefixes`` (opt-in) admits only replies starting with one of
-    them; ``deny`` (opt-in) refuses replies matching one of its patterns."""
-
-    own_subjects: tuple[str, ...] = ()
-    allow_prefixes: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-
-    def refusal(self, reply: str) -> str | None:
-        """Why a request with this reply subject is refused, or ``None``."""
-        if not reply:
-            return "no reply subject"
-        if not valid_subject(reply):
-            return f"reply subject {reply!r} has a wildcard, a space or an empty token"
-        for own in self.own_subjects:
-            if reply == own or reply.startswith(own + "."):
-                return f"reply subject {reply!r} lies under endpoint subject {own!r}"
-        reserved = next((p for p in RESERVED_REPLY_PREFIXES if reply.startswith(p)), None)
-        if reserved is not None:
-            return f"reply subject {reply!r} lies under {reserved!r}"
-        if self.allow_prefixes and not any(reply.startswith(p) for p in self.allow_prefixes):
-            return f"reply subject {reply!r} does not start with an allowed prefix"
-        denied = next((p for p in self.deny if subject_matches(p, reply)), None)
-        if denied is not None:
-            return f"reply subject {reply!r} matches denied pattern {denied!r}"
-        return None
-
-
-@dataclass
-class _Settings:
-    """What every endpoint of one running service shares."""
-
-    nc: NatsClient
-    use_json: bool
-    code_format: CodeFormat
-    expose_internal_errors: bool
-    max_concurrency: int
-    chain: Sequence[ServerInterceptor]
-    reply_policy: ReplyPolicy
-    pending_limit: int | None
-    stream_timings: StreamTimings
-
-
-def _earliest(a: float | None, b: float | None) -> float | None:
-    """The smaller of two optional limits."""
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
-
-
-class _Resumed(Generic[T]):
-    """The rest of a coroutine that was started by hand and is waiting on
-    ``waiting_on`` (what its first ``send(None)`` yielded). Awaiting this hands
-    ``waiting_on`` to the running task and then passes whatever the task sends
-    or throws in (results, cancellation) on to the coroutine, exactly as
-    awaiting the coroutine from the start would have."""
-
-    __slots__ = ("_call", "_waiting_on")
-
-    def __init__(self, call: Coroutine[Any, Any, T], waiting_on: Any) -> None:
-        self._call = call
-        self._waiting_on = waiting_on
-
-    def __await__(self) -> Generator[Any, Any, T]:
-        call, waiting_on = self._call, self._waiting_on
-        while True:
-            sent: Any = None
-            thrown: BaseException | None = None
-            try:
-                sent = yield waiting_on
-            except GeneratorExit:
-                call.close()
-                raise
-            except BaseException as exc:  # cancellation, mostly: the coroutine decides what it means
-                thrown = exc
-            # Passed on outside the except block, so nothing the coroutine raises gets it as __context__.
-            try:
-                waiting_on = call.send(sent) if thrown is None else call.throw(thrown)
-            except StopIteration as finished:
-                return cast(T, finished.value)
-            finally:
-                del thrown
-
-
-class _Endpoint:
-    """One subscribed endpoint: bounded concurrency, deadline, reply, statistics."""
-
-    def __init__(
-        self, info: EndpointInfo, spec: EndpointSpec, timeout: float | None, handler: ServedEndpoint, settings: _Settings
-    ) -> None:
-        self.info = info
-        self._spec = spec
-        self._timeout = timeout
-        self._settings = settings
-        self._chain = _chain_interceptors(settings.chain, self._call_handler)
-        self._handler = handler
-        self._permits = asyncio.Semaphore(settings.max_concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._queued = 0
-        self._queued_bytes = 0
-        self._subscription: Subscription | None = None
-        self.num_requests = 0
-        self.num_errors = 0
-        self.last_error = ""
-        self.processing_time = 0
-
-    async def start(self) -> None:
-        self._subscription = await self._settings.nc.subscribe(
-            self.info.subject, queue=self.info.queue_group or "", cb=self._on_message
-        )
-
-    async def drain(self, timeout: float) -> None:
-        """Stops taking requests, then waits up to ``timeout`` seconds for the
-        requests in flight and queued; cancels what is left and returns."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + max(0.0, timeout)
-        if self._subscription is not None:
-            try:
-                # Hands what nats-py already received to _on_message, which never waits.
-                # nats-py leaves Subscription.drain unannotated.
-                await asyncio.wait_for(self._subscription.drain(), max(0.0, until - loop.time()))  # type: ignore[no-untyped-call]
-            except (nats.errors.Error, TimeoutError) as err:
-                _log.warning("draining endpoint %s: %r", self.info.name, err)
-            self._subscription = None
-        if not self._tasks:
-            return
-        _, left = await asyncio.wait(set(self._tasks), timeout=max(0.0, until - loop.time()))
-        if left:
-            _log.warning("endpoint %s: cancelling %d requests after the drain timeout", self.info.name, len(left))
-            for task in left:
-                task.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
-
-    def stats(self) -> EndpointStats:
-        average = self.processing_time // self.num_requests if self.num_requests else 0
-        return EndpointStats(
-            self.info.name,
-            self.info.subject,
-            self.info.queue_group,
-            self.num_requests,
-            self.num_errors,
-            self.last_error,
-            self.processing_time,
-            average,
-        )
-
-    async def _on_message(self, msg: Msg) -> None:
-        """Takes one request off the subscription without ever waiting, so that
-        the moment it runs is the request's arrival: refuses it by the reply
-        policy or for malformed headers, runs it when a slot is free, queues it
-        while the pending bound allows, and refuses it with
-        ``RESOURCE_EXHAUSTED`` beyond."""
-        received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
-        target = self._reply_target(msg)
-        refusal = self._settings.reply_policy.refusal(target)
-        if refusal is None and msg.reply and msg.reply != target:
-            # A stream open's reply subject (where its ack goes) must pass as well (§9.2).
-            refusal = self._settings.reply_policy.refusal(msg.reply)
-        if refusal is not None:
-            _log.warning("%s: refused a request: %s", self._spec.method, refusal)
-            self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
-            return
-        if msg.headers and MALFORMED_HEADER in msg.headers:
-            bad = InvalidArgumentError(self._spec.method, f"malformed headers: {msg.headers[MALFORMED_HEADER]}")
-            await self._reply(msg, None, bad, {}, received[0])
-            return
-        if not self._permits.locked():
-            await self._permits.acquire()  # free: returns at once
-            self._spawn(self._serve(msg, received))
-            return
-        size = len(msg.data)
-        if self._over_pending_limit(size):
-            overloaded = ResourceExhaustedError(self._spec.method, f"endpoint {self.info.name} is overloaded")
-            await self._reply(msg, None, overloaded, {}, received[0])
-            return
-        self._queued += 1
-        self._queued_bytes += size
-        self._spawn(self._serve_when_free(msg, received, size))
-
-    def _reply_target(self, msg: Msg) -> str:
-        """Where answers go: the reply subject, or for a stream its ``Reply-To``
-        (a Go-plugin open has no reply subject, §9.2)."""
-        if not isinstance(self._handler, _STREAM_ENDPOINTS):
-            return msg.reply or ""
-        reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
-        return reply_to if reply_to is not None else msg.reply or ""
-
-    def _over_pending_limit(self, size: int) -> bool:
-        msg_limit, bytes_limit = self._spec.pending_msg_limit, self._spec.pending_bytes_limit
-        if msg_limit is None and bytes_limit is None:
-            msg_limit = self._settings.pending_limit
-        over_msgs = msg_limit is not None and self._queued >= msg_limit
-        over_bytes = bytes_limit is not None and self._queued_bytes + size > bytes_limit
-        return over_msgs or over_bytes
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _serve_when_free(self, msg: Msg, received: tuple[int, float], size: int) -> None:
-        try:
-            await self._permits.acquire()
-        finally:
-            self._queued -= 1
-            self._queued_bytes -= size
-        await self._serve(msg, received)
-
-    async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
-        if isinstance(self._handler, UnaryEndpoint):
-            return await self._handler.serve(ctx, payload, self._settings.use_json)
-        return await self._run_stream(ctx)
-
-    async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
-        """One request, holding a permit it releases at the end: deadline
-        (counted from arrival; an expired one never starts the handler),
-        interceptors and handler, reply, statistics.
-
-        The chain runs by hand up to its first wait: a handler that answers
-        without waiting needs no deadline timer (nothing could interrupt it
-        anyway); one that waits continues under ``asyncio.timeout_at``, on
-        this same task, as a plain ``await`` would.
-        """
-        try:
-            started_ns, arrived_at = received
-            budget = decode_timeout(msg.headers.get(TIMEOUT_HEADER)) if msg.headers else None
-            limit = _earliest(budget, self._timeout)
-            deadline = None if limit is None else arrived_at + limit
-            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
-                expired = DeadlineExceededError(self._spec.method, f"{self._spec.method} expired while queued")
-                await self._reply(msg, None, expired, {}, started_ns)
-                return
-            ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
-            if not isinstance(self._handler, UnaryEndpoint):
-                await self._serve_stream(self._handler, msg, ctx, started_ns)
-                return
-            body, error = await self._run_chain(ctx, msg.data, deadline)
-            await self._reply(msg, body, error, ctx.response_headers, started_ns)
-        finally:
-            self._permits.release()
-
-    async def _run_chain(
-        self, ctx: RequestContext, payload: bytes, deadline: float | None
-    ) -> tuple[bytes | None, NatsMicroError | None]:
-        scope: asyncio.Timeout | None = None
-        try:
-            call = self._chain(ctx, payload)
-            try:
-                waiting_on = call.send(None)
-            except StopIteration as answered:
-                return cast(bytes, answered.value), None
-            scope = asyncio.timeout_at(deadline)
-            async with scope:
-                return await _Resumed(call, waiting_on), None
-        except Exception as err:
-            if scope is not None and scope.expired():
-                return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
-            return None, as_coded(err, self._spec.method) or self._uncoded(err)
-
-    async def _serve_stream(self, endpoint: StreamEndpoint, msg: Msg, ctx: RequestContext, started_ns: int) -> None:
-        """One stream of any kind (§9.2–§9.6): checks the open, subscribes the
-        server's inbox and acks the open on its reply subject (a Go-plugin
-        server-streaming open has none: no ack, no flow control), runs the
-        interceptors and the handler under the deadline, and ends the stream
-        with the handler's result and trailing headers, or its error. A cancel
-        or a silent caller stops the handler and ends nothing; a protocol error
-        (a lost, malformed or excess message) stops it and ends the stream
-        with that error."""
-        nc, method, use_json = self._settings.nc, self._spec.method, self._settings.use_json
-        try:
-            announced = header_number(msg.headers, CREDIT_HEADER)
-            request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
-        except (ValueError, StreamProtocolError) as err:
-            await self._reply(msg, None, InvalidArgumentError(method, f"malformed open for {method}: {err}"), {}, started_ns)
-            return
-        if endpoint.kind != "server" and not msg.reply:
-            refused = InvalidArgumentError(method, "a stream open that sends requests needs a reply subject for its ack")
-            await self._reply(msg, None, refused, {}, started_ns)
-            return
-        handler_task = asyncio.current_task()
-        handler_running = True
-        stopped_by: NatsMicroError | None = None  # the caller's cancel, its silence, or a protocol error
-
-        def stop_handler(reason: NatsMicroError) -> None:
-            nonlocal stopped_by
-            if handler_running and stopped_by is None and handler_task is not None:
-                stopped_by = reason
-                if reason.code == UNAVAILABLE:
-                    _log.warning("%s: the caller went silent; cancelling the stream", method)
-                handler_task.cancel()
-
-        window = self._spec.max_inflight or DEFAULT_WINDOW
-        link: _StreamLink[Any] = _StreamLink(
-            nc,
-            method,
-            self._reply_target(msg),
-            # Only a caller that announced credit and gets an ack speaks flow control (and keepalives).
-            announced if msg.reply else None,
-            window if announced is not None and msg.reply else None,
-            _decoder(endpoint.request_type, use_json),
-            _server_stream_error(method),
-            self._settings.stream_timings,
-            stop_handler,
-        )
-        ctx._stream = _ServerStreamCall(endpoint, request, link)
-        acked = False
-        try:
-            if msg.reply:
-                try:
-                    link.subscription = await nc.subscribe(nc.new_inbox(), cb=link.on_message)
-                    # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
-                    ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window)}
-                    await nc.publish(msg.reply, b"", headers=ack)
-                except nats.errors.Error as err:
-                    _log.warning("%s: acknowledging the stream: %r", method, err)
-                    self._record(time.perf_counter_ns() - started_ns, UnavailableError(method, f"acknowledging the stream: {err!r}"))
-                    return
-                acked = True
-            body: bytes | None = None
-            error: NatsMicroError | None = None
-            scope = asyncio.timeout_at(ctx.deadline)
-            try:
-                async with scope:
-                    body = await self._chain(ctx, msg.data)
-            except asyncio.CancelledError:
-                if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
-                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns, acked)
-                    raise
-            except Exception as err:
-                if scope.expired():
-                    error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
-                else:
-                    error = as_coded(err, method) or self._uncoded(err)
-            finally:
-                handler_running = False
-            if stopped_by is not None:  # whatever the handler made of the cancel, the link decided
-                if handler_task is not None and handler_task.cancelling():
-                    handler_task.uncancel()
-                if stopped_by.code in (CANCELLED, UNAVAILABLE):  # nothing further goes to a caller that left
-                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
-                    return
-                error = stopped_by  # a protocol error: tell the caller (§9.6)
-            await self._reply(msg, body if endpoint.kind == "client" else None, error, ctx.response_headers, started_ns, acked)
-        finally:
-            await link.close()
-
-    async def _run_stream(self, ctx: RequestContext) -> bytes:
-        """The end of a stream's interceptor chain: the handler. Returns the
-        encoded response of a client-streaming handler, else nothing."""
-        call = ctx._stream
-        if call is None:
-            raise InternalError(ctx.method, "a stream handler ran without a stream open")
-        endpoint, link, use_json = call.endpoint, call.link, self._settings.use_json
-        if isinstance(endpoint, ClientStreamEndpoint):
-            return encode_message(await endpoint.handler(RequestStream(link), ctx), use_json)
-        if isinstance(endpoint, ServerStreamEndpoint):
-            responses = endpoint.handler(call.request, ctx)
-        else:
-            responses = endpoint.handler(RequestStream(link), ctx)
-        try:
-            async for response in responses:
-                try:
-                    await link.send(encode_message(response, use_json))
-                except NatsMicroError as err:
-                    if not await self._throw_back(link, responses, err):
-                        break
-        except BaseException as err:
-            await _stop_handler_stream(responses, err)
-            raise
-        return b""
-
-    async def _throw_back(self, link: _StreamLink[Any], responses: AsyncIterator[Any], err: NatsMicroError) -> bool:
-        """A response that could not be sent: ``False`` once the handler has
-        finished. One over ``max_payload`` is not sent and the stream stays
-        open (§9.3): a generator handler gets the ``RESOURCE_EXHAUSTED`` error
-        thrown in at its ``yield``, so it can catch it and go on (what it
-        yields next is sent, and returning ends the stream); uncaught, or from
-        a plain async iterable, or any other failure, the error ends the
-        stream."""
-        while True:
-            if err.code != RESOURCE_EXHAUSTED or not isinstance(responses, types.AsyncGeneratorType):
-                raise err
-            try:
-                response = await responses.athrow(err)
-            except StopAsyncIteration:
-                return False
-            try:
-                await link.send(encode_message(response, self._settings.use_json))
-                return True
-            except NatsMicroError as failed:
-                err = failed
-
-    def _uncoded(self, err: Exception) -> NatsMicroError:
-        """An exception without a code: INTERNAL, its text logged and withheld."""
-        _log.error("%s failed without an error code", self._spec.method, exc_info=err)
-        message = f"{type(err).__name__}: {err}" if self._settings.expose_internal_errors else INTERNAL_MESSAGE
-        return InternalError(self._spec.method, message)
-
-    async def _reply(
-        self,
-        msg: Msg,
-        body: bytes | None,
-        error: NatsMicroError | None,
-        response_headers: Mapping[str, str],
-        started_ns: int,
-        acked: bool = False,
-    ) -> None:
-        """Answers a unary request, refuses a stream open, or ends an
-        ``acked`` stream (on Reply-To, §9.2), and counts it."""
-        elapsed = time.perf_counter_ns() - started_ns
-        headers: dict[str, str] | None = dict(response_headers) or None
-        if error is not None:
-            headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
-            body = error.data
-        reply_to = self._reply_target(msg)
-        if isinstance(self._handler, _STREAM_ENDPOINTS):
-            headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end too (§9.2)
-            if not acked and msg.reply:  # refused: where the caller waits for the ack
-                reply_to = msg.reply
-        if reply_to:
-            try:
-                await self._settings.nc.publish(reply_to, body or b"", headers=headers)
-            except Exception as err:  # e.g. a reply over max_payload: tell the caller rather than leave it waiting
-                _log.warning("%s: sending the reply: %r", self._spec.method, err)
-                if error is None:
-                    error = ResourceExhaustedError(self._spec.method, f"the response could not be sent: {err!r}")
-                    await self._send_bare_error(reply_to, error)
-        self._record(elapsed, error)
-
-    def _error_headers(self, error: NatsMicroError) -> dict[str, str]:
-        return {
-            ERROR_CODE_HEADER: code_to_wire(error.code, self._settings.code_format),
-            ERROR_MESSAGE_HEADER: _header_value(error.message),
-        }
-
-    async def _send_bare_error(self, reply_to: str, error: NatsMicroError) -> None:
-        try:
-            await self._settings.nc.publish(reply_to, b"", headers=self._error_headers(error))
-        except Exception as err:
-            _log.warning("%s: sending the error reply: %r", self._spec.method, err)
-
-    def _record(self, elapsed_ns: int, error: NatsMicroError | None) -> None:
-        self.num_requests += 1
-        self.processing_time += elapsed_ns
-        if error is not None:
-            self.num_errors += 1
-            self.last_error = f"{error.code}:{error.message}"
-
-
-async def _stop_handler_stream(responses: AsyncIterator[Any], reason: BaseException) -> None:
-    """Ends a handler's response generator that is suspended at a ``yield``
-    (the stream was cancelled, or sending failed, while it waited): a cancel
-    is thrown in at the ``yield`` so that the handler sees it as it would see
-    any cancellation, then the generator is closed, so that its ``finally``
-    blocks run now rather than whenever it is collected."""
-    if not isinstance(responses, types.AsyncGeneratorType) or responses.ag_running:
-        return
-    try:
-        if isinstance(reason, asyncio.CancelledError) and responses.ag_frame is not None:
-            try:
-                await responses.athrow(asyncio.CancelledError())
-            except BaseException:  # the handler ended with the cancel, or otherwise: nothing more goes out
-                return
-        await responses.aclose()
-    except Exception as err:  # a handler that fails while closing: the stream's outcome is decided already
-        _log.debug("closing a stream handler: %r", err)
-
-
-class Service:
-    """A running service: discoverable through ``$SRV.PING``, ``$SRV.INFO`` and
-    ``$SRV.STATS`` (bare, ``.<name>`` and ``.<name>.<id>``) until :meth:`stop`.
-    Use it as an async context manager to stop it on exit."""
-
-    def __init__(
-        self,
-        nc: NatsClient,
-        name: str,
-        version: str,
-        description: str,
-        metadata: Mapping[str, str],
-        endpoints: Sequence[_Endpoint],
-    ) -> None:
-        self._nc = nc
-        self.id: str = NUID().next().decode()
-        """The instance id, unique per start."""
-        self.name = name
-        """ADR-32 service name."""
-        self.version = version
-        self.description = description
-        self.metadata: Mapping[str, str] = dict(metadata)
-        self._endpoints = list(endpoints)
-        self.started = datetime.now(timezone.utc)
-        """When the service started (UTC)."""
-        self._discovery: list[Subscription] = []
-        self._stopped = False
-        self.drain_timeout = DEFAULT_DRAIN_TIMEOUT
-        """Seconds :meth:`stop` waits for requests before cancelling them."""
-
-    @property
-    def endpoints(self) -> list[EndpointInfo]:
-        """Names, subjects, queue groups and metadata of the endpoints, in proto order."""
-        return [endpoint.info for endpoint in self._endpoints]
-
-    def stats(self) -> list[EndpointStats]:
-        """Current statistics per endpoint (what STATS reports)."""
-        return [endpoint.stats() for endpoint in self._endpoints]
-
-    def ping_json(self) -> dict[str, Any]:
-        """The ``$SRV.PING`` reply."""
-        return self._identity("io.nats.micro.v1.ping_response")
-
-    def info_json(self) -> dict[str, Any]:
-        """The ``$SRV.INFO`` reply."""
-        return {
-            **self._identity("io.nats.micro.v1.info_response"),
-            "description": self.description,
-            "endpoints": [info.to_json() for info in self.endpoints],
-        }
-
-    def stats_json(self) -> dict[str, Any]:
-        """The ``$SRV.STATS`` reply."""
-        return {
-            **self._identity("io.nats.micro.v1.stats_response"),
-            "started": self.started.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "endpoints": [stats.to_json() for stats in self.stats()],
-        }
-
-    def _identity(self, kind: str) -> dict[str, Any]:
-        return {"type": kind, "name": self.name, "id": self.id, "version": self.version, "metadata": dict(self.metadata)}
-
-    async def _start(self, watch: ConnectionGuard) -> None:
-        denied_before = len(watch.denied_subscriptions)
-        for endpoint in self._endpoints:
-            await endpoint.start()
-        for verb, document in (("PING", self.ping_json), ("INFO", self.info_json), ("STATS", self.stats_json)):
-            for subject in (f"$SRV.{verb}", f"$SRV.{verb}.{self.name}", f"$SRV.{verb}.{self.name}.{self.id}"):
-                self._discovery.append(await self._nc.subscribe(subject, cb=self._discovery_responder(document)))
-        # The server answers a PING after any -ERR for the subscriptions before it. nats-py
-        # may write flush()'s PING ahead of SUBs still in its pending buffer, so the first
-        # round trip only guarantees they are written; the second one follows them.
-        await self._nc.flush()
-        await self._nc.flush()
-        ours = {endpoint.info.subject for endpoint in self._endpoints} | {s.subject for s in self._discovery}
-        denied = sorted(set(watch.denied_subscriptions[denied_before:]) & ours)
-        if denied:
-            raise StartError(f"service {self.name}: the server denied subscribing to {', '.join(denied)}")
-
-    def _discovery_responder(self, document: Callable[[], dict[str, Any]]) -> Callable[[Msg], Awaitable[None]]:
-        # Discovery replies follow the endpoints' reply-subject policy: a PING
-        # must not be aimed at, say, $JS.API.STREAM.DELETE.x either.
-        policy = self._endpoints[0]._settings.reply_policy if self._endpoints else ReplyPolicy()
-
-        async def respond(msg: Msg) -> None:
-            refusal = policy.refusal(msg.reply or "")
-            if refusal is not None:
-                _log.warning("%s: refused a discovery request on %s: %s", self.name, msg.subject, refusal)
-                return
-            await self._nc.publish(msg.reply, json.dumps(document()).encode())
-
-        return respond
-
-    async def stop(self, drain_timeout: float | None = None) -> None:
-        """Stops within a bound: stops taking requests, waits up to
-        ``drain_timeout`` seconds (default: the service's ``drain_timeout``
-        setting, 10 s) for requests in flight and queued, cancels what is
-        left, then leaves discovery."""
-        if self._stopped:
-            return
-        self._stopped = True
-        timeout = self.drain_timeout if drain_timeout is None else drain_timeout
-        await asyncio.gather(*(endpoint.drain(timeout) for endpoint in self._endpoints))
-        for subscription in self._discovery:
-            try:
-                await subscription.unsubscribe()
-            except nats.errors.Error as err:
-                _log.warning("leaving discovery: %s", err)
-        self._discovery.clear()
-
-    async def __aenter__(self) -> Service:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-
-async def start_service(
-    nc: NatsClient,
-    spec: ServiceSpec,
-    handlers: Mapping[str, ServedEndpoint],
-    overrides: ServiceOverrides,
-) -> Service:
-    """Validates the settings, subscribes every endpoint and the discovery
-    subjects, and starts serving. Generated ``register_*`` functions call it.
-
-    Server timeout of a request (first set wins), capped by the caller's budget
-    from its ``Nats-Micro-Timeout`` header: ``endpoint_timeouts[name]``,
-    ``timeout``, the endpoint's proto timeout, the service's proto timeout.
-    """
-    name = overrides.get("name", spec.name)
-    version = overrides.get("version", spec.version)
-    metadata = {**overrides.get("metadata", spec.metadata), **overrides.get("merge_metadata", {})}
-    prefix = overrides.get("subject_prefix", spec.subject_prefix)
-    default_group = None if spec.queue_group_disabled else DEFAULT_QUEUE_GROUP
-    queue_group = overrides.get("queue_group", default_group)
-    endpoint_timeouts = dict(overrides.get("endpoint_timeouts", {}))
-    max_concurrency = overrides.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)
-
-    if not _SERVICE_NAME.fullmatch(name):
-        raise ConfigError(f"service name {name!r} must match [A-Za-z0-9_-]+")
-    if not _SEMVER.fullmatch(version):
-        raise ConfigError(f"service version {version!r} is not SemVer")
-    if queue_group is not None and not valid_subject(queue_group):
-        raise ConfigError(f"queue group {queue_group!r} is not a valid token")
-    if max_concurrency < 1:
-        raise ConfigError(f"max_concurrency must be at least 1, not {max_concurrency}")
-    pending_limit = overrides.get("pending_limit", DEFAULT_PENDING_LIMIT)
-    if pending_limit is not None and pending_limit < 0:
-        raise ConfigError(f"pending_limit must not be negative, not {pending_limit}")
-    unknown = sorted(set(endpoint_timeouts) - {e.endpoint for e in spec.endpoints})
-    if unknown:
-        raise ConfigError(f"endpoint_timeouts names no endpoint of {spec.proto_name}: {unknown}")
-    if set(handlers) != {e.endpoint for e in spec.endpoints}:
-        raise ConfigError(f"handlers {sorted(handlers)} do not match the endpoints of {spec.proto_name}")
-
-    settings = _Settings(
-        nc=nc,
-        use_json=spec.json,
-        code_format=overrides.get("code_format", CodeFormat.NUMBERS),
-        expose_internal_errors=overrides.get("expose_internal_errors", False),
-        max_concurrency=max_concurrency,
-        chain=tuple(overrides.get("interceptors", ())),
-        reply_policy=ReplyPolicy(
-            own_subjects=tuple(f"{prefix}.{endpoint.endpoint}" for endpoint in spec.endpoints),
-            allow_prefixes=tuple(overrides.get("reply_allow_prefixes", ())),
-            deny=tuple(overrides.get("reply_deny", ())),
-        ),
-        pending_limit=pending_limit,
-        stream_timings=overrides.get("stream_timings", StreamTimings()),
-    )
-    endpoints = []
-    for endpoint in spec.endpoints:
-        subject = f"{prefix}.{endpoint.endpoint}"
-        if not valid_subject(subject):
-            raise ConfigError(f"endpoint subject {subject!r} has an empty token, a space, '*' or '>'")
-        group = None if endpoint.queue_group_disabled else queue_group
-        endpoint_metadata = dict(endpoint.metadata)
-        handler = handlers[endpoint.endpoint]
-        if isinstance(handler, _STREAM_ENDPOINTS):
-            endpoint_metadata[STREAM_METADATA_KEY] = handler.kind  # PROTOCOL §9: a stream endpoint says its kind in INFO
-        info = EndpointInfo(endpoint.endpoint, subject, group, endpoint_metadata)
-        timeout = endpoint_timeouts.get(endpoint.endpoint, overrides.get("timeout", endpoint.timeout))
-        endpoints.append(_Endpoint(info, endpoint, timeout, handlers[endpoint.endpoint], settings))
-
-    service = Service(nc, name, version, overrides.get("description", spec.description), metadata, endpoints)
-    service.drain_timeout = overrides.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT)
-    watch = guard(nc)
-    try:
-        await service._start(watch)
-    except BaseException:
-        await service.stop()
-        raise
-    return service
+__test__ = {"code_from_wire": code_from_wire, "code_to_wire": code_to_wire}
+"""The examples in docstrings of the private modules, which ``doctest.testmod``
+on this package would not find by itself."""
+
+__all__ = [
+    "ABORTED",
+    "ALREADY_EXISTS",
+    "AbortedError",
+    "AlreadyExistsError",
+    "BUILTIN_NUMBERS",
+    "BidiStreamEndpoint",
+    "CANCELLED",
+    "CANCEL_HEADER",
+    "CANONICAL_CODES",
+    "CREDIT_HEADER",
+    "CancelledError",
+    "Client",
+    "ClientCall",
+    "ClientInterceptor",
+    "ClientNext",
+    "ClientOptions",
+    "ClientStreamEndpoint",
+    "CodeFormat",
+    "CodedError",
+    "CodedServiceError",
+    "ConfigError",
+    "ConnectionClosedError",
+    "ConnectionGuard",
+    "DATA_LOSS",
+    "DEADLINE_EXCEEDED",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_KEEPALIVE_INTERVAL",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_PEER_TIMEOUT",
+    "DEFAULT_PENDING_LIMIT",
+    "DEFAULT_QUEUE_GROUP",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "DataLossError",
+    "DeadlineExceededError",
+    "DecodeError",
+    "END_HEADER",
+    "ERROR_CODE_HEADER",
+    "ERROR_MESSAGE_HEADER",
+    "EncodeError",
+    "EndpointInfo",
+    "EndpointSpec",
+    "EndpointStats",
+    "ErrorTable",
+    "FAILED_PRECONDITION",
+    "FailedPreconditionError",
+    "Frame",
+    "FrameKind",
+    "INBOX_HEADER",
+    "INTERNAL",
+    "INTERNAL_MESSAGE",
+    "INVALID_ARGUMENT",
+    "InternalError",
+    "InvalidArgumentError",
+    "Liveness",
+    "MALFORMED_HEADER",
+    "MAX_TIMEOUT_MICROS",
+    "MaxPayloadExceededError",
+    "NOT_FOUND",
+    "NatsMicroError",
+    "NoRespondersError",
+    "NotFoundError",
+    "OUT_OF_RANGE",
+    "OutOfRangeError",
+    "PERMISSION_DENIED",
+    "PermissionDeniedError",
+    "REPLY_TO_HEADER",
+    "RESERVED_REPLY_PREFIXES",
+    "RESOURCE_EXHAUSTED",
+    "ReceiveWindow",
+    "Reply",
+    "ReplyPolicy",
+    "RequestContext",
+    "RequestSource",
+    "RequestStream",
+    "RequestTimeoutError",
+    "ResourceExhaustedError",
+    "Response",
+    "ResponseStream",
+    "SEQ_HEADER",
+    "STREAM_METADATA_KEY",
+    "SendCredit",
+    "ServedEndpoint",
+    "ServerInterceptor",
+    "ServerNext",
+    "ServerStream",
+    "ServerStreamEndpoint",
+    "Service",
+    "ServiceError",
+    "ServiceOverrides",
+    "ServiceSpec",
+    "StartError",
+    "StreamEndpoint",
+    "StreamErrors",
+    "StreamProtocolError",
+    "StreamTimings",
+    "TIMEOUT_HEADER",
+    "TransportError",
+    "UNAUTHENTICATED",
+    "UNAVAILABLE",
+    "UNCONTROLLED_BUFFER",
+    "UNIMPLEMENTED",
+    "UNKNOWN",
+    "UnaryEndpoint",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "as_coded",
+    "classify",
+    "code_from_wire",
+    "code_to_wire",
+    "connection_guard",
+    "decode_message",
+    "decode_timeout",
+    "encode_message",
+    "encode_timeout",
+    "error_code",
+    "header_flag",
+    "header_number",
+    "parse_stream_number",
+    "require_compatible",
+    "start_service",
+    "subject_matches",
+    "valid_subject",
+]

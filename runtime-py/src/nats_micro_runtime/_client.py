@@ -1,0 +1,434 @@
+"""The client: the untyped client under every generated client."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, NamedTuple, TypedDict
+
+import nats.errors
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from ._client_stream import RequestSource, ResponseStream, _OpenedStream, _StreamOutcome, _pump_requests
+from ._codec import _decoder, decode_message, encode_message
+from ._codes import UNKNOWN, code_from_wire
+from ._errors import (
+    ConfigError,
+    ConnectionClosedError,
+    DecodeError,
+    EncodeError,
+    ErrorTable,
+    InternalError,
+    MaxPayloadExceededError,
+    NatsMicroError,
+    NoRespondersError,
+    RequestTimeoutError,
+    ServiceError,
+    TransportError,
+)
+from ._headers import TIMEOUT_HEADER, encode_timeout
+from ._interceptor import ClientCall, ClientInterceptor, ClientNext, Reply, _chain_interceptors
+from ._reply_policy import valid_subject
+from ._spec import EndpointSpec, ServiceSpec
+from ._stream_link import _StreamLink
+from ._streams import (
+    CREDIT_HEADER,
+    DEFAULT_WINDOW,
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    FrameKind,
+    REPLY_TO_HEADER,
+    StreamProtocolError,
+    StreamTimings,
+    classify,
+)
+from ._typevars import MessageT
+
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a call waits when neither the call, the client nor the proto sets a timeout."""
+
+
+class Response(NamedTuple, Generic[MessageT]):
+    """What a client call returns: ``message, headers = await client.get_order(...)``."""
+
+    message: MessageT
+    """The decoded response."""
+    headers: dict[str, str]
+    """The reply's headers."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """Settings of a generated client, all optional."""
+
+    subject_prefix: str | None
+    """Replaces the proto's subject prefix."""
+    timeout: float | None
+    """Seconds, for every call (a call's own ``timeout`` wins)."""
+    headers: Mapping[str, str] | None
+    """Sent with every call (a call's own headers win)."""
+    interceptors: Sequence[ClientInterceptor]
+    """Run around every call, the first one outermost."""
+    stream_timings: StreamTimings
+    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
+
+
+class Client:
+    """The untyped client under every generated client: a NATS connection, the
+    service's spec, a client-wide timeout and headers, and interceptors.
+
+    Timeout of a call (first set wins): the call's ``timeout``, the client's
+    ``timeout``, the endpoint's proto ``timeout``, the service's proto
+    ``timeout``, :data:`DEFAULT_TIMEOUT`. The budget travels in the
+    ``Nats-Micro-Timeout`` header so the server stops once the caller gave up.
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        service: ServiceSpec,
+        errors: ErrorTable | type[ServiceError],
+        *,
+        subject_prefix: str | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
+        stream_timings: StreamTimings = StreamTimings(),
+    ) -> None:
+        self._nc = nc
+        self._stream_timings = stream_timings
+        self._service = service
+        self._errors = errors if isinstance(errors, ErrorTable) else ErrorTable(errors)
+        self._subject_prefix = subject_prefix if subject_prefix is not None else service.subject_prefix
+        if not valid_subject(self._subject_prefix):
+            raise ConfigError(f"subject prefix {self._subject_prefix!r} has an empty token, a space, '*' or '>'")
+        self._timeout = timeout
+        self._headers = dict(headers or {})
+        self._interceptors = tuple(interceptors)
+        self._chain: ClientNext = _chain_interceptors(self._interceptors, self._send)
+        self._endpoints = {spec.endpoint: spec for spec in service.endpoints}
+
+    @property
+    def subject_prefix(self) -> str:
+        """The subject prefix calls go to."""
+        return self._subject_prefix
+
+    def subject(self, endpoint: str) -> str:
+        """The subject of an endpoint: ``{subject_prefix}.{endpoint}``."""
+        return f"{self._subject_prefix}.{endpoint}"
+
+    def effective_timeout(self, endpoint: str) -> float:
+        """Seconds a call to ``endpoint`` waits when the call sets no timeout."""
+        return self._default_timeout(self._endpoint(endpoint))
+
+    def _default_timeout(self, spec: EndpointSpec) -> float:
+        for timeout in (self._timeout, spec.timeout):
+            if timeout is not None:
+                return timeout
+        return DEFAULT_TIMEOUT
+
+    def _endpoint(self, endpoint: str) -> EndpointSpec:
+        """The spec of ``endpoint``; ``ConfigError`` if the service has none by that name."""
+        spec = self._endpoints.get(endpoint)
+        return spec if spec is not None else self._service.endpoint(endpoint)
+
+    def _encode_request(self, spec: EndpointSpec, request: Message) -> bytes:
+        try:
+            return encode_message(request, self._service.json)
+        except Exception as err:  # a message that cannot be encoded
+            raise EncodeError(spec.method, f"encoding the request: {err}") from err
+
+    async def unary(
+        self,
+        endpoint: str,
+        request: Message,
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response[MessageT]:
+        """Sends one request to ``endpoint`` and decodes the reply."""
+        spec = self._endpoint(endpoint)
+        payload = self._encode_request(spec, request)
+        call = ClientCall(
+            method=spec.method,
+            subject=self.subject(endpoint),
+            headers={**self._headers, **(headers or {})},
+            timeout=timeout if timeout is not None else self._default_timeout(spec),
+            payload=payload,
+        )
+        reply = await self._chain(call)
+        try:
+            message = decode_message(reply.payload, response_type, self._service.json)
+        except ValueError as err:
+            raise DecodeError(spec.method, f"decoding the reply: {err}", headers=reply.headers) from err
+        return Response(message, reply.headers)
+
+    def _stream_timeout(self, spec: EndpointSpec, timeout: float | None) -> float | None:
+        """A stream's budget: the call's, the client's or the proto's timeout;
+        none otherwise, since streams may run for hours (§9.5)."""
+        for candidate in (timeout, self._timeout, spec.timeout):
+            if candidate is not None:
+                return candidate
+        return None
+
+    async def server_stream(
+        self,
+        endpoint: str,
+        request: Message,
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ResponseStream[MessageT]:
+        """Opens a server-streaming call (PROTOCOL §9.2) and returns its
+        responses as an async iterator; leaving it early cancels the stream."""
+        spec = self._endpoint(endpoint)
+        payload = self._encode_request(spec, request)
+        opened = await self._open_stream(spec, payload, response_type, timeout, headers, window)
+        return ResponseStream(opened)
+
+    async def client_stream(
+        self,
+        endpoint: str,
+        requests: RequestSource[Message],
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> Response[MessageT]:
+        """Calls a client-streaming RPC (PROTOCOL §9.3): sends ``requests`` as
+        the server grants credit, then returns the server's one response.
+        Cancelling the awaiting task cancels the stream at the server."""
+        spec = self._endpoint(endpoint)
+        opened = await self._open_stream(spec, b"", response_type, timeout, headers, window, plain_is_result=True)
+        self._start_pump(spec, opened, requests)
+        try:
+            try:
+                while await opened.within_deadline(opened.link.receive()) is not None:
+                    pass  # a client-streaming server sends no data messages; its result is the end
+            except Exception as err:
+                if opened.interceptors is None:
+                    raise
+                end = await opened.interceptors.settle(err)
+            else:
+                end = opened.link.end if opened.link.end is not None else Reply(b"", {})
+                if opened.interceptors is not None:
+                    end = await opened.interceptors.settle(end)
+            try:
+                message = decode_message(end.payload, response_type, self._service.json)
+            except ValueError as err:
+                raise DecodeError(spec.method, f"decoding the reply: {err}", headers=end.headers) from err
+            return Response(message, end.headers)
+        finally:
+            await opened.close()
+
+    async def bidi_stream(
+        self,
+        endpoint: str,
+        requests: RequestSource[Message],
+        response_type: type[MessageT],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ResponseStream[MessageT]:
+        """Opens a bidirectional call (PROTOCOL §9.3): sends ``requests`` in
+        the background as the server grants credit and returns the responses
+        as an async iterator; leaving it early cancels the stream."""
+        spec = self._endpoint(endpoint)
+        opened = await self._open_stream(spec, b"", response_type, timeout, headers, window)
+        self._start_pump(spec, opened, requests)
+        return ResponseStream(opened)
+
+    def _start_pump(self, spec: EndpointSpec, opened: _OpenedStream[Any], requests: RequestSource[Message]) -> None:
+        """Starts sending ``requests``; a failure of the stream stops it."""
+        encode = functools.partial(self._encode_request, spec)
+        opened.pump = asyncio.get_running_loop().create_task(_pump_requests(opened.link, requests, encode))
+
+    async def _open_stream(
+        self,
+        spec: EndpointSpec,
+        payload: bytes,
+        response_type: type[MessageT],
+        timeout: float | None,
+        headers: Mapping[str, str] | None,
+        window: int,
+        *,
+        plain_is_result: bool = False,
+    ) -> _OpenedStream[MessageT]:
+        """Opens a stream through the client's interceptors (§9.7): they see
+        the open as a call (headers, timeout, the request of a
+        server-streaming RPC; ``timeout`` is ``math.inf`` for a stream without
+        a deadline) and may change it or refuse the call; their
+        ``call_next`` returns the stream's end (its body and trailing
+        headers) or raises its error (``CANCELLED`` when the caller leaves),
+        and what the chain settles with is what the caller sees at the end.
+        The chain runs as a task of its own, since the caller streams while
+        it waits."""
+        budget = self._stream_timeout(spec, timeout)
+        call = ClientCall(
+            method=spec.method,
+            subject=self.subject(spec.endpoint),
+            headers={**self._headers, **(headers or {})},
+            timeout=budget if budget is not None else math.inf,
+            payload=payload,
+        )
+        if not self._interceptors:
+            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
+            return stream
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[_OpenedStream[MessageT]] = loop.create_future()
+        reported: asyncio.Future[Reply] = loop.create_future()
+
+        async def open_call(call: ClientCall) -> Reply:
+            if opened.done():
+                raise InternalError(spec.method, "a client interceptor opened the stream twice")
+            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
+            opened.set_result(stream)
+            return await reported
+
+        chain = loop.create_task(_chain_interceptors(self._interceptors, open_call)(call))
+        # Nobody may wait for the chain (a caller that left): its outcome is still retrieved.
+        chain.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            await asyncio.wait((opened, chain), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            chain.cancel()
+            if opened.done():
+                await opened.result().close()
+            raise
+        if opened.done():
+            stream = opened.result()
+            stream.interceptors = _StreamOutcome(reported, chain, stream)
+            return stream
+        chain.result()  # refused, or failed to open: raises
+        raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
+
+    async def _open_call(
+        self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
+    ) -> tuple[_OpenedStream[MessageT], Reply]:
+        """Sends the open (§9.2) and waits for the ack, or for the first
+        message of a server that sends no ack (§9.8)."""
+        nc, loop = self._nc, asyncio.get_running_loop()
+        deadline = None if math.isinf(call.timeout) else loop.time() + call.timeout
+        errors = self._errors
+        method, subject = call.method, call.subject
+
+        def error(code: str, message: str, data: bytes, reply_headers: Mapping[str, str]) -> NatsMicroError:
+            return errors.error(code, method, message, data, reply_headers)
+
+        ack: asyncio.Future[_StreamLink[MessageT]] = loop.create_future()
+        ack_headers: dict[str, str] = {}
+        link: _StreamLink[MessageT] | None = None
+        opened: _OpenedStream[MessageT] | None = None
+
+        def abort(reason: NatsMicroError) -> None:
+            # Stop sending and tell the server at once (§9.6); the reader gets the reason.
+            if opened is not None:
+                opened.abort()
+
+        def start(peer_inbox: str | None, peer_window: int | None) -> _StreamLink[MessageT]:
+            nonlocal link
+            link = _StreamLink(
+                nc,
+                method,
+                peer_inbox,
+                peer_window,
+                window if peer_window is not None else None,
+                _decoder(response_type, self._service.json),
+                error,
+                self._stream_timings,
+                abort,
+                plain_is_result=plain_is_result,
+            )
+            return link
+
+        async def on_message(msg: Msg) -> None:
+            if link is not None:
+                await link.on_message(msg)
+                return
+            if ack.done():
+                return
+            if (msg.headers or {}).get("Status") == "503":
+                ack.set_exception(NoRespondersError(method, f"no responders on {subject}"))
+                return
+            try:
+                frame = classify(msg.headers, msg.data)
+            except StreamProtocolError as err:
+                ack.set_exception(error(err.code, err.message, b"", {}))
+                return
+            ack_headers.update(frame.headers)
+            if frame.kind is FrameKind.ACK:
+                ack.set_result(start(frame.inbox, frame.number))
+            elif frame.kind is FrameKind.ERROR:  # a refused open
+                code = frame.headers.get(ERROR_CODE_HEADER)
+                message = frame.headers.get(ERROR_MESSAGE_HEADER, "")
+                ack.set_exception(error(code_from_wire(code) if code else UNKNOWN, message, frame.body, dict(frame.headers)))
+            else:  # a server without acks (§9.8): its first message is the stream's, without flow control
+                ack.set_result(start(None, None))
+                await on_message(msg)
+
+        inbox = nc.new_inbox()
+        subscription = await nc.subscribe(inbox, cb=on_message)
+        open_headers = {**call.headers, REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window)}
+        if deadline is not None:
+            open_headers[TIMEOUT_HEADER] = encode_timeout(deadline - loop.time())
+        try:
+            try:
+                await nc.publish(subject, call.payload, reply=inbox, headers=open_headers)
+            except nats.errors.MaxPayloadError as err:
+                raise MaxPayloadExceededError(method, "the request exceeds the server's max_payload") from err
+            except nats.errors.BadSubjectError as err:
+                raise ConfigError(f"{method}: invalid subject {subject!r}") from err
+            except nats.errors.Error as err:
+                raise ConnectionClosedError(method, f"sending the stream open: {type(err).__name__}: {err}") from err
+            # Without a deadline a live server acks at once; a missing one is reported by NATS (503).
+            ack_by = deadline if deadline is not None else loop.time() + self._stream_timings.peer_timeout
+            try:
+                async with asyncio.timeout_at(ack_by) as scope:
+                    started = await ack
+            except TimeoutError as err:
+                if not scope.expired():
+                    raise
+                raise RequestTimeoutError(method, "no stream ack before the deadline") from err
+        except BaseException:
+            if link is not None:
+                await link.close()
+            await subscription.unsubscribe()
+            raise
+        started.subscription = subscription
+        opened = _OpenedStream(started, deadline, method, errors)
+        return opened, Reply(b"", ack_headers)
+
+    async def _send(self, call: ClientCall) -> Reply:
+        """The end of the chain: the NATS request, its failures and error replies."""
+        headers = {**call.headers, TIMEOUT_HEADER: encode_timeout(call.timeout)}
+        try:
+            msg = await self._nc.request(call.subject, call.payload, timeout=call.timeout, headers=headers)
+        except nats.errors.NoRespondersError as err:
+            raise NoRespondersError(call.method, f"no responders on {call.subject}") from err
+        except nats.errors.TimeoutError as err:
+            raise RequestTimeoutError(call.method, f"no reply within {call.timeout:g}s") from err
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as err:
+            raise ConnectionClosedError(call.method, "the NATS connection is closed") from err
+        except nats.errors.MaxPayloadError as err:
+            raise MaxPayloadExceededError(call.method, "the request exceeds the server's max_payload") from err
+        except nats.errors.BadSubjectError as err:
+            raise ConfigError(f"{call.method}: invalid subject {call.subject!r}") from err
+        except nats.errors.Error as err:
+            raise TransportError(call.method, f"{type(err).__name__}: {err}") from err
+        reply_headers = dict(msg.headers or {})
+        code = reply_headers.get(ERROR_CODE_HEADER)
+        text = reply_headers.get(ERROR_MESSAGE_HEADER)
+        if code is None and text is None:
+            return Reply(msg.data, reply_headers)
+        raise self._errors.error(
+            code_from_wire(code) if code is not None else UNKNOWN, call.method, text or "", msg.data, reply_headers
+        )

@@ -1,0 +1,192 @@
+"""What a service serves: the request context, server interceptors, and the
+endpoint kinds (unary and the three streaming kinds) with their handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic
+
+from google.protobuf.message import Message
+
+from ._codec import decode_message, encode_message
+from ._errors import CodedServiceError, ErrorTable, InvalidArgumentError, NatsMicroError, ServiceError
+from ._stream_link import StreamErrors, _StreamLink
+from ._typevars import MessageT, RequestT, ResponseT
+
+
+class RequestStream(Generic[MessageT]):
+    """The caller's messages as a client-streaming or bidirectional handler
+    reads them: ``async for request in requests``. Iteration ends when the
+    caller has sent its last message; a stream failure (a message lost or
+    out of order, one that does not decode) raises its error, and the
+    stream ends with it whatever the handler does."""
+
+    def __init__(self, link: _StreamLink[MessageT]) -> None:
+        self._link = link
+
+    def __aiter__(self) -> RequestStream[MessageT]:
+        return self
+
+    async def __anext__(self) -> MessageT:
+        message = await self._link.receive()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+
+class RequestContext:
+    """What a handler and a server interceptor know about one request: method,
+    subject, incoming headers, the deadline, and the headers to send back (on
+    success and on error)."""
+
+    def __init__(
+        self,
+        method: str,
+        endpoint: str,
+        subject: str,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self._method = method
+        self._endpoint = endpoint
+        self._subject = subject
+        self.headers: dict[str, str] = dict(headers or {})
+        """Request headers; interceptors may change them."""
+        self._deadline = deadline
+        self.response_headers: dict[str, str] = {}
+        """Headers to send with the reply, success or error."""
+        self._stream: _ServerStreamCall | None = None
+
+    @property
+    def method(self) -> str:
+        """Proto method name (``CreateOrder``)."""
+        return self._method
+
+    @property
+    def endpoint(self) -> str:
+        """ADR-32 endpoint name (``create_order``)."""
+        return self._endpoint
+
+    @property
+    def subject(self) -> str:
+        """The subject the request arrived on."""
+        return self._subject
+
+    @property
+    def deadline(self) -> float | None:
+        """When the service stops waiting, on the event loop's clock: the earlier
+        of the caller's budget and the endpoint's timeout."""
+        return self._deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left until the deadline (0 once it passed)."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    def header(self, name: str) -> str | None:
+        """A request header, or ``None``."""
+        return self.headers.get(name)
+
+    def set_response_header(self, name: str, value: str) -> None:
+        """Sets a header on the reply, success or error."""
+        self.response_headers[name] = value
+
+
+ServerNext = Callable[[RequestContext, bytes], Awaitable[bytes]]
+"""The rest of a server chain: further interceptors, then the handler."""
+ServerInterceptor = Callable[[RequestContext, bytes, ServerNext], Awaitable[bytes]]
+"""Runs around every request of a service: ``async def f(ctx, payload, call_next) -> bytes``.
+Inspect or change ``ctx`` and ``return await call_next(ctx, payload)``, or raise a
+:class:`NatsMicroError` to answer with it without running the handler."""
+
+
+class UnaryEndpoint(Generic[RequestT, ResponseT]):
+    """A handler method with its request type: decodes the request (a malformed
+    one is ``INVALID_ARGUMENT``), calls the handler, encodes its response."""
+
+    def __init__(
+        self, handler: Callable[[RequestT, RequestContext], Awaitable[ResponseT]], request_type: type[RequestT]
+    ) -> None:
+        self._handler = handler
+        self._request_type = request_type
+
+    async def serve(self, ctx: RequestContext, payload: bytes, use_json: bool) -> bytes:
+        """Serves one request body."""
+        try:
+            request = decode_message(payload, self._request_type, use_json)
+        except ValueError as err:
+            raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}") from err
+        response = await self._handler(request, ctx)
+        return encode_message(response, use_json)
+
+
+@dataclass(frozen=True)
+class ServerStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A server-streaming handler with its request type (PROTOCOL §9): the
+    handler is typically an async generator yielding the responses."""
+
+    kind: ClassVar[str] = "server"
+    """The endpoint's ``nats_micro.stream`` kind in INFO."""
+
+    handler: Callable[[RequestT, RequestContext], AsyncIterator[ResponseT]]
+    request_type: type[RequestT]
+
+
+@dataclass(frozen=True)
+class ClientStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A client-streaming handler with its request type (PROTOCOL §9): the
+    handler reads the caller's messages (``async for request in requests``)
+    and returns one response."""
+
+    kind: ClassVar[str] = "client"
+    """The endpoint's ``nats_micro.stream`` kind in INFO."""
+
+    handler: Callable[[AsyncIterator[RequestT], RequestContext], Awaitable[ResponseT]]
+    request_type: type[RequestT]
+
+
+@dataclass(frozen=True)
+class BidiStreamEndpoint(Generic[RequestT, ResponseT]):
+    """A bidirectional handler with its request type (PROTOCOL §9): the
+    handler reads the caller's messages and produces the responses, typically
+    as an async generator (``async for request in requests: yield ...``)."""
+
+    kind: ClassVar[str] = "bidirectional"
+    """The endpoint's ``nats_micro.stream`` kind in INFO."""
+
+    handler: Callable[[AsyncIterator[RequestT], RequestContext], AsyncIterator[ResponseT]]
+    request_type: type[RequestT]
+
+
+StreamEndpoint = ServerStreamEndpoint[Any, Any] | ClientStreamEndpoint[Any, Any] | BidiStreamEndpoint[Any, Any]
+"""A streaming endpoint of any kind."""
+_STREAM_ENDPOINTS = (ServerStreamEndpoint, ClientStreamEndpoint, BidiStreamEndpoint)
+
+ServedEndpoint = UnaryEndpoint[Any, Any] | StreamEndpoint
+"""What ``start_service`` accepts per endpoint."""
+
+
+@dataclass(frozen=True)
+class _ServerStreamCall:
+    """What a stream's handler runs with, handed through its context: the
+    endpoint, the request of a server-streaming call and the link."""
+
+    endpoint: StreamEndpoint
+    request: Message | None
+    link: _StreamLink[Any]
+
+
+_CODED_ERRORS = ErrorTable(ServiceError, {sub.CODE: sub for sub in CodedServiceError.__subclasses__()})
+
+
+def _server_stream_error(method: str) -> StreamErrors:
+    """How a server's stream fails: the runtime's per-code error classes."""
+
+    def make(code: str, message: str, data: bytes, headers: Mapping[str, str]) -> NatsMicroError:
+        return _CODED_ERRORS.error(code, method, message, data, headers)
+
+    return make

@@ -1,0 +1,771 @@
+"""The ADR-32 service layer: running endpoints (bounded concurrency, deadline,
+reply, statistics), discovery on ``$SRV.*`` and :func:`start_service`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, TypedDict, cast
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.nuid import NUID
+
+from ._codec import _decoder, decode_message, encode_message
+from ._codes import CANCELLED, CodeFormat, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, code_to_wire
+from ._discovery import EndpointInfo, EndpointStats, STREAM_METADATA_KEY
+from ._endpoint import (
+    ClientStreamEndpoint,
+    RequestContext,
+    RequestStream,
+    ServedEndpoint,
+    ServerInterceptor,
+    ServerStreamEndpoint,
+    StreamEndpoint,
+    UnaryEndpoint,
+    _STREAM_ENDPOINTS,
+    _ServerStreamCall,
+    _server_stream_error,
+)
+from ._errors import (
+    ConfigError,
+    DeadlineExceededError,
+    INTERNAL_MESSAGE,
+    InternalError,
+    InvalidArgumentError,
+    NatsMicroError,
+    ResourceExhaustedError,
+    ServiceError,
+    StartError,
+    UnavailableError,
+    as_coded,
+)
+from ._guard import ConnectionGuard, MALFORMED_HEADER, guard
+from ._headers import TIMEOUT_HEADER, _header_value, decode_timeout
+from ._interceptor import _chain_interceptors
+from ._reply_policy import ReplyPolicy, valid_subject
+from ._spec import EndpointSpec, ServiceSpec
+from ._stream_link import _StreamLink
+from ._streams import (
+    CREDIT_HEADER,
+    DEFAULT_WINDOW,
+    END_HEADER,
+    ERROR_CODE_HEADER,
+    ERROR_MESSAGE_HEADER,
+    INBOX_HEADER,
+    REPLY_TO_HEADER,
+    StreamProtocolError,
+    StreamTimings,
+    header_number,
+)
+from ._typevars import T
+
+_log = logging.getLogger("nats_micro_runtime")
+
+
+DEFAULT_QUEUE_GROUP = "q"
+"""The queue group endpoints join unless it is disabled."""
+DEFAULT_MAX_CONCURRENCY = 1024
+"""Requests one endpoint handles at once unless set otherwise."""
+DEFAULT_PENDING_LIMIT = 4096
+"""Requests one endpoint keeps waiting for a handler slot unless the proto's
+``pending_msg_limit``/``pending_bytes_limit`` or ``pending_limit`` say otherwise;
+one more is refused with ``RESOURCE_EXHAUSTED``."""
+DEFAULT_DRAIN_TIMEOUT = 10.0
+"""Seconds :meth:`Service.stop` waits for in-flight and queued requests before cancelling them."""
+
+
+class ServiceOverrides(TypedDict, total=False):
+    """Run-time settings for a service, over what the proto declares."""
+
+    name: str
+    """ADR-32 service name."""
+    version: str
+    """ADR-32 version (SemVer)."""
+    description: str
+    """ADR-32 description."""
+    metadata: Mapping[str, str]
+    """Replaces the proto's service metadata."""
+    merge_metadata: Mapping[str, str]
+    """Merged over the (proto or replaced) metadata; its values win."""
+    subject_prefix: str
+    """Replaces the subject prefix."""
+    queue_group: str | None
+    """The queue group of every endpoint; ``None`` disables it. An endpoint whose proto disables it keeps it disabled."""
+    timeout: float
+    """Seconds, for every endpoint, over the proto's timeouts."""
+    endpoint_timeouts: Mapping[str, float]
+    """Seconds per endpoint name (``create_order``), over every other timeout."""
+    code_format: CodeFormat
+    """How the seven built-in codes are written (numbers by default)."""
+    expose_internal_errors: bool
+    """Send the text of exceptions without a code instead of ``internal error`` (off by default)."""
+    max_concurrency: int
+    """Requests each endpoint handles at once (default 1024); further ones wait."""
+    interceptors: Sequence[ServerInterceptor]
+    """Server interceptors, the first one outermost."""
+    pending_limit: int | None
+    """Requests per endpoint waiting for a slot (default 4096, or the proto's
+    pending limits); ``None`` removes the bound. Beyond it: ``RESOURCE_EXHAUSTED``."""
+    drain_timeout: float
+    """Seconds :meth:`Service.stop` waits for requests before cancelling them (default 10)."""
+    reply_allow_prefixes: Sequence[str]
+    """Only reply subjects starting with one of these are served (e.g. ``["_INBOX."]``)."""
+    reply_deny: Sequence[str]
+    """Reply subject patterns (NATS wildcards ``*``/``>``) that are refused."""
+    stream_timings: StreamTimings
+    """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
+
+
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+)
+
+
+@dataclass
+class _Settings:
+    """What every endpoint of one running service shares."""
+
+    nc: NatsClient
+    use_json: bool
+    code_format: CodeFormat
+    expose_internal_errors: bool
+    max_concurrency: int
+    chain: Sequence[ServerInterceptor]
+    reply_policy: ReplyPolicy
+    pending_limit: int | None
+    stream_timings: StreamTimings
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    """The smaller of two optional limits."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+class _Resumed(Generic[T]):
+    """The rest of a coroutine that was started by hand and is waiting on
+    ``waiting_on`` (what its first ``send(None)`` yielded). Awaiting this hands
+    ``waiting_on`` to the running task and then passes whatever the task sends
+    or throws in (results, cancellation) on to the coroutine, exactly as
+    awaiting the coroutine from the start would have."""
+
+    __slots__ = ("_call", "_waiting_on")
+
+    def __init__(self, call: Coroutine[Any, Any, T], waiting_on: Any) -> None:
+        self._call = call
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        call, waiting_on = self._call, self._waiting_on
+        while True:
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                call.close()
+                raise
+            except BaseException as exc:  # cancellation, mostly: the coroutine decides what it means
+                thrown = exc
+            # Passed on outside the except block, so nothing the coroutine raises gets it as __context__.
+            try:
+                waiting_on = call.send(sent) if thrown is None else call.throw(thrown)
+            except StopIteration as finished:
+                return cast(T, finished.value)
+            finally:
+                del thrown
+
+
+class _Endpoint:
+    """One subscribed endpoint: bounded concurrency, deadline, reply, statistics."""
+
+    def __init__(
+        self, info: EndpointInfo, spec: EndpointSpec, timeout: float | None, handler: ServedEndpoint, settings: _Settings
+    ) -> None:
+        self.info = info
+        self._spec = spec
+        self._timeout = timeout
+        self._settings = settings
+        self._chain = _chain_interceptors(settings.chain, self._call_handler)
+        self._handler = handler
+        self._permits = asyncio.Semaphore(settings.max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._queued = 0
+        self._queued_bytes = 0
+        self._subscription: Subscription | None = None
+        self.num_requests = 0
+        self.num_errors = 0
+        self.last_error = ""
+        self.processing_time = 0
+
+    async def start(self) -> None:
+        self._subscription = await self._settings.nc.subscribe(
+            self.info.subject, queue=self.info.queue_group or "", cb=self._on_message
+        )
+
+    async def drain(self, timeout: float) -> None:
+        """Stops taking requests, then waits up to ``timeout`` seconds for the
+        requests in flight and queued; cancels what is left and returns."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, timeout)
+        if self._subscription is not None:
+            try:
+                # Hands what nats-py already received to _on_message, which never waits.
+                # nats-py leaves Subscription.drain unannotated.
+                await asyncio.wait_for(self._subscription.drain(), max(0.0, until - loop.time()))  # type: ignore[no-untyped-call]
+            except (nats.errors.Error, TimeoutError) as err:
+                _log.warning("draining endpoint %s: %r", self.info.name, err)
+            self._subscription = None
+        if not self._tasks:
+            return
+        _, left = await asyncio.wait(set(self._tasks), timeout=max(0.0, until - loop.time()))
+        if left:
+            _log.warning("endpoint %s: cancelling %d requests after the drain timeout", self.info.name, len(left))
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+    def stats(self) -> EndpointStats:
+        average = self.processing_time // self.num_requests if self.num_requests else 0
+        return EndpointStats(
+            self.info.name,
+            self.info.subject,
+            self.info.queue_group,
+            self.num_requests,
+            self.num_errors,
+            self.last_error,
+            self.processing_time,
+            average,
+        )
+
+    async def _on_message(self, msg: Msg) -> None:
+        """Takes one request off the subscription without ever waiting, so that
+        the moment it runs is the request's arrival: refuses it by the reply
+        policy or for malformed headers, runs it when a slot is free, queues it
+        while the pending bound allows, and refuses it with
+        ``RESOURCE_EXHAUSTED`` beyond."""
+        received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
+        target = self._reply_target(msg)
+        refusal = self._settings.reply_policy.refusal(target)
+        if refusal is None and msg.reply and msg.reply != target:
+            # A stream open's reply subject (where its ack goes) must pass as well (§9.2).
+            refusal = self._settings.reply_policy.refusal(msg.reply)
+        if refusal is not None:
+            _log.warning("%s: refused a request: %s", self._spec.method, refusal)
+            self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
+            return
+        if msg.headers and MALFORMED_HEADER in msg.headers:
+            bad = InvalidArgumentError(self._spec.method, f"malformed headers: {msg.headers[MALFORMED_HEADER]}")
+            await self._reply(msg, None, bad, {}, received[0])
+            return
+        if not self._permits.locked():
+            await self._permits.acquire()  # free: returns at once
+            self._spawn(self._serve(msg, received))
+            return
+        size = len(msg.data)
+        if self._over_pending_limit(size):
+            overloaded = ResourceExhaustedError(self._spec.method, f"endpoint {self.info.name} is overloaded")
+            await self._reply(msg, None, overloaded, {}, received[0])
+            return
+        self._queued += 1
+        self._queued_bytes += size
+        self._spawn(self._serve_when_free(msg, received, size))
+
+    def _reply_target(self, msg: Msg) -> str:
+        """Where answers go: the reply subject, or for a stream its ``Reply-To``
+        (a Go-plugin open has no reply subject, §9.2)."""
+        if not isinstance(self._handler, _STREAM_ENDPOINTS):
+            return msg.reply or ""
+        reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
+        return reply_to if reply_to is not None else msg.reply or ""
+
+    def _over_pending_limit(self, size: int) -> bool:
+        msg_limit, bytes_limit = self._spec.pending_msg_limit, self._spec.pending_bytes_limit
+        if msg_limit is None and bytes_limit is None:
+            msg_limit = self._settings.pending_limit
+        over_msgs = msg_limit is not None and self._queued >= msg_limit
+        over_bytes = bytes_limit is not None and self._queued_bytes + size > bytes_limit
+        return over_msgs or over_bytes
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve_when_free(self, msg: Msg, received: tuple[int, float], size: int) -> None:
+        try:
+            await self._permits.acquire()
+        finally:
+            self._queued -= 1
+            self._queued_bytes -= size
+        await self._serve(msg, received)
+
+    async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
+        if isinstance(self._handler, UnaryEndpoint):
+            return await self._handler.serve(ctx, payload, self._settings.use_json)
+        return await self._run_stream(ctx)
+
+    async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
+        """One request, holding a permit it releases at the end: deadline
+        (counted from arrival; an expired one never starts the handler),
+        interceptors and handler, reply, statistics.
+
+        The chain runs by hand up to its first wait: a handler that answers
+        without waiting needs no deadline timer (nothing could interrupt it
+        anyway); one that waits continues under ``asyncio.timeout_at``, on
+        this same task, as a plain ``await`` would.
+        """
+        try:
+            started_ns, arrived_at = received
+            budget = decode_timeout(msg.headers.get(TIMEOUT_HEADER)) if msg.headers else None
+            limit = _earliest(budget, self._timeout)
+            deadline = None if limit is None else arrived_at + limit
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                expired = DeadlineExceededError(self._spec.method, f"{self._spec.method} expired while queued")
+                await self._reply(msg, None, expired, {}, started_ns)
+                return
+            ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
+            if not isinstance(self._handler, UnaryEndpoint):
+                await self._serve_stream(self._handler, msg, ctx, started_ns)
+                return
+            body, error = await self._run_chain(ctx, msg.data, deadline)
+            await self._reply(msg, body, error, ctx.response_headers, started_ns)
+        finally:
+            self._permits.release()
+
+    async def _run_chain(
+        self, ctx: RequestContext, payload: bytes, deadline: float | None
+    ) -> tuple[bytes | None, NatsMicroError | None]:
+        scope: asyncio.Timeout | None = None
+        try:
+            call = self._chain(ctx, payload)
+            try:
+                waiting_on = call.send(None)
+            except StopIteration as answered:
+                return cast(bytes, answered.value), None
+            scope = asyncio.timeout_at(deadline)
+            async with scope:
+                return await _Resumed(call, waiting_on), None
+        except Exception as err:
+            if scope is not None and scope.expired():
+                return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
+            return None, as_coded(err, self._spec.method) or self._uncoded(err)
+
+    async def _serve_stream(self, endpoint: StreamEndpoint, msg: Msg, ctx: RequestContext, started_ns: int) -> None:
+        """One stream of any kind (§9.2–§9.6): checks the open, subscribes the
+        server's inbox and acks the open on its reply subject (a Go-plugin
+        server-streaming open has none: no ack, no flow control), runs the
+        interceptors and the handler under the deadline, and ends the stream
+        with the handler's result and trailing headers, or its error. A cancel
+        or a silent caller stops the handler and ends nothing; a protocol error
+        (a lost, malformed or excess message) stops it and ends the stream
+        with that error."""
+        nc, method, use_json = self._settings.nc, self._spec.method, self._settings.use_json
+        try:
+            announced = header_number(msg.headers, CREDIT_HEADER)
+            request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
+        except (ValueError, StreamProtocolError) as err:
+            await self._reply(msg, None, InvalidArgumentError(method, f"malformed open for {method}: {err}"), {}, started_ns)
+            return
+        if endpoint.kind != "server" and not msg.reply:
+            refused = InvalidArgumentError(method, "a stream open that sends requests needs a reply subject for its ack")
+            await self._reply(msg, None, refused, {}, started_ns)
+            return
+        handler_task = asyncio.current_task()
+        handler_running = True
+        stopped_by: NatsMicroError | None = None  # the caller's cancel, its silence, or a protocol error
+
+        def stop_handler(reason: NatsMicroError) -> None:
+            nonlocal stopped_by
+            if handler_running and stopped_by is None and handler_task is not None:
+                stopped_by = reason
+                if reason.code == UNAVAILABLE:
+                    _log.warning("%s: the caller went silent; cancelling the stream", method)
+                handler_task.cancel()
+
+        window = self._spec.max_inflight or DEFAULT_WINDOW
+        link: _StreamLink[Any] = _StreamLink(
+            nc,
+            method,
+            self._reply_target(msg),
+            # Only a caller that announced credit and gets an ack speaks flow control (and keepalives).
+            announced if msg.reply else None,
+            window if announced is not None and msg.reply else None,
+            _decoder(endpoint.request_type, use_json),
+            _server_stream_error(method),
+            self._settings.stream_timings,
+            stop_handler,
+        )
+        ctx._stream = _ServerStreamCall(endpoint, request, link)
+        acked = False
+        try:
+            if msg.reply:
+                try:
+                    link.subscription = await nc.subscribe(nc.new_inbox(), cb=link.on_message)
+                    # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
+                    ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window)}
+                    await nc.publish(msg.reply, b"", headers=ack)
+                except nats.errors.Error as err:
+                    _log.warning("%s: acknowledging the stream: %r", method, err)
+                    self._record(time.perf_counter_ns() - started_ns, UnavailableError(method, f"acknowledging the stream: {err!r}"))
+                    return
+                acked = True
+            body: bytes | None = None
+            error: NatsMicroError | None = None
+            scope = asyncio.timeout_at(ctx.deadline)
+            try:
+                async with scope:
+                    body = await self._chain(ctx, msg.data)
+            except asyncio.CancelledError:
+                if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
+                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns, acked)
+                    raise
+            except Exception as err:
+                if scope.expired():
+                    error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
+                else:
+                    error = as_coded(err, method) or self._uncoded(err)
+            finally:
+                handler_running = False
+            if stopped_by is not None:  # whatever the handler made of the cancel, the link decided
+                if handler_task is not None and handler_task.cancelling():
+                    handler_task.uncancel()
+                if stopped_by.code in (CANCELLED, UNAVAILABLE):  # nothing further goes to a caller that left
+                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
+                    return
+                error = stopped_by  # a protocol error: tell the caller (§9.6)
+            await self._reply(msg, body if endpoint.kind == "client" else None, error, ctx.response_headers, started_ns, acked)
+        finally:
+            await link.close()
+
+    async def _run_stream(self, ctx: RequestContext) -> bytes:
+        """The end of a stream's interceptor chain: the handler. Returns the
+        encoded response of a client-streaming handler, else nothing."""
+        call = ctx._stream
+        if call is None:
+            raise InternalError(ctx.method, "a stream handler ran without a stream open")
+        endpoint, link, use_json = call.endpoint, call.link, self._settings.use_json
+        if isinstance(endpoint, ClientStreamEndpoint):
+            return encode_message(await endpoint.handler(RequestStream(link), ctx), use_json)
+        if isinstance(endpoint, ServerStreamEndpoint):
+            responses = endpoint.handler(call.request, ctx)
+        else:
+            responses = endpoint.handler(RequestStream(link), ctx)
+        try:
+            async for response in responses:
+                try:
+                    await link.send(encode_message(response, use_json))
+                except NatsMicroError as err:
+                    if not await self._throw_back(link, responses, err):
+                        break
+        except BaseException as err:
+            await _stop_handler_stream(responses, err)
+            raise
+        return b""
+
+    async def _throw_back(self, link: _StreamLink[Any], responses: AsyncIterator[Any], err: NatsMicroError) -> bool:
+        """A response that could not be sent: ``False`` once the handler has
+        finished. One over ``max_payload`` is not sent and the stream stays
+        open (§9.3): a generator handler gets the ``RESOURCE_EXHAUSTED`` error
+        thrown in at its ``yield``, so it can catch it and go on (what it
+        yields next is sent, and returning ends the stream); uncaught, or from
+        a plain async iterable, or any other failure, the error ends the
+        stream."""
+        while True:
+            if err.code != RESOURCE_EXHAUSTED or not isinstance(responses, types.AsyncGeneratorType):
+                raise err
+            try:
+                response = await responses.athrow(err)
+            except StopAsyncIteration:
+                return False
+            try:
+                await link.send(encode_message(response, self._settings.use_json))
+                return True
+            except NatsMicroError as failed:
+                err = failed
+
+    def _uncoded(self, err: Exception) -> NatsMicroError:
+        """An exception without a code: INTERNAL, its text logged and withheld."""
+        _log.error("%s failed without an error code", self._spec.method, exc_info=err)
+        message = f"{type(err).__name__}: {err}" if self._settings.expose_internal_errors else INTERNAL_MESSAGE
+        return InternalError(self._spec.method, message)
+
+    async def _reply(
+        self,
+        msg: Msg,
+        body: bytes | None,
+        error: NatsMicroError | None,
+        response_headers: Mapping[str, str],
+        started_ns: int,
+        acked: bool = False,
+    ) -> None:
+        """Answers a unary request, refuses a stream open, or ends an
+        ``acked`` stream (on Reply-To, §9.2), and counts it."""
+        elapsed = time.perf_counter_ns() - started_ns
+        headers: dict[str, str] | None = dict(response_headers) or None
+        if error is not None:
+            headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
+            body = error.data
+        reply_to = self._reply_target(msg)
+        if isinstance(self._handler, _STREAM_ENDPOINTS):
+            headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end too (§9.2)
+            if not acked and msg.reply:  # refused: where the caller waits for the ack
+                reply_to = msg.reply
+        if reply_to:
+            try:
+                await self._settings.nc.publish(reply_to, body or b"", headers=headers)
+            except Exception as err:  # e.g. a reply over max_payload: tell the caller rather than leave it waiting
+                _log.warning("%s: sending the reply: %r", self._spec.method, err)
+                if error is None:
+                    error = ResourceExhaustedError(self._spec.method, f"the response could not be sent: {err!r}")
+                    await self._send_bare_error(reply_to, error)
+        self._record(elapsed, error)
+
+    def _error_headers(self, error: NatsMicroError) -> dict[str, str]:
+        return {
+            ERROR_CODE_HEADER: code_to_wire(error.code, self._settings.code_format),
+            ERROR_MESSAGE_HEADER: _header_value(error.message),
+        }
+
+    async def _send_bare_error(self, reply_to: str, error: NatsMicroError) -> None:
+        try:
+            await self._settings.nc.publish(reply_to, b"", headers=self._error_headers(error))
+        except Exception as err:
+            _log.warning("%s: sending the error reply: %r", self._spec.method, err)
+
+    def _record(self, elapsed_ns: int, error: NatsMicroError | None) -> None:
+        self.num_requests += 1
+        self.processing_time += elapsed_ns
+        if error is not None:
+            self.num_errors += 1
+            self.last_error = f"{error.code}:{error.message}"
+
+
+async def _stop_handler_stream(responses: AsyncIterator[Any], reason: BaseException) -> None:
+    """Ends a handler's response generator that is suspended at a ``yield``
+    (the stream was cancelled, or sending failed, while it waited): a cancel
+    is thrown in at the ``yield`` so that the handler sees it as it would see
+    any cancellation, then the generator is closed, so that its ``finally``
+    blocks run now rather than whenever it is collected."""
+    if not isinstance(responses, types.AsyncGeneratorType) or responses.ag_running:
+        return
+    try:
+        if isinstance(reason, asyncio.CancelledError) and responses.ag_frame is not None:
+            try:
+                await responses.athrow(asyncio.CancelledError())
+            except BaseException:  # the handler ended with the cancel, or otherwise: nothing more goes out
+                return
+        await responses.aclose()
+    except Exception as err:  # a handler that fails while closing: the stream's outcome is decided already
+        _log.debug("closing a stream handler: %r", err)
+
+
+class Service:
+    """A running service: discoverable through ``$SRV.PING``, ``$SRV.INFO`` and
+    ``$SRV.STATS`` (bare, ``.<name>`` and ``.<name>.<id>``) until :meth:`stop`.
+    Use it as an async context manager to stop it on exit."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        name: str,
+        version: str,
+        description: str,
+        metadata: Mapping[str, str],
+        endpoints: Sequence[_Endpoint],
+    ) -> None:
+        self._nc = nc
+        self.id: str = NUID().next().decode()
+        """The instance id, unique per start."""
+        self.name = name
+        """ADR-32 service name."""
+        self.version = version
+        self.description = description
+        self.metadata: Mapping[str, str] = dict(metadata)
+        self._endpoints = list(endpoints)
+        self.started = datetime.now(timezone.utc)
+        """When the service started (UTC)."""
+        self._discovery: list[Subscription] = []
+        self._stopped = False
+        self.drain_timeout = DEFAULT_DRAIN_TIMEOUT
+        """Seconds :meth:`stop` waits for requests before cancelling them."""
+
+    @property
+    def endpoints(self) -> list[EndpointInfo]:
+        """Names, subjects, queue groups and metadata of the endpoints, in proto order."""
+        return [endpoint.info for endpoint in self._endpoints]
+
+    def stats(self) -> list[EndpointStats]:
+        """Current statistics per endpoint (what STATS reports)."""
+        return [endpoint.stats() for endpoint in self._endpoints]
+
+    def ping_json(self) -> dict[str, Any]:
+        """The ``$SRV.PING`` reply."""
+        return self._identity("io.nats.micro.v1.ping_response")
+
+    def info_json(self) -> dict[str, Any]:
+        """The ``$SRV.INFO`` reply."""
+        return {
+            **self._identity("io.nats.micro.v1.info_response"),
+            "description": self.description,
+            "endpoints": [info.to_json() for info in self.endpoints],
+        }
+
+    def stats_json(self) -> dict[str, Any]:
+        """The ``$SRV.STATS`` reply."""
+        return {
+            **self._identity("io.nats.micro.v1.stats_response"),
+            "started": self.started.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "endpoints": [stats.to_json() for stats in self.stats()],
+        }
+
+    def _identity(self, kind: str) -> dict[str, Any]:
+        return {"type": kind, "name": self.name, "id": self.id, "version": self.version, "metadata": dict(self.metadata)}
+
+    async def _start(self, watch: ConnectionGuard) -> None:
+        denied_before = len(watch.denied_subscriptions)
+        for endpoint in self._endpoints:
+            await endpoint.start()
+        for verb, document in (("PING", self.ping_json), ("INFO", self.info_json), ("STATS", self.stats_json)):
+            for subject in (f"$SRV.{verb}", f"$SRV.{verb}.{self.name}", f"$SRV.{verb}.{self.name}.{self.id}"):
+                self._discovery.append(await self._nc.subscribe(subject, cb=self._discovery_responder(document)))
+        # The server answers a PING after any -ERR for the subscriptions before it. nats-py
+        # may write flush()'s PING ahead of SUBs still in its pending buffer, so the first
+        # round trip only guarantees they are written; the second one follows them.
+        await self._nc.flush()
+        await self._nc.flush()
+        ours = {endpoint.info.subject for endpoint in self._endpoints} | {s.subject for s in self._discovery}
+        denied = sorted(set(watch.denied_subscriptions[denied_before:]) & ours)
+        if denied:
+            raise StartError(f"service {self.name}: the server denied subscribing to {', '.join(denied)}")
+
+    def _discovery_responder(self, document: Callable[[], dict[str, Any]]) -> Callable[[Msg], Awaitable[None]]:
+        # Discovery replies follow the endpoints' reply-subject policy: a PING
+        # must not be aimed at, say, $JS.API.STREAM.DELETE.x either.
+        policy = self._endpoints[0]._settings.reply_policy if self._endpoints else ReplyPolicy()
+
+        async def respond(msg: Msg) -> None:
+            refusal = policy.refusal(msg.reply or "")
+            if refusal is not None:
+                _log.warning("%s: refused a discovery request on %s: %s", self.name, msg.subject, refusal)
+                return
+            await self._nc.publish(msg.reply, json.dumps(document()).encode())
+
+        return respond
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stops within a bound: stops taking requests, waits up to
+        ``drain_timeout`` seconds (default: the service's ``drain_timeout``
+        setting, 10 s) for requests in flight and queued, cancels what is
+        left, then leaves discovery."""
+        if self._stopped:
+            return
+        self._stopped = True
+        timeout = self.drain_timeout if drain_timeout is None else drain_timeout
+        await asyncio.gather(*(endpoint.drain(timeout) for endpoint in self._endpoints))
+        for subscription in self._discovery:
+            try:
+                await subscription.unsubscribe()
+            except nats.errors.Error as err:
+                _log.warning("leaving discovery: %s", err)
+        self._discovery.clear()
+
+    async def __aenter__(self) -> Service:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+async def start_service(
+    nc: NatsClient,
+    spec: ServiceSpec,
+    handlers: Mapping[str, ServedEndpoint],
+    overrides: ServiceOverrides,
+) -> Service:
+    """Validates the settings, subscribes every endpoint and the discovery
+    subjects, and starts serving. Generated ``register_*`` functions call it.
+
+    Server timeout of a request (first set wins), capped by the caller's budget
+    from its ``Nats-Micro-Timeout`` header: ``endpoint_timeouts[name]``,
+    ``timeout``, the endpoint's proto timeout, the service's proto timeout.
+    """
+    name = overrides.get("name", spec.name)
+    version = overrides.get("version", spec.version)
+    metadata = {**overrides.get("metadata", spec.metadata), **overrides.get("merge_metadata", {})}
+    prefix = overrides.get("subject_prefix", spec.subject_prefix)
+    default_group = None if spec.queue_group_disabled else DEFAULT_QUEUE_GROUP
+    queue_group = overrides.get("queue_group", default_group)
+    endpoint_timeouts = dict(overrides.get("endpoint_timeouts", {}))
+    max_concurrency = overrides.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)
+
+    if not _SERVICE_NAME.fullmatch(name):
+        raise ConfigError(f"service name {name!r} must match [A-Za-z0-9_-]+")
+    if not _SEMVER.fullmatch(version):
+        raise ConfigError(f"service version {version!r} is not SemVer")
+    if queue_group is not None and not valid_subject(queue_group):
+        raise ConfigError(f"queue group {queue_group!r} is not a valid token")
+    if max_concurrency < 1:
+        raise ConfigError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    pending_limit = overrides.get("pending_limit", DEFAULT_PENDING_LIMIT)
+    if pending_limit is not None and pending_limit < 0:
+        raise ConfigError(f"pending_limit must not be negative, not {pending_limit}")
+    unknown = sorted(set(endpoint_timeouts) - {e.endpoint for e in spec.endpoints})
+    if unknown:
+        raise ConfigError(f"endpoint_timeouts names no endpoint of {spec.proto_name}: {unknown}")
+    if set(handlers) != {e.endpoint for e in spec.endpoints}:
+        raise ConfigError(f"handlers {sorted(handlers)} do not match the endpoints of {spec.proto_name}")
+
+    settings = _Settings(
+        nc=nc,
+        use_json=spec.json,
+        code_format=overrides.get("code_format", CodeFormat.NUMBERS),
+        expose_internal_errors=overrides.get("expose_internal_errors", False),
+        max_concurrency=max_concurrency,
+        chain=tuple(overrides.get("interceptors", ())),
+        reply_policy=ReplyPolicy(
+            own_subjects=tuple(f"{prefix}.{endpoint.endpoint}" for endpoint in spec.endpoints),
+            allow_prefixes=tuple(overrides.get("reply_allow_prefixes", ())),
+            deny=tuple(overrides.get("reply_deny", ())),
+        ),
+        pending_limit=pending_limit,
+        stream_timings=overrides.get("stream_timings", StreamTimings()),
+    )
+    endpoints = []
+    for endpoint in spec.endpoints:
+        subject = f"{prefix}.{endpoint.endpoint}"
+        if not valid_subject(subject):
+            raise ConfigError(f"endpoint subject {subject!r} has an empty token, a space, '*' or '>'")
+        group = None if endpoint.queue_group_disabled else queue_group
+        endpoint_metadata = dict(endpoint.metadata)
+        handler = handlers[endpoint.endpoint]
+        if isinstance(handler, _STREAM_ENDPOINTS):
+            endpoint_metadata[STREAM_METADATA_KEY] = handler.kind  # PROTOCOL §9: a stream endpoint says its kind in INFO
+        info = EndpointInfo(endpoint.endpoint, subject, group, endpoint_metadata)
+        timeout = endpoint_timeouts.get(endpoint.endpoint, overrides.get("timeout", endpoint.timeout))
+        endpoints.append(_Endpoint(info, endpoint, timeout, handlers[endpoint.endpoint], settings))
+
+    service = Service(nc, name, version, overrides.get("description", spec.description), metadata, endpoints)
+    service.drain_timeout = overrides.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT)
+    watch = guard(nc)
+    try:
+        await service._start(watch)
+    except BaseException:
+        await service.stop()
+        raise
+    return service
