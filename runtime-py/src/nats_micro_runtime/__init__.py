@@ -26,31 +26,6 @@ Requires Python 3.11+, nats-py and protobuf.
 
 from __future__ import annotations
 
-# Module globals from when the whole runtime lived in this module (these
-# imports, the type variables and ``guard`` below): still importable from the
-# package as before, but not part of its API, which is ``__all__``.
-import asyncio
-import enum
-import functools
-import json
-import logging
-import math
-import re
-import time
-import types
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypedDict, TypeVar, cast, runtime_checkable
-
-import nats.errors
-from google.protobuf import json_format
-from google.protobuf.message import Message
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.nuid import NUID
-
 # The runtime lives in private modules by concern, mirroring the Rust runtime
 # (bottom-up, no cycles): _codes, _headers, _errors, _codec, _spec; the stream
 # wire (_streams) and link (_stream_link); client interceptors (_interceptor),
@@ -209,17 +184,10 @@ from ._streams import (
 from ._guard import (
     ConnectionGuard,
     MALFORMED_HEADER,
-    guard,
 )
-from ._typevars import (
-    MessageT,
-    RequestT,
-    ResponseT,
-    T,
-    U,
-)
+from ._guard import guard as _guard
 
-connection_guard = guard
+connection_guard = _guard
 """``connection_guard(nc)``: what the runtime contained on a connection
 (malformed header blocks, denied subscriptions); installed by every service."""
 
