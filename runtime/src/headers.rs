@@ -12,8 +12,8 @@ pub const ERROR_MESSAGE: &str = "Nats-Service-Error";
 /// matter).
 pub const TIMEOUT: &str = "Nats-Micro-Timeout";
 
-/// The names above as `HeaderName`s, for the per-message paths (a `&str`
-/// lookup validates and allocates the name on every call).
+/// The names above as `HeaderName`s, used wherever the runtime reads or
+/// writes them (a `&str` name is validated and allocated on every call).
 pub(crate) mod name {
     use async_nats::header::HeaderName;
 

@@ -365,7 +365,7 @@ impl Client {
 /// The end of a client chain: the NATS request itself.
 pub(crate) async fn send(nats: &async_nats::Client, mut call: ClientCall) -> Result<Reply, Error> {
     if let Some(timeout) = call.timeout {
-        call.headers.insert(headers::TIMEOUT, headers::encode_timeout(timeout).as_str());
+        call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
     }
     let request = async_nats::Request::new().payload(call.payload).headers(call.headers).timeout(call.timeout);
     match nats.send_request(call.subject, request).await {

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind};
 use crate::future::first;
 use crate::headers;
 use crate::stream::link::{Event, Outbound, Reader, ReaderPlan, TaskGuard, spawn_reader};
-use crate::stream::wire::{self, Frame, REPLY_TO, STREAM_CREDIT, STREAM_END};
+use crate::stream::wire::{self, Frame, name};
 use crate::stream::{Ending, Outcome, StreamSettings, Streaming};
 
 /// An acknowledged stream: where to send, what the server sends, and the
@@ -204,10 +204,10 @@ impl Client {
             .subscribe(inbox.clone())
             .await
             .map_err(|err| Error::unavailable(format!("subscribing the stream inbox: {err}")))?;
-        call.headers.insert(REPLY_TO, inbox.as_str());
-        call.headers.insert(STREAM_CREDIT, window.to_string().as_str());
+        call.headers.insert(name::REPLY_TO, inbox.as_str());
+        call.headers.insert(name::CREDIT, window.to_string());
         if let Some(timeout) = call.timeout {
-            call.headers.insert(headers::TIMEOUT, headers::encode_timeout(timeout).as_str());
+            call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
         }
         self.nats
             .publish_with_reply_and_headers(call.subject, inbox.clone(), call.headers, call.payload)
@@ -271,7 +271,7 @@ where
                 outbound.send_data(payload).await?;
             }
             let mut headers = HeaderMap::new();
-            headers.insert(STREAM_END, "true");
+            headers.insert(name::END, "true");
             outbound.publish(headers, Bytes::new()).await
         };
         if let Either::Left(Err(err)) = first(send_all, Reader::aborted(&mut aborted)).await {

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::future::first;
 use crate::headers;
 use crate::stream::StreamSettings;
-use crate::stream::wire::{REPLY_TO, STREAM_CREDIT, STREAM_END, parse_count};
+use crate::stream::wire::{STREAM_CREDIT, name, parse_count};
 
 /// One endpoint: its configuration, limits and statistics, for the life of
 /// the service (whatever connection serves it).
@@ -122,7 +122,7 @@ impl Route {
         let reply_to = message
             .headers
             .as_ref()
-            .and_then(|headers| headers.get(REPLY_TO))
+            .and_then(|headers| headers.get(name::REPLY_TO))
             .map(|value| Subject::from(value.as_str()))
             .or_else(|| message.reply.clone());
         Route { reply_to, ack_to: message.reply.clone(), stream: true }
@@ -337,7 +337,7 @@ async fn reply(
     let response_headers = match route.stream {
         true => {
             let mut headers = response_headers.unwrap_or_default();
-            headers.insert(STREAM_END, "true");
+            headers.insert(name::END, "true");
             Some(headers)
         }
         false => response_headers,
@@ -360,8 +360,8 @@ async fn reply(
                 }
                 None => err.message(),
             };
-            headers.insert(headers::ERROR_CODE, err.code().to_wire(endpoint.code_format).as_ref());
-            headers.insert(headers::ERROR_MESSAGE, sanitize_header_value(message).as_str());
+            headers.insert(headers::name::ERROR_CODE, err.code().to_wire(endpoint.code_format).as_ref());
+            headers.insert(headers::name::ERROR_MESSAGE, sanitize_header_value(message).as_str());
             (Some(headers), err.data().clone())
         }
     };
@@ -381,10 +381,10 @@ async fn reply(
             tracing::warn!(error = %err, method = %endpoint.method, "sending reply");
             let mut headers = HeaderMap::new();
             if route.stream {
-                headers.insert(STREAM_END, "true");
+                headers.insert(name::END, "true");
             }
-            headers.insert(headers::ERROR_CODE, failure.code().to_wire(endpoint.code_format).as_ref());
-            headers.insert(headers::ERROR_MESSAGE, failure.message());
+            headers.insert(headers::name::ERROR_CODE, failure.code().to_wire(endpoint.code_format).as_ref());
+            headers.insert(headers::name::ERROR_MESSAGE, failure.message());
             if let Err(err) = serving.nats.publish_with_headers(reply_to, headers, Bytes::new()).await {
                 tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
             }

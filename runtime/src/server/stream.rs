@@ -23,7 +23,7 @@ use crate::context::RequestContext;
 use crate::error::Error;
 use crate::future::{BoxFuture, first};
 use crate::stream::link::{Outbound, Reader, ReaderPlan, spawn_reader};
-use crate::stream::wire::{STREAM_CREDIT, STREAM_INBOX};
+use crate::stream::wire::name;
 use crate::stream::{ResponseSender, StreamKind, StreamSettings, Streaming};
 
 /// An admitted stream open, handed to the handler through its context.
@@ -77,8 +77,8 @@ impl Session {
         let plan = ReaderPlan { window: inbound_window, plain_is_result: false, settings: open.settings };
         let reader = spawn_reader(subscriber, outbound.clone(), plan);
         let mut headers = HeaderMap::new();
-        headers.insert(STREAM_INBOX, inbox.as_str());
-        headers.insert(STREAM_CREDIT, open.window.to_string().as_str());
+        headers.insert(name::INBOX, inbox.as_str());
+        headers.insert(name::CREDIT, open.window.to_string());
         open.nats
             .publish_with_headers(ack_to, headers, Bytes::new())
             .await

@@ -236,12 +236,10 @@ async fn read<M>(
     let mut allowed = plan.window.map(u64::from);
     let mut received = 0u64;
     // How long the peer has sent nothing, counted in ticks, and whether it
-    // sent something since the last tick.
-    let (mut silent, mut heard) = (Duration::ZERO, false);
+    // sent something since the last tick; how long this side has sent nothing.
+    let (mut silent, mut heard, mut quiet) = (Duration::ZERO, false, Duration::ZERO);
     let tick_every = plan.settings.keepalive.min(plan.settings.peer_timeout / 2).max(Duration::from_millis(10));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
-    // How long this side has sent nothing, counted in ticks.
-    let mut quiet = Duration::ZERO;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let fail = |reason: Error| {
         let _ = aborted.send(Some(reason));

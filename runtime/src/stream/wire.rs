@@ -20,8 +20,8 @@ pub const STREAM_CREDIT: &str = "Nats-Stream-Credit";
 /// Control: the caller abandons the stream.
 pub const STREAM_CANCEL: &str = "Nats-Stream-Cancel";
 
-/// The names above as `HeaderName`s, for the per-message paths: looking a
-/// header up by `&str` validates and allocates the name on every call.
+/// The names above as `HeaderName`s, used wherever the runtime reads or
+/// writes them: a `&str` name is validated and allocated on every call.
 pub(crate) mod name {
     use super::HeaderName;
 
@@ -30,6 +30,7 @@ pub(crate) mod name {
     pub(crate) const CREDIT: HeaderName = HeaderName::from_static(super::STREAM_CREDIT);
     pub(crate) const CANCEL: HeaderName = HeaderName::from_static(super::STREAM_CANCEL);
     pub(crate) const INBOX: HeaderName = HeaderName::from_static(super::STREAM_INBOX);
+    pub(crate) const REPLY_TO: HeaderName = HeaderName::from_static(super::REPLY_TO);
 }
 
 /// A sequence number or credit: 1 to 10 ASCII digits, at most 2^31 − 1.
