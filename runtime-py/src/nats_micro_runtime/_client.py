@@ -214,13 +214,9 @@ class Client:
                 while await opened.within_deadline(opened.link.receive()) is not None:
                     pass  # a client-streaming server sends no data messages; its result is the end
             except Exception as err:
-                if opened.interceptors is None:
-                    raise
-                end = await opened.interceptors.settle(err)
+                end = await opened.conclude(err)
             else:
-                end = opened.link.end if opened.link.end is not None else Reply(b"", {})
-                if opened.interceptors is not None:
-                    end = await opened.interceptors.settle(end)
+                end = await opened.conclude(opened.end())
             try:
                 message = decode_message(end.payload, response_type, self._service.json)
             except ValueError as err:
@@ -281,8 +277,7 @@ class Client:
             payload=payload,
         )
         if not self._interceptors:
-            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
-            return stream
+            return await self._open_call(call, response_type, window, plain_is_result)
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[_OpenedStream[MessageT]] = loop.create_future()
         reported: asyncio.Future[Reply] = loop.create_future()
@@ -290,8 +285,7 @@ class Client:
         async def open_call(call: ClientCall) -> Reply:
             if opened.done():
                 raise InternalError(spec.method, "a client interceptor opened the stream twice")
-            stream, _ = await self._open_call(call, response_type, window, plain_is_result)
-            opened.set_result(stream)
+            opened.set_result(await self._open_call(call, response_type, window, plain_is_result))
             return await reported
 
         chain = loop.create_task(_chain_interceptors(self._interceptors, open_call)(call))
@@ -313,7 +307,7 @@ class Client:
 
     async def _open_call(
         self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
-    ) -> tuple[_OpenedStream[MessageT], Reply]:
+    ) -> _OpenedStream[MessageT]:
         """Sends the open (§9.2) and waits for the ack, or for the first
         message of a server that sends no ack (§9.8)."""
         nc, loop = self._nc, asyncio.get_running_loop()
@@ -325,7 +319,6 @@ class Client:
             return errors.error(code, method, message, data, reply_headers)
 
         ack: asyncio.Future[_StreamLink[MessageT]] = loop.create_future()
-        ack_headers: dict[str, str] = {}
         link: _StreamLink[MessageT] | None = None
         opened: _OpenedStream[MessageT] | None = None
 
@@ -364,7 +357,6 @@ class Client:
             except StreamProtocolError as err:
                 ack.set_exception(error(err.code, err.message, b"", {}))
                 return
-            ack_headers.update(frame.headers)
             if frame.kind is FrameKind.ACK:
                 ack.set_result(start(frame.inbox, frame.number))
             elif frame.kind is FrameKind.ERROR:  # a refused open
@@ -405,7 +397,7 @@ class Client:
             raise
         started.subscription = subscription
         opened = _OpenedStream(started, deadline, method, errors)
-        return opened, Reply(b"", ack_headers)
+        return opened
 
     async def _send(self, call: ClientCall) -> Reply:
         """The end of the chain: the NATS request, its failures and error replies."""

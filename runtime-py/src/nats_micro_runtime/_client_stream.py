@@ -46,25 +46,14 @@ class ResponseStream(Generic[MessageT]):
         try:
             message = await opened.within_deadline(link.receive())
         except Exception as err:
-            if opened.interceptors is None:
-                await self.aclose()
-                raise
-            # The client interceptors settle what the caller sees (they may relabel it).
-            opened.interceptors.report(err)
-            await self.aclose()
-            self.trailers = (await opened.interceptors.settle(err)).headers
+            # Raises the error, unless the client interceptors settle otherwise.
+            self.trailers = dict((await opened.conclude(err)).headers)
             raise StopAsyncIteration from None
         except BaseException:
             await self.aclose()
             raise
         if message is None:
-            end = link.end if link.end is not None else Reply(b"", {})
-            if opened.interceptors is not None:
-                opened.interceptors.report(end)
-            await self.aclose()
-            if opened.interceptors is not None:
-                end = await opened.interceptors.settle(end)
-            self.trailers = dict(end.headers)
+            self.trailers = dict((await opened.conclude(opened.end())).headers)
             raise StopAsyncIteration
         return message
 
@@ -127,6 +116,23 @@ class _OpenedStream(Generic[T]):
                 raise
             raise self._errors.error(DEADLINE_EXCEEDED, self._method, f"{self._method} did not finish before its deadline", b"", {}) from err
 
+    def end(self) -> Reply:
+        """The peer's end (its body and trailing headers) once it arrived."""
+        return self.link.end if self.link.end is not None else Reply(b"", {})
+
+    async def conclude(self, ending: Reply | Exception) -> Reply:
+        """Closes the stream with ``ending`` (the peer's end, or the error it
+        failed with) and returns the end or raises the error; with client
+        interceptors, what they settle with instead (§9.7)."""
+        if self.interceptors is not None:
+            self.interceptors.report(ending)  # before close() would report a cancel
+        await self.close()
+        if self.interceptors is not None:
+            return await self.interceptors.settled()
+        if isinstance(ending, Exception):
+            raise ending
+        return ending
+
     def close_soon(self) -> None:
         """:meth:`close` from synchronous code (a finalizer), on the running loop if there is one."""
         if self._closed:
@@ -186,9 +192,8 @@ class _StreamOutcome:
             self._reported.set_exception(ending)
             self._reported.exception()  # retrieved: the chain may have stopped waiting for it
 
-    async def settle(self, ending: Reply | BaseException) -> Reply:
-        """Reports ``ending`` and returns (or raises) what the interceptors settle with."""
-        self.report(ending)
+    async def settled(self) -> Reply:
+        """What the interceptors settle with (returned, or raised)."""
         return await asyncio.shield(self._chain)
 
 
