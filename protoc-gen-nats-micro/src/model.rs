@@ -7,6 +7,7 @@ use std::time::Duration;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, ExtensionDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
 };
+use prost_types::method_options::IdempotencyLevel;
 
 pub use crate::error::{Problem, Problems};
 use crate::naming::{go_camel_case, subject_token};
@@ -153,6 +154,9 @@ pub struct Method {
     pub comments: Option<String>,
     /// `option deprecated = true`.
     pub deprecated: bool,
+    /// Safe to repeat: `option idempotency_level` is `NO_SIDE_EFFECTS` or
+    /// `IDEMPOTENT` (PROTOCOL §10.1).
+    pub idempotent: bool,
     /// The endpoint's own timeout.
     pub timeout: Option<Duration>,
     /// Endpoint metadata, sorted by key.
@@ -606,6 +610,11 @@ impl Reader<'_> {
             output: message_ref(&method.output()),
             comments: self.comments.get(method.path()).cloned(),
             deprecated: method.method_descriptor_proto().options.as_ref().and_then(|o| o.deprecated).unwrap_or(false),
+            idempotent: method
+                .method_descriptor_proto()
+                .options
+                .as_ref()
+                .is_some_and(|o| matches!(o.idempotency_level(), IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent)),
             timeout,
             metadata: opts.metadata,
             queue_group_disabled: opts.queue_group_disabled,

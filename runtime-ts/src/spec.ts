@@ -18,6 +18,8 @@ export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescM
   readonly metadata: Readonly<Record<string, string>>;
   /** Subscribe this endpoint without a queue group. */
   readonly queueGroupDisabled: boolean;
+  /** Safe to repeat after a timeout or a lost connection: the proto's `idempotency_level` is `NO_SIDE_EFFECTS` or `IDEMPOTENT`. */
+  readonly idempotent?: boolean;
   /** Position among the service's RPCs, unary and streaming, in proto order (the order of INFO). */
   readonly position?: number;
   /** Requests that may wait for a free handler slot before new ones are refused with RESOURCE_EXHAUSTED. */

@@ -66,7 +66,7 @@ impl EndpointSpec {
     /// ```
     pub const fn new(method: &'static str, endpoint: &'static str) -> EndpointSpec {
         EndpointSpec {
-            method: MethodSpec { method, endpoint, timeout: None },
+            method: MethodSpec { method, endpoint, timeout: None, idempotent: false },
             metadata: &[],
             queue_group_disabled: false,
             pending_msg_limit: None,
@@ -108,6 +108,14 @@ impl EndpointSpec {
     /// Sets the ADR-32 endpoint metadata.
     pub const fn with_metadata(mut self, metadata: &'static [(&'static str, &'static str)]) -> EndpointSpec {
         self.metadata = metadata;
+        self
+    }
+
+    /// Marks the method safe to repeat (`idempotency_level` `NO_SIDE_EFFECTS`
+    /// or `IDEMPOTENT` in the proto): a retry policy may send it again after
+    /// a timeout or a lost connection.
+    pub const fn idempotent(mut self) -> EndpointSpec {
+        self.method.idempotent = true;
         self
     }
 

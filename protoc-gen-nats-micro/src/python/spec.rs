@@ -64,6 +64,9 @@ impl ModuleWriter<'_> {
             ] {
                 self.line(&format!("            {key}={value},"));
             }
+            if method.idempotent {
+                self.line("            idempotent=True,");
+            }
             if let Rpc::Streaming(stream) = rpc
                 && let Some(window) = stream.max_inflight
             {

@@ -58,6 +58,7 @@ fn endpoint(method: &Method, service_timeout: Option<Duration>, stream: Option<(
         quote! { .with_metadata(#metadata) }
     });
     let queue_group = method.queue_group_disabled.then(|| quote! { .without_queue_group() });
+    let idempotent = method.idempotent.then(|| quote! { .idempotent() });
     let limits = (method.pending_msg_limit.is_some() || method.pending_bytes_limit.is_some()).then(|| {
         let (msgs, bytes) = (limit(method.pending_msg_limit), limit(method.pending_bytes_limit));
         quote! { .with_pending_limits(#msgs, #bytes) }
@@ -74,7 +75,7 @@ fn endpoint(method: &Method, service_timeout: Option<Duration>, stream: Option<(
         });
         quote! { .streaming(rt::StreamKind::#kind) #window }
     });
-    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #limits #stream }
+    quote! { rt::EndpointSpec::new(#name, #endpoint) #timeout #metadata #queue_group #idempotent #limits #stream }
 }
 
 fn duration(d: Duration) -> TokenStream {

@@ -63,6 +63,9 @@ impl ServiceWriter<'_> {
         }
         self.out.line(format!("      metadata: {},", record(&m.metadata)));
         self.out.line(format!("      queueGroupDisabled: {},", m.queue_group_disabled));
+        if m.idempotent {
+            self.out.line("      idempotent: true,");
+        }
         // Unary RPCs and streams sit in two maps: their common proto order is told when both exist.
         if !s.streaming.is_empty() && !s.methods.is_empty() {
             self.out.line(format!("      position: {},", m.position));

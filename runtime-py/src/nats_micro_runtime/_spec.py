@@ -22,6 +22,9 @@ class EndpointSpec:
     """ADR-32 endpoint metadata."""
     queue_group_disabled: bool = False
     """Subscribe this endpoint without a queue group."""
+    idempotent: bool = False
+    """Safe to repeat after a timeout or a lost connection: the proto's
+    ``idempotency_level`` is ``NO_SIDE_EFFECTS`` or ``IDEMPOTENT``."""
     pending_msg_limit: int | None = None
     """Requests that may wait for a free handler slot before more are refused with ``UNAVAILABLE``."""
     pending_bytes_limit: int | None = None

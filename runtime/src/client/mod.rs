@@ -196,6 +196,9 @@ pub struct MethodSpec {
     pub endpoint: &'static str,
     /// The timeout from the proto: the endpoint's, else the service's.
     pub timeout: Option<Duration>,
+    /// Safe to repeat after a timeout or a lost connection: the proto's
+    /// `idempotency_level` is `NO_SIDE_EFFECTS` or `IDEMPOTENT`.
+    pub idempotent: bool,
 }
 
 /// The untyped client under every generated client: a NATS connection, the

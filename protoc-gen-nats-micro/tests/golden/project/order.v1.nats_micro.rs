@@ -22,7 +22,8 @@ pub mod order_service_nats {
             .with_metadata(&[("operation", "write")]),
         rt::EndpointSpec::new("GetOrder", "get_order")
             .with_timeout(::core::time::Duration::new(0, 750000000))
-            .with_metadata(&[("operation", "read")]),
+            .with_metadata(&[("operation", "read")])
+            .idempotent(),
     ];
     /// The server side of `order.v1.OrderService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///

@@ -19,7 +19,8 @@ pub mod product_service_nats {
     pub const ENDPOINTS: [rt::EndpointSpec; 2] = [
         rt::EndpointSpec::new("CreateProduct", "create_product"),
         rt::EndpointSpec::new("GetProduct", "get_product")
-            .with_metadata(&[("cacheable", "true")]),
+            .with_metadata(&[("cacheable", "true")])
+            .idempotent(),
     ];
     /// The server side of `product.v1.ProductService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///

@@ -139,6 +139,7 @@ _ORDER_SERVICE = nats_micro_runtime.ServiceSpec(
             queue_group_disabled=False,
             pending_msg_limit=None,
             pending_bytes_limit=None,
+            idempotent=True,
         ),
     ),
 )

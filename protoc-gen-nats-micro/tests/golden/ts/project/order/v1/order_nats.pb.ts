@@ -42,6 +42,7 @@ export const OrderServiceNatsSpec = {
       timeout: 750,
       metadata: { "operation": "read" },
       queueGroupDisabled: false,
+      idempotent: true,
     },
   },
 } satisfies runtime.ServiceSpec;

@@ -39,6 +39,7 @@ export const ProductServiceNatsSpec = {
       output: pb.ProductSchema,
       metadata: { "cacheable": "true" },
       queueGroupDisabled: false,
+      idempotent: true,
     },
   },
 } satisfies runtime.ServiceSpec;
