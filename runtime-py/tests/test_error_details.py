@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Unpack
 
 import nats_micro_runtime as rt
@@ -273,3 +274,24 @@ async def test_a_reader_without_details_sees_code_message_and_body(nc: NatsClien
     assert (rich.headers["Nats-Service-Error-Code"], rich.headers["Nats-Service-Error"]) == ("404", "rich")
     assert status_pb2.Status.FromString(rich.data).message == "rich"
     await service.stop()
+
+
+async def test_a_stream_ends_with_the_details_of_its_error(nc: NatsClient) -> None:
+    async def count_up(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
+        yield request
+        raise rt.FailedPreconditionError(ctx.method, "stop", b"d").with_field_violation("value", "too many")
+
+    spec = rt.ServiceSpec(
+        proto_name="t.Counter", name="counter", version="1.0.0", description="", subject_prefix="counter",
+        endpoints=(rt.EndpointSpec("CountUp", "count_up"),),
+    )  # fmt: skip
+    service = await rt.start_service(nc, spec, {"count_up": rt.ServerStreamEndpoint(count_up, wrappers_pb2.StringValue)}, {})
+    client = rt.Client(nc, spec, rt.ServiceError, timeout=5)
+    got: list[str] = []
+    with pytest.raises(rt.ServiceError) as caught:
+        async for message in await client.server_stream("count_up", wrappers_pb2.StringValue(value="a"), wrappers_pb2.StringValue):
+            got.append(message.value)
+    assert got == ["a"] and (caught.value.code, caught.value.data) == (rt.FAILED_PRECONDITION, b"d")
+    bad_request = caught.value.bad_request()
+    assert bad_request is not None and bad_request.field_violations[0].description == "too many"
+    await service.stop(1)
