@@ -147,6 +147,10 @@ async def serve(nc: NatsClient, handler: Any, **overrides: Unpack[rt.ServiceOver
     return await rt.start_service(nc, SPEC, {"echo": rt.UnaryEndpoint(handler, wrappers_pb2.StringValue)}, overrides)
 
 
+async def echo(client: rt.Client, value: str) -> rt.Response[wrappers_pb2.StringValue]:
+    return await client.unary("echo", wrappers_pb2.StringValue(value=value), wrappers_pb2.StringValue)
+
+
 async def failing(client: rt.Client, value: str) -> rt.NatsMicroError:
     with pytest.raises(rt.NatsMicroError) as caught:
         await client.unary("echo", wrappers_pb2.StringValue(value=value), wrappers_pb2.StringValue)
@@ -162,7 +166,7 @@ async def test_shed_requests_carry_the_retry_hint_and_are_counted(nc: NatsClient
 
     service = await serve(nc, slow, max_concurrency=1, retry_after_hint=0.75)
     client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
-    calls = [asyncio.ensure_future(client.unary("echo", wrappers_pb2.StringValue(value=str(i)), wrappers_pb2.StringValue)) for i in range(3)]
+    calls = [asyncio.ensure_future(echo(client, str(i))) for i in range(3)]
     done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
     (refused,) = done
     error = refused.exception()
@@ -187,7 +191,7 @@ async def test_default_retry_hint_is_100_ms(nc: NatsClient) -> None:
 
     service = await serve(nc, slow, max_concurrency=1)
     client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
-    calls = [asyncio.ensure_future(client.unary("echo", wrappers_pb2.StringValue(value=str(i)), wrappers_pb2.StringValue)) for i in range(3)]
+    calls = [asyncio.ensure_future(echo(client, str(i))) for i in range(3)]
     done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
     error = done.pop().exception()
     assert isinstance(error, rt.NatsMicroError) and error.retry_delay() == rt.DEFAULT_RETRY_AFTER_HINT == 0.1
@@ -289,7 +293,8 @@ async def test_a_stream_ends_with_the_details_of_its_error(nc: NatsClient) -> No
     client = rt.Client(nc, spec, rt.ServiceError, timeout=5)
     got: list[str] = []
     with pytest.raises(rt.ServiceError) as caught:
-        async for message in await client.server_stream("count_up", wrappers_pb2.StringValue(value="a"), wrappers_pb2.StringValue):
+        stream = await client.server_stream("count_up", wrappers_pb2.StringValue(value="a"), wrappers_pb2.StringValue)
+        async for message in stream:
             got.append(message.value)
     assert got == ["a"] and (caught.value.code, caught.value.data) == (rt.FAILED_PRECONDITION, b"d")
     bad_request = caught.value.bad_request()

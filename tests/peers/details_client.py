@@ -98,7 +98,9 @@ async def run_cases(nc: NatsClient, suffix: str, explain: Explain, exposed: bool
         rpc.ErrorInfo(reason="STOCK_LOW", domain="shop.example", metadata={"sku": "A-1"}),
         rpc.RetryInfo(retry_delay=duration(1, 500_000_000)),
         rpc.QuotaFailure(violations=[rpc.QuotaFailure.Violation(subject="user:7", description="daily")]),
-        rpc.PreconditionFailure(violations=[rpc.PreconditionFailure.Violation(type="TOS", subject="user:7", description="terms")]),
+        rpc.PreconditionFailure(
+            violations=[rpc.PreconditionFailure.Violation(type="TOS", subject="user:7", description="terms")]
+        ),
         rpc.BadRequest(field_violations=[rpc.BadRequest.FieldViolation(field="items[0].qty", description="must be positive")]),
         rpc.RequestInfo(request_id="r-1", serving_data="s"),
         rpc.ResourceInfo(resource_type="order", resource_name="o-9", owner="u-7", description="locked"),
@@ -139,7 +141,8 @@ async def run_cases(nc: NatsClient, suffix: str, explain: Explain, exposed: bool
     ok = err.code == rt.INVALID_ARGUMENT and err.message == "oversized" and 0 < kept < 200
     ok = ok and all(m.locale == "en" and m.message == "x" * 8192 for m in localized_messages)
     truncated = rpc.ErrorInfo(reason="DETAILS_TRUNCATED", domain="nats-micro", metadata={"dropped": str(200 - kept)})
-    ok = ok and len(err.details) == kept + 1 and marker == [truncated] and err.details[-1].type_url.endswith("/google.rpc.ErrorInfo")
+    last = err.details[-1].type_url if err.details else ""
+    ok = ok and len(err.details) == kept + 1 and marker == [truncated] and last.endswith("/google.rpc.ErrorInfo")
     check(named("oversized"), ok, (err.code, err.message, kept, marker))
 
     # A body that does not decode as ExplainRequest: the runtime's INVALID_ARGUMENT with a BadRequest.

@@ -66,7 +66,8 @@ class Explainer:
             unlisted = any_pb2.Any(type_url="type.googleapis.com/details.v1.Unlisted", value=b"\x08\x01")
             raise error(rt.ABORTED).with_details(unlisted)
         if case == "oversized":
-            raise error(rt.INVALID_ARGUMENT).with_details(*(rpc.LocalizedMessage(locale="en", message="x" * 8192) for _ in range(200)))
+            many = (rpc.LocalizedMessage(locale="en", message="x" * 8192) for _ in range(200))
+            raise error(rt.INVALID_ARGUMENT).with_details(*many)
         return details_pb2.ExplainResponse(case=case)
 
 

@@ -93,9 +93,8 @@ class NatsMicroError(Exception):
 
     def __repr__(self) -> str:
         shown = f", details={[type_name(d) for d in self.details]!r}" if self.details else ""
-        return (
-            f"{type(self).__name__}(code={self.code!r}, method={self.method!r}, message={self.message!r}, data={self.data!r}{shown})"
-        )
+        fields = f"code={self.code!r}, method={self.method!r}, message={self.message!r}, data={self.data!r}{shown}"
+        return f"{type(self).__name__}({fields})"
 
     def nats_error_code(self) -> str:
         """The code, through the duck-typed accessor every runtime copy and

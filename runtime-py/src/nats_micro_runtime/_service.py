@@ -391,7 +391,8 @@ class _Endpoint:
             announced = header_number(msg.headers, CREDIT_HEADER)
             request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
         except (ValueError, StreamProtocolError) as err:
-            malformed = InvalidArgumentError(method, f"malformed open for {method}: {err}", details=[malformed_request_detail(str(err))])
+            bad_request = malformed_request_detail(str(err))
+            malformed = InvalidArgumentError(method, f"malformed open for {method}: {err}", details=[bad_request])
             await self._reply(msg, None, malformed, {}, started_ns)
             return
         if endpoint.kind != "server" and not msg.reply:
@@ -512,7 +513,9 @@ class _Endpoint:
                 err = failed
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
-        """An exception without a code: INTERNAL, its text logged and withheld."""
+        """An exception without a code: INTERNAL, its text logged and withheld;
+        a service exposing internal errors sends the text, with the traceback
+        as a ``DebugInfo``."""
         _log.error("%s failed without an error code", self._spec.method, exc_info=err)
         if not self._settings.expose_internal_errors:
             return InternalError(self._spec.method, INTERNAL_MESSAGE)
@@ -561,6 +564,7 @@ class _Endpoint:
         marked = {**headers, ERROR_DETAILS_HEADER: ERROR_DETAILS_MARKER}
         if isinstance(self._handler, _STREAM_ENDPOINTS):
             marked[END_HEADER] = "true"
+        # NATS/1.0 CRLF, one `name: value` CRLF per header, CRLF: what max_payload counts beside the body.
         header_block = 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in marked.items())
         room = self._settings.nc.max_payload - header_block if self._settings.nc.max_payload else None
         body, is_status = encode_error_body(
