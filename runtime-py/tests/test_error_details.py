@@ -214,6 +214,23 @@ async def test_a_malformed_request_is_answered_with_a_bad_request(nc: NatsClient
     await service.stop()
 
 
+async def test_a_json_service_names_the_field_that_did_not_decode(nc: NatsClient) -> None:
+    async def check(request: rpc.BadRequest, ctx: rt.RequestContext) -> rpc.BadRequest:
+        return request
+
+    spec = rt.ServiceSpec(
+        proto_name="t.Json", name="json", version="1.0.0", description="", subject_prefix="json", json=True,
+        endpoints=(rt.EndpointSpec("Check", "check"),),
+    )  # fmt: skip
+    service = await rt.start_service(nc, spec, {"check": rt.UnaryEndpoint(check, rpc.BadRequest)}, {})
+    reply = await nc.request("json.check", b'{"fieldViolations": [{"field": 3}]}', timeout=5)
+    assert reply.headers is not None and reply.headers[rt.ERROR_DETAILS_HEADER] == rt.ERROR_DETAILS_MARKER
+    (detail,) = status_pb2.Status.FromString(reply.data).details
+    (violation,) = rpc.BadRequest.FromString(detail.value).field_violations
+    assert violation.field == "fieldViolations.field" and violation.description
+    await service.stop()
+
+
 async def test_details_survive_a_hop_and_a_stale_marker_is_not_forwarded(nc: NatsClient) -> None:
     """A handler re-raising what it got from another service sends the details
     it cannot read verbatim; when none are left to send (DebugInfo withheld),

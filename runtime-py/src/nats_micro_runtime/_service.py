@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
-from ._codec import _decoder, decode_message, encode_message
+from ._codec import _decoder, decode_message, encode_message, failed_field
 from ._codes import CANCELLED, CodeFormat, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, code_to_wire
 from ._details import ERROR_DETAILS_HEADER, ERROR_DETAILS_MARKER, encode_error_body, malformed_request_detail
 from ._discovery import EndpointInfo, EndpointStats, STREAM_METADATA_KEY
@@ -391,7 +391,7 @@ class _Endpoint:
             announced = header_number(msg.headers, CREDIT_HEADER)
             request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
         except (ValueError, StreamProtocolError) as err:
-            bad_request = malformed_request_detail(str(err))
+            bad_request = malformed_request_detail(str(err), failed_field(str(err)))
             malformed = InvalidArgumentError(method, f"malformed open for {method}: {err}", details=[bad_request])
             await self._reply(msg, None, malformed, {}, started_ns)
             return
