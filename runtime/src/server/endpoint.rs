@@ -355,7 +355,8 @@ async fn reply(
         Err(err) => {
             let mut headers = response_headers.unwrap_or_default();
             if let Some(extra) = err.headers() {
-                for (name, values) in extra.iter() {
+                // A re-raised error carries the headers of the reply it came in; its marker is decided anew below.
+                for (name, values) in extra.iter().filter(|(name, _)| **name != headers::name::ERROR_DETAILS) {
                     for value in values {
                         headers.append(name.clone(), value.clone());
                     }
