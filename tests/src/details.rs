@@ -7,7 +7,7 @@ use std::time::Duration;
 use nats_micro_runtime::rpc::{
     Any, ErrorInfo, Help, HelpLink, PreconditionFailure, PreconditionViolation, QuotaFailure, QuotaViolation, ResourceInfo,
 };
-use nats_micro_runtime::{Code, Error, RequestContext};
+use nats_micro_runtime::{Error, RequestContext};
 
 use crate::project::details::v1::explain_open_service_nats::{ExplainOpenService, ExplainOpenServiceError};
 use crate::project::details::v1::explain_service_nats::{ExplainService, ExplainServiceError};
@@ -58,9 +58,7 @@ pub fn explain_error(case: &str) -> Option<Error> {
             })
             .with_help(Help { links: vec![HelpLink { description: "docs".into(), url: "https://example.com/h".into() }] })
             .with_localized_message("fr-FR", "échec"),
-        "custom" => Error::new(Code::custom("QUOTA_GONE"), "custom")
-            .with_detail(&Hint { text: "hint".into(), level: 7 })
-            .with_retry_info(Duration::from_millis(250)),
+        "custom" => quota_gone().into_inner(),
         "debug" => Error::internal("debug").with_debug_info(["frame 1", "frame 2"], "secret").with_error_info(ErrorInfo::new(
             "DEBUGGED",
             "shop.example",
@@ -73,6 +71,16 @@ pub fn explain_error(case: &str) -> Option<Error> {
     };
     Some(err)
 }
+
+// snippet: rust-details-server
+/// The `custom` case: a code of the proto's `error_codes`, with a message of
+/// the proto (`Hint`, which implements `prost::Name`) and a retry hint as details.
+fn quota_gone() -> ExplainServiceError {
+    ExplainServiceError::quota_gone("custom")
+        .with_detail(&Hint { text: "hint".into(), level: 7 })
+        .with_retry_info(Duration::from_millis(250))
+}
+// end snippet
 
 fn explain(request: ExplainRequest) -> Result<ExplainResponse, Error> {
     match explain_error(&request.case) {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use nats_micro_runtime::rpc::{BadRequest, DebugInfo, ErrorInfo, LocalizedMessage, RequestInfo, ResourceInfo};
+use nats_micro_runtime::rpc::{Any, BadRequest, DebugInfo, ErrorInfo, LocalizedMessage, RequestInfo, ResourceInfo};
 use nats_micro_runtime::{Code, Error};
 use nats_micro_tests::details::{OVERSIZED_COUNT, PLAIN_DATA, UNLISTED_TYPE_URL};
 use nats_micro_tests::project::details::v1::explain_open_service_nats::ExplainOpenServiceClient;
@@ -116,13 +116,18 @@ async fn run(nats: &async_nats::Client, target: &Target) -> Result<(), Box<dyn s
     check(&name("standard"), standard_ok(&err), &err);
 
     let err = explain(nats, target, "custom").await?;
-    let types: Vec<&str> = err.details_any().iter().map(|any| any.type_url.as_str()).collect();
+    // snippet: rust-details-client
+    let hint: Option<Hint> = err.detail::<Hint>(); // any message type, found by its full name
+    let retry_after: Option<Duration> = err.retry_info().and_then(|retry| retry.delay());
+    let every_detail: &[Any] = err.details_any(); // in order, unknown types included
+    // end snippet
+    let types: Vec<&str> = every_detail.iter().map(|any| any.type_url.as_str()).collect();
     let ok = *err.code() == Code::custom("QUOTA_GONE")
         && err.message() == "custom"
         && err.data().is_empty()
         && types == ["type.googleapis.com/details.v1.Hint", "type.googleapis.com/google.rpc.RetryInfo"]
-        && err.detail::<Hint>() == Some(Hint { text: "hint".into(), level: 7 })
-        && err.retry_info().and_then(|retry| retry.delay()) == Some(Duration::from_millis(250));
+        && hint == Some(Hint { text: "hint".into(), level: 7 })
+        && retry_after == Some(Duration::from_millis(250));
     check(&name("custom"), ok, &err);
 
     let err = explain(nats, target, "debug").await?;
