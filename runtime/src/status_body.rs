@@ -86,11 +86,11 @@ pub(crate) fn decode(marker: Option<&str>, body: &Bytes) -> (Bytes, Vec<Any>) {
     let mut details = Vec::with_capacity(status.details.len());
     let data_type = <ErrorData as prost::Name>::full_name();
     for any in status.details {
-        if rpc::type_name(&any.type_url) == data_type {
-            if let Ok(carried) = ErrorData::decode(any.value.as_slice()) {
-                data = carried.data;
-                continue;
-            }
+        if rpc::type_name(&any.type_url) == data_type
+            && let Ok(carried) = ErrorData::decode(any.value.as_slice())
+        {
+            data = carried.data;
+            continue;
         }
         details.push(any);
     }
