@@ -84,3 +84,73 @@ async fn a_shed_request_carries_the_retry_hint_and_is_counted() {
     assert!(entry["num_errors"].as_u64().is_some_and(|n| n >= 1), "{entry}");
     fx.service.stop().await;
 }
+
+/// A StreamService whose streams fail with details: after one number
+/// (server stream), at the end of the requests (client stream).
+struct FailingStreams;
+
+mod failing {
+    use std::time::Duration;
+
+    use nats_micro_runtime::{RequestContext, ResponseSender, Streaming};
+    use nats_micro_tests::project::streams::v1::stream_service_nats::{StreamService, StreamServiceError};
+    use nats_micro_tests::project::streams::v1::{ChatMessage, CountUpRequest, Number, SumResponse};
+
+    fn failure() -> StreamServiceError {
+        StreamServiceError::too_many("too many").with_data(&b"7"[..]).with_retry_info(Duration::from_secs(3))
+    }
+
+    impl StreamService for super::FailingStreams {
+        async fn count_up(
+            &self,
+            _ctx: RequestContext,
+            _request: CountUpRequest,
+            responses: ResponseSender<Number>,
+        ) -> Result<(), StreamServiceError> {
+            responses.send(Number { value: 1 }).await?;
+            Err(failure())
+        }
+
+        async fn sum(
+            &self,
+            _ctx: RequestContext,
+            mut requests: Streaming<Number, StreamServiceError>,
+        ) -> Result<SumResponse, StreamServiceError> {
+            while requests.message().await?.is_some() {}
+            Err(failure())
+        }
+
+        async fn chat(
+            &self,
+            _ctx: RequestContext,
+            _requests: Streaming<ChatMessage, StreamServiceError>,
+            _responses: ResponseSender<ChatMessage>,
+        ) -> Result<(), StreamServiceError> {
+            Err(failure())
+        }
+
+        async fn ping(&self, _ctx: RequestContext, request: ChatMessage) -> Result<ChatMessage, StreamServiceError> {
+            Ok(request)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ending_with_an_error_carries_its_details() {
+    use nats_micro_tests::project::streams::v1::stream_service_nats::{self as streams, StreamServiceClient};
+    use nats_micro_tests::project::streams::v1::{CountUpRequest, Number};
+
+    let server = super::support::NatsServer::start();
+    let service = streams::serve(&server.connect().await, FailingStreams).await.expect("serves");
+    let client = StreamServiceClient::new(server.connect().await);
+    let check = |err: &nats_micro_runtime::Error, label: &str| {
+        assert_eq!((err.code().as_str(), err.message(), &err.data()[..]), ("TOO_MANY", "too many", &b"7"[..]), "{label}");
+        assert_eq!(err.retry_info().and_then(|info| info.delay()), Some(Duration::from_secs(3)), "{label}");
+    };
+    let mut numbers = client.count_up(CountUpRequest::default()).await.expect("opens");
+    assert_eq!(numbers.message().await.expect("a number").map(|n| n.value), Some(1));
+    check(&numbers.message().await.expect_err("the end is an error"), "server stream");
+    let sum = client.sum(futures_util::stream::iter([Number { value: 1 }])).await.expect_err("fails");
+    check(&sum, "client stream");
+    service.stop().await;
+}
