@@ -42,7 +42,7 @@ fn scripts() -> &'static Program {
         program(
             "interop",
             &root().join("tests/ts"),
-            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto"],
+            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "details/v1/details.proto"],
         )
     })
 }
@@ -168,6 +168,28 @@ async fn typescript_client_against_the_typescript_service() {
     let (_service, _) = typescript_service(&server, "orders", &["budget"]);
     let report = client_checks(server.url(), "orders-ts").await;
     assert!(report.contains("ok timeout precedence"), "{report}");
+}
+
+/// The error-details scenario (PROTOCOL §4.1, proto/details/v1) between
+/// the TypeScript client and server: every case on both services.
+#[tokio::test]
+async fn typescript_details_client_against_the_typescript_details_server() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let (service, _) = Node::serve({
+        let mut command = scripts().node("details_server", &[]);
+        command.env("NATS_URL", &url);
+        command
+    });
+    let output = tokio::task::spawn_blocking(move || scripts().node("details_client", &[]).env("NATS_URL", url).output().expect("node"))
+        .await
+        .expect("task");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for case in ["plain", "standard", "custom", "debug", "unknown", "oversized", "malformed"] {
+        assert!(stdout.lines().any(|line| line == format!("ok {case}")), "no `ok {case}`:\n{stdout}");
+    }
+    assert!(service.stop().contains("stopped"));
 }
 
 #[tokio::test]
