@@ -103,7 +103,9 @@ export interface ErrorBody {
  * only when `exposeInternal`), the error data as is; else a Status with the
  * data first (as `natsmicro.ErrorData`) and the details in order, the last
  * ones dropped for a truncation marker when the body would exceed `limit`
- * bytes. The result may still exceed `limit` when the data alone does.
+ * bytes; when not even the data and the marker fit, the data alone,
+ * unmarked (which may still exceed `limit`: the reply then fails as any
+ * oversized reply does).
  */
 export function errorBody(error: NatsMicroError, message: string, exposeInternal: boolean, limit: number | undefined): ErrorBody {
   const details = exposeInternal ? error.detailsAny : error.detailsAny.filter((d) => !isDetailOf(d, DebugInfoSchema.typeName));
@@ -120,16 +122,15 @@ export function errorBody(error: NatsMicroError, message: string, exposeInternal
   // Keep the longest prefix of the details that fits beside the marker; sizes add up, so nothing is encoded twice.
   const sizes = details.map(entrySize);
   let size = encode([]).length + sizes.reduce((a, b) => a + b, 0);
-  let kept = details.length;
-  while (kept > 0) {
-    kept -= 1;
+  for (let kept = details.length - 1; kept >= 0; kept--) {
     size -= sizes[kept] as number;
-    if (size + entrySize(truncationMarker(details.length - kept)) <= limit) {
-      break;
+    const marker = truncationMarker(details.length - kept);
+    if (size + entrySize(marker) <= limit) {
+      return { body: encode([...details.slice(0, kept), marker]), marked: true, dropped: details.length - kept };
     }
   }
-  const dropped = details.length - kept;
-  return { body: encode([...details.slice(0, kept), truncationMarker(dropped)]), marked: true, dropped };
+  // Not even the data beside the marker fits: the data alone, as an error without details.
+  return { body: error.data, marked: false, dropped: details.length };
 }
 
 /** The error data and details of an error reply's body (lenient: a body that is not a marked Status is the data). */
