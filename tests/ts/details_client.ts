@@ -120,9 +120,12 @@ const checks: Check[] = [
       const where = `${service.label} custom`;
       assert.equal(error.data.length, 0, `${where}: data`);
       assert.deepEqual(typeUrls(error), ["type.googleapis.com/details.v1.Hint", RPC + "RetryInfo"], `${where}: detail types`);
-      const hint = error.detail(HintSchema);
+      // snippet: ts-error-details-client
+      const hint = error.detail(HintSchema); // any message type, by its schema
+      const delay = error.retryDelay(); // the RetryInfo's delay in milliseconds
+      // end snippet
       assert.deepEqual([hint?.text, hint?.level], ["hint", 7], `${where}: Hint`);
-      assert.equal(error.retryDelay(), 250, `${where}: RetryInfo`);
+      assert.equal(delay, 250, `${where}: RetryInfo`);
     }),
   ],
   [
