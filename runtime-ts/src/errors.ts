@@ -80,9 +80,9 @@ export function packDetail<Desc extends DescMessage>(schema: Desc, message: Mess
   return create(AnySchema, { typeUrl: `type.googleapis.com/${schema.typeName}`, value });
 }
 
-/** Milliseconds as a `google.protobuf.Duration` (negative values count as zero). */
+/** Milliseconds as a `google.protobuf.Duration` (negative and non-finite values count as zero: a hint never throws). */
 function durationOf(ms: number): MessageInitShape<typeof DurationSchema> {
-  const nanosTotal = BigInt(Math.round(Math.max(0, ms) * 1_000_000));
+  const nanosTotal = BigInt(Number.isFinite(ms) ? Math.round(Math.max(0, ms) * 1_000_000) : 0);
   return { seconds: nanosTotal / 1_000_000_000n, nanos: Number(nanosTotal % 1_000_000_000n) };
 }
 

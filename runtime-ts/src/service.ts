@@ -185,6 +185,9 @@ export class Service {
     if (queueGroup !== null && !validSubject(queueGroup)) {
       throw invalid(`queue group ${JSON.stringify(queueGroup)} is not a valid token`);
     }
+    if (options.retryAfterHint !== undefined && !(Number.isFinite(options.retryAfterHint) && options.retryAfterHint >= 0)) {
+      throw invalid(`retryAfterHint ${options.retryAfterHint} must be a finite number of milliseconds, at least 0`);
+    }
     const prefix = options.subjectPrefix ?? spec.subjectPrefix;
     const log = options.log ?? ((message: string) => console.error(message));
     const interceptors = options.interceptors ?? [];

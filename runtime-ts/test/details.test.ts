@@ -253,4 +253,6 @@ test("a shed request carries a RetryInfo of the service's hint and is counted in
   assert.deepEqual([hang?.num_errors, hang?.data], [2, { shed: 2 }]);
   assert.deepEqual(service.stats().endpoints.find((e) => e.name === "echo")?.data, { shed: 0 });
   await service.stop();
+  await assert.rejects(Service.start(conn, SPEC, { echo: () => ({ value: "" }), hang: () => ({ value: "" }) }, { retryAfterHint: Number.NaN }), /retryAfterHint/);
+  assert.equal(new NatsMicroError("UNAVAILABLE", "", "").withRetryInfo(-5).retryDelay(), 0, "a negative hint is no wait");
 });
