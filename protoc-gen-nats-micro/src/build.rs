@@ -92,9 +92,13 @@ impl Builder {
         self
     }
 
-    /// Compiles with a default `prost_build::Config`.
+    /// Compiles with a default `prost_build::Config`, asked for `prost::Name`
+    /// impls with `type.googleapis.com/` type URLs, so that any message can be
+    /// sent as an error detail (`Error::with_detail`) or packed into an `Any`.
     pub fn compile_protos(self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> io::Result<()> {
-        self.compile_with_config(prost_build::Config::new(), protos, includes)
+        let mut config = prost_build::Config::new();
+        config.enable_type_names().type_name_domain(["."], "type.googleapis.com");
+        self.compile_with_config(config, protos, includes)
     }
 
     /// Compiles with a caller's `prost_build::Config` (attributes, boxing, ...).

@@ -20,16 +20,6 @@ pub const UNLISTED_TYPE_URL: &str = "type.googleapis.com/details.v1.Unlisted";
 /// How many LocalizedMessages the `oversized` case adds.
 pub const OVERSIZED_COUNT: usize = 200;
 
-/// `details.v1.Hint` is sent as a detail, so it names itself (prost-build
-/// is not asked to generate `Name` impls for the project's messages).
-impl prost::Name for Hint {
-    const NAME: &'static str = "Hint";
-    const PACKAGE: &'static str = "details.v1";
-    fn type_url() -> String {
-        nats_micro_runtime::rpc::type_url::<Self>()
-    }
-}
-
 /// The error of `case`, as the proto fixes it; `None` for a case that succeeds.
 pub fn explain_error(case: &str) -> Option<Error> {
     let err = match case {
