@@ -336,7 +336,8 @@ async def test_the_breaker_counts_only_transient_failures() -> None:
         with pytest.raises(rt.NotFoundError):
             await _run_attempts(Attempts(clock, [rt.NotFoundError("Get", "no")]), plan(breaker=breaker), 5.0, "Get", clock=clock)
     assert breaker.state is rt.CircuitState.CLOSED
-    assert [rt.is_transient(e) for e in (rt.NoRespondersError("G", ""), rt.ConnectionLostError("G", ""), rt.RequestTimeoutError("G", ""))] == [True] * 3
+    transient = (rt.NoRespondersError("G", ""), rt.ConnectionLostError("G", ""), rt.RequestTimeoutError("G", ""))
+    assert all(rt.is_transient(error) for error in transient)
     assert not rt.is_transient(rt.CircuitOpenError("G", "")) and not rt.is_transient(rt.NotFoundError("G", ""))
 
 

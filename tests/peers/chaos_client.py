@@ -112,14 +112,16 @@ async def main() -> None:
     nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=report_error
     )
     tally = Tally()
+    # snippet: python-resilience-client
     client = chaos.ChaosServiceClient(
         nc,
-        timeout=CALL_TIMEOUT,
+        timeout=CALL_TIMEOUT,  # shared by all attempts of a call
         retry_policy=rt.RetryPolicy(
             max_attempts=20, initial_delay=0.05, multiplier=2.0, max_delay=0.5, on_retry=tally.on_retry
         ),
         retry_budget=rt.RetryBudget(max_tokens=1000, token_ratio=1.0),
     )
+    # end snippet
     print("ready", flush=True)
     ids = itertools.count(1)
     until = time.monotonic() + seconds

@@ -31,7 +31,9 @@ def test_code_written_against_the_generated_api_passes_mypy_strict(project_tree:
 
 
 def test_example_server_and_client_handle_every_typed_error(project_tree: Path, nats_url: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(project_tree), "NATS_URL": nats_url}
+    # This checkout's runtime, not whichever copy is installed.
+    path = os.pathsep.join([str(project_tree), str(REPO / "runtime-py" / "src")])
+    env = {**os.environ, "PYTHONPATH": path, "NATS_URL": nats_url}
     server = subprocess.Popen(
         [sys.executable, str(EXAMPLE / "order_server.py")], env=env, stdout=subprocess.PIPE, text=True
     )

@@ -165,7 +165,9 @@ async def test_a_put_is_never_sent_twice_after_a_timeout_unless_the_caller_says_
     assert caught.value.attempts == 1
     await asyncio.sleep(0.4)
     assert handler.puts == [7]
+    # snippet: python-resilience-call
     answer, _ = await client.put(chaos_pb2.Ask(id=8, text="8"), idempotent=True)  # this call: safe to repeat
+    # end snippet
     assert answer.id == 8 and handler.puts == [7, 8, 8]
     per_method = chaos.ChaosServiceClient(nc, retry_policy=policy, methods={"Put": rt.MethodOptions(idempotent=True)})
     await per_method.put(chaos_pb2.Ask(id=9, text="9"))
@@ -184,10 +186,14 @@ async def test_the_breaker_opens_keeps_calls_off_the_network_and_a_probe_closes_
     handler = Chaos()
     service = await chaos.register_chaos_service(nc, handler)
     changes: list[tuple[rt.CircuitState, rt.CircuitState]] = []
+    # snippet: python-resilience-breaker
     breaker = rt.CircuitBreaker(failure_threshold=3, open_for=0.5, on_state_change=lambda old, new: changes.append((old, new)))
     client = chaos.ChaosServiceClient(
-        nc, retry_policy=rt.RetryPolicy(max_attempts=1), methods={"flaky": rt.MethodOptions(circuit_breaker=breaker)}
+        nc,
+        retry_policy=rt.RetryPolicy(max_attempts=1),  # no retries: each call is one attempt
+        methods={"flaky": rt.MethodOptions(circuit_breaker=breaker)},  # only Flaky goes through the breaker
     )
+    # end snippet
     calls, _ = await client.set_down(chaos_pb2.Down(down=True))
     for _ in range(3):
         with pytest.raises(chaos.ChaosServiceUnavailableError):
@@ -275,7 +281,8 @@ async def test_the_chaos_client_rides_out_a_nats_server_restart(restartable: Nat
         put_line = rest.strip().splitlines()[-1]
         assert put_line.startswith("put-ids")
         executed = [int(id) for id in put_line.removeprefix("put-ids").strip().split(",") if id]
-        print(f"\nchaos (Python client x Python server, nats-server restarted): {json.dumps({k: v for k, v in report.items() if k != 'put_ok_ids'})}")
+        figures = {key: value for key, value in report.items() if key != "put_ok_ids"}
+        print(f"\nchaos (Python client x Python server, nats-server restarted): {json.dumps(figures)}")
         assert report["wrong"] == 0
         gets = report["get_ok"] + report["get_failed"]
         assert gets > 1000 and report["get_ok"] >= 0.999 * gets, report
