@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypedDict
 
 import nats.errors
@@ -14,9 +14,9 @@ from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from ._breaker import CircuitBreaker
 from ._client_stream import RequestSource, ResponseStream, _OpenedStream, _StreamOutcome, _pump_requests
 from ._codec import _decoder, decode_message, encode_message
-from ._breaker import CircuitBreaker
 from ._codes import UNKNOWN, code_from_wire
 from ._connection import watcher
 from ._errors import (
