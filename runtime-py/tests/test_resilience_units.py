@@ -137,6 +137,19 @@ async def test_attempts_share_the_deadline_and_no_delay_is_slept_past_it() -> No
     assert clock.now() <= start + 0.5 + 1e-9
 
 
+async def test_no_attempt_starts_when_a_sleep_overran_the_deadline() -> None:
+    class LateClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            self.sleeps.append(seconds)
+            self.time += seconds + 1.0  # a loop too busy to wake in time
+
+    clock = LateClock()
+    attempts = Attempts(clock, [unavailable(), unavailable()])
+    with pytest.raises(rt.UnavailableError) as caught:
+        await _run_attempts(attempts, plan(), 0.5, "Get", clock=clock, random=constant(0.5))
+    assert len(attempts.calls) == 1 and caught.value.attempts == 1
+
+
 async def test_a_per_attempt_timeout_bounds_each_attempt() -> None:
     clock = FakeClock()
     attempts = Attempts(clock, [rt.RequestTimeoutError("Get", "slow")], takes=0.2)

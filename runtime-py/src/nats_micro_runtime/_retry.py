@@ -233,30 +233,24 @@ async def _run_attempts(
     ``attempts`` set."""
     policy, breaker = plan.policy, plan.breaker
     deadline = clock.now() + timeout
+    left = timeout
     number = 1
     while True:
-        left = timeout if number == 1 else deadline - clock.now()
         if breaker is not None and not breaker.allow():
-            raise _with_attempts(CircuitOpenError(method, f"circuit open for {plan.circuit}"), number - 1 or 1)
+            raise _with_attempts(CircuitOpenError(method, f"circuit open for {plan.circuit}"), max(1, number - 1))
         try:
             result = await attempt(number, left if policy.attempt_timeout is None else min(left, policy.attempt_timeout))
         except NatsMicroError as err:
             if breaker is not None:
                 breaker.record(is_transient(err))
             err.attempts = number
-            if number >= policy.max_attempts or not is_retryable(err, plan.idempotent):
+            delay = _retry_delay(err, number, plan, deadline - clock.now(), random)
+            if delay is None:
                 raise
-            delay = policy.delay(number, random)
-            hint = retry_hint(err)
-            if hint is not None:
-                delay = max(delay, hint)
-            if clock.now() + delay >= deadline:
-                raise  # the next attempt would have no time left
-            if plan.budget is not None and not plan.budget.withdraw():
-                raise
-            if policy.on_retry is not None:
-                policy.on_retry(err, number + 1, delay)
             await clock.sleep(delay)
+            left = deadline - clock.now()
+            if left <= 0:  # the sleep overran the deadline: no attempt starts past it
+                raise
             number += 1
         except BaseException:
             if breaker is not None:
@@ -268,6 +262,27 @@ async def _run_attempts(
             if plan.budget is not None:
                 plan.budget.deposit()
             return result
+
+
+def _retry_delay(err: NatsMicroError, number: int, plan: _Plan, left: float, random: Callable[[], float]) -> float | None:
+    """The delay before retrying a call whose attempt ``number`` failed with
+    ``err`` with ``left`` seconds to go, or ``None`` when it is not retried:
+    the error is final, no attempt or no time is left (a ``RetryInfo`` hint
+    that does not fit fails the call), or the budget refuses."""
+    policy = plan.policy
+    if number >= policy.max_attempts or not is_retryable(err, plan.idempotent):
+        return None
+    delay = policy.delay(number, random)
+    hint = retry_hint(err)
+    if hint is not None:
+        delay = max(delay, hint)
+    if delay >= left:
+        return None
+    if plan.budget is not None and not plan.budget.withdraw():
+        return None
+    if policy.on_retry is not None:
+        policy.on_retry(err, number + 1, delay)
+    return delay
 
 
 def _with_attempts(err: NatsMicroError, attempts: int) -> NatsMicroError:
