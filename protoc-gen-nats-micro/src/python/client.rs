@@ -42,10 +42,8 @@ impl ModuleWriter<'_> {
             );
             let returns = format!("nats_micro_runtime.Response[{}]", self.message_type(&method.output));
             let request = format!("request: {}", self.message_type(&method.input));
-            let retry = [
-                "retry: nats_micro_runtime.RetryPolicy | None = None".to_owned(),
-                "idempotent: bool | None = None".to_owned(),
-            ];
+            let retry =
+                ["retry: nats_micro_runtime.RetryPolicy | None = None".to_owned(), "idempotent: bool | None = None".to_owned()];
             self.client_method(service, method, name, &request, &retry, &returns, &what, &call);
         }
         for (stream, name) in service.streaming.iter().zip(&names.streams) {
