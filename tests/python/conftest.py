@@ -38,6 +38,7 @@ PROJECT_PROTOS = [
     "edge/nested/deep/v1/edge.proto",
     "streams/v1/streams.proto",
     "chaos/v1/chaos.proto",
+    "details/v1/details.proto",
 ]
 # Imported by the protos generated here; their _pb2 modules must exist for imports to resolve.
 SUPPORT_PROTOS = ["natsmicro/options.proto"]
