@@ -67,10 +67,6 @@ def unavailable() -> rt.NatsMicroError:
     return rt.UnavailableError("Get", "down", b"data", headers={"X-Last": "yes"})
 
 
-def retry_info(seconds: float) -> error_details_pb2.RetryInfo:
-    return error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9)))
-
-
 def test_backoff_bounds_grow_by_the_multiplier_up_to_the_max_delay() -> None:
     policy = rt.RetryPolicy()
     assert [round(policy.delay_bound(n), 6) for n in range(1, 8)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
@@ -160,8 +156,7 @@ async def test_a_per_attempt_timeout_bounds_each_attempt() -> None:
 
 async def test_a_retry_info_hint_sets_the_minimum_delay_and_must_fit_the_deadline() -> None:
     clock = FakeClock()
-    shed = rt.ResourceExhaustedError("Get", "overloaded")
-    shed.details = [retry_info(0.3)]  # type: ignore[attr-defined]
+    shed = rt.ResourceExhaustedError("Get", "overloaded").with_retry_delay(0.3)
     attempts = Attempts(clock, [shed])
     await _run_attempts(attempts, plan(), 5.0, "Get", clock=clock, random=constant(0.0))
     assert clock.sleeps == pytest.approx([0.3])
@@ -181,6 +176,7 @@ async def test_a_retry_info_hint_sets_the_minimum_delay_and_must_fit_the_deadlin
         (rt.DeadlineExceededError("Get", "server gave up"), True, False),
         (rt.ConnectionLostError("Get", "lost"), True, False),
         (rt.ResourceExhaustedError("Get", "no hint"), False, False),
+        (rt.ResourceExhaustedError("Get", "shed").with_retry_delay(0.1), True, True),
         (rt.CircuitOpenError("Get", "open"), False, False),
         (rt.ConnectionClosedError("Get", "closed"), False, False),
         (rt.NotFoundError("Get", "gone"), False, False),
@@ -357,8 +353,10 @@ async def test_the_breaker_counts_only_transient_failures() -> None:
 def test_retry_hint_reads_a_retry_info_detail() -> None:
     error = rt.UnavailableError("Get", "later")
     assert rt.retry_hint(error) is None
-    error.details = [error_details_pb2.ErrorInfo(reason="x"), retry_info(1.25)]  # type: ignore[attr-defined]
+    error.with_error_info("BUSY", "test").with_retry_delay(1.25)
     assert rt.retry_hint(error) == pytest.approx(1.25)
+    wire = rt.UnavailableError("Get", "later", details=[error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=5))])
+    assert rt.retry_hint(wire) == pytest.approx(5e-9)
 
 
 async def test_retry_retries_matching_failures_then_wraps_the_last_one() -> None:

@@ -10,9 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from google.protobuf import duration_pb2
-from google.protobuf.message import Message
-
 from ._breaker import CircuitBreaker
 from ._codes import DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE
 from ._errors import (
@@ -126,22 +123,17 @@ class RetryBudget:
 
 def retry_hint(err: BaseException) -> float | None:
     """Seconds the ``RetryInfo`` detail of an error reply asks the caller to
-    wait (PROTOCOL §4.1), or ``None`` without one. Read duck-typed, so an
-    error of another runtime copy is understood too: its ``retry_delay()``,
-    else a decoded ``google.rpc.RetryInfo`` among its ``details``."""
+    wait (PROTOCOL §4.1), or ``None`` without one: the error's
+    ``retry_delay()``, read duck-typed so that an error of another runtime
+    copy is understood too."""
     accessor = getattr(err, "retry_delay", None)
-    if callable(accessor):
-        try:
-            delay = accessor()
-        except Exception:  # a foreign accessor that fails gives no hint
-            return None
-        return max(0.0, float(delay)) if isinstance(delay, (int, float)) else None
-    for detail in getattr(err, "details", None) or ():
-        if isinstance(detail, Message) and detail.DESCRIPTOR.full_name == RETRY_INFO:
-            delay = getattr(detail, "retry_delay", None)
-            if isinstance(delay, duration_pb2.Duration):
-                return max(0.0, delay.seconds + delay.nanos / 1e9)
-    return None
+    if not callable(accessor):
+        return None
+    try:
+        delay = accessor()
+    except Exception:  # a foreign accessor that fails gives no hint
+        return None
+    return max(0.0, float(delay)) if isinstance(delay, (int, float)) and not isinstance(delay, bool) else None
 
 
 def is_transient(err: BaseException) -> bool:
@@ -196,9 +188,6 @@ class _LoopClock:
 
 
 LOOP_CLOCK: _Clock = _LoopClock()
-
-
-RETRY_INFO = "google.rpc.RetryInfo"
 
 
 @dataclass(frozen=True)
