@@ -295,3 +295,32 @@ async def test_the_chaos_client_rides_out_a_nats_server_restart(restartable: Nat
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+async def test_overload_is_shed_while_ping_answers_and_a_retrying_client_gets_through(nc: Client, nats_url: str) -> None:
+    service_nc = await nats.connect(nats_url)
+    service = await chaos.register_chaos_service(service_nc, Chaos(), max_concurrency=4)  # as the chaos servers
+    # Slow serves 4 at once with 16 waiting: 200 calls of 200 ms are 10 times what it holds.
+    once = chaos.ChaosServiceClient(nc, retry_policy=rt.RetryPolicy(max_attempts=1))
+    slow = chaos_pb2.Ask(id=1, text="1", sleep_ms=200)
+    burst = [asyncio.create_task(once.slow(slow)) for _ in range(200)]
+    pings: list[float] = []
+    while not all(task.done() for task in burst):
+        started = time.monotonic()
+        await nc.request("$SRV.PING.ChaosService", b"", timeout=1)
+        pings.append(time.monotonic() - started)
+        await asyncio.sleep(0.05)
+    outcomes = await asyncio.gather(*burst, return_exceptions=True)
+    shed = [error for error in outcomes if isinstance(error, rt.ResourceExhaustedError)]
+    assert len(shed) >= 150 and len(shed) + sum(isinstance(o, rt.Response) for o in outcomes) == 200
+    assert all(rt.retry_hint(error) is not None for error in shed), "shed replies say when to come back"
+    assert max(pings) < 0.5, f"PING waited {max(pings):.3f}s under overload"
+    assert service_nc.is_connected and nc.is_connected
+    # The same load from a client that retries gets through as the backlog drains.
+    patient = chaos.ChaosServiceClient(
+        nc, timeout=30.0, retry_policy=rt.RetryPolicy(max_attempts=100, max_delay=0.5), retry_budget=None
+    )
+    answers = await asyncio.gather(*(patient.slow(chaos_pb2.Ask(id=i, text=str(i), sleep_ms=20)) for i in range(200)))
+    assert [answer.id for answer, _ in answers] == list(range(200))
+    await service.stop()
+    await service_nc.close()
