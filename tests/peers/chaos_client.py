@@ -7,6 +7,7 @@ per call, a budget that does not throttle; ``Put`` keeps the default
 non-idempotent gating), and check every reply against its request.
 
 usage: NATS_URL=nats://a,nats://b python chaos_client.py
+(CHAOS_ATTEMPT_TIMEOUT_MS, optional, bounds each attempt; none by default)
 (with the generated ``chaos.v1`` modules and the runtime on PYTHONPATH).
 Prints ``ready`` once connected, then one line of JSON:
 ``{"get_ok", "get_failed", "put_ok", "put_failed", "wrong", "put_ok_ids",
@@ -109,6 +110,9 @@ async def main() -> None:
     servers = [url.strip() for url in os.environ.get("NATS_URL", "nats://127.0.0.1:4222").split(",") if url.strip()]
     seconds = float(os.environ.get("CHAOS_SECONDS", "10"))
     concurrency = int(os.environ.get("CHAOS_CONCURRENCY", "32"))
+    # Optional: a request lost with a cluster node gets no reply and no error; this bounds each attempt.
+    attempt_ms = os.environ.get("CHAOS_ATTEMPT_TIMEOUT_MS")
+    attempt_timeout = int(attempt_ms) / 1000 if attempt_ms else None
     nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=report_error
     )
     tally = Tally()
@@ -117,7 +121,12 @@ async def main() -> None:
         nc,
         timeout=CALL_TIMEOUT,  # shared by all attempts of a call
         retry_policy=rt.RetryPolicy(
-            max_attempts=20, initial_delay=0.05, multiplier=2.0, max_delay=0.5, on_retry=tally.on_retry
+            max_attempts=20,
+            initial_delay=0.05,
+            multiplier=2.0,
+            max_delay=0.5,
+            attempt_timeout=attempt_timeout,
+            on_retry=tally.on_retry,
         ),
         retry_budget=rt.RetryBudget(max_tokens=1000, token_ratio=1.0),
     )
