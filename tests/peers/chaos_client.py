@@ -11,7 +11,9 @@ usage: NATS_URL=nats://a,nats://b python chaos_client.py
 (with the generated ``chaos.v1`` modules and the runtime on PYTHONPATH).
 Prints ``ready`` once connected, then one line of JSON:
 ``{"get_ok", "get_failed", "put_ok", "put_failed", "wrong", "put_ok_ids",
-"recovery_ms", "retries"}``. Exits 0 whatever the calls did; the harness judges.
+"recovery_ms", "retries"}``; ``recovery_ms`` is the longest time from a
+failure (of any attempt, or of the connection) to the next successful reply.
+Exits 0 whatever the calls did; the harness judges.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class Tally:
         if self._failing_since is not None:
             self.recovery = max(self.recovery, time.monotonic() - self._failing_since)
             self._failing_since = None
+
+    async def disconnected(self) -> None:
+        # A client that had read every reply before the connection went down sends its next requests
+        # after reconnecting: nothing fails, but the outage still counts towards the recovery time.
+        self.failed()
 
     def on_retry(self, error: rt.NatsMicroError, attempt: int, delay: float) -> None:
         self.retries += 1
@@ -113,9 +120,14 @@ async def main() -> None:
     # Optional: a request lost with a cluster node gets no reply and no error; this bounds each attempt.
     attempt_ms = os.environ.get("CHAOS_ATTEMPT_TIMEOUT_MS")
     attempt_timeout = int(attempt_ms) / 1000 if attempt_ms else None
-    nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=report_error
-    )
     tally = Tally()
+    nc = await nats.connect(
+        servers=servers,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.1,
+        error_cb=report_error,
+        disconnected_cb=tally.disconnected,
+    )
     # snippet: python-resilience-client
     client = chaos.ChaosServiceClient(
         nc,

@@ -63,8 +63,7 @@ async def report_error(error: Exception) -> None:
 async def main() -> None:
     servers = [url.strip() for url in os.environ.get("NATS_URL", "nats://127.0.0.1:4222").split(",") if url.strip()]
     # Reconnect forever, and quickly: the tests restart a nats-server under load.
-    nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=report_error
-    )
+    nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.1, error_cb=report_error)
     handler = ChaosService()
     service = await chaos.register_chaos_service(nc, handler, max_concurrency=MAX_CONCURRENCY)
     await nc.flush()
