@@ -239,6 +239,19 @@ async def test_an_exhausted_budget_stops_retrying_across_calls() -> None:
     assert len(third.calls) == 2  # refilled by the successes
 
 
+async def test_a_services_non_transient_answer_refills_the_budget_like_a_success() -> None:
+    clock = FakeClock()
+    budget = rt.RetryBudget(max_tokens=10, token_ratio=1)
+    budget.withdraw()
+    with pytest.raises(rt.NotFoundError):
+        await _run_attempts(Attempts(clock, [rt.NotFoundError("Get", "no")]), plan(budget=budget), 5.0, "Get", clock=clock)
+    assert budget.tokens == 10
+    budget.withdraw()
+    with pytest.raises(rt.EncodeError):  # not an answer of the service
+        await _run_attempts(Attempts(clock, [rt.EncodeError("Get", "bad")]), plan(budget=budget), 5.0, "Get", clock=clock)
+    assert budget.tokens == 9
+
+
 class Changes:
     def __init__(self) -> None:
         self.seen: list[tuple[rt.CircuitState, rt.CircuitState]] = []

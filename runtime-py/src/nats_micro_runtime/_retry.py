@@ -21,6 +21,7 @@ from ._errors import (
     NatsMicroError,
     NoRespondersError,
     RequestTimeoutError,
+    ServiceError,
     TransportError,
     error_code,
 )
@@ -92,7 +93,9 @@ class RetryPolicy:
 class RetryBudget:
     """The retry budget of one client (PROTOCOL §10.1, gRPC retry throttling):
     a bucket of ``max_tokens`` that starts full; every failed attempt that
-    would be retried takes one, every success gives back ``token_ratio``. A
+    would be retried takes one, every success gives back ``token_ratio`` (a
+    service's answer that is not a transient failure, ``NOT_FOUND`` say,
+    counts as a success, as for the circuit breaker). A
     retry is sent only while more than half the tokens remain, so an outage
     cannot multiply the load on a service::
 
@@ -230,8 +233,11 @@ async def _run_attempts(
         try:
             result = await attempt(number, left if policy.attempt_timeout is None else min(left, policy.attempt_timeout))
         except NatsMicroError as err:
+            transient = is_transient(err)
             if breaker is not None:
-                breaker.record(is_transient(err))
+                breaker.record(transient)
+            if not transient and isinstance(err, ServiceError) and plan.budget is not None:
+                plan.budget.deposit()  # the service answered: as much a success for the budget as for the breaker
             err.attempts = number
             delay = _retry_delay(err, number, plan, deadline - clock.now(), random)
             if delay is None:
