@@ -138,6 +138,7 @@ from ._breaker import (
     StateChange,
 )
 from ._retry import (
+    OnRetry,
     RetriesExhaustedError,
     RetryBudget,
     RetryOn,
@@ -324,6 +325,7 @@ __all__ = [
     "NoRespondersError",
     "NotFoundError",
     "OUT_OF_RANGE",
+    "OnRetry",
     "OutOfRangeError",
     "PERMISSION_DENIED",
     "PermissionDeniedError",
