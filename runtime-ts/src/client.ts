@@ -172,7 +172,12 @@ export class Client<E extends NatsMicroError> {
     if (!isNatsMicroError(err) || (err instanceof this.#errorClass && err.method !== "")) {
       return err;
     }
-    const options: NatsMicroErrorOptions = { kind: err.kind as ErrorKind, cause: err.cause ?? err, ...(err.headers && { headers: err.headers }) };
+    const options: NatsMicroErrorOptions = {
+      kind: err.kind as ErrorKind,
+      cause: err.cause ?? err,
+      ...(err.headers && { headers: err.headers }),
+      ...(err.detailsAny !== undefined && { details: err.detailsAny }),
+    };
     return new this.#errorClass(err.code, err.method || method, err.message, err.data, options);
   }
 }
