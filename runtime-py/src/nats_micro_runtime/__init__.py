@@ -13,6 +13,8 @@ is not specific to one service:
   code), :class:`TransportError` for failures on the way (no responders,
   timeout, closed connection);
 - the client call path: deadline header, headers both ways, interceptors;
+- resilience (PROTOCOL §10): retry policy and budget, circuit breaker, calls
+  failing fast on a lost connection, and :func:`retry` for any operation;
 - the ADR-32 service layer: endpoints, discovery on ``$SRV.*``, statistics.
 
 The service layer sits on the core nats-py client rather than on
@@ -29,7 +31,8 @@ from __future__ import annotations
 # The runtime lives in private modules by concern, mirroring the Rust runtime
 # (bottom-up, no cycles): _codes, _headers, _details, _errors, _codec, _spec; the stream
 # wire (_streams) and link (_stream_link); client interceptors (_interceptor),
-# the caller's streams (_client_stream) and _client; the server's endpoints
+# the caller's streams (_client_stream), resilience (_breaker, _retry,
+# _connection) and _client; the server's endpoints
 # (_endpoint), _reply_policy, _discovery and _service. This module is its
 # public surface.
 from ._codes import (
@@ -56,8 +59,10 @@ from ._codes import (
     code_to_wire,
 )
 from ._headers import (
+    ATTEMPT_HEADER,
     MAX_TIMEOUT_MICROS,
     TIMEOUT_HEADER,
+    decode_attempt,
     decode_timeout,
     encode_timeout,
 )
@@ -72,10 +77,12 @@ from ._errors import (
     AbortedError,
     AlreadyExistsError,
     CancelledError,
+    CircuitOpenError,
     CodedError,
     CodedServiceError,
     ConfigError,
     ConnectionClosedError,
+    ConnectionLostError,
     DataLossError,
     DeadlineExceededError,
     DecodeError,
@@ -125,10 +132,27 @@ from ._client_stream import (
     ResponseStream,
     ServerStream,
 )
+from ._breaker import (
+    CircuitBreaker,
+    CircuitState,
+    StateChange,
+)
+from ._retry import (
+    OnRetry,
+    RetriesExhaustedError,
+    RetryBudget,
+    RetryOn,
+    RetryPolicy,
+    is_retryable,
+    is_transient,
+    retry,
+    retry_hint,
+)
 from ._client import (
     Client,
     ClientOptions,
     DEFAULT_TIMEOUT,
+    MethodOptions,
     Response,
 )
 from ._endpoint import (
@@ -229,6 +253,7 @@ on this package would not find by itself."""
 __all__ = [
     "ABORTED",
     "ALREADY_EXISTS",
+    "ATTEMPT_HEADER",
     "AbortedError",
     "AlreadyExistsError",
     "BUILTIN_NUMBERS",
@@ -238,6 +263,9 @@ __all__ = [
     "CANONICAL_CODES",
     "CREDIT_HEADER",
     "CancelledError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
     "Client",
     "ClientCall",
     "ClientInterceptor",
@@ -250,6 +278,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosedError",
     "ConnectionGuard",
+    "ConnectionLostError",
     "DATA_LOSS",
     "DEADLINE_EXCEEDED",
     "DEFAULT_DRAIN_TIMEOUT",
@@ -290,11 +319,13 @@ __all__ = [
     "MALFORMED_HEADER",
     "MAX_TIMEOUT_MICROS",
     "MaxPayloadExceededError",
+    "MethodOptions",
     "NOT_FOUND",
     "NatsMicroError",
     "NoRespondersError",
     "NotFoundError",
     "OUT_OF_RANGE",
+    "OnRetry",
     "OutOfRangeError",
     "PERMISSION_DENIED",
     "PermissionDeniedError",
@@ -311,6 +342,10 @@ __all__ = [
     "ResourceExhaustedError",
     "Response",
     "ResponseStream",
+    "RetriesExhaustedError",
+    "RetryBudget",
+    "RetryOn",
+    "RetryPolicy",
     "SEQ_HEADER",
     "STREAM_METADATA_KEY",
     "SendCredit",
@@ -324,6 +359,7 @@ __all__ = [
     "ServiceOverrides",
     "ServiceSpec",
     "StartError",
+    "StateChange",
     "StreamEndpoint",
     "StreamErrors",
     "StreamProtocolError",
@@ -345,6 +381,7 @@ __all__ = [
     "code_from_wire",
     "code_to_wire",
     "connection_guard",
+    "decode_attempt",
     "decode_message",
     "decode_timeout",
     "encode_message",
@@ -353,8 +390,12 @@ __all__ = [
     "grpc_code_number",
     "header_flag",
     "header_number",
+    "is_retryable",
+    "is_transient",
     "parse_stream_number",
     "require_compatible",
+    "retry",
+    "retry_hint",
     "start_service",
     "subject_matches",
     "valid_subject",
