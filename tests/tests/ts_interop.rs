@@ -42,7 +42,7 @@ fn scripts() -> &'static Program {
         program(
             "interop",
             &root().join("tests/ts"),
-            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto"],
+            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "chaos/v1/chaos.proto"],
         )
     })
 }
