@@ -226,7 +226,7 @@ export class Client<E extends NatsMicroError> {
       }
       let reply: ClientReply;
       try {
-        reply = await this.#attempt(call, deadline, policy.attemptTimeout);
+        reply = await this.#attempt(call, attempt === 1 ? undefined : deadline, policy.attemptTimeout);
       } catch (err) {
         if (ticket !== undefined) {
           breaker?.record(ticket, transientFailure(err));
@@ -250,16 +250,22 @@ export class Client<E extends NatsMicroError> {
     }
   }
 
-  /** One attempt, until the call's `deadline` at most: sent once the connection is up, failed at once if it is lost. */
-  async #attempt(call: ClientCall, deadline: number, attemptTimeout: number | undefined): Promise<ClientReply> {
+  /**
+   * One attempt, until the call's `deadline` at most (`undefined` for the
+   * first attempt: the call's whole timeout): sent once the connection is
+   * up, failed at once if it is lost.
+   */
+  async #attempt(call: ClientCall, deadline: number | undefined, attemptTimeout: number | undefined): Promise<ClientReply> {
     const method = call.method;
     if (!this.#connection.connected && !this.#nc.isClosed()) {
+      deadline ??= systemClock.now() + call.timeout;
       // Nothing was sent yet: waiting for the reconnect is safe for every method.
       if (!(await this.#connection.whenConnected(deadline - systemClock.now()))) {
         throw new NatsMicroError("UNAVAILABLE", method, "no connection to NATS before the deadline", undefined, { kind: ErrorKind.ConnectionLost });
       }
     }
-    const timeout = Math.min(deadline - systemClock.now(), attemptTimeout ?? Infinity);
+    const left = deadline === undefined ? call.timeout : deadline - systemClock.now();
+    const timeout = Math.min(left, attemptTimeout ?? Infinity);
     if (timeout <= 0) {
       throw new NatsMicroError("DEADLINE_EXCEEDED", method, "no reply before the deadline", undefined, { kind: ErrorKind.Timeout });
     }
