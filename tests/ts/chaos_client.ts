@@ -4,7 +4,7 @@
  * CHAOS_SECONDS (default 10), each calling Put every 10th call and Get
  * otherwise, every call with a fresh id, under a retry policy that
  * outlasts a 1–2 s outage (20 attempts, 50 ms doubling up to 500 ms, 10 s
- * per call, a budget that does not throttle). Put keeps the default
+ * per call, 1 s per attempt, a budget that does not throttle). Put keeps the default
  * gating: it is never sent twice after a timeout or a lost connection.
  *
  * usage: NATS_URL=nats://a,nats://b node chaos_client.js. Prints `ready`
@@ -42,7 +42,9 @@ function succeeded(): void {
 const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 100, waitOnFirstConnect: true });
 const options: runtime.ClientOptions = {
   timeout: 10_000,
-  retryPolicy: { maxAttempts: 20, initialDelay: 50, multiplier: 2, maxDelay: 500 },
+  // A request that reached an instance whose node then died gets no reply and no error: the attempt
+  // timeout lets a Get go again after a second instead of waiting out the 10 s of the call.
+  retryPolicy: { maxAttempts: 20, initialDelay: 50, multiplier: 2, maxDelay: 500, attemptTimeout: 1_000 },
   retryBudget: { maxTokens: 1_000, tokenRatio: 1 },
   onRetry: () => {
     retries += 1;
