@@ -337,6 +337,7 @@ export class Client<E extends NatsMicroError> {
       cause: err.cause ?? err,
       attempts: err.attempts ?? 1,
       ...(err.headers && { headers: err.headers }),
+      ...(err.detailsAny !== undefined && { details: err.detailsAny }),
     };
     return new this.#errorClass(err.code, err.method || method, err.message, err.data, options);
   }

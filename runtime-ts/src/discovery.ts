@@ -30,6 +30,8 @@ export interface EndpointStats {
   last_error: string;
   processing_time: number;
   average_processing_time: number;
+  /** Our own counters: `shed`, the requests refused because the backlog was full (PROTOCOL §5). */
+  data: { shed: number };
 }
 
 /** Reply to `$SRV.STATS`. */

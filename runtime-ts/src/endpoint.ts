@@ -3,7 +3,7 @@
 import type { Msg, MsgHdrs, Subscription } from "@nats-io/nats-core";
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { CodeFormat } from "./codes.js";
-import { describe, type NatsMicroError, type ReplyError } from "./errors.js";
+import { describe, NatsMicroError, type ReplyError } from "./errors.js";
 import type { Codec } from "./codec.js";
 import type { EndpointInfo, MethodSpec, StreamMethodSpec } from "./spec.js";
 import type { ServerInterceptor } from "./interceptors.js";
@@ -41,6 +41,8 @@ export class Endpoint {
   subscription: Subscription | undefined;
   requests = 0;
   errors = 0;
+  /** Requests refused because the backlog was full. */
+  shed = 0;
   lastError = "";
   processingNanos = 0;
 
@@ -138,6 +140,14 @@ export class Endpoint {
     });
   }
 
+  /** The answer to a request shed for a full backlog (PROTOCOL §5), counted as shed. */
+  shedError(): NatsMicroError {
+    this.shed += 1;
+    return new NatsMicroError("RESOURCE_EXHAUSTED", this.serving.method.method, `endpoint ${this.info.name} is overloaded`).withRetryInfo(
+      this.serving.retryAfterHint,
+    );
+  }
+
   record(nanos: number, error: NatsMicroError | undefined): void {
     this.requests += 1;
     this.processingNanos += nanos;
@@ -157,6 +167,7 @@ export class Endpoint {
       last_error: this.lastError,
       processing_time: this.processingNanos,
       average_processing_time: this.requests === 0 ? 0 : Math.floor(this.processingNanos / this.requests),
+      data: { shed: this.shed },
     };
   }
 }
@@ -184,6 +195,8 @@ export interface Serving {
   readonly timeout: number | undefined;
   readonly codeFormat: CodeFormat;
   readonly exposeInternalErrors: boolean;
+  /** Milliseconds a shed request is told to wait before retrying. */
+  readonly retryAfterHint: number;
   readonly log: (message: string) => void;
   /** How a streaming endpoint serves; absent for unary ones. */
   readonly stream?: StreamServing;

@@ -10,8 +10,8 @@ import {
   TimeoutError,
 } from "@nats-io/nats-core";
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/nats-core";
-import { encodeTimeout, ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, protocolHeader, TIMEOUT_HEADER } from "./headers.js";
-import { codeFromWire } from "./codes.js";
+import { encodeTimeout, TIMEOUT_HEADER } from "./headers.js";
+import { errorFromReply } from "./details.js";
 import { describe, ErrorKind, NatsMicroError } from "./errors.js";
 import { utf8Encoder } from "./codec.js";
 import type { ClientCall, ClientReply } from "./interceptors.js";
@@ -56,12 +56,11 @@ export function headersSize(headers: MsgHdrs, exact: boolean): number {
 /** A reply as success or, when it carries the error headers, the error it describes. */
 export function replyFromMessage(message: Msg, method: string): ClientReply {
   const headers = message.headers ?? createHeaders();
-  const code = protocolHeader(message.headers, ERROR_CODE_HEADER);
-  const text = protocolHeader(message.headers, ERROR_MESSAGE_HEADER);
-  if (code === undefined && text === undefined) {
+  const error = errorFromReply(headers, message.data, method);
+  if (error === undefined) {
     return { payload: message.data, headers };
   }
-  throw new NatsMicroError(code === undefined ? "UNKNOWN" : codeFromWire(code), method, text ?? "", message.data, { headers });
+  throw error;
 }
 
 /** A failed NATS request as a transport error. */

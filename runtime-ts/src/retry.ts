@@ -4,9 +4,9 @@
  * async operation.
  */
 
-import { BinaryReader } from "@bufbuild/protobuf/wire";
-import { ErrorKind, isNatsMicroError, type NatsMicroErrorLike } from "./errors.js";
-import { protocolHeader } from "./headers.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ErrorKind, isDetailOf, isNatsMicroError, type NatsMicroErrorLike } from "./errors.js";
+import { RetryInfoSchema } from "./google-rpc-error_details_pb.js";
 
 /**
  * How a failed call is retried. Every field is optional: what is not set
@@ -137,89 +137,28 @@ export class RetryBudget {
   }
 }
 
-/** The header marking an error body as a `google.rpc.Status` (PROTOCOL §4.1). */
-const DETAILS_HEADER = "Nats-Micro-Error-Details";
-const RETRY_INFO_TYPE = "google.rpc.RetryInfo";
-
 /**
  * The delay (milliseconds) a failed reply's `RetryInfo` detail asks for
- * (PROTOCOL §4.1), or `undefined` when it carries none.
+ * (PROTOCOL §4.1): that of the first one, 0 for one without a delay, and
+ * `undefined` when the error carries none.
  */
 export function retryHint(error: unknown): number | undefined {
   if (!isNatsMicroError(error)) {
     return undefined;
   }
-  const getter = (error as { retryDelay?: unknown }).retryDelay;
-  if (typeof getter === "function") {
-    const delay: unknown = getter.call(error);
-    return typeof delay === "number" ? delay : undefined;
-  }
-  if (protocolHeader(error.headers, DETAILS_HEADER) !== "google.rpc.Status") {
+  const detail = error.detailsAny?.find((any) => isDetailOf(any, RetryInfoSchema.typeName));
+  if (detail === undefined) {
     return undefined;
   }
   try {
-    return statusRetryDelay(error.data);
+    const delay = fromBinary(RetryInfoSchema, detail.value).retryDelay;
+    const ms = delay === undefined ? 0 : Number(delay.seconds) * 1_000 + delay.nanos / 1_000_000;
+    // A negative or absurd hint is no wait rather than a failure of the error path.
+    return Number.isFinite(ms) && ms > 0 ? ms : 0;
   } catch {
-    // A marked body that does not decode carries no hint (PROTOCOL §4.1, lenient reading).
+    // A detail that claims the type but does not decode is no such detail (as `err.retryInfo()` reads it).
     return undefined;
   }
-}
-
-/** The first `RetryInfo.retry_delay` among a `google.rpc.Status`'s details, in milliseconds. */
-function statusRetryDelay(status: Uint8Array): number | undefined {
-  const reader = new BinaryReader(status);
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field !== 3) {
-      reader.skip(wireType);
-      continue;
-    }
-    const any = new BinaryReader(reader.bytes());
-    let typeUrl = "";
-    let value: Uint8Array | undefined;
-    while (any.pos < any.len) {
-      const [anyField, anyWire] = any.tag();
-      if (anyField === 1) {
-        typeUrl = any.string();
-      } else if (anyField === 2) {
-        value = any.bytes();
-      } else {
-        any.skip(anyWire);
-      }
-    }
-    if (typeUrl.slice(typeUrl.lastIndexOf("/") + 1) === RETRY_INFO_TYPE) {
-      return retryInfoDelay(value ?? new Uint8Array(0));
-    }
-  }
-  return undefined;
-}
-
-/** `RetryInfo { google.protobuf.Duration retry_delay = 1; }` in milliseconds (0 without a delay). */
-function retryInfoDelay(retryInfo: Uint8Array): number {
-  const reader = new BinaryReader(retryInfo);
-  let millis = 0;
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field !== 1) {
-      reader.skip(wireType);
-      continue;
-    }
-    const duration = new BinaryReader(reader.bytes());
-    let seconds = 0;
-    let nanos = 0;
-    while (duration.pos < duration.len) {
-      const [durationField, durationWire] = duration.tag();
-      if (durationField === 1) {
-        seconds = Number(duration.int64());
-      } else if (durationField === 2) {
-        nanos = duration.int32();
-      } else {
-        duration.skip(durationWire);
-      }
-    }
-    millis = seconds * 1_000 + nanos / 1_000_000;
-  }
-  return Math.max(0, millis);
 }
 
 /**

@@ -15,7 +15,9 @@ import {
   toHeaders,
 } from "./headers.js";
 import { type CodeFormat, codeToWire } from "./codes.js";
-import { describe, NatsMicroError, replyError } from "./errors.js";
+import { describe, malformedRequest, NatsMicroError, replyError } from "./errors.js";
+import { ERROR_DETAILS_HEADER, errorBody, STATUS_MARKER } from "./details.js";
+import { headersSize } from "./request.js";
 import { codec } from "./codec.js";
 import { type EndpointInfo, endpointMetadata, type MethodSpec, serviceRpcs, type ServiceSpec } from "./spec.js";
 import { chain, type ServerInterceptor, type ServerNext } from "./interceptors.js";
@@ -46,6 +48,8 @@ export const DEFAULT_MAX_CONCURRENCY = 1024;
 export const DEFAULT_PENDING_MSG_LIMIT = 4096;
 /** How long {@link Service.stop} waits for requests in flight and queued before cancelling them (milliseconds). */
 export const DEFAULT_DRAIN_TIMEOUT = 10_000;
+/** Milliseconds a shed request's `RetryInfo` asks the caller to wait, unless {@link ServiceOptions.retryAfterHint} says otherwise. */
+export const DEFAULT_RETRY_AFTER_HINT = 100;
 
 /**
  * Run-time settings of a service; each overrides what the proto declares.
@@ -85,6 +89,12 @@ export interface ServiceOptions {
   pendingMsgLimit?: number;
   /** Bytes of requests that may wait per endpoint (over the proto's `pending_bytes_limit`; unbounded by default). */
   pendingBytesLimit?: number;
+  /**
+   * The delay (milliseconds, default {@link DEFAULT_RETRY_AFTER_HINT}) of
+   * the `RetryInfo` a shed request is answered with: when the caller should
+   * try again (PROTOCOL §5).
+   */
+  retryAfterHint?: number;
   /** How long {@link Service.stop} waits before cancelling what is left (milliseconds, default {@link DEFAULT_DRAIN_TIMEOUT}). */
   drainTimeout?: number;
   /** Where replies may go, beyond what is always refused (see {@link ReplyPolicy}). */
@@ -175,6 +185,9 @@ export class Service {
     if (queueGroup !== null && !validSubject(queueGroup)) {
       throw invalid(`queue group ${JSON.stringify(queueGroup)} is not a valid token`);
     }
+    if (options.retryAfterHint !== undefined && !(Number.isFinite(options.retryAfterHint) && options.retryAfterHint >= 0)) {
+      throw invalid(`retryAfterHint ${options.retryAfterHint} must be a finite number of milliseconds, at least 0`);
+    }
     const prefix = options.subjectPrefix ?? spec.subjectPrefix;
     const log = options.log ?? ((message: string) => console.error(message));
     const interceptors = options.interceptors ?? [];
@@ -188,7 +201,7 @@ export class Service {
         try {
           request = requests.decode(payload);
         } catch (err) {
-          throw new NatsMicroError("INVALID_ARGUMENT", ctx.method, `malformed request for ${ctx.method}: ${describe(err)}`);
+          throw malformedRequest(ctx.method, `malformed request for ${ctx.method}`, err);
         }
         const response = handler.call(handlers, request, ctx);
         return isPromiseLike(response) ? Promise.resolve(response).then(encode) : encode(response);
@@ -212,6 +225,7 @@ export class Service {
         timeout: options.endpointTimeouts?.[method.endpoint] ?? options.timeout ?? method.timeout,
         codeFormat: options.codeFormat ?? "numbers",
         exposeInternalErrors: options.exposeInternalErrors ?? false,
+        retryAfterHint: options.retryAfterHint ?? DEFAULT_RETRY_AFTER_HINT,
         log,
         ...(stream !== undefined && {
           stream: {
@@ -394,8 +408,7 @@ export class Service {
     }
     const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
-      const error = new NatsMicroError("RESOURCE_EXHAUSTED", settings.method.method, `endpoint ${endpoint.info.name} is overloaded`);
-      this.#reply(endpoint, message, { error }, undefined, 0);
+      this.#reply(endpoint, message, { error: endpoint.shedError() }, undefined, 0);
     }
   }
 
@@ -423,8 +436,8 @@ export class Service {
       refuse(refused ?? "no reply subject");
       return;
     }
-    const end = (code: string, why: string) => {
-      const error = new NatsMicroError(code, settings.method.method, why);
+    const end = (code: string, why: string) => endWith(new NatsMicroError(code, settings.method.method, why));
+    const endWith = (error: NatsMicroError) => {
       this.#reply(endpoint, streamEnd(this.#nc, reply ?? target), { error }, undefined, now() - received);
     };
     if (problem !== undefined) {
@@ -439,7 +452,7 @@ export class Service {
     }
     const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
-      end("RESOURCE_EXHAUSTED", `endpoint ${endpoint.info.name} is overloaded`);
+      endWith(endpoint.shedError());
     }
   }
 
@@ -534,7 +547,7 @@ export class Service {
       timer = setTimeout(() => finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, `${method} did not finish before its deadline`) }), left);
     }
     const malformed = (error: NatsMicroError): never => {
-      finish({ error: new NatsMicroError(error.code, method, error.message) });
+      finish({ error: new NatsMicroError(error.code, method, error.message, error.data, { details: error.detailsAny }) });
       throw error;
     };
     const requests = () => decodedMessages(link, (data) => serving.requests.decode(data), malformed);
@@ -545,7 +558,7 @@ export class Service {
         try {
           request = serving.requests.decode(payload);
         } catch (err) {
-          throw new NatsMicroError("INVALID_ARGUMENT", method, `malformed request for ${method}: ${describe(err)}`);
+          throw malformedRequest(method, `malformed request for ${method}`, err);
         }
       }
       link.connect(target, callerCredit);
@@ -742,7 +755,19 @@ export class Service {
     const headers = copyHeaders(toHeaders(responseHeaders), error.headers, false);
     headers.set(ERROR_CODE_HEADER, codeToWire(error.code, settings.codeFormat));
     headers.set(ERROR_MESSAGE_HEADER, headerValue(text));
-    this.#respond(message, error.data, headers, settings);
+    // The marker is ours to set (never one copied from a downstream error's headers). Set before
+    // measuring, so the limit leaves room for it. An uncoded failure has no details: its error is the runtime's own.
+    headers.set(ERROR_DETAILS_HEADER, STATUS_MARKER);
+    const maxPayload = this.#nc.info?.max_payload;
+    const limit = maxPayload === undefined ? undefined : maxPayload - headersSize(headers, true);
+    const { body, marked, dropped } = errorBody(error, text, settings.exposeInternalErrors, limit);
+    if (!marked) {
+      headers.delete(ERROR_DETAILS_HEADER);
+    }
+    if (dropped > 0) {
+      settings.log(`${this.#name}: ${error.method}: ${dropped} error details dropped to fit max_payload`);
+    }
+    this.#respond(message, body, headers, settings);
     endpoint.record(nanos, error);
   }
 

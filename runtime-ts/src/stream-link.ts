@@ -3,7 +3,7 @@
 import { headers as createHeaders } from "@nats-io/nats-core";
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/nats-core";
 import { protocolHeader, readHeaders } from "./headers.js";
-import { describe, ErrorKind, NatsMicroError } from "./errors.js";
+import { describe, ErrorKind, malformedRequest, NatsMicroError } from "./errors.js";
 import { now } from "./clock.js";
 import { headersSize } from "./request.js";
 import {
@@ -418,7 +418,7 @@ export async function* decodedMessages<T>(link: StreamLink, decode: (data: Uint8
     try {
       value = decode(message.data);
     } catch (err) {
-      malformed(new NatsMicroError("INVALID_ARGUMENT", "", `malformed stream message: ${describe(err)}`));
+      malformed(malformedRequest("", "malformed stream message", err));
     }
     yield value;
   }

@@ -3,7 +3,7 @@
 import { headers as createHeaders } from "@nats-io/nats-core";
 import type { MsgHdrs } from "@nats-io/nats-core";
 import { ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER, protocolHeader } from "./headers.js";
-import { codeFromWire } from "./codes.js";
+import { errorFromReply } from "./details.js";
 import { NatsMicroError } from "./errors.js";
 
 /** Open: the caller's inbox, where the server sends the stream's messages. */
@@ -69,12 +69,5 @@ export function isStreamEnd(headers: MsgHdrs | undefined): boolean {
 
 /** The error an end message carries, if any. */
 export function streamEndError(message: StreamMessage, method: string): NatsMicroError | undefined {
-  const code = protocolHeader(message.headers, ERROR_CODE_HEADER);
-  const text = protocolHeader(message.headers, ERROR_MESSAGE_HEADER);
-  if (code === undefined && text === undefined) {
-    return undefined;
-  }
-  return new NatsMicroError(code === undefined ? "UNKNOWN" : codeFromWire(code), method, text ?? "", message.data, {
-    ...(message.headers !== undefined && { headers: message.headers }),
-  });
+  return errorFromReply(message.headers, message.data, method);
 }

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
-import { headers as natsHeaders } from "@nats-io/nats-core";
+import { create } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
 
 import { ErrorKind, NatsMicroError, RetriesExhaustedError, retry, retryHint, type RetryClock } from "../src/index.js";
 import { backoffDelay, DEFAULT_RETRY_POLICY, mergeRetryPolicy, RetryBudget, retryable, transientFailure } from "../src/retry.js";
@@ -31,32 +31,10 @@ class FakeClock implements RetryClock {
   random = (): number => this.draws.shift() ?? this.fallback;
 }
 
-/** A `google.rpc.Status` body holding one RetryInfo of `ms` milliseconds, after another detail. */
-function statusWithRetryInfo(ms: number): Uint8Array {
-  const duration = new BinaryWriter().uint32((1 << 3) | 0).int64(Math.floor(ms / 1000)).uint32((2 << 3) | 0).int32((ms % 1000) * 1_000_000).finish();
-  const retryInfo = new BinaryWriter().uint32((1 << 3) | 2).bytes(duration).finish();
-  const any = (typeUrl: string, value: Uint8Array) =>
-    new BinaryWriter().uint32((1 << 3) | 2).string(typeUrl).uint32((2 << 3) | 2).bytes(value).finish();
-  return new BinaryWriter()
-    .uint32((1 << 3) | 0)
-    .int32(8)
-    .uint32((2 << 3) | 2)
-    .string("overloaded")
-    .uint32((3 << 3) | 2)
-    .bytes(any("type.googleapis.com/google.rpc.ErrorInfo", new Uint8Array(0)))
-    .uint32((3 << 3) | 2)
-    .bytes(any("type.googleapis.com/google.rpc.RetryInfo", retryInfo))
-    .finish();
-}
-
+/** A shed reply's error: RESOURCE_EXHAUSTED with a RetryInfo of `ms` (after another detail), or without one. */
 function shed(ms: number | undefined): NatsMicroError {
-  const headers = natsHeaders();
-  if (ms !== undefined) {
-    headers.set("Nats-Micro-Error-Details", "google.rpc.Status");
-  }
-  return new NatsMicroError("RESOURCE_EXHAUSTED", "Get", "endpoint get is overloaded", ms === undefined ? undefined : statusWithRetryInfo(ms), {
-    headers,
-  });
+  const error = new NatsMicroError("RESOURCE_EXHAUSTED", "Get", "endpoint get is overloaded").withErrorInfo("OVERLOADED", "test");
+  return ms === undefined ? error : error.withRetryInfo(ms);
 }
 
 const transport = (code: string, kind: ErrorKind) => new NatsMicroError(code, "Get", kind, undefined, { kind });
@@ -141,13 +119,16 @@ test("retry(): no delay is slept past the timeout", async () => {
   assert.ok(clock.time <= 250);
 });
 
-test("RetryInfo: read from a marked Status body, and the least delay before the next attempt", async () => {
+test("RetryInfo: read from the error's details, and the least delay before the next attempt", async () => {
   assert.equal(retryHint(shed(1_500)), 1_500);
+  assert.equal(retryHint(shed(0)), 0);
   assert.equal(retryHint(shed(undefined)), undefined);
   assert.equal(retryHint(new Error("plain")), undefined);
-  const garbled = shed(100);
-  const broken = new NatsMicroError(garbled.code, garbled.method, garbled.message, Uint8Array.of(0x1a, 0xff), { headers: garbled.headers! });
-  assert.equal(retryHint(broken), undefined);
+  const garbled = new NatsMicroError("RESOURCE_EXHAUSTED", "Get", "busy", undefined, {
+    details: [create(AnySchema, { typeUrl: "type.googleapis.com/google.rpc.RetryInfo", value: Uint8Array.of(0x0a, 0xff) })],
+  });
+  assert.equal(retryHint(garbled), undefined);
+  assert.equal(retryable(garbled, true), false);
 
   const clock = new FakeClock();
   clock.fallback = 0.1;

@@ -87,6 +87,11 @@ pub mod project {
             include_package!("project", "streams.v1.rs");
         }
     }
+    pub mod details {
+        pub mod v1 {
+            include_package!("project", "details.v1.rs");
+        }
+    }
     pub mod jsondemo {
         pub mod v1 {
             include_package!("project", "jsondemo.v1.rs");
@@ -106,3 +111,8 @@ pub mod project {
 /// The Rust StreamService of `proto/streams/v1`, served by the stream tests
 /// and by `cargo run -p nats-micro-tests --bin streams_server`.
 pub mod streams;
+
+/// The Rust ExplainService and ExplainOpenService of `proto/details/v1`
+/// (typed error details), served by the details tests and by `cargo run -p
+/// nats-micro-tests --bin details_server`.
+pub mod details;

@@ -42,7 +42,7 @@ fn scripts() -> &'static Program {
         program(
             "interop",
             &root().join("tests/ts"),
-            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "chaos/v1/chaos.proto"],
+            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "details/v1/details.proto", "chaos/v1/chaos.proto"],
         )
     })
 }
@@ -168,6 +168,29 @@ async fn typescript_client_against_the_typescript_service() {
     let (_service, _) = typescript_service(&server, "orders", &["budget"]);
     let report = client_checks(server.url(), "orders-ts").await;
     assert!(report.contains("ok timeout precedence"), "{report}");
+}
+
+/// The error-details scenario (PROTOCOL §4.1, proto/details/v1) between
+/// the TypeScript client and server: every case on both services.
+#[tokio::test]
+async fn typescript_details_client_against_the_typescript_details_server() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let (service, _) = Node::serve({
+        let mut command = scripts().node("details_server", &[]);
+        command.env("NATS_URL", &url);
+        command
+    });
+    let output =
+        tokio::task::spawn_blocking(move || scripts().node("details_client", &[]).env("NATS_URL", url).output().expect("node"))
+            .await
+            .expect("task");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for case in ["plain", "standard", "custom", "debug", "unknown", "oversized", "malformed"] {
+        assert!(stdout.lines().any(|line| line == format!("ok {case}")), "no `ok {case}`:\n{stdout}");
+    }
+    assert!(service.stop().contains("stopped"));
 }
 
 #[tokio::test]
@@ -528,4 +551,32 @@ async fn the_packed_runtime_serves_two_output_folders_outside_the_repository() {
     assert!(refused.contains(&format!("protoc-gen-nats-micro {}", env!("CARGO_PKG_VERSION"))), "{refused}");
     assert!(refused.contains("nats-micro-runtime 0.99.0"), "{refused}");
     let _ = std::fs::remove_dir_all(&project);
+}
+
+/// `runtime-ts/src/google-rpc-{status,error_details}_pb.ts` are what
+/// protoc-gen-es makes of `proto/google/rpc/*.proto` (checked in under flat
+/// names, as the runtime's sources are one folder). To regenerate, run the
+/// protoc below and copy `google/rpc/NAME_pb.ts` to `google-rpc-NAME_pb.ts`.
+#[test]
+fn runtime_error_detail_types_are_what_protoc_gen_es_generates() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-google-rpc");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("output directory");
+    let es = root().join("node_modules/.bin/protoc-gen-es");
+    let protoc = Command::new(nats_micro_tests::harness::python())
+        .args(["-m", "grpc_tools.protoc"])
+        .arg(format!("-I{}", root().join("proto").display()))
+        .arg(format!("--plugin=protoc-gen-es={}", es.display()))
+        .arg(format!("--es_out={}", out.display()))
+        .arg("--es_opt=target=ts,import_extension=js")
+        .args(["google/rpc/status.proto", "google/rpc/error_details.proto"])
+        .output()
+        .expect("running grpc_tools.protoc (run scripts/setup)");
+    assert!(protoc.status.success(), "protoc: {}", String::from_utf8_lossy(&protoc.stderr));
+    for name in ["status", "error_details"] {
+        let fresh = std::fs::read_to_string(out.join(format!("google/rpc/{name}_pb.ts"))).expect("generated file");
+        let checked_in =
+            std::fs::read_to_string(root().join(format!("runtime-ts/src/google-rpc-{name}_pb.ts"))).expect("checked-in file");
+        assert!(fresh == checked_in, "runtime-ts/src/google-rpc-{name}_pb.ts is stale: regenerate it (see this test)");
+    }
 }
