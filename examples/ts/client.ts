@@ -4,6 +4,7 @@
  */
 
 import { connect } from "@nats-io/transport-node";
+import { retry } from "nats-micro-runtime";
 import {
   isOrderServiceError,
   isOrderServiceInvalidArgument,
@@ -71,7 +72,23 @@ try {
   await new OrderServiceNatsClient(nc, { subjectPrefix: "nobody.here" }).getOrder({ id: "x" });
 } catch (err) {
   if (!(isOrderServiceError(err) && err.isNoResponders())) throw err;
-  console.log(`elsewhere: no responders (${err.code})`);
+  console.log(`elsewhere: no responders (${err.code}, after ${err.attempts} attempts)`);
 }
+
+// snippet: resilience
+const resilient = new OrderServiceNatsClient(nc, {
+  timeout: 5_000, // the whole call: every attempt and every delay fit in it
+  retryPolicy: { maxAttempts: 5, initialDelay: 20, maxDelay: 500, attemptTimeout: 1_000 },
+  retryBudget: { maxTokens: 20, tokenRatio: 0.1 },
+  circuitBreaker: { consecutiveFailures: 5, openInterval: 2_000, onStateChange: ({ from, to }) => console.log(`breaker: ${from} -> ${to}`) },
+  methods: { createOrder: { retryPolicy: { maxAttempts: 2 } } },
+});
+const again = await resilient.getOrder({ id: order?.id ?? "" }, { retry: { maxAttempts: 10 } });
+console.log(`found ${again.id} again`);
+
+// The same delays for any async operation; RetriesExhaustedError wraps the last failure.
+const warmed = await retry(async (attempt) => (attempt < 3 ? Promise.reject(new Error("cold cache")) : "warm"), { maxAttempts: 4, initialDelay: 10 });
+console.log(`cache: ${warmed}`);
+// end snippet
 
 await nc.close();

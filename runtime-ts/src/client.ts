@@ -2,14 +2,30 @@
 
 import type { MsgHdrs, NatsConnection } from "@nats-io/nats-core";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import { copyHeaders, type HeadersInit, toHeaders } from "./headers.js";
-import { describe, type ErrorClass, ErrorKind, isNatsMicroError, type NatsMicroError, type NatsMicroErrorOptions } from "./errors.js";
+import { ATTEMPT_HEADER, copyHeaders, type HeadersInit, toHeaders } from "./headers.js";
+import { describe, type ErrorClass, ErrorKind, isNatsMicroError, NatsMicroError, type NatsMicroErrorOptions } from "./errors.js";
 import { codec } from "./codec.js";
 import { type EndpointInfo, endpointMetadata, endpointSpecs, type MethodSpec, type ServiceSpec, type StreamMethodSpec } from "./spec.js";
-import { chain, type ClientCall, type ClientInterceptor, type ClientNext, type ClientReply } from "./interceptors.js";
+import { chain, type ClientCall, type ClientInterceptor, type ClientReply } from "./interceptors.js";
 import { send } from "./request.js";
 import { DEFAULT_STREAM_WINDOW, type StreamTiming } from "./stream-wire.js";
 import { CallerStream } from "./client-stream.js";
+import {
+  backoffDelay,
+  DEFAULT_RETRY_POLICY,
+  mergeRetryPolicy,
+  type ResolvedRetryPolicy,
+  RetryBudget,
+  type RetryBudgetOptions,
+  retryable,
+  retryHint,
+  type RetryPolicy,
+  systemClock,
+  transientFailure,
+  withAttempts,
+} from "./retry.js";
+import { CircuitBreaker, type CircuitBreakerOptions } from "./breaker.js";
+import { ConnectionEvents } from "./connection-watch.js";
 
 /** Used when neither the call, the client nor the proto sets a timeout. */
 export const DEFAULT_TIMEOUT = 10_000;
@@ -22,6 +38,23 @@ export interface CallOptions {
   headers?: HeadersInit;
   /** Receives the reply's headers when the call succeeds. */
   onHeaders?: (headers: MsgHdrs) => void;
+  /** Retry settings for this call, over the method's and the client's (unary calls only). */
+  retry?: RetryPolicy;
+  /**
+   * Whether this call is safe to repeat after a timeout or a lost connection,
+   * over the method's setting and the proto's `idempotency_level`.
+   */
+  idempotent?: boolean;
+}
+
+/** Settings of one method of a client, under its TypeScript name in {@link ClientOptions.methods}. */
+export interface MethodOptions {
+  /** Retry settings for this method's calls, over the client's. */
+  retryPolicy?: RetryPolicy;
+  /** Whether the method is safe to repeat after a timeout or a lost connection, over the proto's `idempotency_level`. */
+  idempotent?: boolean;
+  /** A breaker of this method's own; `false` keeps the method out of the client's breaker. */
+  circuitBreaker?: CircuitBreakerOptions | false;
 }
 
 /** Client-wide settings. */
@@ -36,6 +69,39 @@ export interface ClientOptions {
   interceptors?: readonly ClientInterceptor[];
   /** Keepalive and peer-gone intervals of streams (milliseconds). */
   streamTiming?: StreamTiming;
+  /**
+   * How failed unary calls are retried (PROTOCOL §10.1); unset fields keep
+   * the defaults ({@link DEFAULT_RETRY_POLICY}: 3 attempts, 50 ms doubling
+   * up to 1 s, full jitter). `{ maxAttempts: 1 }` turns retries off.
+   */
+  retryPolicy?: RetryPolicy;
+  /** The token bucket every retry of this client draws from (default 10 tokens, 0.1 back per success). */
+  retryBudget?: RetryBudgetOptions;
+  /** A circuit breaker shared by the client's unary calls (PROTOCOL §10.2); none by default. */
+  circuitBreaker?: CircuitBreakerOptions;
+  /** Per-method settings, by TypeScript method name (`getOrder`). */
+  methods?: Readonly<Record<string, MethodOptions>>;
+  /** Told of every retry before its delay: for metrics and logs. */
+  onRetry?: (retry: RetryEvent) => void;
+}
+
+/** A failed attempt about to be retried, as {@link ClientOptions.onRetry} hears of it. */
+export interface RetryEvent {
+  /** Proto method name (`CreateOrder`). */
+  method: string;
+  /** The attempt that failed (1 for the first). */
+  attempt: number;
+  /** Why it failed. */
+  error: unknown;
+  /** Milliseconds the client waits before the next attempt. */
+  delay: number;
+}
+
+/** What one unary call retries by: the settled policy, whether it is safe to repeat, and its breaker. */
+interface CallPolicy {
+  policy: ResolvedRetryPolicy;
+  idempotent: boolean;
+  breaker: CircuitBreaker | undefined;
 }
 
 /** The untyped client under every generated client. */
@@ -45,7 +111,13 @@ export class Client<E extends NatsMicroError> {
   readonly #errorClass: ErrorClass<E>;
   readonly #options: ClientOptions;
   readonly #interceptors: readonly ClientInterceptor[];
-  readonly #send: ClientNext;
+  readonly #connection: ConnectionEvents;
+  readonly #budget: RetryBudget;
+  readonly #policy: ResolvedRetryPolicy;
+  /** The client-wide breaker, if any. */
+  readonly #breaker: CircuitBreaker | undefined;
+  /** What each method's calls retry by (before call options), by method spec. */
+  readonly #methods = new Map<MethodSpec, CallPolicy>();
 
   constructor(nc: NatsConnection, spec: ServiceSpec, errorClass: ErrorClass<E>, options: ClientOptions = {}) {
     this.#nc = nc;
@@ -53,7 +125,19 @@ export class Client<E extends NatsMicroError> {
     this.#errorClass = errorClass;
     this.#options = options;
     this.#interceptors = options.interceptors ?? [];
-    this.#send = chain(this.#interceptors, (call) => send(this.#nc, call));
+    this.#connection = ConnectionEvents.of(nc);
+    this.#budget = new RetryBudget(options.retryBudget);
+    this.#policy = mergeRetryPolicy(DEFAULT_RETRY_POLICY, options.retryPolicy);
+    this.#breaker = options.circuitBreaker === undefined ? undefined : new CircuitBreaker(spec.name, options.circuitBreaker);
+    for (const [key, method] of Object.entries(spec.methods)) {
+      const own = options.methods?.[key];
+      const breakerOptions = own?.circuitBreaker;
+      this.#methods.set(method, {
+        policy: mergeRetryPolicy(this.#policy, own?.retryPolicy),
+        idempotent: own?.idempotent ?? method.idempotent ?? false,
+        breaker: breakerOptions === false ? undefined : breakerOptions === undefined ? this.#breaker : new CircuitBreaker(`${spec.name}.${method.method}`, breakerOptions),
+      });
+    }
   }
 
   /** The subject prefix in use. */
@@ -100,9 +184,15 @@ export class Client<E extends NatsMicroError> {
       timeout: options.timeout ?? this.effectiveTimeout(method),
       payload,
     };
+    const known = this.#methods.get(method);
+    const settings: CallPolicy = {
+      policy: mergeRetryPolicy(known?.policy ?? this.#policy, options.retry),
+      idempotent: options.idempotent ?? known?.idempotent ?? method.idempotent ?? false,
+      breaker: known === undefined ? this.#breaker : known.breaker,
+    };
     let reply: ClientReply;
     try {
-      reply = await this.#send(call);
+      reply = await chain(this.#interceptors, (sent: ClientCall) => this.#attempts(sent, settings))(call);
     } catch (err) {
       throw this.#typed(err, method.method);
     }
@@ -114,6 +204,76 @@ export class Client<E extends NatsMicroError> {
     }
     options.onHeaders?.(reply.headers);
     return response;
+  }
+
+  /**
+   * The attempts of one unary call (PROTOCOL §10.1, §10.2): each through
+   * the breaker, failing at once when the connection is lost, and retried
+   * while the policy, the budget and the call's deadline allow.
+   */
+  async #attempts(call: ClientCall, settings: CallPolicy): Promise<ClientReply> {
+    const { policy, idempotent, breaker } = settings;
+    const clock = systemClock;
+    const deadline = clock.now() + call.timeout;
+    for (let attempt = 1; ; attempt++) {
+      if (attempt > 1) {
+        call.headers.set(ATTEMPT_HEADER, String(attempt));
+      }
+      const ticket = breaker?.admit();
+      if (breaker !== undefined && ticket === undefined) {
+        const message = `circuit open for ${this.#spec.name}.${call.method}`;
+        throw new NatsMicroError("UNAVAILABLE", call.method, message, undefined, { kind: ErrorKind.CircuitOpen, attempts: attempt });
+      }
+      let reply: ClientReply;
+      try {
+        reply = await this.#attempt(call, attempt === 1 ? undefined : deadline, policy.attemptTimeout);
+      } catch (err) {
+        if (ticket !== undefined) {
+          breaker?.record(ticket, transientFailure(err));
+        }
+        if (attempt >= policy.maxAttempts || !retryable(err, idempotent) || !this.#budget.takeForRetry()) {
+          throw withAttempts(err, attempt);
+        }
+        const delay = Math.max(backoffDelay(policy, attempt, clock.random), retryHint(err) ?? 0);
+        if (clock.now() + delay >= deadline) {
+          throw withAttempts(err, attempt);
+        }
+        this.#options.onRetry?.({ method: call.method, attempt, error: err, delay });
+        await clock.sleep(delay);
+        continue;
+      }
+      if (ticket !== undefined) {
+        breaker?.record(ticket, false);
+      }
+      this.#budget.succeeded();
+      return reply;
+    }
+  }
+
+  /**
+   * One attempt, until the call's `deadline` at most (`undefined` for the
+   * first attempt: the call's whole timeout): sent once the connection is
+   * up, failed at once if it is lost.
+   */
+  async #attempt(call: ClientCall, deadline: number | undefined, attemptTimeout: number | undefined): Promise<ClientReply> {
+    const method = call.method;
+    if (!this.#connection.connected && !this.#nc.isClosed()) {
+      deadline ??= systemClock.now() + call.timeout;
+      // Nothing was sent yet: waiting for the reconnect is safe for every method.
+      if (!(await this.#connection.whenConnected(deadline - systemClock.now()))) {
+        throw new NatsMicroError("UNAVAILABLE", method, "no connection to NATS before the deadline", undefined, { kind: ErrorKind.ConnectionLost });
+      }
+    }
+    const left = deadline === undefined ? call.timeout : deadline - systemClock.now();
+    const timeout = Math.min(left, attemptTimeout ?? Infinity);
+    if (timeout <= 0) {
+      throw new NatsMicroError("DEADLINE_EXCEEDED", method, "no reply before the deadline", undefined, { kind: ErrorKind.Timeout });
+    }
+    const lost = () =>
+      this.#nc.isClosed()
+        ? new NatsMicroError("UNAVAILABLE", method, "connection closed while the request was out", undefined, { kind: ErrorKind.ConnectionClosed })
+        : new NatsMicroError("UNAVAILABLE", method, "connection lost while the request was out", undefined, { kind: ErrorKind.ConnectionLost });
+    return this.#connection.guard(send(this.#nc, { ...call, timeout }), lost);
   }
 
   /** Opens a server-streaming call: iterate the responses; breaking out cancels the stream. */
@@ -175,6 +335,7 @@ export class Client<E extends NatsMicroError> {
     const options: NatsMicroErrorOptions = {
       kind: err.kind as ErrorKind,
       cause: err.cause ?? err,
+      attempts: err.attempts ?? 1,
       ...(err.headers && { headers: err.headers }),
       ...(err.detailsAny !== undefined && { details: err.detailsAny }),
     };

@@ -110,3 +110,122 @@ export class ConnectionWatch {
     }
   }
 }
+
+/**
+ * Whether a client's connection is up, and the calls out on it: when the
+ * connection is lost, every call out fails at once (PROTOCOL §10.1)
+ * instead of waiting out its timeout, since its reply cannot come. One per
+ * connection, shared by every client on it, fed by the connection's status
+ * events (no timer; a call costs one set insertion and removal).
+ */
+export class ConnectionEvents {
+  static readonly #all = new WeakMap<NatsConnection, ConnectionEvents>();
+  #connected = true;
+  #closed = false;
+  /** Fails a call out, by the call. */
+  readonly #out = new Set<() => void>();
+  /** Woken at the reconnect (or the close). */
+  #waiting: (() => void)[] = [];
+
+  private constructor(nc: NatsConnection) {
+    void (async () => {
+      try {
+        for await (const status of nc.status()) {
+          if (status.type === "disconnect") {
+            this.#lost();
+          } else if (status.type === "reconnect") {
+            this.#connected = true;
+            this.#wake();
+          } else if (status.type === "close") {
+            break;
+          }
+        }
+      } catch {
+        // The status iterator failed: treat as closed.
+      }
+      this.#closed = true;
+      this.#lost();
+    })();
+    void nc.closed().then(() => {
+      this.#closed = true;
+      this.#lost();
+    });
+  }
+
+  /** The events of `nc`, watched from first use on. */
+  static of(nc: NatsConnection): ConnectionEvents {
+    let events = ConnectionEvents.#all.get(nc);
+    if (events === undefined) {
+      events = new ConnectionEvents(nc);
+      ConnectionEvents.#all.set(nc, events);
+    }
+    return events;
+  }
+
+  /** Whether the connection is up (as far as its status events tell). */
+  get connected(): boolean {
+    return this.#connected && !this.#closed;
+  }
+
+  /** `request`, or the error `lost()` makes as soon as the connection is lost while it is out. */
+  guard<T>(request: Promise<T>, lost: () => unknown): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const fail = () => reject(lost());
+      this.#out.add(fail);
+      request.then(
+        (value) => {
+          this.#out.delete(fail);
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.#out.delete(fail);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * Resolves `true` once the connection is up again, `false` when it closes
+   * or `ms` milliseconds pass first.
+   */
+  whenConnected(ms: number): Promise<boolean> {
+    if (this.connected) {
+      return Promise.resolve(true);
+    }
+    if (this.#closed || ms <= 0) {
+      return Promise.resolve(false);
+    }
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#waiting = this.#waiting.filter((wake) => wake !== woken);
+        resolve(false);
+      }, ms);
+      const woken = () => {
+        clearTimeout(timer);
+        resolve(this.connected);
+      };
+      this.#waiting.push(woken);
+    });
+  }
+
+  #lost(): void {
+    this.#connected = false;
+    const out = [...this.#out];
+    this.#out.clear();
+    for (const fail of out) {
+      fail();
+    }
+    if (this.#closed) {
+      this.#wake();
+    }
+  }
+
+  #wake(): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const wake of waiting) {
+      wake();
+    }
+  }
+}

@@ -3,6 +3,7 @@
 import { headers as createHeaders } from "@nats-io/nats-core";
 import type { MsgHdrs } from "@nats-io/nats-core";
 import type { StreamKind } from "./spec.js";
+import { attemptNumber } from "./headers.js";
 
 /** Aborts a context's signal: its deadline passed. Set by {@link RequestContext}. */
 export let expire: (ctx: RequestContext) => void;
@@ -67,6 +68,15 @@ export class RequestContext {
       this.#signal = this.#controller.signal;
     }
     return this.#signal;
+  }
+
+  /**
+   * Which attempt of the caller's call this request is: 1 for the first, 2
+   * for the first retry (the `Nats-Micro-Attempt` header; 1 when it is
+   * absent or not a positive number, PROTOCOL §10.1).
+   */
+  get attempt(): number {
+    return attemptNumber(this.headers);
   }
 
   /** A request header's first value. */

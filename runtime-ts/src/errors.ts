@@ -51,6 +51,10 @@ export enum ErrorKind {
   Encode = "encode",
   /** Another transport failure (code `UNAVAILABLE`). */
   Transport = "transport",
+  /** The connection to NATS was lost while the call was in flight, or did not come back in time (code `UNAVAILABLE`, PROTOCOL §10.1). */
+  ConnectionLost = "connection_lost",
+  /** The client's circuit breaker refused the call without sending it (code `UNAVAILABLE`, PROTOCOL §10.2). */
+  CircuitOpen = "circuit_open",
 }
 
 /** Further details of a {@link NatsMicroError}. */
@@ -61,6 +65,8 @@ export interface NatsMicroErrorOptions {
   headers?: MsgHdrs;
   /** The underlying cause. */
   cause?: unknown;
+  /** How many attempts the call made (defaults to 1). */
+  attempts?: number;
   /** Typed details (PROTOCOL §4.1), each packed with its schema: `anyPack(ErrorInfoSchema, create(ErrorInfoSchema, {...}))`. */
   details?: readonly Any[];
 }
@@ -108,6 +114,8 @@ export interface NatsMicroErrorLike extends Error {
   /** Optional so that errors of copies without details still count. */
   readonly detailsAny?: readonly Any[];
   headers: MsgHdrs | undefined;
+  /** Absent on errors of older copies of this package. */
+  readonly attempts?: number;
   isTimeout(): boolean;
   isNoResponders(): boolean;
   isTransport(): boolean;
@@ -178,6 +186,8 @@ export class NatsMicroError extends Error implements NatsMicroErrorLike {
   readonly detailsAny: readonly Any[];
   /** The reply's headers (client) or headers to send with the error (server). */
   headers: MsgHdrs | undefined;
+  /** How many attempts the failed call made, the first included (1 when it was not retried; PROTOCOL §10.1). */
+  readonly attempts: number;
 
   constructor(code: string, method: string, message: string, data?: Uint8Array, options?: NatsMicroErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -187,6 +197,7 @@ export class NatsMicroError extends Error implements NatsMicroErrorLike {
     this.data = data ?? new Uint8Array(0);
     this.kind = options?.kind ?? ErrorKind.Service;
     this.headers = options?.headers;
+    this.attempts = options?.attempts ?? 1;
     this.detailsAny = [...(options?.details ?? [])];
   }
 

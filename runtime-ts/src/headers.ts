@@ -10,6 +10,18 @@ export const ERROR_CODE_HEADER = "Nats-Service-Error-Code";
 export const ERROR_MESSAGE_HEADER = "Nats-Service-Error";
 /** The caller's remaining time budget, in whole microseconds. */
 export const TIMEOUT_HEADER = "Nats-Micro-Timeout";
+/** Which attempt of a retried call a request is: `2` for the first retry; absent on the first attempt (PROTOCOL §10.1). */
+export const ATTEMPT_HEADER = "Nats-Micro-Attempt";
+
+/** The attempt number of a request: its {@link ATTEMPT_HEADER}, else 1 (also when the value is not a positive decimal number). */
+export function attemptNumber(headers: MsgHdrs | undefined): number {
+  const value = protocolHeader(headers, ATTEMPT_HEADER);
+  if (value === undefined || !/^[0-9]{1,9}$/.test(value)) {
+    return 1;
+  }
+  const attempt = Number(value);
+  return attempt >= 1 ? attempt : 1;
+}
 
 /** Encodes a budget in milliseconds for {@link TIMEOUT_HEADER}. */
 export function encodeTimeout(milliseconds: number): string {

@@ -3,7 +3,9 @@
  * protoc-gen-nats-micro imports by package name: error codes and their wire
  * form, the error class, headers, the client call path, the ADR-32 service
  * layer (endpoints, discovery, statistics, deadlines, overload and reply
- * policies) and interceptor chaining. One installed copy serves every
+ * policies), interceptor chaining, and the client's resilience: retries
+ * with a budget, a circuit breaker, and calls that fail at once when the
+ * connection is lost. One installed copy serves every
  * output folder of an application, so error classes and interceptor types
  * are shared between them.
  *
@@ -38,6 +40,7 @@ export {
   ERROR_CODE_HEADER,
   ERROR_MESSAGE_HEADER,
   TIMEOUT_HEADER,
+  ATTEMPT_HEADER,
   encodeTimeout,
   MAX_TIMEOUT_MICROS,
   decodeTimeout,
@@ -82,12 +85,26 @@ export {
   DEFAULT_TIMEOUT,
   type CallOptions,
   type ClientOptions,
+  type MethodOptions,
+  type RetryEvent,
   Client,
   type StreamCallOptions,
   type ResponseStream,
   type RequestStream,
   type BidiStream,
 } from "./client.js";
+export {
+  type RetryPolicy,
+  DEFAULT_RETRY_POLICY,
+  type RetryBudgetOptions,
+  DEFAULT_RETRY_BUDGET,
+  type RetryClock,
+  type RetryOptions,
+  retry,
+  RetriesExhaustedError,
+  retryHint,
+} from "./retry.js";
+export { type CircuitState, type CircuitStateChange, type CircuitBreakerOptions, DEFAULT_CIRCUIT_BREAKER } from "./breaker.js";
 export { type ReplyPolicy, subjectMatches, refusedReply } from "./reply-policy.js";
 export type { PingResponse, InfoResponse, EndpointStats, StatsResponse } from "./discovery.js";
 export { DEFAULT_CONNECTION_CHECK_INTERVAL } from "./connection-watch.js";

@@ -241,7 +241,8 @@ test("a shed request carries a RetryInfo of the service's hint and is counted in
     echo: (request: { value: string }) => ({ value: request.value }),
     hang: async (request: { value: string }, _ctx: RequestContext) => (await held, { value: request.value }),
   }, { maxConcurrency: 1, pendingMsgLimit: 1, retryAfterHint: 750, log: logSink().log });
-  const client = new Client(conn, SPEC, NatsMicroError);
+  // One attempt per call: shed calls are otherwise retried after the hint (PROTOCOL §10.1), and this counts sheds.
+  const client = new Client(conn, SPEC, NatsMicroError, { retryPolicy: { maxAttempts: 1 } });
   const calls = [0, 1, 2, 3].map(() => client.unary(SPEC.methods.hang, { value: "x" }, { timeout: 5_000 }));
   const shed = await Promise.race([Promise.any(calls.map((c) => c.then(() => Promise.reject(new Error("served")), (e: unknown) => e))), sleep(3_000)]);
   assert.ok(hasCode(shed, "RESOURCE_EXHAUSTED"), String(shed));

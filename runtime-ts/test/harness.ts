@@ -75,9 +75,12 @@ export class NatsServer {
     this.#configDir = configDir;
   }
 
-  /** Starts a server (with `config`, a nats-server configuration, if given) and waits until it accepts connections. */
-  static async start(config?: string): Promise<NatsServer> {
-    const port = await freePort();
+  /**
+   * Starts a server (with `config`, a nats-server configuration, if given;
+   * on `port`, else a free one) and waits until it accepts connections.
+   */
+  static async start(config?: string, port?: number): Promise<NatsServer> {
+    port ??= await freePort();
     const args = ["-a", "127.0.0.1", "-p", String(port)];
     let configDir: string | undefined;
     if (config !== undefined) {

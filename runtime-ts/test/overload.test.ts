@@ -103,7 +103,8 @@ async function waitFor(condition: () => boolean, ms: number, what: string): Prom
 test("five times capacity with a pending limit: bounded queue, and nothing starts after its deadline", async () => {
   const gate = new Gate();
   const service = await start(gate, { maxConcurrency: 2, pendingMsgLimit: 4, timeout: 30_000 });
-  const client = new Client(nc, SPEC, NatsMicroError);
+  // One attempt per call: this counts what the service does with each request (retries of shed calls are resilience.test.ts's).
+  const client = new Client(nc, SPEC, NatsMicroError, { retryPolicy: { maxAttempts: 1 } });
   const holders = [0, 1].map(() => client.unary(SPEC.methods.hang, { value: "holder" }, { timeout: 5_000 }));
   await waitFor(() => gate.starts.length === 2, 2_000, "both slots taken");
   // 8 more calls (5 x capacity in all) with a 300 ms budget: 4 wait, 4 are refused at once.

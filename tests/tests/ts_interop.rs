@@ -42,7 +42,13 @@ fn scripts() -> &'static Program {
         program(
             "interop",
             &root().join("tests/ts"),
-            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "details/v1/details.proto"],
+            &[
+                "order/v1/order.proto",
+                "jsondemo/v1/jsondemo.proto",
+                "streams/v1/streams.proto",
+                "details/v1/details.proto",
+                "chaos/v1/chaos.proto",
+            ],
         )
     })
 }
@@ -452,7 +458,7 @@ async fn the_typescript_example_serves_and_calls_the_order_service() {
             .expect("task");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    for line in ["created order", "order expired", "payment failed", "not found", "no responders"] {
+    for line in ["created order", "order expired", "payment failed", "not found", "no responders", "again", "cache: warm"] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
 }
