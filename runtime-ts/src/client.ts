@@ -75,8 +75,8 @@ export interface ClientOptions {
    * up to 1 s, full jitter). `{ maxAttempts: 1 }` turns retries off.
    */
   retryPolicy?: RetryPolicy;
-  /** The token bucket every retry of this client draws from (default 10 tokens, 0.1 back per success). */
-  retryBudget?: RetryBudgetOptions;
+  /** The token bucket every retry of this client draws from (default 10 tokens, 0.1 back per answer of the service); pass a `RetryBudget` to share one between clients. */
+  retryBudget?: RetryBudgetOptions | RetryBudget;
   /** A circuit breaker shared by the client's unary calls (PROTOCOL §10.2); none by default. */
   circuitBreaker?: CircuitBreakerOptions;
   /** Per-method settings, by TypeScript method name (`getOrder`). */
@@ -126,7 +126,7 @@ export class Client<E extends NatsMicroError> {
     this.#options = options;
     this.#interceptors = options.interceptors ?? [];
     this.#connection = ConnectionEvents.of(nc);
-    this.#budget = new RetryBudget(options.retryBudget);
+    this.#budget = options.retryBudget instanceof RetryBudget ? options.retryBudget : new RetryBudget(options.retryBudget);
     this.#policy = mergeRetryPolicy(DEFAULT_RETRY_POLICY, options.retryPolicy);
     this.#breaker = options.circuitBreaker === undefined ? undefined : new CircuitBreaker(spec.name, options.circuitBreaker);
     for (const [key, method] of Object.entries(spec.methods)) {
@@ -228,8 +228,13 @@ export class Client<E extends NatsMicroError> {
       try {
         reply = await this.#attempt(call, attempt === 1 ? undefined : deadline, policy.attemptTimeout);
       } catch (err) {
+        const transient = transientFailure(err);
         if (ticket !== undefined) {
-          breaker?.record(ticket, transientFailure(err));
+          breaker?.record(ticket, transient);
+        }
+        if (!transient && isNatsMicroError(err) && err.kind === ErrorKind.Service) {
+          // The service answered: as much a success for the budget as for the breaker (gRPC throttling).
+          this.#budget.succeeded();
         }
         if (attempt >= policy.maxAttempts || !retryable(err, idempotent) || !this.#budget.takeForRetry()) {
           throw withAttempts(err, attempt);

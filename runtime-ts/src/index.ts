@@ -97,6 +97,7 @@ export {
   type RetryPolicy,
   DEFAULT_RETRY_POLICY,
   type RetryBudgetOptions,
+  RetryBudget,
   DEFAULT_RETRY_BUDGET,
   type RetryClock,
   type RetryOptions,

@@ -105,7 +105,7 @@ export const DEFAULT_RETRY_BUDGET: Readonly<Required<RetryBudgetOptions>> = Obje
 /**
  * A token bucket shared by every call of a client, as gRPC's retry
  * throttling: each failure that would be retried takes a token, each
- * success gives back `tokenRatio`, and a retry goes out only while more
+ * answer of the service that is not a transient failure gives back `tokenRatio`, and a retry goes out only while more
  * than half the tokens remain. An outage therefore cannot multiply the
  * load a client sends.
  */
@@ -131,7 +131,7 @@ export class RetryBudget {
     return this.#tokens > this.#max / 2;
   }
 
-  /** A successful attempt gives `tokenRatio` back. */
+  /** An attempt the service answered (a success, or an error that is not transient) gives `tokenRatio` back. */
   succeeded(): void {
     this.#tokens = Math.min(this.#max, this.#tokens + this.#ratio);
   }

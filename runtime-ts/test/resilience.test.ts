@@ -22,6 +22,7 @@ import {
   hasCode,
   NatsMicroError,
   type RequestContext,
+  RetryBudget,
   Service,
   TIMEOUT_HEADER,
 } from "../src/index.js";
@@ -142,6 +143,19 @@ test("errors that are the service's answer are not retried", async () => {
   assert.ok(hasCode(err, "NOT_FOUND"));
   assert.equal((err as NatsMicroError).attempts, 1);
   assert.equal(seen.length, 1);
+});
+
+test("an answer of the service that is not retried refills the retry budget like a success", async () => {
+  const { nc } = await serverAndConnection();
+  await serve(nc, (seen, ctx) => {
+    throw new NatsMicroError(seen.length <= 2 ? "UNAVAILABLE" : "NOT_FOUND", ctx.method, "no");
+  });
+  const budget = new RetryBudget({ maxTokens: 10, tokenRatio: 0.5 });
+  const client = new Client(nc, SPEC, NatsMicroError, { ...fast, retryBudget: budget });
+  const err = await client.unary(SPEC.methods.echo, { value: "x" }).catch((e: unknown) => e);
+  assert.ok(hasCode(err, "NOT_FOUND"));
+  assert.equal((err as NatsMicroError).attempts, 3);
+  assert.equal(budget.tokens, 10 - 2 + 0.5, "two retried failures took 1 each, the NOT_FOUND gave 0.5 back");
 });
 
 test("a timed-out attempt is sent again only when the call is safe to repeat, and attempts share the call's deadline", async () => {
