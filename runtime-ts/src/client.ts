@@ -10,6 +10,8 @@ import { chain, type ClientCall, type ClientInterceptor, type ClientNext, type C
 import { send } from "./request.js";
 import { DEFAULT_STREAM_WINDOW, type StreamTiming } from "./stream-wire.js";
 import { CallerStream } from "./client-stream.js";
+import { injectTraceContext, type Telemetry } from "./observe.js";
+import { now } from "./clock.js";
 
 /** Used when neither the call, the client nor the proto sets a timeout. */
 export const DEFAULT_TIMEOUT = 10_000;
@@ -36,6 +38,12 @@ export interface ClientOptions {
   interceptors?: readonly ClientInterceptor[];
   /** Keepalive and peer-gone intervals of streams (milliseconds). */
   streamTiming?: StreamTiming;
+  /**
+   * Makes a client span per call and sends its W3C trace context
+   * (PROTOCOL §11): `openTelemetry()` from `nats-micro-runtime/otel`. Off by
+   * default, and then costs nothing per call.
+   */
+  telemetry?: Telemetry;
 }
 
 /** The untyped client under every generated client. */
@@ -102,7 +110,7 @@ export class Client<E extends NatsMicroError> {
     };
     let reply: ClientReply;
     try {
-      reply = await this.#send(call);
+      reply = await this.#traced(method, call, this.#send);
     } catch (err) {
       throw this.#typed(err, method.method);
     }
@@ -163,8 +171,41 @@ export class Client<E extends NatsMicroError> {
       responses: codec(method.output, this.#spec.json),
       typed: (error) => this.#typed(error, method.method),
     });
-    stream.start(chain(this.#interceptors, (opening) => stream.open(opening)), call);
+    const open = chain(this.#interceptors, (opening) => stream.open(opening));
+    stream.start(this.#options.telemetry === undefined ? open : (opening) => this.#traced(method, opening, open), call);
     return stream;
+  }
+
+  /**
+   * Runs a call (a unary call, or a stream's open until its end) in a client
+   * span whose trace context the call's headers carry, unless they already
+   * carry one (PROTOCOL §11.1). The one place client spans are made.
+   */
+  #traced(method: MethodSpec, call: ClientCall, send: ClientNext): Promise<ClientReply> {
+    const telemetry = this.#options.telemetry;
+    if (telemetry === undefined) {
+      return send(call);
+    }
+    const started = now();
+    const span = telemetry.startClient({
+      protoService: this.#spec.protoName,
+      method: method.method,
+      endpoint: method.endpoint,
+      subject: call.subject,
+      stream: call.stream,
+    });
+    injectTraceContext(call.headers, span.traceparent, span.tracestate);
+    span.attempt(1);
+    return send(call).then(
+      (reply) => {
+        span.end({ code: undefined, durationMs: now() - started });
+        return reply;
+      },
+      (err: unknown) => {
+        span.end({ code: isNatsMicroError(err) ? err.code : "UNKNOWN", durationMs: now() - started });
+        throw err;
+      },
+    );
   }
 
   /** A runtime error as the service's error class, with the method filled in. */

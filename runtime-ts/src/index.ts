@@ -90,6 +90,29 @@ export {
 } from "./client.js";
 export { type ReplyPolicy, subjectMatches, refusedReply } from "./reply-policy.js";
 export type { PingResponse, InfoResponse, EndpointStats, StatsResponse } from "./discovery.js";
+export {
+  ATTEMPT_HEADER,
+  TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
+  type EventSource,
+  type ServiceEvent,
+  type ServiceEventName,
+  type Logger,
+  consoleLogger,
+  type TraceParent,
+  type RemoteTraceContext,
+  parseTraceparent,
+  formatTraceparent,
+  extractTraceContext,
+  type ServerSpanStart,
+  type ClientSpanStart,
+  type SpanEnd,
+  type ServerSpan,
+  type ClientSpan,
+  type Telemetry,
+  spanName,
+  SERVER_ERROR_CODES,
+} from "./observe.js";
 export { DEFAULT_CONNECTION_CHECK_INTERVAL } from "./connection-watch.js";
 export {
   REPLY_TO_HEADER,
