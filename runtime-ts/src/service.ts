@@ -583,6 +583,7 @@ export class Service {
       }, left);
     }
     const malformed = (error: NatsMicroError): never => {
+      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "request_malformed", level: "warn", error: error.message });
       finish({ error: new NatsMicroError(error.code, method, error.message, error.data, { details: error.detailsAny }) });
       throw error;
     };
