@@ -18,7 +18,7 @@ export const TRACEPARENT_HEADER = "traceparent";
 /** W3C vendor trace state, kept only beside a valid {@link TRACEPARENT_HEADER}. */
 export const TRACESTATE_HEADER = "tracestate";
 
-/** Where an event happened: the ADR-32 service name, the endpoint name and the subject of the request. */
+/** Where an event happened: the ADR-32 service name, the endpoint name (empty for discovery) and the subject of the request. */
 export interface EventSource {
   readonly service: string;
   readonly endpoint: string;
@@ -28,7 +28,8 @@ export interface EventSource {
 /**
  * One of the events every runtime logs (PROTOCOL §11.4), with its level and
  * structured fields. `event` is the name shared by the Rust, TypeScript and
- * Python runtimes.
+ * Python runtimes. `reply_refused` also says why (`reason`), as the Rust and
+ * Python runtimes do.
  */
 export type ServiceEvent = EventSource &
   (
@@ -37,7 +38,7 @@ export type ServiceEvent = EventSource &
     | { readonly event: "request_shed"; readonly level: "warn"; readonly queued: number }
     | { readonly event: "handler_failed"; readonly level: "error"; readonly error: string }
     | { readonly event: "handler_panicked"; readonly level: "error"; readonly panic: string }
-    | { readonly event: "reply_refused"; readonly level: "warn"; readonly reply: string }
+    | { readonly event: "reply_refused"; readonly level: "warn"; readonly reply: string; readonly reason: string }
     | { readonly event: "discovery_failed"; readonly level: "warn"; readonly error: string }
   );
 

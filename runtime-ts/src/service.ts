@@ -422,7 +422,13 @@ export class Service {
     const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
     if (refused !== undefined) {
       endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${refused}`));
-      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "reply_refused", level: "warn", reply: message.reply ?? "" });
+      settings.logger.event({
+        ...this.#source(endpoint.info.name, message.subject),
+        event: "reply_refused",
+        level: "warn",
+        reply: message.reply ?? "",
+        reason: refused,
+      });
       return;
     }
     const { headers, problem } = readHeaders(message);
@@ -450,7 +456,7 @@ export class Service {
     const settings = endpoint.serving;
     const refuse = (why: string, subject: string) => {
       endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${why}`));
-      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "reply_refused", level: "warn", reply: subject });
+      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "reply_refused", level: "warn", reply: subject, reason: why });
     };
     const { headers, problem } = readHeaders(message);
     const replyTo = protocolHeader(headers, REPLY_TO_HEADER);
@@ -723,15 +729,15 @@ export class Service {
             }
             // A caller could aim a discovery reply anywhere the service may publish (the JetStream API, an endpoint).
             const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
-            // Discovery has no endpoint: the events name the verb instead.
+            // Discovery has no endpoint: its events name none.
             if (refused !== undefined) {
-              this.#logger.event({ ...this.#source(verb, subject), event: "reply_refused", level: "warn", reply: message.reply ?? "" });
+              this.#logger.event({ ...this.#source("", message.subject), event: "reply_refused", level: "warn", reply: message.reply ?? "", reason: refused });
               return;
             }
             try {
               message.respond(JSON.stringify(document()));
             } catch (thrown) {
-              this.#logger.event({ ...this.#source(verb, subject), event: "discovery_failed", level: "warn", error: describe(thrown) });
+              this.#logger.event({ ...this.#source("", message.subject), event: "discovery_failed", level: "warn", error: describe(thrown) });
             }
           },
         });

@@ -135,6 +135,7 @@ test("a reply-to aimed at another endpoint does not run it, nor the endpoint cal
       ["", "$JS.API.STREAM.DELETE.x", "$SRV.PING", HANG_SUBJECT, `${HANG_SUBJECT}.deeper`, "_INBOX.*", "_INBOX.>"].sort(),
     );
     assert.ok(refused.every((e) => e["service"] === "TestService" && e["endpoint"] === "echo" && e["subject"] === ECHO_SUBJECT && e["level"] === "warn"));
+    assert.equal(refused.filter((e) => String(e["reason"]).includes("is not a valid literal subject")).length, 2, log.join("\n"));
     // And it still serves ordinary callers.
     const client = new Client(nc, SPEC, NatsMicroError);
     assert.equal((await client.unary(SPEC.methods.echo, { value: "ok" }, { timeout: 1_000 })).value, "ok");
@@ -235,7 +236,7 @@ test("discovery replies follow the policy too: a $SRV.PING cannot be aimed at th
     assert.equal(admin.messages.length, 0, "nothing published under a denied pattern");
     assert.deepEqual(runs, { echo: 0, hang: 0 });
     assert.equal(answered.messages.length, 3);
-    assert.equal(log.filter((line) => line.startsWith("reply_refused ") && line.includes('"endpoint":"PING"')).length, 3, log.join("\n"));
+    assert.equal(log.filter((line) => line.startsWith("reply_refused ") && line.includes('"endpoint":""') && line.includes('"subject":"$SRV.PING"')).length, 3, log.join("\n"));
     await watcher.close();
     await within(2_000, service.stop(), "stop()");
   } finally {
