@@ -3,7 +3,6 @@
 import { headers as createHeaders } from "@nats-io/nats-core";
 import type { MsgHdrs } from "@nats-io/nats-core";
 import type { StreamKind } from "./spec.js";
-import { ATTEMPT_HEADER, parseAttempt } from "./observe.js";
 
 /** Aborts a context's signal: its deadline passed. Set by {@link RequestContext}. */
 export let expire: (ctx: RequestContext) => void;
@@ -73,11 +72,6 @@ export class RequestContext {
   /** A request header's first value. */
   header(name: string): string | undefined {
     return this.headers.has(name) ? this.headers.get(name) : undefined;
-  }
-
-  /** Which attempt of the caller this is: 1, or the number its `Nats-Micro-Attempt` header carries (PROTOCOL §10.1). */
-  get attempt(): number {
-    return parseAttempt(this.header(ATTEMPT_HEADER));
   }
 
   /** Milliseconds left until the deadline (zero once passed), if there is one. */

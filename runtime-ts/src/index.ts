@@ -91,7 +91,6 @@ export {
 export { type ReplyPolicy, subjectMatches, refusedReply } from "./reply-policy.js";
 export type { PingResponse, InfoResponse, EndpointStats, StatsResponse } from "./discovery.js";
 export {
-  ATTEMPT_HEADER,
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   type EventSource,

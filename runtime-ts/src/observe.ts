@@ -11,7 +11,11 @@
 
 import type { MsgHdrs } from "@nats-io/nats-core";
 
-/** The header a retried call carries from its second attempt on (PROTOCOL §10.1): the attempt number, decimal. */
+/**
+ * The header a retried call carries from its second attempt on (PROTOCOL
+ * §10.1): the attempt number, decimal. Read here for the server span's
+ * `nats_micro.attempt`; the retrying client is what sends it.
+ */
 export const ATTEMPT_HEADER = "Nats-Micro-Attempt";
 /** W3C trace context header: version, trace id, parent id and flags (PROTOCOL §11.1). */
 export const TRACEPARENT_HEADER = "traceparent";

@@ -19,7 +19,6 @@ import { headers as createHeaders, type NatsConnection } from "@nats-io/nats-cor
 import { Int64ValueSchema } from "@bufbuild/protobuf/wkt";
 
 import {
-  ATTEMPT_HEADER,
   Client,
   extractTraceContext,
   formatTraceparent,
@@ -37,6 +36,8 @@ import { openTelemetry } from "../src/otel.js";
 import { ECHO_SUBJECT, HANG_SUBJECT, logSink, NatsServer, RawClient, REPO, SPEC, sleep, stringValue, within } from "./harness.js";
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+/** The attempt header of PROTOCOL §10.1, as a retrying client sends it. */
+const ATTEMPT_HEADER = "Nats-Micro-Attempt";
 const SPAN_ID = "00f067aa0ba902b7";
 
 test("the main entry never imports OpenTelemetry: only the nats-micro-runtime/otel entry does", () => {
