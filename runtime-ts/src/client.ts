@@ -26,6 +26,8 @@ import {
 } from "./retry.js";
 import { CircuitBreaker, type CircuitBreakerOptions } from "./breaker.js";
 import { ConnectionEvents } from "./connection-watch.js";
+import { type ClientSpan, injectTraceContext, type Telemetry } from "./observe.js";
+import { now } from "./clock.js";
 
 /** Used when neither the call, the client nor the proto sets a timeout. */
 export const DEFAULT_TIMEOUT = 10_000;
@@ -83,6 +85,12 @@ export interface ClientOptions {
   methods?: Readonly<Record<string, MethodOptions>>;
   /** Told of every retry before its delay: for metrics and logs. */
   onRetry?: (retry: RetryEvent) => void;
+  /**
+   * Makes a client span per call and sends its W3C trace context
+   * (PROTOCOL §11): `openTelemetry()` from `nats-micro-runtime/otel`. Off by
+   * default, and then costs nothing per call.
+   */
+  telemetry?: Telemetry;
 }
 
 /** A failed attempt about to be retried, as {@link ClientOptions.onRetry} hears of it. */
@@ -192,7 +200,9 @@ export class Client<E extends NatsMicroError> {
     };
     let reply: ClientReply;
     try {
-      reply = await chain(this.#interceptors, (sent: ClientCall) => this.#attempts(sent, settings))(call);
+      reply = await this.#traced(method, call, (traced, span) =>
+        chain(this.#interceptors, (sent: ClientCall) => this.#attempts(sent, settings, span))(traced),
+      );
     } catch (err) {
       throw this.#typed(err, method.method);
     }
@@ -211,13 +221,14 @@ export class Client<E extends NatsMicroError> {
    * the breaker, failing at once when the connection is lost, and retried
    * while the policy, the budget and the call's deadline allow.
    */
-  async #attempts(call: ClientCall, settings: CallPolicy): Promise<ClientReply> {
+  async #attempts(call: ClientCall, settings: CallPolicy, span?: ClientSpan): Promise<ClientReply> {
     const { policy, idempotent, breaker } = settings;
     const clock = systemClock;
     const deadline = clock.now() + call.timeout;
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1) {
         call.headers.set(ATTEMPT_HEADER, String(attempt));
+        span?.attempt(attempt);
       }
       const ticket = breaker?.admit();
       if (breaker !== undefined && ticket === undefined) {
@@ -328,8 +339,41 @@ export class Client<E extends NatsMicroError> {
       responses: codec(method.output, this.#spec.json),
       typed: (error) => this.#typed(error, method.method),
     });
-    stream.start(chain(this.#interceptors, (opening) => stream.open(opening)), call);
+    const open = chain(this.#interceptors, (opening) => stream.open(opening));
+    stream.start(this.#options.telemetry === undefined ? open : (opening) => this.#traced(method, opening, open), call);
     return stream;
+  }
+
+  /**
+   * Runs a call (a unary call, or a stream's open until its end) in a client
+   * span whose trace context the call's headers carry, unless they already
+   * carry one (PROTOCOL §11.1). The one place client spans are made.
+   */
+  #traced(method: MethodSpec, call: ClientCall, send: (call: ClientCall, span?: ClientSpan) => Promise<ClientReply>): Promise<ClientReply> {
+    const telemetry = this.#options.telemetry;
+    if (telemetry === undefined) {
+      return send(call);
+    }
+    const started = now();
+    const span = telemetry.startClient({
+      protoService: this.#spec.protoName,
+      method: method.method,
+      endpoint: method.endpoint,
+      subject: call.subject,
+      stream: call.stream,
+    });
+    injectTraceContext(call.headers, span.traceparent, span.tracestate);
+    span.attempt(1);
+    return send(call, span).then(
+      (reply) => {
+        span.end({ code: undefined, durationMs: now() - started });
+        return reply;
+      },
+      (err: unknown) => {
+        span.end({ code: isNatsMicroError(err) ? err.code : "UNKNOWN", durationMs: now() - started });
+        throw err;
+      },
+    );
   }
 
   /** A runtime error as the service's error class, with the method filled in. */

@@ -9,6 +9,7 @@ import type { EndpointInfo, MethodSpec, StreamMethodSpec } from "./spec.js";
 import type { ServerInterceptor } from "./interceptors.js";
 import type { RequestContext } from "./context.js";
 import type { EndpointStats } from "./discovery.js";
+import type { Logger } from "./observe.js";
 
 /** A request as it arrived: its headers (read once, defensively), arrival time and deadline (monotonic milliseconds). */
 export interface Arrival {
@@ -93,7 +94,7 @@ export class Endpoint {
       this.#handle(arrival, this.#release);
     } catch (err) {
       // Never reached by design (#handle answers every failure); keeps the slot count right if it is.
-      this.serving.log(`endpoint ${this.info.name}: ${describe(err)}`);
+      this.serving.logger.warn(`endpoint ${this.info.name}: ${describe(err)}`);
       this.#release();
     }
   }
@@ -122,6 +123,11 @@ export class Endpoint {
       this.#wake();
     }
   };
+
+  /** Requests waiting for a handler slot. */
+  get queued(): number {
+    return this.#waiting.length;
+  }
 
   /** Resolves every {@link idle} promise. */
   #wake(): void {
@@ -197,7 +203,7 @@ export interface Serving {
   readonly exposeInternalErrors: boolean;
   /** Milliseconds a shed request is told to wait before retrying. */
   readonly retryAfterHint: number;
-  readonly log: (message: string) => void;
+  readonly logger: Logger;
   /** How a streaming endpoint serves; absent for unary ones. */
   readonly stream?: StreamServing;
 }

@@ -395,7 +395,16 @@ export interface ReplyError {
   error: NatsMicroError;
   /** The text of an uncoded error: logged, and sent only when the service opts in. */
   detail?: string;
+  /**
+   * Set for an uncoded error that looks like a bug rather than a failure the
+   * handler meant (logged as `handler_panicked`, PROTOCOL §11.4): one of the
+   * engine's own error classes (`TypeError`, `ReferenceError`, ...).
+   */
+  panicked?: boolean;
 }
+
+/** The engine's own error classes: thrown by a bug (the nearest TypeScript has to a panic), not by a handler's choice. */
+const ENGINE_ERRORS: readonly (new () => Error)[] = [TypeError, ReferenceError, RangeError, SyntaxError, EvalError, URIError];
 
 /** What the caller gets for anything a handler or interceptor threw. */
 export function replyError(thrown: unknown, method: string): ReplyError {
@@ -416,7 +425,11 @@ export function replyError(thrown: unknown, method: string): ReplyError {
     const details = thrown.natsErrorDetails?.();
     return { error: new NatsMicroError(code, method, message, thrown.natsErrorData?.(), details === undefined ? undefined : { details }) };
   }
-  return { error: new NatsMicroError("INTERNAL", method, INTERNAL_MESSAGE, undefined, { cause: thrown }), detail: describe(thrown) };
+  const error = new NatsMicroError("INTERNAL", method, INTERNAL_MESSAGE, undefined, { cause: thrown });
+  if (ENGINE_ERRORS.some((kind) => thrown instanceof kind)) {
+    return { error, detail: `${(thrown as Error).name}: ${describe(thrown)}`, panicked: true };
+  }
+  return { error, detail: describe(thrown) };
 }
 
 /**

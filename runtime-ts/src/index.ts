@@ -108,6 +108,28 @@ export {
 export { type CircuitState, type CircuitStateChange, type CircuitBreakerOptions, DEFAULT_CIRCUIT_BREAKER } from "./breaker.js";
 export { type ReplyPolicy, subjectMatches, refusedReply } from "./reply-policy.js";
 export type { PingResponse, InfoResponse, EndpointStats, StatsResponse } from "./discovery.js";
+export {
+  TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
+  type EventSource,
+  type ServiceEvent,
+  type ServiceEventName,
+  type Logger,
+  consoleLogger,
+  type TraceParent,
+  type RemoteTraceContext,
+  parseTraceparent,
+  formatTraceparent,
+  extractTraceContext,
+  type ServerSpanStart,
+  type ClientSpanStart,
+  type SpanEnd,
+  type ServerSpan,
+  type ClientSpan,
+  type Telemetry,
+  spanName,
+  SERVER_ERROR_CODES,
+} from "./observe.js";
 export { DEFAULT_CONNECTION_CHECK_INTERVAL } from "./connection-watch.js";
 export {
   REPLY_TO_HEADER,

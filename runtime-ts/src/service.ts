@@ -4,6 +4,7 @@ import { createInbox, headers as createHeaders, nuid } from "@nats-io/nats-core"
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import {
+  attemptNumber,
   copyHeaders,
   ERROR_CODE_HEADER,
   ERROR_MESSAGE_HEADER,
@@ -39,6 +40,14 @@ import {
 } from "./stream-wire.js";
 import { decodedMessages, StreamLink } from "./stream-link.js";
 import { streamEnd, type StreamHandler } from "./server-stream.js";
+import {
+  consoleLogger,
+  type EventSource,
+  extractTraceContext,
+  type Logger,
+  type ServerSpan,
+  type Telemetry,
+} from "./observe.js";
 
 /** The queue group endpoints join unless it is disabled. */
 export const DEFAULT_QUEUE_GROUP = "q";
@@ -113,8 +122,19 @@ export interface ServiceOptions {
   streamWindow?: number;
   /** Receives debug-level notes (e.g. an invalid deadline header). Off by default. */
   debug?: (message: string) => void;
-  /** Receives warnings: what is withheld from callers (uncoded errors), refused and malformed requests, replies that could not be sent. Defaults to `console.error`. */
-  log?: (message: string) => void;
+  /**
+   * Receives the events of PROTOCOL §11.4 (malformed, dropped, shed and
+   * refused requests, uncoded handler failures and exceptions, failed
+   * discovery replies) with their fields, and other warnings. Defaults to
+   * {@link consoleLogger}.
+   */
+  logger?: Logger;
+  /**
+   * Makes a server span per request, child of the caller's W3C trace
+   * context (PROTOCOL §11): `openTelemetry()` from `nats-micro-runtime/otel`.
+   * Off by default, and then costs nothing per request.
+   */
+  telemetry?: Telemetry;
 }
 
 /** What a handler returns: the response message (or its init shape), possibly as a promise. */
@@ -152,7 +172,9 @@ export class Service {
   #ownSubjects: readonly string[] = [];
   #replyPolicy: ReplyPolicy = {};
   #debug: (message: string) => void = () => undefined;
-  #log: (message: string) => void = () => undefined;
+  #logger: Logger = consoleLogger;
+  #telemetry: Telemetry | undefined;
+  readonly #protoName: string;
   #drainTimeout = DEFAULT_DRAIN_TIMEOUT;
   /** Watches the connection while the service runs (unless checks are off). */
   #watch: ConnectionWatch | undefined;
@@ -162,6 +184,7 @@ export class Service {
   private constructor(nc: NatsConnection, spec: ServiceSpec, options: ServiceOptions) {
     this.#nc = nc;
     this.#name = options.name ?? spec.name;
+    this.#protoName = spec.protoName;
     this.#version = options.version ?? spec.version;
     this.#description = options.description ?? spec.description;
     this.#metadata = { ...(options.metadata ?? spec.metadata), ...options.mergeMetadata };
@@ -189,7 +212,7 @@ export class Service {
       throw invalid(`retryAfterHint ${options.retryAfterHint} must be a finite number of milliseconds, at least 0`);
     }
     const prefix = options.subjectPrefix ?? spec.subjectPrefix;
-    const log = options.log ?? ((message: string) => console.error(message));
+    const logger = options.logger ?? consoleLogger;
     const interceptors = options.interceptors ?? [];
     const chainedCall = (key: string, method: MethodSpec): Serve => {
       const requests = codec(method.input, spec.json);
@@ -201,6 +224,7 @@ export class Service {
         try {
           request = requests.decode(payload);
         } catch (err) {
+          logger.event({ ...service.#source(ctx.endpoint, ctx.subject), event: "request_malformed", level: "warn", error: describe(err) });
           throw malformedRequest(ctx.method, `malformed request for ${ctx.method}`, err);
         }
         const response = handler.call(handlers, request, ctx);
@@ -226,7 +250,7 @@ export class Service {
         codeFormat: options.codeFormat ?? "numbers",
         exposeInternalErrors: options.exposeInternalErrors ?? false,
         retryAfterHint: options.retryAfterHint ?? DEFAULT_RETRY_AFTER_HINT,
-        log,
+        logger,
         ...(stream !== undefined && {
           stream: {
             spec: stream,
@@ -255,7 +279,8 @@ export class Service {
     service.#ownSubjects = service.#endpoints.map((e) => e.info.subject);
     service.#replyPolicy = options.replyPolicy ?? {};
     service.#debug = options.debug ?? (() => undefined);
-    service.#log = log;
+    service.#logger = logger;
+    service.#telemetry = options.telemetry;
     service.#drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
     // Subscribed only once every setting is known to be valid.
     for (const endpoint of service.#endpoints) {
@@ -264,14 +289,14 @@ export class Service {
         callback: (err, message) => {
           if (err !== null) {
             service.#refusedSubscriptions.push(`${endpoint.info.subject}: ${describe(err)}`);
-            log(`${service.#name}: endpoint ${endpoint.info.name} stopped: ${describe(err)}`);
+            logger.warn(`${service.#name}: endpoint ${endpoint.info.name} stopped: ${describe(err)}`);
             return;
           }
           // Nothing thrown here may reach the client library: it would end this subscription for good.
           try {
             service.#accept(endpoint, message);
           } catch (thrown) {
-            log(`${service.#name}: endpoint ${endpoint.info.name}: dropped a request: ${describe(thrown)}`);
+            logger.warn(`${service.#name}: endpoint ${endpoint.info.name}: dropped a request: ${describe(thrown)}`);
           }
         },
       });
@@ -288,7 +313,7 @@ export class Service {
     }
     const interval = options.connectionCheckInterval ?? DEFAULT_CONNECTION_CHECK_INTERVAL;
     if (interval > 0) {
-      service.#watch = ConnectionWatch.acquire(nc, interval, log);
+      service.#watch = ConnectionWatch.acquire(nc, interval, (message) => logger.warn(message));
     }
     return service;
   }
@@ -396,18 +421,25 @@ export class Service {
     const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
     if (refused !== undefined) {
       endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${refused}`));
-      settings.log(`${this.#name}: endpoint ${endpoint.info.name}: refused a request on ${message.subject}: ${refused}`);
+      settings.logger.event({
+        ...this.#source(endpoint.info.name, message.subject),
+        event: "reply_refused",
+        level: "warn",
+        reply: message.reply ?? "",
+        reason: refused,
+      });
       return;
     }
     const { headers, problem } = readHeaders(message);
     if (problem !== undefined) {
       const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${problem}`);
-      settings.log(`${this.#name}: endpoint ${endpoint.info.name}: ${error.message}`);
+      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "request_malformed", level: "warn", error: error.message });
       this.#reply(endpoint, message, { error }, undefined, now() - received);
       return;
     }
     const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
+      this.#shed(endpoint, message.subject);
       this.#reply(endpoint, message, { error: endpoint.shedError() }, undefined, 0);
     }
   }
@@ -421,37 +453,40 @@ export class Service {
    */
   #acceptStream(endpoint: Endpoint, message: Msg, received: number): void {
     const settings = endpoint.serving;
-    const refuse = (why: string) => {
+    const refuse = (why: string, subject: string) => {
       endpoint.record(0, new NatsMicroError("PERMISSION_DENIED", settings.method.method, `refused: ${why}`));
-      settings.log(`${this.#name}: endpoint ${endpoint.info.name}: refused a stream open on ${message.subject}: ${why}`);
+      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "reply_refused", level: "warn", reply: subject, reason: why });
     };
     const { headers, problem } = readHeaders(message);
     const replyTo = protocolHeader(headers, REPLY_TO_HEADER);
     const reply = natsReply(message);
     const target = replyTo ?? reply;
-    const refused =
-      refusedReply(target, this.#ownSubjects, this.#replyPolicy) ??
-      (reply !== undefined && reply !== target ? refusedReply(reply, this.#ownSubjects, this.#replyPolicy) : undefined);
+    const targetRefused = refusedReply(target, this.#ownSubjects, this.#replyPolicy);
+    const refused = targetRefused ?? (reply !== undefined && reply !== target ? refusedReply(reply, this.#ownSubjects, this.#replyPolicy) : undefined);
     if (refused !== undefined || target === undefined) {
-      refuse(refused ?? "no reply subject");
+      refuse(refused ?? "no reply subject", (targetRefused !== undefined ? target : reply) ?? "");
       return;
     }
     const end = (code: string, why: string) => endWith(new NatsMicroError(code, settings.method.method, why));
     const endWith = (error: NatsMicroError) => {
       this.#reply(endpoint, streamEnd(this.#nc, reply ?? target), { error }, undefined, now() - received);
     };
+    const malformed = (why: string) => {
+      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "request_malformed", level: "warn", error: why });
+      end("INVALID_ARGUMENT", why);
+    };
     if (problem !== undefined) {
-      settings.log(`${this.#name}: endpoint ${endpoint.info.name}: malformed stream open headers: ${problem}`);
-      end("INVALID_ARGUMENT", `malformed request headers: ${problem}`);
+      malformed(`malformed request headers: ${problem}`);
       return;
     }
     const credit = protocolHeader(headers, STREAM_CREDIT_HEADER);
     if (credit !== undefined && parseStreamCount(credit) === undefined) {
-      end("INVALID_ARGUMENT", `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`);
+      malformed(`malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`);
       return;
     }
     const arrival = this.#arrival(settings, message, headers, received);
     if (!endpoint.admit(arrival)) {
+      this.#shed(endpoint, message.subject);
       endWith(endpoint.shedError());
     }
   }
@@ -483,6 +518,7 @@ export class Service {
     let inbox: Subscription | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let ctx: RequestContext | undefined;
+    const span = this.#startSpan(endpoint, arrival);
     /** Rejects what the interceptors await when the stream ends before its handler returns. */
     let interrupt: ((reason: NatsMicroError) => void) | undefined;
     /** Ends the stream once: with an end message (`outcome`), or silently (the caller is gone or cancelled). */
@@ -499,6 +535,7 @@ export class Service {
       if (ctx !== undefined && "error" in outcome) {
         expire(ctx);
       }
+      span?.end({ code: "error" in outcome ? outcome.error.code : undefined, durationMs: now() - received });
       try {
         if (silent) {
           endpoint.record(Math.round((now() - received) * 1_000_000), "error" in outcome ? outcome.error : undefined);
@@ -523,7 +560,7 @@ export class Service {
       peerTimeout: serving.peerTimeout,
       onFailure: (error, cause) => {
         if (cause === "gone") {
-          settings.log(`${this.#name}: ${method}: the caller is gone: ${error.message}`);
+          settings.logger.warn(`${this.#name}: ${method}: the caller is gone: ${error.message}`);
         }
         finish({ error }, cause !== "protocol");
       },
@@ -531,6 +568,7 @@ export class Service {
     const left = deadline === undefined ? undefined : deadline - now();
     if (left !== undefined && left <= 0) {
       const why = arrival.queued ? "the deadline passed while the stream was queued" : "the deadline had passed before the handler started";
+      this.#deadlineDropped(endpoint, received);
       finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, why) });
       return;
     }
@@ -544,9 +582,13 @@ export class Service {
     });
     endpoint.running.add(stop);
     if (left !== undefined) {
-      timer = setTimeout(() => finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, `${method} did not finish before its deadline`) }), left);
+      timer = setTimeout(() => {
+        this.#deadlineDropped(endpoint, received);
+        finish({ error: new NatsMicroError("DEADLINE_EXCEEDED", method, `${method} did not finish before its deadline`) });
+      }, left);
     }
     const malformed = (error: NatsMicroError): never => {
+      settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "request_malformed", level: "warn", error: error.message });
       finish({ error: new NatsMicroError(error.code, method, error.message, error.data, { details: error.detailsAny }) });
       throw error;
     };
@@ -558,6 +600,7 @@ export class Service {
         try {
           request = serving.requests.decode(payload);
         } catch (err) {
+          settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "request_malformed", level: "warn", error: describe(err) });
           throw malformedRequest(method, `malformed request for ${method}`, err);
         }
       }
@@ -610,8 +653,10 @@ export class Service {
       });
     };
     let outcome: Promise<Uint8Array>;
+    const opened = ctx;
     try {
-      outcome = chain(serving.interceptors, open)(ctx, message.data);
+      const run = () => chain(serving.interceptors, open)(opened, message.data);
+      outcome = span === undefined ? run() : span.run(run);
     } catch (thrown) {
       outcome = Promise.reject(thrown);
     }
@@ -630,6 +675,43 @@ export class Service {
     return { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
   }
 
+  /** The fields every event of this service carries (PROTOCOL §11.4). */
+  #source(endpoint: string, subject: string): EventSource {
+    return { service: this.#name, endpoint, subject };
+  }
+
+  /** Logs `deadline_dropped`: the deadline passed before the handler started or while it ran. */
+  #deadlineDropped(endpoint: Endpoint, received: number): void {
+    const waited = Math.round(now() - received);
+    endpoint.serving.logger.event({ ...this.#source(endpoint.info.name, endpoint.info.subject), event: "deadline_dropped", level: "warn", waited_ms: waited });
+  }
+
+  /** Logs `request_shed`: the backlog is full. */
+  #shed(endpoint: Endpoint, subject: string): void {
+    endpoint.serving.logger.event({ ...this.#source(endpoint.info.name, subject), event: "request_shed", level: "warn", queued: endpoint.queued });
+  }
+
+  /** The request's server span, child of the trace context it carries; `undefined` (and nothing read) without telemetry. */
+  #startSpan(endpoint: Endpoint, arrival: Arrival): ServerSpan | undefined {
+    if (this.#telemetry === undefined) {
+      return undefined;
+    }
+    const { headers, deadline } = arrival;
+    const method = endpoint.serving.method;
+    return this.#telemetry.startServer({
+      protoService: this.#protoName,
+      service: this.#name,
+      method: method.method,
+      endpoint: method.endpoint,
+      subject: arrival.message.subject,
+      requestId: nuid.next(),
+      deadline: deadline === undefined ? undefined : Date.now() + (deadline - now()),
+      attempt: attemptNumber(headers),
+      stream: endpoint.serving.stream?.spec.kind,
+      remote: extractTraceContext(headers),
+    });
+  }
+
   #subscribeDiscovery(): void {
     const verbs: [string, () => unknown][] = [
       ["PING", () => this.ping()],
@@ -646,14 +728,15 @@ export class Service {
             }
             // A caller could aim a discovery reply anywhere the service may publish (the JetStream API, an endpoint).
             const refused = refusedReply(message.reply, this.#ownSubjects, this.#replyPolicy);
+            // Discovery has no endpoint: its events name none.
             if (refused !== undefined) {
-              this.#log(`${this.#name}: refused a discovery request on ${subject}: ${refused}`);
+              this.#logger.event({ ...this.#source("", message.subject), event: "reply_refused", level: "warn", reply: message.reply ?? "", reason: refused });
               return;
             }
             try {
               message.respond(JSON.stringify(document()));
             } catch (thrown) {
-              this.#debug(`${this.#name}: answering ${subject}: ${describe(thrown)}`);
+              this.#logger.event({ ...this.#source("", message.subject), event: "discovery_failed", level: "warn", error: describe(thrown) });
             }
           },
         });
@@ -678,6 +761,8 @@ export class Service {
       // The caller stopped waiting before a slot freed up (or sent a spent budget): the handler never starts.
       const why = arrival.queued ? "the deadline passed while the request was queued" : "the deadline had passed before the handler started";
       const error = new NatsMicroError("DEADLINE_EXCEEDED", settings.method.method, why);
+      this.#deadlineDropped(endpoint, received);
+      this.#startSpan(endpoint, arrival)?.end({ code: error.code, durationMs: now() - received });
       try {
         this.#reply(endpoint, message, { error }, undefined, now() - received);
       } finally {
@@ -692,7 +777,9 @@ export class Service {
       ...(headers !== undefined && { headers }),
       ...(left !== undefined && { deadline: Date.now() + left }),
     });
+    const span = this.#startSpan(endpoint, arrival);
     const finish = (outcome: Outcome) => {
+      span?.end({ code: "error" in outcome ? outcome.error.code : undefined, durationMs: now() - received });
       try {
         this.#reply(endpoint, message, outcome, replyHeaders(ctx), now() - received);
       } finally {
@@ -701,7 +788,7 @@ export class Service {
     };
     let answer: Uint8Array | Promise<Uint8Array>;
     try {
-      answer = run(ctx, message.data);
+      answer = span === undefined ? run(ctx, message.data) : span.run(() => run(ctx, message.data));
     } catch (thrown) {
       finish(replyError(thrown, ctx.method));
       return;
@@ -729,6 +816,7 @@ export class Service {
         ? undefined
         : setTimeout(() => {
             // Abort listeners run first and may still set reply headers; they cannot settle the answer before the deadline does.
+            this.#deadlineDropped(endpoint, received);
             expire(ctx);
             settle({ error: new NatsMicroError("DEADLINE_EXCEEDED", ctx.method, `${ctx.method} did not finish before its deadline`) });
           }, left);
@@ -749,7 +837,12 @@ export class Service {
     }
     const { error, detail } = outcome;
     if (detail !== undefined) {
-      settings.log(`${this.#name}: ${error.method} failed without an error code: ${detail}`);
+      const source = this.#source(endpoint.info.name, endpoint.info.subject);
+      settings.logger.event(
+        outcome.panicked === true
+          ? { ...source, event: "handler_panicked", level: "error", panic: detail }
+          : { ...source, event: "handler_failed", level: "error", error: detail },
+      );
     }
     const text = detail !== undefined && settings.exposeInternalErrors ? detail : error.message;
     const headers = copyHeaders(toHeaders(responseHeaders), error.headers, false);
@@ -765,7 +858,7 @@ export class Service {
       headers.delete(ERROR_DETAILS_HEADER);
     }
     if (dropped > 0) {
-      settings.log(`${this.#name}: ${error.method}: ${dropped} error details dropped to fit max_payload`);
+      settings.logger.warn(`${this.#name}: ${error.method}: ${dropped} error details dropped to fit max_payload`);
     }
     this.#respond(message, body, headers, settings);
     endpoint.record(nanos, error);
@@ -783,7 +876,7 @@ export class Service {
       respond(body, withHeaders);
       return undefined;
     } catch (err) {
-      settings.log(`${this.#name}: sending the reply to ${settings.method.endpoint}: ${describe(err)}`);
+      settings.logger.warn(`${this.#name}: sending the reply to ${settings.method.endpoint}: ${describe(err)}`);
       const failure = new NatsMicroError("RESOURCE_EXHAUSTED", "", `the response could not be sent: ${describe(err)}`);
       const errorHeaders = createHeaders();
       errorHeaders.set(ERROR_CODE_HEADER, codeToWire(failure.code, settings.codeFormat));
@@ -791,7 +884,7 @@ export class Service {
       try {
         respond(new Uint8Array(0), { headers: errorHeaders });
       } catch (again) {
-        settings.log(`${this.#name}: sending the error reply to ${settings.method.endpoint}: ${describe(again)}`);
+        settings.logger.warn(`${this.#name}: sending the error reply to ${settings.method.endpoint}: ${describe(again)}`);
       }
       return failure;
     }

@@ -205,7 +205,7 @@ test("under a small max_payload the reply is sent, truncated with its marker", a
       throw error;
     },
     hang: () => ({ value: "" }),
-  }, { log: logSink().log });
+  }, { logger: logSink().logger });
   const error = await failure(() => new Client(conn, SPEC, NatsMicroError).unary(SPEC.methods.echo, { value: "x" }));
   const kept = error.details(LocalizedMessageSchema).length;
   assert.ok(kept > 0 && kept < 40, `${kept} kept`);
@@ -220,7 +220,7 @@ test("a request that does not decode is INVALID_ARGUMENT with a BadRequest; an u
       throw new Error("secret");
     },
     hang: () => ({ value: "" }),
-  }, { log: logSink().log });
+  }, { logger: logSink().logger });
   const reply = await conn.request(ECHO_SUBJECT, new Uint8Array([0xff, 0xff, 0xff]), { timeout: 2_000 });
   assert.equal(reply.headers?.get(ERROR_DETAILS_HEADER), STATUS_MARKER);
   const malformed = errorFromReply(reply.headers, reply.data, "Echo");
@@ -240,7 +240,7 @@ test("a shed request carries a RetryInfo of the service's hint and is counted in
   const service = await Service.start(conn, SPEC, {
     echo: (request: { value: string }) => ({ value: request.value }),
     hang: async (request: { value: string }, _ctx: RequestContext) => (await held, { value: request.value }),
-  }, { maxConcurrency: 1, pendingMsgLimit: 1, retryAfterHint: 750, log: logSink().log });
+  }, { maxConcurrency: 1, pendingMsgLimit: 1, retryAfterHint: 750, logger: logSink().logger });
   // One attempt per call: shed calls are otherwise retried after the hint (PROTOCOL §10.1), and this counts sheds.
   const client = new Client(conn, SPEC, NatsMicroError, { retryPolicy: { maxAttempts: 1 } });
   const calls = [0, 1, 2, 3].map(() => client.unary(SPEC.methods.hang, { value: "x" }, { timeout: 5_000 }));

@@ -20,7 +20,7 @@ import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { connect, type NodeConnectionOptions } from "@nats-io/transport-node";
 
-import type { MethodSpec, ServiceSpec } from "../src/index.js";
+import type { Logger, MethodSpec, ServiceEvent, ServiceSpec } from "../src/index.js";
 
 /**
  * The repository root: the nearest directory above this file that holds
@@ -299,8 +299,23 @@ export function stringValue(value: string): Uint8Array {
   return Uint8Array.from([0x0a, bytes.length, ...bytes]);
 }
 
-/** A log sink that keeps what it is given. */
-export function logSink(): { lines: string[]; log: (message: string) => void } {
+/**
+ * A log sink that keeps what it is given: `log` for plain messages (debug
+ * notes), `logger` for a service (its events are kept structured in
+ * `events`, and as `<event> <json>` in `lines`, beside its warnings).
+ */
+export function logSink(): { lines: string[]; events: ServiceEvent[]; log: (message: string) => void; logger: Logger } {
   const lines: string[] = [];
-  return { lines, log: (message: string) => lines.push(message) };
+  const events: ServiceEvent[] = [];
+  const log = (message: string) => {
+    lines.push(message);
+  };
+  const logger: Logger = {
+    event: (event) => {
+      events.push(event);
+      lines.push(`${event.event} ${JSON.stringify(event)}`);
+    },
+    warn: log,
+  };
+  return { lines, events, log, logger };
 }

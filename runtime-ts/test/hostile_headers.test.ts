@@ -109,7 +109,7 @@ describe("a live service under malformed header blocks", () => {
   before(async () => {
     server = await NatsServer.start();
     nc = await server.connect();
-    service = await Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: () => new Promise(() => undefined) }, { log: sink.log });
+    service = await Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: () => new Promise(() => undefined) }, { logger: sink.logger });
     client = new Client(nc, SPEC, NatsMicroError);
     replies = new Inbox(nc, "_INBOX.hostile.>");
     await nc.flush();
@@ -198,7 +198,7 @@ describe("a connection whose reader other code killed", () => {
     const nc = await server.connect({ reconnectTimeWait: 100 });
     const callers = await server.connect();
     const sink = logSink();
-    const service = await Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: () => new Promise(() => undefined) }, { log: sink.log, ...options });
+    const service = await Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: () => new Promise(() => undefined) }, { logger: sink.logger, ...options });
     nc.subscribe("user.events", {
       callback: (_err, message) => {
         void message.headers?.get("X");

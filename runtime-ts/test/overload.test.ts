@@ -73,7 +73,7 @@ let logged: string[] = [];
 async function start(gate: Gate, options: ServiceOptions): Promise<Service> {
   const sink = logSink();
   logged = sink.lines;
-  return Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: gate.hang }, { log: sink.log, ...options });
+  return Service.start(nc, SPEC, { echo: (request) => ({ value: request.value }), hang: gate.hang }, { logger: sink.logger, ...options });
 }
 
 /** Publishes a `Hang` request with a reply subject and a budget (milliseconds), as a client would. */
@@ -184,7 +184,13 @@ test(`the default pending bound is ${DEFAULT_PENDING_MSG_LIMIT}: beyond it reque
   await replies.wait(1 + DEFAULT_PENDING_MSG_LIMIT + extra, 10_000);
   assert.equal(gate.starts.length, 1 + DEFAULT_PENDING_MSG_LIMIT);
   await within(5_000, service.stop({ drainTimeout: 2_000 }), "stop()");
-  assert.deepEqual(logged, [], "a busy connection is not mistaken for a deaf one");
+  // Each refusal is a request_shed event; nothing else is logged.
+  assert.ok(logged.some((line) => line.startsWith("request_shed ") && line.includes('"queued":4096')), "shed requests are logged");
+  assert.deepEqual(
+    logged.filter((line) => !line.startsWith("request_shed ")),
+    [],
+    "a busy connection is not mistaken for a deaf one",
+  );
 });
 
 test("stop() returns within its drain timeout while handlers hang, cancelling them (signals aborted) and the queued requests", async () => {

@@ -91,7 +91,7 @@ async function live(options: ServiceOptions, config?: string): Promise<{
         return { value: request.value };
       },
     },
-    { log: sink.log, ...options },
+    { logger: sink.logger, ...options },
   );
   return {
     server,
@@ -128,8 +128,14 @@ test("a reply-to aimed at another endpoint does not run it, nor the endpoint cal
     const echo = service.stats().endpoints.find((e) => e.name === "echo");
     assert.deepEqual([echo?.num_requests, echo?.num_errors], [7, 7]);
     assert.match(echo?.last_error ?? "", /^PERMISSION_DENIED:refused: no reply subject/);
-    assert.equal(log.filter((line) => line.includes("refused a request")).length, 7, log.join("\n"));
-    assert.equal(log.filter((line) => line.includes("is not a valid literal subject")).length, 2, log.join("\n"));
+    const refused = log.filter((line) => line.startsWith("reply_refused ")).map((line) => JSON.parse(line.slice("reply_refused ".length)) as Record<string, unknown>);
+    assert.equal(refused.length, 7, log.join("\n"));
+    assert.deepEqual(
+      refused.map((e) => e["reply"]).sort(),
+      ["", "$JS.API.STREAM.DELETE.x", "$SRV.PING", HANG_SUBJECT, `${HANG_SUBJECT}.deeper`, "_INBOX.*", "_INBOX.>"].sort(),
+    );
+    assert.ok(refused.every((e) => e["service"] === "TestService" && e["endpoint"] === "echo" && e["subject"] === ECHO_SUBJECT && e["level"] === "warn"));
+    assert.equal(refused.filter((e) => String(e["reason"]).includes("is not a valid literal subject")).length, 2, log.join("\n"));
     // And it still serves ordinary callers.
     const client = new Client(nc, SPEC, NatsMicroError);
     assert.equal((await client.unary(SPEC.methods.echo, { value: "ok" }, { timeout: 1_000 })).value, "ok");
@@ -187,7 +193,7 @@ test("a service whose subscriptions the server refuses fails to start, naming th
   try {
     const log = logSink();
     await assert.rejects(
-      within(5_000, Service.start(nc, SPEC, { echo: (r) => ({ value: r.value }), hang: (r) => ({ value: r.value }) }, { log: log.log }), "start"),
+      within(5_000, Service.start(nc, SPEC, { echo: (r) => ({ value: r.value }), hang: (r) => ({ value: r.value }) }, { logger: log.logger }), "start"),
       (err: unknown) => {
         assert.ok(hasCode(err, "PERMISSION_DENIED"), String(err));
         assert.match((err as Error).message, /cannot start/);
@@ -230,7 +236,7 @@ test("discovery replies follow the policy too: a $SRV.PING cannot be aimed at th
     assert.equal(admin.messages.length, 0, "nothing published under a denied pattern");
     assert.deepEqual(runs, { echo: 0, hang: 0 });
     assert.equal(answered.messages.length, 3);
-    assert.ok(log.some((line) => line.includes("refused a discovery request")), log.join("\n"));
+    assert.equal(log.filter((line) => line.startsWith("reply_refused ") && line.includes('"endpoint":""') && line.includes('"subject":"$SRV.PING"')).length, 3, log.join("\n"));
     await watcher.close();
     await within(2_000, service.stop(), "stop()");
   } finally {
@@ -249,7 +255,7 @@ test("a service denied its discovery subjects fails to start as well", async () 
   const nc = await server.connect({ user: "svc", pass: "svc" });
   try {
     await assert.rejects(
-      within(5_000, Service.start(nc, SPEC, { echo: (r) => ({ value: r.value }), hang: (r) => ({ value: r.value }) }, { log: logSink().log }), "start"),
+      within(5_000, Service.start(nc, SPEC, { echo: (r) => ({ value: r.value }), hang: (r) => ({ value: r.value }) }, { logger: logSink().logger }), "start"),
       (err: unknown) => hasCode(err, "PERMISSION_DENIED") && /\$SRV\.PING/.test((err as Error).message),
     );
     await assert.rejects(nc.request(ECHO_SUBJECT, stringValue("x"), { timeout: 500 }));

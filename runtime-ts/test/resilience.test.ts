@@ -84,7 +84,7 @@ async function serve(nc: NatsConnection, behave: (seen: Seen[], ctx: RequestCont
         return { value: request.value };
       },
     },
-    { log: () => undefined, timeout: 30_000 },
+    { logger: { event: () => undefined, warn: () => undefined }, timeout: 30_000 },
   );
   return { seen, hung, service };
 }
@@ -219,7 +219,7 @@ test("a RetryInfo on RESOURCE_EXHAUSTED makes it retried, no sooner than the hin
       },
       hang: (request) => request,
     },
-    { log: () => undefined },
+    { logger: { event: () => undefined, warn: () => undefined } },
   );
   const started = performance.now();
   const late = await full.unary(SPEC.methods.echo, { value: "x" }, { timeout: 200 }).catch((e: unknown) => e);
@@ -242,7 +242,7 @@ test("a request shed by a full backlog is retried no sooner than the service's r
       return request;
     },
   };
-  await Service.start(nc, SPEC, handlers, { log: () => undefined, maxConcurrency: 1, pendingMsgLimit: 1, retryAfterHint: 80 });
+  await Service.start(nc, SPEC, handlers, { logger: { event: () => undefined, warn: () => undefined }, maxConcurrency: 1, pendingMsgLimit: 1, retryAfterHint: 80 });
   const delays: number[] = [];
   const client = new Client(nc, SPEC, NatsMicroError, {
     retryPolicy: { maxAttempts: 10, initialDelay: 1, maxDelay: 1 },

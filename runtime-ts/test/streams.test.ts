@@ -123,7 +123,7 @@ async function setup(options: ServiceOptions = {}, clientOptions: ClientOptions 
   const nc = await server.connect();
   const observed: Observed = { produced: 0, finished: false, handled: [] };
   const sink = logSink();
-  const service = await Service.start(nc, STREAMS, handlers(observed), { log: sink.log, ...options });
+  const service = await Service.start(nc, STREAMS, handlers(observed), { logger: sink.logger, ...options });
   const caller = await server.connect();
   const client = new Client(caller, STREAMS, StreamTestError, clientOptions);
   return {

@@ -77,6 +77,7 @@ fn typescript() -> &'static Program {
                 "streams/v1/streams.proto",
                 "details/v1/details.proto",
                 "chaos/v1/chaos.proto",
+                "trace/v1/trace.proto",
             ],
         )
     })

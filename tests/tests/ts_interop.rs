@@ -48,6 +48,7 @@ fn scripts() -> &'static Program {
                 "streams/v1/streams.proto",
                 "details/v1/details.proto",
                 "chaos/v1/chaos.proto",
+                "trace/v1/trace.proto",
             ],
         )
     })
@@ -452,15 +453,34 @@ async fn the_typescript_example_serves_and_calls_the_order_service() {
         command.env("NATS_URL", server.url());
         command
     });
-    let output =
-        tokio::task::spawn_blocking(move || example.node("client", &[]).env("NATS_URL", server.url()).output().expect("node"))
-            .await
-            .expect("task");
+    let url = server.url();
+    let (output, traced) = tokio::task::spawn_blocking(move || {
+        let client = example.node("client", &[]).env("NATS_URL", &url).output().expect("node");
+        (client, example.node("traced", &[]).env("NATS_URL", &url).output().expect("node"))
+    })
+    .await
+    .expect("task");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     for line in ["created order", "order expired", "payment failed", "not found", "no responders", "again", "cache: warm"] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
+    // The traced example (README, "Observability in TypeScript") prints one trace: the caller's span, each call under it, each request under its call.
+    let stdout = String::from_utf8_lossy(&traced.stdout);
+    assert!(traced.status.success(), "{stdout}{}", String::from_utf8_lossy(&traced.stderr));
+    let shape: Vec<&str> = stdout.lines().map(|l| l.split(" (span ").next().unwrap_or(l)).skip(1).collect();
+    assert_eq!(
+        shape,
+        [
+            "  internal checkout",
+            "    client order.v1.OrderService/CreateOrder on api.v1.create_order",
+            "      server order.v1.OrderService/CreateOrder on api.v1.create_order",
+            "    client order.v1.OrderService/GetOrder on api.v1.get_order",
+            "      server order.v1.OrderService/GetOrder on api.v1.get_order",
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.starts_with("trace "), "{stdout}");
 }
 
 // --- The runtime as a package, outside the repository ----------------------

@@ -47,7 +47,7 @@ const chaos: IChaosServiceNats = {
 
 const servers = (process.env["NATS_URL"] ?? "nats://127.0.0.1:4222").split(",").map((url) => url.trim());
 const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 100, waitOnFirstConnect: true });
-const service = await registerChaosServiceHandlers(nc, chaos, { maxConcurrency: 4, log: (line) => console.error(line) });
+const service = await registerChaosServiceHandlers(nc, chaos, { maxConcurrency: 4 });
 console.log("ready");
 
 let stopping = false;

@@ -115,7 +115,7 @@ const reportBudget: runtime.ServerInterceptor = async (ctx, payload, next) => {
 
 function options(modes: readonly string[]): runtime.ServiceOptions {
   const interceptors: runtime.ServerInterceptor[] = [];
-  const options: runtime.ServiceOptions = { interceptors, log: () => {} };
+  const options: runtime.ServiceOptions = { interceptors, logger: { event: () => {}, warn: () => {} } };
   for (const mode of modes) {
     switch (mode) {
       case "names":
