@@ -87,6 +87,11 @@ pub mod project {
             include_package!("project", "streams.v1.rs");
         }
     }
+    pub mod chaos {
+        pub mod v1 {
+            include_package!("project", "chaos.v1.rs");
+        }
+    }
     pub mod jsondemo {
         pub mod v1 {
             include_package!("project", "jsondemo.v1.rs");
@@ -106,3 +111,7 @@ pub mod project {
 /// The Rust StreamService of `proto/streams/v1`, served by the stream tests
 /// and by `cargo run -p nats-micro-tests --bin streams_server`.
 pub mod streams;
+
+/// The Rust ChaosService of `proto/chaos/v1`, served by the resilience tests
+/// and by `cargo run -p nats-micro-tests --bin chaos_server`.
+pub mod chaos;
