@@ -323,14 +323,16 @@ async fn breaker_opens_fails_fast_and_closes_after_recovery() {
     let service = chaos::builder(Chaos::default()).start(&nats.connect().await).await.expect("starts");
     let changes = Arc::new(Mutex::new(Vec::new()));
     let seen = changes.clone();
-    let breaker = CircuitBreaker::new()
-        .consecutive_failures(5)
-        .open_interval(Duration::from_millis(500))
-        .on_state_change(move |from, to| seen.lock().expect("lock").push((from, to)));
     let connection = nats.connect().await;
     let plain = ChaosServiceClient::new(connection.clone());
+    // snippet: rust-breaker
+    let breaker = CircuitBreaker::new() // 5 in a row, or half of the last 20; open 5 s
+        .open_interval(Duration::from_millis(500))
+        .on_state_change(move |from, to| seen.lock().expect("lock").push((from, to)));
+    // Each attempt passes the breaker; here one attempt per call. A clone tells breaker.state().
     let guarded =
         ChaosServiceClient::new(connection).with_retry_policy(RetryPolicy::disabled()).with_circuit_breaker(breaker.clone());
+    // end snippet
     let ask = |id: u64| Ask { id, text: id.to_string(), sleep_ms: 0 };
 
     let before = plain.set_down(Down { down: true }).await.expect("SetDown").flaky_calls;

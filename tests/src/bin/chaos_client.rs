@@ -82,20 +82,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let nats = async_nats::ConnectOptions::new().max_reconnects(None).connect(urls).await?;
 
     let tally = Arc::new(Tally::default());
-    let mut policy = RetryPolicy::default()
+    // snippet: rust-resilience
+    let policy = RetryPolicy::default() // 3 attempts, 50 ms doubling to 1 s, full jitter
         .max_attempts(20)
-        .initial_delay(Duration::from_millis(50))
-        .multiplier(2.0)
         .max_delay(Duration::from_millis(500));
-    if let Some(each) = std::env::var("CHAOS_ATTEMPT_TIMEOUT_MS").ok().and_then(|value| value.parse().ok()) {
-        policy = policy.attempt_timeout(Duration::from_millis(each));
-    }
-    let watched = tally.clone();
     let client = ChaosServiceClient::new(nats)
-        .with_timeout(Duration::from_secs(10))
-        .with_retry_policy(policy)
-        .with_retry_budget(1000.0, 1.0)
-        .with_interceptor(nats_micro_runtime::interceptor::ClientInterceptorFn(move |call: ClientCall, next: ClientNext| {
+        .with_timeout(Duration::from_secs(10)) // the whole call's, retries included
+        .with_retry_policy(policy.clone())
+        .with_retry_budget(1000.0, 1.0); // default: 10 tokens, 0.1 back per success
+    // end snippet
+    let client = match std::env::var("CHAOS_ATTEMPT_TIMEOUT_MS").ok().and_then(|value| value.parse().ok()) {
+        Some(each) => client.with_retry_policy(policy.attempt_timeout(Duration::from_millis(each))),
+        None => client,
+    };
+    let watched = tally.clone();
+    let client = client.with_interceptor(nats_micro_runtime::interceptor::ClientInterceptorFn(
+        move |call: ClientCall, next: ClientNext| {
             if call.headers.get(nats_micro_runtime::headers::ATTEMPT).is_some() {
                 watched.retries.fetch_add(1, Ordering::Relaxed);
             }
@@ -106,7 +108,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 guard.succeeded = reply.is_ok();
                 reply
             }
-        }));
+        },
+    ));
     // Every method follows the proto's idempotency: Get is safe to repeat, Put is not.
     debug_assert!(ENDPOINTS.iter().any(|e| e.method.method == "Get" && e.method.idempotent));
     println!("ready");
