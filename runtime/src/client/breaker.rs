@@ -99,11 +99,31 @@ struct Machine {
 }
 
 /// Admission of one call by a [`CircuitBreaker`]; hand it back with the
-/// call's outcome to [`CircuitBreaker::record`].
-#[derive(Debug)]
+/// call's outcome to [`CircuitBreaker::record`]. A permit dropped without
+/// an outcome (the call was abandoned) frees its half-open probe slot.
 #[must_use = "a permit's outcome must be recorded"]
 pub struct Permit {
+    shared: Arc<Shared>,
     generation: u64,
+    settled: bool,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("generation", &self.generation).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let mut machine = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if machine.generation == self.generation && machine.state == BreakerState::HalfOpen {
+            machine.probes_admitted = machine.probes_admitted.saturating_sub(1);
+        }
+    }
 }
 
 impl fmt::Debug for CircuitBreaker {
@@ -216,11 +236,11 @@ impl CircuitBreaker {
             change = Some(self.transition(&mut machine, BreakerState::HalfOpen));
         }
         let permit = match machine.state {
-            BreakerState::Closed => Some(Permit { generation: machine.generation }),
+            BreakerState::Closed => Some(self.permit(machine.generation)),
             BreakerState::Open => None,
             BreakerState::HalfOpen if machine.probes_admitted < self.settings.probes => {
                 machine.probes_admitted += 1;
-                Some(Permit { generation: machine.generation })
+                Some(self.permit(machine.generation))
             }
             BreakerState::HalfOpen => None,
         };
@@ -229,9 +249,14 @@ impl CircuitBreaker {
         permit
     }
 
+    fn permit(&self, generation: u64) -> Permit {
+        Permit { shared: self.shared.clone(), generation, settled: false }
+    }
+
     /// Records the outcome of an admitted call: `transient_failure` is true
     /// when it failed in a way the breaker counts.
-    pub fn record(&self, permit: Permit, transient_failure: bool) {
+    pub fn record(&self, mut permit: Permit, transient_failure: bool) {
+        permit.settled = true;
         let mut machine = self.lock();
         if permit.generation != machine.generation {
             return; // admitted before the last change: no longer relevant
@@ -396,6 +421,19 @@ mod tests {
         assert!(breaker.try_acquire().is_none(), "a new interval started at the failed probe");
         tokio::time::advance(Duration::from_millis(1000)).await;
         assert!(breaker.try_acquire().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_frees_its_slot() {
+        let breaker = CircuitBreaker::new();
+        fail(&breaker, 5);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let probe = breaker.try_acquire().expect("probe");
+        assert!(breaker.try_acquire().is_none());
+        drop(probe); // the call was cancelled: no outcome
+        let probe = breaker.try_acquire().expect("another probe may go");
+        breaker.record(probe, false);
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -533,7 +533,9 @@ impl Client {
             };
             let hint = retry::retry_hint(&err);
             if !retry::retryable(&err, idempotent, hint.is_some()) {
-                self.budget.record_success(); // an answer, not a transient failure
+                if err.kind() == ErrorKind::Service {
+                    self.budget.record_success(); // the service answered: not a transient failure
+                }
                 return Err(err);
             }
             if attempt >= policy.attempts() || Instant::now() >= deadline || !self.budget.try_retry() {
