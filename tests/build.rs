@@ -45,8 +45,10 @@ fn main() -> std::io::Result<()> {
 
     // The project's own protos (examples, JSON service and edge cases).
     std::fs::create_dir_all(out.join("project"))?;
-    let project: Vec<PathBuf> =
-        ["order", "product", "jsondemo", "streams", "edge", "chaos"].iter().flat_map(|d| protos_under(&proto.join(d))).collect();
+    let project: Vec<PathBuf> = ["order", "product", "jsondemo", "streams", "details", "edge", "chaos"]
+        .iter()
+        .flat_map(|d| protos_under(&proto.join(d)))
+        .collect();
     protoc_gen_nats_micro::build::configure().out_dir(out.join("project")).compile_protos(&project, &[&proto])?;
     println!("cargo:rerun-if-changed={}", proto.display());
     Ok(())

@@ -168,6 +168,35 @@ impl Code {
         CANONICAL.iter().find(|(code, _, _)| code == self).and_then(|(_, _, n)| *n)
     }
 
+    /// The gRPC number of the code (`NOT_FOUND` → 5), as in a
+    /// `google.rpc.Status`; `2` (UNKNOWN) for custom and unrecognised codes.
+    ///
+    /// ```
+    /// use nats_micro_runtime::Code;
+    /// assert_eq!(Code::FailedPrecondition.grpc_number(), 9);
+    /// assert_eq!(Code::custom("QUOTA_GONE").grpc_number(), 2);
+    /// ```
+    pub fn grpc_number(&self) -> i32 {
+        match self {
+            Code::Cancelled => 1,
+            Code::Unknown | Code::Custom(_) | Code::Unrecognized(_) => 2,
+            Code::InvalidArgument => 3,
+            Code::DeadlineExceeded => 4,
+            Code::NotFound => 5,
+            Code::AlreadyExists => 6,
+            Code::PermissionDenied => 7,
+            Code::ResourceExhausted => 8,
+            Code::FailedPrecondition => 9,
+            Code::Aborted => 10,
+            Code::OutOfRange => 11,
+            Code::Unimplemented => 12,
+            Code::Internal => 13,
+            Code::Unavailable => 14,
+            Code::DataLoss => 15,
+            Code::Unauthenticated => 16,
+        }
+    }
+
     /// Whether this is one of the seven built-in codes that travel as numbers.
     pub fn is_builtin(&self) -> bool {
         self.number().is_some()

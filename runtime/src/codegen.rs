@@ -7,6 +7,7 @@
 
 pub use async_nats;
 pub use bytes::Bytes;
+pub use prost;
 
 pub use crate::client::{Client, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
 pub use crate::code::Code;

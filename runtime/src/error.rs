@@ -9,6 +9,10 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 
 use crate::code::Code;
+use crate::rpc::{
+    self, Any, BadRequest, DebugInfo, ErrorInfo, FieldViolation, Help, LocalizedMessage, PreconditionFailure, QuotaFailure,
+    RequestInfo, ResourceInfo, RetryInfo,
+};
 
 /// What went wrong, beyond the code: lets a caller tell a reply from the
 /// service apart from a transport failure without matching on strings.
@@ -43,8 +47,9 @@ pub enum ErrorKind {
 /// travelled with it.
 ///
 /// Errors that came over the wire carry the method, the error data (the reply
-/// body) and the reply's headers. Transport failures have a [`ErrorKind`]
-/// other than [`ErrorKind::Service`] and a sensible code.
+/// body), typed details (PROTOCOL §4.1, see [`rpc`](crate::rpc)) and the
+/// reply's headers. Transport failures have a [`ErrorKind`] other than
+/// [`ErrorKind::Service`] and a sensible code.
 ///
 /// ```
 /// use nats_micro_runtime::{Code, Error};
@@ -70,10 +75,12 @@ struct Inner {
     method: Option<Cow<'static, str>>,
     data: Bytes,
     headers: Option<HeaderMap>,
+    /// Typed details, in the order they were added (or received).
+    details: Vec<Any>,
     kind: ErrorKind,
     /// Text that must not reach the caller (an uncoded handler error); it is
     /// logged by the service and sent only when the service opts in.
-    detail: Option<String>,
+    internal_text: Option<String>,
     #[source]
     source: Option<Arc<dyn StdError + Send + Sync>>,
     /// Attempts made by the call that ended with this error (1 when none was retried).
@@ -98,8 +105,9 @@ impl Error {
             method: None,
             data: Bytes::new(),
             headers: None,
+            details: Vec::new(),
             kind: ErrorKind::Service,
-            detail: None,
+            internal_text: None,
             source: None,
             attempts: 1,
         }))
@@ -150,12 +158,12 @@ impl Error {
     /// let err = Error::from_internal(io);
     /// assert_eq!(err.code(), &Code::Internal);
     /// assert_eq!(err.message(), "internal error");
-    /// assert_eq!(err.detail(), Some("disk /dev/sdb1 failed"));
+    /// assert_eq!(err.internal_text(), Some("disk /dev/sdb1 failed"));
     /// ```
     pub fn from_internal(error: impl StdError + Send + Sync + 'static) -> Error {
-        let detail = error.to_string();
+        let text = error.to_string();
         let mut err = Error::new(Code::Internal, INTERNAL_MESSAGE);
-        err.0.detail = Some(detail);
+        err.0.internal_text = Some(text);
         err.0.source = Some(Arc::new(error));
         err
     }
@@ -163,13 +171,45 @@ impl Error {
     /// An error from what a handler returned, through [`HandlerError`].
     pub fn from_handler_error<E: HandlerError + ?Sized>(error: &E) -> Error {
         match error.nats_error_code() {
-            Some(code) => Error::new(code, error.nats_error_message()).with_data(error.nats_error_data()),
+            Some(code) => {
+                let mut err = Error::new(code, error.nats_error_message()).with_data(error.nats_error_data());
+                err.0.details = error.nats_error_details();
+                err
+            }
             None => {
                 let mut err = Error::new(Code::Internal, INTERNAL_MESSAGE);
-                err.0.detail = Some(error.nats_error_message());
+                err.0.internal_text = Some(error.nats_error_message());
+                err.0.details = error.nats_error_details();
                 err
             }
         }
+    }
+
+    /// The `INVALID_ARGUMENT` for a request body that does not decode, with a
+    /// `BadRequest` naming what failed (PROTOCOL §4.1); the codecs report no
+    /// field path, so the violation's field is empty.
+    pub(crate) fn malformed_request(method: &str, reason: &str) -> Error {
+        Error::invalid_argument(format!("malformed request for {method}: {reason}"))
+            .with_field_violation("", format!("the request does not decode as the {method} request: {reason}"))
+    }
+
+    /// The error an error reply describes, read as every generated client
+    /// reads it: `None` when the headers mark no error. For replies received
+    /// with the NATS client directly.
+    ///
+    /// ```
+    /// use async_nats::HeaderMap;
+    /// use nats_micro_runtime::{Code, Error};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("Nats-Service-Error-Code", "404");
+    /// headers.insert("Nats-Service-Error", "gone");
+    /// let err = Error::from_reply(&headers, &bytes::Bytes::from_static(b"{}")).unwrap();
+    /// assert_eq!((err.code(), err.message(), &err.data()[..]), (&Code::NotFound, "gone", &b"{}"[..]));
+    /// assert!(Error::from_reply(&HeaderMap::new(), &bytes::Bytes::new()).is_none());
+    /// ```
+    pub fn from_reply(headers: &HeaderMap, body: &Bytes) -> Option<Error> {
+        crate::client::error_from_reply(headers, body)
     }
 
     pub(crate) fn transport(kind: ErrorKind, code: Code, message: impl Into<String>) -> Error {
@@ -255,8 +295,8 @@ impl Error {
     }
 
     /// Text withheld from the caller (see [`Error::from_internal`]).
-    pub fn detail(&self) -> Option<&str> {
-        self.0.detail.as_deref()
+    pub fn internal_text(&self) -> Option<&str> {
+        self.0.internal_text.as_deref()
     }
 
     /// No reply arrived before the deadline.
@@ -277,6 +317,165 @@ impl Error {
     /// Whether the code is `code`.
     pub fn has_code(&self, code: &Code) -> bool {
         &self.0.code == code
+    }
+}
+
+/// Typed details (PROTOCOL §4.1): builders that add one detail each, in the
+/// order called, and getters that find the first detail of a type.
+///
+/// ```
+/// use std::time::Duration;
+/// use nats_micro_runtime::Error;
+/// use nats_micro_runtime::rpc::{ErrorInfo, LocalizedMessage};
+///
+/// let err = Error::unavailable("warehouse offline")
+///     .with_retry_info(Duration::from_millis(250))
+///     .with_error_info(ErrorInfo::new("OFFLINE", "shop.example", [("site", "b")]))
+///     .with_localized_message("fr-FR", "entrepôt hors ligne");
+/// assert_eq!(err.retry_info().and_then(|info| info.delay()), Some(Duration::from_millis(250)));
+/// assert_eq!(err.error_info().unwrap().metadata["site"], "b");
+/// assert_eq!(err.details::<LocalizedMessage>()[0].locale, "fr-FR");
+/// assert_eq!(err.details_any().len(), 3);
+/// ```
+impl Error {
+    /// Adds any message as a detail, with the type URL
+    /// `type.googleapis.com/<full name>`.
+    pub fn with_detail<M: prost::Name>(self, detail: &M) -> Error {
+        self.with_any(rpc::pack(detail))
+    }
+
+    /// Adds a detail already packed (kept and sent verbatim).
+    pub fn with_any(mut self, detail: Any) -> Error {
+        self.0.details.push(detail);
+        self
+    }
+
+    /// Adds an [`ErrorInfo`].
+    pub fn with_error_info(self, info: ErrorInfo) -> Error {
+        self.with_detail(&info)
+    }
+
+    /// Adds a [`RetryInfo`] asking the caller to wait `delay` before retrying.
+    pub fn with_retry_info(self, delay: std::time::Duration) -> Error {
+        self.with_detail(&RetryInfo::new(delay))
+    }
+
+    /// Adds a [`DebugInfo`]; it reaches callers only from a service that
+    /// exposes internal errors.
+    pub fn with_debug_info(self, stack_entries: impl IntoIterator<Item = impl Into<String>>, detail: impl Into<String>) -> Error {
+        self.with_detail(&DebugInfo { stack_entries: stack_entries.into_iter().map(Into::into).collect(), detail: detail.into() })
+    }
+
+    /// Adds a [`QuotaFailure`].
+    pub fn with_quota_failure(self, failure: QuotaFailure) -> Error {
+        self.with_detail(&failure)
+    }
+
+    /// Adds a [`PreconditionFailure`].
+    pub fn with_precondition_failure(self, failure: PreconditionFailure) -> Error {
+        self.with_detail(&failure)
+    }
+
+    /// Adds a [`BadRequest`].
+    pub fn with_bad_request(self, request: BadRequest) -> Error {
+        self.with_detail(&request)
+    }
+
+    /// Adds a [`BadRequest`] of one [`FieldViolation`].
+    pub fn with_field_violation(self, field: impl Into<String>, description: impl Into<String>) -> Error {
+        self.with_bad_request(BadRequest { field_violations: vec![FieldViolation::new(field, description)] })
+    }
+
+    /// Adds a [`RequestInfo`].
+    pub fn with_request_info(self, request_id: impl Into<String>, serving_data: impl Into<String>) -> Error {
+        self.with_detail(&RequestInfo { request_id: request_id.into(), serving_data: serving_data.into() })
+    }
+
+    /// Adds a [`ResourceInfo`].
+    pub fn with_resource_info(self, info: ResourceInfo) -> Error {
+        self.with_detail(&info)
+    }
+
+    /// Adds a [`Help`].
+    pub fn with_help(self, help: Help) -> Error {
+        self.with_detail(&help)
+    }
+
+    /// Adds a [`LocalizedMessage`].
+    pub fn with_localized_message(self, locale: impl Into<String>, message: impl Into<String>) -> Error {
+        self.with_detail(&LocalizedMessage { locale: locale.into(), message: message.into() })
+    }
+
+    /// Replaces the details.
+    pub fn with_details_any(mut self, details: Vec<Any>) -> Error {
+        self.0.details = details;
+        self
+    }
+
+    /// Every detail as sent or received, in order; types the runtime does not
+    /// know stay as they came and are sent again verbatim.
+    pub fn details_any(&self) -> &[Any] {
+        &self.0.details
+    }
+
+    /// Every detail of type `M` (whatever its type URL's prefix), in order.
+    pub fn details<M: prost::Name + Default>(&self) -> Vec<M> {
+        self.0.details.iter().filter_map(rpc::unpack).collect()
+    }
+
+    /// The first detail of type `M`.
+    pub fn detail<M: prost::Name + Default>(&self) -> Option<M> {
+        self.0.details.iter().find_map(rpc::unpack)
+    }
+
+    /// The first [`ErrorInfo`].
+    pub fn error_info(&self) -> Option<ErrorInfo> {
+        self.detail()
+    }
+
+    /// The first [`RetryInfo`].
+    pub fn retry_info(&self) -> Option<RetryInfo> {
+        self.detail()
+    }
+
+    /// The first [`DebugInfo`].
+    pub fn debug_info(&self) -> Option<DebugInfo> {
+        self.detail()
+    }
+
+    /// The first [`QuotaFailure`].
+    pub fn quota_failure(&self) -> Option<QuotaFailure> {
+        self.detail()
+    }
+
+    /// The first [`PreconditionFailure`].
+    pub fn precondition_failure(&self) -> Option<PreconditionFailure> {
+        self.detail()
+    }
+
+    /// The first [`BadRequest`].
+    pub fn bad_request(&self) -> Option<BadRequest> {
+        self.detail()
+    }
+
+    /// The first [`RequestInfo`].
+    pub fn request_info(&self) -> Option<RequestInfo> {
+        self.detail()
+    }
+
+    /// The first [`ResourceInfo`].
+    pub fn resource_info(&self) -> Option<ResourceInfo> {
+        self.detail()
+    }
+
+    /// The first [`Help`].
+    pub fn help(&self) -> Option<Help> {
+        self.detail()
+    }
+
+    /// The first [`LocalizedMessage`].
+    pub fn localized_message(&self) -> Option<LocalizedMessage> {
+        self.detail()
     }
 }
 
@@ -327,6 +526,13 @@ pub trait HandlerError: std::fmt::Display {
         Bytes::new()
     }
 
+    /// Typed details to send (PROTOCOL §4.1), packed with
+    /// [`rpc::pack`](crate::rpc::pack). Defaults to none. Details of an
+    /// error without a code are withheld like its text.
+    fn nats_error_details(&self) -> Vec<Any> {
+        Vec::new()
+    }
+
     /// Converts into an [`Error`]. Types that already are one override this
     /// to lose nothing.
     fn into_error(self) -> Error
@@ -348,6 +554,9 @@ impl HandlerError for Error {
     }
     fn nats_error_data(&self) -> Bytes {
         self.0.data.clone()
+    }
+    fn nats_error_details(&self) -> Vec<Any> {
+        self.0.details.clone()
     }
     fn into_error(self) -> Error {
         self

@@ -6,6 +6,11 @@ use std::time::Duration;
 pub const ERROR_CODE: &str = "Nats-Service-Error-Code";
 /// The human-readable message of an error reply.
 pub const ERROR_MESSAGE: &str = "Nats-Service-Error";
+/// Marks an error reply whose body is a `google.rpc.Status` holding typed
+/// details (PROTOCOL §4.1); its value is [`ERROR_DETAILS_STATUS`].
+pub const ERROR_DETAILS: &str = "Nats-Micro-Error-Details";
+/// The value of [`ERROR_DETAILS`].
+pub const ERROR_DETAILS_STATUS: &str = "google.rpc.Status";
 /// The caller's remaining time budget, sent with each request so the server
 /// can stop working once nobody waits for the answer. The value is a whole
 /// number of microseconds (relative, so clock skew between hosts does not
@@ -22,6 +27,7 @@ pub(crate) mod name {
 
     pub(crate) const ERROR_CODE: HeaderName = HeaderName::from_static(super::ERROR_CODE);
     pub(crate) const ERROR_MESSAGE: HeaderName = HeaderName::from_static(super::ERROR_MESSAGE);
+    pub(crate) const ERROR_DETAILS: HeaderName = HeaderName::from_static(super::ERROR_DETAILS);
     pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static(super::TIMEOUT);
     pub(crate) const ATTEMPT: HeaderName = HeaderName::from_static(super::ATTEMPT);
 }

@@ -12,7 +12,8 @@
 //!   breakers, and calls that fail fast when the connection is lost;
 //! - [`stream`]: server-streaming, client-streaming and bidirectional calls
 //!   ([`Streaming`], [`ResponseSender`]) with flow control;
-//! - [`interceptor`]: server and client interceptors.
+//! - [`interceptor`]: server and client interceptors;
+//! - [`rpc`]: the typed error details of `google.rpc` (PROTOCOL §4.1).
 //!
 //! Generated code reaches all of it through [`codegen`] only.
 //!
@@ -36,8 +37,10 @@ mod future;
 pub mod headers;
 pub mod interceptor;
 mod per_service;
+pub mod rpc;
 mod server;
 mod spec;
+mod status_body;
 pub mod stream;
 
 pub use client::{Client, DEFAULT_TIMEOUT, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
@@ -49,7 +52,8 @@ pub use error::{Error, ErrorKind, HandlerError, INTERNAL_MESSAGE, StartError};
 pub use server::discovery::{EndpointInfo, EndpointStats, InfoResponse, PingResponse, ServiceIdentity, StatsResponse};
 pub use server::reply_policy::{RESERVED_REPLY_PREFIXES, ReplyPolicy};
 pub use server::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP, Service, ServiceBuilder,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP, DEFAULT_RETRY_AFTER_HINT,
+    Service, ServiceBuilder,
 };
 pub use spec::{EndpointSpec, ServiceSpec};
 pub use stream::{ResponseSender, StreamSettings, Streaming};

@@ -354,6 +354,50 @@ macro_rules! __service_error_items {
                 $error(self.0.with_header(name, value))
             }
 
+            /// Adds any message as a typed detail (PROTOCOL §4.1).
+            pub fn with_detail<M: $crate::codegen::prost::Name>(self, detail: &M) -> Self {
+                $error(self.0.with_detail(detail))
+            }
+
+            /// Adds a detail already packed as `google.protobuf.Any`.
+            pub fn with_any(self, detail: $crate::rpc::Any) -> Self {
+                $error(self.0.with_any(detail))
+            }
+
+            /// Adds a `google.rpc.ErrorInfo`.
+            pub fn with_error_info(self, info: $crate::rpc::ErrorInfo) -> Self {
+                $error(self.0.with_error_info(info))
+            }
+
+            /// Adds a `google.rpc.RetryInfo` asking the caller to wait `delay`.
+            pub fn with_retry_info(self, delay: ::core::time::Duration) -> Self {
+                $error(self.0.with_retry_info(delay))
+            }
+
+            /// Adds a `google.rpc.BadRequest` of one field violation.
+            pub fn with_field_violation(
+                self,
+                field: impl ::core::convert::Into<::std::string::String>,
+                description: impl ::core::convert::Into<::std::string::String>,
+            ) -> Self {
+                $error(self.0.with_field_violation(field, description))
+            }
+
+            /// Adds a `google.rpc.LocalizedMessage`.
+            pub fn with_localized_message(
+                self,
+                locale: impl ::core::convert::Into<::std::string::String>,
+                message: impl ::core::convert::Into<::std::string::String>,
+            ) -> Self {
+                $error(self.0.with_localized_message(locale, message))
+            }
+
+            /// Changes the runtime error underneath: the way to every other
+            /// detail builder of the runtime error (`with_quota_failure`, `with_help`, …).
+            pub fn map(self, f: impl ::core::ops::FnOnce($crate::codegen::Error) -> $crate::codegen::Error) -> Self {
+                $error(f(self.0))
+            }
+
             /// The runtime error.
             pub fn into_inner(self) -> $crate::codegen::Error {
                 self.0

@@ -92,6 +92,11 @@ pub mod project {
             include_package!("project", "chaos.v1.rs");
         }
     }
+    pub mod details {
+        pub mod v1 {
+            include_package!("project", "details.v1.rs");
+        }
+    }
     pub mod jsondemo {
         pub mod v1 {
             include_package!("project", "jsondemo.v1.rs");
@@ -115,3 +120,8 @@ pub mod streams;
 /// The Rust ChaosService of `proto/chaos/v1`, served by the resilience tests
 /// and by `cargo run -p nats-micro-tests --bin chaos_server`.
 pub mod chaos;
+
+/// The Rust ExplainService and ExplainOpenService of `proto/details/v1`
+/// (typed error details), served by the details tests and by `cargo run -p
+/// nats-micro-tests --bin details_server`.
+pub mod details;

@@ -348,7 +348,8 @@ async fn breaker_opens_fails_fast_and_closes_after_recovery() {
         assert!(err.is_unavailable());
         assert_eq!(err.message(), "circuit open for chaos.v1.ChaosService.Flaky");
     }
-    assert!(started.elapsed() < Duration::from_millis(100), "open calls fail at once: {:?}", started.elapsed());
+    let fast = started.elapsed();
+    assert!(fast < Duration::from_millis(100), "open calls fail at once: {fast:?}");
     let reached = plain.set_down(Down { down: false }).await.expect("SetDown").flaky_calls - before;
     assert_eq!(reached, 5, "only the calls before the breaker opened reached the server");
 
@@ -358,7 +359,7 @@ async fn breaker_opens_fails_fast_and_closes_after_recovery() {
     assert_eq!(breaker.state(), BreakerState::Closed);
     use BreakerState::*;
     assert_eq!(*changes.lock().expect("lock"), [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
-    println!("breaker: opened after 5 failures, 100 calls failed fast in {:?}, 0 reached the server", started.elapsed());
+    println!("breaker: opened after 5 failures, 100 calls failed fast in {fast:?}, 0 reached the server");
     service.stop().await;
 }
 

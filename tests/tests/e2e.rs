@@ -4,6 +4,7 @@
 mod e2e {
     pub mod support;
 
+    mod details;
     mod discovery;
     mod errors;
     mod faults;

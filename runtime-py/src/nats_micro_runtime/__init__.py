@@ -21,13 +21,13 @@ serve without a queue group, it counts an error in STATS only when the handler
 raises, and an error raised that way carries neither error data nor headers;
 it also runs one endpoint's requests one after another.
 
-Requires Python 3.11+, nats-py and protobuf.
+Requires Python 3.11+, nats-py, protobuf and googleapis-common-protos (``google.rpc``).
 """
 
 from __future__ import annotations
 
 # The runtime lives in private modules by concern, mirroring the Rust runtime
-# (bottom-up, no cycles): _codes, _headers, _errors, _codec, _spec; the stream
+# (bottom-up, no cycles): _codes, _headers, _details, _errors, _codec, _spec; the stream
 # wire (_streams) and link (_stream_link); client interceptors (_interceptor),
 # the caller's streams (_client_stream) and _client; the server's endpoints
 # (_endpoint), _reply_policy, _discovery and _service. This module is its
@@ -60,6 +60,13 @@ from ._headers import (
     TIMEOUT_HEADER,
     decode_timeout,
     encode_timeout,
+)
+from ._details import (
+    DETAILS_TRUNCATED,
+    ERROR_DATA_TYPE,
+    ERROR_DETAILS_HEADER,
+    ERROR_DETAILS_MARKER,
+    grpc_code_number,
 )
 from ._errors import (
     AbortedError,
@@ -152,6 +159,7 @@ from ._service import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PENDING_LIMIT,
     DEFAULT_QUEUE_GROUP,
+    DEFAULT_RETRY_AFTER_HINT,
     Service,
     ServiceOverrides,
     start_service,
@@ -250,13 +258,18 @@ __all__ = [
     "DEFAULT_PEER_TIMEOUT",
     "DEFAULT_PENDING_LIMIT",
     "DEFAULT_QUEUE_GROUP",
+    "DEFAULT_RETRY_AFTER_HINT",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WINDOW",
+    "DETAILS_TRUNCATED",
     "DataLossError",
     "DeadlineExceededError",
     "DecodeError",
     "END_HEADER",
     "ERROR_CODE_HEADER",
+    "ERROR_DATA_TYPE",
+    "ERROR_DETAILS_HEADER",
+    "ERROR_DETAILS_MARKER",
     "ERROR_MESSAGE_HEADER",
     "EncodeError",
     "EndpointInfo",
@@ -337,6 +350,7 @@ __all__ = [
     "encode_message",
     "encode_timeout",
     "error_code",
+    "grpc_code_number",
     "header_flag",
     "header_number",
     "parse_stream_number",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 
 from google.protobuf import json_format
@@ -31,6 +32,19 @@ def decode_message(data: bytes, message_type: type[MessageT], use_json: bool) ->
     except (_ProtobufDecodeError, json_format.ParseError, UnicodeDecodeError) as err:
         raise ValueError(str(err) or type(err).__name__) from err
     return message
+
+
+_JSON_FIELD = re.compile(r"Failed to parse (\S+) field: ")
+
+
+def failed_field(reason: str) -> str:
+    """The field path a decoding failure names (``items.qty``): protobuf's JSON
+    parser names each field it was inside; the binary parser names none (``""``).
+
+    >>> failed_field("Failed to parse items field: Failed to parse qty field: not an int")
+    'items.qty'
+    """
+    return ".".join(_JSON_FIELD.findall(reason))
 
 
 def _decoder(message_type: type[MessageT], use_json: bool) -> Callable[[bytes], MessageT]:

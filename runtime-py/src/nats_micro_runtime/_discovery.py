@@ -35,6 +35,8 @@ class EndpointStats:
     """Total handler time, in nanoseconds."""
     average_processing_time: int
     """Average handler time, in nanoseconds."""
+    data: Mapping[str, Any] | None = None
+    """Endpoint-specific statistics (``{"shed": n}``: requests refused with a full backlog, §5)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ADR-32 JSON form (no ``queue_group`` when disabled)."""
@@ -45,7 +47,7 @@ class EndpointStats:
             "last_error": self.last_error,
             "processing_time": self.processing_time,
             "average_processing_time": self.average_processing_time,
-        }
+        } | ({} if self.data is None else {"data": dict(self.data)})
 
 
 #: The endpoint metadata key that marks a streaming endpoint in ADR-32 INFO,

@@ -11,7 +11,8 @@ from typing import Any, ClassVar, Generic
 
 from google.protobuf.message import Message
 
-from ._codec import decode_message, encode_message
+from ._codec import decode_message, encode_message, failed_field
+from ._details import malformed_request_detail
 from ._errors import CodedServiceError, ErrorTable, InvalidArgumentError, NatsMicroError, ServiceError
 from ._stream_link import StreamErrors, _StreamLink
 from ._typevars import MessageT, RequestT, ResponseT
@@ -119,7 +120,8 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
         try:
             request = decode_message(payload, self._request_type, use_json)
         except ValueError as err:
-            raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}") from err
+            detail = malformed_request_detail(f"{self._request_type.DESCRIPTOR.full_name}: {err}", failed_field(str(err)))
+            raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}", details=[detail]) from err
         response = await self._handler(request, ctx)
         return encode_message(response, use_json)
 

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+import traceback
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
-from ._codec import _decoder, decode_message, encode_message
+from ._codec import _decoder, decode_message, encode_message, failed_field
 from ._codes import CANCELLED, CodeFormat, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, code_to_wire
+from ._details import ERROR_DETAILS_HEADER, ERROR_DETAILS_MARKER, encode_error_body, malformed_request_detail
 from ._discovery import EndpointInfo, EndpointStats, STREAM_METADATA_KEY
 from ._endpoint import (
     ClientStreamEndpoint,
@@ -83,6 +85,8 @@ DEFAULT_PENDING_LIMIT = 4096
 one more is refused with ``RESOURCE_EXHAUSTED``."""
 DEFAULT_DRAIN_TIMEOUT = 10.0
 """Seconds :meth:`Service.stop` waits for in-flight and queued requests before cancelling them."""
+DEFAULT_RETRY_AFTER_HINT = 0.1
+"""Seconds a shed request's ``RetryInfo`` asks the caller to wait unless ``retry_after_hint`` says otherwise."""
 
 
 class ServiceOverrides(TypedDict, total=False):
@@ -125,6 +129,8 @@ class ServiceOverrides(TypedDict, total=False):
     """Reply subject patterns (NATS wildcards ``*``/``>``) that are refused."""
     stream_timings: StreamTimings
     """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
+    retry_after_hint: float
+    """Seconds a shed request (backlog full) is told to wait, in its ``RetryInfo`` (default 0.1)."""
 
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -148,6 +154,7 @@ class _Settings:
     reply_policy: ReplyPolicy
     pending_limit: int | None
     stream_timings: StreamTimings
+    retry_after_hint: float
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -212,6 +219,7 @@ class _Endpoint:
         self.num_errors = 0
         self.last_error = ""
         self.processing_time = 0
+        self.num_shed = 0
 
     async def start(self) -> None:
         self._subscription = await self._settings.nc.subscribe(
@@ -251,6 +259,7 @@ class _Endpoint:
             self.last_error,
             self.processing_time,
             average,
+            {"shed": self.num_shed},
         )
 
     async def _on_message(self, msg: Msg) -> None:
@@ -280,6 +289,8 @@ class _Endpoint:
         size = len(msg.data)
         if self._over_pending_limit(size):
             overloaded = ResourceExhaustedError(self._spec.method, f"endpoint {self.info.name} is overloaded")
+            overloaded.with_retry_delay(self._settings.retry_after_hint)
+            self.num_shed += 1
             await self._reply(msg, None, overloaded, {}, received[0])
             return
         self._queued += 1
@@ -380,7 +391,9 @@ class _Endpoint:
             announced = header_number(msg.headers, CREDIT_HEADER)
             request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
         except (ValueError, StreamProtocolError) as err:
-            await self._reply(msg, None, InvalidArgumentError(method, f"malformed open for {method}: {err}"), {}, started_ns)
+            bad_request = malformed_request_detail(str(err), failed_field(str(err)))
+            malformed = InvalidArgumentError(method, f"malformed open for {method}: {err}", details=[bad_request])
+            await self._reply(msg, None, malformed, {}, started_ns)
             return
         if endpoint.kind != "server" and not msg.reply:
             refused = InvalidArgumentError(method, "a stream open that sends requests needs a reply subject for its ack")
@@ -500,10 +513,15 @@ class _Endpoint:
                 err = failed
 
     def _uncoded(self, err: Exception) -> NatsMicroError:
-        """An exception without a code: INTERNAL, its text logged and withheld."""
+        """An exception without a code: INTERNAL, its text logged and withheld;
+        a service exposing internal errors sends the text, with the traceback
+        as a ``DebugInfo``."""
         _log.error("%s failed without an error code", self._spec.method, exc_info=err)
-        message = f"{type(err).__name__}: {err}" if self._settings.expose_internal_errors else INTERNAL_MESSAGE
-        return InternalError(self._spec.method, message)
+        if not self._settings.expose_internal_errors:
+            return InternalError(self._spec.method, INTERNAL_MESSAGE)
+        text = f"{type(err).__name__}: {err}"
+        frames = [line.rstrip("\n") for line in traceback.format_tb(err.__traceback__)]
+        return InternalError(self._spec.method, text).with_debug_info(frames, text)
 
     async def _reply(
         self,
@@ -520,7 +538,7 @@ class _Endpoint:
         headers: dict[str, str] | None = dict(response_headers) or None
         if error is not None:
             headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
-            body = error.data
+            body = self._error_body(error, headers)
         reply_to = self._reply_target(msg)
         if isinstance(self._handler, _STREAM_ENDPOINTS):
             headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end too (§9.2)
@@ -535,6 +553,31 @@ class _Endpoint:
                     error = ResourceExhaustedError(self._spec.method, f"the response could not be sent: {err!r}")
                     await self._send_bare_error(reply_to, error)
         self._record(elapsed, error)
+
+    def _error_body(self, error: NatsMicroError, headers: dict[str, str]) -> bytes:
+        """The body of an error reply (§4.1), marking ``headers`` when it is a
+        ``Status``: details sized to fit ``max_payload`` beside the headers."""
+        # A re-raised caller-side error brings the marker of the reply it came from: decide afresh.
+        headers.pop(ERROR_DETAILS_HEADER, None)
+        if not error.details:
+            return error.data
+        marked = {**headers, ERROR_DETAILS_HEADER: ERROR_DETAILS_MARKER}
+        if isinstance(self._handler, _STREAM_ENDPOINTS):
+            marked[END_HEADER] = "true"
+        # NATS/1.0 CRLF, one `name: value` CRLF per header, CRLF: what max_payload counts beside the body.
+        header_block = 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in marked.items())
+        room = self._settings.nc.max_payload - header_block if self._settings.nc.max_payload else None
+        body, is_status = encode_error_body(
+            error.code,
+            error.message,
+            error.data,
+            error.details,
+            expose_debug=self._settings.expose_internal_errors,
+            room=room,
+        )
+        if is_status:
+            headers[ERROR_DETAILS_HEADER] = ERROR_DETAILS_MARKER
+        return body
 
     def _error_headers(self, error: NatsMicroError) -> dict[str, str]:
         return {
@@ -725,6 +768,9 @@ async def start_service(
     pending_limit = overrides.get("pending_limit", DEFAULT_PENDING_LIMIT)
     if pending_limit is not None and pending_limit < 0:
         raise ConfigError(f"pending_limit must not be negative, not {pending_limit}")
+    retry_after_hint = overrides.get("retry_after_hint", DEFAULT_RETRY_AFTER_HINT)
+    if not retry_after_hint >= 0:
+        raise ConfigError(f"retry_after_hint must not be negative, not {retry_after_hint}")
     unknown = sorted(set(endpoint_timeouts) - {e.endpoint for e in spec.endpoints})
     if unknown:
         raise ConfigError(f"endpoint_timeouts names no endpoint of {spec.proto_name}: {unknown}")
@@ -745,6 +791,7 @@ async def start_service(
         ),
         pending_limit=pending_limit,
         stream_timings=overrides.get("stream_timings", StreamTimings()),
+        retry_after_hint=retry_after_hint,
     )
     endpoints = []
     for endpoint in spec.endpoints:

@@ -655,7 +655,8 @@ pub fn reply_from_message(message: Message) -> Result<Reply, Error> {
 }
 
 /// The error a reply (or a stream's end) describes, when it carries the
-/// error headers: code, message, the body as error data, all headers kept.
+/// error headers: code, message, the body as error data (or, marked with
+/// `Nats-Micro-Error-Details`, the details and data it holds), all headers kept.
 pub(crate) fn error_from_reply(headers: &HeaderMap, payload: &Bytes) -> Option<Error> {
     let code = headers.get(headers::name::ERROR_CODE).map(|value| value.as_str());
     let text = headers.get(headers::name::ERROR_MESSAGE).map(|value| value.as_str());
@@ -664,7 +665,9 @@ pub(crate) fn error_from_reply(headers: &HeaderMap, payload: &Bytes) -> Option<E
     }
     let code = code.map(Code::from_wire).unwrap_or(Code::Unknown);
     let text = text.unwrap_or_default().to_owned();
-    Some(Error::new(code, text).with_data(payload.clone()).with_headers(headers.clone()))
+    let marker = headers.get(headers::name::ERROR_DETAILS).map(|value| value.as_str());
+    let (data, details) = crate::status_body::decode(marker, payload);
+    Some(Error::new(code, text).with_data(data).with_details_any(details).with_headers(headers.clone()))
 }
 
 fn request_error(nats: &async_nats::Client, err: RequestError) -> Error {

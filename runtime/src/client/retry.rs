@@ -258,9 +258,17 @@ impl RetryBudget {
 /// The delay a failed reply asks its caller to wait before coming back: its
 /// `RetryInfo` detail (PROTOCOL §4.1). A retry waits at least that long, and
 /// `RESOURCE_EXHAUSTED` is retried only when it carries one.
+///
+/// ```
+/// use std::time::Duration;
+/// use nats_micro_runtime::Error;
+/// use nats_micro_runtime::retry::retry_hint;
+/// let shed = Error::resource_exhausted("endpoint slow is overloaded").with_retry_info(Duration::from_millis(100));
+/// assert_eq!(retry_hint(&shed), Some(Duration::from_millis(100)));
+/// assert_eq!(retry_hint(&Error::unavailable("down")), None);
+/// ```
 pub fn retry_hint(error: &Error) -> Option<Duration> {
-    let _ = error;
-    None
+    error.retry_info().and_then(|info| info.delay())
 }
 
 /// Why a failed attempt may be retried (PROTOCOL §10.1), or `None`.

@@ -14,8 +14,8 @@ use super::endpoint::{Endpoint, EndpointCounters};
 use super::interceptor::{EndpointHandler, ServerInterceptor, ServerInterceptorFn, ServerNext};
 use super::reply_policy::{ReplyCheck, ReplyPolicy};
 use super::{
-    Connector, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP, Plan, Service,
-    json_body, valid_subject, watch_connection,
+    Connector, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PENDING_MSG_LIMIT, DEFAULT_QUEUE_GROUP,
+    DEFAULT_RETRY_AFTER_HINT, Plan, Service, json_body, valid_subject, watch_connection,
 };
 use crate::code::CodeFormat;
 use crate::context::RequestContext;
@@ -57,6 +57,7 @@ pub struct ServiceBuilder {
     endpoint_timeouts: HashMap<String, Duration>,
     code_format: CodeFormat,
     expose_internal_errors: bool,
+    retry_after_hint: Duration,
     max_concurrency: usize,
     pending_limit: Option<Option<usize>>,
     drain_timeout: Duration,
@@ -96,6 +97,7 @@ impl ServiceBuilder {
             endpoint_timeouts: HashMap::new(),
             code_format: CodeFormat::Numbers,
             expose_internal_errors: false,
+            retry_after_hint: DEFAULT_RETRY_AFTER_HINT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             pending_limit: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -193,6 +195,14 @@ impl ServiceBuilder {
     /// generic message. Off by default: such text may hold internal details.
     pub fn expose_internal_errors(mut self, expose: bool) -> Self {
         self.expose_internal_errors = expose;
+        self
+    }
+
+    /// The delay of the `RetryInfo` detail sent with a shed request (one the
+    /// full backlog cannot take): when the caller should come back. Default
+    /// [`DEFAULT_RETRY_AFTER_HINT`].
+    pub fn retry_after_hint(mut self, delay: Duration) -> Self {
+        self.retry_after_hint = delay;
         self
     }
 
@@ -343,6 +353,7 @@ impl ServiceBuilder {
                     timeout,
                     code_format: self.code_format,
                     expose_internal_errors: self.expose_internal_errors,
+                    retry_after_hint: self.retry_after_hint,
                     chain: chain.clone(),
                     handler: handler.clone(),
                     reply_check: reply_check.clone(),

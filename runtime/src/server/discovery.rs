@@ -86,6 +86,9 @@ pub struct EndpointStats {
     pub processing_time: u64,
     /// Average handler time, in nanoseconds.
     pub average_processing_time: u64,
+    /// Endpoint data: `{"shed": n}`, the requests shed because the backlog was full.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub data: Option<serde_json::Value>,
 }
 
 /// Reply to `$SRV.STATS`.

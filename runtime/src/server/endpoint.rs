@@ -24,6 +24,7 @@ use crate::context::RequestContext;
 use crate::error::Error;
 use crate::future::first;
 use crate::headers;
+use crate::status_body;
 use crate::stream::StreamSettings;
 use crate::stream::wire::{STREAM_CREDIT, name, parse_count};
 
@@ -36,6 +37,8 @@ pub(super) struct Endpoint {
     pub(super) timeout: Option<Duration>,
     pub(super) code_format: CodeFormat,
     pub(super) expose_internal_errors: bool,
+    /// The delay of the RetryInfo a shed request is answered with.
+    pub(super) retry_after_hint: Duration,
     pub(super) chain: Arc<[Arc<dyn ServerInterceptor>]>,
     pub(super) handler: Arc<dyn EndpointHandler>,
     pub(super) reply_check: Arc<ReplyCheck>,
@@ -72,6 +75,8 @@ pub(super) struct EndpointCounters {
     requests: AtomicU64,
     errors: AtomicU64,
     processing_nanos: AtomicU64,
+    /// Requests answered at once because the backlog was full (PROTOCOL §5).
+    shed: AtomicU64,
     last_error: Mutex<String>,
 }
 
@@ -97,6 +102,7 @@ impl EndpointCounters {
             last_error: self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             processing_time,
             average_processing_time: processing_time.checked_div(num_requests).unwrap_or(0),
+            data: Some(serde_json::json!({ "shed": self.shed.load(Ordering::Relaxed) })),
         }
     }
 }
@@ -210,7 +216,9 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
     let over_bytes =
         endpoint.pending_bytes_limit.is_some_and(|limit| endpoint.queued_bytes.load(Ordering::Relaxed) + size > limit);
     if over_msgs || over_bytes {
-        let err = Error::resource_exhausted(format!("endpoint {} is overloaded: {queued} requests wait", endpoint.endpoint));
+        endpoint.stats.shed.fetch_add(1, Ordering::Relaxed);
+        let err = Error::resource_exhausted(format!("endpoint {} is overloaded", endpoint.endpoint))
+            .with_retry_info(endpoint.retry_after_hint);
         reply(serving, &route, route.refusal_to(), Err(err), None, received).await;
         return;
     }
@@ -347,13 +355,14 @@ async fn reply(
         Err(err) => {
             let mut headers = response_headers.unwrap_or_default();
             if let Some(extra) = err.headers() {
-                for (name, values) in extra.iter() {
+                // A re-raised error carries the headers of the reply it came in; its marker is decided anew below.
+                for (name, values) in extra.iter().filter(|(name, _)| **name != headers::name::ERROR_DETAILS) {
                     for value in values {
                         headers.append(name.clone(), value.clone());
                     }
                 }
             }
-            let message = match err.detail() {
+            let message = match err.internal_text() {
                 Some(detail) => {
                     tracing::error!(method = %endpoint.method, detail, "handler failed without an error code");
                     if endpoint.expose_internal_errors { detail } else { err.message() }
@@ -362,7 +371,21 @@ async fn reply(
             };
             headers.insert(headers::name::ERROR_CODE, err.code().to_wire(endpoint.code_format).as_ref());
             headers.insert(headers::name::ERROR_MESSAGE, sanitize_header_value(message).as_str());
-            (Some(headers), err.data().clone())
+            let body = if err.details_any().is_empty() {
+                err.data().clone()
+            } else {
+                let marker_len = headers::ERROR_DETAILS.len() + headers::ERROR_DETAILS_STATUS.len() + 4;
+                let budget = serving.nats.server_info().max_payload.saturating_sub(header_len(&headers) + marker_len);
+                let encoded = status_body::encode(err, endpoint.expose_internal_errors, budget);
+                if encoded.marked {
+                    headers.insert(headers::name::ERROR_DETAILS, headers::ERROR_DETAILS_STATUS);
+                }
+                if encoded.dropped > 0 {
+                    tracing::warn!(method = %endpoint.method, dropped = encoded.dropped, "error details over max_payload were dropped");
+                }
+                encoded.body
+            };
+            (Some(headers), body)
         }
     };
     let Some(reply_to) = reply_to else {
@@ -395,6 +418,16 @@ async fn reply(
             endpoint.stats.record(elapsed, Some(&failure));
         }
     }
+}
+
+/// The size of a header block on the wire (`NATS/1.0`, each `name: value`,
+/// the blank line), which counts toward `max_payload` with the body.
+fn header_len(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| values.iter().map(|value| name.to_string().len() + value.as_str().len() + 4).sum::<usize>())
+        .sum();
+    "NATS/1.0\r\n\r\n".len() + lines
 }
 
 /// Header values cannot hold line breaks; keep the message on one line.

@@ -41,6 +41,10 @@ pub const DEFAULT_PENDING_MSG_LIMIT: usize = 4096;
 /// How long [`Service::stop`] waits for requests before cancelling them,
 /// unless set otherwise.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a shed request is asked to wait before retrying, by default (its
+/// `RetryInfo` detail, PROTOCOL §5).
+pub const DEFAULT_RETRY_AFTER_HINT: Duration = Duration::from_millis(100);
 /// How often a service checks that its connection still carries requests.
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 /// How long `start` waits for the server to confirm its subscriptions.

@@ -151,7 +151,7 @@ where
             StreamKind::Server => match <C as Codec<Req>>::decode(payload) {
                 Ok(request) => Some(request),
                 Err(err) => {
-                    let err = Error::invalid_argument(format!("malformed request for {}: {err}", ctx.method()));
+                    let err = Error::malformed_request(ctx.method(), &err);
                     return Box::pin(std::future::ready(Err(err)));
                 }
             },

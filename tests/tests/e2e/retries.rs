@@ -31,6 +31,8 @@ struct Seen {
 /// - `slow-first`: the first attempt sleeps 2 s, later ones answer at once;
 /// - `slow`: sleeps 5 s;
 /// - `exhausted`: RESOURCE_EXHAUSTED without a retry hint;
+/// - `hinted:MS`: the first attempt fails with RESOURCE_EXHAUSTED and a
+///   `RetryInfo` of MS milliseconds, later ones succeed;
 /// - `missing`: NOT_FOUND;
 /// - anything else: success.
 #[derive(Clone, Default)]
@@ -58,6 +60,10 @@ impl Scripted {
                 if attempt < until {
                     return Err(down());
                 }
+            }
+            text if text.starts_with("hinted:") && attempt == 1 => {
+                let ms: u64 = text["hinted:".len()..].parse().expect("a number");
+                return Err(ChaosServiceError::resource_exhausted("come back later").with_retry_info(Duration::from_millis(ms)));
             }
             "slow-first" if attempt == 1 => tokio::time::sleep(Duration::from_secs(2)).await,
             "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
@@ -154,6 +160,27 @@ async fn answers_are_not_retried() {
     assert!(err.is_resource_exhausted());
     assert_eq!(err.attempts(), 1, "RESOURCE_EXHAUSTED without a retry hint is the service's answer");
     assert_eq!(fx.scripted.seen("missing").len() + fx.scripted.seen("exhausted").len(), 2);
+    fx.service.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_hint_makes_resource_exhausted_retryable_and_sets_the_least_delay() {
+    let fx = Fixture::start().await;
+    let started = Instant::now();
+    let answer = fx.client.put(ask("hinted:300")).await.expect("retried after the hint");
+    assert_eq!(answer.text, "hinted:300");
+    assert!(started.elapsed() >= Duration::from_millis(300), "waited only {:?}", started.elapsed());
+    assert_eq!(fx.scripted.seen("hinted:300").len(), 2);
+
+    // A hint past the call's deadline is not waited for: the call fails with that reply.
+    let err = fx
+        .client
+        .get(Request::new(ask("hinted:5000")).with_timeout(Duration::from_secs(1)))
+        .await
+        .expect_err("the hint does not fit");
+    assert!(err.is_resource_exhausted());
+    assert_eq!((err.attempts(), err.message()), (1, "come back later"));
+    assert!(err.retry_info().is_some(), "the final error keeps the last reply's details");
     fx.service.stop().await;
 }
 
