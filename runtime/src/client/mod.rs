@@ -267,11 +267,18 @@ pub struct Client {
     headers: HeaderMap,
     interceptors: Arc<[Arc<dyn ClientInterceptor>]>,
     stream_settings: crate::stream::StreamSettings,
+    /// Behind one pointer: the client stays small to clone and to move.
+    resilience: Arc<Resilience>,
+    watch: Arc<ConnectionWatch>,
+}
+
+/// Retries and breakers of a client.
+#[derive(Clone, Debug, Default)]
+struct Resilience {
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
     breaker: Option<CircuitBreaker>,
-    methods: Arc<[MethodSettings]>,
-    watch: Arc<ConnectionWatch>,
+    methods: Vec<MethodSettings>,
 }
 
 /// What a client overrides for one method.
@@ -289,10 +296,7 @@ impl std::fmt::Debug for Client {
             .field("subject_prefix", &self.subject_prefix)
             .field("timeout", &self.timeout)
             .field("interceptors", &self.interceptors.len())
-            .field("retry", &self.retry)
-            .field("budget", &self.budget)
-            .field("breaker", &self.breaker)
-            .field("methods", &self.methods)
+            .field("resilience", &self.resilience)
             .finish()
     }
 }
@@ -308,10 +312,7 @@ impl Client {
             headers: HeaderMap::new(),
             interceptors: Arc::new([]),
             stream_settings: crate::stream::StreamSettings::default(),
-            retry: RetryPolicy::default(),
-            budget: Arc::default(),
-            breaker: None,
-            methods: Arc::new([]),
+            resilience: Arc::default(),
             watch: Arc::default(),
         }
     }
@@ -338,7 +339,7 @@ impl Client {
     /// # }
     /// ```
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+        Arc::make_mut(&mut self.resilience).retry = policy;
         self
     }
 
@@ -357,7 +358,7 @@ impl Client {
     /// Replaces the retry budget (default: 10 tokens, 0.1 back per success),
     /// shared by the clones made from here on.
     pub fn with_retry_budget(mut self, max_tokens: f64, token_ratio: f64) -> Self {
-        self.budget = Arc::new(RetryBudget::new(max_tokens, token_ratio));
+        Arc::make_mut(&mut self.resilience).budget = Arc::new(RetryBudget::new(max_tokens, token_ratio));
         self
     }
 
@@ -374,7 +375,7 @@ impl Client {
     /// ```
     pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
         let name = self.service.map_or_else(|| self.subject_prefix.to_string(), str::to_owned);
-        self.breaker = Some(breaker.named(&name));
+        Arc::make_mut(&mut self.resilience).breaker = Some(breaker.named(&name));
         self
     }
 
@@ -387,11 +388,11 @@ impl Client {
 
     /// The retry budget shared by this client's calls.
     pub fn retry_budget(&self) -> &RetryBudget {
-        &self.budget
+        &self.resilience.budget
     }
 
     fn with_method(mut self, method: &str, change: impl FnOnce(&mut MethodSettings)) -> Self {
-        let mut methods = self.methods.to_vec();
+        let methods = &mut Arc::make_mut(&mut self.resilience).methods;
         let index = match methods.iter().position(|settings| &*settings.method == method) {
             Some(index) => index,
             None => {
@@ -400,7 +401,6 @@ impl Client {
             }
         };
         change(&mut methods[index]);
-        self.methods = methods.into();
         self
     }
 
@@ -497,10 +497,11 @@ impl Client {
         C: Codec<Req> + Codec<Resp>,
     {
         let Request { message, headers: call_headers, timeout: call_timeout, retry, idempotent } = request;
-        let overrides = self.methods.iter().find(|settings| &*settings.method == method.method);
-        let policy = retry.as_deref().or(overrides.and_then(|o| o.retry.as_ref())).unwrap_or(&self.retry);
+        let resilience = &*self.resilience;
+        let overrides = resilience.methods.iter().find(|settings| &*settings.method == method.method);
+        let policy = retry.as_deref().or(overrides.and_then(|o| o.retry.as_ref())).unwrap_or(&resilience.retry);
         let idempotent = idempotent.or(overrides.and_then(|o| o.idempotent)).unwrap_or(method.idempotent);
-        let breaker = overrides.and_then(|o| o.breaker.as_ref()).or(self.breaker.as_ref());
+        let breaker = overrides.and_then(|o| o.breaker.as_ref()).or(resilience.breaker.as_ref());
         let timeout = call_timeout.unwrap_or_else(|| self.effective_timeout(method));
         let deadline = Instant::now() + timeout;
         let mut link = self.watch.subscribe(&self.nats);
@@ -520,7 +521,7 @@ impl Client {
             };
             let err = match outcome {
                 Ok(reply) => {
-                    self.budget.record_success();
+                    resilience.budget.record_success();
                     let message = <C as Codec<Resp>>::decode(reply.payload).map_err(|err| {
                         Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}"))
                             .with_method(method.method)
@@ -534,11 +535,11 @@ impl Client {
             let hint = retry::retry_hint(&err);
             if !retry::retryable(&err, idempotent, hint.is_some()) {
                 if err.kind() == ErrorKind::Service {
-                    self.budget.record_success(); // the service answered: not a transient failure
+                    resilience.budget.record_success(); // the service answered: not a transient failure
                 }
                 return Err(err);
             }
-            if attempt >= policy.attempts() || Instant::now() >= deadline || !self.budget.try_retry() {
+            if attempt >= policy.attempts() || Instant::now() >= deadline || !resilience.budget.try_retry() {
                 return Err(err);
             }
             let delay = policy.delay(attempt).max(hint.unwrap_or_default());
