@@ -309,11 +309,35 @@ fn cluster_node_lost_under_load() {
     let client_url = cluster.node(2).url();
     let load = ChaosClient::start(Language::Rust, &client_url, 8, &[("CHAOS_ATTEMPT_TIMEOUT_MS", "1000")]);
     std::thread::sleep(Duration::from_secs(2));
+    let served = gets_served_per_instance(&client_url);
+    assert!(served.len() == 2 && served.iter().all(|n| *n > 0), "both instances serve before the fault: {served:?}");
     cluster.node(0).stop();
     let report = load.report(Duration::from_secs(40));
     let mut executed = first.put_ids();
     executed.extend(second.put_ids());
     check("Rust client -> 2 Rust servers, a cluster node killed", &report, &executed);
+}
+
+/// `Get` requests each ChaosService instance has served so far, from
+/// every instance's `$SRV.STATS` reply.
+fn gets_served_per_instance(url: &str) -> Vec<u64> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let nats = async_nats::connect(url).await.expect("connects");
+        let inbox = nats.new_inbox();
+        let mut replies = nats.subscribe(inbox.clone()).await.expect("subscribes");
+        nats.publish_with_reply("$SRV.STATS.ChaosService", inbox, bytes::Bytes::new()).await.expect("asks");
+        let mut served = Vec::new();
+        while let Ok(Some(reply)) =
+            tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(&mut replies)).await
+        {
+            let stats: Value = serde_json::from_slice(&reply.payload).expect("STATS is JSON");
+            let endpoints = stats["endpoints"].as_array().cloned().unwrap_or_default();
+            let get = endpoints.iter().find(|e| e["name"] == "get").and_then(|e| e["num_requests"].as_u64());
+            served.push(get.unwrap_or(0));
+        }
+        served
+    })
 }
 
 /// Scenario 3: a circuit breaker over `Flaky` while its dependency is
