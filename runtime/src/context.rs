@@ -86,6 +86,21 @@ impl RequestContext {
         self.headers.get(name).map(|value| value.as_str())
     }
 
+    /// Which attempt of the caller's call this request is: 1 for the first,
+    /// 2 for the first retry (the `Nats-Micro-Attempt` header; 1 when it is
+    /// absent or not a positive number).
+    ///
+    /// ```
+    /// use nats_micro_runtime::RequestContext;
+    /// let mut ctx = RequestContext::for_test("GetOrder", "get_order", "api.v1.get_order");
+    /// assert_eq!(ctx.attempt(), 1);
+    /// ctx.headers_mut().insert("Nats-Micro-Attempt", "2");
+    /// assert_eq!(ctx.attempt(), 2);
+    /// ```
+    pub fn attempt(&self) -> u32 {
+        crate::headers::request_attempt(&self.headers)
+    }
+
     /// When the caller stops waiting: the earlier of the caller's budget
     /// (its `Nats-Micro-Timeout` header) and the endpoint's timeout. The
     /// service stops the handler at that instant.

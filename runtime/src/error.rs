@@ -35,6 +35,12 @@ pub enum ErrorKind {
     Encode,
     /// Another transport failure (code `UNAVAILABLE`).
     Transport,
+    /// The circuit breaker is open: the call failed at once without touching
+    /// the network (code `UNAVAILABLE`, never retried; PROTOCOL §10.2).
+    CircuitOpen,
+    /// The connection to NATS was lost while the request was in flight; the
+    /// request may or may not have been executed (code `UNAVAILABLE`).
+    ConnectionLost,
 }
 
 /// The error of a call or a handler: a [`Code`], a message, and what else
@@ -77,6 +83,8 @@ struct Inner {
     internal_text: Option<String>,
     #[source]
     source: Option<Arc<dyn StdError + Send + Sync>>,
+    /// Attempts made by the call that ended with this error (1 when none was retried).
+    attempts: u32,
 }
 
 /// The message a caller sees for an INTERNAL error whose text is withheld.
@@ -101,6 +109,7 @@ impl Error {
             kind: ErrorKind::Service,
             internal_text: None,
             source: None,
+            attempts: 1,
         }))
     }
 
@@ -262,6 +271,22 @@ impl Error {
     /// Headers: those of the reply on the client, those to send on the server.
     pub fn headers(&self) -> Option<&HeaderMap> {
         self.0.headers.as_ref()
+    }
+
+    /// How many attempts the call made before it failed with this error:
+    /// 1 when it was not retried (PROTOCOL §10.1).
+    ///
+    /// ```
+    /// use nats_micro_runtime::Error;
+    /// assert_eq!(Error::unavailable("down").attempts(), 1);
+    /// ```
+    pub fn attempts(&self) -> u32 {
+        self.0.attempts
+    }
+
+    pub(crate) fn with_attempts(mut self, attempts: u32) -> Error {
+        self.0.attempts = attempts;
+        self
     }
 
     /// What kind of failure this is.

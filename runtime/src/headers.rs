@@ -16,6 +16,9 @@ pub const ERROR_DETAILS_STATUS: &str = "google.rpc.Status";
 /// number of microseconds (relative, so clock skew between hosts does not
 /// matter).
 pub const TIMEOUT: &str = "Nats-Micro-Timeout";
+/// Which attempt of a retried call a request is: sent on attempts after the
+/// first (`2` for the first retry); absent means 1 (PROTOCOL §10.1).
+pub const ATTEMPT: &str = "Nats-Micro-Attempt";
 
 /// The names above as `HeaderName`s, used wherever the runtime reads or
 /// writes them (a `&str` name is validated and allocated on every call).
@@ -26,6 +29,7 @@ pub(crate) mod name {
     pub(crate) const ERROR_MESSAGE: HeaderName = HeaderName::from_static(super::ERROR_MESSAGE);
     pub(crate) const ERROR_DETAILS: HeaderName = HeaderName::from_static(super::ERROR_DETAILS);
     pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static(super::TIMEOUT);
+    pub(crate) const ATTEMPT: HeaderName = HeaderName::from_static(super::ATTEMPT);
 }
 
 /// Encodes a time budget for the [`TIMEOUT`] header.
@@ -70,4 +74,26 @@ pub fn decode_timeout(value: &str) -> Option<Duration> {
 /// decoded by [`decode_timeout`]; later duplicates are ignored.
 pub fn request_budget(headers: &async_nats::HeaderMap) -> Option<Duration> {
     headers.get(name::TIMEOUT).and_then(|value| decode_timeout(value.as_str()))
+}
+
+/// The attempt number in a request's headers: the first [`ATTEMPT`] value
+/// when it is a positive decimal number, else 1.
+///
+/// ```
+/// use nats_micro_runtime::headers::{ATTEMPT, request_attempt};
+/// let mut headers = async_nats::HeaderMap::new();
+/// assert_eq!(request_attempt(&headers), 1);
+/// headers.insert(ATTEMPT, "3");
+/// assert_eq!(request_attempt(&headers), 3);
+/// headers.insert(ATTEMPT, "0");
+/// assert_eq!(request_attempt(&headers), 1);
+/// ```
+pub fn request_attempt(headers: &async_nats::HeaderMap) -> u32 {
+    headers
+        .get(name::ATTEMPT)
+        .map(|value| value.as_str())
+        .filter(|value| !value.is_empty() && value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|value| value.parse::<u32>().ok())
+        .filter(|&attempt| attempt > 0)
+        .unwrap_or(1)
 }

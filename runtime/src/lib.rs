@@ -8,6 +8,8 @@
 //! - [`ServiceBuilder`] and [`Service`]: the ADR-32 service layer with
 //!   discovery, statistics, bounded concurrency, deadlines and graceful stop;
 //! - [`Client`]: the call path with timeouts, headers and interceptors;
+//! - [`retry`] and [`breaker`]: retries with backoff and a budget, circuit
+//!   breakers, and calls that fail fast when the connection is lost;
 //! - [`stream`]: server-streaming, client-streaming and bidirectional calls
 //!   ([`Streaming`], [`ResponseSender`]) with flow control;
 //! - [`interceptor`]: server and client interceptors;
@@ -42,6 +44,7 @@ mod status_body;
 pub mod stream;
 
 pub use client::{Client, DEFAULT_TIMEOUT, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
+pub use client::{breaker, retry};
 pub use code::{Code, CodeFormat};
 pub use codec::{Codec, Json, Protobuf};
 pub use context::RequestContext;

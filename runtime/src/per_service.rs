@@ -467,12 +467,13 @@ macro_rules! service_client {
         impl $client {
             /// A client with the proto's subject prefix and timeouts.
             pub fn new(nats: $crate::codegen::async_nats::Client) -> Self {
-                $client { inner: $crate::codegen::Client::new(nats, $spec.subject_prefix) }
+                $client { inner: $crate::codegen::Client::new(nats, $spec.subject_prefix).with_service_name($service) }
             }
 
-            /// A client over a configured runtime client (interceptors, headers, timeout).
+            /// A client over a configured runtime client (interceptors, headers,
+            /// timeout, retries, circuit breakers).
             pub fn from_client(inner: $crate::codegen::Client) -> Self {
-                $client { inner }
+                $client { inner: inner.with_service_name($service) }
             }
 
             /// Sends to another subject prefix.
@@ -493,6 +494,26 @@ macro_rules! service_client {
             /// Adds an interceptor; the first added runs outermost.
             pub fn with_interceptor(self, interceptor: impl $crate::codegen::ClientInterceptor) -> Self {
                 $client { inner: self.inner.with_interceptor(interceptor) }
+            }
+
+            /// Sets the retry policy of every unary call (PROTOCOL §10.1).
+            pub fn with_retry_policy(self, policy: $crate::retry::RetryPolicy) -> Self {
+                $client { inner: self.inner.with_retry_policy(policy) }
+            }
+
+            /// Sets the retry policy of one method (by proto name), over the client's.
+            pub fn with_method_retry_policy(self, method: &str, policy: $crate::retry::RetryPolicy) -> Self {
+                $client { inner: self.inner.with_method_retry_policy(method, policy) }
+            }
+
+            /// Replaces the retry budget (a token bucket shared by all calls).
+            pub fn with_retry_budget(self, max_tokens: f64, token_ratio: f64) -> Self {
+                $client { inner: self.inner.with_retry_budget(max_tokens, token_ratio) }
+            }
+
+            /// Guards every unary call with a circuit breaker (PROTOCOL §10.2).
+            pub fn with_circuit_breaker(self, breaker: $crate::breaker::CircuitBreaker) -> Self {
+                $client { inner: self.inner.with_circuit_breaker(breaker) }
             }
 
             /// The runtime client underneath.

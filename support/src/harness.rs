@@ -1,5 +1,7 @@
-//! A real `nats-server` per test, on a free loopback port.
+//! A real `nats-server` per test, on a free loopback port; one that can be
+//! killed and restarted on the same port, and a cluster of them.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +27,9 @@ pub fn python() -> PathBuf {
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
+    /// Extra command-line arguments, kept for [`NatsServer::restart`].
+    args: Vec<String>,
+    monitor_port: Option<u16>,
     _config: Option<tempdir::TempFile>,
 }
 
@@ -61,13 +66,57 @@ impl NatsServer {
         let child = command.spawn().unwrap_or_else(|err| {
             panic!("starting {}: {err} (run scripts/setup, or set NATS_SERVER)", nats_server_binary().display())
         });
-        let server = NatsServer { child: Some(child), port, _config: config_file };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let server = NatsServer { child: Some(child), port, args: Vec::new(), monitor_port: None, _config: config_file };
+        wait_listening(port);
         server
+    }
+
+    /// Starts a server on a given loopback port with extra arguments (e.g.
+    /// `--cluster`), and an HTTP monitoring port for [`NatsServer::monitor`].
+    pub fn start_on(port: u16, args: &[String]) -> NatsServer {
+        let mut server = NatsServer { child: None, port, args: args.to_vec(), monitor_port: Some(free_port()), _config: None };
+        server.restart();
+        server
+    }
+
+    /// Starts the server again, on the same port with the same arguments,
+    /// after [`NatsServer::stop`] (clients reconnect to it by themselves).
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut command = Command::new(nats_server_binary());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]).args(&self.args);
+        if let Some(monitor) = self.monitor_port {
+            command.args(["-m", &monitor.to_string()]);
+        }
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|err| {
+            panic!("starting {}: {err} (run scripts/setup, or set NATS_SERVER)", nats_server_binary().display())
+        });
+        self.child = Some(child);
+        wait_listening(self.port);
+    }
+
+    /// The body of a monitoring endpoint (`/varz`, `/routez`, `/connz`), for
+    /// a server started with [`NatsServer::start_on`].
+    pub fn monitor(&self, path: &str) -> String {
+        let port = self.monitor_port.expect("a server started with NatsServer::start_on has a monitoring port");
+        let started = Instant::now();
+        loop {
+            let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+                let mut response = String::new();
+                stream.read_to_string(&mut response)?;
+                Ok(response)
+            });
+            match attempt {
+                Ok(response) => return response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default(),
+                Err(err) => {
+                    assert!(started.elapsed() < Duration::from_secs(10), "monitoring port {port}: {err}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -100,6 +149,83 @@ impl Drop for NatsServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A cluster of loopback `nats-server`s, each routed to all others; each
+/// node can be killed and restarted.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes and waits until every node has a route to every other.
+    pub fn start(size: usize) -> NatsCluster {
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes_from = |own: u16| {
+            let others = cluster_ports.iter().filter(|port| **port != own);
+            others.map(|port| format!("nats://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+        };
+        let nodes = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(index, cluster_port)| {
+                let args = [
+                    "--cluster_name".to_owned(),
+                    "nats-micro-test".to_owned(),
+                    "--cluster".to_owned(),
+                    format!("nats://127.0.0.1:{cluster_port}"),
+                    "--routes".to_owned(),
+                    routes_from(*cluster_port),
+                    "--name".to_owned(),
+                    format!("node-{index}"),
+                ];
+                NatsServer::start_on(free_port(), &args)
+            })
+            .collect();
+        let cluster = NatsCluster { nodes };
+        cluster.wait_routed();
+        cluster
+    }
+
+    /// Waits until every running node has routes to all the others.
+    pub fn wait_routed(&self) {
+        let started = Instant::now();
+        let want = self.nodes.len() - 1;
+        loop {
+            // Recent servers pool several routes per peer: at least one each.
+            let routed = self.nodes.iter().all(|node| {
+                let routez = node.monitor("/routez");
+                let count = routez.split("\"num_routes\":").nth(1).and_then(|rest| {
+                    rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok())
+                });
+                count.is_some_and(|count| count >= want)
+            });
+            if routed {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "the cluster did not form its routes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Node `index`.
+    pub fn node(&mut self, index: usize) -> &mut NatsServer {
+        &mut self.nodes[index]
+    }
+
+    /// Every node's URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn wait_listening(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }

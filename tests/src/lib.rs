@@ -87,6 +87,11 @@ pub mod project {
             include_package!("project", "streams.v1.rs");
         }
     }
+    pub mod chaos {
+        pub mod v1 {
+            include_package!("project", "chaos.v1.rs");
+        }
+    }
     pub mod details {
         pub mod v1 {
             include_package!("project", "details.v1.rs");
@@ -111,6 +116,10 @@ pub mod project {
 /// The Rust StreamService of `proto/streams/v1`, served by the stream tests
 /// and by `cargo run -p nats-micro-tests --bin streams_server`.
 pub mod streams;
+
+/// The Rust ChaosService of `proto/chaos/v1`, served by the resilience tests
+/// and by `cargo run -p nats-micro-tests --bin chaos_server`.
+pub mod chaos;
 
 /// The Rust ExplainService and ExplainOpenService of `proto/details/v1`
 /// (typed error details), served by the details tests and by `cargo run -p

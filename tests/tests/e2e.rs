@@ -12,5 +12,6 @@ mod e2e {
     mod interceptors;
     mod json;
     mod peers;
+    mod retries;
     mod streams;
 }

@@ -1,13 +1,18 @@
 //! The client call path: one unary request through the interceptors to NATS,
 //! with deadline, headers and error mapping.
 
+pub mod breaker;
+mod connection;
 pub(crate) mod interceptor;
+pub mod retry;
 mod stream;
 
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_nats::client::{RequestError, RequestErrorKind};
 use async_nats::{HeaderMap, Message};
@@ -17,7 +22,10 @@ use crate::code::Code;
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::headers;
+use breaker::CircuitBreaker;
+use connection::{ConnectionWatch, Link};
 use interceptor::{ClientCall, ClientInterceptor, ClientInterceptorFn, ClientNext, Reply};
+use retry::{RetryBudget, RetryPolicy};
 
 /// Used when neither the call, the client, nor the proto sets a timeout and
 /// the NATS connection has no request timeout either.
@@ -39,12 +47,42 @@ pub struct Request<T> {
     message: T,
     headers: HeaderMap,
     timeout: Option<Duration>,
+    /// Boxed: most calls set none, and the request moves through every layer.
+    retry: Option<Box<RetryPolicy>>,
+    idempotent: Option<bool>,
 }
 
 impl<T> Request<T> {
     /// Wraps a message, with no headers and the client's timeout.
     pub fn new(message: T) -> Self {
-        Request { message, headers: HeaderMap::new(), timeout: None }
+        Request { message, headers: HeaderMap::new(), timeout: None, retry: None, idempotent: None }
+    }
+
+    /// Sets the retry policy of this call only, over the method's and the
+    /// client's (PROTOCOL §10.1).
+    ///
+    /// ```
+    /// use nats_micro_runtime::Request;
+    /// use nats_micro_runtime::retry::RetryPolicy;
+    /// let request = Request::new(7u32).with_retry(RetryPolicy::disabled());
+    /// assert_eq!(request.retry_policy().map(|p| p.attempts()), Some(1));
+    /// ```
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(Box::new(policy));
+        self
+    }
+
+    /// Says whether this call is safe to repeat after a timeout or a lost
+    /// connection, over the proto's `idempotency_level` and the client's
+    /// setting for the method.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = Some(idempotent);
+        self
+    }
+
+    /// This call's own retry policy, if set.
+    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry.as_deref()
     }
 
     /// Adds a header to send with the request.
@@ -202,7 +240,9 @@ pub struct MethodSpec {
 }
 
 /// The untyped client under every generated client: a NATS connection, the
-/// subject prefix, a client-wide timeout and interceptors. Cheap to clone.
+/// subject prefix, a client-wide timeout, interceptors, and what makes calls
+/// resilient (retries, a retry budget, circuit breakers). Cheap to clone;
+/// clones share the budget, the breakers and the connection watcher.
 ///
 /// Timeout precedence for a call (first that is set wins):
 /// 1. the call's own ([`Request::with_timeout`]);
@@ -211,16 +251,43 @@ pub struct MethodSpec {
 /// 4. the service's proto option `(natsmicro.service).timeout`;
 /// 5. the NATS connection's request timeout, else [`DEFAULT_TIMEOUT`].
 ///
-/// The chosen budget is sent in the `Nats-Micro-Timeout` header so the server
+/// The timeout is the whole call's, retries included. What is left of it is
+/// sent with each attempt in the `Nats-Micro-Timeout` header, so the server
 /// stops working once the caller gave up.
+///
+/// Unary calls are retried by [`RetryPolicy::default`] unless told otherwise
+/// (PROTOCOL §10.1); a call in flight when the connection is lost fails at
+/// once with [`ErrorKind::ConnectionLost`].
 #[derive(Clone)]
 pub struct Client {
     nats: async_nats::Client,
     subject_prefix: Arc<str>,
+    service: Option<&'static str>,
     timeout: Option<Duration>,
     headers: HeaderMap,
     interceptors: Arc<[Arc<dyn ClientInterceptor>]>,
     stream_settings: crate::stream::StreamSettings,
+    /// Behind one pointer: the client stays small to clone and to move.
+    resilience: Arc<Resilience>,
+    watch: Arc<ConnectionWatch>,
+}
+
+/// Retries and breakers of a client.
+#[derive(Clone, Debug, Default)]
+struct Resilience {
+    retry: RetryPolicy,
+    budget: Arc<RetryBudget>,
+    breaker: Option<CircuitBreaker>,
+    methods: Vec<MethodSettings>,
+}
+
+/// What a client overrides for one method.
+#[derive(Clone, Debug)]
+struct MethodSettings {
+    method: Arc<str>,
+    retry: Option<RetryPolicy>,
+    idempotent: Option<bool>,
+    breaker: Option<CircuitBreaker>,
 }
 
 impl std::fmt::Debug for Client {
@@ -229,6 +296,7 @@ impl std::fmt::Debug for Client {
             .field("subject_prefix", &self.subject_prefix)
             .field("timeout", &self.timeout)
             .field("interceptors", &self.interceptors.len())
+            .field("resilience", &self.resilience)
             .finish()
     }
 }
@@ -239,11 +307,101 @@ impl Client {
         Client {
             nats,
             subject_prefix: subject_prefix.into(),
+            service: None,
             timeout: None,
             headers: HeaderMap::new(),
             interceptors: Arc::new([]),
             stream_settings: crate::stream::StreamSettings::default(),
+            resilience: Arc::default(),
+            watch: Arc::default(),
         }
+    }
+
+    /// The proto's full service name, for messages (generated clients set it).
+    #[doc(hidden)]
+    pub fn with_service_name(mut self, service: &'static str) -> Self {
+        self.service = Some(service);
+        self
+    }
+
+    /// Sets the retry policy of every unary call of this client (default:
+    /// [`RetryPolicy::default`]; [`RetryPolicy::disabled`] turns retries off).
+    ///
+    /// ```no_run
+    /// # async fn demo(nats: async_nats::Client) {
+    /// use std::time::Duration;
+    /// use nats_micro_runtime::Client;
+    /// use nats_micro_runtime::retry::RetryPolicy;
+    /// let client = Client::new(nats, "api.v1")
+    ///     .with_retry_policy(RetryPolicy::default().max_attempts(5).max_delay(Duration::from_millis(500)))
+    ///     .with_method_retry_policy("CreateOrder", RetryPolicy::disabled())
+    ///     .with_method_idempotent("CancelOrder", true);
+    /// # }
+    /// ```
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        Arc::make_mut(&mut self.resilience).retry = policy;
+        self
+    }
+
+    /// Sets the retry policy of one method (by proto name, `CreateOrder`),
+    /// over the client's.
+    pub fn with_method_retry_policy(self, method: &str, policy: RetryPolicy) -> Self {
+        self.with_method(method, |settings| settings.retry = Some(policy))
+    }
+
+    /// Says whether a method (by proto name) is safe to repeat after a
+    /// timeout or a lost connection, over its proto `idempotency_level`.
+    pub fn with_method_idempotent(self, method: &str, idempotent: bool) -> Self {
+        self.with_method(method, |settings| settings.idempotent = Some(idempotent))
+    }
+
+    /// Replaces the retry budget (default: 10 tokens, 0.1 back per success),
+    /// shared by the clones made from here on.
+    pub fn with_retry_budget(mut self, max_tokens: f64, token_ratio: f64) -> Self {
+        Arc::make_mut(&mut self.resilience).budget = Arc::new(RetryBudget::new(max_tokens, token_ratio));
+        self
+    }
+
+    /// Guards every unary call of this client with one circuit breaker
+    /// (PROTOCOL §10.2). Keep a clone to watch its state.
+    ///
+    /// ```no_run
+    /// # async fn demo(nats: async_nats::Client) {
+    /// use nats_micro_runtime::Client;
+    /// use nats_micro_runtime::breaker::CircuitBreaker;
+    /// let breaker = CircuitBreaker::new().on_state_change(|from, to| eprintln!("orders breaker: {from} -> {to}"));
+    /// let client = Client::new(nats, "api.v1").with_circuit_breaker(breaker.clone());
+    /// # }
+    /// ```
+    pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        let name = self.service.map_or_else(|| self.subject_prefix.to_string(), str::to_owned);
+        Arc::make_mut(&mut self.resilience).breaker = Some(breaker.named(&name));
+        self
+    }
+
+    /// Guards one method (by proto name) with its own circuit breaker,
+    /// instead of the client's.
+    pub fn with_method_circuit_breaker(self, method: &str, breaker: CircuitBreaker) -> Self {
+        let breaker = breaker.named(method);
+        self.with_method(method, |settings| settings.breaker = Some(breaker))
+    }
+
+    /// The retry budget shared by this client's calls.
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.resilience.budget
+    }
+
+    fn with_method(mut self, method: &str, change: impl FnOnce(&mut MethodSettings)) -> Self {
+        let methods = &mut Arc::make_mut(&mut self.resilience).methods;
+        let index = match methods.iter().position(|settings| &*settings.method == method) {
+            Some(index) => index,
+            None => {
+                methods.push(MethodSettings { method: method.into(), retry: None, idempotent: None, breaker: None });
+                methods.len() - 1
+            }
+        };
+        change(&mut methods[index]);
+        self
     }
 
     /// Replaces the subject prefix (e.g. to reach a service deployed under
@@ -331,38 +489,148 @@ impl Client {
         headers
     }
 
-    /// Sends one unary request and decodes the reply with codec `C`.
-    /// Every error carries `method.method`.
+    /// Sends one unary request and decodes the reply with codec `C`,
+    /// retrying as the call's, the method's or the client's [`RetryPolicy`]
+    /// says. Every error carries `method.method` and the attempts made.
     pub async fn unary<C, Req, Resp>(&self, method: &MethodSpec, request: Request<Req>) -> Result<Response<Resp>, Error>
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let (message, call_headers, call_timeout) = request.into_parts();
-        let with_method = |err: Error| err.with_method(method.method);
-        let payload = <C as Codec<Req>>::encode(&message).map_err(|err| {
-            with_method(Error::transport(ErrorKind::Encode, Code::Internal, format!("encoding the request: {err}")))
-        })?;
-        let headers = self.call_headers(&call_headers);
+        let Request { message, headers: call_headers, timeout: call_timeout, retry, idempotent } = request;
+        let resilience = &*self.resilience;
+        let overrides = resilience.methods.iter().find(|settings| &*settings.method == method.method);
+        let policy = retry.as_deref().or(overrides.and_then(|o| o.retry.as_ref())).unwrap_or(&resilience.retry);
+        let idempotent = idempotent.or(overrides.and_then(|o| o.idempotent)).unwrap_or(method.idempotent);
+        let breaker = overrides.and_then(|o| o.breaker.as_ref()).or(resilience.breaker.as_ref());
+        let timeout = call_timeout.unwrap_or_else(|| self.effective_timeout(method));
+        let deadline = Instant::now() + timeout;
+        let mut link = self.watch.subscribe(&self.nats);
+        let mut attempt = 1;
+        let mut last: Option<Error> = None;
+        loop {
+            let outcome = match wait_connected(&mut link, deadline).await {
+                true => {
+                    // The first attempt has the whole timeout; later ones what is left of it.
+                    let left = if attempt == 1 { timeout } else { deadline.saturating_duration_since(Instant::now()) };
+                    self.attempt::<C, Req>(method, &message, &call_headers, attempt, policy, left, breaker, &mut link).await
+                }
+                // Still disconnected at the deadline: the last failure says why.
+                false => Err(last.take().unwrap_or_else(|| {
+                    Error::transport(ErrorKind::ConnectionClosed, Code::Unavailable, "not connected to NATS before the deadline")
+                })),
+            };
+            let err = match outcome {
+                Ok(reply) => {
+                    resilience.budget.record_success();
+                    let message = <C as Codec<Resp>>::decode(reply.payload).map_err(|err| {
+                        Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}"))
+                            .with_method(method.method)
+                            .with_headers(reply.headers.clone())
+                            .with_attempts(attempt)
+                    })?;
+                    return Ok(Response::new(message, reply.headers));
+                }
+                Err(err) => err.with_method(method.method).with_attempts(attempt),
+            };
+            let hint = retry::retry_hint(&err);
+            if !retry::retryable(&err, idempotent, hint.is_some()) {
+                if err.kind() == ErrorKind::Service {
+                    resilience.budget.record_success(); // the service answered: not a transient failure
+                }
+                return Err(err);
+            }
+            if attempt >= policy.attempts() || Instant::now() >= deadline || !resilience.budget.try_retry() {
+                return Err(err);
+            }
+            let delay = policy.delay(attempt).max(hint.unwrap_or_default());
+            let wake = Instant::now() + delay;
+            if wake >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep_until(wake).await;
+            last = Some(err);
+            attempt += 1;
+        }
+    }
+
+    /// One attempt of a unary call: through the breaker and the
+    /// interceptors to NATS, failing at once if the connection is lost.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one call, borrowed across its attempts")]
+    async fn attempt<C, Req>(
+        &self,
+        method: &MethodSpec,
+        message: &Req,
+        call_headers: &HeaderMap,
+        attempt: u32,
+        policy: &RetryPolicy,
+        remaining: Duration,
+        breaker: Option<&CircuitBreaker>,
+        link: &mut tokio::sync::watch::Receiver<Link>,
+    ) -> Result<Reply, Error>
+    where
+        C: Codec<Req>,
+    {
+        if remaining.is_zero() {
+            return Err(Error::transport(ErrorKind::Timeout, Code::DeadlineExceeded, "no time left for another attempt"));
+        }
+        let timeout = policy.per_attempt_timeout().map_or(remaining, |each| each.min(remaining));
+        let permit = match breaker {
+            Some(breaker) => Some(breaker.try_acquire().ok_or_else(|| self.circuit_open(method))?),
+            None => None,
+        };
+        let payload = <C as Codec<Req>>::encode(message)
+            .map_err(|err| Error::transport(ErrorKind::Encode, Code::Internal, format!("encoding the request: {err}")))?;
+        let mut headers = self.call_headers(call_headers);
+        if attempt > 1 {
+            headers.insert(headers::name::ATTEMPT, attempt.to_string());
+        }
         let call = ClientCall {
             method: method.method,
             subject: self.subject(method.endpoint),
             headers,
-            timeout: Some(call_timeout.unwrap_or_else(|| self.effective_timeout(method))),
+            timeout: Some(timeout),
             payload,
         };
-        // Without interceptors the chain is skipped: no boxed future, no client clone per call.
-        let reply = if self.interceptors.is_empty() {
-            send(&self.nats, call).await
-        } else {
-            ClientNext::start(self.interceptors.clone(), interceptor::Terminal::Request(self.nats.clone())).run(call).await
+        let seen = link.borrow_and_update().losses;
+        let sending = async {
+            // Without interceptors the chain is skipped: no boxed future, no client clone per call.
+            if self.interceptors.is_empty() {
+                send(&self.nats, call).await
+            } else {
+                ClientNext::start(self.interceptors.clone(), interceptor::Terminal::Request(self.nats.clone())).run(call).await
+            }
+        };
+        let lost = async {
+            if link.wait_for(|now| now.losses != seen).await.is_err() {
+                std::future::pending::<()>().await; // the watcher is gone with the client: nothing to wait for
+            }
+        };
+        let result = match futures_util::future::select(std::pin::pin!(sending), std::pin::pin!(lost)).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(((), _)) => Err(Error::transport(
+                ErrorKind::ConnectionLost,
+                Code::Unavailable,
+                "the connection to NATS was lost while the request was in flight",
+            )),
+        };
+        if let (Some(breaker), Some(permit)) = (breaker, permit) {
+            breaker.record(permit, matches!(&result, Err(err) if retry::transient(err)));
         }
-        .map_err(with_method)?;
-        let message = <C as Codec<Resp>>::decode(reply.payload).map_err(|err| {
-            with_method(Error::transport(ErrorKind::Decode, Code::Internal, format!("decoding the reply: {err}")))
-                .with_headers(reply.headers.clone())
-        })?;
-        Ok(Response::new(message, reply.headers))
+        result
     }
+
+    fn circuit_open(&self, method: &MethodSpec) -> Error {
+        let service = self.service.unwrap_or(&self.subject_prefix);
+        Error::transport(ErrorKind::CircuitOpen, Code::Unavailable, format!("circuit open for {service}.{}", method.method))
+    }
+}
+
+/// Waits until the connection is up, or the deadline; whether it is up.
+async fn wait_connected(link: &mut tokio::sync::watch::Receiver<Link>, deadline: Instant) -> bool {
+    if link.borrow().connected {
+        return true;
+    }
+    matches!(tokio::time::timeout_at(deadline, link.wait_for(|now| now.connected)).await, Ok(Ok(_)))
 }
 
 /// The end of a client chain: the NATS request itself.

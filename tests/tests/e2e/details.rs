@@ -72,7 +72,9 @@ async fn a_shed_request_carries_the_retry_hint_and_is_counted() {
             async move { busy.create_order(Request::new(order_request("slow")).with_timeout(Duration::from_secs(5))).await },
         );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let err = fx.client.create_order(order_request("c")).await.expect_err("shed");
+    // Sent once: a retrying client would honour the hint and come back.
+    let once = fx.client.clone().with_retry_policy(nats_micro_runtime::retry::RetryPolicy::disabled());
+    let err = once.create_order(order_request("c")).await.expect_err("shed");
     assert!(err.is_resource_exhausted(), "{err:?}");
     assert!(err.message().ends_with("is overloaded"), "{err:?}");
     assert_eq!(err.retry_info().and_then(|info| info.delay()), Some(Duration::from_millis(250)));
