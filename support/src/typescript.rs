@@ -13,7 +13,23 @@ pub struct Program {
     dir: PathBuf,
 }
 
+/// The protos the programs of `tests/ts` import: they are compiled together,
+/// so every one of them is generated whichever program a test runs.
+pub const TESTS_TS_PROTOS: &[&str] = &[
+    "order/v1/order.proto",
+    "jsondemo/v1/jsondemo.proto",
+    "streams/v1/streams.proto",
+    "details/v1/details.proto",
+    "chaos/v1/chaos.proto",
+    "trace/v1/trace.proto",
+];
+
 impl Program {
+    /// The programs of `tests/ts` with [`TESTS_TS_PROTOS`], compiled into `dir`.
+    pub fn tests_ts(dir: &Path) -> Program {
+        Program::build(dir, &repo().join("tests/ts"), TESTS_TS_PROTOS)
+    }
+
     /// Generates the TypeScript for `protos` (under the project and corpus
     /// roots: protoc-gen-es for the messages, our generator for the
     /// services) into `dir/gen`, copies the `.ts` files of `sources` into

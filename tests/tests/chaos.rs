@@ -74,12 +74,7 @@ fn typescript() -> &'static Program {
         require(&root().join("tests/ts/chaos_server.ts"));
         require(&root().join("tests/ts/chaos_client.ts"));
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-chaos");
-        let mut protos =
-            vec!["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "chaos/v1/chaos.proto"];
-        if root().join("proto/details/v1/details.proto").exists() {
-            protos.push("details/v1/details.proto");
-        }
-        Program::build(&dir, &root().join("tests/ts"), &protos)
+        Program::tests_ts(&dir)
     })
 }
 

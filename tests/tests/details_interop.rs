@@ -62,18 +62,7 @@ fn typescript() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
     PROGRAM.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-details");
-        Program::build(
-            &dir,
-            &root().join("tests/ts"),
-            &[
-                "order/v1/order.proto",
-                "jsondemo/v1/jsondemo.proto",
-                "streams/v1/streams.proto",
-                "details/v1/details.proto",
-                "chaos/v1/chaos.proto",
-                "trace/v1/trace.proto",
-            ],
-        )
+        Program::tests_ts(&dir)
     })
 }
 

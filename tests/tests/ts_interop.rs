@@ -38,20 +38,7 @@ fn program(label: &str, sources: &Path, protos: &[&str]) -> Program {
 /// The interop scripts of `tests/ts`, built once per test binary.
 fn scripts() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        program(
-            "interop",
-            &root().join("tests/ts"),
-            &[
-                "order/v1/order.proto",
-                "jsondemo/v1/jsondemo.proto",
-                "streams/v1/streams.proto",
-                "details/v1/details.proto",
-                "chaos/v1/chaos.proto",
-                "trace/v1/trace.proto",
-            ],
-        )
-    })
+    PROGRAM.get_or_init(|| Program::tests_ts(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-interop")))
 }
 
 /// A node process serving until dropped (stdin closed, then killed).
