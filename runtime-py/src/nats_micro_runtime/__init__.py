@@ -30,7 +30,8 @@ from __future__ import annotations
 # (bottom-up, no cycles): _codes, _headers, _details, _errors, _codec, _spec; the stream
 # wire (_streams) and link (_stream_link); client interceptors (_interceptor),
 # the caller's streams (_client_stream) and _client; the server's endpoints
-# (_endpoint), _reply_policy, _discovery and _service. This module is its
+# (_endpoint), _reply_policy, _discovery and _service; observability (_observe, and
+# _otel, imported only when OpenTelemetry is enabled). This module is its
 # public surface.
 from ._codes import (
     ABORTED,
@@ -131,6 +132,14 @@ from ._client import (
     DEFAULT_TIMEOUT,
     Response,
 )
+from ._observe import (
+    ATTEMPT_HEADER,
+    TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
+    TraceContext,
+    disable_opentelemetry,
+    enable_opentelemetry,
+)
 from ._endpoint import (
     BidiStreamEndpoint,
     ClientStreamEndpoint,
@@ -229,6 +238,7 @@ on this package would not find by itself."""
 __all__ = [
     "ABORTED",
     "ALREADY_EXISTS",
+    "ATTEMPT_HEADER",
     "AbortedError",
     "AlreadyExistsError",
     "BUILTIN_NUMBERS",
@@ -329,6 +339,9 @@ __all__ = [
     "StreamProtocolError",
     "StreamTimings",
     "TIMEOUT_HEADER",
+    "TRACEPARENT_HEADER",
+    "TRACESTATE_HEADER",
+    "TraceContext",
     "TransportError",
     "UNAUTHENTICATED",
     "UNAVAILABLE",
@@ -347,6 +360,8 @@ __all__ = [
     "connection_guard",
     "decode_message",
     "decode_timeout",
+    "disable_opentelemetry",
+    "enable_opentelemetry",
     "encode_message",
     "encode_timeout",
     "error_code",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypedDict
 
 import nats.errors
@@ -32,6 +32,7 @@ from ._errors import (
 )
 from ._headers import TIMEOUT_HEADER, encode_timeout
 from ._interceptor import ClientCall, ClientInterceptor, ClientNext, Reply, _chain_interceptors
+from ._observe import telemetry
 from ._reply_policy import valid_subject
 from ._spec import EndpointSpec, ServiceSpec
 from ._stream_link import _StreamLink
@@ -46,7 +47,7 @@ from ._streams import (
     StreamTimings,
     classify,
 )
-from ._typevars import MessageT
+from ._typevars import MessageT, T
 
 
 DEFAULT_TIMEOUT = 10.0
@@ -161,7 +162,7 @@ class Client:
             timeout=timeout if timeout is not None else self._default_timeout(spec),
             payload=payload,
         )
-        reply = await self._chain(call)
+        reply = await self._traced(spec, call, self._chain)
         try:
             message = decode_message(reply.payload, response_type, self._service.json)
         except ValueError as err:
@@ -276,6 +277,24 @@ class Client:
             timeout=budget if budget is not None else math.inf,
             payload=payload,
         )
+        open_chain = functools.partial(self._open_chain, response_type=response_type, window=window, plain_is_result=plain_is_result)
+        return await self._traced(spec, call, open_chain)
+
+    async def _traced(self, spec: EndpointSpec, call: ClientCall, send: Callable[[ClientCall], Awaitable[T]]) -> T:
+        """Where every call and stream open starts: with OpenTelemetry on
+        (PROTOCOL §11), under a CLIENT span whose trace context goes out in
+        the call's headers, before the interceptors see them; a stream's span
+        covers its open."""
+        instrumentation = telemetry()
+        if instrumentation is None:
+            return await send(call)
+        return await instrumentation.client_call(self._service.proto_name, spec.endpoint, call, send)
+
+    async def _open_chain(
+        self, call: ClientCall, *, response_type: type[MessageT], window: int, plain_is_result: bool
+    ) -> _OpenedStream[MessageT]:
+        """Runs the client interceptors around a stream open (see :meth:`_open_stream`)."""
+        method = call.method
         if not self._interceptors:
             return await self._open_call(call, response_type, window, plain_is_result)
         loop = asyncio.get_running_loop()
@@ -284,7 +303,7 @@ class Client:
 
         async def open_call(call: ClientCall) -> Reply:
             if opened.done():
-                raise InternalError(spec.method, "a client interceptor opened the stream twice")
+                raise InternalError(method, "a client interceptor opened the stream twice")
             opened.set_result(await self._open_call(call, response_type, window, plain_is_result))
             return await reported
 
@@ -303,7 +322,7 @@ class Client:
             stream.interceptors = _StreamOutcome(reported, chain, stream)
             return stream
         chain.result()  # refused, or failed to open: raises
-        raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
+        raise InternalError(method, "a client interceptor answered a stream open without opening the stream")
 
     async def _open_call(
         self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool

@@ -50,6 +50,7 @@ class RequestContext:
         subject: str,
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
+        attempt: int = 1,
     ) -> None:
         self._method = method
         self._endpoint = endpoint
@@ -57,6 +58,7 @@ class RequestContext:
         self.headers: dict[str, str] = dict(headers or {})
         """Request headers; interceptors may change them."""
         self._deadline = deadline
+        self._attempt = attempt
         self.response_headers: dict[str, str] = {}
         """Headers to send with the reply, success or error."""
         self._stream: _ServerStreamCall | None = None
@@ -82,6 +84,12 @@ class RequestContext:
         of the caller's budget and the endpoint's timeout."""
         return self._deadline
 
+    @property
+    def attempt(self) -> int:
+        """Which attempt of a retried call this request is: the
+        ``Nats-Micro-Attempt`` header, 1 when it is absent or invalid (PROTOCOL §10.1)."""
+        return self._attempt
+
     def remaining(self) -> float | None:
         """Seconds left until the deadline (0 once it passed)."""
         if self._deadline is None:
@@ -105,6 +113,11 @@ Inspect or change ``ctx`` and ``return await call_next(ctx, payload)``, or raise
 :class:`NatsMicroError` to answer with it without running the handler."""
 
 
+class MalformedRequestError(InvalidArgumentError):
+    """A request body that does not decode: ``INVALID_ARGUMENT``, told apart
+    so that the service logs it as ``request_malformed`` (PROTOCOL §11.4)."""
+
+
 class UnaryEndpoint(Generic[RequestT, ResponseT]):
     """A handler method with its request type: decodes the request (a malformed
     one is ``INVALID_ARGUMENT``), calls the handler, encodes its response."""
@@ -121,7 +134,7 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
             request = decode_message(payload, self._request_type, use_json)
         except ValueError as err:
             detail = malformed_request_detail(f"{self._request_type.DESCRIPTOR.full_name}: {err}", failed_field(str(err)))
-            raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}", details=[detail]) from err
+            raise MalformedRequestError(ctx.method, f"malformed request for {ctx.method}: {err}", details=[detail]) from err
         response = await self._handler(request, ctx)
         return encode_message(response, use_json)
 
