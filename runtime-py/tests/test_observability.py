@@ -8,12 +8,17 @@ that the runtime does not import OpenTelemetry unless it is enabled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any, Unpack
 
+import nats
+import nats.errors
 import nats_micro_runtime as rt
 import pytest
 from google.protobuf import wrappers_pb2
@@ -40,7 +45,9 @@ VALID_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 Handler = Any
 
 
-async def serve(nc: NatsClient, handler: Handler, spec: rt.ServiceSpec = SPEC, **overrides: Unpack[rt.ServiceOverrides]) -> rt.Service:
+async def serve(
+    nc: NatsClient, handler: Handler, spec: rt.ServiceSpec = SPEC, **overrides: Unpack[rt.ServiceOverrides]
+) -> rt.Service:
     return await rt.start_service(nc, spec, {"echo": rt.UnaryEndpoint(handler, wrappers_pb2.StringValue)}, overrides)
 
 
@@ -111,6 +118,72 @@ async def test_a_request_past_its_deadline_is_dropped_and_logged(nc: NatsClient,
     assert fields(record, "service", "endpoint", "subject") == {"service": "echo", "endpoint": "echo", "subject": SUBJECT}
     assert 80 <= field(record, "waited_ms") < 2000
     await service.stop()
+
+
+async def test_a_request_whose_deadline_passes_while_queued_is_never_started(
+    nc: NatsClient, logs: pytest.LogCaptureFixture
+) -> None:
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def blocked(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> wrappers_pb2.StringValue:
+        started.append(request.value)
+        await release.wait()
+        return request
+
+    service = await serve(nc, blocked, max_concurrency=1)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    first = asyncio.ensure_future(call(client, "first"))
+    await until(lambda: started == ["first"])
+    with pytest.raises(rt.NatsMicroError):
+        await call(client, "late", timeout=0.2)
+    await asyncio.sleep(0.1)
+    release.set()
+    await first
+    await until(lambda: events(logs, "deadline_dropped"))
+    (record,) = events(logs, "deadline_dropped")
+    assert field(record, "waited_ms") >= 250 and started == ["first"]
+    await service.stop()
+
+
+async def test_a_discovery_reply_that_cannot_be_sent_is_logged(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 1024\n", encoding="utf-8")
+    async with nats_server("-c", str(config)) as url:
+        connection = await nats.connect(url)
+        service = await serve(connection, echo_handler, merge_metadata={"blob": "x" * 2000})
+        with pytest.raises(nats.errors.TimeoutError):
+            await connection.request("$SRV.INFO.echo", b"", timeout=0.5)
+        (record,) = events(logs, "discovery_failed")
+        assert record.levelno == logging.WARNING
+        assert fields(record, "service", "endpoint", "subject") == {"service": "echo", "endpoint": "", "subject": "$SRV.INFO.echo"}
+        assert "MaxPayload" in field(record, "error")
+        await service.stop()
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def nats_server(*args: str) -> AsyncIterator[str]:
+    """A nats-server with extra arguments on a free loopback port; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = str(Path(sys.executable).parent / "nats-server")
+    server = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port), *args], stdout=subprocess.DEVNULL)
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert loop.time() < end, "nats-server did not start"
+                await asyncio.sleep(0.02)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()
 
 
 async def test_a_shed_request_is_logged_with_the_queue_length(nc: NatsClient, logs: pytest.LogCaptureFixture) -> None:

@@ -277,7 +277,9 @@ class Client:
             timeout=budget if budget is not None else math.inf,
             payload=payload,
         )
-        open_chain = functools.partial(self._open_chain, response_type=response_type, window=window, plain_is_result=plain_is_result)
+        open_chain = functools.partial(
+            self._open_chain, response_type=response_type, window=window, plain_is_result=plain_is_result
+        )
         return await self._traced(spec, call, open_chain)
 
     async def _traced(self, spec: EndpointSpec, call: ClientCall, send: Callable[[ClientCall], Awaitable[T]]) -> T:

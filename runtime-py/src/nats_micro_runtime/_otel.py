@@ -61,6 +61,13 @@ def _remote_parent(headers: Mapping[str, str] | None) -> Context:
     return trace.set_span_in_context(NonRecordingSpan(parent), Context())
 
 
+def _failure_code(err: BaseException) -> str:
+    """The code a failed call is recorded with: its own, else ``CANCELLED`` or ``UNKNOWN``."""
+    if isinstance(err, NatsMicroError):
+        return err.code
+    return CANCELLED if isinstance(err, asyncio.CancelledError) else UNKNOWN
+
+
 class ServerSpan:
     """One request's SERVER span and its duration metric."""
 
@@ -153,7 +160,7 @@ class OpenTelemetry:
             try:
                 return await send(call)
             except BaseException as err:
-                code = err.code if isinstance(err, NatsMicroError) else CANCELLED if isinstance(err, asyncio.CancelledError) else UNKNOWN
+                code = _failure_code(err)
                 span.set_attribute("nats_micro.error_code", code)
                 span.set_status(Status(StatusCode.ERROR, f"{code}: {err}"))
                 raise

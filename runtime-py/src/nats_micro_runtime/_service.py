@@ -519,7 +519,8 @@ class _Endpoint:
                     self._record(time.perf_counter_ns() - started_ns, stopped_by, record)
                     return
                 error = stopped_by  # a protocol error: tell the caller (§9.6)
-            await self._reply(msg, body if endpoint.kind == "client" else None, error, ctx.response_headers, started_ns, record, acked)
+            result = body if endpoint.kind == "client" else None
+            await self._reply(msg, result, error, ctx.response_headers, started_ns, record, acked)
         finally:
             await link.close()
 
