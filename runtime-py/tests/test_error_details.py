@@ -165,7 +165,8 @@ async def test_shed_requests_carry_the_retry_hint_and_are_counted(nc: NatsClient
         return request
 
     service = await serve(nc, slow, max_concurrency=1, retry_after_hint=0.75)
-    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    # No retries: the RetryInfo would make the client retry the shed call (PROTOCOL §10.1).
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, retry_policy=rt.RetryPolicy(max_attempts=1))
     calls = [asyncio.ensure_future(echo(client, str(i))) for i in range(3)]
     done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
     (refused,) = done

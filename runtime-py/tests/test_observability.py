@@ -40,6 +40,7 @@ INNER = rt.ServiceSpec(
     endpoints=(rt.EndpointSpec("Echo", "echo"),),
 )  # fmt: skip
 SUBJECT = "obs.echo"
+NO_RETRIES = rt.RetryPolicy(max_attempts=1)
 VALID_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 Handler = Any
@@ -194,7 +195,7 @@ async def test_a_shed_request_is_logged_with_the_queue_length(nc: NatsClient, lo
         return request
 
     service = await serve(nc, blocked, max_concurrency=1, pending_limit=1)
-    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, retry_policy=NO_RETRIES)
     first = asyncio.ensure_future(call(client, "1"))
     await until(lambda: service.stats()[0].num_requests == 0 and bool(service._endpoints[0]._tasks))
     second = asyncio.ensure_future(call(client, "2"))
@@ -431,7 +432,7 @@ async def test_server_failures_mark_the_span_and_caller_errors_do_not(nc: NatsCl
         raise rt.UnavailableError(ctx.method, "down for maintenance")
 
     service = await serve(nc, handler)
-    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, retry_policy=NO_RETRIES)
     for value in ("missing", "down"):
         with pytest.raises(rt.ServiceError):
             await call(client, value)
@@ -445,6 +446,30 @@ async def test_server_failures_mark_the_span_and_caller_errors_do_not(nc: NatsCl
     server_points = otel.histogram("rpc.server.duration")
     codes = sorted(str(p.attributes["nats_micro.error_code"]) for p in server_points if p.attributes)
     assert codes == [rt.NOT_FOUND, rt.UNAVAILABLE] and all(p.count == 1 for p in server_points)
+    await service.stop()
+
+
+async def test_a_retried_call_is_one_client_span_with_an_event_per_attempt(nc: NatsClient, otel: Otel) -> None:
+    async def flaky(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> wrappers_pb2.StringValue:
+        if ctx.attempt == 1:
+            raise rt.UnavailableError(ctx.method, "warming up")
+        return request
+
+    service = await serve(nc, flaky)
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, retry_policy=rt.RetryPolicy(initial_delay=0.01))
+    await call(client)
+    await until(lambda: len(otel.finished(SpanKind.SERVER)) == 2)
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    first, second = otel.finished(SpanKind.SERVER)
+    assert [dict(e.attributes or {}) for e in client_span.events if e.name == "attempt"] == [
+        {"nats_micro.attempt": 1}, {"nats_micro.attempt": 2},
+    ]  # fmt: skip
+    assert client_span.status.status_code == StatusCode.UNSET, "the call succeeded in the end"
+    for request in (first, second):
+        assert client_span.context is not None and request.parent is not None
+        assert request.parent.span_id == client_span.context.span_id
+    assert "nats_micro.attempt" not in attributes(first) and attributes(second)["nats_micro.attempt"] == 2
+    assert attributes(first)["nats_micro.error_code"] == rt.UNAVAILABLE and first.status.status_code == StatusCode.ERROR
     await service.stop()
 
 

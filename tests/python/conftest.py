@@ -37,6 +37,7 @@ PROJECT_PROTOS = [
     "product/v1/product.proto",
     "edge/nested/deep/v1/edge.proto",
     "streams/v1/streams.proto",
+    "chaos/v1/chaos.proto",
     "details/v1/details.proto",
 ]
 # Imported by the protos generated here; their _pb2 modules must exist for imports to resolve.

@@ -22,9 +22,10 @@ def test_code_written_against_the_generated_api_passes_mypy_strict(project_tree:
     tests = Path(__file__).parent
     examples = [EXAMPLE / "order_server.py", EXAMPLE / "order_client.py", EXAMPLE / "traced.py"]
     files = [*examples, tests / "support.py", *sorted((tests / "interop").glob("*.py"))]
+    files += [REPO / "tests" / "peers" / "chaos_server.py", REPO / "tests" / "peers" / "chaos_client.py"]
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", f"--cache-dir={os.devnull}", *map(str, files)],
-        env={**os.environ, "MYPYPATH": os.pathsep.join([str(project_tree), str(tests)])},
+        env={**os.environ, "MYPYPATH": os.pathsep.join([str(project_tree), str(tests), str(REPO / "runtime-py" / "src")])},
         capture_output=True,
         text=True,
     )
@@ -32,7 +33,9 @@ def test_code_written_against_the_generated_api_passes_mypy_strict(project_tree:
 
 
 def test_example_server_and_client_handle_every_typed_error(project_tree: Path, nats_url: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(project_tree), "NATS_URL": nats_url}
+    # This checkout's runtime, not whichever copy is installed.
+    path = os.pathsep.join([str(project_tree), str(REPO / "runtime-py" / "src")])
+    env = {**os.environ, "PYTHONPATH": path, "NATS_URL": nats_url}
     server = subprocess.Popen(
         [sys.executable, str(EXAMPLE / "order_server.py")], env=env, stdout=subprocess.PIPE, text=True
     )

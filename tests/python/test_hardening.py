@@ -127,7 +127,8 @@ class Gate(TestOrders):
 async def test_five_times_capacity_is_bounded_and_nothing_starts_stale(nc: Client) -> None:
     handler = Gate()
     service = await orders.register_order_service(nc, handler, max_concurrency=2, pending_limit=4, timeout=30.0)
-    client = orders.OrderServiceClient(nc)
+    # No retries: shed replies carry a RetryInfo, which would make the client retry them (PROTOCOL §10.1).
+    client = orders.OrderServiceClient(nc, retry_policy=rt.RetryPolicy(max_attempts=1))
     # Two long calls hold both slots; then 28 short ones (budget 0.3 s) arrive.
     holders = [asyncio.create_task(client.create_order(order_request("c"), timeout=5)) for _ in range(2)]
     while len(handler.starts) < 2:

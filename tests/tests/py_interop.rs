@@ -49,7 +49,9 @@ fn generated() -> &'static Path {
 /// the test support module importable.
 fn script(name: &str, url: &str) -> Command {
     let tests = repo().join("tests/python");
-    let path = std::env::join_paths([generated().to_path_buf(), tests.clone()]).expect("PYTHONPATH");
+    // This checkout's runtime first, whatever the environment's editable install points at.
+    let runtime = repo().join("runtime-py/src");
+    let path = std::env::join_paths([runtime, generated().to_path_buf(), tests.clone()]).expect("PYTHONPATH");
     let mut command = Command::new(python());
     command.arg(tests.join("interop").join(name)).arg(url).env("PYTHONPATH", path);
     command

@@ -87,8 +87,10 @@ fn python_script(name: &str) -> Command {
         nats_micro_tests::codegen::generate(&tree, &["streams/v1/streams.proto"], "python", &[python_out]);
         tree
     });
+    // This checkout's runtime first, whatever the environment's editable install points at.
+    let path = std::env::join_paths([root().join("runtime-py/src"), tree.clone()]).expect("PYTHONPATH");
     let mut command = Command::new(python());
-    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", tree);
+    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", path);
     command
 }
 

@@ -30,15 +30,21 @@ impl ModuleWriter<'_> {
         self.push(&docstring("    ", &doc));
         self.client_init(service, names);
         for (method, name) in service.methods.iter().zip(&names.methods) {
-            let what = format!("Calls ``{}`` (endpoint ``{}``).", method.proto_name, method.endpoint);
+            let what = format!(
+                "Calls ``{}`` (endpoint ``{}``), retrying transient failures as ``retry``\n\
+                 (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.",
+                method.proto_name, method.endpoint
+            );
             let call = format!(
-                "self._client.unary({}, request, {}, timeout=timeout, headers=headers)",
+                "self._client.unary({}, request, {}, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)",
                 string_literal(&method.endpoint),
                 self.message_value(&method.output)
             );
             let returns = format!("nats_micro_runtime.Response[{}]", self.message_type(&method.output));
             let request = format!("request: {}", self.message_type(&method.input));
-            self.client_method(service, method, name, &request, &[], &returns, &what, &call);
+            let retry =
+                ["retry: nats_micro_runtime.RetryPolicy | None = None".to_owned(), "idempotent: bool | None = None".to_owned()];
+            self.client_method(service, method, name, &request, &retry, &returns, &what, &call);
         }
         for (stream, name) in service.streaming.iter().zip(&names.streams) {
             let method = &stream.method;

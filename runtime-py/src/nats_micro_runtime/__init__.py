@@ -13,6 +13,8 @@ is not specific to one service:
   code), :class:`TransportError` for failures on the way (no responders,
   timeout, closed connection);
 - the client call path: deadline header, headers both ways, interceptors;
+- resilience (PROTOCOL §10): retry policy and budget, circuit breaker, calls
+  failing fast on a lost connection, and :func:`retry` for any operation;
 - the ADR-32 service layer: endpoints, discovery on ``$SRV.*``, statistics.
 
 The service layer sits on the core nats-py client rather than on
@@ -29,7 +31,8 @@ from __future__ import annotations
 # The runtime lives in private modules by concern, mirroring the Rust runtime
 # (bottom-up, no cycles): _codes, _headers, _details, _errors, _codec, _spec; the stream
 # wire (_streams) and link (_stream_link); client interceptors (_interceptor),
-# the caller's streams (_client_stream) and _client; the server's endpoints
+# the caller's streams (_client_stream), resilience (_breaker, _retry,
+# _connection) and _client; the server's endpoints
 # (_endpoint), _reply_policy, _discovery and _service; observability (_observe, and
 # _otel, imported only when OpenTelemetry is enabled). This module is its
 # public surface.
@@ -57,8 +60,10 @@ from ._codes import (
     code_to_wire,
 )
 from ._headers import (
+    ATTEMPT_HEADER,
     MAX_TIMEOUT_MICROS,
     TIMEOUT_HEADER,
+    decode_attempt,
     decode_timeout,
     encode_timeout,
 )
@@ -73,10 +78,12 @@ from ._errors import (
     AbortedError,
     AlreadyExistsError,
     CancelledError,
+    CircuitOpenError,
     CodedError,
     CodedServiceError,
     ConfigError,
     ConnectionClosedError,
+    ConnectionLostError,
     DataLossError,
     DeadlineExceededError,
     DecodeError,
@@ -126,14 +133,30 @@ from ._client_stream import (
     ResponseStream,
     ServerStream,
 )
+from ._breaker import (
+    CircuitBreaker,
+    CircuitState,
+    StateChange,
+)
+from ._retry import (
+    OnRetry,
+    RetriesExhaustedError,
+    RetryBudget,
+    RetryOn,
+    RetryPolicy,
+    is_retryable,
+    is_transient,
+    retry,
+    retry_hint,
+)
 from ._client import (
     Client,
     ClientOptions,
     DEFAULT_TIMEOUT,
+    MethodOptions,
     Response,
 )
 from ._observe import (
-    ATTEMPT_HEADER,
     TRACEPARENT_HEADER,
     TRACESTATE_HEADER,
     TraceContext,
@@ -248,6 +271,9 @@ __all__ = [
     "CANONICAL_CODES",
     "CREDIT_HEADER",
     "CancelledError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
     "Client",
     "ClientCall",
     "ClientInterceptor",
@@ -260,6 +286,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosedError",
     "ConnectionGuard",
+    "ConnectionLostError",
     "DATA_LOSS",
     "DEADLINE_EXCEEDED",
     "DEFAULT_DRAIN_TIMEOUT",
@@ -300,11 +327,13 @@ __all__ = [
     "MALFORMED_HEADER",
     "MAX_TIMEOUT_MICROS",
     "MaxPayloadExceededError",
+    "MethodOptions",
     "NOT_FOUND",
     "NatsMicroError",
     "NoRespondersError",
     "NotFoundError",
     "OUT_OF_RANGE",
+    "OnRetry",
     "OutOfRangeError",
     "PERMISSION_DENIED",
     "PermissionDeniedError",
@@ -321,6 +350,10 @@ __all__ = [
     "ResourceExhaustedError",
     "Response",
     "ResponseStream",
+    "RetriesExhaustedError",
+    "RetryBudget",
+    "RetryOn",
+    "RetryPolicy",
     "SEQ_HEADER",
     "STREAM_METADATA_KEY",
     "SendCredit",
@@ -334,6 +367,7 @@ __all__ = [
     "ServiceOverrides",
     "ServiceSpec",
     "StartError",
+    "StateChange",
     "StreamEndpoint",
     "StreamErrors",
     "StreamProtocolError",
@@ -358,6 +392,7 @@ __all__ = [
     "code_from_wire",
     "code_to_wire",
     "connection_guard",
+    "decode_attempt",
     "decode_message",
     "decode_timeout",
     "disable_opentelemetry",
@@ -368,8 +403,12 @@ __all__ = [
     "grpc_code_number",
     "header_flag",
     "header_number",
+    "is_retryable",
+    "is_transient",
     "parse_stream_number",
     "require_compatible",
+    "retry",
+    "retry_hint",
     "start_service",
     "subject_matches",
     "valid_subject",

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypedDict
 
 import nats.errors
@@ -13,9 +14,11 @@ from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from ._breaker import CircuitBreaker
 from ._client_stream import RequestSource, ResponseStream, _OpenedStream, _StreamOutcome, _pump_requests
 from ._codec import _decoder, decode_message, encode_message
 from ._codes import UNKNOWN, code_from_wire
+from ._connection import watcher
 from ._errors import (
     ConfigError,
     ConnectionClosedError,
@@ -30,10 +33,11 @@ from ._errors import (
     ServiceError,
     TransportError,
 )
-from ._headers import TIMEOUT_HEADER, encode_timeout
-from ._interceptor import ClientCall, ClientInterceptor, ClientNext, Reply, _chain_interceptors
+from ._headers import ATTEMPT_HEADER, TIMEOUT_HEADER, encode_timeout
+from ._interceptor import ClientCall, ClientInterceptor, Reply, _chain_interceptors
 from ._observe import telemetry
 from ._reply_policy import valid_subject
+from ._retry import RetryBudget, RetryPolicy, _Plan, _run_attempts
 from ._spec import EndpointSpec, ServiceSpec
 from ._stream_link import _StreamLink
 from ._streams import (
@@ -50,6 +54,9 @@ from ._streams import (
 from ._typevars import MessageT, T
 
 
+_DEFAULT_BUDGET = RetryBudget()
+"""Marks "no budget given" (each client then makes its own)."""
+
 DEFAULT_TIMEOUT = 10.0
 """Seconds a call waits when neither the call, the client nor the proto sets a timeout."""
 
@@ -61,6 +68,20 @@ class Response(NamedTuple, Generic[MessageT]):
     """The decoded response."""
     headers: dict[str, str]
     """The reply's headers."""
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """What one method of a client does differently from the client's settings
+    (``ClientOptions.methods``); ``None`` keeps the client's."""
+
+    retry: RetryPolicy | None = None
+    """The method's retry policy."""
+    idempotent: bool | None = None
+    """Whether the method is safe to repeat after a timeout or a lost
+    connection (PROTOCOL §10.1); replaces the proto's ``idempotency_level``."""
+    circuit_breaker: CircuitBreaker | None = None
+    """A breaker of the method's own."""
 
 
 class ClientOptions(TypedDict, total=False):
@@ -76,6 +97,19 @@ class ClientOptions(TypedDict, total=False):
     """Run around every call, the first one outermost."""
     stream_timings: StreamTimings
     """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
+    retry_policy: RetryPolicy
+    """How unary calls are retried (PROTOCOL §10.1); ``RetryPolicy()`` when unset."""
+    retry_budget: RetryBudget | None
+    """The token bucket all retries of the client draw from; ``RetryBudget()``
+    when unset, ``None`` for no budget."""
+    circuit_breaker: CircuitBreaker | None
+    """A breaker shared by every method of the client (PROTOCOL §10.2); none by default."""
+    methods: Mapping[str, MethodOptions]
+    """Settings of single methods, by endpoint name (``get_order``) or proto
+    method name (``GetOrder``)."""
+
+
+_NO_METHOD_OPTIONS = MethodOptions()
 
 
 class Client:
@@ -86,6 +120,14 @@ class Client:
     ``timeout``, the endpoint's proto ``timeout``, the service's proto
     ``timeout``, :data:`DEFAULT_TIMEOUT`. The budget travels in the
     ``Nats-Micro-Timeout`` header so the server stops once the caller gave up.
+
+    Unary calls are retried as PROTOCOL §10.1 says (``retry_policy``, by
+    default 3 attempts, 50 ms doubling up to 1 s with full jitter, within the
+    call's timeout, under a ``retry_budget``); a timeout or a lost connection
+    only for methods safe to repeat. An optional ``circuit_breaker`` (§10.2)
+    fails calls at once while the service keeps failing. Calls in flight when
+    the connection is lost fail at once with :class:`ConnectionLostError`.
+    Interceptors run once around a call, whatever its attempts.
     """
 
     def __init__(
@@ -99,6 +141,10 @@ class Client:
         headers: Mapping[str, str] | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
         stream_timings: StreamTimings = StreamTimings(),
+        retry_policy: RetryPolicy = RetryPolicy(),
+        retry_budget: RetryBudget | None = _DEFAULT_BUDGET,
+        circuit_breaker: CircuitBreaker | None = None,
+        methods: Mapping[str, MethodOptions] | None = None,
     ) -> None:
         self._nc = nc
         self._stream_timings = stream_timings
@@ -110,8 +156,17 @@ class Client:
         self._timeout = timeout
         self._headers = dict(headers or {})
         self._interceptors = tuple(interceptors)
-        self._chain: ClientNext = _chain_interceptors(self._interceptors, self._send)
         self._endpoints = {spec.endpoint: spec for spec in service.endpoints}
+        self._retry_policy = retry_policy
+        # The default is a marker: each client gets a budget of its own.
+        self._retry_budget = RetryBudget() if retry_budget is _DEFAULT_BUDGET else retry_budget
+        self._circuit_breaker = circuit_breaker
+        self._methods: dict[str, MethodOptions] = {}
+        for name, options in (methods or {}).items():
+            found = [spec.endpoint for spec in service.endpoints if name in (spec.endpoint, spec.method)]
+            if not found:
+                raise ConfigError(f"{service.proto_name} has no method {name!r} (methods=)")
+            self._methods[found[0]] = options
 
     @property
     def subject_prefix(self) -> str:
@@ -151,8 +206,13 @@ class Client:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> Response[MessageT]:
-        """Sends one request to ``endpoint`` and decodes the reply."""
+        """Sends one request to ``endpoint`` and decodes the reply, retrying
+        transient failures as the call's ``retry`` policy (else the method's,
+        else the client's) says (PROTOCOL §10.1). ``idempotent`` replaces the
+        method's safe-to-repeat setting for this call."""
         spec = self._endpoint(endpoint)
         payload = self._encode_request(spec, request)
         call = ClientCall(
@@ -162,7 +222,11 @@ class Client:
             timeout=timeout if timeout is not None else self._default_timeout(spec),
             payload=payload,
         )
-        reply = await self._traced(spec, call, self._chain)
+        plan = self._plan(spec, retry, idempotent)
+        # Interceptors see the call once; its attempts happen under them.
+        attempts = functools.partial(self._attempts, plan)
+        send = _chain_interceptors(self._interceptors, attempts) if self._interceptors else attempts
+        reply = await self._traced(spec, call, send)
         try:
             message = decode_message(reply.payload, response_type, self._service.json)
         except ValueError as err:
@@ -420,15 +484,39 @@ class Client:
         opened = _OpenedStream(started, deadline, method, errors)
         return opened
 
-    async def _send(self, call: ClientCall) -> Reply:
-        """The end of the chain: the NATS request, its failures and error replies."""
-        headers = {**call.headers, TIMEOUT_HEADER: encode_timeout(call.timeout)}
+    def _plan(self, spec: EndpointSpec, retry: RetryPolicy | None, idempotent: bool | None) -> _Plan:
+        """How a call is retried: the call's settings, else the method's, else the client's and the proto's."""
+        method = self._methods.get(spec.endpoint, _NO_METHOD_OPTIONS)
+        if idempotent is None:
+            idempotent = method.idempotent if method.idempotent is not None else spec.idempotent
+        return _Plan(
+            policy=retry or method.retry or self._retry_policy,
+            idempotent=idempotent,
+            budget=self._retry_budget,
+            breaker=method.circuit_breaker or self._circuit_breaker,
+            circuit=f"{self._service.proto_name}.{spec.method}",
+        )
+
+    async def _attempts(self, plan: _Plan, call: ClientCall) -> Reply:
+        """The end of the chain: the call's attempts (PROTOCOL §10.1)."""
+        return await _run_attempts(functools.partial(self._send, call), plan, call.timeout, call.method)
+
+    async def _send(self, call: ClientCall, attempt: int, timeout: float) -> Reply:
+        """One attempt: the NATS request, its failures and error replies."""
+        instrumentation = telemetry()
+        if instrumentation is not None:
+            instrumentation.attempt_started(attempt)
+        headers = {**call.headers, TIMEOUT_HEADER: encode_timeout(timeout)}
+        if attempt > 1:
+            headers[ATTEMPT_HEADER] = str(attempt)
         try:
-            msg = await self._nc.request(call.subject, call.payload, timeout=call.timeout, headers=headers)
+            msg = await watcher(self._nc).call(
+                call.method, self._nc.request(call.subject, call.payload, timeout=timeout, headers=headers)
+            )
         except nats.errors.NoRespondersError as err:
             raise NoRespondersError(call.method, f"no responders on {call.subject}") from err
         except nats.errors.TimeoutError as err:
-            raise RequestTimeoutError(call.method, f"no reply within {call.timeout:g}s") from err
+            raise RequestTimeoutError(call.method, f"no reply within {timeout:g}s") from err
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as err:
             raise ConnectionClosedError(call.method, "the NATS connection is closed") from err
         except nats.errors.MaxPayloadError as err:

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from ._codec import decode_message, encode_message, failed_field
 from ._details import malformed_request_detail
 from ._errors import CodedServiceError, ErrorTable, InvalidArgumentError, NatsMicroError, ServiceError
+from ._headers import ATTEMPT_HEADER, decode_attempt
 from ._stream_link import StreamErrors, _StreamLink
 from ._typevars import MessageT, RequestT, ResponseT
 
@@ -50,7 +51,6 @@ class RequestContext:
         subject: str,
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
-        attempt: int = 1,
     ) -> None:
         self._method = method
         self._endpoint = endpoint
@@ -58,7 +58,7 @@ class RequestContext:
         self.headers: dict[str, str] = dict(headers or {})
         """Request headers; interceptors may change them."""
         self._deadline = deadline
-        self._attempt = attempt
+        self._attempt = decode_attempt(self.headers.get(ATTEMPT_HEADER))
         self.response_headers: dict[str, str] = {}
         """Headers to send with the reply, success or error."""
         self._stream: _ServerStreamCall | None = None
@@ -86,8 +86,9 @@ class RequestContext:
 
     @property
     def attempt(self) -> int:
-        """Which attempt of a retried call this request is: the
-        ``Nats-Micro-Attempt`` header, 1 when it is absent or invalid (PROTOCOL §10.1)."""
+        """Which attempt of the caller's call this request is: 1 for the first,
+        2 for the first retry (the ``Nats-Micro-Attempt`` header, PROTOCOL
+        §10.1; 1 when it is absent or invalid)."""
         return self._attempt
 
     def remaining(self) -> float | None:

@@ -68,6 +68,9 @@ class NatsMicroError(Exception):
     details: list[any_pb2.Any]
     """Every detail as an ``Any``, in order; types this process does not know
     stay here as received and are sent again verbatim when re-raised."""
+    attempts: int = 1
+    """How many times a client sent the call that failed with this error
+    (more than 1 when its retry policy retried it, PROTOCOL §10.1)."""
 
     def __init__(
         self,
@@ -437,6 +440,23 @@ class RequestTimeoutError(TransportError, TimeoutError):
 
 class ConnectionClosedError(TransportError):
     """The NATS connection is closed or draining (code ``UNAVAILABLE``)."""
+
+
+class ConnectionLostError(TransportError):
+    """The NATS connection was lost while the request was in flight (code
+    ``UNAVAILABLE``, kind "connection lost"): the call fails at once instead
+    of waiting out its timeout, and the request may have been executed.
+    Retried only for methods that are safe to repeat (PROTOCOL §10.1)."""
+
+    KIND: ClassVar[str] = "connection lost"
+
+
+class CircuitOpenError(TransportError):
+    """The call's circuit breaker is open (code ``UNAVAILABLE``, kind "circuit
+    open"): failed at once without touching the network, and never retried
+    (PROTOCOL §10.2)."""
+
+    KIND: ClassVar[str] = "circuit open"
 
 
 class MaxPayloadExceededError(TransportError):

@@ -13,6 +13,10 @@ _log = logging.getLogger("nats_micro_runtime")
 TIMEOUT_HEADER = "Nats-Micro-Timeout"
 """Header carrying the caller's remaining budget, in whole microseconds."""
 
+ATTEMPT_HEADER = "Nats-Micro-Attempt"
+"""Header numbering the attempts of a retried call: ``2`` on the first retry
+(absent on the first attempt, PROTOCOL §10.1)."""
+
 MAX_TIMEOUT_MICROS = 86_400_000_000
 """The largest ``Nats-Micro-Timeout`` value honoured (24 h)."""
 
@@ -36,6 +40,17 @@ def decode_timeout(value: str | None) -> float | None:
         _log.debug("ignoring invalid %s value %r", TIMEOUT_HEADER, value)
         return None
     return int(value) / 1_000_000
+
+
+_ATTEMPT_VALUE = re.compile(r"[0-9]{1,9}", re.ASCII)
+
+
+def decode_attempt(value: str | None) -> int:
+    """The attempt number a ``Nats-Micro-Attempt`` value says: 1 when it is
+    absent or not a positive decimal number (at most 9 ASCII digits)."""
+    if value is None or not _ATTEMPT_VALUE.fullmatch(value) or int(value) < 1:
+        return 1
+    return int(value)
 
 
 def _header_value(text: str) -> str:

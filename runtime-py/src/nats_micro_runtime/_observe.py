@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._headers import ATTEMPT_HEADER, decode_attempt
+
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
@@ -29,12 +31,9 @@ TRACEPARENT_HEADER = "traceparent"
 """W3C Trace Context header with the caller's trace id and span id (lower case, as W3C writes it)."""
 TRACESTATE_HEADER = "tracestate"
 """W3C Trace Context header with vendor state; honoured only beside a valid ``traceparent``."""
-ATTEMPT_HEADER = "Nats-Micro-Attempt"
-"""Which attempt of a retried call a request is (PROTOCOL §10.1): absent on the first."""
 
 # Version 00 exactly as W3C writes it: lower-case hex, four dash-separated fields.
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})", re.ASCII)
-_ATTEMPT = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -82,15 +81,6 @@ class TraceContext:
         if trace_id == "0" * 32 or span_id == "0" * 16:
             return None
         return cls(trace_id, span_id, int(flags, 16), headers.get(TRACESTATE_HEADER))
-
-
-def attempt_number(headers: Mapping[str, str] | None) -> int:
-    """The attempt a request is, from ``Nats-Micro-Attempt``: 1 when the
-    header is absent or not a valid positive number (PROTOCOL §10.1)."""
-    value = headers.get(ATTEMPT_HEADER) if headers else None
-    if value is None or not _ATTEMPT.fullmatch(value):
-        return 1
-    return max(1, int(value))
 
 
 # The events of PROTOCOL §11.4 with their levels.
@@ -182,7 +172,7 @@ class RequestRecord:
         self.method = method
         self.endpoint = endpoint
         self.subject = subject
-        self.attempt = attempt_number(headers)
+        self.attempt = decode_attempt(headers.get(ATTEMPT_HEADER) if headers else None)
         self.deadline_ms: float | None = None
         """The request's budget at arrival, once known."""
         self.span = None

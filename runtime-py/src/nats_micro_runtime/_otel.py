@@ -135,6 +135,10 @@ class OpenTelemetry:
         )
         return ServerSpan(span, self._server_duration, attributes)
 
+    def attempt_started(self, number: int) -> None:
+        """Marks an attempt of a call on its CLIENT span (a retried call has one span, §11.2)."""
+        trace.get_current_span().add_event("attempt", {"nats_micro.attempt": number})
+
     async def client_call(
         self, proto_service: str, endpoint: str, call: ClientCall, send: Callable[[ClientCall], Awaitable[T]]
     ) -> T:

@@ -65,7 +65,6 @@ from ._observe import (
     REQUEST_MALFORMED,
     REQUEST_SHED,
     RequestRecord,
-    attempt_number,
     emit,
     record_request,
 )
@@ -384,8 +383,7 @@ class _Endpoint:
                 expired = DeadlineExceededError(self._spec.method, f"{self._spec.method} expired while queued")
                 await self._reply(msg, None, expired, {}, started_ns, record)
                 return
-            attempt = record.attempt if record is not None else attempt_number(msg.headers)
-            ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline, attempt)
+            ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
             if record is not None and record.span is not None:
                 record.span.activate()
             if not isinstance(self._handler, UnaryEndpoint):

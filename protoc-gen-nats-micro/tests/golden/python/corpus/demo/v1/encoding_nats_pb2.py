@@ -199,9 +199,13 @@ class JSONServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[encoding_pb2.EchoResponse]:
-        """Calls ``Echo`` (endpoint ``echo``)."""
-        return await self._client.unary("echo", request, encoding_pb2.EchoResponse, timeout=timeout, headers=headers)
+        """Calls ``Echo`` (endpoint ``echo``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("echo", request, encoding_pb2.EchoResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_user(
         self,
@@ -209,9 +213,13 @@ class JSONServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[encoding_pb2.GetUserResponse]:
-        """Calls ``GetUser`` (endpoint ``get_user``)."""
-        return await self._client.unary("get_user", request, encoding_pb2.GetUserResponse, timeout=timeout, headers=headers)
+        """Calls ``GetUser`` (endpoint ``get_user``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_user", request, encoding_pb2.GetUserResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
 
 # ---------------------------------------------------------------------------
@@ -378,9 +386,13 @@ class BinaryServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[encoding_pb2.EchoResponse]:
-        """Calls ``Echo`` (endpoint ``echo``)."""
-        return await self._client.unary("echo", request, encoding_pb2.EchoResponse, timeout=timeout, headers=headers)
+        """Calls ``Echo`` (endpoint ``echo``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("echo", request, encoding_pb2.EchoResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_user(
         self,
@@ -388,6 +400,10 @@ class BinaryServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[encoding_pb2.GetUserResponse]:
-        """Calls ``GetUser`` (endpoint ``get_user``)."""
-        return await self._client.unary("get_user", request, encoding_pb2.GetUserResponse, timeout=timeout, headers=headers)
+        """Calls ``GetUser`` (endpoint ``get_user``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_user", request, encoding_pb2.GetUserResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

@@ -209,12 +209,15 @@ class ExampleServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.EchoResponse]:
         """Simple echo endpoint with metadata
 
-        Calls ``Echo`` (endpoint ``echo``).
+        Calls ``Echo`` (endpoint ``echo``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("echo", request, service_pb2.EchoResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("echo", request, service_pb2.EchoResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_greeting(
         self,
@@ -222,9 +225,12 @@ class ExampleServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.GetGreetingResponse]:
         """Get greeting with metadata indicating it's a read-only operation
 
-        Calls ``GetGreeting`` (endpoint ``get_greeting``).
+        Calls ``GetGreeting`` (endpoint ``get_greeting``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("get_greeting", request, service_pb2.GetGreetingResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("get_greeting", request, service_pb2.GetGreetingResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

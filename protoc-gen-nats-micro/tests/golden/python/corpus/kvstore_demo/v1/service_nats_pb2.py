@@ -226,14 +226,17 @@ class KVStoreDemoServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.ProfileResponse]:
         """SaveProfile — persists user profile to a KV bucket after responding.
         Clients can later read the profile directly from the KV store
         without making an RPC call via GetSaveProfileFromKV("user.{id}").
 
-        Calls ``SaveProfile`` (endpoint ``save_profile``).
+        Calls ``SaveProfile`` (endpoint ``save_profile``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("save_profile", request, service_pb2.ProfileResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("save_profile", request, service_pb2.ProfileResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_profile(
         self,
@@ -241,12 +244,15 @@ class KVStoreDemoServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.ProfileResponse]:
         """GetProfile — standard unary RPC without KV persistence.
 
-        Calls ``GetProfile`` (endpoint ``get_profile``).
+        Calls ``GetProfile`` (endpoint ``get_profile``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("get_profile", request, service_pb2.ProfileResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("get_profile", request, service_pb2.ProfileResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def generate_report(
         self,
@@ -254,12 +260,15 @@ class KVStoreDemoServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.ReportResponse]:
         """UploadReport — generates a report and persists it to the Object Store.
         Clients can later read the report directly from the Object Store
         without making an RPC call via
         GetGenerateReportFromObjectStore("report.{id}").
 
-        Calls ``GenerateReport`` (endpoint ``generate_report``).
+        Calls ``GenerateReport`` (endpoint ``generate_report``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("generate_report", request, service_pb2.ReportResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("generate_report", request, service_pb2.ReportResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

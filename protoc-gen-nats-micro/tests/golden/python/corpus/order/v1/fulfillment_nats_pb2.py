@@ -211,9 +211,13 @@ class OrderFulfillmentServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[fulfillment_pb2.PrepareOrderResponse]:
-        """Calls ``PrepareOrder`` (endpoint ``prepare_order``)."""
-        return await self._client.unary("prepare_order", request, fulfillment_pb2.PrepareOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``PrepareOrder`` (endpoint ``prepare_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("prepare_order", request, fulfillment_pb2.PrepareOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def ship_order(
         self,
@@ -221,9 +225,13 @@ class OrderFulfillmentServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[fulfillment_pb2.ShipOrderResponse]:
-        """Calls ``ShipOrder`` (endpoint ``ship_order``)."""
-        return await self._client.unary("ship_order", request, fulfillment_pb2.ShipOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``ShipOrder`` (endpoint ``ship_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("ship_order", request, fulfillment_pb2.ShipOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_fulfillment_status(
         self,
@@ -231,6 +239,10 @@ class OrderFulfillmentServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[fulfillment_pb2.GetFulfillmentStatusResponse]:
-        """Calls ``GetFulfillmentStatus`` (endpoint ``get_fulfillment_status``)."""
-        return await self._client.unary("get_fulfillment_status", request, fulfillment_pb2.GetFulfillmentStatusResponse, timeout=timeout, headers=headers)
+        """Calls ``GetFulfillmentStatus`` (endpoint ``get_fulfillment_status``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_fulfillment_status", request, fulfillment_pb2.GetFulfillmentStatusResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

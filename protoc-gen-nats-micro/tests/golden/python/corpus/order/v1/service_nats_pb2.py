@@ -223,9 +223,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.CreateOrderResponse]:
-        """Calls ``CreateOrder`` (endpoint ``create_order``)."""
-        return await self._client.unary("create_order", request, service_pb2.CreateOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``CreateOrder`` (endpoint ``create_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("create_order", request, service_pb2.CreateOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_order(
         self,
@@ -233,9 +237,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.GetOrderResponse]:
-        """Calls ``GetOrder`` (endpoint ``get_order``)."""
-        return await self._client.unary("get_order", request, service_pb2.GetOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``GetOrder`` (endpoint ``get_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_order", request, service_pb2.GetOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def list_orders(
         self,
@@ -243,9 +251,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.ListOrdersResponse]:
-        """Calls ``ListOrders`` (endpoint ``list_orders``)."""
-        return await self._client.unary("list_orders", request, service_pb2.ListOrdersResponse, timeout=timeout, headers=headers)
+        """Calls ``ListOrders`` (endpoint ``list_orders``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("list_orders", request, service_pb2.ListOrdersResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def update_order_status(
         self,
@@ -253,9 +265,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.UpdateOrderStatusResponse]:
-        """Calls ``UpdateOrderStatus`` (endpoint ``update_order_status``)."""
-        return await self._client.unary("update_order_status", request, service_pb2.UpdateOrderStatusResponse, timeout=timeout, headers=headers)
+        """Calls ``UpdateOrderStatus`` (endpoint ``update_order_status``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("update_order_status", request, service_pb2.UpdateOrderStatusResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
 
 # ---------------------------------------------------------------------------
@@ -418,9 +434,13 @@ class OrderTrackingServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.TrackOrderResponse]:
-        """Calls ``TrackOrder`` (endpoint ``track_order``)."""
-        return await self._client.unary("track_order", request, service_pb2.TrackOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``TrackOrder`` (endpoint ``track_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("track_order", request, service_pb2.TrackOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def update_tracking(
         self,
@@ -428,6 +448,10 @@ class OrderTrackingServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.UpdateTrackingResponse]:
-        """Calls ``UpdateTracking`` (endpoint ``update_tracking``)."""
-        return await self._client.unary("update_tracking", request, service_pb2.UpdateTrackingResponse, timeout=timeout, headers=headers)
+        """Calls ``UpdateTracking`` (endpoint ``update_tracking``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("update_tracking", request, service_pb2.UpdateTrackingResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

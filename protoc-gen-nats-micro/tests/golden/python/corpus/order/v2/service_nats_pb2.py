@@ -227,9 +227,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.CreateOrderResponse]:
-        """Calls ``CreateOrder`` (endpoint ``create_order``)."""
-        return await self._client.unary("create_order", request, service_pb2.CreateOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``CreateOrder`` (endpoint ``create_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("create_order", request, service_pb2.CreateOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_order(
         self,
@@ -237,9 +241,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.GetOrderResponse]:
-        """Calls ``GetOrder`` (endpoint ``get_order``)."""
-        return await self._client.unary("get_order", request, service_pb2.GetOrderResponse, timeout=timeout, headers=headers)
+        """Calls ``GetOrder`` (endpoint ``get_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_order", request, service_pb2.GetOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def list_orders(
         self,
@@ -247,9 +255,13 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.ListOrdersResponse]:
-        """Calls ``ListOrders`` (endpoint ``list_orders``)."""
-        return await self._client.unary("list_orders", request, service_pb2.ListOrdersResponse, timeout=timeout, headers=headers)
+        """Calls ``ListOrders`` (endpoint ``list_orders``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("list_orders", request, service_pb2.ListOrdersResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def update_order_status(
         self,
@@ -257,6 +269,10 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.UpdateOrderStatusResponse]:
-        """Calls ``UpdateOrderStatus`` (endpoint ``update_order_status``)."""
-        return await self._client.unary("update_order_status", request, service_pb2.UpdateOrderStatusResponse, timeout=timeout, headers=headers)
+        """Calls ``UpdateOrderStatus`` (endpoint ``update_order_status``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("update_order_status", request, service_pb2.UpdateOrderStatusResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

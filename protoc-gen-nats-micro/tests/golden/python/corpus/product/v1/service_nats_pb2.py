@@ -259,9 +259,13 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.CreateProductResponse]:
-        """Calls ``CreateProduct`` (endpoint ``create_product``)."""
-        return await self._client.unary("create_product", request, service_pb2.CreateProductResponse, timeout=timeout, headers=headers)
+        """Calls ``CreateProduct`` (endpoint ``create_product``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("create_product", request, service_pb2.CreateProductResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_product(
         self,
@@ -269,9 +273,13 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.GetProductResponse]:
-        """Calls ``GetProduct`` (endpoint ``get_product``)."""
-        return await self._client.unary("get_product", request, service_pb2.GetProductResponse, timeout=timeout, headers=headers)
+        """Calls ``GetProduct`` (endpoint ``get_product``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_product", request, service_pb2.GetProductResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def update_product(
         self,
@@ -279,9 +287,13 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.UpdateProductResponse]:
-        """Calls ``UpdateProduct`` (endpoint ``update_product``)."""
-        return await self._client.unary("update_product", request, service_pb2.UpdateProductResponse, timeout=timeout, headers=headers)
+        """Calls ``UpdateProduct`` (endpoint ``update_product``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("update_product", request, service_pb2.UpdateProductResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def delete_product(
         self,
@@ -289,9 +301,13 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.DeleteProductResponse]:
-        """Calls ``DeleteProduct`` (endpoint ``delete_product``)."""
-        return await self._client.unary("delete_product", request, service_pb2.DeleteProductResponse, timeout=timeout, headers=headers)
+        """Calls ``DeleteProduct`` (endpoint ``delete_product``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("delete_product", request, service_pb2.DeleteProductResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def search_products(
         self,
@@ -299,6 +315,10 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.SearchProductsResponse]:
-        """Calls ``SearchProducts`` (endpoint ``search_products``)."""
-        return await self._client.unary("search_products", request, service_pb2.SearchProductsResponse, timeout=timeout, headers=headers)
+        """Calls ``SearchProducts`` (endpoint ``search_products``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("search_products", request, service_pb2.SearchProductsResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

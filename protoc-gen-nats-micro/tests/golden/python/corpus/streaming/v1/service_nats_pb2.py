@@ -246,12 +246,15 @@ class StreamDemoServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.PingResponse]:
         """Unary RPC — standard request/response.
 
-        Calls ``Ping`` (endpoint ``ping``).
+        Calls ``Ping`` (endpoint ``ping``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("ping", request, service_pb2.PingResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("ping", request, service_pb2.PingResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def count_up(
         self,

@@ -197,9 +197,13 @@ class UserServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.CreateUserResponse]:
-        """Calls ``CreateUser`` (endpoint ``create_user``)."""
-        return await self._client.unary("create_user", request, service_pb2.CreateUserResponse, timeout=timeout, headers=headers)
+        """Calls ``CreateUser`` (endpoint ``create_user``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("create_user", request, service_pb2.CreateUserResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_user(
         self,
@@ -207,6 +211,10 @@ class UserServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[service_pb2.GetUserResponse]:
-        """Calls ``GetUser`` (endpoint ``get_user``)."""
-        return await self._client.unary("get_user", request, service_pb2.GetUserResponse, timeout=timeout, headers=headers)
+        """Calls ``GetUser`` (endpoint ``get_user``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("get_user", request, service_pb2.GetUserResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

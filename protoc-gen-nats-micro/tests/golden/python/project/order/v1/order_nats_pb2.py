@@ -214,14 +214,17 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[order_pb2.CreateOrderResponse]:
         """Places an order. Fails with ORDER_EXPIRED when the cart is too old,
         PAYMENT_FAILED when the card is declined, STOCK_UNAVAILABLE when an item
         ran out (its id is in the error data).
 
-        Calls ``CreateOrder`` (endpoint ``create_order``).
+        Calls ``CreateOrder`` (endpoint ``create_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("create_order", request, order_pb2.CreateOrderResponse, timeout=timeout, headers=headers)
+        return await self._client.unary("create_order", request, order_pb2.CreateOrderResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_order(
         self,
@@ -229,9 +232,12 @@ class OrderServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[order_pb2.Order]:
         """Looks up an order; NOT_FOUND when there is none.
 
-        Calls ``GetOrder`` (endpoint ``get_order``).
+        Calls ``GetOrder`` (endpoint ``get_order``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("get_order", request, order_pb2.Order, timeout=timeout, headers=headers)
+        return await self._client.unary("get_order", request, order_pb2.Order, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

@@ -201,13 +201,16 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[product_pb2.Product]:
         """Creates a product; ALREADY_EXISTS for a taken SKU, INVALID_ARGUMENT for
         a bad price.
 
-        Calls ``CreateProduct`` (endpoint ``create_product``).
+        Calls ``CreateProduct`` (endpoint ``create_product``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("create_product", request, product_pb2.Product, timeout=timeout, headers=headers)
+        return await self._client.unary("create_product", request, product_pb2.Product, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def get_product(
         self,
@@ -215,9 +218,12 @@ class ProductServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[product_pb2.Product]:
         """NOT_FOUND for an unknown id.
 
-        Calls ``GetProduct`` (endpoint ``get_product``).
+        Calls ``GetProduct`` (endpoint ``get_product``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("get_product", request, product_pb2.Product, timeout=timeout, headers=headers)
+        return await self._client.unary("get_product", request, product_pb2.Product, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)

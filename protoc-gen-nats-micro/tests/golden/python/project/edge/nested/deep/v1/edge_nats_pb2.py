@@ -284,12 +284,15 @@ class TypeClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[empty_pb2.Empty]:
         """Named `match`.
 
-        Calls ``Match`` (endpoint ``match``).
+        Calls ``Match`` (endpoint ``match``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
-        return await self._client.unary("match", request, empty_pb2.Empty, timeout=timeout, headers=headers)
+        return await self._client.unary("match", request, empty_pb2.Empty, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def self_(
         self,
@@ -297,9 +300,13 @@ class TypeClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[timestamp_pb2.Timestamp]:
-        """Calls ``Self`` (endpoint ``self``)."""
-        return await self._client.unary("self", request, timestamp_pb2.Timestamp, timeout=timeout, headers=headers)
+        """Calls ``Self`` (endpoint ``self``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("self", request, timestamp_pb2.Timestamp, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def async_(
         self,
@@ -307,9 +314,13 @@ class TypeClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[order_pb2.Order]:
-        """Calls ``Async`` (endpoint ``async``)."""
-        return await self._client.unary("async", request, order_pb2.Order, timeout=timeout, headers=headers)
+        """Calls ``Async`` (endpoint ``async``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("async", request, order_pb2.Order, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def new(
         self,
@@ -317,9 +328,13 @@ class TypeClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[edge_pb2.Outer.Inner]:
-        """Calls ``New`` (endpoint ``new``)."""
-        return await self._client.unary("new", request, edge_pb2.Outer.Inner, timeout=timeout, headers=headers)
+        """Calls ``New`` (endpoint ``new``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("new", request, edge_pb2.Outer.Inner, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def clone(
         self,
@@ -327,9 +342,13 @@ class TypeClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[edge_pb2.Outer]:
-        """Calls ``Clone`` (endpoint ``clone``)."""
-        return await self._client.unary("clone", request, edge_pb2.Outer, timeout=timeout, headers=headers)
+        """Calls ``Clone`` (endpoint ``clone``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("clone", request, edge_pb2.Outer, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
     async def watch(
         self,
@@ -493,13 +512,16 @@ class TypeClientClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[edge_pb2.Outer]:
-        """Calls ``Get`` (endpoint ``get``).
+        """Calls ``Get`` (endpoint ``get``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
 
         .. deprecated:: The proto marks this RPC deprecated.
         """
         warnings.warn("edge.nested.deep.v1.TypeClient.Get is deprecated", DeprecationWarning, stacklevel=2)
-        return await self._client.unary("get", request, edge_pb2.Outer, timeout=timeout, headers=headers)
+        return await self._client.unary("get", request, edge_pb2.Outer, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
 
 
 # ---------------------------------------------------------------------------
@@ -652,6 +674,10 @@ class LegacyServiceClient:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: nats_micro_runtime.RetryPolicy | None = None,
+        idempotent: bool | None = None,
     ) -> nats_micro_runtime.Response[edge_pb2.Outer]:
-        """Calls ``HTTPServer`` (endpoint ``http_server``)."""
-        return await self._client.unary("http_server", request, edge_pb2.Outer, timeout=timeout, headers=headers)
+        """Calls ``HTTPServer`` (endpoint ``http_server``), retrying transient failures as ``retry``
+        (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
+        """
+        return await self._client.unary("http_server", request, edge_pb2.Outer, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
