@@ -3,7 +3,8 @@
 # (protoc's _pb2 modules and the plugin's lang=python output) into
 # target/python-example, starts a nats-server, serves the order service with
 # order_server.py, runs order_client.py against it, then stops the server
-# gracefully (it prints its statistics). With --build-only it stops after
+# gracefully (it prints its statistics), and runs traced.py (one call with
+# OpenTelemetry on, its trace printed as a tree). With --build-only it stops after
 # generating (examples/browser/run serves with order_server.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -48,3 +49,4 @@ kill -INT "$server_pid"
 wait "$server_pid"
 server_pid=""
 sed 's/^/server: /' "$log"
+.venv/bin/python examples/python/traced.py | sed 's/^/traced: /'

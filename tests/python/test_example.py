@@ -6,6 +6,7 @@ nats-server."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ EXAMPLE = REPO / "examples" / "python"
 def test_code_written_against_the_generated_api_passes_mypy_strict(project_tree: Path) -> None:
     """The example, and the handlers and clients the tests use across languages."""
     tests = Path(__file__).parent
-    files = [EXAMPLE / "order_server.py", EXAMPLE / "order_client.py", tests / "support.py", *sorted((tests / "interop").glob("*.py"))]
+    examples = [EXAMPLE / "order_server.py", EXAMPLE / "order_client.py", EXAMPLE / "traced.py"]
+    files = [*examples, tests / "support.py", *sorted((tests / "interop").glob("*.py"))]
     files += [REPO / "tests" / "peers" / "chaos_server.py", REPO / "tests" / "peers" / "chaos_client.py"]
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", f"--cache-dir={os.devnull}", *map(str, files)],
@@ -62,3 +64,18 @@ def test_example_server_and_client_handle_every_typed_error(project_tree: Path, 
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_traced_example_prints_one_trace_from_caller_to_service(project_tree: Path, nats_url: str) -> None:
+    # The runtime under test comes first if the caller put it on PYTHONPATH (as the suite does).
+    path = os.pathsep.join(filter(None, [str(project_tree), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "NATS_URL": nats_url}
+    run = subprocess.run([sys.executable, str(EXAMPLE / "traced.py")], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    first, *tree = run.stdout.splitlines()
+    assert re.fullmatch(r"trace [0-9a-f]{32}", first), "one trace id for every span"
+    assert tree == [
+        "INTERNAL checkout",
+        "  CLIENT order.v1.OrderService/CreateOrder on api.v1.create_order",
+        "    SERVER order.v1.OrderService/CreateOrder on api.v1.create_order",
+    ]

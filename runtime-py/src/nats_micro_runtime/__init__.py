@@ -33,7 +33,8 @@ from __future__ import annotations
 # wire (_streams) and link (_stream_link); client interceptors (_interceptor),
 # the caller's streams (_client_stream), resilience (_breaker, _retry,
 # _connection) and _client; the server's endpoints
-# (_endpoint), _reply_policy, _discovery and _service. This module is its
+# (_endpoint), _reply_policy, _discovery and _service; observability (_observe, and
+# _otel, imported only when OpenTelemetry is enabled). This module is its
 # public surface.
 from ._codes import (
     ABORTED,
@@ -154,6 +155,13 @@ from ._client import (
     DEFAULT_TIMEOUT,
     MethodOptions,
     Response,
+)
+from ._observe import (
+    TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
+    TraceContext,
+    disable_opentelemetry,
+    enable_opentelemetry,
 )
 from ._endpoint import (
     BidiStreamEndpoint,
@@ -365,6 +373,9 @@ __all__ = [
     "StreamProtocolError",
     "StreamTimings",
     "TIMEOUT_HEADER",
+    "TRACEPARENT_HEADER",
+    "TRACESTATE_HEADER",
+    "TraceContext",
     "TransportError",
     "UNAUTHENTICATED",
     "UNAVAILABLE",
@@ -384,6 +395,8 @@ __all__ = [
     "decode_attempt",
     "decode_message",
     "decode_timeout",
+    "disable_opentelemetry",
+    "enable_opentelemetry",
     "encode_message",
     "encode_timeout",
     "error_code",

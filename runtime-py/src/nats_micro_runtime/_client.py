@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypedDict
 
@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._headers import ATTEMPT_HEADER, TIMEOUT_HEADER, encode_timeout
 from ._interceptor import ClientCall, ClientInterceptor, Reply, _chain_interceptors
+from ._observe import telemetry
 from ._reply_policy import valid_subject
 from ._retry import RetryBudget, RetryPolicy, _Plan, _run_attempts
 from ._spec import EndpointSpec, ServiceSpec
@@ -50,7 +51,7 @@ from ._streams import (
     StreamTimings,
     classify,
 )
-from ._typevars import MessageT
+from ._typevars import MessageT, T
 
 
 _DEFAULT_BUDGET = RetryBudget()
@@ -223,10 +224,9 @@ class Client:
         )
         plan = self._plan(spec, retry, idempotent)
         # Interceptors see the call once; its attempts happen under them.
-        if self._interceptors:
-            reply = await _chain_interceptors(self._interceptors, functools.partial(self._attempts, plan))(call)
-        else:
-            reply = await self._attempts(plan, call)
+        attempts = functools.partial(self._attempts, plan)
+        send = _chain_interceptors(self._interceptors, attempts) if self._interceptors else attempts
+        reply = await self._traced(spec, call, send)
         try:
             message = decode_message(reply.payload, response_type, self._service.json)
         except ValueError as err:
@@ -341,6 +341,26 @@ class Client:
             timeout=budget if budget is not None else math.inf,
             payload=payload,
         )
+        open_chain = functools.partial(
+            self._open_chain, response_type=response_type, window=window, plain_is_result=plain_is_result
+        )
+        return await self._traced(spec, call, open_chain)
+
+    async def _traced(self, spec: EndpointSpec, call: ClientCall, send: Callable[[ClientCall], Awaitable[T]]) -> T:
+        """Where every call and stream open starts: with OpenTelemetry on
+        (PROTOCOL §11), under a CLIENT span whose trace context goes out in
+        the call's headers, before the interceptors see them; a stream's span
+        covers its open."""
+        instrumentation = telemetry()
+        if instrumentation is None:
+            return await send(call)
+        return await instrumentation.client_call(self._service.proto_name, spec.endpoint, call, send)
+
+    async def _open_chain(
+        self, call: ClientCall, *, response_type: type[MessageT], window: int, plain_is_result: bool
+    ) -> _OpenedStream[MessageT]:
+        """Runs the client interceptors around a stream open (see :meth:`_open_stream`)."""
+        method = call.method
         if not self._interceptors:
             return await self._open_call(call, response_type, window, plain_is_result)
         loop = asyncio.get_running_loop()
@@ -349,7 +369,7 @@ class Client:
 
         async def open_call(call: ClientCall) -> Reply:
             if opened.done():
-                raise InternalError(spec.method, "a client interceptor opened the stream twice")
+                raise InternalError(method, "a client interceptor opened the stream twice")
             opened.set_result(await self._open_call(call, response_type, window, plain_is_result))
             return await reported
 
@@ -368,7 +388,7 @@ class Client:
             stream.interceptors = _StreamOutcome(reported, chain, stream)
             return stream
         chain.result()  # refused, or failed to open: raises
-        raise InternalError(spec.method, "a client interceptor answered a stream open without opening the stream")
+        raise InternalError(method, "a client interceptor answered a stream open without opening the stream")
 
     async def _open_call(
         self, call: ClientCall, response_type: type[MessageT], window: int, plain_is_result: bool
@@ -483,6 +503,9 @@ class Client:
 
     async def _send(self, call: ClientCall, attempt: int, timeout: float) -> Reply:
         """One attempt: the NATS request, its failures and error replies."""
+        instrumentation = telemetry()
+        if instrumentation is not None:
+            instrumentation.attempt_started(attempt)
         headers = {**call.headers, TIMEOUT_HEADER: encode_timeout(timeout)}
         if attempt > 1:
             headers[ATTEMPT_HEADER] = str(attempt)

@@ -114,6 +114,11 @@ Inspect or change ``ctx`` and ``return await call_next(ctx, payload)``, or raise
 :class:`NatsMicroError` to answer with it without running the handler."""
 
 
+class MalformedRequestError(InvalidArgumentError):
+    """A request body that does not decode: ``INVALID_ARGUMENT``, told apart
+    so that the service logs it as ``request_malformed`` (PROTOCOL §11.4)."""
+
+
 class UnaryEndpoint(Generic[RequestT, ResponseT]):
     """A handler method with its request type: decodes the request (a malformed
     one is ``INVALID_ARGUMENT``), calls the handler, encodes its response."""
@@ -130,7 +135,7 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
             request = decode_message(payload, self._request_type, use_json)
         except ValueError as err:
             detail = malformed_request_detail(f"{self._request_type.DESCRIPTOR.full_name}: {err}", failed_field(str(err)))
-            raise InvalidArgumentError(ctx.method, f"malformed request for {ctx.method}: {err}", details=[detail]) from err
+            raise MalformedRequestError(ctx.method, f"malformed request for {ctx.method}: {err}", details=[detail]) from err
         response = await self._handler(request, ctx)
         return encode_message(response, use_json)
 

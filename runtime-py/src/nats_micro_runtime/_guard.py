@@ -74,7 +74,8 @@ def guard(nc: NatsClient) -> ConnectionGuard:
             parsed = await parse(headers)
         except Exception as err:  # nats-py's parser failed: contain it here, off its read loop
             state.malformed_headers += 1
-            _log.warning("malformed message headers (%d so far): %r: %r", state.malformed_headers, bytes(headers[:64]), err)
+            # At debug level: an endpoint receiving it logs request_malformed with its service and subject (§11.4).
+            _log.debug("malformed message headers (%d so far): %r: %r", state.malformed_headers, bytes(headers[:64]), err)
             return {MALFORMED_HEADER: f"{type(err).__name__}: {err}"}
         if parsed is not None and headers and _TIMEOUT_NAME in headers:
             first = first_header(bytes(headers), _TIMEOUT_NAME)

@@ -28,6 +28,7 @@ from ._details import ERROR_DETAILS_HEADER, ERROR_DETAILS_MARKER, encode_error_b
 from ._discovery import EndpointInfo, EndpointStats, STREAM_METADATA_KEY
 from ._endpoint import (
     ClientStreamEndpoint,
+    MalformedRequestError,
     RequestContext,
     RequestStream,
     ServedEndpoint,
@@ -55,6 +56,18 @@ from ._errors import (
 from ._guard import ConnectionGuard, MALFORMED_HEADER, guard
 from ._headers import TIMEOUT_HEADER, _header_value, decode_timeout
 from ._interceptor import _chain_interceptors
+from ._observe import (
+    DEADLINE_DROPPED,
+    DISCOVERY_FAILED,
+    HANDLER_FAILED,
+    HANDLER_PANICKED,
+    REPLY_REFUSED,
+    REQUEST_MALFORMED,
+    REQUEST_SHED,
+    RequestRecord,
+    emit,
+    record_request,
+)
 from ._reply_policy import ReplyPolicy, valid_subject
 from ._spec import EndpointSpec, ServiceSpec
 from ._stream_link import _StreamLink
@@ -146,6 +159,8 @@ class _Settings:
     """What every endpoint of one running service shares."""
 
     nc: NatsClient
+    service_name: str
+    proto_name: str
     use_json: bool
     code_format: CodeFormat
     expose_internal_errors: bool
@@ -269,33 +284,46 @@ class _Endpoint:
         while the pending bound allows, and refuses it with
         ``RESOURCE_EXHAUSTED`` beyond."""
         received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
+        settings = self._settings
+        record = record_request(
+            settings.service_name, settings.proto_name, self._spec.method, self.info.name, msg.subject, msg.headers, received[0]
+        )
         target = self._reply_target(msg)
-        refusal = self._settings.reply_policy.refusal(target)
+        refused = target
+        refusal = settings.reply_policy.refusal(target)
         if refusal is None and msg.reply and msg.reply != target:
             # A stream open's reply subject (where its ack goes) must pass as well (§9.2).
-            refusal = self._settings.reply_policy.refusal(msg.reply)
+            refused = msg.reply
+            refusal = settings.reply_policy.refusal(msg.reply)
         if refusal is not None:
-            _log.warning("%s: refused a request: %s", self._spec.method, refusal)
-            self._record(time.perf_counter_ns() - received[0], ServiceError(PERMISSION_DENIED, self._spec.method, refusal))
+            self._event(REPLY_REFUSED, msg.subject, reply=refused, reason=refusal)
+            error = ServiceError(PERMISSION_DENIED, self._spec.method, refusal)
+            self._record(time.perf_counter_ns() - received[0], error, record)
             return
         if msg.headers and MALFORMED_HEADER in msg.headers:
+            self._event(REQUEST_MALFORMED, msg.subject, error=f"malformed headers: {msg.headers[MALFORMED_HEADER]}")
             bad = InvalidArgumentError(self._spec.method, f"malformed headers: {msg.headers[MALFORMED_HEADER]}")
-            await self._reply(msg, None, bad, {}, received[0])
+            await self._reply(msg, None, bad, {}, received[0], record)
             return
         if not self._permits.locked():
             await self._permits.acquire()  # free: returns at once
-            self._spawn(self._serve(msg, received))
+            self._spawn(self._serve(msg, received, record))
             return
         size = len(msg.data)
         if self._over_pending_limit(size):
+            self._event(REQUEST_SHED, msg.subject, queued=self._queued)
             overloaded = ResourceExhaustedError(self._spec.method, f"endpoint {self.info.name} is overloaded")
-            overloaded.with_retry_delay(self._settings.retry_after_hint)
+            overloaded.with_retry_delay(settings.retry_after_hint)
             self.num_shed += 1
-            await self._reply(msg, None, overloaded, {}, received[0])
+            await self._reply(msg, None, overloaded, {}, received[0], record)
             return
         self._queued += 1
         self._queued_bytes += size
-        self._spawn(self._serve_when_free(msg, received, size))
+        self._spawn(self._serve_when_free(msg, received, size, record))
+
+    def _event(self, event: str, subject: str, exc_info: BaseException | None = None, **fields: object) -> None:
+        """Logs one of the events of PROTOCOL §11.4 about a request to this endpoint."""
+        emit(event, self._settings.service_name, self.info.name, subject, exc_info, **fields)
 
     def _reply_target(self, msg: Msg) -> str:
         """Where answers go: the reply subject, or for a stream its ``Reply-To``
@@ -318,20 +346,20 @@ class _Endpoint:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve_when_free(self, msg: Msg, received: tuple[int, float], size: int) -> None:
+    async def _serve_when_free(self, msg: Msg, received: tuple[int, float], size: int, record: RequestRecord | None) -> None:
         try:
             await self._permits.acquire()
         finally:
             self._queued -= 1
             self._queued_bytes -= size
-        await self._serve(msg, received)
+        await self._serve(msg, received, record)
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
         if isinstance(self._handler, UnaryEndpoint):
             return await self._handler.serve(ctx, payload, self._settings.use_json)
         return await self._run_stream(ctx)
 
-    async def _serve(self, msg: Msg, received: tuple[int, float]) -> None:
+    async def _serve(self, msg: Msg, received: tuple[int, float], record: RequestRecord | None) -> None:
         """One request, holding a permit it releases at the end: deadline
         (counted from arrival; an expired one never starts the handler),
         interceptors and handler, reply, statistics.
@@ -339,28 +367,37 @@ class _Endpoint:
         The chain runs by hand up to its first wait: a handler that answers
         without waiting needs no deadline timer (nothing could interrupt it
         anyway); one that waits continues under ``asyncio.timeout_at``, on
-        this same task, as a plain ``await`` would.
+        this same task, as a plain ``await`` would. With OpenTelemetry on,
+        the request's span is current meanwhile, so that the handler's own
+        calls are its children.
         """
         try:
             started_ns, arrived_at = received
             budget = decode_timeout(msg.headers.get(TIMEOUT_HEADER)) if msg.headers else None
             limit = _earliest(budget, self._timeout)
             deadline = None if limit is None else arrived_at + limit
+            if record is not None and limit is not None:
+                record.deadline_ms = limit * 1000
             if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                self._event(DEADLINE_DROPPED, msg.subject, waited_ms=(time.perf_counter_ns() - started_ns) / 1e6)
                 expired = DeadlineExceededError(self._spec.method, f"{self._spec.method} expired while queued")
-                await self._reply(msg, None, expired, {}, started_ns)
+                await self._reply(msg, None, expired, {}, started_ns, record)
                 return
             ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
+            if record is not None and record.span is not None:
+                record.span.activate()
             if not isinstance(self._handler, UnaryEndpoint):
-                await self._serve_stream(self._handler, msg, ctx, started_ns)
+                await self._serve_stream(self._handler, msg, ctx, started_ns, record)
                 return
-            body, error = await self._run_chain(ctx, msg.data, deadline)
-            await self._reply(msg, body, error, ctx.response_headers, started_ns)
+            body, error = await self._run_chain(ctx, msg.data, deadline, started_ns)
+            await self._reply(msg, body, error, ctx.response_headers, started_ns, record)
         finally:
+            if record is not None and record.span is not None:
+                record.span.deactivate()
             self._permits.release()
 
     async def _run_chain(
-        self, ctx: RequestContext, payload: bytes, deadline: float | None
+        self, ctx: RequestContext, payload: bytes, deadline: float | None, started_ns: int
     ) -> tuple[bytes | None, NatsMicroError | None]:
         scope: asyncio.Timeout | None = None
         try:
@@ -374,10 +411,19 @@ class _Endpoint:
                 return await _Resumed(call, waiting_on), None
         except Exception as err:
             if scope is not None and scope.expired():
+                self._event(DEADLINE_DROPPED, ctx.subject, waited_ms=(time.perf_counter_ns() - started_ns) / 1e6)
                 return None, DeadlineExceededError(self._spec.method, f"{self._spec.method} did not finish before its deadline")
-            return None, as_coded(err, self._spec.method) or self._uncoded(err)
+            if isinstance(err, MalformedRequestError):
+                self._event(REQUEST_MALFORMED, ctx.subject, error=str(err.__cause__ or err.message))
+            return None, as_coded(err, self._spec.method) or self._uncoded(err, ctx)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # e.g. a bare BaseException: it would end the task and leave the caller waiting
+            return None, self._panicked(err, ctx)
 
-    async def _serve_stream(self, endpoint: StreamEndpoint, msg: Msg, ctx: RequestContext, started_ns: int) -> None:
+    async def _serve_stream(
+        self, endpoint: StreamEndpoint, msg: Msg, ctx: RequestContext, started_ns: int, record: RequestRecord | None
+    ) -> None:
         """One stream of any kind (§9.2–§9.6): checks the open, subscribes the
         server's inbox and acks the open on its reply subject (a Go-plugin
         server-streaming open has none: no ack, no flow control), runs the
@@ -391,13 +437,15 @@ class _Endpoint:
             announced = header_number(msg.headers, CREDIT_HEADER)
             request = decode_message(msg.data, endpoint.request_type, use_json) if endpoint.kind == "server" else None
         except (ValueError, StreamProtocolError) as err:
+            self._event(REQUEST_MALFORMED, msg.subject, error=str(err))
             bad_request = malformed_request_detail(str(err), failed_field(str(err)))
             malformed = InvalidArgumentError(method, f"malformed open for {method}: {err}", details=[bad_request])
-            await self._reply(msg, None, malformed, {}, started_ns)
+            await self._reply(msg, None, malformed, {}, started_ns, record)
             return
         if endpoint.kind != "server" and not msg.reply:
+            self._event(REQUEST_MALFORMED, msg.subject, error="a stream open that sends requests has no reply subject")
             refused = InvalidArgumentError(method, "a stream open that sends requests needs a reply subject for its ack")
-            await self._reply(msg, None, refused, {}, started_ns)
+            await self._reply(msg, None, refused, {}, started_ns, record)
             return
         handler_task = asyncio.current_task()
         handler_running = True
@@ -435,7 +483,8 @@ class _Endpoint:
                     await nc.publish(msg.reply, b"", headers=ack)
                 except nats.errors.Error as err:
                     _log.warning("%s: acknowledging the stream: %r", method, err)
-                    self._record(time.perf_counter_ns() - started_ns, UnavailableError(method, f"acknowledging the stream: {err!r}"))
+                    failed = UnavailableError(method, f"acknowledging the stream: {err!r}")
+                    self._record(time.perf_counter_ns() - started_ns, failed, record)
                     return
                 acked = True
             body: bytes | None = None
@@ -446,23 +495,30 @@ class _Endpoint:
                     body = await self._chain(ctx, msg.data)
             except asyncio.CancelledError:
                 if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
-                    await self._reply(msg, None, UnavailableError(method, "the service is stopping"), {}, started_ns, acked)
+                    stopping = UnavailableError(method, "the service is stopping")
+                    await self._reply(msg, None, stopping, {}, started_ns, record, acked)
                     raise
             except Exception as err:
                 if scope.expired():
+                    self._event(DEADLINE_DROPPED, msg.subject, waited_ms=(time.perf_counter_ns() - started_ns) / 1e6)
                     error = DeadlineExceededError(method, f"{method} did not finish before its deadline")
                 else:
-                    error = as_coded(err, method) or self._uncoded(err)
+                    error = as_coded(err, method) or self._uncoded(err, ctx)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as err:  # a bare BaseException: end the stream rather than leave the caller waiting
+                error = self._panicked(err, ctx)
             finally:
                 handler_running = False
             if stopped_by is not None:  # whatever the handler made of the cancel, the link decided
                 if handler_task is not None and handler_task.cancelling():
                     handler_task.uncancel()
                 if stopped_by.code in (CANCELLED, UNAVAILABLE):  # nothing further goes to a caller that left
-                    self._record(time.perf_counter_ns() - started_ns, stopped_by)
+                    self._record(time.perf_counter_ns() - started_ns, stopped_by, record)
                     return
                 error = stopped_by  # a protocol error: tell the caller (§9.6)
-            await self._reply(msg, body if endpoint.kind == "client" else None, error, ctx.response_headers, started_ns, acked)
+            result = body if endpoint.kind == "client" else None
+            await self._reply(msg, result, error, ctx.response_headers, started_ns, record, acked)
         finally:
             await link.close()
 
@@ -512,11 +568,21 @@ class _Endpoint:
             except NatsMicroError as failed:
                 err = failed
 
-    def _uncoded(self, err: Exception) -> NatsMicroError:
-        """An exception without a code: INTERNAL, its text logged and withheld;
-        a service exposing internal errors sends the text, with the traceback
-        as a ``DebugInfo``."""
-        _log.error("%s failed without an error code", self._spec.method, exc_info=err)
+    def _uncoded(self, err: Exception, ctx: RequestContext) -> NatsMicroError:
+        """An exception without a code: INTERNAL, its text logged
+        (``handler_failed``) and withheld; a service exposing internal errors
+        sends the text, with the traceback as a ``DebugInfo``."""
+        self._event(HANDLER_FAILED, ctx.subject, err, error=f"{type(err).__name__}: {err}")
+        return self._internal(err)
+
+    def _panicked(self, err: BaseException, ctx: RequestContext) -> NatsMicroError:
+        """A handler that raised a ``BaseException`` outside ``Exception``
+        (Python's nearest thing to a panic): logged as ``handler_panicked`` and
+        answered like an uncoded failure."""
+        self._event(HANDLER_PANICKED, ctx.subject, err, panic=f"{type(err).__name__}: {err}")
+        return self._internal(err)
+
+    def _internal(self, err: BaseException) -> NatsMicroError:
         if not self._settings.expose_internal_errors:
             return InternalError(self._spec.method, INTERNAL_MESSAGE)
         text = f"{type(err).__name__}: {err}"
@@ -530,6 +596,7 @@ class _Endpoint:
         error: NatsMicroError | None,
         response_headers: Mapping[str, str],
         started_ns: int,
+        record: RequestRecord | None,
         acked: bool = False,
     ) -> None:
         """Answers a unary request, refuses a stream open, or ends an
@@ -552,7 +619,7 @@ class _Endpoint:
                 if error is None:
                     error = ResourceExhaustedError(self._spec.method, f"the response could not be sent: {err!r}")
                     await self._send_bare_error(reply_to, error)
-        self._record(elapsed, error)
+        self._record(elapsed, error, record)
 
     def _error_body(self, error: NatsMicroError, headers: dict[str, str]) -> bytes:
         """The body of an error reply (§4.1), marking ``headers`` when it is a
@@ -591,12 +658,15 @@ class _Endpoint:
         except Exception as err:
             _log.warning("%s: sending the error reply: %r", self._spec.method, err)
 
-    def _record(self, elapsed_ns: int, error: NatsMicroError | None) -> None:
+    def _record(self, elapsed_ns: int, error: NatsMicroError | None, record: RequestRecord | None) -> None:
+        """Counts a finished request in STATS and ends its span and record."""
         self.num_requests += 1
         self.processing_time += elapsed_ns
         if error is not None:
             self.num_errors += 1
             self.last_error = f"{error.code}:{error.message}"
+        if record is not None:
+            record.finish(None if error is None else error.code, "" if error is None else error.message, elapsed_ns)
 
 
 async def _stop_handler_stream(responses: AsyncIterator[Any], reason: BaseException) -> None:
@@ -705,9 +775,12 @@ class Service:
         async def respond(msg: Msg) -> None:
             refusal = policy.refusal(msg.reply or "")
             if refusal is not None:
-                _log.warning("%s: refused a discovery request on %s: %s", self.name, msg.subject, refusal)
+                emit(REPLY_REFUSED, self.name, "", msg.subject, reply=msg.reply or "", reason=refusal)
                 return
-            await self._nc.publish(msg.reply, json.dumps(document()).encode())
+            try:
+                await self._nc.publish(msg.reply, json.dumps(document()).encode())
+            except Exception as err:  # e.g. a closed connection or an INFO over max_payload
+                emit(DISCOVERY_FAILED, self.name, "", msg.subject, error=f"{type(err).__name__}: {err}")
 
         return respond
 
@@ -779,6 +852,8 @@ async def start_service(
 
     settings = _Settings(
         nc=nc,
+        service_name=name,
+        proto_name=spec.proto_name,
         use_json=spec.json,
         code_format=overrides.get("code_format", CodeFormat.NUMBERS),
         expose_internal_errors=overrides.get("expose_internal_errors", False),
