@@ -35,6 +35,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// One scenario at a time: each loads the machine on purpose (32 callers,
+/// servers restarted), and two at once on a small CI machine would measure
+/// each other rather than the fault.
+static SCENARIO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    SCENARIO.blocking_lock()
+}
+
 /// The languages with a chaos server and a chaos client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Language {
@@ -268,26 +277,31 @@ fn restart_under_load(client: Language, server: Language) {
 
 #[test]
 fn restart_rust_client_rust_server() {
+    let _scenario = one_at_a_time();
     restart_under_load(Language::Rust, Language::Rust);
 }
 
 #[test]
 fn restart_typescript_client_rust_server() {
+    let _scenario = one_at_a_time();
     restart_under_load(Language::TypeScript, Language::Rust);
 }
 
 #[test]
 fn restart_python_client_rust_server() {
+    let _scenario = one_at_a_time();
     restart_under_load(Language::Python, Language::Rust);
 }
 
 #[test]
 fn restart_rust_client_typescript_server() {
+    let _scenario = one_at_a_time();
     restart_under_load(Language::Rust, Language::TypeScript);
 }
 
 #[test]
 fn restart_rust_client_python_server() {
+    let _scenario = one_at_a_time();
     restart_under_load(Language::Rust, Language::Python);
 }
 
@@ -298,6 +312,7 @@ fn restart_rust_client_python_server() {
 /// and retries the idempotent ones.
 #[test]
 fn cluster_node_lost_under_load() {
+    let _scenario = one_at_a_time();
     let mut cluster = NatsCluster::start(3);
     let first = ChaosServer::start(Language::Rust, &cluster.node(0).url());
     let second = ChaosServer::start(Language::Rust, &cluster.node(1).url());
@@ -340,6 +355,7 @@ fn gets_served_per_instance(url: &str) -> Vec<u64> {
 /// is open, and the half-open probe closes it once the dependency is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_fails_fast_and_closes_after_recovery() {
+    let _scenario = SCENARIO.lock().await;
     let nats = NatsServer::start();
     let service = chaos::builder(Chaos::default()).start(&nats.connect().await).await.expect("starts");
     let changes = Arc::new(Mutex::new(Vec::new()));
@@ -390,6 +406,7 @@ async fn breaker_opens_fails_fast_and_closes_after_recovery() {
 /// slow consumer, and a retrying client gets through once the load drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_and_discovery_keeps_answering() {
+    let _scenario = SCENARIO.lock().await;
     let nats = NatsServer::start_on(free_port(), &[]);
     let service_connection = nats.connect().await;
     let service = chaos::builder(Chaos::default()).start(&service_connection).await.expect("starts");

@@ -57,9 +57,9 @@ async function stop(): Promise<void> {
   }
   stopping = true;
   await service.stop();
-  console.log(`put-ids ${putIds.join(",")}`);
   await nc.close().catch(() => undefined);
-  process.exit(0);
+  // process.exit does not wait for a pipe to take a long line: exit once it is written.
+  process.stdout.write(`put-ids ${putIds.join(",")}\n`, () => process.exit(0));
 }
 process.on("SIGTERM", () => void stop());
 process.on("SIGINT", () => void stop());

@@ -78,7 +78,7 @@ async function stop(): Promise<void> {
   await service.stop({ drainTimeout: 2_000 });
   await nc.drain();
   await tracerProvider.forceFlush();
-  console.log(`spans ${JSON.stringify(exporter.getFinishedSpans().map(spanJson))}`);
-  process.exit(0);
+  // process.exit does not wait for a pipe to take a long line: exit once it is written.
+  process.stdout.write(`spans ${JSON.stringify(exporter.getFinishedSpans().map(spanJson))}\n`, () => process.exit(0));
 }
 process.on("SIGTERM", () => void stop());
