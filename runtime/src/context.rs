@@ -21,6 +21,7 @@ use crate::server::stream::StreamOpen;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
+    service: Arc<str>,
     method: Arc<str>,
     endpoint: Arc<str>,
     subject: Subject,
@@ -38,7 +39,22 @@ impl RequestContext {
         headers: HeaderMap,
         deadline: Option<Instant>,
     ) -> Self {
-        RequestContext { method, endpoint, subject, headers, deadline, response_headers: Arc::default(), stream: None }
+        RequestContext {
+            service: Arc::from(""),
+            method,
+            endpoint,
+            subject,
+            headers,
+            deadline,
+            response_headers: Arc::default(),
+            stream: None,
+        }
+    }
+
+    /// Names the ADR-32 service the request is for.
+    pub(crate) fn with_service(mut self, service: Arc<str>) -> Self {
+        self.service = service;
+        self
     }
 
     /// The context of an admitted stream open.
@@ -54,6 +70,11 @@ impl RequestContext {
     /// A context for calling a handler directly in unit tests.
     pub fn for_test(method: &str, endpoint: &str, subject: &str) -> Self {
         Self::new(method.into(), endpoint.into(), Subject::from(subject), HeaderMap::new(), None)
+    }
+
+    /// The ADR-32 service name (`orders`; empty in [`RequestContext::for_test`]).
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     /// The RPC method's proto name (`CreateOrder`).

@@ -467,12 +467,12 @@ macro_rules! service_client {
         impl $client {
             /// A client with the proto's subject prefix and timeouts.
             pub fn new(nats: $crate::codegen::async_nats::Client) -> Self {
-                $client { inner: $crate::codegen::Client::new(nats, $spec.subject_prefix) }
+                $client { inner: $crate::codegen::Client::new(nats, $spec.subject_prefix).for_service($spec.proto_name) }
             }
 
             /// A client over a configured runtime client (interceptors, headers, timeout).
             pub fn from_client(inner: $crate::codegen::Client) -> Self {
-                $client { inner }
+                $client { inner: inner.for_service($spec.proto_name) }
             }
 
             /// Sends to another subject prefix.

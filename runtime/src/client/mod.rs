@@ -13,11 +13,13 @@ use async_nats::client::{RequestError, RequestErrorKind};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 
-use crate::code::Code;
+use crate::code::{Code, CodeFormat};
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::headers;
+use crate::telemetry::{self, Side};
 use interceptor::{ClientCall, ClientInterceptor, ClientInterceptorFn, ClientNext, Reply};
+use tracing::Instrument;
 
 /// Used when neither the call, the client, nor the proto sets a timeout and
 /// the NATS connection has no request timeout either.
@@ -221,6 +223,8 @@ pub struct Client {
     headers: HeaderMap,
     interceptors: Arc<[Arc<dyn ClientInterceptor>]>,
     stream_settings: crate::stream::StreamSettings,
+    /// The proto's full service name, for span names (empty when unknown).
+    service: &'static str,
 }
 
 impl std::fmt::Debug for Client {
@@ -243,7 +247,15 @@ impl Client {
             headers: HeaderMap::new(),
             interceptors: Arc::new([]),
             stream_settings: crate::stream::StreamSettings::default(),
+            service: "",
         }
+    }
+
+    /// Names the proto service this client calls (`order.v1.OrderService`),
+    /// for span names and attributes. Generated clients set it.
+    pub fn for_service(mut self, proto_service: &'static str) -> Self {
+        self.service = proto_service;
+        self
     }
 
     /// Replaces the subject prefix (e.g. to reach a service deployed under
@@ -332,8 +344,27 @@ impl Client {
     }
 
     /// Sends one unary request and decodes the reply with codec `C`.
-    /// Every error carries `method.method`.
+    /// Every error carries `method.method`. The call runs in its client
+    /// span (PROTOCOL §11.2), whose trace context the request carries.
     pub async fn unary<C, Req, Resp>(&self, method: &MethodSpec, request: Request<Req>) -> Result<Response<Resp>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+    {
+        let subject = self.subject(method.endpoint);
+        let span = telemetry::client_span(self.service, method.method, method.endpoint, &subject);
+        let started = std::time::Instant::now();
+        let result = self.unary_in_span::<C, Req, Resp>(method, subject, request).instrument(span.clone()).await;
+        let names = telemetry::Names { proto_service: self.service, method: method.method, endpoint: method.endpoint };
+        telemetry::finish(&span, Side::Client, names, started.elapsed(), result.as_ref().err(), CodeFormat::Names);
+        result
+    }
+
+    async fn unary_in_span<C, Req, Resp>(
+        &self,
+        method: &MethodSpec,
+        subject: String,
+        request: Request<Req>,
+    ) -> Result<Response<Resp>, Error>
     where
         C: Codec<Req> + Codec<Resp>,
     {
@@ -345,7 +376,7 @@ impl Client {
         let headers = self.call_headers(&call_headers);
         let call = ClientCall {
             method: method.method,
-            subject: self.subject(method.endpoint),
+            subject,
             headers,
             timeout: Some(call_timeout.unwrap_or_else(|| self.effective_timeout(method))),
             payload,
@@ -370,6 +401,7 @@ pub(crate) async fn send(nats: &async_nats::Client, mut call: ClientCall) -> Res
     if let Some(timeout) = call.timeout {
         call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
     }
+    telemetry::inject_current(&mut call.headers);
     let request = async_nats::Request::new().payload(call.payload).headers(call.headers).timeout(call.timeout);
     match nats.send_request(call.subject, request).await {
         Ok(message) => reply_from_message(message),
