@@ -92,6 +92,11 @@ pub mod project {
             include_package!("project", "details.v1.rs");
         }
     }
+    pub mod trace {
+        pub mod v1 {
+            include_package!("project", "trace.v1.rs");
+        }
+    }
     pub mod jsondemo {
         pub mod v1 {
             include_package!("project", "jsondemo.v1.rs");
@@ -116,3 +121,7 @@ pub mod streams;
 /// (typed error details), served by the details tests and by `cargo run -p
 /// nats-micro-tests --bin details_server`.
 pub mod details;
+
+/// The Rust TraceService of `proto/trace/v1` and the in-memory span
+/// recording the observability tests and `trace_server` share.
+pub mod trace;
