@@ -65,7 +65,13 @@ fn typescript() -> &'static Program {
         Program::build(
             &dir,
             &root().join("tests/ts"),
-            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "details/v1/details.proto"],
+            &[
+                "order/v1/order.proto",
+                "jsondemo/v1/jsondemo.proto",
+                "streams/v1/streams.proto",
+                "details/v1/details.proto",
+                "trace/v1/trace.proto",
+            ],
         )
     })
 }

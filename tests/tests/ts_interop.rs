@@ -42,7 +42,13 @@ fn scripts() -> &'static Program {
         program(
             "interop",
             &root().join("tests/ts"),
-            &["order/v1/order.proto", "jsondemo/v1/jsondemo.proto", "streams/v1/streams.proto", "details/v1/details.proto"],
+            &[
+                "order/v1/order.proto",
+                "jsondemo/v1/jsondemo.proto",
+                "streams/v1/streams.proto",
+                "details/v1/details.proto",
+                "trace/v1/trace.proto",
+            ],
         )
     })
 }
