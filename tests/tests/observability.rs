@@ -173,7 +173,7 @@ async fn a_request_has_a_server_span_with_every_field_and_a_call_a_client_span()
     // The earlier of the caller's budget (1500 ms) and the proto's timeout of GetOrder (750 ms).
     assert_eq!(field(server, "nats_micro.deadline_ms"), "750");
     let duration: f64 = field(server, "nats_micro.duration_ms").parse().expect("a number");
-    assert!(duration >= 0.0 && duration < 1500.0, "{duration}");
+    assert!((0.0..1500.0).contains(&duration), "{duration}");
     assert!(!server.contains_key("otel.status_code"), "NOT_FOUND is the caller's fault: status unset");
     assert_eq!(servers[0].parent, None, "a request's span is a root in `tracing` (its parent comes from the headers)");
 
