@@ -368,3 +368,32 @@ fn capture_sees_parents() {
     let parent = capture.span(child.parent.expect("a parent")).expect("recorded");
     assert_eq!(parent.name, "parent");
 }
+
+/// The README's example: OpenTelemetry with an exporter, one call, the trace printed.
+#[tokio::test]
+async fn readme_example_prints_one_trace() -> Result<(), Box<dyn std::error::Error>> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+    let fx = Fixture::start().await;
+    let client = fx.client.clone();
+    // snippet: rust-observability
+    // Any OpenTelemetry exporter works the same; this one keeps the spans in memory.
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("orders")));
+    let _guard = tracing::subscriber::set_default(subscriber); // `set_global_default` in a binary
+
+    client.get_order(GetOrderRequest { id: "o-7".into() }).await?;
+    for span in exporter.get_finished_spans()? {
+        let (trace, id, parent) = (span.span_context.trace_id(), span.span_context.span_id(), span.parent_span_id);
+        println!("{:?} {} trace={trace} span={id} parent={parent}", span.span_kind, span.name);
+    }
+    // Server order.v1.OrderService/GetOrder trace=6f0c… span=9a41… parent=3be2…
+    // Client order.v1.OrderService/GetOrder trace=6f0c… span=3be2… parent=0000000000000000
+    // end snippet
+    let spans = exporter.get_finished_spans()?;
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(spans[0].span_context.trace_id(), spans[1].span_context.trace_id());
+    Ok(())
+}
