@@ -21,7 +21,8 @@ use crate::server::stream::StreamOpen;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
-    service: Arc<str>,
+    /// `None` until the service names itself (no allocation for an empty name).
+    service: Option<Arc<str>>,
     method: Arc<str>,
     endpoint: Arc<str>,
     subject: Subject,
@@ -40,7 +41,7 @@ impl RequestContext {
         deadline: Option<Instant>,
     ) -> Self {
         RequestContext {
-            service: Arc::from(""),
+            service: None,
             method,
             endpoint,
             subject,
@@ -53,7 +54,7 @@ impl RequestContext {
 
     /// Names the ADR-32 service the request is for.
     pub(crate) fn with_service(mut self, service: Arc<str>) -> Self {
-        self.service = service;
+        self.service = Some(service);
         self
     }
 
@@ -74,7 +75,7 @@ impl RequestContext {
 
     /// The ADR-32 service name (`orders`; empty in [`RequestContext::for_test`]).
     pub fn service(&self) -> &str {
-        &self.service
+        self.service.as_deref().unwrap_or_default()
     }
 
     /// The RPC method's proto name (`CreateOrder`).

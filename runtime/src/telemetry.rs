@@ -285,6 +285,12 @@ pub(crate) fn finish(span: &Span, side: Side, names: Names<'_>, elapsed: Duratio
     otel::record_duration(names, side, elapsed, error_code.as_deref().unwrap_or("OK"));
 }
 
+/// Whether a call's outcome is recorded at all: its span is enabled, or
+/// metrics are built in.
+pub(crate) fn wanted(span: &Span) -> bool {
+    cfg!(feature = "opentelemetry") || !span.is_disabled()
+}
+
 /// The codes that are the service's own failures (gRPC's server span rule).
 fn is_server_fault(code: &Code) -> bool {
     matches!(

@@ -296,20 +296,16 @@ async fn serve_now(serving: Arc<Serving>, message: Message, route: Route, arriva
     }
 }
 
-/// Serves one request in its span (see [`handle_in_span`]).
-async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arrival) {
-    let span = route.span.clone();
-    handle_in_span(serving, message, route, arrival).instrument(span).await
-}
-
 /// Serves one request: nothing starts after its deadline; then
 /// interceptors and handler with panic isolation, cancelled at the deadline
-/// or when a stop gives up waiting; reply; stats.
-async fn handle_in_span(serving: &Serving, message: Message, route: Route, arrival: Arrival) {
+/// or when a stop gives up waiting; reply; stats. The handler runs in the
+/// request's span (so its own calls are children of it), and so do the events.
+async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arrival) {
     let endpoint = &serving.endpoint;
-    let subject = message.subject.clone();
+    // The endpoint's subject is the request's (endpoint subjects have no wildcards): no clone of the message's.
+    let subject = endpoint.info.subject.as_str();
     if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-        event::deadline_dropped(endpoint.at(&message.subject), arrival.received.elapsed());
+        route.span.in_scope(|| event::deadline_dropped(endpoint.at(&message.subject), arrival.received.elapsed()));
         let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
         reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
         return;
@@ -325,7 +321,7 @@ async fn handle_in_span(serving: &Serving, message: Message, route: Route, arriv
             Some((_, Some(window))) => Some(window),
             Some((value, None)) => {
                 let err = Error::invalid_argument(format!("malformed {STREAM_CREDIT} {value:?} in the stream open"));
-                event::request_malformed(endpoint.at(&subject), &err.message());
+                route.span.in_scope(|| event::request_malformed(endpoint.at(subject), &err.message()));
                 reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
                 return;
             }
@@ -343,12 +339,16 @@ async fn handle_in_span(serving: &Serving, message: Message, route: Route, arriv
         stream = Some(open);
     }
     let response_headers = ctx.response_headers_handle();
-    let call = AssertUnwindSafe(ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload))
-        .catch_unwind();
+    let call = AssertUnwindSafe(
+        ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone())
+            .run(ctx, message.payload)
+            .instrument(route.span.clone()),
+    )
+    .catch_unwind();
     let timed = async {
         match arrival.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
-                event::deadline_dropped(endpoint.at(&subject), arrival.received.elapsed());
+                route.span.in_scope(|| event::deadline_dropped(endpoint.at(subject), arrival.received.elapsed()));
                 Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", endpoint.method))))
             }),
             None => call.await,
@@ -365,11 +365,11 @@ async fn handle_in_span(serving: &Serving, message: Message, route: Route, arriv
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic with no message".to_owned());
-        event::handler_panicked(endpoint.at(&subject), &detail);
+        route.span.in_scope(|| event::handler_panicked(endpoint.at(subject), &detail));
         Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
     });
     if let Some(detail) = result.as_ref().err().and_then(Error::internal_text).filter(|_| !panicked) {
-        event::handler_failed(endpoint.at(&subject), detail);
+        route.span.in_scope(|| event::handler_failed(endpoint.at(subject), detail));
     }
     // A stream refused before its ack (§9.2) is ended where the ack was awaited.
     let end_to = match stream {
