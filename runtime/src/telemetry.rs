@@ -164,6 +164,12 @@ pub(crate) fn attempt(headers: Option<&HeaderMap>) -> u32 {
         .unwrap_or(1)
 }
 
+/// One event per attempt of a call, on its span (§11.2); the header is
+/// read only when a subscriber listens.
+pub(crate) fn attempt_event(headers: &HeaderMap) {
+    tracing::debug!(target: SPAN_TARGET, { nats_micro.attempt = attempt(Some(headers)) }, "attempt");
+}
+
 /// What a request's server span is made from.
 pub(crate) struct ServerRequest<'a> {
     pub(crate) proto_service: &'a str,

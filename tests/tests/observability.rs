@@ -186,6 +186,9 @@ async fn a_request_has_a_server_span_with_every_field_and_a_call_a_client_span()
     assert_eq!(field(client, "nats_micro.endpoint"), "get_order");
     assert_eq!(field(client, "nats_micro.error_code"), "NOT_FOUND");
     assert_eq!(field(client, "otel.status_code"), "error", "every error fails a client span");
+    let attempts: Vec<_> = capture.events("attempt").into_iter().filter(|event| event.span == Some(clients[0].id)).collect();
+    assert_eq!(attempts.len(), 1, "one event per attempt, in the call's span");
+    assert_eq!(field(&attempts[0].fields, "nats_micro.attempt"), "2", "the attempt the request said");
 }
 
 #[tokio::test]

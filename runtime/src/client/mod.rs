@@ -406,6 +406,7 @@ pub(crate) async fn send(nats: &async_nats::Client, mut call: ClientCall) -> Res
         call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
     }
     telemetry::inject_current(&mut call.headers);
+    telemetry::attempt_event(&call.headers);
     let request = async_nats::Request::new().payload(call.payload).headers(call.headers).timeout(call.timeout);
     match nats.send_request(call.subject, request).await {
         Ok(message) => reply_from_message(message),
