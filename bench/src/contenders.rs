@@ -88,7 +88,7 @@ impl Contender {
     }
 }
 
-struct Echo;
+pub struct Echo;
 
 impl EchoService for Echo {
     async fn echo(

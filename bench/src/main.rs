@@ -9,7 +9,8 @@
 //! `bash scripts/bench` (quick, under a minute) or `bash scripts/bench --full`
 //! (writes BENCHMARKS.md); `bash scripts/bench --codegen` measures only the
 //! plugin (median of 5), `bash scripts/bench --streams [--full]` only the
-//! streams. Nothing here asserts on timings.
+//! streams, `bash scripts/bench --tracing` the cost of the request spans.
+//! Nothing here asserts on timings.
 
 mod codegen;
 mod contenders;
@@ -17,6 +18,7 @@ mod external;
 mod measure;
 mod report;
 mod streams;
+mod tracing_cost;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -156,6 +158,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", report::streams_table(&streams, slow.as_ref()).trim());
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("--tracing") {
+        // Only the cost of tracing on vs off: `bench --tracing`.
+        let server = NatsServer::start();
+        return tracing_cost::measure(&server.url());
+    }
+    if args.first().map(String::as_str) == Some("request-path") {
+        // For callgrind: `valgrind --tool=callgrind target/release/bench request-path <calls>`.
+        let calls = args.get(1).ok_or("usage: bench request-path <calls>")?.parse::<usize>()?;
+        let server = NatsServer::start();
+        let single = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        return single.block_on(tracing_cost::request_path(&server.url(), calls));
+    }
     if args.first().map(String::as_str) == Some("--codegen") {
         // Only the code generation table, median of the full plan's repeats: `bench --codegen`.
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -168,7 +182,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None | Some("--quick") => QUICK,
         Some("--full") => FULL,
         Some(other) => {
-            return Err(format!("unknown argument {other:?}; use --quick (default), --full, --streams or --codegen").into());
+            return Err(
+                format!("unknown argument {other:?}; use --quick (default), --full, --streams, --tracing or --codegen").into()
+            );
         }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -21,6 +21,8 @@ use crate::server::stream::StreamOpen;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
+    /// `None` until the service names itself (no allocation for an empty name).
+    service: Option<Arc<str>>,
     method: Arc<str>,
     endpoint: Arc<str>,
     subject: Subject,
@@ -38,7 +40,22 @@ impl RequestContext {
         headers: HeaderMap,
         deadline: Option<Instant>,
     ) -> Self {
-        RequestContext { method, endpoint, subject, headers, deadline, response_headers: Arc::default(), stream: None }
+        RequestContext {
+            service: None,
+            method,
+            endpoint,
+            subject,
+            headers,
+            deadline,
+            response_headers: Arc::default(),
+            stream: None,
+        }
+    }
+
+    /// Names the ADR-32 service the request is for.
+    pub(crate) fn with_service(mut self, service: Arc<str>) -> Self {
+        self.service = Some(service);
+        self
     }
 
     /// The context of an admitted stream open.
@@ -54,6 +71,11 @@ impl RequestContext {
     /// A context for calling a handler directly in unit tests.
     pub fn for_test(method: &str, endpoint: &str, subject: &str) -> Self {
         Self::new(method.into(), endpoint.into(), Subject::from(subject), HeaderMap::new(), None)
+    }
+
+    /// The ADR-32 service name (`orders`; empty in [`RequestContext::for_test`]).
+    pub fn service(&self) -> &str {
+        self.service.as_deref().unwrap_or_default()
     }
 
     /// The RPC method's proto name (`CreateOrder`).

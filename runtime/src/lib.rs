@@ -13,7 +13,8 @@
 //! - [`stream`]: server-streaming, client-streaming and bidirectional calls
 //!   ([`Streaming`], [`ResponseSender`]) with flow control;
 //! - [`interceptor`]: server and client interceptors;
-//! - [`rpc`]: the typed error details of `google.rpc` (PROTOCOL §4.1).
+//! - [`rpc`]: the typed error details of `google.rpc` (PROTOCOL §4.1);
+//! - [`telemetry`]: spans, events and W3C trace context (PROTOCOL §11).
 //!
 //! Generated code reaches all of it through [`codegen`] only.
 //!
@@ -42,6 +43,7 @@ mod server;
 mod spec;
 mod status_body;
 pub mod stream;
+pub mod telemetry;
 
 pub use client::{Client, DEFAULT_TIMEOUT, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
 pub use client::{breaker, retry};

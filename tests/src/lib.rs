@@ -97,6 +97,11 @@ pub mod project {
             include_package!("project", "details.v1.rs");
         }
     }
+    pub mod trace {
+        pub mod v1 {
+            include_package!("project", "trace.v1.rs");
+        }
+    }
     pub mod jsondemo {
         pub mod v1 {
             include_package!("project", "jsondemo.v1.rs");
@@ -125,3 +130,7 @@ pub mod chaos;
 /// (typed error details), served by the details tests and by `cargo run -p
 /// nats-micro-tests --bin details_server`.
 pub mod details;
+
+/// The Rust TraceService of `proto/trace/v1` and the in-memory span
+/// recording the observability tests and `trace_server` share.
+pub mod trace;

@@ -18,14 +18,16 @@ use async_nats::client::{RequestError, RequestErrorKind};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 
-use crate::code::Code;
+use crate::code::{Code, CodeFormat};
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::headers;
+use crate::telemetry::{self, Side};
 use breaker::CircuitBreaker;
 use connection::{ConnectionWatch, Link};
 use interceptor::{ClientCall, ClientInterceptor, ClientInterceptorFn, ClientNext, Reply};
 use retry::{RetryBudget, RetryPolicy};
+use tracing::Instrument;
 
 /// Used when neither the call, the client, nor the proto sets a timeout and
 /// the NATS connection has no request timeout either.
@@ -317,7 +319,9 @@ impl Client {
         }
     }
 
-    /// The proto's full service name, for messages (generated clients set it).
+    /// Names the proto service this client calls (`order.v1.OrderService`),
+    /// for span names and attributes and for "circuit open" messages.
+    /// Generated clients set it.
     #[doc(hidden)]
     pub fn with_service_name(mut self, service: &'static str) -> Self {
         self.service = Some(service);
@@ -491,11 +495,39 @@ impl Client {
 
     /// Sends one unary request and decodes the reply with codec `C`,
     /// retrying as the call's, the method's or the client's [`RetryPolicy`]
-    /// says. Every error carries `method.method` and the attempts made.
+    /// says. Every error carries `method.method` and the attempts made. The
+    /// call runs in its client span (PROTOCOL §11.2), whose trace context
+    /// every attempt carries.
     pub async fn unary<C, Req, Resp>(&self, method: &MethodSpec, request: Request<Req>) -> Result<Response<Resp>, Error>
     where
         C: Codec<Req> + Codec<Resp>,
     {
+        let subject = self.subject(method.endpoint);
+        let service = self.service.unwrap_or_default();
+        let span = telemetry::client_span(service, method.method, method.endpoint, &subject);
+        if !telemetry::wanted(&span) {
+            // Nothing records calls: no instrumented future, no clock read.
+            return self.attempts::<C, Req, Resp>(method, subject, request).await;
+        }
+        let started = std::time::Instant::now();
+        let result = self.attempts::<C, Req, Resp>(method, subject, request).instrument(span.clone()).await;
+        let names = telemetry::Names { proto_service: service, method: method.method, endpoint: method.endpoint };
+        telemetry::finish(&span, Side::Client, names, started.elapsed(), result.as_ref().err(), CodeFormat::Names);
+        result
+    }
+
+    /// The attempts of one unary call to `subject`, within its deadline.
+    async fn attempts<C, Req, Resp>(
+        &self,
+        method: &MethodSpec,
+        subject: String,
+        request: Request<Req>,
+    ) -> Result<Response<Resp>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+    {
+        // The first attempt takes the subject; a retry builds it again.
+        let mut subject = Some(subject);
         let Request { message, headers: call_headers, timeout: call_timeout, retry, idempotent } = request;
         let resilience = &*self.resilience;
         let overrides = resilience.methods.iter().find(|settings| &*settings.method == method.method);
@@ -512,7 +544,9 @@ impl Client {
                 true => {
                     // The first attempt has the whole timeout; later ones what is left of it.
                     let left = if attempt == 1 { timeout } else { deadline.saturating_duration_since(Instant::now()) };
-                    self.attempt::<C, Req>(method, &message, &call_headers, attempt, policy, left, breaker, &mut link).await
+                    let subject = subject.take().unwrap_or_else(|| self.subject(method.endpoint));
+                    self.attempt::<C, Req>(method, subject, &message, &call_headers, attempt, policy, left, breaker, &mut link)
+                        .await
                 }
                 // Still disconnected at the deadline: the last failure says why.
                 false => Err(last.take().unwrap_or_else(|| {
@@ -559,6 +593,7 @@ impl Client {
     async fn attempt<C, Req>(
         &self,
         method: &MethodSpec,
+        subject: String,
         message: &Req,
         call_headers: &HeaderMap,
         attempt: u32,
@@ -584,13 +619,7 @@ impl Client {
         if attempt > 1 {
             headers.insert(headers::name::ATTEMPT, attempt.to_string());
         }
-        let call = ClientCall {
-            method: method.method,
-            subject: self.subject(method.endpoint),
-            headers,
-            timeout: Some(timeout),
-            payload,
-        };
+        let call = ClientCall { method: method.method, subject, headers, timeout: Some(timeout), payload };
         let seen = link.borrow_and_update().losses;
         let sending = async {
             // Without interceptors the chain is skipped: no boxed future, no client clone per call.
@@ -638,6 +667,8 @@ pub(crate) async fn send(nats: &async_nats::Client, mut call: ClientCall) -> Res
     if let Some(timeout) = call.timeout {
         call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
     }
+    telemetry::inject_current(&mut call.headers);
+    telemetry::attempt_event(&call.headers);
     let request = async_nats::Request::new().payload(call.payload).headers(call.headers).timeout(call.timeout);
     match nats.send_request(call.subject, request).await {
         Ok(message) => reply_from_message(message),

@@ -206,6 +206,7 @@ impl Client {
             .map_err(|err| Error::unavailable(format!("subscribing the stream inbox: {err}")))?;
         call.headers.insert(name::REPLY_TO, inbox.as_str());
         call.headers.insert(name::CREDIT, window.to_string());
+        crate::telemetry::inject_current(&mut call.headers);
         if let Some(timeout) = call.timeout {
             call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
         }

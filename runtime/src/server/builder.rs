@@ -48,6 +48,7 @@ use crate::stream::StreamSettings;
 /// ```
 pub struct ServiceBuilder {
     name: String,
+    proto_name: Arc<str>,
     version: String,
     description: String,
     metadata: BTreeMap<String, String>,
@@ -88,6 +89,7 @@ impl ServiceBuilder {
     pub fn new(spec: &ServiceSpec) -> Self {
         ServiceBuilder {
             name: spec.name.to_owned(),
+            proto_name: spec.proto_name.into(),
             version: spec.version.to_owned(),
             description: spec.description.to_owned(),
             metadata: spec.metadata.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
@@ -348,6 +350,8 @@ impl ServiceBuilder {
                 let timeout = self.endpoint_timeouts.get(spec.method.endpoint).copied().or(self.timeout).or(spec.method.timeout);
                 Arc::new(Endpoint {
                     info: info.clone(),
+                    service: self.name.as_str().into(),
+                    proto_service: self.proto_name.clone(),
                     method: spec.method.method.into(),
                     endpoint: spec.method.endpoint.into(),
                     timeout,

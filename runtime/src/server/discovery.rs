@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::endpoint::Endpoint;
 use super::json_body;
 use super::reply_policy::ReplyCheck;
+use crate::telemetry::event;
 
 /// `type` of a PING reply.
 pub const PING_RESPONSE_TYPE: &str = "io.nats.micro.v1.ping_response";
@@ -147,7 +148,8 @@ pub(super) async fn serve_discovery(
     );
     while let Some((verb, message)) = requests.next().await {
         if let Some(reason) = reply_check.refusal(message.reply.as_ref()) {
-            tracing::warn!(service = %identity.name, subject = %message.subject, reason, "refused a discovery request");
+            let at = event::At { service: &identity.name, endpoint: "", subject: &message.subject };
+            event::reply_refused(at, message.reply.as_ref().map_or("", |reply| reply.as_str()), &reason);
             continue;
         }
         let Some(reply) = message.reply else { continue };
@@ -157,13 +159,13 @@ pub(super) async fn serve_discovery(
             _ => match json_body(&identity.stats()) {
                 Ok(body) => body,
                 Err(err) => {
-                    tracing::error!(error = %err, "encoding STATS");
+                    event::discovery_failed(event::At { service: &identity.name, endpoint: "", subject: &message.subject }, &err);
                     continue;
                 }
             },
         };
         if let Err(err) = nats.publish(reply, body).await {
-            tracing::warn!(error = %err, verb, "replying to discovery request");
+            event::discovery_failed(event::At { service: &identity.name, endpoint: "", subject: &message.subject }, &err);
         }
     }
 }

@@ -14,6 +14,7 @@ use futures_util::future::Either;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::discovery::{EndpointInfo, EndpointStats};
 use super::interceptor::{EndpointHandler, ServerInterceptor, ServerNext};
@@ -27,11 +28,16 @@ use crate::headers;
 use crate::status_body;
 use crate::stream::StreamSettings;
 use crate::stream::wire::{STREAM_CREDIT, name, parse_count};
+use crate::telemetry::{self, Side, event};
 
 /// One endpoint: its configuration, limits and statistics, for the life of
 /// the service (whatever connection serves it).
 pub(super) struct Endpoint {
     pub(super) info: EndpointInfo,
+    /// The ADR-32 service name (the `service` field of events).
+    pub(super) service: Arc<str>,
+    /// The proto's full service name (spans and metrics).
+    pub(super) proto_service: Arc<str>,
     pub(super) method: Arc<str>,
     pub(super) endpoint: Arc<str>,
     pub(super) timeout: Option<Duration>,
@@ -107,6 +113,20 @@ impl EndpointCounters {
     }
 }
 
+impl Endpoint {
+    /// Where a request was, for the §11.4 events.
+    fn at<'a>(&'a self, subject: &'a str) -> event::At<'a> {
+        event::At { service: &self.service, endpoint: &self.endpoint, subject }
+    }
+
+    /// Records a request's outcome: statistics, span, metrics.
+    fn finish(&self, route: &Route, elapsed: Duration, error: Option<&Error>) {
+        self.stats.record(elapsed, error);
+        let names = telemetry::Names { proto_service: &self.proto_service, method: &self.method, endpoint: &self.endpoint };
+        telemetry::finish(&route.span, Side::Server, names, elapsed, error, self.code_format);
+    }
+}
+
 /// Where the answers to one request go. A unary request is answered on
 /// its reply subject. A stream open (PROTOCOL §9.2) is ended on its
 /// `Reply-To`, and refused on its reply subject if it has one.
@@ -117,11 +137,13 @@ struct Route {
     ack_to: Option<Subject>,
     /// Answers are stream ends (`Nats-Stream-End: true`).
     stream: bool,
+    /// The request's server span (disabled when no subscriber wants it).
+    span: tracing::Span,
 }
 
 impl Route {
     fn unary(message: &Message) -> Route {
-        Route { reply_to: message.reply.clone(), ack_to: None, stream: false }
+        Route { reply_to: message.reply.clone(), ack_to: None, stream: false, span: tracing::Span::none() }
     }
 
     fn stream(message: &Message) -> Route {
@@ -131,7 +153,7 @@ impl Route {
             .and_then(|headers| headers.get(name::REPLY_TO))
             .map(|value| Subject::from(value.as_str()))
             .or_else(|| message.reply.clone());
-        Route { reply_to, ack_to: message.reply.clone(), stream: true }
+        Route { reply_to, ack_to: message.reply.clone(), stream: true, span: tracing::Span::none() }
     }
 
     /// Where a refusal before the handler runs goes: a stream open's reply
@@ -186,7 +208,20 @@ pub(super) async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscr
 async fn dispatch(serving: &Arc<Serving>, message: Message) {
     let received = Instant::now();
     let endpoint = &serving.endpoint;
-    let route = if endpoint.handler.is_stream() { Route::stream(&message) } else { Route::unary(&message) };
+    let mut route = if endpoint.handler.is_stream() { Route::stream(&message) } else { Route::unary(&message) };
+    let budget = message.headers.as_ref().and_then(headers::request_budget);
+    let limit = match (budget, endpoint.timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    route.span = telemetry::server_span(telemetry::ServerRequest {
+        proto_service: &endpoint.proto_service,
+        method: &endpoint.method,
+        endpoint: &endpoint.endpoint,
+        subject: message.subject.as_str(),
+        headers: message.headers.as_ref(),
+        deadline: limit,
+    });
     let refusal = endpoint.reply_check.refusal(route.reply_to.as_ref()).or_else(|| {
         // A stream open's reply subject (for the ack) must pass as well, when it differs.
         route
@@ -196,15 +231,11 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
             .and_then(|ack| endpoint.reply_check.refusal(Some(ack)))
     });
     if let Some(reason) = refusal {
-        tracing::warn!(endpoint = %endpoint.endpoint, reason, "refused a request");
-        endpoint.stats.record(received.elapsed(), Some(&Error::permission_denied(reason)));
+        let reply = route.reply_to.as_ref().map_or("", |reply| reply.as_str());
+        route.span.in_scope(|| event::reply_refused(endpoint.at(&message.subject), reply, &reason));
+        endpoint.finish(&route, received.elapsed(), Some(&Error::permission_denied(reason)));
         return;
     }
-    let budget = message.headers.as_ref().and_then(headers::request_budget);
-    let limit = match (budget, endpoint.timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
     let arrival = Arrival { received, deadline: limit.map(|limit| received + limit) };
     if let Ok(permit) = endpoint.permits.clone().try_acquire_owned() {
         serve_now(serving.clone(), message, route, arrival, permit).await;
@@ -217,6 +248,7 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
         endpoint.pending_bytes_limit.is_some_and(|limit| endpoint.queued_bytes.load(Ordering::Relaxed) + size > limit);
     if over_msgs || over_bytes {
         endpoint.stats.shed.fetch_add(1, Ordering::Relaxed);
+        route.span.in_scope(|| event::request_shed(endpoint.at(&message.subject), queued));
         let err = Error::resource_exhausted(format!("endpoint {} is overloaded", endpoint.endpoint))
             .with_retry_info(endpoint.retry_after_hint);
         reply(serving, &route, route.refusal_to(), Err(err), None, received).await;
@@ -266,17 +298,22 @@ async fn serve_now(serving: Arc<Serving>, message: Message, route: Route, arriva
 
 /// Serves one request: nothing starts after its deadline; then
 /// interceptors and handler with panic isolation, cancelled at the deadline
-/// or when a stop gives up waiting; reply; stats.
+/// or when a stop gives up waiting; reply; stats. The handler runs in the
+/// request's span (so its own calls are children of it), and so do the events.
 async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arrival) {
     let endpoint = &serving.endpoint;
+    // The endpoint's subject is the request's (endpoint subjects have no wildcards): no clone of the message's.
+    let subject = endpoint.info.subject.as_str();
     if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        route.span.in_scope(|| event::deadline_dropped(endpoint.at(&message.subject), arrival.received.elapsed()));
         let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
         reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
         return;
     }
     let headers = message.headers.unwrap_or_default();
     let mut ctx =
-        RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline);
+        RequestContext::new(endpoint.method.clone(), endpoint.endpoint.clone(), message.subject, headers, arrival.deadline)
+            .with_service(endpoint.service.clone());
     let mut stream = None;
     if let Some(caller) = route.reply_to.clone().filter(|_| route.stream) {
         let caller_window = match ctx.header(STREAM_CREDIT).map(|value| (value, parse_count(value))) {
@@ -284,6 +321,7 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
             Some((_, Some(window))) => Some(window),
             Some((value, None)) => {
                 let err = Error::invalid_argument(format!("malformed {STREAM_CREDIT} {value:?} in the stream open"));
+                route.span.in_scope(|| event::request_malformed(endpoint.at(subject), &err.message()));
                 reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
                 return;
             }
@@ -301,11 +339,16 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
         stream = Some(open);
     }
     let response_headers = ctx.response_headers_handle();
-    let call = AssertUnwindSafe(ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload))
-        .catch_unwind();
+    let call = AssertUnwindSafe(
+        ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone())
+            .run(ctx, message.payload)
+            .instrument(route.span.clone()),
+    )
+    .catch_unwind();
     let timed = async {
         match arrival.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
+                route.span.in_scope(|| event::deadline_dropped(endpoint.at(subject), arrival.received.elapsed()));
                 Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", endpoint.method))))
             }),
             None => call.await,
@@ -315,14 +358,19 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
         Either::Left(outcome) => outcome,
         Either::Right(()) => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
     };
+    let panicked = outcome.is_err();
     let result = outcome.unwrap_or_else(|panic| {
         let detail = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic with no message".to_owned());
+        route.span.in_scope(|| event::handler_panicked(endpoint.at(subject), &detail));
         Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
     });
+    if let Some(detail) = result.as_ref().err().and_then(Error::internal_text).filter(|_| !panicked) {
+        route.span.in_scope(|| event::handler_failed(endpoint.at(subject), detail));
+    }
     // A stream refused before its ack (§9.2) is ended where the ack was awaited.
     let end_to = match stream {
         Some(open) if !open.acked.load(Ordering::Relaxed) => route.refusal_to(),
@@ -362,12 +410,10 @@ async fn reply(
                     }
                 }
             }
+            // An uncoded failure was logged as `handler_failed` (or `handler_panicked`) where it happened.
             let message = match err.internal_text() {
-                Some(detail) => {
-                    tracing::error!(method = %endpoint.method, detail, "handler failed without an error code");
-                    if endpoint.expose_internal_errors { detail } else { err.message() }
-                }
-                None => err.message(),
+                Some(detail) if endpoint.expose_internal_errors => detail,
+                _ => err.message(),
             };
             headers.insert(headers::name::ERROR_CODE, err.code().to_wire(endpoint.code_format).as_ref());
             headers.insert(headers::name::ERROR_MESSAGE, sanitize_header_value(message).as_str());
@@ -389,7 +435,7 @@ async fn reply(
         }
     };
     let Some(reply_to) = reply_to else {
-        endpoint.stats.record(elapsed, result.as_ref().err());
+        endpoint.finish(route, elapsed, result.as_ref().err());
         return;
     };
     let sent = match headers {
@@ -397,7 +443,7 @@ async fn reply(
         None => serving.nats.publish(reply_to.clone(), body).await,
     };
     match (sent, result) {
-        (Ok(()), result) => endpoint.stats.record(elapsed, result.as_ref().err()),
+        (Ok(()), result) => endpoint.finish(route, elapsed, result.as_ref().err()),
         (Err(err), Ok(_)) => {
             // Most likely a response over max_payload: tell the caller rather than leave it waiting.
             let failure = Error::resource_exhausted(format!("the response could not be sent: {err}"));
@@ -411,11 +457,11 @@ async fn reply(
             if let Err(err) = serving.nats.publish_with_headers(reply_to, headers, Bytes::new()).await {
                 tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
             }
-            endpoint.stats.record(elapsed, Some(&failure));
+            endpoint.finish(route, elapsed, Some(&failure));
         }
         (Err(err), Err(failure)) => {
             tracing::warn!(error = %err, method = %endpoint.method, "sending error reply");
-            endpoint.stats.record(elapsed, Some(&failure));
+            endpoint.finish(route, elapsed, Some(&failure));
         }
     }
 }

@@ -45,6 +45,8 @@ where
         let request = match <C as Codec<Req>>::decode(payload) {
             Ok(request) => request,
             Err(err) => {
+                let at = crate::telemetry::event::At { service: ctx.service(), endpoint: ctx.endpoint(), subject: ctx.subject() };
+                crate::telemetry::event::request_malformed(at, &err);
                 let err = Error::malformed_request(ctx.method(), &err);
                 return Box::pin(std::future::ready(Err(err)));
             }
