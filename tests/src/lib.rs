@@ -131,6 +131,9 @@ pub mod chaos;
 /// nats-micro-tests --bin details_server`.
 pub mod details;
 
+/// The programs of every language the cross-language tests run.
+pub mod peers;
+
 /// The Rust TraceService of `proto/trace/v1` and the in-memory span
 /// recording the observability tests and `trace_server` share.
 pub mod trace;

@@ -14,26 +14,21 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nats_micro_runtime::ErrorKind;
 use nats_micro_runtime::breaker::{BreakerState, CircuitBreaker};
 use nats_micro_runtime::retry::RetryPolicy;
 use nats_micro_tests::chaos::{self, Chaos};
-use nats_micro_tests::harness::{NatsCluster, NatsServer, free_port, python};
+use nats_micro_tests::harness::{NatsCluster, NatsServer, free_port};
+use nats_micro_tests::peers::Language;
 use nats_micro_tests::project::chaos::v1::chaos_service_nats::ChaosServiceClient;
 use nats_micro_tests::project::chaos::v1::{Ask, Down};
-use nats_micro_tests::typescript::Program;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// One scenario at a time: each loads the machine on purpose (32 callers,
 /// servers restarted), and two at once on a small CI machine would measure
@@ -42,68 +37,6 @@ static SCENARIO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     SCENARIO.blocking_lock()
-}
-
-/// The languages with a chaos server and a chaos client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Language {
-    Rust,
-    TypeScript,
-    Python,
-}
-
-impl Language {
-    fn server(self) -> Command {
-        match self {
-            Language::Rust => Command::new(env!("CARGO_BIN_EXE_chaos_server")),
-            Language::TypeScript => typescript().node("chaos_server", &[]),
-            Language::Python => python_script("chaos_server.py"),
-        }
-    }
-
-    fn client(self) -> Command {
-        match self {
-            Language::Rust => Command::new(env!("CARGO_BIN_EXE_chaos_client")),
-            Language::TypeScript => typescript().node("chaos_client", &[]),
-            Language::Python => python_script("chaos_client.py"),
-        }
-    }
-}
-
-/// Fails with a clear message when another language's chaos program is not
-/// in the tree yet.
-fn require(path: &Path) {
-    assert!(path.exists(), "{} is missing: the chaos programs of every language are needed", path.display());
-}
-
-/// The scripts of `tests/ts` with the TypeScript generated for them, built once.
-fn typescript() -> &'static Program {
-    static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        require(&root().join("tests/ts/chaos_server.ts"));
-        require(&root().join("tests/ts/chaos_client.ts"));
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-chaos");
-        Program::tests_ts(&dir)
-    })
-}
-
-/// A script of `tests/peers` with the Python generated for chaos.v1 importable.
-fn python_script(name: &str) -> Command {
-    static TREE: OnceLock<PathBuf> = OnceLock::new();
-    require(&root().join("tests/peers").join(name));
-    let tree = TREE.get_or_init(|| {
-        let tree = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-chaos");
-        let _ = std::fs::remove_dir_all(&tree);
-        std::fs::create_dir_all(&tree).expect("output directory");
-        let python_out = format!("--python_out={}", tree.display());
-        nats_micro_tests::codegen::generate(&tree, &["chaos/v1/chaos.proto"], "python", &[python_out]);
-        tree
-    });
-    // This checkout's runtime first, whatever the environment's editable install points at.
-    let path = std::env::join_paths([root().join("runtime-py/src"), tree.clone()]).expect("PYTHONPATH");
-    let mut command = Command::new(python());
-    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", path);
-    command
 }
 
 /// A child process whose stdout lines arrive on a channel; killed on drop.
@@ -167,7 +100,7 @@ struct ChaosServer(Process);
 
 impl ChaosServer {
     fn start(language: Language, url: &str) -> ChaosServer {
-        let mut command = language.server();
+        let mut command = language.program("chaos_server");
         command.env("NATS_URL", url);
         let process = Process::spawn(command, format!("the {language:?} chaos server"));
         process.line_starting("ready", Duration::from_secs(30));
@@ -205,7 +138,7 @@ struct ChaosClient(Process);
 
 impl ChaosClient {
     fn start(language: Language, url: &str, seconds: u64, extra_env: &[(&str, &str)]) -> ChaosClient {
-        let mut command = language.client();
+        let mut command = language.program("chaos_client");
         command.env("NATS_URL", url).env("CHAOS_SECONDS", seconds.to_string()).env("CHAOS_CONCURRENCY", "32");
         command.envs(extra_env.iter().copied());
         let process = Process::spawn(command, format!("the {language:?} chaos client"));

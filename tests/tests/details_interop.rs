@@ -11,111 +11,16 @@
 //! The TypeScript is generated and compiled as in `stream_interop.rs`, the
 //! Python generated in-process; `bash scripts/setup` installs what both need.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
-
 use nats_micro_runtime::rpc::{self, Status};
 use nats_micro_tests::details::PLAIN_DATA;
-use nats_micro_tests::harness::{NatsServer, python};
+use nats_micro_tests::harness::NatsServer;
+use nats_micro_tests::peers::{Language, Server};
 use nats_micro_tests::project::details::v1::ExplainRequest;
-use nats_micro_tests::typescript::Program;
 use prost::Message as _;
 
 /// The cases every client checks, each printed as `ok <case>` (a client
 /// may print more after the name, e.g. `ok debug (open)`).
 const CASES: [&str; 7] = ["plain", "standard", "custom", "debug", "unknown", "oversized", "malformed"];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The languages with a details server and a details client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Language {
-    Rust,
-    TypeScript,
-    Python,
-}
-
-impl Language {
-    fn server(self) -> Command {
-        match self {
-            Language::Rust => Command::new(env!("CARGO_BIN_EXE_details_server")),
-            Language::TypeScript => typescript().node("details_server", &[]),
-            Language::Python => python_script("details_server.py"),
-        }
-    }
-
-    fn client(self) -> Command {
-        match self {
-            Language::Rust => Command::new(env!("CARGO_BIN_EXE_details_client")),
-            Language::TypeScript => typescript().node("details_client", &[]),
-            Language::Python => python_script("details_client.py"),
-        }
-    }
-}
-
-/// The scripts of `tests/ts` with the TypeScript generated for every proto they import, built once.
-fn typescript() -> &'static Program {
-    static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-details");
-        Program::tests_ts(&dir)
-    })
-}
-
-/// A script of `tests/peers` with the Python generated for details.v1 importable.
-fn python_script(name: &str) -> Command {
-    static TREE: OnceLock<PathBuf> = OnceLock::new();
-    let tree = TREE.get_or_init(|| {
-        let tree = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-details");
-        let _ = std::fs::remove_dir_all(&tree);
-        std::fs::create_dir_all(&tree).expect("output directory");
-        let python_out = format!("--python_out={}", tree.display());
-        nats_micro_tests::codegen::generate(&tree, &["details/v1/details.proto"], "python", &[python_out]);
-        tree
-    });
-    // This checkout's runtime first, whatever the environment's editable install points at.
-    let path = std::env::join_paths([root().join("runtime-py/src"), tree.clone()]).expect("PYTHONPATH");
-    let mut command = Command::new(python());
-    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", path);
-    command
-}
-
-/// A server process, killed on drop. Its stdin stays open while it runs
-/// (a TypeScript server may stop when stdin closes).
-struct Server {
-    child: Child,
-    _stdin: Option<ChildStdin>,
-}
-
-impl Server {
-    /// Starts `language`'s server on `url` and waits for its `ready` line.
-    fn start(language: Language, url: &str) -> Server {
-        let mut command = language.server();
-        let mut child = command
-            .env("NATS_URL", url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting the {language:?} details server {command:?}: {err}"));
-        let stdin = child.stdin.take();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("reading the server");
-        let server = Server { child, _stdin: stdin };
-        assert!(first.starts_with("ready"), "the {language:?} details server did not start: {first:?}");
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The cases a client's output lacks an `ok <case>` line for.
 fn missing_cases(stdout: &str) -> Vec<&'static str> {
@@ -131,9 +36,9 @@ fn missing_cases(stdout: &str) -> Vec<&'static str> {
 fn cell(server: Language, client: Language) {
     let nats = NatsServer::start();
     let url = nats.url();
-    let _service = Server::start(server, &url);
+    let _service = Server::start(server.program("details_server"), &url, &format!("the {server:?} details server"));
     let label = format!("{client:?} client -> {server:?} server");
-    let output = client.client().env("NATS_URL", &url).output().unwrap_or_else(|err| panic!("{label}: {err}"));
+    let output = client.program("details_client").env("NATS_URL", &url).output().unwrap_or_else(|err| panic!("{label}: {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{label}: the scenario failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(!stdout.lines().any(|line| line.starts_with("FAIL")), "{label}:\n{stdout}");
@@ -174,7 +79,7 @@ async fn raw_explain(nats: &async_nats::Client, case: &str) -> async_nats::Messa
 /// the data.
 fn raw_replies(server: Language) {
     let nats = NatsServer::start();
-    let _service = Server::start(server, &nats.url());
+    let _service = Server::start(server.program("details_server"), &nats.url(), &format!("the {server:?} details server"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let nats = nats.connect().await;

@@ -12,120 +12,24 @@
 //! Python generated in-process as in `py_interop.rs`; `bash scripts/setup`
 //! installs what both need.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use nats_micro_runtime::StreamSettings;
 use nats_micro_runtime::stream::wire::{REPLY_TO, STREAM_END, STREAM_INBOX, STREAM_SEQ};
-use nats_micro_tests::harness::{NatsServer, python};
+use nats_micro_tests::harness::NatsServer;
+use nats_micro_tests::peers::{Language, Server};
 use nats_micro_tests::project::streams::v1::stream_service_nats::StreamServiceClient;
 use nats_micro_tests::project::streams::v1::{CountUpRequest, Number, SumResponse};
-use nats_micro_tests::typescript::Program;
 use prost::Message as _;
 use serde_json::Value;
 
 /// Checks each scenario client prints as `ok NAME`.
 const SCENARIO_CHECKS: usize = 7;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The languages with a StreamService server and a scenario client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Language {
-    Rust,
-    TypeScript,
-    Python,
-}
-
-impl Language {
-    const ALL: [Language; 3] = [Language::Rust, Language::TypeScript, Language::Python];
-
-    fn server(self) -> Command {
-        match self {
-            Language::Rust => Command::new(env!("CARGO_BIN_EXE_streams_server")),
-            Language::TypeScript => typescript().node("streams_server", &[]),
-            Language::Python => python_script("streams_server.py"),
-        }
-    }
-
-    fn client(self) -> Command {
-        match self {
-            Language::Rust => Command::new(env!("CARGO_BIN_EXE_streams_client")),
-            Language::TypeScript => typescript().node("streams_client", &[]),
-            Language::Python => python_script("streams_client.py"),
-        }
-    }
-}
-
-/// The scripts of `tests/ts` with the TypeScript generated for streams.v1, built once.
-fn typescript() -> &'static Program {
-    static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-streams");
-        Program::tests_ts(&dir)
-    })
-}
-
-/// A script of `tests/peers` with the Python generated for streams.v1 importable.
-fn python_script(name: &str) -> Command {
-    static TREE: OnceLock<PathBuf> = OnceLock::new();
-    let tree = TREE.get_or_init(|| {
-        let tree = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-streams");
-        let _ = std::fs::remove_dir_all(&tree);
-        std::fs::create_dir_all(&tree).expect("output directory");
-        let python_out = format!("--python_out={}", tree.display());
-        nats_micro_tests::codegen::generate(&tree, &["streams/v1/streams.proto"], "python", &[python_out]);
-        tree
-    });
-    // This checkout's runtime first, whatever the environment's editable install points at.
-    let path = std::env::join_paths([root().join("runtime-py/src"), tree.clone()]).expect("PYTHONPATH");
-    let mut command = Command::new(python());
-    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", path);
-    command
-}
-
-/// A server process, killed on drop. Its stdin stays open while it runs
-/// (the TypeScript server stops when stdin closes).
-struct Server {
-    child: Child,
-    _stdin: Option<ChildStdin>,
-}
-
-impl Server {
-    /// Starts `language`'s server on `url` and waits for its `ready` line.
-    fn start(language: Language, url: &str) -> Server {
-        let mut command = language.server();
-        let mut child = command
-            .env("NATS_URL", url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting the {language:?} server {command:?}: {err}"));
-        let stdin = child.stdin.take();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("reading the server");
-        let server = Server { child, _stdin: stdin };
-        assert!(first.starts_with("ready"), "the {language:?} server did not start: {first:?}");
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `language`'s scenario client against the server on `url`.
 fn run_client(language: Language, url: &str, label: &str) {
-    let output = language.client().env("NATS_URL", url).output().unwrap_or_else(|err| panic!("{label}: {err}"));
+    let output = language.program("streams_client").env("NATS_URL", url).output().unwrap_or_else(|err| panic!("{label}: {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{label}: the scenario failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let passed = stdout.lines().filter(|line| line.starts_with("ok ")).count();
@@ -137,7 +41,7 @@ fn run_client(language: Language, url: &str, label: &str) {
 fn serves_every_client(server: Language) {
     let nats = NatsServer::start();
     let url = nats.url();
-    let _service = Server::start(server, &url);
+    let _service = Server::start(server.program("streams_server"), &url, &format!("the {server:?} streams server"));
     for client in Language::ALL {
         run_client(client, &url, &format!("{client:?} client -> {server:?} server"));
     }
@@ -215,7 +119,9 @@ async fn go_style_sum(nats: &async_nats::Client) -> i64 {
 async fn a_server_killed_mid_stream_is_unavailable_to_the_caller() {
     for language in Language::ALL {
         let nats = NatsServer::start();
-        let mut server = tokio::task::block_in_place(|| Server::start(language, &nats.url()));
+        let mut server = tokio::task::block_in_place(|| {
+            Server::start(language.program("streams_server"), &nats.url(), &format!("the {language:?} streams server"))
+        });
         let settings = StreamSettings { keepalive: Duration::from_millis(100), peer_timeout: Duration::from_millis(600) };
         let client = StreamServiceClient::from_client(
             nats_micro_runtime::Client::new(nats.connect().await, "streams.v1").with_stream_settings(settings),
@@ -225,7 +131,7 @@ async fn a_server_killed_mid_stream_is_unavailable_to_the_caller() {
             .await
             .expect("the stream opens");
         numbers.message().await.expect("first").expect("a number");
-        server.child.kill().expect("kills the server process");
+        server.child().kill().expect("kills the server process");
         let started = std::time::Instant::now();
         let err = loop {
             match tokio::time::timeout(Duration::from_secs(5), numbers.message()).await.expect("the stream ends in time") {

@@ -12,45 +12,14 @@
 //! Python generated in-process; `bash scripts/setup` installs what both need.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 
-use nats_micro_tests::harness::{NatsServer, python};
+use nats_micro_tests::harness::NatsServer;
+use nats_micro_tests::peers::Language;
 use nats_micro_tests::project::trace::v1::HopRequest;
 use nats_micro_tests::project::trace::v1::trace_service_nats::TraceServiceClient;
 use nats_micro_tests::trace::{SpanRecorder, hop_prefix, span_json};
-use nats_micro_tests::typescript::Program;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The scripts of `tests/ts` with the TypeScript generated for every proto they import, built once.
-fn typescript() -> &'static Program {
-    static PROGRAM: OnceLock<Program> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ts-trace");
-        Program::tests_ts(&dir)
-    })
-}
-
-/// A script of `tests/peers` with the Python generated for trace.v1 importable.
-fn python_script(name: &str) -> Command {
-    static TREE: OnceLock<PathBuf> = OnceLock::new();
-    let tree = TREE.get_or_init(|| {
-        let tree = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-trace");
-        let _ = std::fs::remove_dir_all(&tree);
-        std::fs::create_dir_all(&tree).expect("output directory");
-        let python_out = format!("--python_out={}", tree.display());
-        nats_micro_tests::codegen::generate(&tree, &["trace/v1/trace.proto"], "python", &[python_out]);
-        tree
-    });
-    let mut command = Command::new(python());
-    command.arg(root().join("tests/peers").join(name)).env("PYTHONPATH", tree);
-    command
-}
 
 /// A hop server process, killed on drop unless stopped.
 struct Hop {
@@ -141,8 +110,8 @@ fn assert_chain(chain: &[(&str, &Value, &str)]) {
 async fn one_trace_crosses_rust_typescript_and_python() {
     let nats = NatsServer::start();
     let url = nats.url();
-    let ts = Hop::start(typescript().node("trace_server", &[]), "ts", &url);
-    let py = Hop::start(python_script("trace_server.py"), "py", &url);
+    let ts = Hop::start(Language::TypeScript.program("trace_server"), "ts", &url);
+    let py = Hop::start(Language::Python.program("trace_server"), "py", &url);
     let rs = Hop::start(Command::new(env!("CARGO_BIN_EXE_trace_server")), "rs", &url);
 
     let recorder = SpanRecorder::default();
