@@ -14,7 +14,8 @@ pub fn line(text: &str) -> TokenStream {
 
 /// `#[doc = "..."]` lines from proto comments, made safe for rustdoc: an
 /// unlabelled code fence becomes a `text` block (no doctests); outside
-/// fences brackets are escaped (no intra-doc links) and indentation is
+/// fences brackets are escaped (no intra-doc links), bare URLs are put in
+/// angle brackets (no `rustdoc::bare_urls` warning) and indentation is
 /// dropped (no indented code blocks); inside fences lines stay verbatim.
 /// Every line is escaped with [`doc_text`].
 pub fn comments(comments: Option<&str>) -> TokenStream {
@@ -35,7 +36,7 @@ pub fn comments(comments: Option<&str>) -> TokenStream {
             if in_fence {
                 return line.to_owned();
             }
-            let escaped = trimmed.replace('[', "\\[").replace(']', "\\]");
+            let escaped = link_bare_urls(&trimmed.replace('[', "\\[").replace(']', "\\]"));
             // A line that continues a list item is indented under it (no lazy continuation).
             let indent = match (list_marker_width(trimmed), list_indent) {
                 (Some(width), _) => {
@@ -67,6 +68,33 @@ pub fn comments_paragraph(text: Option<&str>) -> TokenStream {
     }
 }
 
+/// `line` with each bare `http://` or `https://` URL outside inline code
+/// put in angle brackets, as rustdoc wants; URLs already in `<…>` or in a
+/// Markdown link's `(…)` stay as they are.
+fn link_bare_urls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = ["http://", "https://"].iter().filter_map(|scheme| rest.find(scheme)).min() {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let in_code = out.matches('`').count() % 2 == 1;
+        let wrapped = matches!(out.chars().last(), Some('<' | '('));
+        let end = from.find(|c: char| c.is_whitespace() || "\"'<>()`\\".contains(c)).unwrap_or(from.len());
+        let url = from[..end].trim_end_matches(['.', ',', ';', ':', '!', '?']);
+        if in_code || wrapped || url.len() <= "https://".len() {
+            out.push_str(&from[..url.len().max(1)]);
+            rest = &from[url.len().max(1)..];
+        } else {
+            out.push('<');
+            out.push_str(url);
+            out.push('>');
+            rest = &from[url.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The width of a Markdown list marker starting `line` (`- `, `* `, `+ `, `12. `).
 fn list_marker_width(line: &str) -> Option<usize> {
     if line.starts_with("- ") || line.starts_with("* ") || line.starts_with("+ ") {
@@ -85,6 +113,20 @@ mod tests {
         let docs = comments(Some("Intro:\n- one\n  more of one\n12. two\nmore of two\n\nAfter.")).to_string();
         for expected in ["\" - one\"", "\"   more of one\"", "\" 12. two\"", "\"     more of two\"", "\" After.\""] {
             assert!(docs.contains(expected), "{expected} in {docs}");
+        }
+    }
+
+    #[test]
+    fn bare_urls_are_linked_and_others_left_alone() {
+        for (line, expected) in [
+            ("see https://example.com/h.", "see <https://example.com/h>."),
+            ("url \"https://example.com/h\"}", "url \"<https://example.com/h>\"}"),
+            ("already <https://a.example> and [x](https://b.example)", "already <https://a.example> and [x](https://b.example)"),
+            ("in code `curl http://localhost:8222/varz` only", "in code `curl http://localhost:8222/varz` only"),
+            ("two: http://a.example, https://b.example/p?q=1", "two: <http://a.example>, <https://b.example/p?q=1>"),
+            ("just https:// alone", "just https:// alone"),
+        ] {
+            assert_eq!(link_bare_urls(line), expected, "{line}");
         }
     }
 }
