@@ -29,6 +29,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 SPEC = rt.ServiceSpec(
@@ -634,6 +635,30 @@ async def test_client_and_bidi_streams_spans_last_until_their_outcome(nc: NatsCl
         await reader
     await until(lambda: len(otel.finished(SpanKind.CLIENT)) == 2)
     assert attributes(otel.finished(SpanKind.CLIENT)[1])["nats_micro.error_code"] == rt.CANCELLED
+    await service.stop()
+
+
+async def test_a_streams_client_span_records_what_its_interceptors_settle_with(nc: NatsClient, otel: Otel) -> None:
+    async def fails(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
+        yield request
+        raise rt.UnavailableError(ctx.method, "gone")
+
+    seen: list[int] = []
+
+    async def forgiving(call: rt.ClientCall, call_next: rt.ClientNext) -> rt.Reply:
+        seen.append(trace.get_current_span().get_span_context().span_id)
+        try:
+            return await call_next(call)
+        except rt.ServiceError:
+            return rt.Reply(b"", {"forgiven": "yes"})
+
+    service = await serve_stream(nc, rt.ServerStreamEndpoint(fails, wrappers_pb2.StringValue))
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, interceptors=[forgiving])
+    stream = await client.server_stream("echo", wrappers_pb2.StringValue(value="x"), wrappers_pb2.StringValue)
+    assert [m.value async for m in stream] == ["x"] and stream.trailers == {"forgiven": "yes"}
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    assert client_span.context is not None and seen == [client_span.context.span_id], "interceptors run under the span"
+    assert client_span.status.status_code == StatusCode.UNSET and "nats_micro.error_code" not in attributes(client_span)
     await service.stop()
 
 
