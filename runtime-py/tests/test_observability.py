@@ -29,6 +29,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 SPEC = rt.ServiceSpec(
@@ -515,20 +516,149 @@ async def test_headers_the_caller_sets_win(nc: NatsClient, otel: Otel) -> None:
     await service.stop()
 
 
-async def test_a_stream_open_carries_the_trace_context(nc: NatsClient, otel: Otel) -> None:
-    async def count(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
+async def serve_stream(nc: NatsClient, endpoint: Any) -> rt.Service:
+    return await rt.start_service(nc, SPEC, {"echo": endpoint}, {})
+
+
+async def test_a_server_streams_client_span_lasts_until_its_last_message(nc: NatsClient, otel: Otel) -> None:
+    release = asyncio.Event()
+
+    async def letters(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
         for ch in request.value:
+            if ch == request.value[-1]:
+                await release.wait()  # the last message waits for the test
             yield wrappers_pb2.StringValue(value=ch)
 
-    service = await rt.start_service(nc, SPEC, {"echo": rt.ServerStreamEndpoint(count, wrappers_pb2.StringValue)}, {})
+    service = await serve_stream(nc, rt.ServerStreamEndpoint(letters, wrappers_pb2.StringValue))
     client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
     stream = await client.server_stream("echo", wrappers_pb2.StringValue(value="abc"), wrappers_pb2.StringValue)
-    assert [m.value async for m in stream] == ["a", "b", "c"]
+    received = [(await anext(stream)).value, (await anext(stream)).value]
+    await asyncio.sleep(0.05)
+    assert otel.finished(SpanKind.CLIENT) == [], "the stream is still open: so is its span"
+    assert otel.histogram("rpc.client.duration") == []
+    release.set()
+    received += [m.value async for m in stream]
+    assert received == ["a", "b", "c"]
     await until(lambda: len(otel.finished(SpanKind.SERVER)) == 1)
     (client_span,) = otel.finished(SpanKind.CLIENT)
     (server_span,) = otel.finished(SpanKind.SERVER)
     assert client_span.context is not None and server_span.parent is not None
-    assert server_span.parent.span_id == client_span.context.span_id
+    assert server_span.parent.span_id == client_span.context.span_id, "the open carried the client span's context"
+    assert client_span.start_time is not None and server_span.start_time is not None
+    assert client_span.end_time is not None and server_span.end_time is not None
+    assert client_span.start_time <= server_span.start_time and server_span.end_time - client_span.start_time >= 50_000_000
+    assert client_span.end_time - client_span.start_time >= 50_000_000, "the span covers the whole stream, not its open"
+    assert client_span.status.status_code == server_span.status.status_code == StatusCode.UNSET
+    assert attributes(client_span) == attributes(server_span) == RPC
+    (point,) = otel.histogram("rpc.client.duration")
+    assert point.count == 1 and point.attributes == {**RPC, "nats_micro.error_code": "OK"} and point.sum >= 50
+    await service.stop()
+
+
+async def test_a_stream_that_ends_with_an_error_sets_the_code_on_the_client_span(nc: NatsClient, otel: Otel) -> None:
+    async def fails(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
+        yield wrappers_pb2.StringValue(value="first")
+        raise rt.NotFoundError(ctx.method, "gone after the first")
+
+    service = await serve_stream(nc, rt.ServerStreamEndpoint(fails, wrappers_pb2.StringValue))
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    stream = await client.server_stream("echo", wrappers_pb2.StringValue(value="x"), wrappers_pb2.StringValue)
+    assert (await anext(stream)).value == "first"
+    assert otel.finished(SpanKind.CLIENT) == []
+    with pytest.raises(rt.ServiceError) as failed:
+        await anext(stream)
+    assert failed.value.code == rt.NOT_FOUND
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    assert attributes(client_span)["nats_micro.error_code"] == rt.NOT_FOUND
+    assert client_span.status.status_code == StatusCode.ERROR
+    (point,) = otel.histogram("rpc.client.duration")
+    assert point.attributes is not None and point.attributes["nats_micro.error_code"] == "NOT_FOUND"
+    await service.stop()
+
+
+async def test_an_abandoned_stream_ends_its_client_span_as_cancelled(nc: NatsClient, otel: Otel) -> None:
+    async def endless(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
+        while True:
+            yield request
+
+    service = await serve_stream(nc, rt.ServerStreamEndpoint(endless, wrappers_pb2.StringValue))
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    async with await client.server_stream("echo", wrappers_pb2.StringValue(value="x"), wrappers_pb2.StringValue) as stream:
+        async for _ in stream:
+            break
+        assert otel.finished(SpanKind.CLIENT) == []
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    assert attributes(client_span)["nats_micro.error_code"] == rt.CANCELLED
+    assert client_span.status.status_code == StatusCode.ERROR
+    await until(lambda: len(otel.finished(SpanKind.SERVER)) == 1)
+    await service.stop()
+
+
+async def test_client_and_bidi_streams_spans_last_until_their_outcome(nc: NatsClient, otel: Otel) -> None:
+    async def join(requests: AsyncIterator[wrappers_pb2.StringValue], ctx: rt.RequestContext) -> wrappers_pb2.StringValue:
+        return wrappers_pb2.StringValue(value="".join([r.value async for r in requests]))
+
+    async def slowly() -> AsyncIterator[wrappers_pb2.StringValue]:
+        for ch in "ab":
+            await asyncio.sleep(0.05)
+            yield wrappers_pb2.StringValue(value=ch)
+
+    service = await serve_stream(nc, rt.ClientStreamEndpoint(join, wrappers_pb2.StringValue))
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5)
+    joined, _ = await client.client_stream("echo", slowly(), wrappers_pb2.StringValue)
+    assert joined.value == "ab"
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    assert client_span.end_time is not None and client_span.start_time is not None
+    assert client_span.end_time - client_span.start_time >= 100_000_000, "the span covers the requests sent"
+    assert client_span.status.status_code == StatusCode.UNSET
+    await service.stop()
+    otel.spans.clear()
+
+    async def echo_each(
+        requests: AsyncIterator[wrappers_pb2.StringValue], ctx: rt.RequestContext
+    ) -> AsyncIterator[wrappers_pb2.StringValue]:
+        async for request in requests:
+            yield request
+
+    service = await serve_stream(nc, rt.BidiStreamEndpoint(echo_each, wrappers_pb2.StringValue))
+    stream = await client.bidi_stream("echo", slowly(), wrappers_pb2.StringValue)
+    assert (await anext(stream)).value == "a"
+    assert otel.finished(SpanKind.CLIENT) == []
+    assert [m.value async for m in stream] == ["b"]
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    assert client_span.status.status_code == StatusCode.UNSET and "nats_micro.error_code" not in attributes(client_span)
+
+    reader = asyncio.create_task(anext(await client.bidi_stream("echo", slowly(), wrappers_pb2.StringValue)))
+    await asyncio.sleep(0.01)
+    reader.cancel()  # the caller gives up while waiting for the first response
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await until(lambda: len(otel.finished(SpanKind.CLIENT)) == 2)
+    assert attributes(otel.finished(SpanKind.CLIENT)[1])["nats_micro.error_code"] == rt.CANCELLED
+    await service.stop()
+
+
+async def test_a_streams_client_span_records_what_its_interceptors_settle_with(nc: NatsClient, otel: Otel) -> None:
+    async def fails(request: wrappers_pb2.StringValue, ctx: rt.RequestContext) -> AsyncIterator[wrappers_pb2.StringValue]:
+        yield request
+        raise rt.UnavailableError(ctx.method, "gone")
+
+    seen: list[int] = []
+
+    async def forgiving(call: rt.ClientCall, call_next: rt.ClientNext) -> rt.Reply:
+        seen.append(trace.get_current_span().get_span_context().span_id)
+        try:
+            return await call_next(call)
+        except rt.ServiceError:
+            return rt.Reply(b"", {"forgiven": "yes"})
+
+    service = await serve_stream(nc, rt.ServerStreamEndpoint(fails, wrappers_pb2.StringValue))
+    client = rt.Client(nc, SPEC, rt.ServiceError, timeout=5, interceptors=[forgiving])
+    stream = await client.server_stream("echo", wrappers_pb2.StringValue(value="x"), wrappers_pb2.StringValue)
+    assert [m.value async for m in stream] == ["x"] and stream.trailers == {"forgiven": "yes"}
+    (client_span,) = otel.finished(SpanKind.CLIENT)
+    assert client_span.context is not None and seen == [client_span.context.span_id], "interceptors run under the span"
+    assert client_span.status.status_code == StatusCode.UNSET and "nats_micro.error_code" not in attributes(client_span)
     await service.stop()
 
 

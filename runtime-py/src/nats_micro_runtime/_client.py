@@ -344,13 +344,24 @@ class Client:
         open_chain = functools.partial(
             self._open_chain, response_type=response_type, window=window, plain_is_result=plain_is_result
         )
-        return await self._traced(spec, call, open_chain)
+        instrumentation = telemetry()
+        if instrumentation is None:
+            return await open_chain(call)
+        # A stream's CLIENT span lasts until its outcome (§11.2): the stream ends it, not the open.
+        span = instrumentation.client_span(self._service.proto_name, spec.endpoint, call)
+        try:
+            with span.current():
+                opened = await open_chain(call)
+        except BaseException as err:
+            span.end(err)
+            raise
+        opened.span = span
+        return opened
 
     async def _traced(self, spec: EndpointSpec, call: ClientCall, send: Callable[[ClientCall], Awaitable[T]]) -> T:
-        """Where every call and stream open starts: with OpenTelemetry on
-        (PROTOCOL §11), under a CLIENT span whose trace context goes out in
-        the call's headers, before the interceptors see them; a stream's span
-        covers its open."""
+        """Where every unary call starts: with OpenTelemetry on (PROTOCOL
+        §11), under a CLIENT span whose trace context goes out in the call's
+        headers, before the interceptors see them."""
         instrumentation = telemetry()
         if instrumentation is None:
             return await send(call)

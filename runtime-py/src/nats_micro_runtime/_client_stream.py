@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from google.protobuf.message import Message
 
@@ -16,6 +16,9 @@ from ._interceptor import Reply
 from ._stream_link import _StreamLink
 from ._streams import END_HEADER
 from ._typevars import MessageT, T, U
+
+if TYPE_CHECKING:
+    from ._otel import ClientSpan
 
 
 RequestSource = AsyncIterable[MessageT] | Iterable[MessageT]
@@ -91,6 +94,9 @@ class _OpenedStream(Generic[T]):
         """The task sending the caller's requests (client-streaming and bidirectional)."""
         self.interceptors: _StreamOutcome | None = None
         """The client interceptors waiting for the stream's outcome, if there are any."""
+        self.span: ClientSpan | None = None
+        """The stream's CLIENT span (OpenTelemetry on), ended with the stream's outcome."""
+        self._concluding = False
         self._method = method
         self._errors = errors
         self._closed = False
@@ -123,14 +129,23 @@ class _OpenedStream(Generic[T]):
     async def conclude(self, ending: Reply | Exception) -> Reply:
         """Closes the stream with ``ending`` (the peer's end, or the error it
         failed with) and returns the end or raises the error; with client
-        interceptors, what they settle with instead (§9.7)."""
-        if self.interceptors is not None:
-            self.interceptors.report(ending)  # before close() would report a cancel
-        await self.close()
-        if self.interceptors is not None:
-            return await self.interceptors.settled()
-        if isinstance(ending, Exception):
-            raise ending
+        interceptors, what they settle with instead (§9.7). The span records
+        what the caller sees."""
+        self._concluding = True  # close() must not record the caller leaving
+        try:
+            if self.interceptors is not None:
+                self.interceptors.report(ending)  # before close() would report a cancel
+            await self.close()
+            if self.interceptors is not None:
+                ending = await self.interceptors.settled()
+            if isinstance(ending, Exception):
+                raise ending
+        except BaseException as err:
+            if self.span is not None:
+                self.span.end(err)
+            raise
+        if self.span is not None:
+            self.span.end(None)
         return ending
 
     def close_soon(self) -> None:
@@ -159,8 +174,14 @@ class _OpenedStream(Generic[T]):
         if not self.link.peer_ended:
             await self.link.cancel()
         await self.link.close()
-        if self.interceptors is not None:  # closed before its end was reported: the caller left
-            self.interceptors.report(self._errors.error(CANCELLED, self._method, "the caller closed the stream", b"", {}))
+        if self._concluding:
+            return
+        # Closed before its end was reported: the caller left.
+        left = self._errors.error(CANCELLED, self._method, "the caller closed the stream", b"", {})
+        if self.interceptors is not None:
+            self.interceptors.report(left)
+        if self.span is not None:
+            self.span.end(left)
 
 
 class _StreamOutcome:

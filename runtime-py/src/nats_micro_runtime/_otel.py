@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from contextvars import Token
 from typing import TYPE_CHECKING
 
@@ -139,35 +140,65 @@ class OpenTelemetry:
         """Marks an attempt of a call on its CLIENT span (a retried call has one span, §11.2)."""
         trace.get_current_span().add_event("attempt", {"nats_micro.attempt": number})
 
+    def client_span(self, proto_service: str, endpoint: str, call: ClientCall) -> ClientSpan:
+        """Starts the CLIENT span of a call and puts its trace context in the
+        call's headers (unless the caller set a ``traceparent``: the caller's
+        headers win). The span is not made current; see :meth:`ClientSpan.current`."""
+        attributes = _rpc_attributes(proto_service, call.method, endpoint, call.subject)
+        span = self._tracer.start_span(f"{proto_service}/{call.method}", kind=SpanKind.CLIENT, attributes=attributes)
+        context = span.get_span_context()
+        if context.is_valid and TRACEPARENT_HEADER not in call.headers:
+            flags = int(context.trace_flags)
+            call.headers[TRACEPARENT_HEADER] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
+            if context.trace_state:
+                call.headers[TRACESTATE_HEADER] = context.trace_state.to_header()
+        return ClientSpan(span, self._client_duration, attributes)
+
     async def client_call(
         self, proto_service: str, endpoint: str, call: ClientCall, send: Callable[[ClientCall], Awaitable[T]]
     ) -> T:
-        """Runs ``send(call)`` under a CLIENT span that is the parent named by
-        the ``traceparent`` it adds to the call's headers (unless the caller
-        set one: the caller's headers win), ending it with the outcome."""
-        attributes = _rpc_attributes(proto_service, call.method, endpoint, call.subject)
-        started = time.perf_counter_ns()
-        with self._tracer.start_as_current_span(
-            f"{proto_service}/{call.method}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            context = span.get_span_context()
-            if context.is_valid and TRACEPARENT_HEADER not in call.headers:
-                flags = int(context.trace_flags)
-                call.headers[TRACEPARENT_HEADER] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
-                if context.trace_state:
-                    call.headers[TRACESTATE_HEADER] = context.trace_state.to_header()
-            code = "OK"
-            try:
-                return await send(call)
-            except BaseException as err:
-                code = _failure_code(err)
-                span.set_attribute("nats_micro.error_code", code)
-                span.set_status(Status(StatusCode.ERROR, f"{code}: {err}"))
-                raise
-            finally:
-                elapsed_ms = (time.perf_counter_ns() - started) / 1e6
-                self._client_duration.record(elapsed_ms, {**attributes, "nats_micro.error_code": code})
+        """Runs ``send(call)`` under a CLIENT span (see :meth:`client_span`), ending it with the outcome."""
+        span = self.client_span(proto_service, endpoint, call)
+        try:
+            with span.current():
+                result = await send(call)
+        except BaseException as err:
+            span.end(err)
+            raise
+        span.end(None)
+        return result
+
+
+class ClientSpan:
+    """One call's CLIENT span and its duration metric, from the call's start
+    to its outcome: a unary call's reply or failure, a stream's end, error or
+    the caller leaving (PROTOCOL §11.2)."""
+
+    __slots__ = ("_span", "_duration", "_attributes", "_started", "_ended")
+
+    def __init__(self, span: Span, duration: Histogram, attributes: Attributes) -> None:
+        self._span = span
+        self._duration = duration
+        self._attributes = attributes
+        self._started = time.perf_counter_ns()
+        self._ended = False
+
+    def current(self) -> AbstractContextManager[Span]:
+        """Makes the span current inside a ``with`` block (attempt events, the
+        interceptors' own calls), without ending it on the way out."""
+        return trace.use_span(self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+    def end(self, error: BaseException | None) -> None:
+        """Ends the span, once: unset status on success (``error`` is ``None``),
+        else an error status and the code's name in ``nats_micro.error_code``."""
+        if self._ended:
+            return
+        self._ended = True
+        code = "OK"
+        if error is not None:
+            code = _failure_code(error)
+            self._span.set_attribute("nats_micro.error_code", code)
+            self._span.set_status(Status(StatusCode.ERROR, f"{code}: {error}"))
+        self._span.end()
+        elapsed_ms = (time.perf_counter_ns() - self._started) / 1e6
+        self._duration.record(elapsed_ms, {**self._attributes, "nats_micro.error_code": code})
