@@ -36,7 +36,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use tracing::Span;
 
-use crate::code::{Code, CodeFormat};
+use crate::code::Code;
 use crate::error::Error;
 
 /// The W3C header that carries the trace id and the caller's span id.
@@ -268,13 +268,18 @@ pub(crate) struct Names<'a> {
 }
 
 /// Records a request's or call's outcome on its span and, with the
-/// `opentelemetry` feature, in the duration histogram.
-pub(crate) fn finish(span: &Span, side: Side, names: Names<'_>, elapsed: Duration, error: Option<&Error>, format: CodeFormat) {
-    let error_code = error.map(|err| err.code().to_wire(format));
+/// `opentelemetry` feature, in the duration histogram. The error code is
+/// its name (`NOT_FOUND`), whatever the service sends on the wire, so that
+/// every runtime's telemetry reads alike (§11.2).
+pub(crate) fn finish(span: &Span, side: Side, names: Names<'_>, elapsed: Duration, error: Option<&Error>) {
+    let error_code = error.map(|err| err.code().as_str());
     if !span.is_disabled() {
+        // Entered once more: `tracing-opentelemetry` ends a span at its last
+        // exit, and a stream's spans are not entered while it runs.
+        let _entered = span.enter();
         span.record("nats_micro.duration_ms", elapsed.as_secs_f64() * 1000.0);
-        if let Some(code) = &error_code {
-            span.record("nats_micro.error_code", code.as_ref());
+        if let Some(code) = error_code {
+            span.record("nats_micro.error_code", code);
         }
         let failed = match (side, error) {
             (_, None) => false,
@@ -288,7 +293,35 @@ pub(crate) fn finish(span: &Span, side: Side, names: Names<'_>, elapsed: Duratio
     #[cfg(not(feature = "opentelemetry"))]
     let _ = names;
     #[cfg(feature = "opentelemetry")]
-    otel::record_duration(names, side, elapsed, error_code.as_deref().unwrap_or("OK"));
+    otel::record_duration(names, side, elapsed, error_code.unwrap_or("OK"));
+}
+
+/// A client call's span and start, finished once with the call's outcome
+/// (for a stream: its end, its error, or the caller dropping it).
+pub(crate) struct CallSpan {
+    span: Span,
+    started: std::time::Instant,
+    names: Names<'static>,
+}
+
+impl CallSpan {
+    /// The span of a call to `subject`, a child of the current span; `None`
+    /// when nothing records calls, so that an unobserved call reads no
+    /// clock and instruments no future.
+    pub(crate) fn start(names: Names<'static>, subject: &str) -> Option<CallSpan> {
+        let span = client_span(names.proto_service, names.method, names.endpoint, subject);
+        wanted(&span).then(|| CallSpan { span, started: std::time::Instant::now(), names })
+    }
+
+    /// The span, for the call's futures to run in.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Records the outcome; the span ends once its last clone is dropped.
+    pub(crate) fn finish(self, error: Option<&Error>) {
+        finish(&self.span, Side::Client, self.names, self.started.elapsed(), error);
+    }
 }
 
 /// Whether a call's outcome is recorded at all: its span is enabled, or

@@ -16,6 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use nats_micro_runtime::telemetry::{ATTEMPT, EVENT_TARGET, TRACEPARENT, TRACESTATE};
 use nats_micro_runtime::{ReplyPolicy, Request};
+use nats_micro_tests::harness::NatsServer;
+use nats_micro_tests::project::streams::v1::stream_service_nats::{self as streams, StreamServiceClient};
+use nats_micro_tests::project::streams::v1::{ChatMessage, CountUpRequest, Number};
+use nats_micro_tests::streams::Streams;
 use nats_micro_tests::trace::SpanRecorder;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use support::{Fixture, GetOrderRequest, order_request};
@@ -168,7 +172,7 @@ async fn a_request_has_a_server_span_with_every_field_and_a_call_a_client_span()
     assert_eq!(field(server, "messaging.destination.name"), "api.v1.get_order");
     assert_eq!(field(server, "nats_micro.endpoint"), "get_order");
     assert_eq!(field(server, "nats_micro.attempt"), "2");
-    assert_eq!(field(server, "nats_micro.error_code"), "404", "the code as sent");
+    assert_eq!(field(server, "nats_micro.error_code"), "NOT_FOUND", "the name, though 404 is sent (§11.2)");
     assert_eq!(field(server, "nats_micro.request_id").len(), 22, "a NUID");
     // The earlier of the caller's budget (1500 ms) and the proto's timeout of GetOrder (750 ms).
     assert_eq!(field(server, "nats_micro.deadline_ms"), "750");
@@ -203,7 +207,7 @@ async fn a_service_fault_sets_the_server_span_status_and_a_plain_error_is_handle
     let server = &capture.spans("nats_micro.server")[0];
     assert_eq!(event.span, Some(server.id), "the event is inside the request's span");
     assert_eq!(field(&server.fields, "otel.status_code"), "error");
-    assert_eq!(field(&server.fields, "nats_micro.error_code"), "500");
+    assert_eq!(field(&server.fields, "nats_micro.error_code"), "INTERNAL");
     assert!(capture.events("handler_panicked").is_empty());
 }
 
@@ -355,6 +359,120 @@ async fn a_users_traceparent_on_a_call_wins() {
     let server = spans.iter().find(|span| span.span_kind == SpanKind::Server).expect("server span");
     assert_eq!(server.span_context.trace_id().to_string(), "11111111111111111111111111111111");
     assert_eq!(server.parent_span_id.to_string(), "2222222222222222");
+}
+
+/// The stream service of `proto/streams/v1` and a client of it.
+struct StreamFixture {
+    _server: NatsServer,
+    _service: nats_micro_runtime::Service,
+    client: StreamServiceClient,
+}
+
+async fn start_streams() -> StreamFixture {
+    let server = NatsServer::start();
+    let service =
+        streams::service_builder(Streams::default()).start(&server.connect().await).await.expect("the stream service starts");
+    let client = StreamServiceClient::new(server.connect().await);
+    StreamFixture { _server: server, _service: service, client }
+}
+
+fn finished(recorder: &SpanRecorder, kind: SpanKind) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    recorder.spans().into_iter().filter(|span| span.span_kind == kind).collect()
+}
+
+/// A server stream is one client span from its open to its end: the open
+/// carries its trace context (the server span is its child), and it ends
+/// with the stream's end, after the last message.
+#[tokio::test]
+async fn a_server_stream_has_one_client_span_from_its_open_to_its_end() {
+    let recorder = SpanRecorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.subscriber());
+    let f = start_streams().await;
+    let request = CountUpRequest { start: 1, count: 3, delay_ms: 40, ..Default::default() };
+    let mut numbers = f.client.count_up(request).await.expect("the stream opens");
+    let mut values = Vec::new();
+    for _ in 0..3 {
+        values.push(numbers.message().await.expect("a number").expect("not the end yet").value);
+    }
+    let last_message = std::time::SystemTime::now();
+    assert_eq!(values, [1, 2, 3]);
+    assert!(finished(&recorder, SpanKind::Client).is_empty(), "the client span outlives the messages");
+    assert!(numbers.message().await.expect("the end").is_none());
+    assert!(numbers.trailers().is_some());
+
+    let clients = finished(&recorder, SpanKind::Client);
+    assert_eq!(clients.len(), 1, "one client span per stream: {clients:?}");
+    let client = &clients[0];
+    assert_eq!(client.name, "streams.v1.StreamService/CountUp");
+    assert_eq!(client.status, opentelemetry::trace::Status::Unset);
+    assert!(client.end_time >= last_message, "the span ends with the stream, after its last message");
+    let lasted = client.end_time.duration_since(client.start_time).expect("ends after it starts");
+    assert!(lasted >= Duration::from_millis(80), "from the open to the end (two 40 ms waits): {lasted:?}");
+    let servers = finished(&recorder, SpanKind::Server);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0].span_context.trace_id(), client.span_context.trace_id());
+    assert_eq!(servers[0].parent_span_id, client.span_context.span_id(), "the open carried the client span's context");
+    assert!(servers[0].start_time >= client.start_time);
+    let served = servers[0].end_time.duration_since(servers[0].start_time).expect("ends after it starts");
+    assert!(served >= Duration::from_millis(80), "the server span lasts from the open to the end too: {served:?}");
+}
+
+/// Client- and bidi-streaming calls have their client span too, parent of
+/// the server's.
+#[tokio::test]
+async fn client_and_bidi_streams_have_a_client_span_parent_of_the_server_span() {
+    let recorder = SpanRecorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.subscriber());
+    let f = start_streams().await;
+    let sum = f.client.sum(futures_util::stream::iter((1..=3).map(|value| Number { value }))).await.expect("a sum");
+    assert_eq!(sum.total, 6);
+    let said = ["hello"].map(|text| ChatMessage { text: text.into() });
+    let mut replies = f.client.chat(futures_util::stream::iter(said)).await.expect("the chat opens");
+    while replies.message().await.expect("a reply").is_some() {}
+
+    let clients = finished(&recorder, SpanKind::Client);
+    let servers = finished(&recorder, SpanKind::Server);
+    for method in ["Sum", "Chat"] {
+        let name = format!("streams.v1.StreamService/{method}");
+        let client =
+            clients.iter().find(|span| span.name == name).unwrap_or_else(|| panic!("no client span {name}: {clients:?}"));
+        let server = servers.iter().find(|span| span.name == name).unwrap_or_else(|| panic!("no server span {name}"));
+        assert_eq!(server.parent_span_id, client.span_context.span_id(), "{name}");
+        assert_eq!(client.status, opentelemetry::trace::Status::Unset, "{name}");
+    }
+    assert_eq!(clients.len(), 2, "{clients:?}");
+}
+
+/// A stream's error end is its client span's outcome, named as on a unary
+/// call; a caller dropping the stream ends the span as CANCELLED.
+#[tokio::test]
+async fn a_streams_error_end_or_drop_is_its_client_spans_outcome() {
+    let (capture, _guard) = Capture::install();
+    let f = start_streams().await;
+    let request = CountUpRequest { count: 10, fail_after: 2, ..Default::default() };
+    let mut numbers = f.client.count_up(request).await.expect("the stream opens");
+    assert!(numbers.message().await.expect("first").is_some());
+    let clients = capture.spans("nats_micro.client");
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert!(!clients[0].fields.contains_key("nats_micro.duration_ms"), "not finished while the stream runs");
+    assert!(numbers.message().await.expect("second").is_some());
+    let err = numbers.message().await.expect_err("FAILED_PRECONDITION");
+    assert!(err.is_failed_precondition(), "{err:?}");
+    let client = &capture.spans("nats_micro.client")[0].fields;
+    assert_eq!(field(client, "otel.name"), "streams.v1.StreamService/CountUp");
+    assert_eq!(field(client, "nats_micro.error_code"), "FAILED_PRECONDITION");
+    assert_eq!(field(client, "otel.status_code"), "error");
+    assert!(field(client, "nats_micro.duration_ms").parse::<f64>().is_ok());
+    let server = &capture.spans("nats_micro.server")[0].fields;
+    assert_eq!(field(server, "nats_micro.error_code"), "FAILED_PRECONDITION");
+    assert!(!server.contains_key("otel.status_code"), "the caller's fault on the server side");
+
+    let mut numbers = f.client.count_up(CountUpRequest { count: 1_000, ..Default::default() }).await.expect("opens");
+    assert!(numbers.message().await.expect("first").is_some());
+    drop(numbers);
+    let dropped = &capture.spans("nats_micro.client")[1].fields;
+    assert_eq!(field(dropped, "nats_micro.error_code"), "CANCELLED");
+    assert_eq!(field(dropped, "otel.status_code"), "error");
 }
 
 #[test]

@@ -18,11 +18,11 @@ use async_nats::client::{RequestError, RequestErrorKind};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 
-use crate::code::{Code, CodeFormat};
+use crate::code::Code;
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind};
 use crate::headers;
-use crate::telemetry::{self, Side};
+use crate::telemetry;
 use breaker::CircuitBreaker;
 use connection::{ConnectionWatch, Link};
 use interceptor::{ClientCall, ClientInterceptor, ClientInterceptorFn, ClientNext, Reply};
@@ -503,17 +503,18 @@ impl Client {
         C: Codec<Req> + Codec<Resp>,
     {
         let subject = self.subject(method.endpoint);
-        let service = self.service.unwrap_or_default();
-        let span = telemetry::client_span(service, method.method, method.endpoint, &subject);
-        if !telemetry::wanted(&span) {
+        let Some(call) = telemetry::CallSpan::start(self.telemetry_names(method), &subject) else {
             // Nothing records calls: no instrumented future, no clock read.
             return self.attempts::<C, Req, Resp>(method, subject, request).await;
-        }
-        let started = std::time::Instant::now();
-        let result = self.attempts::<C, Req, Resp>(method, subject, request).instrument(span.clone()).await;
-        let names = telemetry::Names { proto_service: service, method: method.method, endpoint: method.endpoint };
-        telemetry::finish(&span, Side::Client, names, started.elapsed(), result.as_ref().err(), CodeFormat::Names);
+        };
+        let result = self.attempts::<C, Req, Resp>(method, subject, request).instrument(call.span().clone()).await;
+        call.finish(result.as_ref().err());
         result
+    }
+
+    /// The names a call's span and metrics carry.
+    fn telemetry_names(&self, method: &MethodSpec) -> telemetry::Names<'static> {
+        telemetry::Names { proto_service: self.service.unwrap_or_default(), method: method.method, endpoint: method.endpoint }
     }
 
     /// The attempts of one unary call to `subject`, within its deadline.

@@ -11,6 +11,7 @@ use futures_util::future::Either;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::interceptor::{ClientCall, ClientNext, Reply, Terminal};
 use super::{Client, MethodSpec, Request, Response};
@@ -22,6 +23,7 @@ use crate::headers;
 use crate::stream::link::{Event, Outbound, Reader, ReaderPlan, TaskGuard, spawn_reader};
 use crate::stream::wire::{self, Frame, name};
 use crate::stream::{Ending, Outcome, StreamSettings, Streaming};
+use crate::telemetry::CallSpan;
 
 /// An acknowledged stream: where to send, what the server sends, and the
 /// client interceptors waiting for its outcome (if there are any).
@@ -46,14 +48,38 @@ impl Client {
         E: From<Error>,
     {
         let (message, call_headers, timeout) = request.into_parts();
-        let body = encode::<C, Req>(&message, method)?;
-        let opened = self.open_stream(method, window, call_headers, timeout, body, false).await?;
-        Ok(self.responses::<C, Resp, E>(opened, window, None))
+        let mut call = self.call_span(method);
+        let opened = match encode::<C, Req>(&message, method) {
+            Ok(body) => in_span(&call, self.open_stream(method, window, call_headers, timeout, body, false)).await,
+            Err(err) => Err(err),
+        };
+        let opened = opened_or_finish(opened, &mut call)?;
+        Ok(self.responses::<C, Resp, E>(opened, window, None, call))
     }
 
     /// Calls a client-streaming RPC: sends `requests` (each waiting for the
     /// server's credit), then returns the server's one response.
     pub async fn client_streaming<C, Req, Resp, S>(
+        &self,
+        method: &MethodSpec,
+        window: u32,
+        requests: Request<S>,
+    ) -> Result<Response<Resp>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+        S: Stream<Item = Req> + Send + 'static,
+        Req: Send + 'static,
+    {
+        let call = self.call_span(method);
+        let result = in_span(&call, self.client_streaming_call::<C, Req, Resp, S>(method, window, requests)).await;
+        if let Some(call) = call {
+            call.finish(result.as_ref().err());
+        }
+        result
+    }
+
+    /// A client-streaming call, from its open to the server's response.
+    async fn client_streaming_call<C, Req, Resp, S>(
         &self,
         method: &MethodSpec,
         window: u32,
@@ -107,9 +133,17 @@ impl Client {
         Req: Send + 'static,
     {
         let (requests, call_headers, timeout) = requests.into_parts();
-        let opened = self.open_stream(method, window, call_headers, timeout, Bytes::new(), false).await?;
+        let mut call = self.call_span(method);
+        let opened = in_span(&call, self.open_stream(method, window, call_headers, timeout, Bytes::new(), false)).await;
+        let opened = opened_or_finish(opened, &mut call)?;
         let pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests);
-        Ok(self.responses::<C, Resp, E>(opened, window, Some(pump)))
+        Ok(self.responses::<C, Resp, E>(opened, window, Some(pump), call))
+    }
+
+    /// The client span of a stream call (PROTOCOL §11.2), `None` when
+    /// nothing records calls.
+    fn call_span(&self, method: &MethodSpec) -> Option<CallSpan> {
+        CallSpan::start(self.telemetry_names(method), &self.subject(method.endpoint))
     }
 
     fn responses<C: Codec<Resp>, Resp, E: From<Error>>(
@@ -117,10 +151,11 @@ impl Client {
         opened: Opened,
         window: u32,
         pump: Option<TaskGuard>,
+        call: Option<CallSpan>,
     ) -> Streaming<Resp, E> {
         let window = opened.outbound.peer_has_flow_control().then_some(window);
         let Opened { reader, deadline, interceptors, .. } = opened;
-        Streaming::new::<C>(reader.inbox, Some(reader.task), window).with_call(deadline, pump, interceptors)
+        Streaming::new::<C>(reader.inbox, Some(reader.task), window).with_call(deadline, pump, interceptors, call)
     }
 
     /// Opens a stream through the client's interceptors: they see the open
@@ -176,10 +211,14 @@ impl Client {
             }))
         };
         let chain = ClientNext::start(self.interceptors.clone(), open).run(call);
-        tokio::spawn(async move {
-            let settled = chain.await.map(|reply| (reply.payload, reply.headers));
-            let _ = settled_tx.send(settled);
-        });
+        // In the call's span (the current one), so the open carries its trace context.
+        tokio::spawn(
+            async move {
+                let settled = chain.await.map(|reply| (reply.payload, reply.headers));
+                let _ = settled_tx.send(settled);
+            }
+            .instrument(tracing::Span::current()),
+        );
         match opened_rx.await {
             Ok((mut opened, report)) => {
                 opened.interceptors = Some(Outcome::new(report, settled_rx));
@@ -279,6 +318,24 @@ where
             tracing::debug!(error = %err, "sending the request stream stopped");
         }
     })
+}
+
+/// Runs `work` in the call's span, if there is one.
+async fn in_span<F: std::future::Future>(call: &Option<CallSpan>, work: F) -> F::Output {
+    match call {
+        Some(call) => work.instrument(call.span().clone()).await,
+        None => work.await,
+    }
+}
+
+/// A stream that failed to open ends its call there.
+fn opened_or_finish(opened: Result<Opened, Error>, call: &mut Option<CallSpan>) -> Result<Opened, Error> {
+    if let Err(err) = &opened
+        && let Some(call) = call.take()
+    {
+        call.finish(Some(err));
+    }
+    opened
 }
 
 /// `work`, failed with `DEADLINE_EXCEEDED` at `deadline`.

@@ -123,7 +123,7 @@ impl Endpoint {
     fn finish(&self, route: &Route, elapsed: Duration, error: Option<&Error>) {
         self.stats.record(elapsed, error);
         let names = telemetry::Names { proto_service: &self.proto_service, method: &self.method, endpoint: &self.endpoint };
-        telemetry::finish(&route.span, Side::Server, names, elapsed, error, self.code_format);
+        telemetry::finish(&route.span, Side::Server, names, elapsed, error);
     }
 }
 

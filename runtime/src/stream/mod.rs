@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::codec::Codec;
 use crate::error::Error;
+use crate::telemetry::CallSpan;
 use link::{Command, Event, Inbox, Outbound, Reader, TaskGuard};
 
 /// Which side of an RPC streams.
@@ -102,6 +103,8 @@ pub struct Streaming<T, E = Error> {
     _pump: Option<TaskGuard>,
     /// A caller's client interceptors, waiting for the stream's outcome.
     interceptors: Option<Outcome>,
+    /// A caller's client span, finished with the stream's outcome.
+    call: Option<CallSpan>,
     _error: PhantomData<fn() -> E>,
 }
 
@@ -179,20 +182,24 @@ impl<T, E: From<Error>> Streaming<T, E> {
             deadline: None,
             _pump: None,
             interceptors: None,
+            call: None,
             _error: PhantomData,
         }
     }
 
-    /// A caller's stream: failed at `deadline`, and owning the request pump.
+    /// A caller's stream: failed at `deadline`, owning the request pump,
+    /// and ending the call's span.
     pub(crate) fn with_call(
         mut self,
         deadline: Option<tokio::time::Instant>,
         pump: Option<TaskGuard>,
         interceptors: Option<Outcome>,
+        call: Option<CallSpan>,
     ) -> Self {
         self.deadline = deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         self._pump = pump;
         self.interceptors = interceptors;
+        self.call = call;
         self
     }
 
@@ -224,6 +231,9 @@ impl<T, E: From<Error>> Streaming<T, E> {
         self.finished = true;
         if !local {
             self.task = None;
+        }
+        if let Some(call) = self.call.take() {
+            call.finish(ending.as_ref().err());
         }
         match ending {
             Ok((_, trailers)) => {
@@ -297,6 +307,9 @@ impl<T, E: From<Error>> Stream for Streaming<T, E> {
 
 impl<T, E> Drop for Streaming<T, E> {
     fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.finish(Some(&Error::cancelled("the caller dropped the stream")));
+        }
         if let Some(task) = self.task.take() {
             // The reader tells the peer, then stops; it owns the subscription until then.
             let _ = self.inbox.commands.send(Command::Cancel);
