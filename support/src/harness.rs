@@ -66,8 +66,9 @@ impl NatsServer {
         let child = command.spawn().unwrap_or_else(|err| {
             panic!("starting {}: {err} (run scripts/setup, or set NATS_SERVER)", nats_server_binary().display())
         });
-        let server = NatsServer { child: Some(child), port, args: Vec::new(), monitor_port: None, _config: config_file };
+        let mut server = NatsServer { child: Some(child), port, args: Vec::new(), monitor_port: None, _config: config_file };
         wait_listening(port);
+        server.assert_running();
         server
     }
 
@@ -94,6 +95,15 @@ impl NatsServer {
         });
         self.child = Some(child);
         wait_listening(self.port);
+        self.assert_running();
+    }
+
+    /// Panics when the server this handle started has exited (its port was
+    /// taken): what listens there is then someone else.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+            panic!("nats-server on port {} exited at start ({status}): the port was taken", self.port);
+        }
     }
 
     /// The body of a monitoring endpoint (`/varz`, `/routez`, `/connz`), for
@@ -225,7 +235,17 @@ fn wait_listening(port: u16) {
     }
 }
 
-/// A port nobody listens on now.
+/// A port nobody listens on now, and never handed out before in this
+/// process: tests run in parallel threads, and two of them given the same
+/// port before either server binds it would share one server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
