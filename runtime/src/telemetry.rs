@@ -43,8 +43,6 @@ use crate::error::Error;
 pub const TRACEPARENT: &str = "traceparent";
 /// The W3C header that carries vendor-specific trace state.
 pub const TRACESTATE: &str = "tracestate";
-/// The header numbering a retried request's attempts (PROTOCOL §10.1).
-pub const ATTEMPT: &str = "Nats-Micro-Attempt";
 /// The `tracing` target of the request and call spans.
 pub const SPAN_TARGET: &str = "nats_micro_runtime::span";
 /// The `tracing` target of the §11.4 events.
@@ -154,14 +152,10 @@ impl TraceContext {
     }
 }
 
-/// The attempt number of a request: its `Nats-Micro-Attempt` header, 1
-/// when absent or not a valid positive number.
+/// The attempt number of a request, read as its handler reads it
+/// ([`crate::headers::request_attempt`]); 1 without headers.
 pub(crate) fn attempt(headers: Option<&HeaderMap>) -> u32 {
-    headers
-        .and_then(|headers| headers.get(ATTEMPT))
-        .and_then(|value| value.as_str().trim().parse::<u32>().ok())
-        .filter(|attempt| *attempt > 0)
-        .unwrap_or(1)
+    headers.map_or(1, crate::headers::request_attempt)
 }
 
 /// One event per attempt of a call, on its span (§11.2); the header is
@@ -535,8 +529,9 @@ mod tests {
     #[test]
     fn the_attempt_header_defaults_to_one() {
         assert_eq!(attempt(None), 1);
-        for (value, expected) in [("2", 2), (" 3 ", 3), ("0", 1), ("-1", 1), ("two", 1), ("", 1)] {
-            assert_eq!(attempt(Some(&headers(&[(ATTEMPT, value)]))), expected, "{value:?}");
+        // As the handler's ctx.attempt(): a value with spaces is not a valid number.
+        for (value, expected) in [("2", 2), (" 3 ", 1), ("0", 1), ("-1", 1), ("two", 1), ("", 1)] {
+            assert_eq!(attempt(Some(&headers(&[(crate::headers::ATTEMPT, value)]))), expected, "{value:?}");
         }
     }
 

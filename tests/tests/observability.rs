@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nats_micro_runtime::telemetry::{ATTEMPT, EVENT_TARGET, TRACEPARENT, TRACESTATE};
+use nats_micro_runtime::headers::ATTEMPT;
+use nats_micro_runtime::telemetry::{EVENT_TARGET, TRACEPARENT, TRACESTATE};
 use nats_micro_runtime::{ReplyPolicy, Request};
 use nats_micro_tests::harness::NatsServer;
 use nats_micro_tests::project::streams::v1::stream_service_nats::{self as streams, StreamServiceClient};
