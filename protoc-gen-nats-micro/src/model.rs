@@ -11,14 +11,16 @@ use prost_types::method_options::IdempotencyLevel;
 
 pub use crate::error::{Problem, Problems};
 use crate::naming::{go_camel_case, subject_token};
-use crate::options::{
-    ChunkedIoOptions, EndpointOptions, KV_PERSIST_FAILURE_POLICY_NAMES, KV_WRITE_MODE_NAMES, KvStoreOptions, ObjectStoreOptions,
-    ServiceOptions, StreamOptions, enum_value_name,
-};
+use crate::options::{EndpointOptions, ServiceOptions, StreamOptions};
 
 mod check;
+mod store;
 
 pub use check::{RESERVED_CODE_NAMES, invalid_subject, is_identifier, is_upper_snake, valid_service_name};
+pub use store::{
+    ChunkedIo, DEFAULT_CHUNK_SIZE, KeyEnum, KeyField, KeyKind, KeySegment, KeyTemplate, KvBucket, KvStore, KvWriteMode,
+    MAX_CHUNK_SIZE, ObjectBucket, ObjectStore, PersistFailurePolicy, is_key_char,
+};
 
 /// A canonical error code: its wire name and, for the seven built-ins, the
 /// number servers send by default.
@@ -167,9 +169,11 @@ pub struct Method {
     pub pending_msg_limit: Option<u32>,
     /// Pending bytes limit (`None`: unlimited).
     pub pending_bytes_limit: Option<u32>,
-    /// `(natsmicro.kv_store)`, validated; generated in a later version.
+    /// `(natsmicro.kv_store)`: the response is kept in a key-value bucket
+    /// (PROTOCOL §12.2). Unary RPCs only.
     pub kv_store: Option<KvStore>,
-    /// `(natsmicro.object_store)`, validated; generated in a later version.
+    /// `(natsmicro.object_store)`: the response is kept in an object store
+    /// (PROTOCOL §12.3). Unary RPCs only.
     pub object_store: Option<ObjectStore>,
 }
 
@@ -186,8 +190,10 @@ pub struct StreamingMethod {
     pub max_inflight: Option<u32>,
     /// `(natsmicro.stream)` ordered (every stream is ordered; kept for the Go plugin's protos).
     pub ordered: bool,
-    /// `(natsmicro.chunked_io)`: chunked field and default chunk size.
-    pub chunked_io: Option<(String, Option<u32>)>,
+    /// `(natsmicro.chunked_io)`: the stream carries one payload in chunks
+    /// (PROTOCOL §12.5): an upload for client-streaming, a download for
+    /// server-streaming.
+    pub chunked_io: Option<ChunkedIo>,
 }
 
 /// Which side of an RPC streams.
@@ -279,38 +285,6 @@ pub struct MessageRef {
     pub file: String,
 }
 
-/// Validated `(natsmicro.kv_store)`.
-#[derive(Clone, Debug)]
-pub struct KvStore {
-    /// Bucket name.
-    pub bucket: String,
-    /// Key template with `{field}` placeholders.
-    pub key_template: String,
-    /// Bucket TTL.
-    pub ttl: Option<Duration>,
-    /// Revisions kept.
-    pub max_history: Option<u32>,
-    /// Client-side only.
-    pub client_only: bool,
-    /// Write mode (enum value name).
-    pub write_mode: String,
-    /// Persist failure policy (enum value name).
-    pub persist_failure_policy: String,
-}
-
-/// Validated `(natsmicro.object_store)`.
-#[derive(Clone, Debug)]
-pub struct ObjectStore {
-    /// Bucket name.
-    pub bucket: String,
-    /// Object name template.
-    pub key_template: String,
-    /// Bucket TTL.
-    pub ttl: Option<Duration>,
-    /// Client-side only.
-    pub client_only: bool,
-}
-
 struct Extensions {
     service: Option<ExtensionDescriptor>,
     endpoint: Option<ExtensionDescriptor>,
@@ -392,7 +366,9 @@ pub fn build(pool: &DescriptorPool, files_to_generate: &[String]) -> Result<(Mod
             warnings: &mut warnings,
         };
         let services = file.services().filter_map(|service| reader.service(&service)).collect();
-        model.files.push(File { name: file.name().to_owned(), package: file.package_name().to_owned(), services });
+        let file = File { name: file.name().to_owned(), package: file.package_name().to_owned(), services };
+        store::check_shared_buckets(&file, &mut problems);
+        model.files.push(file);
     }
     check_subject_clashes(&model, &mut warnings);
     if problems.is_empty() { Ok((model, warnings)) } else { Err(Problems(problems)) }
@@ -488,7 +464,6 @@ impl Reader<'_> {
         let timeout = self.duration(site, "timeout", opts.timeout.as_ref());
         let error_codes = self.error_codes(&opts.error_codes, site);
         let (methods, streaming) = self.methods(service, &identity.subject_prefix);
-        self.warn_left_out(&full_name, &methods);
         Some(Service {
             proto_name: service.name().to_owned(),
             package: service.package_name().to_owned(),
@@ -580,26 +555,24 @@ impl Reader<'_> {
         (methods, streaming)
     }
 
-    fn warn_left_out(&mut self, full_name: &str, methods: &[Method]) {
-        for method in methods {
-            for (option, set) in [("kv_store", method.kv_store.is_some()), ("object_store", method.object_store.is_some())] {
-                if set {
-                    self.warnings.push(format!(
-                        "{full_name}.{}: (natsmicro.{option}) is validated but not generated yet; the RPC works without persistence",
-                        method.proto_name
-                    ));
-                }
-            }
-        }
-    }
-
     fn method(&mut self, method: &MethodDescriptor, opts: EndpointOptions, site: Site<'_>, prefix: &str) -> Method {
         let timeout = self.duration(site, "timeout", opts.timeout.as_ref());
         let pending_msg_limit = self.count(site, "pending_msg_limit", opts.pending_msg_limit);
         let pending_bytes_limit = self.count(site, "pending_bytes_limit", opts.pending_bytes_limit);
         let input = method.input();
-        let kv_store = self.kv_store(method, site.element, &input);
-        let object_store = self.object_store(method, site.element, &input);
+        let streaming = method.is_client_streaming() || method.is_server_streaming();
+        let (mut kv_store, mut object_store) = (self.kv_store(method, site.element), self.object_store(method, site.element));
+        if streaming && (kv_store.is_some() || object_store.is_some()) {
+            // The Go plugin persists unary responses only and ignores these options on streams.
+            self.warnings.push(format!(
+                "{}: (natsmicro.kv_store) and (natsmicro.object_store) apply to unary RPCs; ignored on this streaming RPC",
+                site.element
+            ));
+            (kv_store, object_store) = (None, None);
+        }
+        if !streaming {
+            self.chunked_io(method, site.element);
+        }
         let endpoint = subject_token(method.name());
         Method {
             position: 0,
@@ -625,42 +598,6 @@ impl Reader<'_> {
         }
     }
 
-    fn kv_store(&mut self, method: &MethodDescriptor, element: &str, input: &MessageDescriptor) -> Option<KvStore> {
-        let site = Site { element, option: "(natsmicro.kv_store)" };
-        let opts: KvStoreOptions = self.extension(&method.options(), self.extensions.kv_store.as_ref(), site)?;
-        self.check_bucket(site, &opts.bucket);
-        self.check_template(site, &opts.key_template, input);
-        self.duration(site, "limit_marker_ttl", opts.limit_marker_ttl.as_ref());
-        self.duration(site, "key_ttl", opts.key_ttl.as_ref());
-        self.duration(site, "purge_ttl", opts.purge_ttl.as_ref());
-        let max_history = self.count(site, "max_history", opts.max_history);
-        if max_history.is_some_and(|h| h > 64) {
-            self.problem(site, "max_history", "must be at most 64 (the NATS key-value limit)".into());
-        }
-        Some(KvStore {
-            ttl: self.duration(site, "ttl", opts.ttl.as_ref()),
-            client_only: opts.client_only,
-            write_mode: enum_value_name(&KV_WRITE_MODE_NAMES, opts.write_mode),
-            persist_failure_policy: enum_value_name(&KV_PERSIST_FAILURE_POLICY_NAMES, opts.persist_failure_policy),
-            bucket: opts.bucket,
-            key_template: opts.key_template,
-            max_history,
-        })
-    }
-
-    fn object_store(&mut self, method: &MethodDescriptor, element: &str, input: &MessageDescriptor) -> Option<ObjectStore> {
-        let site = Site { element, option: "(natsmicro.object_store)" };
-        let opts: ObjectStoreOptions = self.extension(&method.options(), self.extensions.object_store.as_ref(), site)?;
-        self.check_bucket(site, &opts.bucket);
-        self.check_template(site, &opts.key_template, input);
-        Some(ObjectStore {
-            ttl: self.duration(site, "ttl", opts.ttl.as_ref()),
-            client_only: opts.client_only,
-            bucket: opts.bucket,
-            key_template: opts.key_template,
-        })
-    }
-
     fn streaming_method(&mut self, method: &MethodDescriptor, endpoint: Method) -> StreamingMethod {
         let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
             (true, true) => StreamKind::Bidirectional,
@@ -671,41 +608,8 @@ impl Reader<'_> {
         let site = Site { element, option: "(natsmicro.stream)" };
         let stream: StreamOptions = self.extension(&method.options(), self.extensions.stream.as_ref(), site).unwrap_or_default();
         let max_inflight = self.count(site, "max_inflight", stream.max_inflight);
-        let site = Site { element, option: "(natsmicro.chunked_io)" };
-        let chunked: Option<ChunkedIoOptions> = self.extension(&method.options(), self.extensions.chunked_io.as_ref(), site);
-        let chunked_io = chunked.map(|chunked| {
-            let field = chunked.chunk_field;
-            let has_bytes_field = [method.input(), method.output()]
-                .iter()
-                .any(|m| m.get_field_by_name(&field).is_some_and(|f| matches!(f.kind(), prost_reflect::Kind::Bytes)));
-            if !has_bytes_field {
-                self.problem(site, "chunk_field", format!("{field:?} is not a bytes field of the request or response"));
-            }
-            (field, self.count(site, "default_chunk_size", chunked.default_chunk_size))
-        });
+        let chunked_io = self.chunked_io(method, element);
         StreamingMethod { method: endpoint, kind, max_inflight, ordered: stream.ordered, chunked_io }
-    }
-
-    fn check_bucket(&mut self, site: Site<'_>, bucket: &str) {
-        if !valid_service_name(bucket) {
-            self.problem(site, "bucket", format!("{bucket:?} must match [A-Za-z0-9_-]+"));
-        }
-    }
-
-    /// `{field}` placeholders must name fields of the request.
-    fn check_template(&mut self, site: Site<'_>, template: &str, input: &MessageDescriptor) {
-        let mut rest = template;
-        while let Some(start) = rest.find('{') {
-            let Some(len) = rest[start..].find('}') else {
-                self.problem(site, "key_template", format!("{template:?} has an unclosed `{{`"));
-                return;
-            };
-            let field = &rest[start + 1..start + len];
-            if input.get_field_by_name(field).is_none() {
-                self.problem(site, "key_template", format!("placeholder {{{field}}} is not a field of {}", input.full_name()));
-            }
-            rest = &rest[start + len + 1..];
-        }
     }
 }
 

@@ -185,17 +185,3 @@ pub enum KvPersistFailurePolicy {
     /// `KV_PERSIST_FAILURE_POLICY_REQUIRED`.
     Required = 2,
 }
-
-/// The proto names of [`KvWriteMode`]'s values, by number.
-pub const KV_WRITE_MODE_NAMES: [&str; 4] =
-    ["KV_WRITE_MODE_UNSPECIFIED", "KV_WRITE_MODE_LAST_WRITE_WINS", "KV_WRITE_MODE_COMPARE_AND_SET", "KV_WRITE_MODE_CREATE_ONLY"];
-
-/// The proto names of [`KvPersistFailurePolicy`]'s values, by number.
-pub const KV_PERSIST_FAILURE_POLICY_NAMES: [&str; 3] =
-    ["KV_PERSIST_FAILURE_POLICY_UNSPECIFIED", "KV_PERSIST_FAILURE_POLICY_BEST_EFFORT", "KV_PERSIST_FAILURE_POLICY_REQUIRED"];
-
-/// The name of enum value `number` in `names`, or the number itself for a
-/// value this plugin does not know (a newer options.proto).
-pub fn enum_value_name(names: &[&str], number: i32) -> String {
-    usize::try_from(number).ok().and_then(|i| names.get(i)).map_or_else(|| number.to_string(), |name| (*name).to_owned())
-}

@@ -8,8 +8,8 @@ mod common;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
 use protoc_gen_nats_micro::options::{
-    ChunkedIoOptions, EndpointOptions, KV_PERSIST_FAILURE_POLICY_NAMES, KV_WRITE_MODE_NAMES, KvStoreOptions, ObjectStoreOptions,
-    ServiceOptions, StreamOptions,
+    ChunkedIoOptions, EndpointOptions, KvPersistFailurePolicy, KvStoreOptions, KvWriteMode, ObjectStoreOptions, ServiceOptions,
+    StreamOptions,
 };
 
 fn pool() -> DescriptorPool {
@@ -98,16 +98,25 @@ fn option_structs_match_options_proto() {
 #[test]
 fn enum_names_match_options_proto() {
     let pool = pool();
-    for (name, table) in [
-        ("natsmicro.KVWriteMode", &KV_WRITE_MODE_NAMES[..]),
-        ("natsmicro.KVPersistFailurePolicy", &KV_PERSIST_FAILURE_POLICY_NAMES[..]),
-    ] {
-        let e = pool.get_enum_by_name(name).unwrap_or_else(|| panic!("{name}"));
-        let values: Vec<(i32, String)> = e.values().map(|v| (v.number(), v.name().to_owned())).collect();
-        let expected: Vec<(i32, String)> =
-            table.iter().enumerate().map(|(i, n)| (i32::try_from(i).expect("small"), (*n).to_owned())).collect();
-        assert_eq!(values, expected, "{name}");
+    // Each proto value maps to the Rust variant of the same name (prefix
+    // dropped, CamelCase), and every variant is in the proto.
+    let camel = |name: &str, prefix: &str| -> String {
+        let rest = name.strip_prefix(prefix).unwrap_or_else(|| panic!("{name} starts with {prefix}"));
+        rest.split('_').map(|w| w[..1].to_owned() + &w[1..].to_lowercase()).collect()
+    };
+    let write_modes = pool.get_enum_by_name("natsmicro.KVWriteMode").expect("KVWriteMode");
+    for value in write_modes.values() {
+        let variant = KvWriteMode::try_from(value.number()).unwrap_or_else(|_| panic!("{} has no variant", value.name()));
+        assert_eq!(format!("{variant:?}"), camel(value.name(), "KV_WRITE_MODE_"));
     }
+    assert_eq!(write_modes.values().count(), 4);
+    let policies = pool.get_enum_by_name("natsmicro.KVPersistFailurePolicy").expect("KVPersistFailurePolicy");
+    for value in policies.values() {
+        let variant =
+            KvPersistFailurePolicy::try_from(value.number()).unwrap_or_else(|_| panic!("{} has no variant", value.name()));
+        assert_eq!(format!("{variant:?}"), camel(value.name(), "KV_PERSIST_FAILURE_POLICY_"));
+    }
+    assert_eq!(policies.values().count(), 3);
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn kv_store_placeholder_not_a_request_field() {
     assert_method_option_rejected(
         r#"option (natsmicro.kv_store) = { bucket: "users" key_template: "user.{nope}" };"#,
         "(natsmicro.kv_store).key_template",
-        "placeholder {nope} is not a field of bad.v1.Req",
+        "placeholder {nope}: \"nope\" is not a field of bad.v1.Req (fields: id)",
     );
 }
 
@@ -180,6 +180,122 @@ fn kv_store_bad_bucket() {
         "(natsmicro.kv_store).bucket",
         "\"user profiles\" must match",
     );
+}
+
+/// A service with `body` around messages for the persistence rules:
+/// `Deep { Inner inner; repeated string tags; bytes raw; double ratio; Kind kind; optional string label; oneof pick { string a; } }`.
+fn store_service(rpcs: &str) -> String {
+    format!(
+        "message Inner {{ string id = 1; Inner next = 2; }}\n\
+         enum Kind {{ KIND_UNSPECIFIED = 0; KIND_A = 1; }}\n\
+         message Deep {{ Inner inner = 1; repeated string tags = 2; bytes raw = 3; double ratio = 4; Kind kind = 5;\n\
+           optional string label = 6; oneof pick {{ string a = 7; }} map<string, string> attrs = 8; }}\n\
+         message Chunk {{ bytes data = 1; }}\n\
+         message ChunkAndName {{ bytes data = 1; string name = 2; }}\n\
+         message Text {{ string data = 1; }}\n\
+         service BadService {{\n{rpcs}\n}}"
+    )
+}
+
+#[track_caller]
+fn assert_generates(body: &str, why: &str) {
+    let output = generate_scratch(body);
+    assert!(output.response.error.is_none(), "{why}: {:?}", output.response.error);
+}
+
+#[track_caller]
+fn assert_store_rejected(rpc: &str, option: &str, message: &str) {
+    assert_rejected(&store_service(rpc), METHOD, option, message);
+}
+
+#[test]
+fn key_template_rules() {
+    let kv = |template: &str| {
+        format!(
+            r#"rpc Get(Deep) returns (Resp) {{ option (natsmicro.kv_store) = {{ bucket: "b" key_template: "{template}" }}; }}"#
+        )
+    };
+    let option = "(natsmicro.kv_store).key_template";
+    assert_store_rejected(&kv("k.{tags}"), option, "placeholder {tags}: \"tags\" is repeated or a map");
+    assert_store_rejected(&kv("k.{attrs}"), option, "placeholder {attrs}: \"attrs\" is repeated or a map");
+    assert_store_rejected(&kv("k.{raw}"), option, "\"raw\" is bytes");
+    assert_store_rejected(&kv("k.{ratio}"), option, "\"ratio\" is a float");
+    assert_store_rejected(&kv("k.{inner}"), option, "\"inner\" is a message; name one of its fields");
+    assert_store_rejected(&kv("k.{a}"), option, "\"a\" is a member of a oneof");
+    assert_store_rejected(&kv("k.{kind.x}"), option, "\"kind\" is not a message");
+    assert_store_rejected(&kv("k.{inner.nope}"), option, "\"nope\" is not a field of bad.v1.Inner");
+    assert_store_rejected(&kv("k.{}"), option, "placeholder {}: is empty");
+    assert_store_rejected(&kv("k.{inner.id"), option, "has an unclosed `{`");
+    assert_store_rejected(&kv("k}.{label}"), option, "has a `}` without `{`");
+    assert_store_rejected(&kv("user {label}"), option, "' ' cannot be in a key");
+    assert_store_rejected(&kv("user..{label}"), option, "empty token");
+    assert_store_rejected(&kv(".{label}"), option, "empty token");
+    assert_store_rejected(&kv(""), "(natsmicro.kv_store).key_template", "must not be empty");
+    // Nested paths, enums and optional fields are fine; an object name may hold spaces.
+    let good = store_service(
+        r#"rpc Get(Deep) returns (Resp) {
+             option (natsmicro.kv_store) = { bucket: "b" key_template: "k.{inner.next.id}.{kind}.{label}" };
+             option (natsmicro.object_store) = { bucket: "o" key_template: "report {inner.id} (final).pdf" };
+           }"#,
+    );
+    assert_generates(&good, "nested, enum and optional placeholders are valid");
+}
+
+#[test]
+fn kv_store_settings_rules() {
+    let kv = |settings: &str| {
+        format!(
+            r#"rpc Get(Req) returns (Resp) {{ option (natsmicro.kv_store) = {{ bucket: "b" key_template: "k.{{id}}" {settings} }}; }}"#
+        )
+    };
+    assert_store_rejected(&kv("max_history: 65"), "(natsmicro.kv_store).max_history", "must be at most 64");
+    assert_store_rejected(&kv("key_ttl: {seconds: 1}"), "(natsmicro.kv_store).key_ttl", "needs limit_marker_ttl");
+    assert_store_rejected(&kv("purge_ttl: {seconds: 1}"), "(natsmicro.kv_store).purge_ttl", "needs limit_marker_ttl");
+    let ok = store_service(&kv("key_ttl: {seconds: 1} purge_ttl: {seconds: 1} limit_marker_ttl: {seconds: 1}"));
+    assert_generates(&ok, "per-key TTLs with limit markers are valid");
+}
+
+#[test]
+fn shared_bucket_with_other_settings() {
+    let body = store_service(
+        r#"rpc Get(Req) returns (Resp) { option (natsmicro.kv_store) = { bucket: "b" key_template: "a.{id}" max_history: 2 }; }
+           rpc Put(Req) returns (Resp) { option (natsmicro.kv_store) = { bucket: "b" key_template: "b.{id}" max_history: 3 }; }
+           rpc Same(Req) returns (Resp) { option (natsmicro.kv_store) = { bucket: "b" key_template: "c.{id}" max_history: 2 }; }"#,
+    );
+    assert_rejected(
+        &body,
+        "bad.v1.BadService.Put",
+        "(natsmicro.kv_store).bucket",
+        "\"b\" is also declared by bad.v1.BadService.Get",
+    );
+    let output = generate_scratch(&body);
+    assert!(!expect_error(&output).contains("BadService.Same"), "same settings are fine");
+}
+
+#[test]
+fn chunked_io_rules() {
+    let option = |size: &str| format!(r#"option (natsmicro.chunked_io) = {{ chunk_field: "data" {size} }};"#);
+    let rpc = |shape: &str, size: &str| format!("rpc Get{shape} {{ {} }}", option(size));
+    let opt = "(natsmicro.chunked_io)";
+    assert_store_rejected(
+        &rpc("(Chunk) returns (Resp)", ""),
+        opt,
+        "only valid on a client-streaming (upload) or server-streaming",
+    );
+    assert_store_rejected(&rpc("(stream Chunk) returns (stream Chunk)", ""), opt, "not supported on a bidirectional RPC");
+    let field = "(natsmicro.chunked_io).chunk_field";
+    assert_store_rejected(&rpc("(stream ChunkAndName) returns (Resp)", ""), field, "must have exactly one field");
+    assert_store_rejected(&rpc("(stream Text) returns (Resp)", ""), field, "the singular bytes field \"data\"");
+    assert_store_rejected(&rpc("(Req) returns (stream Text)", ""), field, "bad.v1.Text must have exactly one field");
+    let size = "(natsmicro.chunked_io).default_chunk_size";
+    assert_store_rejected(&rpc("(stream Chunk) returns (Resp)", "default_chunk_size: -1"), size, "must not be negative");
+    assert_store_rejected(&rpc("(Req) returns (stream Chunk)", "default_chunk_size: 67108865"), size, "above 64 MiB");
+    let good = store_service(&format!(
+        "{}\n{}",
+        rpc("(stream Chunk) returns (Resp)", "default_chunk_size: 67108864"),
+        rpc("Down(Req) returns (stream Chunk)", "").replacen("rpc GetDown", "rpc Down", 1)
+    ));
+    assert_generates(&good, "upload and download shapes are valid");
 }
 
 #[test]
