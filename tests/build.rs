@@ -45,7 +45,7 @@ fn main() -> std::io::Result<()> {
 
     // The project's own protos (examples, JSON service and edge cases).
     std::fs::create_dir_all(out.join("project"))?;
-    let project: Vec<PathBuf> = ["order", "product", "jsondemo", "streams", "details", "trace", "edge", "chaos"]
+    let project: Vec<PathBuf> = ["order", "product", "jsondemo", "streams", "details", "trace", "edge", "chaos", "store"]
         .iter()
         .flat_map(|d| protos_under(&proto.join(d)))
         .collect();

@@ -31,6 +31,8 @@ pub struct NatsServer {
     args: Vec<String>,
     monitor_port: Option<u16>,
     _config: Option<tempdir::TempFile>,
+    /// The JetStream store directory, removed on drop.
+    _store: Option<tempdir::TempDir>,
 }
 
 mod tempdir {
@@ -42,6 +44,15 @@ mod tempdir {
     impl Drop for TempFile {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A directory removed, with what it holds, on drop.
+    pub struct TempDir(pub PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
@@ -66,16 +77,32 @@ impl NatsServer {
         let child = command.spawn().unwrap_or_else(|err| {
             panic!("starting {}: {err} (run scripts/setup, or set NATS_SERVER)", nats_server_binary().display())
         });
-        let mut server = NatsServer { child: Some(child), port, args: Vec::new(), monitor_port: None, _config: config_file };
+        let mut server =
+            NatsServer { child: Some(child), port, args: Vec::new(), monitor_port: None, _config: config_file, _store: None };
         wait_listening(port);
         server.assert_running();
+        server
+    }
+
+    /// Starts a server with JetStream (`-js`), its store in a fresh temporary
+    /// directory (`-sd`) removed on drop; the server restarts with the same store.
+    pub fn start_jetstream() -> NatsServer {
+        let port = free_port();
+        let store = std::env::temp_dir().join(format!("nats-micro-js-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(&store).expect("creating the JetStream store directory");
+        let args = vec!["-js".to_owned(), "-sd".to_owned(), store.to_string_lossy().into_owned()];
+        let mut server =
+            NatsServer { child: None, port, args, monitor_port: None, _config: None, _store: Some(tempdir::TempDir(store)) };
+        server.restart();
         server
     }
 
     /// Starts a server on a given loopback port with extra arguments (e.g.
     /// `--cluster`), and an HTTP monitoring port for [`NatsServer::monitor`].
     pub fn start_on(port: u16, args: &[String]) -> NatsServer {
-        let mut server = NatsServer { child: None, port, args: args.to_vec(), monitor_port: Some(free_port()), _config: None };
+        let mut server =
+            NatsServer { child: None, port, args: args.to_vec(), monitor_port: Some(free_port()), _config: None, _store: None };
         server.restart();
         server
     }

@@ -22,6 +22,7 @@ pub const TESTS_TS_PROTOS: &[&str] = &[
     "details/v1/details.proto",
     "chaos/v1/chaos.proto",
     "trace/v1/trace.proto",
+    "store/v1/store.proto",
 ];
 
 impl Program {

@@ -92,6 +92,11 @@ pub mod project {
             include_package!("project", "chaos.v1.rs");
         }
     }
+    pub mod store {
+        pub mod v1 {
+            include_package!("project", "store.v1.rs");
+        }
+    }
     pub mod details {
         pub mod v1 {
             include_package!("project", "details.v1.rs");

@@ -11,8 +11,13 @@ use crate::harness::python;
 use crate::typescript::Program;
 
 /// The protos the Python peers of `tests/peers` import.
-const PYTHON_PEER_PROTOS: &[&str] =
-    &["streams/v1/streams.proto", "details/v1/details.proto", "chaos/v1/chaos.proto", "trace/v1/trace.proto"];
+const PYTHON_PEER_PROTOS: &[&str] = &[
+    "streams/v1/streams.proto",
+    "details/v1/details.proto",
+    "chaos/v1/chaos.proto",
+    "trace/v1/trace.proto",
+    "store/v1/store.proto",
+];
 
 /// A language with a runtime and a program for each scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
