@@ -457,8 +457,10 @@ async fn reply(
         }
         false => response_headers,
     };
-    let (headers, body) = match &result {
-        Ok(body) => (response_headers, body.clone()),
+    // The body moves into the publish (a first clone of a `Bytes` made from a
+    // `Vec`, as encoded responses are, allocates); only an error is kept.
+    let (headers, body, result) = match result {
+        Ok(body) => (response_headers, body, Ok(())),
         Err(err) => {
             let mut headers = response_headers.unwrap_or_default();
             if let Some(extra) = err.headers() {
@@ -481,7 +483,7 @@ async fn reply(
             } else {
                 let marker_len = headers::ERROR_DETAILS.len() + headers::ERROR_DETAILS_STATUS.len() + 4;
                 let budget = serving.nats.server_info().max_payload.saturating_sub(header_len(&headers) + marker_len);
-                let encoded = status_body::encode(err, endpoint.expose_internal_errors, budget);
+                let encoded = status_body::encode(&err, endpoint.expose_internal_errors, budget);
                 if encoded.marked {
                     headers.insert(headers::name::ERROR_DETAILS, headers::ERROR_DETAILS_STATUS);
                 }
@@ -490,7 +492,7 @@ async fn reply(
                 }
                 encoded.body
             };
-            (Some(headers), body)
+            (Some(headers), body, Err(err))
         }
     };
     let Some(reply_to) = reply_to else {
