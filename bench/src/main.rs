@@ -228,6 +228,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let single = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         return single.block_on(tracing_cost::request_path(&server.url(), contender, calls, concurrency));
     }
+    if args.first().map(String::as_str) == Some("stream-path") {
+        // For callgrind: `valgrind --tool=callgrind target/release/bench stream-path <messages> <size> <raw|seq|generated>`.
+        const USAGE: &str = "usage: bench stream-path <messages> <size> <raw|seq|generated>";
+        let messages = args.get(1).ok_or(USAGE)?.parse::<usize>()?;
+        let size = args.get(2).ok_or(USAGE)?.parse::<usize>()?;
+        let kind = args.get(3).ok_or(USAGE)?;
+        let server = NatsServer::start();
+        let single = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        return single.block_on(streams::stream_path(&server.url(), kind, size, messages));
+    }
     if args.first().map(String::as_str) == Some("--codegen") {
         // Only the code generation table, median of the full plan's repeats: `bench --codegen`.
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -45,7 +45,7 @@ pub(crate) mod name {
 /// assert_eq!(encode_timeout(Duration::from_micros(86_400_000_000)), "86400000000");
 /// ```
 pub fn encode_timeout(budget: Duration) -> String {
-    // Every call sends one: the digits by hand, without the formatting machinery.
+    // Every call sends one: the digits by hand, without formatting a u128.
     let mut micros = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
     let mut digits = [0u8; 20];
     let mut at = digits.len();
