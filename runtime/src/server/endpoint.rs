@@ -378,12 +378,12 @@ async fn start(serving: &Serving, message: Message, route: Route, arrival: Arriv
         stream = Some(open);
     }
     let response_headers = ctx.response_headers_handle();
-    let future = AssertUnwindSafe(
-        ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone())
-            .run(ctx, message.payload)
-            .instrument(route.span.clone()),
-    )
-    .catch_unwind();
+    let call = match endpoint.chain.is_empty() {
+        // No interceptors: the handler directly, without the chain's reference counts.
+        true => endpoint.handler.call(ctx, message.payload),
+        false => ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload),
+    };
+    let future = AssertUnwindSafe(call.instrument(route.span.clone())).catch_unwind();
     Some(Call { future, route, arrival, response_headers, stream })
 }
 
