@@ -291,7 +291,11 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
 /// with no task, timer or cancellation watch set up for it; one that awaits
 /// runs concurrently with the requests after it. (A handler's synchronous
 /// part, up to its first `.await`, runs on the endpoint's task: keep
-/// CPU-heavy work in `spawn_blocking`, as anywhere in tokio.)
+/// CPU-heavy work in `spawn_blocking`, as anywhere in tokio.) The reply of a
+/// handler that finished at once is published from the endpoint's task too:
+/// should the connection's outgoing queue be full, the endpoint waits for
+/// room before reading on (as a shed request's reply always did), with the
+/// NATS subscription's buffer behind it, instead of a task per waiting reply.
 async fn serve_now(serving: Arc<Serving>, message: Message, route: Route, arrival: Arrival, permit: OwnedSemaphorePermit) {
     let Some(mut call) = start(&serving, message, route, arrival, false).await else { return };
     let first_poll = std::future::poll_fn(|cx| Poll::Ready(call.future.poll_unpin(cx))).await;
