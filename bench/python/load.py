@@ -4,8 +4,11 @@ drives the Rust contenders. A warm-up at concurrency 16, then per concurrency
 REQUESTS calls shared by that many concurrent workers, each checking the
 payload came back whole; latencies are kept at concurrency 1.
 
-usage: load.py NATS_URL PAYLOAD_BYTES CONCURRENCY[,CONCURRENCY...] REQUESTS WARMUP
+usage: load.py NATS_URL PAYLOAD_BYTES CONCURRENCY[,CONCURRENCY...] REQUESTS WARMUP [raw]
 (the generated code must be on PYTHONPATH)
+
+With ``raw``, the same loop drives plain nats-py requests of the payload bytes
+to the raw responder (``server.py NATS_URL raw``): the floor.
 
 Prints one JSON line per concurrency: ``{"concurrency": C, "throughput": REQ_PER_S}``,
 with ``"p50_us"`` and ``"p99_us"`` too at concurrency 1.
@@ -18,6 +21,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats
@@ -25,6 +29,12 @@ from bench.v1 import echo_nats_pb2, echo_pb2
 
 WARMUP_CONCURRENCY = 16
 """Concurrency of the warm-up, as in measure.rs."""
+
+RAW_SUBJECT = "bench.raw_py.echo"
+"""The raw responder's subject (server.py)."""
+
+Call = Callable[[], Awaitable[int]]
+"""One call: the length of the payload that came back."""
 
 
 @dataclass
@@ -39,7 +49,7 @@ class Run:
         return self.latencies[math.floor((len(self.latencies) - 1) * q + 0.5)]
 
 
-async def run(client: echo_nats_pb2.EchoServiceClient, request: echo_pb2.EchoRequest, concurrency: int, total: int) -> Run:
+async def run(call: Call, size: int, concurrency: int, total: int) -> Run:
     """Sends ``total`` requests (rounded up to a multiple of ``concurrency``) from ``concurrency`` tasks and times them."""
     per_worker = -(-total // concurrency)
     record = concurrency == 1
@@ -48,10 +58,10 @@ async def run(client: echo_nats_pb2.EchoServiceClient, request: echo_pb2.EchoReq
     async def worker() -> None:
         for _ in range(per_worker):
             sent = time.perf_counter_ns()
-            response, _headers = await client.echo(request)
+            length = await call()
             if record:
                 latencies.append((time.perf_counter_ns() - sent) / 1e3)
-            if len(response.payload) != len(request.payload):
+            if length != size:
                 raise RuntimeError("the echo lost bytes")
 
     started = time.perf_counter_ns()
@@ -61,14 +71,26 @@ async def run(client: echo_nats_pb2.EchoServiceClient, request: echo_pb2.EchoReq
     return Run(per_worker * concurrency / seconds, latencies)
 
 
-async def main(url: str, size: int, concurrencies: list[int], requests: int, warmup: int) -> None:
+async def main(url: str, size: int, concurrencies: list[int], requests: int, warmup: int, raw: bool) -> None:
     nc = await nats.connect(url)
-    # A generous timeout: at high concurrency a slow contender's queue must not fail calls.
-    client = echo_nats_pb2.EchoServiceClient(nc, timeout=30.0)
-    request = echo_pb2.EchoRequest(payload=b"\x5a" * size)
-    await run(client, request, WARMUP_CONCURRENCY, warmup)
+    payload = b"\x5a" * size
+    if raw:
+
+        async def call() -> int:
+            return len((await nc.request(RAW_SUBJECT, payload, timeout=30.0)).data)
+
+    else:
+        # A generous timeout: at high concurrency a slow contender's queue must not fail calls.
+        client = echo_nats_pb2.EchoServiceClient(nc, timeout=30.0)
+        request = echo_pb2.EchoRequest(payload=payload)
+
+        async def call() -> int:
+            response, _headers = await client.echo(request)
+            return len(response.payload)
+
+    await run(call, size, WARMUP_CONCURRENCY, warmup)
     for concurrency in concurrencies:
-        measured = await run(client, request, concurrency, requests)
+        measured = await run(call, size, concurrency, requests)
         line: dict[str, float] = {"concurrency": concurrency, "throughput": measured.throughput}
         if concurrency == 1:
             line |= {"p50_us": measured.quantile(0.50), "p99_us": measured.quantile(0.99)}
@@ -77,5 +99,5 @@ async def main(url: str, size: int, concurrencies: list[int], requests: int, war
 
 
 if __name__ == "__main__":
-    url, size, concurrencies, requests, warmup = sys.argv[1:]
-    asyncio.run(main(url, int(size), [int(c) for c in concurrencies.split(",")], int(requests), int(warmup)))
+    url, size, concurrencies, requests, warmup, *mode = sys.argv[1:]
+    asyncio.run(main(url, int(size), [int(c) for c in concurrencies.split(",")], int(requests), int(warmup), mode == ["raw"]))

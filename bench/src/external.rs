@@ -67,15 +67,29 @@ impl Programs {
     /// The server of `language` on `nats_url`; prints `ready` once serving
     /// and stops when its stdin closes. The command runs the interpreter
     /// itself (no wrapper), so the child's PID is the server's.
-    pub fn server(&self, language: Language, nats_url: &str) -> Command {
-        self.script(language, "server", &[nats_url])
+    /// With `raw`, the plain responder of that language's NATS client instead.
+    pub fn server(&self, language: Language, nats_url: &str, raw: bool) -> Command {
+        let args = [nats_url, "raw"];
+        self.script(language, "server", &args[..if raw { 2 } else { 1 }])
     }
 
     /// Runs the load generator of `language` for one payload size: a
-    /// warm-up, then `plan.requests` calls at each of [`CONCURRENCY`].
-    pub async fn measure(&self, language: Language, nats_url: &str, payload: usize, plan: Plan) -> Result<Cell, String> {
+    /// warm-up, then `plan.requests` calls at each of [`CONCURRENCY`]; with
+    /// `raw`, plain requests to the raw responder.
+    pub async fn measure(
+        &self,
+        language: Language,
+        nats_url: &str,
+        payload: usize,
+        plan: Plan,
+        raw: bool,
+    ) -> Result<Cell, String> {
         let concurrency = CONCURRENCY.map(|c| c.to_string()).join(",");
-        let args = [nats_url, &payload.to_string(), &concurrency, &plan.requests.to_string(), &plan.warmup.to_string()];
+        let (payload, requests, warmup) = (payload.to_string(), plan.requests.to_string(), plan.warmup.to_string());
+        let mut args = vec![nats_url, &payload, &concurrency, &requests, &warmup];
+        if raw {
+            args.push("raw");
+        }
         let what = format!("the {language:?} load generator");
         let stdout = run(self.script(language, "load", &args), &what).await?;
         parse_cell(&stdout).map_err(|e| format!("{what}: {e}"))

@@ -20,10 +20,12 @@ mod report;
 mod streams;
 mod tracing_cost;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use contenders::{Caller, Contender};
@@ -40,6 +42,47 @@ pub mod echo {
     pub mod tonic {
         include!(concat!(env!("OUT_DIR"), "/tonic/bench.v1.rs"));
     }
+}
+
+/// The system allocator, counting allocations (and reallocations): a Rust
+/// server (`bench serve`) reports the count when asked, for allocations per
+/// request. One relaxed atomic add per allocation, in every contender alike.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as given.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations (and reallocations) made by this process so far.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
 }
 
 /// Payload sizes: about 16 B, 1 KiB and 64 KiB.
@@ -101,11 +144,22 @@ async fn measure_streams(
     Ok((Streams { rust, typescript, python }, slow))
 }
 
+/// What serving one payload's requests cost a contender's server process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerCost {
+    /// CPU time (user + system, all threads) per request, in microseconds.
+    pub cpu_us: Option<f64>,
+    /// Allocations per request (the Rust servers, by the counting allocator).
+    pub allocations: Option<f64>,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Default)]
 pub struct Results {
     /// By contender, then payload size.
     pub cells: BTreeMap<(usize, usize), Cell>,
+    /// The server's cost, by contender, then payload size.
+    pub server_cost: BTreeMap<(usize, usize), ServerCost>,
     /// Peak RSS of each contender's server process, in KiB.
     pub server_rss_kib: BTreeMap<usize, u64>,
     /// Plugin cost by size.
@@ -164,11 +218,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return tracing_cost::measure(&server.url());
     }
     if args.first().map(String::as_str) == Some("request-path") {
-        // For callgrind: `valgrind --tool=callgrind target/release/bench request-path <calls>`.
-        let calls = args.get(1).ok_or("usage: bench request-path <calls>")?.parse::<usize>()?;
+        // For callgrind: `valgrind --tool=callgrind target/release/bench request-path <calls> [concurrency] [contender]`
+        // (contender: raw, raw-prost, generated (the default) or service).
+        const USAGE: &str = "usage: bench request-path <calls> [concurrency] [contender]";
+        let calls = args.get(1).ok_or(USAGE)?.parse::<usize>()?;
+        let concurrency = args.get(2).map_or(Ok(1), |c| c.parse::<usize>())?;
+        let contender = args.get(3).map_or(Some(Contender::Generated), |t| Contender::from_token(t)).ok_or(USAGE)?;
         let server = NatsServer::start();
         let single = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        return single.block_on(tracing_cost::request_path(&server.url(), calls));
+        return single.block_on(tracing_cost::request_path(&server.url(), contender, calls, concurrency));
+    }
+    if args.first().map(String::as_str) == Some("stream-path") {
+        // For callgrind: `valgrind --tool=callgrind target/release/bench stream-path <messages> <size> <raw|seq|generated>`.
+        const USAGE: &str = "usage: bench stream-path <messages> <size> <raw|seq|generated>";
+        let messages = args.get(1).ok_or(USAGE)?.parse::<usize>()?;
+        let size = args.get(2).ok_or(USAGE)?.parse::<usize>()?;
+        let kind = args.get(3).ok_or(USAGE)?;
+        let server = NatsServer::start();
+        let single = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        return single.block_on(streams::stream_path(&server.url(), kind, size, messages));
     }
     if args.first().map(String::as_str) == Some("--codegen") {
         // Only the code generation table, median of the full plan's repeats: `bench --codegen`.
@@ -220,43 +288,111 @@ async fn measure_rpc(exe: &std::path::Path, programs: &Programs, plan: Plan) -> 
                 command.args(["serve", contender.token(), &url]);
                 command
             }
-            Some(language) => programs.server(language, &url),
+            Some(language) => programs.server(language, &url, contender.is_raw_program()),
         };
-        let (mut child, address) = spawn_server(command, contender)?;
+        let mut process = ServerProcess::spawn(command, contender)?;
         for (p, &size) in PAYLOADS.iter().enumerate() {
             eprintln!("{}: payload {size} B", contender.name());
+            let (cpu_before, allocations_before) = (cpu_nanos(process.child.id()), process.allocations(contender));
             let cell = match contender.language() {
                 None => {
-                    let caller = Caller::connect(contender, &url, &address, Bytes::from(vec![0x5a; size])).await?;
+                    let caller = Caller::connect(contender, &url, &process.address, Bytes::from(vec![0x5a; size])).await?;
                     measure::cell(&caller, plan).await?
                 }
-                Some(language) => programs.measure(language, &url, size, plan).await?,
+                Some(language) => programs.measure(language, &url, size, plan, contender.is_raw_program()).await?,
+            };
+            let (cpu_after, allocations_after) = (cpu_nanos(process.child.id()), process.allocations(contender));
+            let requests = requests_sent(plan) as f64;
+            let cost = ServerCost {
+                cpu_us: cpu_before.zip(cpu_after).map(|(before, after)| after.saturating_sub(before) as f64 / 1e3 / requests),
+                allocations: allocations_before
+                    .zip(allocations_after)
+                    .map(|(before, after)| after.saturating_sub(before) as f64 / requests),
             };
             results.cells.insert((index, p), cell);
+            results.server_cost.insert((index, p), cost);
         }
-        results.server_rss_kib.insert(index, peak_rss_kib(child.id()).unwrap_or(0));
-        drop(child.stdin.take());
-        let _ = child.kill();
-        let _ = child.wait();
+        results.server_rss_kib.insert(index, peak_rss_kib(process.child.id()).unwrap_or(0));
+        process.stop();
     }
     Ok(results)
 }
 
-/// Starts a contender's server (`bench serve <contender>`, or the node or
-/// Python one) and waits for its `ready [address]` line; it serves until its
-/// stdin closes.
-fn spawn_server(mut command: Command, contender: Contender) -> Result<(Child, String), Box<dyn std::error::Error>> {
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let mut words = line.split_whitespace();
-    if words.next() != Some("ready") {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("{} server did not start: {line:?}", contender.name()).into());
+/// The requests one payload's run sends a server: the warm-up at
+/// concurrency 16, then the measured runs, each rounded up to a multiple of
+/// its concurrency as every load generator does.
+fn requests_sent(plan: Plan) -> usize {
+    let rounded = |total: usize, concurrency: usize| total.div_ceil(concurrency) * concurrency;
+    rounded(plan.warmup, 16) + CONCURRENCY.iter().map(|&c| rounded(plan.requests, c)).sum::<usize>()
+}
+
+/// A contender's server (`bench serve <contender>`, or the node or Python
+/// one), serving until its stdin closes.
+struct ServerProcess {
+    child: Child,
+    /// What it printed after `ready`: a subject, or tonic's URL.
+    address: String,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ServerProcess {
+    /// Starts the server and waits for its `ready [address]` line.
+    fn spawn(mut command: Command, contender: Contender) -> Result<ServerProcess, Box<dyn std::error::Error>> {
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let mut words = line.split_whitespace();
+        if words.next() != Some("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{} server did not start: {line:?}", contender.name()).into());
+        }
+        let address = words.next().unwrap_or_default().to_owned();
+        Ok(ServerProcess { child, address, stdout })
     }
-    Ok((child, words.next().unwrap_or_default().to_owned()))
+
+    /// The allocations a Rust server made so far (it answers an
+    /// `allocations` line on its stdin); `None` for the others.
+    fn allocations(&mut self, contender: Contender) -> Option<u64> {
+        if contender.language().is_some() {
+            return None;
+        }
+        writeln!(self.child.stdin.as_mut()?, "allocations").ok()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        line.strip_prefix("allocations ")?.trim().parse().ok()
+    }
+
+    /// Closes its stdin, then makes sure it is gone.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time a live process has used so far, all its threads, in
+/// nanoseconds: the sum of `/proc/<pid>/task/*/schedstat`, else the
+/// process's utime + stime from `/proc/<pid>/stat` (clock ticks).
+fn cpu_nanos(pid: u32) -> Option<u64> {
+    let from_schedstat = || -> Option<u64> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(total)
+    };
+    from_schedstat().or_else(|| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|&t| t > 0)?;
+        Some(ticks * 1_000_000_000 / per_second)
+    })
 }
 
 /// A live process's peak resident set (VmHWM), in KiB.

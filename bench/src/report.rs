@@ -97,20 +97,21 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
         "- Method: a unary echo (request and response `bytes payload`) per contender, all against one nats-server on loopback \
          (tonic over loopback TCP); each server in its own process, the load generator in another: one in Rust (multi-threaded) \
          for the Rust contenders, and for generated TypeScript and generated Python a load generator in that language \
-         (single-threaded, like its server) calling the generated client. Per payload: {} warm-up \
+         (single-threaded, like its server) calling the generated client; \"raw nats.js\" and \"raw nats-py\" are a plain responder \
+         and requester of those clients in the same layout (the floors of those two). Per payload: {} warm-up \
          requests at concurrency 16, then {} requests at each concurrency. Latency percentiles are from the concurrency-1 run. \
-         Ratios are to raw async-nats in this same run (higher is better for req/s, lower for latency).\n",
+         Ratios are to raw async-nats in this same run (higher is better for req/s, lower for latency); the targets table \
+         below gives each generated contender against its floors.\n",
         plan.warmup, plan.requests
     );
     for (p, size) in PAYLOADS.iter().enumerate() {
-        let _ =
-            writeln!(out, "## Payload {}\n", if *size >= 1024 { format!("{} KiB", size / 1024) } else { format!("{size} B") });
+        let _ = writeln!(out, "## Payload {}\n", size_label(*size));
         let _ = writeln!(
             out,
             "| contender | req/s c={} | req/s c={} | req/s c={} | p50 c=1 | p99 c=1 |\n|---|---|---|---|---|---|",
             CONCURRENCY[0], CONCURRENCY[1], CONCURRENCY[2]
         );
-        let Some(baseline) = results.cells.get(&(0, p)) else { continue };
+        let Some(baseline) = results.cells.get(&(Contender::Raw.index(), p)) else { continue };
         for (index, contender) in Contender::ALL.into_iter().enumerate() {
             let Some(cell) = results.cells.get(&(index, p)) else { continue };
             let mut row = format!("| {} |", contender.name());
@@ -129,33 +130,113 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(out, "## Server peak RSS\n\n| contender | peak RSS |\n|---|---|");
-    for (index, contender) in Contender::ALL.into_iter().enumerate() {
-        let kib = results.server_rss_kib.get(&index).copied().unwrap_or(0);
-        let _ = writeln!(out, "| {} | {:.1} MiB |", contender.name(), kib as f64 / 1024.0);
-    }
-    let _ = writeln!(
-        out,
-        "\n## Targets (generated vs raw async-nats)\n\n| payload | req/s c=128 (target ≥ 0.95x) | p50 c=1 (target ≤ 1.05x) |\n|---|---|---|"
-    );
-    for (p, size) in PAYLOADS.iter().enumerate() {
-        if let (Some(raw), Some(generated)) = (results.cells.get(&(0, p)), results.cells.get(&(1, p))) {
-            let throughput = generated.throughput[2] / raw.throughput[2];
-            let p50 = generated.p50_us / raw.p50_us;
-            let mark = |met: bool| if met { "met" } else { "missed" };
-            let _ = writeln!(
-                out,
-                "| {size} B | {throughput:.2}x ({}) | {p50:.2}x ({}) |",
-                mark(throughput >= 0.95),
-                mark(p50 <= 1.05)
-            );
-        }
-    }
+    out.push_str(&server_cost_table(results));
+    out.push_str(&targets_table(results));
     out.push_str(&streams_table(&results.streams, results.slow_reader.as_ref()));
     out.push_str(&codegen_table(&results.codegen, plan.codegen_repeats));
     // The analysis is prose kept beside the code (bench/notes.md), so a new run cannot lose it.
     if let Ok(notes) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/notes.md")) {
         let _ = writeln!(out, "\n{}", notes.trim_end());
+    }
+    out
+}
+
+/// The "Server cost" section: CPU time and allocations per request of each
+/// contender's server process, and its peak RSS.
+fn server_cost_table(results: &Results) -> String {
+    let mut out = String::new();
+    let sizes = PAYLOADS.map(size_label);
+    let _ = writeln!(
+        out,
+        "## Server cost\n\nThe server process of each contender, per request over each payload's whole run (warm-up included): \
+         CPU time (user + system, all threads, from `/proc/<pid>/task/*/schedstat`), and for the Rust servers the allocations \
+         (a counting global allocator in the bench binary; reallocations count). Peak RSS is over the whole run.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| contender | CPU µs/req {} | CPU µs/req {} | CPU µs/req {} | allocs/req {} | allocs/req {} | allocs/req {} | peak RSS |\n\
+         |---|---|---|---|---|---|---|---|",
+        sizes[0], sizes[1], sizes[2], sizes[0], sizes[1], sizes[2]
+    );
+    for (index, contender) in Contender::ALL.into_iter().enumerate() {
+        let mut row = format!("| {} |", contender.name());
+        let cost = |p: usize| results.server_cost.get(&(index, p)).copied().unwrap_or_default();
+        for p in 0..PAYLOADS.len() {
+            let _ = write!(row, " {} |", cost(p).cpu_us.map_or("-".into(), |us| format!("{us:.1}")));
+        }
+        for p in 0..PAYLOADS.len() {
+            let _ = write!(row, " {} |", cost(p).allocations.map_or("-".into(), |n| format!("{n:.1}")));
+        }
+        let kib = results.server_rss_kib.get(&index).copied().unwrap_or(0);
+        let _ = writeln!(out, "{row} {:.1} MiB |", kib as f64 / 1024.0);
+    }
+    out
+}
+
+/// "1 KiB" or "16 B".
+fn size_label(size: usize) -> String {
+    if size >= 1024 { format!("{} KiB", size / 1024) } else { format!("{size} B") }
+}
+
+/// The "Targets" section: each generated contender against its floors
+/// (issue #17): Rust against raw async-nats (≥ 0.95x req/s at c=16 and
+/// c=128, ≤ 1.05x p50 and p99 at c=1) and, without a target, against raw +
+/// prost and raw + prost + the deadline header; TypeScript and Python
+/// against their own raw clients (≥ 0.9x req/s) and, for reference, raw async-nats.
+fn targets_table(results: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n## Targets (each generated contender against its floors)\n\n\
+         Throughput ratios at c=16 and c=128 (higher is better), latency ratios at c=1 (lower is better). \
+         Targets: generated Rust ≥ 0.95x raw async-nats in throughput and ≤ 1.05x in latency; generated TypeScript and \
+         Python ≥ 0.9x their own raw client in throughput. Rows without a target show where the cost is: \
+         \"raw + prost\" adds the codec, \"raw + prost + deadline header\" adds the `Nats-Micro-Timeout` header that every \
+         generated call carries (PROTOCOL §3.2).\n\n\
+         | payload | contender | floor | req/s c=16 | req/s c=128 | p50 c=1 | p99 c=1 |\n|---|---|---|---|---|---|---|"
+    );
+    // (contender, floor, targets: least throughput ratio and most latency ratio)
+    type Pair = (Contender, Contender, Option<(f64, f64)>);
+    let pairs: [Pair; 7] = [
+        (Contender::Generated, Contender::Raw, Some((0.95, 1.05))),
+        (Contender::Generated, Contender::RawProst, None),
+        (Contender::Generated, Contender::RawDeadline, None),
+        (Contender::TypeScript, Contender::RawTypeScript, Some((0.9, f64::INFINITY))),
+        (Contender::TypeScript, Contender::Raw, None),
+        (Contender::Python, Contender::RawPython, Some((0.9, f64::INFINITY))),
+        (Contender::Python, Contender::Raw, None),
+    ];
+    for (p, &size) in PAYLOADS.iter().enumerate() {
+        for (contender, floor, target) in pairs {
+            let (Some(cell), Some(base)) = (results.cells.get(&(contender.index(), p)), results.cells.get(&(floor.index(), p)))
+            else {
+                continue;
+            };
+            let mark = |value: f64, met: Option<bool>| match met {
+                Some(true) => format!("{value:.2}x (met)"),
+                Some(false) => format!("{value:.2}x (missed)"),
+                None => format!("{value:.2}x"),
+            };
+            let throughput = |c: usize| {
+                let value = cell.throughput[c] / base.throughput[c];
+                mark(value, target.map(|(at_least, _)| value >= at_least))
+            };
+            let latency = |value: f64, base: f64| {
+                let value = value / base;
+                mark(value, target.filter(|(_, at_most)| at_most.is_finite()).map(|(_, at_most)| value <= at_most))
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                size_label(size),
+                contender.name(),
+                floor.name(),
+                throughput(1),
+                throughput(2),
+                latency(cell.p50_us, base.p50_us),
+                latency(cell.p99_us, base.p99_us)
+            );
+        }
     }
     out
 }

@@ -82,6 +82,29 @@ pub async fn measure(url: &str, full: bool) -> Result<(Vec<StreamCell>, Option<S
     Ok((cells, slow))
 }
 
+/// `messages` messages of `size` bytes through `kind` (`raw`, `seq` or
+/// `generated`), in this process: the stream path for callgrind
+/// (`bench stream-path`; two counts of different lengths, subtracted, give
+/// one message's cost).
+pub async fn stream_path(url: &str, kind: &str, size: usize, messages: usize) -> Result<(), Box<dyn std::error::Error>> {
+    match kind {
+        "raw" | "seq" => {
+            let rate = raw_rate(url, size, messages, kind == "seq").await?;
+            if rate.lost > 0 {
+                return Err(format!("raw publish/subscribe lost {} messages", rate.lost).into());
+            }
+        }
+        "generated" => {
+            let service = bench::serve(&async_nats::connect(url).await?, Flood).await?;
+            let client = StreamBenchClient::new(async_nats::connect(url).await?);
+            generated_rate(&client, size, messages).await?;
+            service.stop().await;
+        }
+        other => return Err(format!("unknown stream path {other:?}: raw, seq or generated").into()),
+    }
+    Ok(())
+}
+
 async fn generated_rate(client: &StreamBenchClient, size: usize, messages: usize) -> Result<f64, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut stream = client.flood(FloodRequest { count: messages as u32, size: size as u32 }).await?;

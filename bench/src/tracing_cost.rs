@@ -3,9 +3,11 @@
 //! and then with one that records every span (a bare `Registry`, no
 //! exporter), as a ratio from the same run. `bench --tracing`.
 //!
-//! `bench request-path <calls>` makes that many sequential calls on one
-//! thread with no subscriber, for counting instructions under callgrind
-//! (two counts of different lengths, subtracted, give one call's cost).
+//! `bench request-path <calls> [concurrency] [contender]` makes that many
+//! calls on one thread with no subscriber, client and server in one process,
+//! for counting instructions under callgrind (two counts of different
+//! lengths, subtracted, give one call's cost: client, server and both
+//! async-nats connections).
 
 use std::time::Duration;
 
@@ -86,13 +88,17 @@ pub fn measure(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `calls` sequential calls, no subscriber: the request path for callgrind.
-pub async fn request_path(url: &str, calls: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let (service, caller) = echo(url).await?;
-    let mut caller = caller;
-    for _ in 0..calls {
-        tokio::time::timeout(Duration::from_secs(30), caller.call()).await??;
-    }
-    service.stop().await;
+/// `calls` calls of 1 KiB from `concurrency` tasks of one thread, no
+/// subscriber, to `contender`'s server in this same process: the request
+/// path for callgrind.
+pub async fn request_path(
+    url: &str,
+    contender: Contender,
+    calls: usize,
+    concurrency: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let address = crate::contenders::start(contender, url).await?;
+    let caller = Caller::connect(contender, url, &address, Bytes::from(vec![0x5a; 1024])).await?;
+    tokio::time::timeout(Duration::from_secs(60), measure::run(&caller, concurrency, calls)).await??;
     Ok(())
 }

@@ -41,9 +41,23 @@ pub(crate) mod name {
 /// assert_eq!(value, "1500000");
 /// assert_eq!(decode_timeout(&value), Some(Duration::from_millis(1500)));
 /// assert_eq!(decode_timeout("soon"), None);
+/// assert_eq!(encode_timeout(Duration::ZERO), "0");
+/// assert_eq!(encode_timeout(Duration::from_micros(86_400_000_000)), "86400000000");
 /// ```
 pub fn encode_timeout(budget: Duration) -> String {
-    budget.as_micros().to_string()
+    // Every call sends one: the digits by hand, without formatting a u128.
+    let mut micros = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (micros % 10) as u8;
+        micros /= 10;
+        if micros == 0 {
+            break;
+        }
+    }
+    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
 }
 
 /// The longest budget a [`TIMEOUT`] header may carry: 24 hours.

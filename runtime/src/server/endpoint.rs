@@ -21,9 +21,9 @@ use super::interceptor::{EndpointHandler, ServerInterceptor, ServerNext};
 use super::reply_policy::ReplyCheck;
 use super::stream::StreamOpen;
 use crate::code::CodeFormat;
-use crate::context::RequestContext;
+use crate::context::{RequestContext, ResponseHeaders};
 use crate::error::Error;
-use crate::future::first;
+use crate::future::{BoxFuture, first};
 use crate::headers;
 use crate::status_body;
 use crate::stream::StreamSettings;
@@ -177,29 +177,35 @@ struct Arrival {
 /// otherwise, and is refused beyond it.
 pub(super) async fn serve_endpoint(serving: Arc<Serving>, mut subscriber: Subscriber, mut stop: watch::Receiver<bool>) {
     let endpoint = &serving.endpoint;
-    let mut draining = false;
-    loop {
-        let message = if draining {
-            subscriber.next().await
-        } else {
-            let stopped = async {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            match first(subscriber.next(), stopped).await {
-                Either::Left(message) => message,
-                Either::Right(()) => {
-                    // Stop taking requests; what was delivered already is still served.
-                    if let Err(err) = subscriber.drain().await {
-                        tracing::warn!(error = %err, endpoint = %endpoint.endpoint, "draining endpoint");
-                        break;
-                    }
-                    draining = true;
-                    continue;
+    let stopped = 'serving: {
+        // One wait for the stop, polled after the subscription on every turn: set
+        // up once for the life of the endpoint, not once per request.
+        let mut stopped = std::pin::pin!(async {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
+        loop {
+            let next = std::future::poll_fn(|cx| match subscriber.poll_next_unpin(cx) {
+                Poll::Ready(message) => Poll::Ready(Some(message)),
+                Poll::Pending => stopped.as_mut().poll(cx).map(|()| None),
+            })
+            .await;
+            match next {
+                Some(Some(message)) => dispatch(&serving, message).await,
+                Some(None) => break 'serving false,
+                None => break 'serving true,
+            }
+        }
+    };
+    if stopped {
+        // Stop taking requests; what was delivered already is still served.
+        match subscriber.drain().await {
+            Ok(()) => {
+                while let Some(message) = subscriber.next().await {
+                    dispatch(&serving, message).await;
                 }
             }
-        };
-        let Some(message) = message else { break };
-        dispatch(&serving, message).await;
+            Err(err) => tracing::warn!(error = %err, endpoint = %endpoint.endpoint, "draining endpoint"),
+        }
     }
     // Wait for the requests running and waiting (those wait ahead of this in the semaphore's queue).
     let _ = endpoint.permits.acquire_many(u32::try_from(endpoint.max_concurrency).unwrap_or(u32::MAX)).await;
@@ -278,37 +284,74 @@ async fn dispatch(serving: &Arc<Serving>, message: Message) {
     });
 }
 
-/// Serves a request holding a slot: polled once right here, and moved to a
-/// task of its own only if it has to wait. A handler that finishes without
-/// waiting thus replies from the endpoint's task, so the replies of a burst
-/// leave in one write instead of one system call each; one that awaits runs
-/// concurrently with the requests after it. (A handler's synchronous part,
-/// up to its first `.await`, runs on the endpoint's task: keep CPU-heavy work
-/// in `spawn_blocking`, as anywhere in tokio.)
+/// Serves a request holding a slot: its handler is polled once right here,
+/// and moved to a task of its own only if it has to wait. A handler that
+/// finishes without waiting thus replies from the endpoint's task, so the
+/// replies of a burst leave in one write instead of one system call each,
+/// with no task, timer or cancellation watch set up for it; one that awaits
+/// runs concurrently with the requests after it. (A handler's synchronous
+/// part, up to its first `.await`, runs on the endpoint's task: keep
+/// CPU-heavy work in `spawn_blocking`, as anywhere in tokio.) The reply of a
+/// handler that finished at once is published from the endpoint's task too:
+/// should the connection's outgoing queue be full, the endpoint waits for
+/// room before reading on (as a shed request's reply always did), with the
+/// NATS subscription's buffer behind it, instead of a task per waiting reply.
 async fn serve_now(serving: Arc<Serving>, message: Message, route: Route, arrival: Arrival, permit: OwnedSemaphorePermit) {
-    let mut request = Box::pin(async move {
-        handle(&serving, message, route, arrival).await;
-        drop(permit);
-    });
-    let first_poll = std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await;
-    if first_poll.is_pending() {
-        tokio::spawn(request);
+    let Some(mut call) = start(&serving, message, route, arrival, false).await else { return };
+    let first_poll = std::future::poll_fn(|cx| Poll::Ready(call.future.poll_unpin(cx))).await;
+    match first_poll {
+        Poll::Ready(outcome) => {
+            call.finish(&serving, outcome).await;
+            drop(permit);
+        }
+        Poll::Pending => {
+            tokio::spawn(async move {
+                call.run(&serving).await;
+                drop(permit);
+            });
+        }
     }
 }
 
-/// Serves one request: nothing starts after its deadline; then
-/// interceptors and handler with panic isolation, cancelled at the deadline
-/// or when a stop gives up waiting; reply; stats. The handler runs in the
-/// request's span (so its own calls are children of it), and so do the events.
+/// Serves one request that waited for its slot: as [`serve_now`], but
+/// already on a task of its own.
 async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arrival) {
+    if let Some(call) = start(serving, message, route, arrival, true).await {
+        call.run(serving).await;
+    }
+}
+
+/// The handler's future: interceptors and handler, in the request's span
+/// (so the handler's own calls are children of it), under a panic guard.
+type CallFuture =
+    futures_util::future::CatchUnwind<AssertUnwindSafe<tracing::instrument::Instrumented<BoxFuture<Result<Bytes, Error>>>>>;
+
+/// A request whose handler has started: what its reply needs.
+struct Call {
+    future: CallFuture,
+    route: Route,
+    arrival: Arrival,
+    response_headers: ResponseHeaders,
+    stream: Option<Arc<StreamOpen>>,
+}
+
+/// Starts a request's handler (interceptors first), or answers it at once
+/// (`None`): nothing starts after its deadline, and a stream open with a
+/// malformed credit header is refused. A request that `waited` for its slot
+/// is checked against the clock; one served on arrival only when its budget
+/// is under a millisecond (a zero budget is spent on arrival, PROTOCOL §3.2).
+async fn start(serving: &Serving, message: Message, route: Route, arrival: Arrival, waited: bool) -> Option<Call> {
     let endpoint = &serving.endpoint;
     // The endpoint's subject is the request's (endpoint subjects have no wildcards): no clone of the message's.
     let subject = endpoint.info.subject.as_str();
-    if arrival.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+    let late = arrival.deadline.is_some_and(|deadline| {
+        if waited || deadline < arrival.received + Duration::from_millis(1) { Instant::now() >= deadline } else { false }
+    });
+    if late {
         route.span.in_scope(|| event::deadline_dropped(endpoint.at(&message.subject), arrival.received.elapsed()));
         let err = Error::deadline_exceeded(format!("the deadline of {} passed before a handler was free", endpoint.method));
         reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
-        return;
+        return None;
     }
     let headers = message.headers.unwrap_or_default();
     let mut ctx =
@@ -323,7 +366,7 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
                 let err = Error::invalid_argument(format!("malformed {STREAM_CREDIT} {value:?} in the stream open"));
                 route.span.in_scope(|| event::request_malformed(endpoint.at(subject), &err.message()));
                 reply(serving, &route, route.refusal_to(), Err(err), None, arrival.received).await;
-                return;
+                return None;
             }
         };
         let open = Arc::new(StreamOpen {
@@ -339,44 +382,64 @@ async fn handle(serving: &Serving, message: Message, route: Route, arrival: Arri
         stream = Some(open);
     }
     let response_headers = ctx.response_headers_handle();
-    let call = AssertUnwindSafe(
-        ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone())
-            .run(ctx, message.payload)
-            .instrument(route.span.clone()),
-    )
-    .catch_unwind();
-    let timed = async {
-        match arrival.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
-                route.span.in_scope(|| event::deadline_dropped(endpoint.at(subject), arrival.received.elapsed()));
-                Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", endpoint.method))))
-            }),
-            None => call.await,
-        }
+    let call = match endpoint.chain.is_empty() {
+        // No interceptors: the handler directly, without the chain's reference counts.
+        true => endpoint.handler.call(ctx, message.payload),
+        false => ServerNext::start(endpoint.chain.clone(), endpoint.handler.clone()).run(ctx, message.payload),
     };
-    let outcome = match first(timed, serving.cancelled()).await {
-        Either::Left(outcome) => outcome,
-        Either::Right(()) => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
-    };
-    let panicked = outcome.is_err();
-    let result = outcome.unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic with no message".to_owned());
-        route.span.in_scope(|| event::handler_panicked(endpoint.at(subject), &detail));
-        Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
-    });
-    if let Some(detail) = result.as_ref().err().and_then(Error::internal_text).filter(|_| !panicked) {
-        route.span.in_scope(|| event::handler_failed(endpoint.at(subject), detail));
+    let future = AssertUnwindSafe(call.instrument(route.span.clone())).catch_unwind();
+    Some(Call { future, route, arrival, response_headers, stream })
+}
+
+impl Call {
+    /// Runs the handler to its end, cancelled at the deadline or when a stop
+    /// gives up waiting, then replies.
+    async fn run(mut self, serving: &Serving) {
+        let endpoint = &serving.endpoint;
+        let (route, arrival) = (&self.route, self.arrival);
+        let call = &mut self.future;
+        let timed = async {
+            match arrival.deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, call).await.unwrap_or_else(|_| {
+                    let subject = endpoint.info.subject.as_str();
+                    route.span.in_scope(|| event::deadline_dropped(endpoint.at(subject), arrival.received.elapsed()));
+                    Ok(Err(Error::deadline_exceeded(format!("{} did not finish before its deadline", endpoint.method))))
+                }),
+                None => call.await,
+            }
+        };
+        let outcome = match first(timed, serving.cancelled()).await {
+            Either::Left(outcome) => outcome,
+            Either::Right(()) => Ok(Err(Error::unavailable(format!("the service stopped before {} finished", endpoint.method)))),
+        };
+        self.finish(serving, outcome).await;
     }
-    // A stream refused before its ack (§9.2) is ended where the ack was awaited.
-    let end_to = match stream {
-        Some(open) if !open.acked.load(Ordering::Relaxed) => route.refusal_to(),
-        _ => route.reply_to.clone(),
-    };
-    reply(serving, &route, end_to, result, response_headers.take(), arrival.received).await;
+
+    /// Replies with the handler's outcome (a panic is `INTERNAL`) and records it.
+    async fn finish(self, serving: &Serving, outcome: std::thread::Result<Result<Bytes, Error>>) {
+        let endpoint = &serving.endpoint;
+        let subject = endpoint.info.subject.as_str();
+        let route = &self.route;
+        let panicked = outcome.is_err();
+        let result = outcome.unwrap_or_else(|panic| {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".to_owned());
+            route.span.in_scope(|| event::handler_panicked(endpoint.at(subject), &detail));
+            Err(Error::from_internal(std::io::Error::other(format!("handler panicked: {detail}"))))
+        });
+        if let Some(detail) = result.as_ref().err().and_then(Error::internal_text).filter(|_| !panicked) {
+            route.span.in_scope(|| event::handler_failed(endpoint.at(subject), detail));
+        }
+        // A stream refused before its ack (§9.2) is ended where the ack was awaited.
+        let end_to = match self.stream {
+            Some(open) if !open.acked.load(Ordering::Relaxed) => route.refusal_to(),
+            _ => route.reply_to.clone(),
+        };
+        reply(serving, route, end_to, result, self.response_headers.take(), self.arrival.received).await;
+    }
 }
 
 /// Sends the reply to `reply_to` (a stream's end, per `route`) and records it.
@@ -398,8 +461,10 @@ async fn reply(
         }
         false => response_headers,
     };
-    let (headers, body) = match &result {
-        Ok(body) => (response_headers, body.clone()),
+    // The body moves into the publish (a first clone of a `Bytes` made from a
+    // `Vec`, as encoded responses are, allocates); only an error is kept.
+    let (headers, body, result) = match result {
+        Ok(body) => (response_headers, body, Ok(())),
         Err(err) => {
             let mut headers = response_headers.unwrap_or_default();
             if let Some(extra) = err.headers() {
@@ -422,7 +487,7 @@ async fn reply(
             } else {
                 let marker_len = headers::ERROR_DETAILS.len() + headers::ERROR_DETAILS_STATUS.len() + 4;
                 let budget = serving.nats.server_info().max_payload.saturating_sub(header_len(&headers) + marker_len);
-                let encoded = status_body::encode(err, endpoint.expose_internal_errors, budget);
+                let encoded = status_body::encode(&err, endpoint.expose_internal_errors, budget);
                 if encoded.marked {
                     headers.insert(headers::name::ERROR_DETAILS, headers::ERROR_DETAILS_STATUS);
                 }
@@ -431,7 +496,7 @@ async fn reply(
                 }
                 encoded.body
             };
-            (Some(headers), body)
+            (Some(headers), body, Err(err))
         }
     };
     let Some(reply_to) = reply_to else {

@@ -183,7 +183,28 @@ impl Drop for Service {
 
 /// Whether a subject (or token) is non-empty, has no empty token, no
 /// whitespace, and no wildcard.
+///
+/// Every request's reply subject goes through this (PROTOCOL §6): an ASCII
+/// subject is checked in one pass over its bytes, without decoding chars.
 pub(crate) fn valid_subject(subject: &str) -> bool {
+    if !subject.is_ascii() {
+        return valid_subject_chars(subject);
+    }
+    let mut token_len = 0usize;
+    for &byte in subject.as_bytes() {
+        match byte {
+            b'.' if token_len == 0 => return false,
+            b'.' => token_len = 0,
+            // ASCII whitespace as `char::is_whitespace` has it: space, and \t \n \x0b \x0c \r.
+            b'*' | b'>' | b' ' | b'\t'..=b'\r' => return false,
+            _ => token_len += 1,
+        }
+    }
+    token_len > 0
+}
+
+/// [`valid_subject`] by chars, for subjects beyond ASCII.
+fn valid_subject_chars(subject: &str) -> bool {
     subject.split('.').all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
 }
 
@@ -319,5 +340,24 @@ async fn watch_connection(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(1));
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{valid_subject, valid_subject_chars};
+
+    #[test]
+    fn the_ascii_subject_check_is_the_char_check() {
+        let mut subjects = vec![String::new(), ".".into(), "a.".into(), ".a".into(), "a..b".into(), "_INBOX.abc.1".into()];
+        for byte in 0u8..=127 {
+            let c = char::from(byte);
+            subjects.extend([format!("{c}"), format!("a{c}b"), format!("a.{c}"), format!("{c}.b"), format!("a.b{c}")]);
+        }
+        for subject in subjects {
+            assert_eq!(valid_subject(&subject), valid_subject_chars(&subject), "{subject:?}");
+        }
+        assert!(!valid_subject("a.\u{a0}b"), "a no-break space is whitespace");
+        assert!(valid_subject("a.é"));
     }
 }

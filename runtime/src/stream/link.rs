@@ -336,7 +336,10 @@ async fn read<M>(
                     return;
                 }
                 // The receiver may be gone (a handler that stopped reading): keep serving credit.
-                let _ = events.send(Event::Data(payload)).await;
+                // Room is there for most messages: no `send` future for those.
+                if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(Event::Data(payload)) {
+                    let _ = events.send(event).await;
+                }
             }
             Frame::End(result) => {
                 if !std::mem::replace(&mut ended, true) {

@@ -63,6 +63,17 @@ pub(crate) fn classify(message: Message) -> Result<Frame, Error> {
     let Some(headers) = message.headers else {
         return Ok(Frame::Plain(message.payload, HeaderMap::new()));
     };
+    // The common frame, a data message, has the sequence number as its only
+    // header: recognised by one name comparison instead of a hashed lookup
+    // for each header name below (what those would conclude for it).
+    let mut entries = headers.iter();
+    if let (Some((only, values)), None) = (entries.next(), entries.next())
+        && *only == name::SEQ
+        && let Some(seq) = values.first().map(|v| v.as_str())
+    {
+        let seq = parse_count(seq).ok_or_else(|| Error::invalid_argument(format!("malformed {STREAM_SEQ} {seq:?}")))?;
+        return Ok(Frame::Data { seq, payload: message.payload });
+    }
     if let Some(err) = crate::client::error_from_reply(&headers, &message.payload) {
         return Ok(Frame::End(Err(err)));
     }
