@@ -20,8 +20,8 @@ export interface KeyFieldSpec {
   readonly kind: KeyKind;
   /** The last field tracks presence (proto3 `optional`, proto2, a oneof member): unset is missing. */
   readonly presence?: boolean;
-  /** An enum's declared values by number (the first name of each). */
-  readonly names?: Readonly<Record<number, string>>;
+  /** An enum's declared values by number in decimal (the first name of each). */
+  readonly names?: Readonly<Record<string, string>>;
 }
 
 /** Literal text, or a placeholder. */
@@ -65,7 +65,7 @@ function renderValue(field: KeyFieldSpec, value: KeyValue): string | undefined {
     case "string":
       return value === "" ? undefined : String(value);
     case "enum":
-      return typeof value === "number" ? (field.names?.[value] ?? String(value)) : String(value);
+      return typeof value === "number" ? (field.names?.[String(value)] ?? String(value)) : String(value);
     default:
       return String(value);
   }
