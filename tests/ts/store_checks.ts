@@ -343,12 +343,15 @@ const checks: Check[] = [
     async (nc) => {
       const client = new ProfileServiceNatsClient(nc);
       await client.annotate({ id: "n1", text: "not persisted" });
-      const notes = await client.annotateKv();
-      assert.equal(await notes.get("note.n1"), undefined);
-      const revision = await notes.create("note.n1", { id: "n1", text: "hello" });
-      await rejects(notes.create("note.n1", { id: "n1", text: "again" }), "ALREADY_EXISTS");
-      const updated = await notes.update("note.n1", { id: "n1", text: "updated" }, revision);
-      await rejects(notes.update("note.n1", { id: "n1", text: "stale" }, revision), "ABORTED");
+      // snippet: ts-kv-handle
+      const notes = await client.annotateKv(); // Annotate's bucket, `notes`
+      const key = notes.key({ id: "n1" }); // "note.n1", as a service renders it
+      assert.equal(await notes.get(key), undefined);
+      const revision = await notes.create(key, { id: "n1", text: "hello" });
+      await rejects(notes.create(key, { id: "n1", text: "again" }), "ALREADY_EXISTS");
+      const updated = await notes.update(key, { id: "n1", text: "updated" }, revision);
+      await rejects(notes.update(key, { id: "n1", text: "stale" }, revision), "ABORTED");
+      // end snippet
       assert.deepEqual(await notes.get("note.n1").then((e) => [e?.value.text, e?.revision]), ["updated", updated]);
       await rejects(notes.get("bad key"), "INVALID_ARGUMENT");
     },
@@ -417,7 +420,9 @@ const checks: Check[] = [
       const client = new ProfileServiceNatsClient(nc);
       const size = 50 * MIB;
       let started = performance.now();
-      const uploaded = await client.uploadFrom(patternSource(size, 3));
+      // snippet: ts-chunked-upload
+      const uploaded = await client.uploadFrom(patternSource(size, 3)); // any AsyncIterable<Uint8Array>
+      // end snippet
       const uploadMs = performance.now() - started;
       assert.equal(uploaded.size, BigInt(size));
       assert.equal(uploaded.sha256, await patternSha(size, 3));
@@ -425,7 +430,9 @@ const checks: Check[] = [
       try {
         const path = join(dir, "download.bin");
         started = performance.now();
+        // snippet: ts-chunked-client
         const result = await receiveToFile(path, (sink) => client.downloadTo({ size: BigInt(size), seed: 5 }, sink));
+        // end snippet
         const downloadMs = performance.now() - started;
         assert.equal(result.size, size);
         assert.equal(result.digestVerified, true);

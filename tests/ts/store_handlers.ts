@@ -41,6 +41,7 @@ export function storeHandlers(): IProfileServiceNats {
     },
     annotate: (request) => request,
     generateReport: (request) => ({ id: request.id, body: pattern(0, request.size, 0) }),
+    // snippet: ts-chunked-server
     async upload(requests) {
       const hash = createHash("sha256");
       const upload = runtime.chunkedUploadReader(ProfileServiceNatsSpec.streams.upload, requests);
@@ -61,5 +62,6 @@ export function storeHandlers(): IProfileServiceNats {
         yield chunk;
       }
     },
+    // end snippet
   };
 }
