@@ -16,7 +16,7 @@ use nats_micro_tests::peers::{Language, Server};
 use serde_json::Value;
 
 /// Checks `store_checks.ts` prints as `ok NAME`.
-const CHECKS: usize = 25;
+const CHECKS: usize = 24;
 
 #[test]
 fn typescript_persistence_and_chunked_transfer() {
