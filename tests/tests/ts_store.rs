@@ -39,7 +39,8 @@ fn typescript_persistence_and_chunked_transfer() {
 
 /// One `store_client` command's JSON line.
 fn store_client(url: &str, args: &[&str]) -> Value {
-    let output = Language::TypeScript.program("store_client").args(args).env("NATS_URL", url).output().expect("running store_client");
+    let output =
+        Language::TypeScript.program("store_client").args(args).env("NATS_URL", url).output().expect("running store_client");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "store_client {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|err| panic!("store_client {args:?}: {err}: {stdout}"))

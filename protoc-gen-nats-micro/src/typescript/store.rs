@@ -153,7 +153,7 @@ impl ServiceWriter<'_> {
             let m = &stream.method;
             let key = method_name(&m.proto_name, &[]);
             let spec = format!("{}.streams.{key}", n.spec);
-            let (input, output) = (self.message(&m.input, true), self.message(&m.output, true));
+            let input = self.message(&m.input, true);
             let field = &chunked.field;
             match stream.kind {
                 StreamKind::Client => {
@@ -208,7 +208,6 @@ impl ServiceWriter<'_> {
                     self.out.line(format!("  ): Promise<{RUNTIME_ALIAS}.ChunkedResult> {{"));
                     self.out.line(format!("    return this.#client.download({spec}, request, sink, options);"));
                     self.out.line("  }");
-                    let _ = output;
                 }
                 StreamKind::Bidirectional => {}
             }
