@@ -3,7 +3,7 @@
 import { createInbox, headers as createHeaders } from "@nats-io/nats-core";
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import { encodeTimeout, protocolHeader, TIMEOUT_HEADER } from "./headers.js";
+import { encodeTimeout, type HeadersInit, protocolHeader, TIMEOUT_HEADER, toHeaders } from "./headers.js";
 import { describe, ErrorKind, isNatsMicroError, NatsMicroError } from "./errors.js";
 import type { Codec } from "./codec.js";
 import type { StreamMethodSpec } from "./spec.js";
@@ -276,14 +276,14 @@ export class CallerStream {
     }
   }
 
-  async closeSend(): Promise<void> {
+  async closeSend(headers?: HeadersInit): Promise<void> {
     await this.#opened;
     if (this.#done && this.#failure !== undefined) {
       // The stream failed: its error, as the interceptors leave it.
       await this.#conclude();
       return;
     }
-    this.#link.sendEnd();
+    this.#link.sendEnd(new Uint8Array(0), toHeaders(headers));
   }
 
   /** The next response, or `undefined` once the server ended the stream successfully. */
@@ -335,10 +335,10 @@ export class CallerStream {
     return this.#conclusion;
   }
 
-  async closeAndReceive(): Promise<MessageShape<DescMessage>> {
+  async closeAndReceive(headers?: HeadersInit): Promise<MessageShape<DescMessage>> {
     await this.#opened;
     if (!this.#done) {
-      this.#link.sendEnd();
+      this.#link.sendEnd(new Uint8Array(0), toHeaders(headers));
     }
     const response = await this.next();
     if (response === undefined) {

@@ -4,7 +4,7 @@ import type { MsgHdrs, NatsConnection } from "@nats-io/nats-core";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { ATTEMPT_HEADER, copyHeaders, type HeadersInit, toHeaders } from "./headers.js";
 import { describe, type ErrorClass, ErrorKind, isNatsMicroError, NatsMicroError, type NatsMicroErrorOptions } from "./errors.js";
-import { codec } from "./codec.js";
+import { type Codec, codec } from "./codec.js";
 import { type EndpointInfo, endpointMetadata, endpointSpecs, type MethodSpec, type ServiceSpec, type StreamMethodSpec } from "./spec.js";
 import { chain, type ClientCall, type ClientInterceptor, type ClientReply } from "./interceptors.js";
 import { send } from "./request.js";
@@ -28,6 +28,19 @@ import { CircuitBreaker, type CircuitBreakerOptions } from "./breaker.js";
 import { ConnectionEvents } from "./connection-watch.js";
 import { type ClientSpan, injectTraceContext, type Telemetry } from "./observe.js";
 import { now } from "./clock.js";
+import type { JetStreamOptions } from "@nats-io/jetstream";
+import { KvHandle, ObjectHandle } from "./store.js";
+import {
+  type ByteSink,
+  type ByteSource,
+  type ChunkedResult,
+  ChunkDigest,
+  chunkField,
+  chunkSizeFor,
+  ChunkVerifier,
+  concat,
+  rechunk,
+} from "./chunked.js";
 
 /** Used when neither the call, the client nor the proto sets a timeout. */
 export const DEFAULT_TIMEOUT = 10_000;
@@ -91,6 +104,8 @@ export interface ClientOptions {
    * default, and then costs nothing per call.
    */
   telemetry?: Telemetry;
+  /** JetStream settings (domain, API prefix, timeout) of the persistence handles (PROTOCOL §12.4); the timeout defaults to the connection's. */
+  jetStream?: JetStreamOptions;
 }
 
 /** A failed attempt about to be retried, as {@link ClientOptions.onRetry} hears of it. */
@@ -376,6 +391,129 @@ export class Client<E extends NatsMicroError> {
     );
   }
 
+  /**
+   * The typed handle on the key-value bucket of a `kv_store` RPC (PROTOCOL
+   * §12.4), bound once per client (a failed open is tried again next time).
+   */
+  kv<I extends DescMessage, O extends DescMessage>(method: MethodSpec<I, O>): Promise<KvHandle<I, O>> {
+    return this.#handle(method, "kv", () => KvHandle.open(this.#nc, this.#spec, method, this.#storeOptions()));
+  }
+
+  /** The typed handle on the object store of an `object_store` RPC (PROTOCOL §12.4), bound once per client. */
+  objects<I extends DescMessage, O extends DescMessage>(method: MethodSpec<I, O>): Promise<ObjectHandle<I, O>> {
+    return this.#handle(method, "objects", () => ObjectHandle.open(this.#nc, this.#spec, method, this.#storeOptions()));
+  }
+
+  readonly #handles = new Map<string, Promise<unknown>>();
+
+  #storeOptions(): { jetStream?: JetStreamOptions } {
+    return this.#options.jetStream === undefined ? {} : { jetStream: this.#options.jetStream };
+  }
+
+  #handle<T>(method: MethodSpec, kind: string, open: () => Promise<T>): Promise<T> {
+    const key = `${kind}:${method.method}`;
+    const known = this.#handles.get(key) as Promise<T> | undefined;
+    if (known !== undefined) {
+      return known;
+    }
+    const opening = open().catch((err: unknown) => {
+      this.#handles.delete(key);
+      throw this.#typed(err, method.method);
+    });
+    this.#handles.set(key, opening);
+    return opening;
+  }
+
+  /**
+   * Uploads a payload over a chunked client-streaming RPC (PROTOCOL §12.5):
+   * `source` (bytes, an async iterable of bytes or a `ReadableStream`) cut
+   * into chunks, its size and SHA-256 on the half-close; resolves with the
+   * server's response. Reads the source as it sends: memory holds about a
+   * window of chunks whatever the payload's size. A chunk that cannot fit
+   * max_payload fails before anything is sent (INVALID_ARGUMENT).
+   */
+  async upload<I extends DescMessage, O extends DescMessage>(
+    method: StreamMethodSpec<I, O, "client">,
+    source: ByteSource,
+    options: ChunkedCallOptions = {},
+  ): Promise<MessageShape<O>> {
+    const requests = codec(method.input, this.#spec.json);
+    let size: number;
+    let local: string;
+    try {
+      local = chunkField(method.input, method).localName;
+      size = chunkSizeFor(method, requests as unknown as Codec<DescMessage>, local, this.#nc.info?.max_payload, options.chunkSize);
+    } catch (err) {
+      throw this.#typed(err, method.method);
+    }
+    const stream = this.clientStream(method, options);
+    const digest = new ChunkDigest();
+    try {
+      for await (const chunk of rechunk(source, size)) {
+        digest.update(chunk);
+        await stream.send({ [local]: chunk } as MessageInitShape<I>);
+      }
+    } catch (err) {
+      stream.cancel();
+      throw this.#typed(err, method.method);
+    }
+    return stream.closeAndReceive(digest.headers());
+  }
+
+  /**
+   * Downloads a payload over a chunked server-streaming RPC (PROTOCOL
+   * §12.5) into `sink`, chunk by chunk as they arrive (each `write` awaited
+   * before the next chunk is read): the order, the size and the SHA-256
+   * are checked at the end (DATA_LOSS on a mismatch). On success
+   * `sink.close()` runs, on any failure `sink.abort(error)`, then the
+   * error is thrown.
+   */
+  async download<I extends DescMessage, O extends DescMessage>(
+    method: StreamMethodSpec<I, O, "server">,
+    request: MessageInitShape<I>,
+    sink: ByteSink,
+    options: StreamCallOptions = {},
+  ): Promise<ChunkedResult> {
+    let trailers: MsgHdrs | undefined;
+    const verifier = new ChunkVerifier(method.method);
+    let result: ChunkedResult;
+    try {
+      const local = chunkField(method.output, method).localName;
+      const stream = this.serverStream(method, request, {
+        ...options,
+        onHeaders: (headers) => {
+          trailers = headers;
+          options.onHeaders?.(headers);
+        },
+      });
+      for await (const message of stream) {
+        const chunk = (message as unknown as Record<string, unknown>)[local];
+        if (chunk instanceof Uint8Array && chunk.length > 0) {
+          verifier.update(chunk);
+          await sink.write(chunk);
+        }
+      }
+      result = verifier.finish(trailers);
+    } catch (err) {
+      const error = this.#typed(err, method.method);
+      await sink.abort?.(error);
+      throw error;
+    }
+    await sink.close?.();
+    return result;
+  }
+
+  /** {@link download} into memory: the whole payload, checked (only for payloads known to fit in memory). */
+  async downloadBytes<I extends DescMessage, O extends DescMessage>(
+    method: StreamMethodSpec<I, O, "server">,
+    request: MessageInitShape<I>,
+    options: StreamCallOptions = {},
+  ): Promise<ChunkedResult & { data: Uint8Array }> {
+    const parts: Uint8Array[] = [];
+    const result = await this.download(method, request, { write: (chunk) => void parts.push(chunk) }, options);
+    return { ...result, data: concat(parts) };
+  }
+
   /** A runtime error as the service's error class, with the method filled in. */
   #typed(err: unknown, method: string): unknown {
     if (!isNatsMicroError(err) || (err instanceof this.#errorClass && err.method !== "")) {
@@ -402,6 +540,12 @@ export interface StreamCallOptions extends CallOptions {
   timing?: StreamTiming;
 }
 
+/** Per-call settings of a chunked upload. */
+export interface ChunkedCallOptions extends StreamCallOptions {
+  /** Bytes per chunk for this transfer, over the proto's `default_chunk_size`. */
+  chunkSize?: number;
+}
+
 /** The responses of a server-streaming call; breaking out of `for await` cancels it. */
 export interface ResponseStream<O extends DescMessage> extends AsyncIterable<MessageShape<O>> {
   /** Abandons the stream: the server's handler is cancelled. */
@@ -412,8 +556,8 @@ export interface ResponseStream<O extends DescMessage> extends AsyncIterable<Mes
 export interface RequestStream<I extends DescMessage, O extends DescMessage> {
   /** Sends one request once the server's credit allows it. */
   send(request: MessageInitShape<I>): Promise<void>;
-  /** Ends the requests and waits for the response. */
-  closeAndReceive(): Promise<MessageShape<O>>;
+  /** Ends the requests (with trailing `headers` on the end, if given) and waits for the response. */
+  closeAndReceive(headers?: HeadersInit): Promise<MessageShape<O>>;
   /** Abandons the stream. */
   cancel(): void;
 }
@@ -422,6 +566,6 @@ export interface RequestStream<I extends DescMessage, O extends DescMessage> {
 export interface BidiStream<I extends DescMessage, O extends DescMessage> extends ResponseStream<O> {
   /** Sends one request once the server's credit allows it. */
   send(request: MessageInitShape<I>): Promise<void>;
-  /** Ends the requests; responses keep coming until the server ends. */
-  closeSend(): Promise<void>;
+  /** Ends the requests (with trailing `headers` on the end, if given); responses keep coming until the server ends. */
+  closeSend(headers?: HeadersInit): Promise<void>;
 }

@@ -4,6 +4,19 @@ import { headers as createHeaders } from "@nats-io/nats-core";
 import type { MsgHdrs } from "@nats-io/nats-core";
 import type { StreamKind } from "./spec.js";
 import { attemptNumber } from "./headers.js";
+import type { Codec } from "./codec.js";
+import type { DescMessage } from "@bufbuild/protobuf";
+
+/** What a stream handler's context knows of its stream beyond the request: set by the service for each stream it serves. */
+export interface StreamContext {
+  /** The codec of the stream's responses. */
+  readonly responses: Codec<DescMessage>;
+  /** The connection's max_payload, when known. */
+  readonly maxPayload: () => number | undefined;
+}
+
+/** The stream each stream handler's context belongs to (for helpers such as `chunkedDownload`). */
+export const streamContexts = new WeakMap<RequestContext, StreamContext>();
 
 /** Aborts a context's signal: its deadline passed. Set by {@link RequestContext}. */
 export let expire: (ctx: RequestContext) => void;

@@ -30,8 +30,12 @@ export interface EndpointStats {
   last_error: string;
   processing_time: number;
   average_processing_time: number;
-  /** Our own counters: `shed`, the requests refused because the backlog was full (PROTOCOL §5). */
-  data: { shed: number };
+  /**
+   * Our own counters: `shed`, the requests refused because the backlog was
+   * full (PROTOCOL §5); `persist_failures`, for an endpoint that persists
+   * its responses, the writes that failed (PROTOCOL §12.2).
+   */
+  data: { shed: number; persist_failures?: number };
 }
 
 /** Reply to `$SRV.STATS`. */

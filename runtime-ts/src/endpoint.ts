@@ -44,6 +44,10 @@ export class Endpoint {
   errors = 0;
   /** Requests refused because the backlog was full. */
   shed = 0;
+  /** Whether the endpoint persists its responses (PROTOCOL §12): its STATS then count failed writes. */
+  persists = false;
+  /** Writes to a bucket that failed (PROTOCOL §12.2). */
+  persistFailures = 0;
   lastError = "";
   processingNanos = 0;
 
@@ -173,7 +177,7 @@ export class Endpoint {
       last_error: this.lastError,
       processing_time: this.processingNanos,
       average_processing_time: this.requests === 0 ? 0 : Math.floor(this.processingNanos / this.requests),
-      data: { shed: this.shed },
+      data: this.persists ? { shed: this.shed, persist_failures: this.persistFailures } : { shed: this.shed },
     };
   }
 }

@@ -77,7 +77,59 @@ export {
   type StreamKind,
   type StreamMethodSpec,
   STREAM_METADATA_KEY,
+  type KvBucketSpec,
+  type KvWriteMode,
+  type PersistFailurePolicy,
+  type KvStoreSpec,
+  type ObjectBucketSpec,
+  type ObjectStoreSpec,
+  type ChunkedSpec,
 } from "./spec.js";
+export {
+  type KeyKind,
+  type KeyFieldSpec,
+  type KeySegmentSpec,
+  type KeyTemplateSpec,
+  type KeyValue,
+  type KeyParts,
+  type KeyTarget,
+  renderKey,
+  keyValues,
+  requestKey,
+  keyFromParts,
+  keyFilter,
+} from "./store-key.js";
+export {
+  KV_REVISION_HEADER,
+  jetStreamError,
+  type StoreOptions,
+  type KvValue,
+  type KvChange,
+  type KvWatch,
+  KvHandle,
+  type ObjectMeta,
+  ObjectHandle,
+} from "./store.js";
+export {
+  CHUNKED_SIZE_HEADER,
+  CHUNKED_DIGEST_HEADER,
+  type ByteSource,
+  type ByteSink,
+  type ChunkedResult,
+  type ChunkOptions,
+  type Sha256,
+  createSha256,
+  base64,
+  hex,
+  digestHeaderValue,
+  ChunkVerifier,
+  ChunkDigest,
+  byteChunks,
+  rechunk,
+  ChunkedUpload,
+  chunkedUploadReader,
+  chunkedDownload,
+} from "./chunked.js";
 export type { ClientCall, ClientReply, ClientNext, ClientInterceptor, ServerNext, ServerInterceptor } from "./interceptors.js";
 export { RequestContext } from "./context.js";
 export { replyFromMessage } from "./request.js";
@@ -89,6 +141,7 @@ export {
   type RetryEvent,
   Client,
   type StreamCallOptions,
+  type ChunkedCallOptions,
   type ResponseStream,
   type RequestStream,
   type BidiStream,
@@ -145,6 +198,7 @@ export {
   type StreamTiming,
 } from "./stream-wire.js";
 export type { ServerStreamHandler, ClientStreamHandler, BidiStreamHandler, StreamHandler } from "./server-stream.js";
+export { requestEndHeaders } from "./stream-link.js";
 export {
   DEFAULT_QUEUE_GROUP,
   DEFAULT_MAX_CONCURRENCY,

@@ -38,6 +38,15 @@ export type ServiceEvent = EventSource &
     | { readonly event: "handler_panicked"; readonly level: "error"; readonly panic: string }
     | { readonly event: "reply_refused"; readonly level: "warn"; readonly reply: string; readonly reason: string }
     | { readonly event: "discovery_failed"; readonly level: "warn"; readonly error: string }
+    | {
+        readonly event: "persist_failed";
+        /** `warn` for a best-effort write (the reply stood), `error` for a required one (the caller got the error). */
+        readonly level: "warn" | "error";
+        readonly bucket: string;
+        /** The key or object name; empty when it could not be rendered. */
+        readonly key: string;
+        readonly error: string;
+      }
   );
 
 /** The name of a {@link ServiceEvent}. */

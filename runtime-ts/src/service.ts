@@ -23,7 +23,7 @@ import { codec } from "./codec.js";
 import { type EndpointInfo, endpointMetadata, type MethodSpec, serviceRpcs, type ServiceSpec } from "./spec.js";
 import { chain, type ServerInterceptor, type ServerNext } from "./interceptors.js";
 import { now } from "./clock.js";
-import { expire, replyHeaders, RequestContext } from "./context.js";
+import { expire, replyHeaders, RequestContext, streamContexts } from "./context.js";
 import { refusedReply, type ReplyPolicy } from "./reply-policy.js";
 import type { Identity, InfoResponse, PingResponse, StatsResponse } from "./discovery.js";
 import { type Arrival, Endpoint, type EndpointLimits, type Outcome, type Respond, type Serving, type StreamServing } from "./endpoint.js";
@@ -39,6 +39,8 @@ import {
   type StreamTiming,
 } from "./stream-wire.js";
 import { decodedMessages, StreamLink } from "./stream-link.js";
+import type { JetStreamOptions } from "@nats-io/jetstream";
+import { KV_REVISION_HEADER, type MethodPersistence, type PersistFailure, ServicePersistence } from "./store.js";
 import { streamEnd, type StreamHandler } from "./server-stream.js";
 import {
   consoleLogger,
@@ -125,7 +127,7 @@ export interface ServiceOptions {
   /**
    * Receives the events of PROTOCOL §11.4 (malformed, dropped, shed and
    * refused requests, uncoded handler failures and exceptions, failed
-   * discovery replies) with their fields, and other warnings. Defaults to
+   * discovery replies, failed persistence writes) with their fields, and other warnings. Defaults to
    * {@link consoleLogger}.
    */
   logger?: Logger;
@@ -135,6 +137,12 @@ export interface ServiceOptions {
    * Off by default, and then costs nothing per request.
    */
   telemetry?: Telemetry;
+  /**
+   * JetStream settings (domain, API prefix, timeout) of the buckets the
+   * service's `kv_store` and `object_store` RPCs write (PROTOCOL §12); the
+   * timeout defaults to the connection's.
+   */
+  jetStream?: JetStreamOptions;
 }
 
 /** What a handler returns: the response message (or its init shape), possibly as a promise. */
@@ -214,7 +222,12 @@ export class Service {
     const prefix = options.subjectPrefix ?? spec.subjectPrefix;
     const logger = options.logger ?? consoleLogger;
     const interceptors = options.interceptors ?? [];
-    const chainedCall = (key: string, method: MethodSpec): Serve => {
+    // The buckets of the persisting RPCs, before anything is served (PROTOCOL §12.2).
+    const persistence = await ServicePersistence.start(nc, spec, {
+      ...(options.jetStream !== undefined && { jetStream: options.jetStream }),
+      exposeInternalErrors: options.exposeInternalErrors ?? false,
+    });
+    const chainedCall = (key: string, method: MethodSpec, persist: MethodPersistence | undefined): Serve => {
       const requests = codec(method.input, spec.json);
       const responses = codec(method.output, spec.json);
       const handler = handlers[key as keyof ServiceHandlers<S>] as unknown as (request: unknown, ctx: RequestContext) => unknown;
@@ -227,8 +240,21 @@ export class Service {
           logger.event({ ...service.#source(ctx.endpoint, ctx.subject), event: "request_malformed", level: "warn", error: describe(err) });
           throw malformedRequest(ctx.method, `malformed request for ${ctx.method}`, err);
         }
+        if (persist !== undefined) {
+          return persisted(persist, request, ctx);
+        }
         const response = handler.call(handlers, request, ctx);
         return isPromiseLike(response) ? Promise.resolve(response).then(encode) : encode(response);
+      };
+      /** The handler between the persistence's two steps: the write after it succeeded, before the reply (PROTOCOL §12.2). */
+      const persisted = async (writer: MethodPersistence, request: MessageShape<DescMessage>, ctx: RequestContext): Promise<Uint8Array> => {
+        const pending = await writer.before(request, ctx.headers);
+        const body = encode(await handler.call(handlers, request, ctx));
+        const revision = await writer.after(pending, body);
+        if (revision !== undefined) {
+          ctx.setResponseHeader(KV_REVISION_HEADER, String(revision));
+        }
+        return body;
       };
       // Interceptors await `next`, so behind them the handler's answer is always a promise.
       return interceptors.length === 0 ? call : chain(interceptors, async (ctx, payload) => call(ctx, payload));
@@ -270,10 +296,24 @@ export class Service {
         pendingMsgLimit: Math.max(0, options.pendingMsgLimit ?? method.pendingMsgLimit ?? DEFAULT_PENDING_MSG_LIMIT),
         pendingBytesLimit: options.pendingBytesLimit ?? method.pendingBytesLimit,
       };
-      const run = stream === undefined ? chainedCall(key, method) : undefined;
+      /** A failed write: logged as `persist_failed` and counted in the endpoint's STATS (PROTOCOL §12.2). */
+      const persistFailed = (failure: PersistFailure) => {
+        endpoint.persistFailures += 1;
+        logger.event({
+          ...service.#source(info.name, info.subject),
+          event: "persist_failed",
+          level: failure.required ? "error" : "warn",
+          bucket: failure.bucket,
+          key: failure.key,
+          error: failure.detail ?? failure.error.message,
+        });
+      };
+      const persist = stream === undefined ? persistence?.method(method, persistFailed) : undefined;
+      const run = stream === undefined ? chainedCall(key, method, persist) : undefined;
       const endpoint: Endpoint = new Endpoint(info, serving, limits, (arrival, done) =>
         run === undefined ? service.#handleStream(endpoint, arrival, done) : service.#handle(endpoint, run, arrival, done),
       );
+      endpoint.persists = persist !== undefined;
       service.#endpoints.push(endpoint);
     }
     service.#ownSubjects = service.#endpoints.map((e) => e.info.subject);
@@ -580,6 +620,7 @@ export class Service {
       ...(left !== undefined && { deadline: Date.now() + left }),
       stream: serving.spec.kind,
     });
+    streamContexts.set(ctx, { responses: serving.responses, maxPayload: () => this.#nc.info?.max_payload });
     endpoint.running.add(stop);
     if (left !== undefined) {
       timer = setTimeout(() => {

@@ -1,6 +1,7 @@
 /** What the generator knows about a service: its RPCs, unary and streaming, and their endpoints. */
 
 import type { DescMessage } from "@bufbuild/protobuf";
+import type { KeyTemplateSpec } from "./store-key.js";
 
 /** One unary RPC, as the proto declares it. */
 export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage> {
@@ -26,6 +27,73 @@ export interface MethodSpec<I extends DescMessage = DescMessage, O extends DescM
   readonly pendingMsgLimit?: number;
   /** Bytes of requests that may wait likewise. */
   readonly pendingBytesLimit?: number;
+  /** `(natsmicro.kv_store)`: the response is kept in a key-value bucket (PROTOCOL §12.2). */
+  readonly kvStore?: KvStoreSpec;
+  /** `(natsmicro.object_store)`: the response is kept in an object store (PROTOCOL §12.3). */
+  readonly objectStore?: ObjectStoreSpec;
+}
+
+/** A key-value bucket and the settings it is created with (PROTOCOL §12.2). Durations in milliseconds. */
+export interface KvBucketSpec {
+  /** Bucket name (`[A-Za-z0-9_-]+`). */
+  readonly name: string;
+  readonly description: string;
+  /** Revisions kept per key, 1 to 64. */
+  readonly history: number;
+  /** Maximum age of entries. */
+  readonly ttl?: number;
+  /** S2 compression of the bucket's stream. */
+  readonly compression: boolean;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** TTL of the markers the server leaves when a key expires or is purged (enables per-key TTLs). */
+  readonly limitMarkerTtl?: number;
+}
+
+/** How a server writes a response to its key. */
+export type KvWriteMode = "lastWriteWins" | "compareAndSet" | "createOnly";
+
+/** What a failed write does to the call: the reply stands (`bestEffort`) or the caller gets the error (`required`). */
+export type PersistFailurePolicy = "bestEffort" | "required";
+
+/** `(natsmicro.kv_store)` of a unary RPC. Durations in milliseconds. */
+export interface KvStoreSpec {
+  readonly bucket: KvBucketSpec;
+  /** How the key is built from the request. */
+  readonly key: KeyTemplateSpec;
+  /** TTL of each written key. */
+  readonly keyTtl?: number;
+  /** TTL of the marker a purge leaves. */
+  readonly purgeTtl?: number;
+  /** Only client helpers: the server never writes. */
+  readonly clientOnly: boolean;
+  readonly writeMode: KvWriteMode;
+  readonly failurePolicy: PersistFailurePolicy;
+}
+
+/** An object store bucket and the settings it is created with (PROTOCOL §12.3). Durations in milliseconds. */
+export interface ObjectBucketSpec {
+  readonly name: string;
+  readonly description: string;
+  /** Maximum age of objects. */
+  readonly ttl?: number;
+  readonly compression: boolean;
+}
+
+/** `(natsmicro.object_store)` of a unary RPC. */
+export interface ObjectStoreSpec {
+  readonly bucket: ObjectBucketSpec;
+  /** How the object name is built from the request. */
+  readonly key: KeyTemplateSpec;
+  /** Only client helpers: the server never writes. */
+  readonly clientOnly: boolean;
+}
+
+/** `(natsmicro.chunked_io)` of a client-streaming (upload) or server-streaming (download) RPC (PROTOCOL §12.5). */
+export interface ChunkedSpec {
+  /** Proto name of the streamed message's only field, a singular `bytes`. */
+  readonly field: string;
+  /** Bytes per chunk when the caller sets none. */
+  readonly chunkSize: number;
 }
 
 /** A service, as the proto declares it. Every value can be overridden at run time. */
@@ -71,6 +139,8 @@ export interface StreamMethodSpec<I extends DescMessage = DescMessage, O extends
   readonly kind: K;
   /** The flow-control window from `(natsmicro.stream)` max_inflight. */
   readonly window?: number;
+  /** `(natsmicro.chunked_io)`: the stream carries one payload in chunks. */
+  readonly chunked?: ChunkedSpec;
 }
 
 /** The endpoint metadata key that marks a streaming endpoint in ADR-32 INFO (PROTOCOL §9). */

@@ -407,19 +407,49 @@ export class StreamLink {
   }
 }
 
-/** The data messages of a link as decoded values, until the peer's end. A message that does not decode fails the stream with INVALID_ARGUMENT through `malformed`. */
-export async function* decodedMessages<T>(link: StreamLink, decode: (data: Uint8Array) => T, malformed: (error: NatsMicroError) => never): AsyncGenerator<T> {
-  for (;;) {
-    const { message, end } = await link.next();
-    if (end) {
-      return;
+/** The caller's end headers of each request stream a handler was given, once the end arrived. */
+const endHeaders = new WeakMap<object, MsgHdrs>();
+
+/**
+ * The headers the caller sent on its half-close (its end message) of a
+ * request stream a client-streaming or bidirectional handler was given,
+ * once the stream reached its end (`undefined` before, or when there were
+ * none). A chunked upload's size and digest travel there (PROTOCOL §12.5).
+ *
+ * ```ts
+ * async sum(requests, ctx) {
+ *   let total = 0n;
+ *   for await (const n of requests) total += n.value;
+ *   const tag = requestEndHeaders(requests)?.get("X-Tag");
+ *   return { value: total };
+ * }
+ * ```
+ */
+export function requestEndHeaders(requests: AsyncIterable<unknown>): MsgHdrs | undefined {
+  return endHeaders.get(requests);
+}
+
+/** The data messages of a link as decoded values, until the peer's end (whose headers {@link requestEndHeaders} then gives). A message that does not decode fails the stream with INVALID_ARGUMENT through `malformed`. */
+export function decodedMessages<T>(link: StreamLink, decode: (data: Uint8Array) => T, malformed: (error: NatsMicroError) => never): AsyncGenerator<T> {
+  // Assigned before the generator's body first runs (on the first `next`).
+  let messages: AsyncGenerator<T> | undefined;
+  messages = (async function* () {
+    for (;;) {
+      const { message, end } = await link.next();
+      if (end) {
+        if (message.headers !== undefined && messages !== undefined) {
+          endHeaders.set(messages, message.headers);
+        }
+        return;
+      }
+      let value: T;
+      try {
+        value = decode(message.data);
+      } catch (err) {
+        malformed(malformedRequest("", "malformed stream message", err));
+      }
+      yield value;
     }
-    let value: T;
-    try {
-      value = decode(message.data);
-    } catch (err) {
-      malformed(malformedRequest("", "malformed stream message", err));
-    }
-    yield value;
-  }
+  })();
+  return messages;
 }

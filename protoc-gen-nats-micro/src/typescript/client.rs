@@ -79,6 +79,8 @@ impl ServiceWriter<'_> {
             self.out.line(format!("    return this.#client.{call};"));
             self.out.line("  }");
         }
+        self.client_chunked();
+        self.client_store_handles();
         self.out.line("}");
     }
 }

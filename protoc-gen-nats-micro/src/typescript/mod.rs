@@ -17,6 +17,7 @@ mod errors;
 pub mod names;
 mod server;
 mod spec;
+mod store;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

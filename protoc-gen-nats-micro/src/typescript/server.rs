@@ -19,7 +19,10 @@ impl ServiceWriter<'_> {
         self.out.doc("", &doc);
         self.out.line(format!("export interface {} {{", n.interface));
         for m in &s.methods {
-            let subject = format!("Endpoint `{}` on subject `{}` (by default).", m.endpoint, m.subject);
+            let mut subject = format!("Endpoint `{}` on subject `{}` (by default).", m.endpoint, m.subject);
+            if let Some(note) = self.store_note(m, None) {
+                subject = format!("{note} {subject}");
+            }
             self.out.doc("  ", &Self::method_doc(m, subject));
             // In an interface a bare `new(...)` would declare a constructor.
             let name = method_name(&m.proto_name, &[]);
@@ -37,10 +40,13 @@ impl ServiceWriter<'_> {
                 StreamKind::Client => "Reads the requests and returns the response",
                 StreamKind::Bidirectional => "Reads the requests and produces the responses (typically an `async function*`)",
             };
-            let subject = format!(
+            let mut subject = format!(
                 "{shape}; `ctx.signal` aborts on the deadline, a caller cancel, a gone caller or the service's stop, and `ctx.setResponseHeader` sets trailing headers. Endpoint `{}` on subject `{}` (by default).",
                 m.endpoint, m.subject
             );
+            if let Some(note) = self.store_note(m, stream.chunked_io.as_ref().map(|c| (c, stream.kind))) {
+                subject = format!("{note} {subject}");
+            }
             self.out.doc("  ", &Self::method_doc(m, subject));
             let name = method_name(&m.proto_name, &[]);
             let name = if name == "new" { string_literal(&name) } else { name };

@@ -27,6 +27,7 @@ impl ServiceWriter<'_> {
         self.out.line("  methods: {");
         for m in &s.methods {
             self.method_spec(m);
+            self.store_spec(m);
             self.out.line("    },");
         }
         self.out.line("  },");
@@ -43,6 +44,7 @@ impl ServiceWriter<'_> {
                 if let Some(window) = stream.max_inflight {
                     self.out.line(format!("      window: {window},"));
                 }
+                self.chunked_spec(stream.chunked_io.as_ref());
                 self.out.line("    },");
             }
             self.out.line("  },");

@@ -33,6 +33,13 @@ export const KVStoreDemoServiceNatsSpec = {
       timeout: 5000,
       metadata: {},
       queueGroupDisabled: false,
+      kvStore: {
+        bucket: { name: "user_profiles", description: "", history: 1, compression: true, metadata: {} },
+        key: { text: "user.{id}", segments: ["user.", { placeholder: "id", path: ["id"], kind: "string" }] },
+        clientOnly: false,
+        writeMode: "compareAndSet",
+        failurePolicy: "required",
+      },
     },
     getProfile: {
       method: "GetProfile",
@@ -51,6 +58,11 @@ export const KVStoreDemoServiceNatsSpec = {
       timeout: 30000,
       metadata: {},
       queueGroupDisabled: false,
+      objectStore: {
+        bucket: { name: "reports", description: "", compression: true },
+        key: { text: "report.{id}", segments: ["report.", { placeholder: "id", path: ["id"], kind: "string" }] },
+        clientOnly: false,
+      },
     },
   },
 } satisfies runtime.ServiceSpec;
@@ -71,7 +83,9 @@ export interface IKVStoreDemoServiceNats {
    * Clients can later read the profile directly from the KV store
    * without making an RPC call via GetSaveProfileFromKV("user.{id}").
    *
-   * Endpoint `save_profile` on subject `api.v1.kvdemo.save_profile` (by default).
+   * The response is kept in key-value bucket `user_profiles` under `user.{id}` once this returns, before
+   * the reply: compare-and-set (ABORTED on a conflict); a failed write fails the call. Endpoint
+   * `save_profile` on subject `api.v1.kvdemo.save_profile` (by default).
    */
   saveProfile(request: pb.SaveProfileRequest, ctx: runtime.RequestContext): runtime.HandlerResult<typeof pb.ProfileResponseSchema>;
   /**
@@ -86,7 +100,9 @@ export interface IKVStoreDemoServiceNats {
    * without making an RPC call via
    * GetGenerateReportFromObjectStore("report.{id}").
    *
-   * Endpoint `generate_report` on subject `api.v1.kvdemo.generate_report` (by default).
+   * The response is kept in object store `reports` under `report.{id}` once this returns, before the
+   * reply (best effort). Endpoint `generate_report` on subject `api.v1.kvdemo.generate_report` (by
+   * default).
    */
   generateReport(request: pb.GenerateReportRequest, ctx: runtime.RequestContext): runtime.HandlerResult<typeof pb.ReportResponseSchema>;
 }
@@ -164,6 +180,25 @@ export class KVStoreDemoServiceNatsClient {
     options?: runtime.CallOptions,
   ): Promise<pb.ReportResponse> {
     return this.#client.unary(KVStoreDemoServiceNatsSpec.methods.generateReport, request, options);
+  }
+
+  /**
+   * The typed handle on key-value bucket `user_profiles` of `SaveProfile`: values are
+   * `kvstore_demo.v1.ProfileResponse`, keys `user.{id}` rendered from a request by `key(request)` or
+   * from its parts by `keyOf(parts)`. The service writes each successful response there before replying.
+   * Bound once per client; rejects with NOT_FOUND when the bucket does not exist.
+   */
+  saveProfileKv(): Promise<runtime.KvHandle<typeof pb.SaveProfileRequestSchema, typeof pb.ProfileResponseSchema>> {
+    return this.#client.kv(KVStoreDemoServiceNatsSpec.methods.saveProfile);
+  }
+
+  /**
+   * The typed handle on object store `reports` of `GenerateReport`: objects are
+   * `kvstore_demo.v1.ReportResponse`, named `report.{id}` (`key(request)`); reads check the SHA-256
+   * (DATA_LOSS when it does not match). Bound once per client.
+   */
+  generateReportObjects(): Promise<runtime.ObjectHandle<typeof pb.GenerateReportRequestSchema, typeof pb.ReportResponseSchema>> {
+    return this.#client.objects(KVStoreDemoServiceNatsSpec.methods.generateReport);
   }
 }
 
