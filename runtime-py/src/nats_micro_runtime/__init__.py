@@ -115,7 +115,43 @@ from ._codec import (
     decode_message,
     encode_message,
 )
+from ._keys import (
+    KeyField,
+    KeySegment,
+    KeyTemplate,
+    is_valid_key,
+    render_key,
+)
+from ._store import (
+    KV_REVISION_HEADER,
+    KvBucketSpec,
+    KvChange,
+    KvEntry,
+    KvHandle,
+    KvOperation,
+    KvStoreSpec,
+    KvWatch,
+    KvWriteMode,
+    ObjectBucketSpec,
+    ObjectHandle,
+    ObjectInfo,
+    ObjectStoreSpec,
+    PersistFailurePolicy,
+)
+from ._chunked import (
+    AsyncReader,
+    ByteSource,
+    ByteWriter,
+    CHUNKED_DIGEST_HEADER,
+    CHUNKED_SIZE_HEADER,
+    ChunkReader,
+    ChunkedBytes,
+    ChunkedTransfer,
+    DEFAULT_CHUNK_SIZE,
+    chunk_stream,
+)
 from ._spec import (
+    ChunkedSpec,
     EndpointSpec,
     ServiceSpec,
 )
@@ -188,6 +224,7 @@ from ._discovery import (
 )
 from ._service import (
     DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_JETSTREAM_TIMEOUT,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PENDING_LIMIT,
     DEFAULT_QUEUE_GROUP,
@@ -226,6 +263,7 @@ from ._guard import (
     MALFORMED_HEADER,
 )
 from ._guard import guard as _guard
+from ._chunked import chunks_of as _chunks_of
 
 connection_guard = _guard
 """``connection_guard(nc)``: what the runtime contained on a connection
@@ -254,7 +292,14 @@ def require_compatible(plugin_version: str, module: str) -> None:
         )
 
 
-__test__ = {"code_from_wire": code_from_wire, "code_to_wire": code_to_wire}
+__test__ = {
+    "code_from_wire": code_from_wire,
+    "code_to_wire": code_to_wire,
+    "render_key": render_key,
+    "is_valid_key": is_valid_key,
+    "KeyTemplate.filter": KeyTemplate.filter,
+    "chunks_of": _chunks_of,
+}
 """The examples in docstrings of the private modules, which ``doctest.testmod``
 on this package would not find by itself."""
 
@@ -264,13 +309,22 @@ __all__ = [
     "ATTEMPT_HEADER",
     "AbortedError",
     "AlreadyExistsError",
+    "AsyncReader",
     "BUILTIN_NUMBERS",
     "BidiStreamEndpoint",
+    "ByteSource",
+    "ByteWriter",
     "CANCELLED",
     "CANCEL_HEADER",
     "CANONICAL_CODES",
+    "CHUNKED_DIGEST_HEADER",
+    "CHUNKED_SIZE_HEADER",
     "CREDIT_HEADER",
     "CancelledError",
+    "ChunkReader",
+    "ChunkedBytes",
+    "ChunkedSpec",
+    "ChunkedTransfer",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
@@ -289,7 +343,9 @@ __all__ = [
     "ConnectionLostError",
     "DATA_LOSS",
     "DEADLINE_EXCEEDED",
+    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_JETSTREAM_TIMEOUT",
     "DEFAULT_KEEPALIVE_INTERVAL",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_PEER_TIMEOUT",
@@ -323,6 +379,18 @@ __all__ = [
     "INVALID_ARGUMENT",
     "InternalError",
     "InvalidArgumentError",
+    "KV_REVISION_HEADER",
+    "KeyField",
+    "KeySegment",
+    "KeyTemplate",
+    "KvBucketSpec",
+    "KvChange",
+    "KvEntry",
+    "KvHandle",
+    "KvOperation",
+    "KvStoreSpec",
+    "KvWatch",
+    "KvWriteMode",
     "Liveness",
     "MALFORMED_HEADER",
     "MAX_TIMEOUT_MICROS",
@@ -333,10 +401,15 @@ __all__ = [
     "NoRespondersError",
     "NotFoundError",
     "OUT_OF_RANGE",
+    "ObjectBucketSpec",
+    "ObjectHandle",
+    "ObjectInfo",
+    "ObjectStoreSpec",
     "OnRetry",
     "OutOfRangeError",
     "PERMISSION_DENIED",
     "PermissionDeniedError",
+    "PersistFailurePolicy",
     "REPLY_TO_HEADER",
     "RESERVED_REPLY_PREFIXES",
     "RESOURCE_EXHAUSTED",
@@ -388,6 +461,7 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "as_coded",
+    "chunk_stream",
     "classify",
     "code_from_wire",
     "code_to_wire",
@@ -405,7 +479,9 @@ __all__ = [
     "header_number",
     "is_retryable",
     "is_transient",
+    "is_valid_key",
     "parse_stream_number",
+    "render_key",
     "require_compatible",
     "retry",
     "retry_hint",
