@@ -95,7 +95,7 @@ impl ModuleWriter<'_> {
                 format!("request: {input}")
             };
             let window = format!("window: int = {}", stream.max_inflight.unwrap_or(64));
-            self.client_method(service, method, name, &parameter, &[window.clone()], &returns, &what, &call);
+            self.client_method(service, method, name, &parameter, std::slice::from_ref(&window), &returns, &what, &call);
         }
         for (method, handle) in service.methods.iter().zip(&names.store_handles) {
             if let Some(handle) = handle {
@@ -161,7 +161,12 @@ impl ModuleWriter<'_> {
             let returns = format!("nats_micro_runtime.Response[{}]", self.message_type(&method.output));
             let sources = [
                 ("data: bytes", "data", "send_chunks", "``data``"),
-                ("source: nats_micro_runtime.ByteSource", "source", "send_chunks", "``source`` (an async reader such as ``asyncio.StreamReader``, a file, or an (async) iterable of bytes)"),
+                (
+                    "source: nats_micro_runtime.ByteSource",
+                    "source",
+                    "send_chunks",
+                    "``source`` (an async reader such as ``asyncio.StreamReader``, a file, or an (async) iterable of bytes)",
+                ),
                 ("path: str | os.PathLike[str]", "path", "send_file", "the file at ``path``"),
             ];
             for ((parameter, argument, runtime, what), name) in sources.iter().zip(helpers) {
@@ -171,9 +176,8 @@ impl ModuleWriter<'_> {
                      ``chunk_size`` overrides the proto's chunk size.",
                     method.proto_name
                 );
-                let call = format!(
-                    "self._client.{runtime}({endpoint}, {argument}, {chunk}, {output}, chunk_size=chunk_size, {common})"
-                );
+                let call =
+                    format!("self._client.{runtime}({endpoint}, {argument}, {chunk}, {output}, chunk_size=chunk_size, {common})");
                 let extra = ["chunk_size: int | None = None".to_owned(), window.clone()];
                 self.client_method(service, method, name, parameter, &extra, &returns, &what, &call);
             }
@@ -205,7 +209,7 @@ impl ModuleWriter<'_> {
                     method.proto_name
                 );
                 let call = format!("self._client.{runtime}({endpoint}, request, {chunk}{argument}, {common})");
-                self.client_method(service, method, name, parameter, &[window.clone()], returns, &what, &call);
+                self.client_method(service, method, name, parameter, std::slice::from_ref(&window), returns, &what, &call);
             }
         }
     }

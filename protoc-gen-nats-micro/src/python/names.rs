@@ -230,8 +230,11 @@ impl ServiceNames {
             .map(|(m, name)| {
                 m.chunked_io.as_ref()?;
                 let base = name.trim_end_matches('_');
-                let suffixes =
-                    if m.kind.client_streams() { ["send_bytes", "send_reader", "send_file"] } else { ["receive_bytes", "receive_to_writer", "receive_to_file"] };
+                let suffixes = if m.kind.client_streams() {
+                    ["send_bytes", "send_reader", "send_file"]
+                } else {
+                    ["receive_bytes", "receive_to_writer", "receive_to_file"]
+                };
                 Some(suffixes.map(|suffix| methods.claim(format!("{base}_{suffix}"))))
             })
             .collect();

@@ -263,7 +263,6 @@ from ._guard import (
     MALFORMED_HEADER,
 )
 from ._guard import guard as _guard
-from ._chunked import chunks_of as _chunks_of
 
 connection_guard = _guard
 """``connection_guard(nc)``: what the runtime contained on a connection
@@ -298,7 +297,6 @@ __test__ = {
     "render_key": render_key,
     "is_valid_key": is_valid_key,
     "KeyTemplate.filter": KeyTemplate.filter,
-    "chunks_of": _chunks_of,
 }
 """The examples in docstrings of the private modules, which ``doctest.testmod``
 on this package would not find by itself."""

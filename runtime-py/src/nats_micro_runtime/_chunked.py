@@ -171,12 +171,8 @@ def check_chunk_size(
 
 async def chunks_of(source: ByteSource, chunk_size: int) -> AsyncIterator[bytes]:
     """``source`` cut into pieces of ``chunk_size`` bytes (the last one
-    shorter), holding at most one chunk and one piece of the source at a time.
-
-    >>> import asyncio
-    >>> async def pieces(): return [p async for p in chunks_of([b"abc", b"defg"], 3)]
-    >>> asyncio.run(pieces())
-    [b'abc', b'def', b'g']
+    shorter), holding at most one chunk and one piece of the source at a time:
+    ``[b"abc", b"defg"]`` in chunks of 3 gives ``b"abc"``, ``b"def"``, ``b"g"``.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         view = memoryview(source).cast("B")
