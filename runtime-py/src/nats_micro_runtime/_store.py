@@ -316,7 +316,7 @@ class _KvBucket:
             else:
                 msg = await self.js.get_msg(self.stream, subject=self.subject(key), direct=self.direct)
         except nats.js.errors.NotFoundError as err:
-            if err.err_code not in (None, 10037) and err.code != 404:
+            if err.err_code == 10059:  # the stream, not the message: the bucket is gone
                 raise
             return None
         headers = msg.headers or {}
@@ -595,14 +595,15 @@ class KvWatch(Generic[ResponseT]):
     async def __anext__(self) -> KvChange[ResponseT]:
         await self._start()
         while not self._done:
-            entry = await self._watcher._updates.get()
+            try:
+                entry = await self._watcher.__anext__()
+            except StopAsyncIteration:  # stopped
+                break
             if entry is None:  # nats-py's marker: everything current was delivered
                 if self._until_current:
                     await self.stop()
                     break
                 continue
-            if not isinstance(entry, KeyValue.Entry):  # stopped
-                break
             revision = int(entry.revision or 0)
             operation = {"DEL": KvOperation.DELETE, "PURGE": KvOperation.PURGE}.get(entry.operation or "", KvOperation.PUT)
             value = None
