@@ -66,8 +66,10 @@ async def generated(seed: int, size: int) -> AsyncIterator[bytes]:
 
 async def run(client: store.ProfileServiceClient, command: str, args: list[str]) -> dict[str, object]:
     if command == "kv-get":
-        kv = await client.save_profile_kv()
-        entry = await kv.get(args[0])
+        # snippet: python-kv-client
+        kv = await client.save_profile_kv()  # a typed handle on bucket "profiles"
+        entry = await kv.get(args[0])  # KvEntry[Profile] (value, revision, created) or None
+        # end snippet
         if entry is None:
             return {"found": False}
         profile = entry.value
