@@ -216,3 +216,40 @@ fn key_template(key: &KeyTemplate) -> String {
 fn attribute(value: &str, name: &str) -> String {
     if is_message_keyword(name) { format!("getattr({value}, {})", string_literal(name)) } else { format!("{value}.{name}") }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KeyEnum, KeyField};
+
+    fn field(placeholder: &str, kind: KeyKind, explicit_presence: bool) -> KeySegment {
+        let path = placeholder.split('.').map(str::to_owned).collect();
+        KeySegment::Field(KeyField { placeholder: placeholder.to_owned(), path, kind, explicit_presence })
+    }
+
+    #[test]
+    fn key_extractors_guard_every_message_on_the_path_and_presence() {
+        let kind = KeyKind::Enum(KeyEnum { full_name: "x.Kind".into(), values: vec![(0, "A".into()), (1, "B\"".into())] });
+        let key = KeyTemplate {
+            text: "{a.from}.{n}.{k}".into(),
+            segments: vec![
+                field("a.from", KeyKind::String, false),
+                KeySegment::Text(".".into()),
+                field("n", KeyKind::Integer, true),
+                KeySegment::Text(".".into()),
+                field("k", kind, false),
+            ],
+        };
+        let rendered = key_template(&key);
+        assert!(rendered.contains(r#"(getattr(request.a, "from") if request.HasField("a") else None)"#), "{rendered}");
+        assert!(rendered.contains(r#"(request.n if request.HasField("n") else None)"#), "{rendered}");
+        assert!(rendered.contains(r#"nats_micro_runtime.KeyField("k", {0: "A", 1: "B\""})"#), "{rendered}");
+        assert!(rendered.contains(", request.k)"), "{rendered}");
+    }
+
+    #[test]
+    fn a_single_placeholder_is_a_one_tuple() {
+        let key = KeyTemplate { text: "{id}".into(), segments: vec![field("id", KeyKind::String, false)] };
+        assert!(key_template(&key).contains("lambda request: (request.id,)"));
+    }
+}
