@@ -215,6 +215,9 @@ async def test_best_effort_keeps_the_reply_logs_and_counts_the_failure(
     assert (touched.data, touched.num_errors) == ({"shed": 0, "persist_failures": 1}, 0)
     document = next(e for e in service.stats_json()["endpoints"] if e["name"] == "touch_profile")
     assert document["data"] == {"shed": 0, "persist_failures": 1}
+    unkeyed, headers = await client.touch_profile(store_pb2.Profile(id="", name="no key"))
+    assert unkeyed.name == "no key" and rt.KV_REVISION_HEADER not in headers, "an unrenderable key does not fail a best-effort call"
+    assert stats(service, "touch_profile").data == {"shed": 0, "persist_failures": 2}
     assert stats(service, "save_profile").data == {"shed": 0, "persist_failures": 0}
     assert next(s for s in service.stats() if s.name == "upload").data == {"shed": 0}, "only persisting endpoints count writes"
 
@@ -596,7 +599,8 @@ class Corrupting(Recorder):
         return self._corrupted(request, ctx)
 
     async def _corrupted(self, request: store_pb2.DownloadRequest, ctx: rt.RequestContext) -> AsyncIterator[store_pb2.Chunk]:
-        async for chunk in rt.chunk_stream(ctx, pattern(request.seed, 0, request.size), store_pb2.Chunk):
+        chunk_size = 2 * MIB if request.fail_after == 3 else None  # over the default max_payload
+        async for chunk in rt.chunk_stream(ctx, pattern(request.seed, 0, request.size), store_pb2.Chunk, chunk_size=chunk_size):
             yield chunk
         if request.fail_after == 1:
             ctx.response_headers[rt.CHUNKED_DIGEST_HEADER] = "sha-256=" + base64.b64encode(hashlib.sha256(b"no").digest()).decode()
@@ -616,6 +620,9 @@ async def test_a_corrupted_transfer_is_data_loss_in_both_directions(js: Client, 
             with pytest.raises(store.ProfileServiceDataLossError):
                 await client.download_receive_to_file(store_pb2.DownloadRequest(size=300_000, seed=3, fail_after=corruption), target)
             assert not target.exists()
+        with pytest.raises(store.ProfileServiceInvalidArgumentError) as oversized:
+            await client.download_receive_bytes(store_pb2.DownloadRequest(size=1000, seed=3, fail_after=3))
+        assert "max_payload" in oversized.value.message
         unverified = await client.download_receive_bytes(store_pb2.DownloadRequest(size=1000, seed=3))
         assert (unverified.data, unverified.digest_verified) == (pattern(3, 0, 1000), False)
 
