@@ -233,6 +233,9 @@ impl<'a> ModuleWriter<'a> {
         if self.imports.iter().any(Import::needs_importlib) {
             self.line("import importlib");
         }
+        if file.services.iter().any(|s| s.streaming.iter().any(|m| m.chunked_io.is_some())) {
+            self.line("import os");
+        }
         if file.services.iter().any(|s| s.deprecated || generated_methods(s).any(|m| m.deprecated)) {
             self.line("import warnings");
         }

@@ -39,6 +39,7 @@ PROJECT_PROTOS = [
     "streams/v1/streams.proto",
     "chaos/v1/chaos.proto",
     "details/v1/details.proto",
+    "store/v1/store.proto",
 ]
 # Imported by the protos generated here; their _pb2 modules must exist for imports to resolve.
 SUPPORT_PROTOS = ["natsmicro/options.proto"]

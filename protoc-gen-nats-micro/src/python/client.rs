@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Method, Service, StreamKind};
+use crate::model::{Method, Service, StreamKind, StreamingMethod};
 
 use super::names::ServiceNames;
 use super::text::{comment_text, docstring, string_literal};
@@ -95,7 +95,122 @@ impl ModuleWriter<'_> {
                 format!("request: {input}")
             };
             let window = format!("window: int = {}", stream.max_inflight.unwrap_or(64));
-            self.client_method(service, method, name, &parameter, &[window], &returns, &what, &call);
+            self.client_method(service, method, name, &parameter, std::slice::from_ref(&window), &returns, &what, &call);
+        }
+        for (method, handle) in service.methods.iter().zip(&names.store_handles) {
+            if let Some(handle) = handle {
+                self.store_handle(service, method, handle);
+            }
+        }
+        for (stream, helpers) in service.streaming.iter().zip(&names.chunked) {
+            if let Some(helpers) = helpers {
+                self.chunked_helpers(service, stream, helpers);
+            }
+        }
+    }
+
+    /// `async def save_profile_kv(self) -> KvHandle[...]` (or `..._objects` for an object store).
+    fn store_handle(&mut self, service: &Service, method: &Method, name: &str) {
+        let (input, output) = (self.message_type(&method.input), self.message_type(&method.output));
+        let (class, opener, what) = if let Some(store) = &method.kv_store {
+            let created = if store.client_only { " (created with the proto's settings when missing)" } else { "" };
+            let what = format!(
+                "Opens a typed handle on the key-value bucket ``{}``{created}\n\
+                 where ``{}`` keeps its responses under ``{}``\n\
+                 (``nats_micro_runtime.KvHandle``: get, put, create, update, delete, purge, watch, keys).",
+                store.bucket.name, method.proto_name, store.key.text
+            );
+            ("KvHandle", "kv_store", what)
+        } else if let Some(store) = &method.object_store {
+            let created = if store.client_only { " (created with the proto's settings when missing)" } else { "" };
+            let what = format!(
+                "Opens a typed handle on the object store ``{}``{created}\n\
+                 where ``{}`` keeps its responses under ``{}``\n\
+                 (``nats_micro_runtime.ObjectHandle``: get with the digest verified, put, delete, info).",
+                store.bucket.name, method.proto_name, store.key.text
+            );
+            ("ObjectHandle", "object_store", what)
+        } else {
+            return;
+        };
+        self.line("");
+        self.line(&format!("    async def {name}(self) -> nats_micro_runtime.{class}[{input}, {output}]:"));
+        self.push(&docstring("        ", &method_doc(method, &what)));
+        if method.deprecated {
+            self.line(&format!(
+                "        warnings.warn({}, DeprecationWarning, stacklevel=2)",
+                string_literal(&format!("{}.{} is deprecated", service.full_name, method.proto_name))
+            ));
+        }
+        self.line(&format!(
+            "        return await self._client.{opener}({}, {}, {})",
+            string_literal(&method.endpoint),
+            self.message_value(&method.input),
+            self.message_value(&method.output)
+        ));
+    }
+
+    /// The three chunked-transfer helpers of a `chunked_io` stream (PROTOCOL §12.5).
+    fn chunked_helpers(&mut self, service: &Service, stream: &StreamingMethod, helpers: &[String; 3]) {
+        let method = &stream.method;
+        let endpoint = string_literal(&method.endpoint);
+        let window = format!("window: int = {}", stream.max_inflight.unwrap_or(64));
+        let common = "timeout=timeout, headers=headers, window=window";
+        if stream.kind.client_streams() {
+            let (chunk, output) = (self.message_value(&method.input), self.message_value(&method.output));
+            let returns = format!("nats_micro_runtime.Response[{}]", self.message_type(&method.output));
+            let sources = [
+                ("data: bytes", "data", "send_chunks", "``data``"),
+                (
+                    "source: nats_micro_runtime.ByteSource",
+                    "source",
+                    "send_chunks",
+                    "``source`` (an async reader such as ``asyncio.StreamReader``, a file, or an (async) iterable of bytes)",
+                ),
+                ("path: str | os.PathLike[str]", "path", "send_file", "the file at ``path``"),
+            ];
+            for ((parameter, argument, runtime, what), name) in sources.iter().zip(helpers) {
+                let what = format!(
+                    "Uploads {what} through ``{}`` in chunks (PROTOCOL §12.5),\n\
+                     read as they are sent, with the size and SHA-256 on the end; returns the response.\n\
+                     ``chunk_size`` overrides the proto's chunk size.",
+                    method.proto_name
+                );
+                let call =
+                    format!("self._client.{runtime}({endpoint}, {argument}, {chunk}, {output}, chunk_size=chunk_size, {common})");
+                let extra = ["chunk_size: int | None = None".to_owned(), window.clone()];
+                self.client_method(service, method, name, parameter, &extra, &returns, &what, &call);
+            }
+        } else {
+            let (input, chunk) = (self.message_type(&method.input), self.message_value(&method.output));
+            let sinks = [
+                (format!("request: {input}"), String::new(), "receive_bytes", "nats_micro_runtime.ChunkedBytes", "into memory"),
+                (
+                    format!("request: {input},\n        writer: nats_micro_runtime.ByteWriter"),
+                    ", writer".to_owned(),
+                    "receive_chunks",
+                    "nats_micro_runtime.ChunkedTransfer",
+                    "into ``writer`` (``write(data)``, awaited if a coroutine; ``drain()`` if it has one)",
+                ),
+                (
+                    format!("request: {input},\n        path: str | os.PathLike[str]"),
+                    ", path".to_owned(),
+                    "receive_file",
+                    "nats_micro_runtime.ChunkedTransfer",
+                    "into the file at ``path`` (a temporary file beside it, renamed once the\n\
+                     transfer is complete and checked, removed when it fails)",
+                ),
+            ];
+            for ((parameter, argument, runtime, returns, what), name) in sinks.iter().zip(helpers) {
+                let what = format!(
+                    "Downloads through ``{}`` in chunks (PROTOCOL §12.5)\n\
+                     {what};\n\
+                     the server's size and SHA-256 are checked at the end (``DATA_LOSS`` on a mismatch).",
+                    method.proto_name
+                );
+                let call = format!("self._client.{runtime}({endpoint}, request, {chunk}{argument}, {common})");
+                self.client_method(service, method, name, parameter, std::slice::from_ref(&window), returns, &what, &call);
+            }
         }
     }
 

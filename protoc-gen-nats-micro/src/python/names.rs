@@ -29,6 +29,7 @@ const RESERVED: &[&str] = &[
     "nats_micro_runtime",
     "warnings",
     "importlib",
+    "os",
     "Mapping",
     "Sequence",
     "Protocol",
@@ -187,6 +188,13 @@ pub struct ServiceNames {
     /// Python method names of the streaming RPCs, in the order of
     /// `Service::streaming`, distinct from `methods`.
     pub streams: Vec<String>,
+    /// Per unary RPC, the client's store handle opener (`save_profile_kv`,
+    /// `generate_report_objects`), for a method with `kv_store` or `object_store`.
+    pub store_handles: Vec<Option<String>>,
+    /// Per streaming RPC with `chunked_io`, the client's three helpers:
+    /// `upload_send_bytes`/`_send_reader`/`_send_file`, or
+    /// `download_receive_bytes`/`_receive_to_writer`/`_receive_to_file`.
+    pub chunked: Vec<Option<[String; 3]>>,
 }
 
 impl ServiceNames {
@@ -196,6 +204,40 @@ impl ServiceNames {
         // Methods live in the handler's and the client's namespace, where
         // `_client` is taken.
         let mut methods = Names::class(&["_client"]);
+        let rpc_names: Vec<String> = service.methods.iter().map(|m| methods.claim(method_name(&m.proto_name))).collect();
+        let stream_names: Vec<String> =
+            service.streaming.iter().map(|m| methods.claim(method_name(&m.method.proto_name))).collect();
+        // Helpers come after every RPC's name, so that a clash renames the helper, never an RPC.
+        let store_handles = service
+            .methods
+            .iter()
+            .zip(&rpc_names)
+            .map(|(m, name)| {
+                let suffix = if m.kv_store.is_some() {
+                    "kv"
+                } else if m.object_store.is_some() {
+                    "objects"
+                } else {
+                    return None;
+                };
+                Some(methods.claim(format!("{}_{suffix}", name.trim_end_matches('_'))))
+            })
+            .collect();
+        let chunked = service
+            .streaming
+            .iter()
+            .zip(&stream_names)
+            .map(|(m, name)| {
+                m.chunked_io.as_ref()?;
+                let base = name.trim_end_matches('_');
+                let suffixes = if m.kind.client_streams() {
+                    ["send_bytes", "send_reader", "send_file"]
+                } else {
+                    ["receive_bytes", "receive_to_writer", "receive_to_file"]
+                };
+                Some(suffixes.map(|suffix| methods.claim(format!("{base}_{suffix}"))))
+            })
+            .collect();
         ServiceNames {
             error: names.claim(format!("{class}Error")),
             client: names.claim(format!("{class}Client")),
@@ -203,8 +245,10 @@ impl ServiceNames {
             register: names.claim(format!("register_{snake}")),
             spec: names.claim(format!("_{}", snake.to_ascii_uppercase())),
             codes: Vec::new(),
-            methods: service.methods.iter().map(|m| methods.claim(method_name(&m.proto_name))).collect(),
-            streams: service.streaming.iter().map(|m| methods.claim(method_name(&m.method.proto_name))).collect(),
+            methods: rpc_names,
+            streams: stream_names,
+            store_handles,
+            chunked,
         }
     }
 

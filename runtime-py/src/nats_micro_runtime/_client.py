@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypedDict
+from typing import Any, Generic, NamedTuple, TypedDict, cast
 
 import nats.errors
 from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from ._breaker import CircuitBreaker
 from ._client_stream import RequestSource, ResponseStream, _OpenedStream, _StreamOutcome, _pump_requests
@@ -39,6 +43,18 @@ from ._observe import telemetry
 from ._reply_policy import valid_subject
 from ._retry import RetryBudget, RetryPolicy, _Plan, _run_attempts
 from ._spec import EndpointSpec, ServiceSpec
+from ._chunked import (
+    ByteSource,
+    ByteWriter,
+    ChunkedBytes,
+    ChunkedTransfer,
+    _Digest,
+    check_chunk_size,
+    chunk_field,
+    chunks_of,
+    write_to,
+)
+from ._store import KvHandle, ObjectHandle, open_kv, open_objects
 from ._stream_link import _StreamLink
 from ._streams import (
     CREDIT_HEADER,
@@ -51,7 +67,7 @@ from ._streams import (
     StreamTimings,
     classify,
 )
-from ._typevars import MessageT, T
+from ._typevars import MessageT, RequestT, ResponseT, T
 
 
 _DEFAULT_BUDGET = RetryBudget()
@@ -107,6 +123,8 @@ class ClientOptions(TypedDict, total=False):
     methods: Mapping[str, MethodOptions]
     """Settings of single methods, by endpoint name (``get_order``) or proto
     method name (``GetOrder``)."""
+    jetstream_timeout: float
+    """Seconds a request of the key-value and object store handles may take (default 5)."""
 
 
 _NO_METHOD_OPTIONS = MethodOptions()
@@ -145,8 +163,10 @@ class Client:
         retry_budget: RetryBudget | None = _DEFAULT_BUDGET,
         circuit_breaker: CircuitBreaker | None = None,
         methods: Mapping[str, MethodOptions] | None = None,
+        jetstream_timeout: float = 5.0,
     ) -> None:
         self._nc = nc
+        self._jetstream_timeout = jetstream_timeout
         self._stream_timings = stream_timings
         self._service = service
         self._errors = errors if isinstance(errors, ErrorTable) else ErrorTable(errors)
@@ -267,13 +287,16 @@ class Client:
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         window: int = DEFAULT_WINDOW,
+        trailers: Callable[[], Mapping[str, str]] | None = None,
     ) -> Response[MessageT]:
         """Calls a client-streaming RPC (PROTOCOL §9.3): sends ``requests`` as
         the server grants credit, then returns the server's one response.
-        Cancelling the awaiting task cancels the stream at the server."""
+        Cancelling the awaiting task cancels the stream at the server.
+        ``trailers``, called once the requests are exhausted, gives headers
+        for the half-close (the server reads them as ``requests.trailers``)."""
         spec = self._endpoint(endpoint)
         opened = await self._open_stream(spec, b"", response_type, timeout, headers, window, plain_is_result=True)
-        self._start_pump(spec, opened, requests)
+        self._start_pump(spec, opened, requests, trailers)
         try:
             try:
                 while await opened.within_deadline(opened.link.receive()) is not None:
@@ -308,10 +331,191 @@ class Client:
         self._start_pump(spec, opened, requests)
         return ResponseStream(opened)
 
-    def _start_pump(self, spec: EndpointSpec, opened: _OpenedStream[Any], requests: RequestSource[Message]) -> None:
+    def _start_pump(
+        self,
+        spec: EndpointSpec,
+        opened: _OpenedStream[Any],
+        requests: RequestSource[Message],
+        trailers: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         """Starts sending ``requests``; a failure of the stream stops it."""
         encode = functools.partial(self._encode_request, spec)
-        opened.pump = asyncio.get_running_loop().create_task(_pump_requests(opened.link, requests, encode))
+        opened.pump = asyncio.get_running_loop().create_task(_pump_requests(opened.link, requests, encode, trailers))
+
+    def _chunked(self, endpoint: str) -> tuple[EndpointSpec, int]:
+        spec = self._endpoint(endpoint)
+        if spec.chunked is None:
+            raise ConfigError(f"{self._service.proto_name}.{spec.method} has no chunked_io")
+        return spec, spec.chunked.chunk_size
+
+    async def send_chunks(
+        self,
+        endpoint: str,
+        source: ByteSource,
+        chunk_type: type[Message],
+        response_type: type[MessageT],
+        *,
+        chunk_size: int | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> Response[MessageT]:
+        """Uploads ``source`` over a client-streaming ``chunked_io`` RPC
+        (PROTOCOL §12.5): cut into chunks of ``chunk_size`` bytes (the
+        proto's by default) as it is read, the size and SHA-256 on the
+        half-close; returns the server's response. A chunk that would not
+        fit ``max_payload`` fails with ``INVALID_ARGUMENT`` before anything
+        is sent; a source that fails cancels the upload. Generated clients
+        offer it as ``<method>_send_bytes``, ``_send_reader`` and ``_send_file``."""
+        spec, default_size = self._chunked(endpoint)
+        size = chunk_size if chunk_size is not None else default_size
+        try:
+            check_chunk_size(size, chunk_type, self._service.json, self._nc.max_payload, spec.method)
+        except NatsMicroError as err:
+            raise self._service_error(err) from None
+        name = chunk_field(chunk_type)
+        digest = _Digest()
+
+        async def messages() -> AsyncIterator[Message]:
+            async for data in chunks_of(source, size):
+                digest.update(data)
+                message = chunk_type()
+                setattr(message, name, data)
+                yield message
+
+        return await self.client_stream(
+            endpoint, messages(), response_type, timeout=timeout, headers=headers, window=window, trailers=digest.trailers
+        )
+
+    async def send_file(
+        self,
+        endpoint: str,
+        path: str | os.PathLike[str],
+        chunk_type: type[Message],
+        response_type: type[MessageT],
+        *,
+        chunk_size: int | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> Response[MessageT]:
+        """:meth:`send_chunks` from the file at ``path``, read chunk by chunk."""
+        with open(path, "rb") as file:
+            return await self.send_chunks(
+                endpoint, file, chunk_type, response_type, chunk_size=chunk_size, timeout=timeout, headers=headers, window=window
+            )
+
+    async def receive_chunks(
+        self,
+        endpoint: str,
+        request: Message,
+        chunk_type: type[Message],
+        writer: ByteWriter,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ChunkedTransfer:
+        """Downloads over a server-streaming ``chunked_io`` RPC (PROTOCOL
+        §12.5) into ``writer`` (``write(data)``, awaited when it is a
+        coroutine, then ``drain()`` if it has one), chunk by chunk; at the
+        end checks the server's size and digest (``DATA_LOSS`` on a
+        mismatch). An interrupted stream raises its error. Generated clients
+        offer it as ``<method>_receive_bytes``, ``_receive_to_writer`` and
+        ``_receive_to_file``."""
+        spec, _ = self._chunked(endpoint)
+        name = chunk_field(chunk_type)
+        digest = _Digest()
+        stream = await self.server_stream(endpoint, request, chunk_type, timeout=timeout, headers=headers, window=window)
+        async with stream:
+            async for message in stream:
+                data = bytes(getattr(message, name))
+                digest.update(data)
+                await write_to(writer, data)
+        try:
+            return digest.verify(stream.trailers, spec.method)
+        except NatsMicroError as err:
+            raise self._service_error(err) from None
+
+    def _service_error(self, err: NatsMicroError) -> NatsMicroError:
+        """A runtime error as the service's error class of its code."""
+        return self._errors.error(err.code, err.method, err.message, err.data, err.headers)
+
+    async def receive_bytes(
+        self,
+        endpoint: str,
+        request: Message,
+        chunk_type: type[Message],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ChunkedBytes:
+        """:meth:`receive_chunks` into memory: the payload once it arrived whole and checked."""
+        buffer = bytearray()
+
+        class _Buffer:
+            def write(self, data: bytes) -> None:
+                buffer.extend(data)
+
+        done = await self.receive_chunks(endpoint, request, chunk_type, _Buffer(), timeout=timeout, headers=headers, window=window)
+        return ChunkedBytes(done.size, done.sha256, done.digest_verified, done.headers, bytes(buffer))
+
+    async def receive_file(
+        self,
+        endpoint: str,
+        request: Message,
+        chunk_type: type[Message],
+        path: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> ChunkedTransfer:
+        """:meth:`receive_chunks` into the file at ``path``: written to a
+        temporary file beside it, renamed over ``path`` only once the
+        transfer is complete and checked, removed when it fails."""
+        target = os.fspath(path)
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target) or ".", prefix=f".{os.path.basename(target)}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                done = await self.receive_chunks(endpoint, request, chunk_type, file, timeout=timeout, headers=headers, window=window)
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return done
+
+    def _jetstream(self) -> JetStreamContext:
+        return self._nc.jetstream(timeout=self._jetstream_timeout)
+
+    async def kv_store(
+        self, endpoint: str, request_type: type[RequestT], response_type: type[ResponseT]
+    ) -> KvHandle[RequestT, ResponseT]:
+        """A typed handle on the key-value bucket of ``endpoint``'s
+        ``kv_store`` (PROTOCOL §12.4), bound to the bucket (created with the
+        proto's settings for a ``client_only`` method). Generated clients
+        offer it as ``<method>_kv()``."""
+        spec = self._endpoint(endpoint)
+        if spec.kv_store is None:
+            raise ConfigError(f"{self._service.proto_name}.{spec.method} has no kv_store")
+        handle = await open_kv(self._jetstream(), spec.kv_store, spec.method, response_type, self._service.json, self._errors)
+        return cast("KvHandle[RequestT, ResponseT]", handle)
+
+    async def object_store(
+        self, endpoint: str, request_type: type[RequestT], response_type: type[ResponseT]
+    ) -> ObjectHandle[RequestT, ResponseT]:
+        """A typed handle on the object store of ``endpoint``'s
+        ``object_store`` (PROTOCOL §12.4). Generated clients offer it as
+        ``<method>_objects()``."""
+        spec = self._endpoint(endpoint)
+        if spec.object_store is None:
+            raise ConfigError(f"{self._service.proto_name}.{spec.method} has no object_store")
+        handle = await open_objects(
+            self._jetstream(), spec.object_store, spec.method, response_type, self._service.json, self._errors
+        )
+        return cast("ObjectHandle[RequestT, ResponseT]", handle)
 
     async def _open_stream(
         self,

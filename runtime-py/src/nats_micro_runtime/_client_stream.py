@@ -5,7 +5,7 @@ sends, and the stream's end handed to its client interceptors (§9.7).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic
 
 from google.protobuf.message import Message
@@ -218,10 +218,16 @@ class _StreamOutcome:
         return await asyncio.shield(self._chain)
 
 
-async def _pump_requests(link: _StreamLink[Any], requests: RequestSource[Message], encode: Callable[[Message], bytes]) -> None:
+async def _pump_requests(
+    link: _StreamLink[Any],
+    requests: RequestSource[Message],
+    encode: Callable[[Message], bytes],
+    trailers: Callable[[], Mapping[str, str]] | None = None,
+) -> None:
     """Sends the caller's requests as the server grants credit, then the
-    half-close; a failure (an iterable that raises, a message that does not
-    encode, a lost connection) fails the stream with that error."""
+    half-close with ``trailers()`` (called once the requests are exhausted)
+    as its headers; a failure (an iterable that raises, a message that does
+    not encode, a lost connection) fails the stream with that error."""
     try:
         if isinstance(requests, AsyncIterable):
             async for request in requests:
@@ -229,7 +235,8 @@ async def _pump_requests(link: _StreamLink[Any], requests: RequestSource[Message
         else:
             for request in requests:
                 await link.send(encode(request))
-        await link.publish({END_HEADER: "true"})
+        end = {**(trailers() if trailers is not None else {}), END_HEADER: "true"}
+        await link.publish(end)
     except asyncio.CancelledError:
         raise
     except Exception as err:

@@ -36,7 +36,9 @@ class EndpointStats:
     average_processing_time: int
     """Average handler time, in nanoseconds."""
     data: Mapping[str, Any] | None = None
-    """Endpoint-specific statistics (``{"shed": n}``: requests refused with a full backlog, §5)."""
+    """Endpoint-specific statistics (``{"shed": n}``: requests refused with a
+    full backlog, §5; with ``"persist_failures": n`` for an endpoint that
+    persists its responses, §12.2)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ADR-32 JSON form (no ``queue_group`` when disabled)."""

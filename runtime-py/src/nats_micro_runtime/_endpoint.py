@@ -13,8 +13,9 @@ from google.protobuf.message import Message
 
 from ._codec import decode_message, encode_message, failed_field
 from ._details import malformed_request_detail
-from ._errors import CodedServiceError, ErrorTable, InvalidArgumentError, NatsMicroError, ServiceError
+from ._errors import CodedServiceError, ConfigError, ErrorTable, InvalidArgumentError, NatsMicroError, ServiceError
 from ._headers import ATTEMPT_HEADER, decode_attempt
+from ._keys import KeyTemplate
 from ._stream_link import StreamErrors, _StreamLink
 from ._typevars import MessageT, RequestT, ResponseT
 
@@ -31,6 +32,18 @@ class RequestStream(Generic[MessageT]):
 
     def __aiter__(self) -> RequestStream[MessageT]:
         return self
+
+    @property
+    def method(self) -> str:
+        """The proto method the stream belongs to (``Upload``)."""
+        return self._link._method
+
+    @property
+    def trailers(self) -> dict[str, str]:
+        """The headers of the caller's end (its half-close), once iteration
+        ended; empty before, and for a caller that sent none."""
+        end = self._link.end
+        return dict(end.headers) if end is not None else {}
 
     async def __anext__(self) -> MessageT:
         message = await self._link.receive()
@@ -62,6 +75,11 @@ class RequestContext:
         self.response_headers: dict[str, str] = {}
         """Headers to send with the reply, success or error."""
         self._stream: _ServerStreamCall | None = None
+        self._store_key: tuple[KeyTemplate, bool] | None = None
+        """The key template of a persisting method, and whether it makes KV keys (PROTOCOL §12.1)."""
+        self._chunking: tuple[int, int, bool] | None = None
+        """A chunked stream's default chunk size, the connection's max_payload
+        and whether the service speaks JSON (PROTOCOL §12.5)."""
 
     @property
     def method(self) -> str:
@@ -105,6 +123,19 @@ class RequestContext:
         """Sets a header on the reply, success or error."""
         self.response_headers[name] = value
 
+    def store_key(self, request: Message) -> str:
+        """The key (``kv_store``) or object name (``object_store``) under
+        which this method's response to ``request`` is kept, rendered exactly
+        as the service renders it (PROTOCOL §12.1); ``INVALID_ARGUMENT``
+        (with a ``BadRequest``) when the request gives none::
+
+            session_key = ctx.store_key(request)   # "eu.7.n1.u2.s-3.f4.true.SESSION_KIND_WEB.x"
+        """
+        if self._store_key is None:
+            raise ConfigError(f"{self._method} has neither kv_store nor object_store")
+        template, kv = self._store_key
+        return template.render(request, kv=kv, method=self._method)
+
 
 ServerNext = Callable[[RequestContext, bytes], Awaitable[bytes]]
 """The rest of a server chain: further interceptors, then the handler."""
@@ -131,11 +162,18 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
 
     async def serve(self, ctx: RequestContext, payload: bytes, use_json: bool) -> bytes:
         """Serves one request body."""
+        return await self.respond(self.decode(ctx, payload, use_json), ctx, use_json)
+
+    def decode(self, ctx: RequestContext, payload: bytes, use_json: bool) -> RequestT:
+        """The request in ``payload``; a malformed one is ``INVALID_ARGUMENT`` with a ``BadRequest``."""
         try:
-            request = decode_message(payload, self._request_type, use_json)
+            return decode_message(payload, self._request_type, use_json)
         except ValueError as err:
             detail = malformed_request_detail(f"{self._request_type.DESCRIPTOR.full_name}: {err}", failed_field(str(err)))
             raise MalformedRequestError(ctx.method, f"malformed request for {ctx.method}: {err}", details=[detail]) from err
+
+    async def respond(self, request: RequestT, ctx: RequestContext, use_json: bool) -> bytes:
+        """Runs the handler on a decoded request and encodes its response."""
         response = await self._handler(request, ctx)
         return encode_message(response, use_json)
 

@@ -91,6 +91,7 @@ HANDLER_FAILED = "handler_failed"
 HANDLER_PANICKED = "handler_panicked"
 REPLY_REFUSED = "reply_refused"
 DISCOVERY_FAILED = "discovery_failed"
+PERSIST_FAILED = "persist_failed"
 REQUEST_FINISHED = "request_finished"
 """Not an event of §11.4: the per-request record (a span's fields), at debug level."""
 
@@ -102,15 +103,26 @@ _LEVELS = {
     HANDLER_PANICKED: logging.ERROR,
     REPLY_REFUSED: logging.WARNING,
     DISCOVERY_FAILED: logging.WARNING,
+    PERSIST_FAILED: logging.WARNING,
     REQUEST_FINISHED: logging.DEBUG,
 }
 
 
-def emit(event: str, service: str, endpoint: str, subject: str, exc_info: BaseException | None = None, **fields: Any) -> None:
-    """Logs ``event`` on the ``nats_micro_runtime`` logger at its level, the
+def emit(
+    event: str,
+    service: str,
+    endpoint: str,
+    subject: str,
+    exc_info: BaseException | None = None,
+    *,
+    level: int | None = None,
+    **fields: Any,
+) -> None:
+    """Logs ``event`` on the ``nats_micro_runtime`` logger at its level (or
+    ``level``: ``persist_failed`` is an error under ``REQUIRED``), the
     event's name as the message and every field in ``extra`` (``event``,
     ``service``, ``endpoint``, ``subject`` and the event's own)."""
-    level = _LEVELS[event]
+    level = _LEVELS[event] if level is None else level
     if _log.isEnabledFor(level):
         extra = {"event": event, "service": service, "endpoint": endpoint, "subject": subject, **fields}
         _log.log(level, event, extra=extra, exc_info=exc_info)

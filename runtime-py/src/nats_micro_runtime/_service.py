@@ -23,10 +23,11 @@ from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
 from ._codec import _decoder, decode_message, encode_message, failed_field
-from ._codes import CANCELLED, CodeFormat, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, code_to_wire
+from ._codes import CANCELLED, CodeFormat, INTERNAL, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE, code_to_wire
 from ._details import ERROR_DETAILS_HEADER, ERROR_DETAILS_MARKER, encode_error_body, malformed_request_detail
 from ._discovery import EndpointInfo, EndpointStats, STREAM_METADATA_KEY
 from ._endpoint import (
+    _CODED_ERRORS,
     ClientStreamEndpoint,
     MalformedRequestError,
     RequestContext,
@@ -61,6 +62,7 @@ from ._observe import (
     DISCOVERY_FAILED,
     HANDLER_FAILED,
     HANDLER_PANICKED,
+    PERSIST_FAILED,
     REPLY_REFUSED,
     REQUEST_MALFORMED,
     REQUEST_SHED,
@@ -70,6 +72,7 @@ from ._observe import (
 )
 from ._reply_policy import ReplyPolicy, valid_subject
 from ._spec import EndpointSpec, ServiceSpec
+from ._store import KV_REVISION_HEADER, _Failure, _Writer, open_writers
 from ._stream_link import _StreamLink
 from ._streams import (
     CREDIT_HEADER,
@@ -144,7 +147,13 @@ class ServiceOverrides(TypedDict, total=False):
     """Keepalive interval and peer timeout of streams (PROTOCOL §9.5)."""
     retry_after_hint: float
     """Seconds a shed request (backlog full) is told to wait, in its ``RetryInfo`` (default 0.1)."""
+    jetstream_timeout: float
+    """Seconds a JetStream request of the persistence (PROTOCOL §12) may take:
+    the set-up of buckets at registration and each write (default 5)."""
 
+
+DEFAULT_JETSTREAM_TIMEOUT = 5.0
+"""Seconds a JetStream request of the persistence may take unless ``jetstream_timeout`` says otherwise."""
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _SEMVER = re.compile(
@@ -235,6 +244,15 @@ class _Endpoint:
         self.last_error = ""
         self.processing_time = 0
         self.num_shed = 0
+        self._store_key = (
+            (spec.kv_store.key, True)
+            if spec.kv_store is not None
+            else (spec.object_store.key, False)
+            if spec.object_store is not None
+            else None
+        )
+        self.writers: list[_Writer] = []
+        """The endpoint's writes to JetStream (PROTOCOL §12.2, §12.3), set before it starts."""
 
     async def start(self) -> None:
         self._subscription = await self._settings.nc.subscribe(
@@ -274,7 +292,9 @@ class _Endpoint:
             self.last_error,
             self.processing_time,
             average,
-            {"shed": self.num_shed},
+            {"shed": self.num_shed, "persist_failures": sum(w.failures for w in self.writers)}
+            if self.writers
+            else {"shed": self.num_shed},
         )
 
     async def _on_message(self, msg: Msg) -> None:
@@ -321,9 +341,11 @@ class _Endpoint:
         self._queued_bytes += size
         self._spawn(self._serve_when_free(msg, received, size, record))
 
-    def _event(self, event: str, subject: str, exc_info: BaseException | None = None, **fields: object) -> None:
+    def _event(
+        self, event: str, subject: str, exc_info: BaseException | None = None, *, level: int | None = None, **fields: object
+    ) -> None:
         """Logs one of the events of PROTOCOL §11.4 about a request to this endpoint."""
-        emit(event, self._settings.service_name, self.info.name, subject, exc_info, **fields)
+        emit(event, self._settings.service_name, self.info.name, subject, exc_info, level=level, **fields)
 
     def _reply_target(self, msg: Msg) -> str:
         """Where answers go: the reply subject, or for a stream its ``Reply-To``
@@ -356,8 +378,50 @@ class _Endpoint:
 
     async def _call_handler(self, ctx: RequestContext, payload: bytes) -> bytes:
         if isinstance(self._handler, UnaryEndpoint):
+            if self.writers:
+                return await self._serve_persisting(self._handler, ctx, payload)
             return await self._handler.serve(ctx, payload, self._settings.use_json)
         return await self._run_stream(ctx)
+
+    async def _serve_persisting(self, handler: UnaryEndpoint[Any, Any], ctx: RequestContext, payload: bytes) -> bytes:
+        """A unary request whose response is kept in JetStream (PROTOCOL
+        §12.2, §12.3): the compare-and-set revision is read before the
+        handler, the response written after it and before the reply. A
+        failed write is logged (``persist_failed``) and counted; under
+        ``REQUIRED`` the caller gets its error instead of the response."""
+        use_json, method = self._settings.use_json, self._spec.method
+        request = handler.decode(ctx, payload, use_json)
+        states = [await writer.before(request, ctx.headers, method) for writer in self.writers]
+        body = await handler.respond(request, ctx, use_json)
+        for writer, state in zip(self.writers, states):
+            revision, failure, key = await writer.after(request, body, state, method)
+            if failure is None:
+                if revision is not None:
+                    ctx.set_response_header(KV_REVISION_HEADER, str(revision))
+                continue
+            writer.failures += 1
+            required = writer.required
+            self._event(
+                PERSIST_FAILED,
+                ctx.subject,
+                level=logging.ERROR if required else logging.WARNING,
+                bucket=writer.bucket,
+                key=key,
+                error=failure.message,
+            )
+            if required:
+                raise self._persist_error(failure)
+        return body
+
+    def _persist_error(self, failure: _Failure) -> NatsMicroError:
+        """The error a ``REQUIRED`` write that failed replies with: its code;
+        the text of an ``INTERNAL`` one only when internal errors are exposed."""
+        method = self._spec.method
+        if failure.error is not None:  # e.g. a key that cannot be rendered: INVALID_ARGUMENT with its BadRequest
+            return failure.error
+        if failure.code == INTERNAL and not self._settings.expose_internal_errors:
+            return InternalError(method, INTERNAL_MESSAGE)
+        return _CODED_ERRORS.error(failure.code, method, failure.message, b"", {})
 
     async def _serve(self, msg: Msg, received: tuple[int, float], record: RequestRecord | None) -> None:
         """One request, holding a permit it releases at the end: deadline
@@ -384,6 +448,7 @@ class _Endpoint:
                 await self._reply(msg, None, expired, {}, started_ns, record)
                 return
             ctx = RequestContext(self._spec.method, self.info.name, msg.subject, msg.headers, deadline)
+            ctx._store_key = self._store_key
             if record is not None and record.span is not None:
                 record.span.activate()
             if not isinstance(self._handler, UnaryEndpoint):
@@ -473,6 +538,8 @@ class _Endpoint:
             stop_handler,
         )
         ctx._stream = _ServerStreamCall(endpoint, request, link)
+        if self._spec.chunked is not None:
+            ctx._chunking = (self._spec.chunked.chunk_size, nc.max_payload, use_json)
         acked = False
         try:
             if msg.reply:
@@ -882,6 +949,7 @@ async def start_service(
         timeout = endpoint_timeouts.get(endpoint.endpoint, overrides.get("timeout", endpoint.timeout))
         endpoints.append(_Endpoint(info, endpoint, timeout, handlers[endpoint.endpoint], settings))
 
+    await _open_persistence(nc, spec, endpoints, overrides.get("jetstream_timeout", DEFAULT_JETSTREAM_TIMEOUT))
     service = Service(nc, name, version, overrides.get("description", spec.description), metadata, endpoints)
     service.drain_timeout = overrides.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT)
     watch = guard(nc)
@@ -891,3 +959,27 @@ async def start_service(
         await service.stop()
         raise
     return service
+
+
+async def _open_persistence(nc: NatsClient, spec: ServiceSpec, endpoints: Sequence[_Endpoint], timeout: float) -> None:
+    """Creates or updates the buckets of the persisting methods (PROTOCOL
+    §12.2, §12.3) and gives their endpoints their writes. JetStream that
+    does not answer within ``timeout`` fails the registration with
+    ``FAILED_PRECONDITION`` naming JetStream and the bucket."""
+    persisting = [
+        (endpoint, e)
+        for endpoint, e in zip(endpoints, spec.endpoints)
+        if (e.kv_store is not None and not e.kv_store.client_only)
+        or (e.object_store is not None and not e.object_store.client_only)
+    ]
+    if not persisting:
+        return
+    if not timeout > 0:
+        raise ConfigError(f"jetstream_timeout must be positive, not {timeout}")
+    js = nc.jetstream(timeout=timeout)
+    ready: set[str] = set()
+    for endpoint, endpoint_spec in persisting:
+        try:
+            endpoint.writers = await open_writers(js, endpoint_spec.kv_store, endpoint_spec.object_store, ready)
+        except _Failure as failure:
+            raise _CODED_ERRORS.error(failure.code, endpoint_spec.method, f"{spec.proto_name}: {failure.message}", b"", {}) from None

@@ -6,6 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
+from ._store import KvStoreSpec, ObjectStoreSpec
+
+
+@dataclass(frozen=True)
+class ChunkedSpec:
+    """A streaming RPC's ``(natsmicro.chunked_io)`` (PROTOCOL §12.5): the
+    streamed message's one ``bytes`` field and the default chunk size."""
+
+    field: str
+    """Proto name of the streamed message's only field."""
+    chunk_size: int = 64 * 1024
+    """Bytes per chunk when a transfer sets none."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,12 @@ class EndpointSpec:
     max_inflight: int | None = None
     """A stream endpoint's window: messages a receiver accepts ahead
     (``max_inflight`` of ``(natsmicro.stream)``; 64 without it)."""
+    kv_store: KvStoreSpec | None = None
+    """``(natsmicro.kv_store)``: the response is kept in a key-value bucket (PROTOCOL §12.2)."""
+    object_store: ObjectStoreSpec | None = None
+    """``(natsmicro.object_store)``: the response is kept in an object store (PROTOCOL §12.3)."""
+    chunked: ChunkedSpec | None = None
+    """``(natsmicro.chunked_io)``: the stream carries one payload in chunks (PROTOCOL §12.5)."""
 
 
 @dataclass(frozen=True)

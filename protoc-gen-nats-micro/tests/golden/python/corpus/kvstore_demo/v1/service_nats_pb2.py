@@ -118,6 +118,16 @@ _KV_STORE_DEMO_SERVICE = nats_micro_runtime.ServiceSpec(
             queue_group_disabled=False,
             pending_msg_limit=None,
             pending_bytes_limit=None,
+            kv_store=nats_micro_runtime.KvStoreSpec(
+                nats_micro_runtime.KvBucketSpec("user_profiles", compression=True),
+                nats_micro_runtime.KeyTemplate(
+                    "user.{id}",
+                    ("user.", nats_micro_runtime.KeyField("id")),
+                    lambda request: (request.id,),
+                ),
+                write_mode=nats_micro_runtime.KvWriteMode.COMPARE_AND_SET,
+                failure_policy=nats_micro_runtime.PersistFailurePolicy.REQUIRED,
+            ),
         ),
         nats_micro_runtime.EndpointSpec(
             method="GetProfile",
@@ -136,6 +146,14 @@ _KV_STORE_DEMO_SERVICE = nats_micro_runtime.ServiceSpec(
             queue_group_disabled=False,
             pending_msg_limit=None,
             pending_bytes_limit=None,
+            object_store=nats_micro_runtime.ObjectStoreSpec(
+                nats_micro_runtime.ObjectBucketSpec("reports", compression=True),
+                nats_micro_runtime.KeyTemplate(
+                    "report.{id}",
+                    ("report.", nats_micro_runtime.KeyField("id")),
+                    lambda request: (request.id,),
+                ),
+            ),
         ),
     ),
 )
@@ -272,3 +290,26 @@ class KVStoreDemoServiceClient:
         (else the client's policy) says; ``idempotent`` overrides whether it is safe to repeat.
         """
         return await self._client.unary("generate_report", request, service_pb2.ReportResponse, timeout=timeout, headers=headers, retry=retry, idempotent=idempotent)
+
+    async def save_profile_kv(self) -> nats_micro_runtime.KvHandle[service_pb2.SaveProfileRequest, service_pb2.ProfileResponse]:
+        """SaveProfile — persists user profile to a KV bucket after responding.
+        Clients can later read the profile directly from the KV store
+        without making an RPC call via GetSaveProfileFromKV("user.{id}").
+
+        Opens a typed handle on the key-value bucket ``user_profiles``
+        where ``SaveProfile`` keeps its responses under ``user.{id}``
+        (``nats_micro_runtime.KvHandle``: get, put, create, update, delete, purge, watch, keys).
+        """
+        return await self._client.kv_store("save_profile", service_pb2.SaveProfileRequest, service_pb2.ProfileResponse)
+
+    async def generate_report_objects(self) -> nats_micro_runtime.ObjectHandle[service_pb2.GenerateReportRequest, service_pb2.ReportResponse]:
+        """UploadReport — generates a report and persists it to the Object Store.
+        Clients can later read the report directly from the Object Store
+        without making an RPC call via
+        GetGenerateReportFromObjectStore("report.{id}").
+
+        Opens a typed handle on the object store ``reports``
+        where ``GenerateReport`` keeps its responses under ``report.{id}``
+        (``nats_micro_runtime.ObjectHandle``: get with the digest verified, put, delete, info).
+        """
+        return await self._client.object_store("generate_report", service_pb2.GenerateReportRequest, service_pb2.ReportResponse)
