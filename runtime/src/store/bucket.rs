@@ -49,7 +49,12 @@ pub(crate) async fn bounded<T>(
 pub(crate) fn jetstream_error(what: &str, err: &dyn std::fmt::Display) -> Error {
     let text = err.to_string();
     let lower = text.to_ascii_lowercase();
-    if lower.contains("no responders") || lower.contains("not enabled") || lower.contains("jetstream not") {
+    // async-nats words a JetStream request without responders "requested JetStream resource does not exist".
+    if lower.contains("no responders")
+        || lower.contains("not enabled")
+        || lower.contains("jetstream not")
+        || lower.contains("requested jetstream resource does not exist")
+    {
         Error::failed_precondition(format!("{what}: JetStream is not enabled on this server or account ({text})"))
     } else if lower.contains("timed out") || lower.contains("timeout") {
         Error::unavailable(format!("{what}: JetStream did not answer in time ({text})"))

@@ -284,44 +284,80 @@ pub enum TemplatePart {
     Field(&'static str),
 }
 
-/// Renders a template from named parts; a placeholder without a part is
-/// `wildcard` when given, else an error.
-pub(crate) fn render_parts(
-    template: &[TemplatePart],
-    parts: &[(&str, &str)],
-    wildcard: Option<&'static str>,
-) -> Result<String, KeyError> {
-    if let Some((unknown, _)) =
-        parts.iter().find(|(name, _)| !template.iter().any(|piece| matches!(piece, TemplatePart::Field(field) if field == name)))
-    {
-        return Err(KeyError::new(*unknown, "is not a placeholder of the key template"));
-    }
-    let mut pieces = Vec::with_capacity(template.len());
-    for piece in template {
-        pieces.push(match piece {
+/// Renders a template from named parts, every placeholder given.
+pub(crate) fn render_parts(template: &[TemplatePart], parts: &[(&str, &str)]) -> Result<String, KeyError> {
+    check_part_names(template, parts)?;
+    let pieces: Vec<KeyPart<'_>> = template
+        .iter()
+        .map(|piece| match piece {
             TemplatePart::Text(text) => KeyPart::Text(text),
             TemplatePart::Field(field) => match parts.iter().find(|(name, _)| name == field) {
                 Some((_, value)) => KeyPart::Field(field, KeyValue::Text(value)),
-                None => match wildcard {
-                    Some(wildcard) => KeyPart::Text(wildcard),
-                    None => KeyPart::Field(field, KeyValue::Missing),
-                },
+                None => KeyPart::Field(field, KeyValue::Missing),
             },
-        });
-    }
+        })
+        .collect();
     render_kv_key(&pieces)
 }
 
-/// Whether `key` matches a subject-style `pattern` (`*` is one token).
-pub(crate) fn matches_pattern(pattern: &str, key: &str) -> bool {
-    let (mut p, mut k) = (pattern.split('.'), key.split('.'));
-    loop {
-        match (p.next(), k.next()) {
-            (None, None) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
+fn check_part_names(template: &[TemplatePart], parts: &[(&str, &str)]) -> Result<(), KeyError> {
+    match parts
+        .iter()
+        .find(|(name, _)| !template.iter().any(|piece| matches!(piece, TemplatePart::Field(field) if field == name)))
+    {
+        Some((unknown, _)) => Err(KeyError::new(*unknown, "is not a placeholder of the key template")),
+        None => Ok(()),
+    }
+}
+
+/// The keys a template makes with some parts given: literal text and the
+/// given values, and any non-empty text for the other placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeyPattern(Vec<Option<String>>);
+
+impl KeyPattern {
+    /// The pattern of `template` with `parts` (each value checked as a key would be).
+    pub(crate) fn new(template: &[TemplatePart], parts: &[(&str, &str)]) -> Result<KeyPattern, KeyError> {
+        check_part_names(template, parts)?;
+        // The given values must be valid in a key: render with a stand-in for the others.
+        let pieces: Vec<KeyPart<'_>> = template
+            .iter()
+            .map(|piece| match piece {
+                TemplatePart::Text(text) => KeyPart::Text(text),
+                TemplatePart::Field(field) => {
+                    let value = parts.iter().find(|(name, _)| name == field).map_or("x", |(_, value)| value);
+                    KeyPart::Field(field, KeyValue::Text(value))
+                }
+            })
+            .collect();
+        render_kv_key(&pieces)?;
+        let mut pattern: Vec<Option<String>> = Vec::new();
+        for piece in template {
+            let literal = match piece {
+                TemplatePart::Text(text) => Some((*text).to_owned()),
+                TemplatePart::Field(field) => parts.iter().find(|(name, _)| name == field).map(|(_, value)| (*value).to_owned()),
+            };
+            match (literal, pattern.last_mut()) {
+                (Some(text), Some(Some(last))) => last.push_str(&text),
+                (literal, _) => pattern.push(literal),
+            }
         }
+        Ok(KeyPattern(pattern))
+    }
+
+    /// Whether `key` is one the pattern describes.
+    pub(crate) fn matches(&self, key: &str) -> bool {
+        fn matches_from(pattern: &[Option<String>], key: &str) -> bool {
+            match pattern.split_first() {
+                None => key.is_empty(),
+                Some((Some(text), rest)) => key.strip_prefix(text.as_str()).is_some_and(|key| matches_from(rest, key)),
+                // Any non-empty text: try every split (patterns are short).
+                Some((None, rest)) => {
+                    key.char_indices().skip(1).map(|(i, _)| i).chain([key.len()]).any(|i| i > 0 && matches_from(rest, &key[i..]))
+                }
+            }
+        }
+        matches_from(&self.0, key)
     }
 }
 
@@ -351,14 +387,17 @@ mod tests {
     }
 
     #[test]
-    fn parts_render_with_wildcards_and_patterns_match_by_token() {
-        let template = [TemplatePart::Text("user."), TemplatePart::Field("id"), TemplatePart::Text(".x")];
-        assert_eq!(render_parts(&template, &[], Some("*")).unwrap(), "user.*.x");
-        assert_eq!(render_parts(&template, &[("id", "7")], Some("*")).unwrap(), "user.7.x");
-        assert_eq!(render_parts(&template, &[("nope", "7")], Some("*")).unwrap_err().field(), "nope");
-        assert_eq!(render_parts(&template, &[], None).unwrap_err().field(), "id");
-        assert!(matches_pattern("user.*.x", "user.7.x"));
-        assert!(!matches_pattern("user.*.x", "user.7.8.x"));
-        assert!(!matches_pattern("user.*", "user.7.x"));
+    fn parts_render_and_patterns_match_what_the_template_makes() {
+        let template =
+            [TemplatePart::Text("user."), TemplatePart::Field("id"), TemplatePart::Text(".n"), TemplatePart::Field("n")];
+        assert_eq!(render_parts(&template, &[("id", "7"), ("n", "1")]).unwrap(), "user.7.n1");
+        assert_eq!(render_parts(&template, &[("nope", "7")]).unwrap_err().field(), "nope");
+        assert_eq!(render_parts(&template, &[("id", "7")]).unwrap_err().field(), "n");
+        let any = KeyPattern::new(&template, &[]).unwrap();
+        assert!(any.matches("user.7.n1") && any.matches("user.a.b.n22"));
+        assert!(!any.matches("user.7.x1") && !any.matches("user..n1") && !any.matches("user.7.n"));
+        let seven = KeyPattern::new(&template, &[("id", "7")]).unwrap();
+        assert!(seven.matches("user.7.n1") && !seven.matches("user.8.n1"));
+        assert_eq!(KeyPattern::new(&template, &[("id", "a b")]).unwrap_err().field(), "id");
     }
 }

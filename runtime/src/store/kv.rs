@@ -8,7 +8,7 @@ use async_nats::jetstream::kv::{Operation, Store};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
 use super::bucket::{self, Expect, KvBucket, WriteError};
-use super::key::{KeyFn, matches_pattern, render_parts};
+use super::key::{KeyFn, KeyPattern, render_parts};
 use super::spec::KvStoreSpec;
 use crate::code::Code;
 use crate::codec::Codec;
@@ -133,7 +133,7 @@ where
     /// The key from the template's parts, every placeholder given by its
     /// path: `key_from_parts(&[("id", "42")])` gives `user.42`.
     pub fn key_from_parts(&self, parts: &[(&str, &str)]) -> Result<String, E> {
-        render_parts(self.spec.template, parts, None).map_err(|err| E::from(err.into()))
+        render_parts(self.spec.template, parts).map_err(|err| E::from(err.into()))
     }
 
     /// The latest value of `key` with its revision, `None` when it holds none
@@ -214,14 +214,16 @@ where
     }
 
     /// The keys that hold a value and match the template with the given
-    /// parts (placeholder path and value) and any value (`*`, one token) for
-    /// the others: `keys(&[])` lists every key the template can make.
+    /// parts (placeholder path and value) and any value for the others:
+    /// `keys(&[])` lists every key of the bucket the template can make.
+    /// (The bucket's keys are listed and filtered here: JetStream filters by
+    /// whole tokens only, and a placeholder may be part of a token.)
     pub async fn keys(&self, parts: &[(&str, &str)]) -> Result<Vec<String>, E> {
-        let pattern = render_parts(self.spec.template, parts, Some("*")).map_err(|err| E::from(err.into()))?;
+        let pattern = KeyPattern::new(self.spec.template, parts).map_err(|err| E::from(err.into()))?;
         let what = format!("listing the keys of bucket {:?}", self.bucket());
         let keys = self.bucket.store.keys().await.map_err(|err| E::from(bucket::jetstream_error(&what, &err)))?;
         let mut keys: Vec<String> = keys
-            .try_filter(|key| std::future::ready(matches_pattern(&pattern, key)))
+            .try_filter(|key| std::future::ready(pattern.matches(key)))
             .try_collect()
             .await
             .map_err(|err| E::from(Error::unavailable(format!("{what}: {err}"))))?;

@@ -4,7 +4,9 @@ use std::marker::PhantomData;
 
 use async_nats::jetstream::object_store::{self, GetErrorKind, InfoErrorKind};
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::bucket;
 use super::key::KeyFn;
@@ -153,11 +155,25 @@ pub(crate) async fn read_object(store: &object_store::ObjectStore, name: &str) -
     };
     let expected = object.info().size;
     let mut body = Vec::with_capacity(expected);
-    if let Err(err) = object.read_to_end(&mut body).await {
-        return Err(match err.kind() {
-            std::io::ErrorKind::InvalidData => Error::data_loss(format!("{what}: its SHA-256 digest does not match ({err})")),
-            _ => bucket::jetstream_error(&what, &err),
-        });
+    // Read by hand: async-nats fills the buffer and then fails a read on a
+    // digest mismatch, which tokio's read helpers assert against.
+    let mut buffer = vec![0u8; 128 * 1024];
+    loop {
+        let mut read = ReadBuf::new(&mut buffer);
+        let polled = std::future::poll_fn(|cx| Pin::new(&mut object).poll_read(cx, &mut read)).await;
+        let filled = read.filled().len();
+        body.extend_from_slice(&buffer[..filled]);
+        match polled {
+            Ok(()) if filled == 0 => break,
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Error::data_loss(format!("{what}: its SHA-256 digest does not match ({err})")));
+            }
+            Err(err) => return Err(bucket::jetstream_error(&what, &err)),
+        }
+        if body.len() > expected {
+            return Err(Error::data_loss(format!("{what}: more than the {expected} bytes it should have")));
+        }
     }
     if body.len() != expected {
         return Err(Error::data_loss(format!("{what}: read {} bytes of the {expected} it should have", body.len())));
