@@ -476,7 +476,7 @@ async fn interrupted_transfers_fail_with_the_streams_error_and_leave_no_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cut.bin");
     let request = DownloadRequest { size: 5 * 1024 * 1024, seed: 2, fail_after: 1024 * 1024 };
-    let err = fx.client.download_chunked(request.clone()).receive_file(&path).await.expect_err("cut");
+    let err = fx.client.download_chunked(request).receive_file(&path).await.expect_err("cut");
     assert!(err.is_unavailable() && err.message() == "cut", "{err}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "neither the file nor its temporary file is left");
     let err = fx.client.download_chunked(request).receive_bytes().await.expect_err("cut");
