@@ -489,7 +489,7 @@ fn partial_path(path: &Path) -> PathBuf {
 /// `DATA_LOSS` on a mismatch instead of ending.
 ///
 /// ```no_run
-/// # async fn demo(mut upload: nats_micro_runtime::chunked::ChunkReceiver<()>) -> Result<(), nats_micro_runtime::Error> {
+/// # async fn demo(mut upload: nats_micro_runtime::chunked::ChunkReceiver<()>) -> Result<(), Box<dyn std::error::Error>> {
 /// let mut file = tokio::fs::File::create("/tmp/upload.bin").await?;
 /// let transfer = upload.write_to(&mut file).await?; // or: while let Some(chunk) = upload.chunk().await? { .. }
 /// assert!(transfer.digest_verified, "a Go-plugin client sends no digest");
@@ -616,7 +616,7 @@ pub fn error_from_io(err: &std::io::Error) -> Error {
 /// payload's size and digest on the stream's end.
 ///
 /// ```no_run
-/// # async fn demo(sender: nats_micro_runtime::chunked::ChunkSender<()>) -> Result<(), nats_micro_runtime::Error> {
+/// # async fn demo(sender: nats_micro_runtime::chunked::ChunkSender<()>) -> Result<(), Box<dyn std::error::Error>> {
 /// let file = tokio::fs::File::open("/var/reports/q1.pdf").await?;
 /// let transfer = sender.send_reader(file).await?;
 /// # let _ = transfer; Ok(()) }

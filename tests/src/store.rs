@@ -112,6 +112,7 @@ impl ProfileService for Profiles {
         Ok(Report { body: pattern(0, request.size as usize, 0), id: request.id })
     }
 
+    // snippet: rust-chunked-server
     async fn upload(
         &self,
         _ctx: RequestContext,
@@ -142,4 +143,5 @@ impl ProfileService for Profiles {
         store::download_chunks(&ctx, responses).send_stream(pieces).await?;
         Ok(())
     }
+    // end snippet
 }

@@ -105,6 +105,11 @@ async fn last_write_wins_keeps_the_reply_body_with_its_revision_and_history() {
     let versions: Vec<i64> = history.into_iter().map(|e| Profile::decode(e.unwrap().value).unwrap().version).collect();
     assert_eq!(versions, [3, 4, 5, 6, 7]);
 
+    // A value that does not decode as the response is DATA_LOSS.
+    profiles.store().put("user.garbage", Bytes::from_static(b"\xff\xff\xff")).await.unwrap();
+    let err = profiles.get("user.garbage").await.expect_err("undecodable");
+    assert!(err.is_data_loss(), "{err}");
+
     // The bucket was created with the proto's settings.
     let info = profiles.store().status().await.unwrap();
     let config = &info.info.config;
@@ -631,6 +636,47 @@ async fn uploads_check_the_senders_digest_and_accept_a_sender_without_one() {
     assert!(headers.get("Nats-Service-Error-Code").is_none(), "{headers:?}");
     assert_eq!(UploadResult::decode(body).unwrap().size, 11);
     drop(fx.server);
+}
+
+/// The README's examples, run.
+#[tokio::test]
+async fn readme_store_and_chunked_examples() -> Result<(), Box<dyn std::error::Error>> {
+    let fx = start().await;
+    let client = &fx.client;
+    client.generate_report(ReportRequest { id: "q1".into(), size: 1000 }).await?;
+    // snippet: rust-store-client
+    let saved = client.save_profile(Profile { id: "42".into(), name: "Ada".into(), ..Default::default() }).await?;
+    let written = saved.headers().get("Nats-Micro-KV-Revision"); // the revision the server wrote
+    let profiles = client.save_profile_kv().await?; // typed handle on bucket "profiles"
+    let key = profiles.key(&saved)?; // "user.42", rendered as the server renders it
+    let entry = profiles.get(&key).await?.expect("written before the reply");
+    let mut changes = profiles.watch(&key).await?; // puts, deletes and purges from now on
+    let renamed = Profile { name: "Ada L.".into(), ..entry.value.clone() };
+    profiles.update(&key, &renamed, entry.revision).await?; // ABORTED if someone wrote since
+    let all_42 = profiles.keys(&[("id", "42")]).await?; // keys from template parts, `*` for the rest
+    let reports = client.generate_report_objects().await?;
+    let report = reports.get("report q1.bin").await?; // size and SHA-256 checked: DATA_LOSS otherwise
+    // end snippet
+    assert_eq!(written.map(|v| v.as_str().parse::<u64>().unwrap()), Some(entry.revision));
+    assert!(matches!(changes.change().await, Some(Ok(KvChange::Put(e))) if e.value == renamed));
+    assert_eq!((all_42, report.map(|r| r.body.len())), (vec![key], Some(1000)));
+
+    let dir = std::env::temp_dir().join(format!("nats-micro-readme-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir)?;
+    let (path, target) = (dir.join("backup.bin"), dir.join("copy.bin"));
+    std::fs::write(&path, pattern(0, 200_000, 5))?;
+    // snippet: rust-chunked-client
+    let uploaded = client.upload_chunked().send_file(&path).await?; // or send_reader, send_bytes, send_stream
+    let transfer = client
+        .download_chunked(DownloadRequest { size: 200_000, seed: 5, fail_after: 0 })
+        .receive_file(&target) // a temporary file beside it, renamed once size and digest match
+        .await?;
+    assert!(transfer.digest_verified); // false from a Go-plugin server, which sends no digest
+    // end snippet
+    assert_eq!(uploaded.sha256, transfer.sha256_hex());
+    std::fs::remove_dir_all(&dir)?;
+    drop(fx.server);
+    Ok(())
 }
 
 #[test]
