@@ -9,9 +9,10 @@
 //! `bash scripts/bench` (quick, under a minute) or `bash scripts/bench --full`
 //! (writes BENCHMARKS.md); `bash scripts/bench --codegen` measures only the
 //! plugin (median of 5), `bash scripts/bench --streams [--full]` only the
-//! streams, `bash scripts/bench --tracing` the cost of the request spans.
+//! streams, `bash scripts/bench --chunked` only chunked transfer, `bash scripts/bench --tracing` the cost of the request spans.
 //! Nothing here asserts on timings.
 
+mod chunked;
 mod codegen;
 mod contenders;
 mod external;
@@ -168,6 +169,8 @@ pub struct Results {
     pub streams: Streams,
     /// The slow reader of a million messages (full runs).
     pub slow_reader: Option<streams::SlowReader>,
+    /// Chunked transfer, generated against raw (full runs).
+    pub chunked: Vec<chunked::ChunkedCell>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -212,6 +215,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", report::streams_table(&streams, slow.as_ref()).trim());
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("--chunked") {
+        // Only the chunked transfer table: `bench --chunked`.
+        let cells = runtime.block_on(chunked::measure())?;
+        println!("{}", chunked::table(&cells).trim());
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("--tracing") {
         // Only the cost of tracing on vs off: `bench --tracing`.
         let server = NatsServer::start();
@@ -250,9 +259,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None | Some("--quick") => QUICK,
         Some("--full") => FULL,
         Some(other) => {
-            return Err(
-                format!("unknown argument {other:?}; use --quick (default), --full, --streams, --tracing or --codegen").into()
-            );
+            return Err(format!(
+                "unknown argument {other:?}; use --quick (default), --full, --streams, --chunked, --tracing or --codegen"
+            )
+            .into());
         }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -265,6 +275,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = NatsServer::start();
     (results.streams, results.slow_reader) = runtime.block_on(measure_streams(&programs, &server.url(), plan.name == "full"))?;
     drop(server);
+    if plan.name == "full" {
+        results.chunked = runtime.block_on(chunked::measure())?;
+    }
     eprintln!("codegen: synthetic protos of {CODEGEN_SIZES:?} services");
     results.codegen = codegen::measure(&plugin, &root.join("proto"), &CODEGEN_SIZES, plan.codegen_repeats)?;
 

@@ -133,6 +133,9 @@ pub fn markdown(results: &Results, plan: Plan) -> String {
     out.push_str(&server_cost_table(results));
     out.push_str(&targets_table(results));
     out.push_str(&streams_table(&results.streams, results.slow_reader.as_ref()));
+    if !results.chunked.is_empty() {
+        out.push_str(&crate::chunked::table(&results.chunked));
+    }
     out.push_str(&codegen_table(&results.codegen, plan.codegen_repeats));
     // The analysis is prose kept beside the code (bench/notes.md), so a new run cannot lose it.
     if let Ok(notes) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/notes.md")) {

@@ -9,6 +9,7 @@ pub use async_nats;
 pub use bytes::Bytes;
 pub use prost;
 
+pub use crate::chunked::{ChunkField, ChunkReceiver, ChunkSender, ChunkedDownload, ChunkedUpload};
 pub use crate::client::{Client, IntoRequest, IntoStreamingRequest, MethodSpec, Request, Response};
 pub use crate::code::Code;
 pub use crate::codec::{Codec, Json, Protobuf};
@@ -17,11 +18,15 @@ pub use crate::error::{Error, ErrorKind, HandlerError, StartError};
 pub use crate::future::BoxFuture;
 pub use crate::interceptor::{ClientInterceptor, EndpointHandler};
 pub use crate::per_service::{
-    bidi_streaming_method, client_streaming_method, endpoint_infos, server_streaming_method, unary_method,
+    bidi_streaming_method, client_streaming_method, endpoint_infos, server_streaming_method, stored_unary_method, unary_method,
 };
 pub use crate::server::discovery::EndpointInfo;
 pub use crate::server::unary_handler;
 pub use crate::server::{Service, ServiceBuilder};
 pub use crate::spec::{EndpointSpec, ServiceSpec};
+pub use crate::store::{
+    FailurePolicy, KeyError, KeyPart, KeyValue, KvBucketSpec, KvStore, KvStoreSpec, ObjectBucketSpec, ObjectStore,
+    ObjectStoreSpec, StoreKeys, TemplatePart, WriteMode, render_kv_key, render_object_name,
+};
 pub use crate::stream::{DEFAULT_WINDOW, ResponseSender, StreamKind, Streaming};
 pub use crate::{service_client, service_error};

@@ -609,4 +609,24 @@ pub enum StartError {
     /// The discovery documents could not be encoded.
     #[error("encoding the service's discovery documents: {0}")]
     Discovery(#[from] serde_json::Error),
+    /// A bucket of a persisting method could not be created or updated
+    /// (PROTOCOL §12.2): `FAILED_PRECONDITION`, naming JetStream and the bucket.
+    #[error("{0}")]
+    Store(Error),
+}
+
+impl StartError {
+    /// The typed error, when the failure has one ([`StartError::Store`]).
+    ///
+    /// ```
+    /// use nats_micro_runtime::{Code, Error, StartError};
+    /// let err = StartError::Store(Error::failed_precondition("key-value bucket \"profiles\": JetStream is not enabled"));
+    /// assert_eq!(err.error().map(Error::code), Some(&Code::FailedPrecondition));
+    /// ```
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            StartError::Store(err) => Some(err),
+            _ => None,
+        }
+    }
 }

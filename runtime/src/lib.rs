@@ -14,6 +14,10 @@
 //!   ([`Streaming`], [`ResponseSender`]) with flow control;
 //! - [`interceptor`]: server and client interceptors;
 //! - [`rpc`]: the typed error details of `google.rpc` (PROTOCOL §4.1);
+//! - [`chunked`]: payloads larger than `max_payload` in chunks over a
+//!   stream, size and digest checked (PROTOCOL §12.5);
+//! - [`store`]: responses kept in JetStream key-value buckets and object
+//!   stores, with typed client handles (PROTOCOL §12.1–§12.4);
 //! - [`telemetry`]: spans, events and W3C trace context (PROTOCOL §11).
 //!
 //! Generated code reaches all of it through [`codegen`] only.
@@ -27,6 +31,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod chunked;
 mod client;
 mod code;
 mod codec;
@@ -42,6 +47,7 @@ pub mod rpc;
 mod server;
 mod spec;
 mod status_body;
+pub mod store;
 pub mod stream;
 pub mod telemetry;
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::codegen::{Client, Codec, EndpointHandler, EndpointInfo, EndpointSpec, Error, RequestContext};
 use crate::server::stream::{StreamCall, stream_handler};
+use crate::store::StoreKeys;
 use crate::stream::{ResponseSender, StreamKind, Streaming};
 
 /// The handler of one unary RPC of a service implementation `S`: decodes
@@ -40,6 +41,33 @@ where
 {
     let service = Arc::clone(service);
     crate::codegen::unary_handler::<C, Req, Resp, Error, _, _>(move |ctx, request| {
+        let response = call(Arc::clone(&service), ctx, request);
+        async move { response.await.map_err(|err| err.into().with_method(method)) }
+    })
+}
+
+/// [`unary_method`] for an RPC that persists its responses (`kv_store`,
+/// `object_store`; PROTOCOL §12): `spec` is its endpoint spec, which names
+/// the stores, and `keys` its key functions.
+pub fn stored_unary_method<C, S, Req, Resp, E, F, Fut>(
+    _codec: C,
+    method: &'static str,
+    service: &Arc<S>,
+    spec: &'static EndpointSpec,
+    keys: StoreKeys<Req>,
+    call: F,
+) -> Arc<dyn EndpointHandler>
+where
+    C: Codec<Req> + Codec<Resp>,
+    S: Send + Sync + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Into<Error> + Send + 'static,
+    F: Fn(Arc<S>, RequestContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+{
+    let service = Arc::clone(service);
+    crate::server::stored_unary_handler::<C, Req, Resp, Error, _, _>(spec, keys, move |ctx, request| {
         let response = call(Arc::clone(&service), ctx, request);
         async move { response.await.map_err(|err| err.into().with_method(method)) }
     })

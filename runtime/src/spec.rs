@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::client::MethodSpec;
+use crate::store::{KvStoreSpec, ObjectStoreSpec};
 use crate::stream::StreamKind;
 
 /// A service as the proto declares it. Every value can be overridden at run
@@ -47,6 +48,10 @@ pub struct EndpointSpec {
     pub window: u32,
     /// How the endpoint streams (`None`: unary).
     pub stream: Option<StreamKind>,
+    /// `(natsmicro.kv_store)`: the response is kept in a key-value bucket (PROTOCOL §12.2).
+    pub kv_store: Option<&'static KvStoreSpec>,
+    /// `(natsmicro.object_store)`: the response is kept in an object store (PROTOCOL §12.3).
+    pub object_store: Option<&'static ObjectStoreSpec>,
 }
 
 impl EndpointSpec {
@@ -73,7 +78,21 @@ impl EndpointSpec {
             pending_bytes_limit: None,
             window: crate::stream::DEFAULT_WINDOW,
             stream: None,
+            kv_store: None,
+            object_store: None,
         }
+    }
+
+    /// Keeps the endpoint's responses in a key-value bucket (PROTOCOL §12.2).
+    pub const fn with_kv_store(mut self, store: &'static KvStoreSpec) -> EndpointSpec {
+        self.kv_store = Some(store);
+        self
+    }
+
+    /// Keeps the endpoint's responses in an object store (PROTOCOL §12.3).
+    pub const fn with_object_store(mut self, store: &'static ObjectStoreSpec) -> EndpointSpec {
+        self.object_store = Some(store);
+        self
     }
 
     /// Marks a streaming endpoint.

@@ -378,6 +378,15 @@ pub(crate) mod event {
         tracing::warn!(target: super::EVENT_TARGET, service = at.service, endpoint = at.endpoint, subject = at.subject, reply, reason, "reply_refused");
     }
 
+    /// A `kv_store` or `object_store` write failed: warn when best effort, error when required.
+    pub(crate) fn persist_failed(at: At<'_>, bucket: &str, key: &str, error: &str, required: bool) {
+        if required {
+            tracing::error!(target: super::EVENT_TARGET, service = at.service, endpoint = at.endpoint, subject = at.subject, bucket, key, error, "persist_failed");
+        } else {
+            tracing::warn!(target: super::EVENT_TARGET, service = at.service, endpoint = at.endpoint, subject = at.subject, bucket, key, error, "persist_failed");
+        }
+    }
+
     pub(crate) fn discovery_failed(at: At<'_>, error: &dyn std::fmt::Display) {
         tracing::warn!(target: super::EVENT_TARGET, service = at.service, endpoint = at.endpoint, subject = at.subject, error = %error, "discovery_failed");
     }

@@ -136,6 +136,11 @@ pub mod chaos;
 /// nats-micro-tests --bin details_server`.
 pub mod details;
 
+/// The Rust ProfileService of `proto/store/v1` (persistence and chunked
+/// transfer, PROTOCOL §12), served by the store tests and by `cargo run -p
+/// nats-micro-tests --bin store_server`.
+pub mod store;
+
 /// The programs of every language the cross-language tests run.
 pub mod peers;
 

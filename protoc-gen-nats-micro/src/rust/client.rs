@@ -54,6 +54,7 @@ pub fn generate(items: &ServiceItems) -> TokenStream {
     });
     let deprecated = service.deprecated.then(|| quote! { #[deprecated] });
     let allow = items.allow_deprecated();
+    let store = super::store::client_methods(items);
     quote! {
         rt::service_client! {
             service #full_name; #deprecated client #client; codec #codec; error #error; spec SERVICE, ENDPOINTS;
@@ -62,6 +63,7 @@ pub fn generate(items: &ServiceItems) -> TokenStream {
         #allow
         impl #client {
             #(#methods)*
+            #store
         }
     }
 }

@@ -17,12 +17,13 @@ mod errors;
 mod names;
 mod server;
 mod spec;
+mod store;
 mod types;
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use crate::model::{File, Method, Service, StreamKind};
+use crate::model::{ChunkedIo, File, Method, Service, StreamKind};
 use names::{RpcNames, ident, module_names, rpc_names, type_name};
 
 /// The runtime path generated code uses unless configured otherwise.
@@ -181,6 +182,8 @@ struct Rpc<'a> {
     names: RpcNames,
     input: TokenStream,
     output: TokenStream,
+    /// `(natsmicro.chunked_io)` of a client- or server-streaming RPC.
+    chunked: Option<&'a ChunkedIo>,
 }
 
 impl<'a> ServiceItems<'a> {
@@ -195,6 +198,10 @@ impl<'a> ServiceItems<'a> {
                 names,
                 input: types::message_path(&rpc.method().input, &service.package, paths),
                 output: types::message_path(&rpc.method().output, &service.package, paths),
+                chunked: match rpc {
+                    crate::model::Rpc::Streaming(streaming) => streaming.chunked_io.as_ref(),
+                    crate::model::Rpc::Unary(_) => None,
+                },
             })
             .collect();
         ServiceItems {
@@ -219,7 +226,8 @@ impl<'a> ServiceItems<'a> {
 fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStream {
     let items = ServiceItems::new(service, paths);
     let runtime = &paths.runtime;
-    let spec = spec::generate(service);
+    let spec = spec::generate(&items);
+    let store = store::items(&items);
     let server_trait = server::generate_trait(&items);
     let registration = server::generate_registration(&items);
     let client = client::generate(&items);
@@ -234,6 +242,7 @@ fn service_module(service: &Service, module: &Ident, paths: &Paths) -> TokenStre
             use #runtime as rt;
 
             #spec
+            #store
             #server_trait
             #registration
             #client

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use heck::{ToSnakeCase, ToUpperCamelCase};
+use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Ident, Span};
 
 use crate::model::{CANONICAL_CODE_NAMES, Service};
@@ -205,28 +205,86 @@ const CLIENT_METHODS: &[&str] = &[
     "to_owned",
 ];
 
-/// The Rust names of one RPC: the server trait's method and the client's.
+/// The Rust names of one RPC: the server trait's method and the client's,
+/// and those of its persistence and chunked helpers (PROTOCOL §12).
 pub struct RpcNames {
     /// `create_order` in the server trait.
     pub server: Ident,
     /// `create_order` on the client (`new_` for an RPC named `New`).
     pub client: Ident,
+    /// `kv_store`: the spec constant (`SAVE_PROFILE_KV`), the key function
+    /// (`save_profile_key`) and the client's handle (`save_profile_kv`).
+    pub kv: Option<(Ident, Ident, Ident)>,
+    /// `object_store`: the spec constant (`GENERATE_REPORT_OBJECTS`), the
+    /// name function (`generate_report_object_name`) and the client's handle
+    /// (`generate_report_objects`).
+    pub objects: Option<(Ident, Ident, Ident)>,
+    /// `chunked_io`: the chunk field constant (`UPLOAD_CHUNKS`), the
+    /// handler's helper (`upload_chunks`) and the client's (`upload_chunked`).
+    pub chunked: Option<(Ident, Ident, Ident)>,
 }
 
+/// Items of a service module besides the per-RPC helpers: a helper never
+/// takes one of these names.
+const MODULE_ITEMS: &[&str] = &[
+    "SERVICE",
+    "ENDPOINTS",
+    "service_builder",
+    "serve",
+    "call_unary",
+    "call_server_streaming",
+    "call_client_streaming",
+    "call_bidi_streaming",
+    "rt",
+    "super",
+];
+
 /// Names for the service's RPCs, distinct within the trait and within the
-/// client even for methods that meet after snake_case (`GetX`, `Get_X`).
+/// client even for methods that meet after snake_case (`GetX`, `Get_X`);
+/// the helpers of §12 get theirs after every RPC has its own.
 pub fn rpc_names(service: &Service) -> Vec<RpcNames> {
     let (mut server, mut client) = (Namespace::new(&[]), Namespace::new(CLIENT_METHODS));
-    service
-        .rpcs()
-        .into_iter()
+    let rpcs = service.rpcs();
+    let mut names: Vec<RpcNames> = rpcs
+        .iter()
         .map(|rpc| {
             let method = rpc.method();
             let snake = ident(&method.proto_name.to_snake_case()).to_string();
             let snake = snake.trim_start_matches("r#");
-            RpcNames { server: ident(&server.claim(snake.to_owned(), "_")), client: ident(&client.claim(snake.to_owned(), "_")) }
+            RpcNames {
+                server: ident(&server.claim(snake.to_owned(), "_")),
+                client: ident(&client.claim(snake.to_owned(), "_")),
+                kv: None,
+                objects: None,
+                chunked: None,
+            }
         })
-        .collect()
+        .collect();
+    let mut module = Namespace::new(MODULE_ITEMS);
+    for (rpc, names) in rpcs.iter().zip(&mut names) {
+        let method = rpc.method();
+        let snake = method.proto_name.to_snake_case();
+        let shouty = method.proto_name.to_shouty_snake_case();
+        let mut claim = |constant: &str, function: &str, handle: &str| {
+            (
+                ident(&module.claim(format!("{shouty}_{constant}"), "_")),
+                ident(&module.claim(format!("{snake}_{function}"), "_")),
+                ident(&client.claim(format!("{snake}_{handle}"), "_")),
+            )
+        };
+        if method.kv_store.is_some() {
+            names.kv = Some(claim("KV", "key", "kv"));
+        }
+        if method.object_store.is_some() {
+            names.objects = Some(claim("OBJECTS", "object_name", "objects"));
+        }
+        if let crate::model::Rpc::Streaming(streaming) = rpc
+            && streaming.chunked_io.is_some()
+        {
+            names.chunked = Some(claim("CHUNKS", "chunks", "chunked"));
+        }
+    }
+    names
 }
 
 /// Whether clippy's `wrong_self_convention` expects no `&self` for a

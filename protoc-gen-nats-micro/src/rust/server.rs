@@ -58,6 +58,14 @@ pub fn generate_registration(items: &ServiceItems) -> TokenStream {
     let endpoints = items.rpcs.iter().enumerate().map(|(i, rpc)| {
         let (i, name, proto_name) = (Literal::usize_unsuffixed(i), &rpc.names.server, &rpc.method.proto_name);
         let handler = match rpc.stream {
+            None if super::store::persists(rpc) => {
+                let keys = super::store::store_keys(rpc);
+                quote! {
+                    rt::stored_unary_method(#codec, #proto_name, &service, &ENDPOINTS[#i], #keys, |service, ctx, request| async move {
+                        <S as #trait_name>::#name(&service, ctx, request).await
+                    })
+                }
+            }
             None => quote! {
                 rt::unary_method(#codec, #proto_name, &service, |service, ctx, request| async move {
                     <S as #trait_name>::#name(&service, ctx, request).await

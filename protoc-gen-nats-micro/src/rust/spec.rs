@@ -10,10 +10,12 @@ use std::time::Duration;
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use crate::model::{Method, Rpc, Service, StreamKind};
+use super::ServiceItems;
+use crate::model::{Method, Rpc, StreamKind};
 
 /// The `SERVICE` and `ENDPOINTS` constants of a service module.
-pub fn generate(service: &Service) -> TokenStream {
+pub fn generate(items: &ServiceItems) -> TokenStream {
+    let service = items.service;
     let (full_name, name, version, description, prefix) =
         (&service.full_name, &service.name, &service.version, &service.description, &service.subject_prefix);
     let metadata = pairs(&service.metadata);
@@ -21,12 +23,15 @@ pub fn generate(service: &Service) -> TokenStream {
     let queue_group_disabled = service.queue_group_disabled;
     let rpcs = service.rpcs();
     let count = Literal::usize_unsuffixed(rpcs.len());
-    let endpoints = rpcs.iter().map(|rpc| {
+    let endpoints = rpcs.iter().zip(&items.rpcs).map(|(rpc, generated)| {
         let stream = match rpc {
             Rpc::Streaming(streaming) => Some((streaming.kind, streaming.max_inflight)),
             Rpc::Unary(_) => None,
         };
-        endpoint(rpc.method(), service.timeout, stream)
+        let endpoint = endpoint(rpc.method(), service.timeout, stream);
+        let kv = generated.names.kv.as_ref().map(|(constant, _, _)| quote! { .with_kv_store(&#constant) });
+        let objects = generated.names.objects.as_ref().map(|(constant, _, _)| quote! { .with_object_store(&#constant) });
+        quote! { #endpoint #kv #objects }
     });
     quote! {
         /// What the proto declares for the service.

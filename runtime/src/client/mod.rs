@@ -5,7 +5,7 @@ pub mod breaker;
 mod connection;
 pub(crate) mod interceptor;
 pub mod retry;
-mod stream;
+pub(crate) mod stream;
 
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};

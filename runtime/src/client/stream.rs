@@ -70,8 +70,27 @@ impl Client {
         S: Stream<Item = Req> + Send + 'static,
         Req: Send + 'static,
     {
+        let (requests, headers, timeout) = requests.into_parts();
+        let source = Source { requests: requests.map(Ok), headers, timeout, trailers: None };
+        self.client_streaming_from::<C, Req, Resp, _>(method, window, source).await
+    }
+
+    /// A client-streaming call from a [`Source`]: an item that fails cancels
+    /// the stream (the server is told) and fails the call with its error; the
+    /// half-close carries the source's trailing headers.
+    pub(crate) async fn client_streaming_from<C, Req, Resp, S>(
+        &self,
+        method: &MethodSpec,
+        window: u32,
+        source: Source<S>,
+    ) -> Result<Response<Resp>, Error>
+    where
+        C: Codec<Req> + Codec<Resp>,
+        S: Stream<Item = Result<Req, Error>> + Send + 'static,
+        Req: Send + 'static,
+    {
         let call = self.call_span(method);
-        let result = in_span(&call, self.client_streaming_call::<C, Req, Resp, S>(method, window, requests)).await;
+        let result = in_span(&call, self.client_streaming_call::<C, Req, Resp, S>(method, window, source)).await;
         if let Some(call) = call {
             call.finish(result.as_ref().err());
         }
@@ -83,16 +102,17 @@ impl Client {
         &self,
         method: &MethodSpec,
         window: u32,
-        requests: Request<S>,
+        source: Source<S>,
     ) -> Result<Response<Resp>, Error>
     where
         C: Codec<Req> + Codec<Resp>,
-        S: Stream<Item = Req> + Send + 'static,
+        S: Stream<Item = Result<Req, Error>> + Send + 'static,
         Req: Send + 'static,
     {
-        let (requests, call_headers, timeout) = requests.into_parts();
+        let Source { requests, headers: call_headers, timeout, trailers } = source;
         let opened = self.open_stream(method, window, call_headers, timeout, Bytes::new(), true).await?;
-        let _pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests);
+        let (failed_tx, failed) = oneshot::channel::<Error>();
+        let _pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests, trailers, Some(failed_tx));
         let Opened { reader, deadline, interceptors, .. } = opened;
         let mut events = reader.inbox.events;
         let ending = async {
@@ -102,6 +122,18 @@ impl Client {
                     Some(Event::Data(_)) => continue,
                     None => return Err(Error::unavailable("the stream closed without a result")),
                 }
+            }
+        };
+        // A request that could not be produced fails the call (the pump cancelled the stream).
+        let failed = async {
+            match failed.await {
+                Ok(err) => Err(err),
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let ending = async {
+            match first(ending, failed).await {
+                Either::Left(ending) | Either::Right(ending) => ending,
             }
         };
         let mut ending = within(deadline, ending).await;
@@ -136,7 +168,7 @@ impl Client {
         let mut call = self.call_span(method);
         let opened = in_span(&call, self.open_stream(method, window, call_headers, timeout, Bytes::new(), false)).await;
         let opened = opened_or_finish(opened, &mut call)?;
-        let pump = pump::<C, Req, S>(opened.outbound.clone(), &opened.reader, requests);
+        let pump = pump::<C, Req, _>(opened.outbound.clone(), &opened.reader, requests.map(Ok), None, None);
         Ok(self.responses::<C, Resp, E>(opened, window, Some(pump), call))
     }
 
@@ -293,12 +325,34 @@ fn encode<C: Codec<T>, T>(message: &T, method: &MethodSpec) -> Result<Bytes, Err
     })
 }
 
-/// Sends `requests` to the server as it grants credit, then the end; stops
-/// when the server aborts the stream or the guard is dropped.
-fn pump<C, Req, S>(outbound: Arc<Outbound>, reader: &Reader, requests: S) -> TaskGuard
+/// The messages of a client-streaming call with what its half-close carries.
+pub(crate) struct Source<S> {
+    /// The messages; an error cancels the stream and fails the call.
+    pub(crate) requests: S,
+    /// The open's headers.
+    pub(crate) headers: HeaderMap,
+    /// The call's timeout.
+    pub(crate) timeout: Option<Duration>,
+    /// The half-close's trailing headers, asked for once `requests` is exhausted.
+    pub(crate) trailers: Option<Trailers>,
+}
+
+/// Trailing headers computed once every request was sent.
+pub(crate) type Trailers = Box<dyn FnOnce() -> HeaderMap + Send>;
+
+/// Sends `requests` to the server as it grants credit, then the end (with
+/// `trailers`); stops when the server aborts the stream or the guard is
+/// dropped. A request that fails cancels the stream and goes to `failed`.
+fn pump<C, Req, S>(
+    outbound: Arc<Outbound>,
+    reader: &Reader,
+    requests: S,
+    trailers: Option<Trailers>,
+    failed: Option<oneshot::Sender<Error>>,
+) -> TaskGuard
 where
     C: Codec<Req>,
-    S: Stream<Item = Req> + Send + 'static,
+    S: Stream<Item = Result<Req, Error>> + Send + 'static,
     Req: Send + 'static,
 {
     let mut aborted = reader.aborted.clone();
@@ -306,11 +360,21 @@ where
         let send_all = async {
             let mut requests = std::pin::pin!(requests);
             while let Some(request) = requests.next().await {
+                let request = match request {
+                    Ok(request) => request,
+                    Err(err) => {
+                        outbound.send_cancel().await;
+                        if let Some(failed) = failed {
+                            let _ = failed.send(err.clone());
+                        }
+                        return Err(err);
+                    }
+                };
                 let payload = <C as Codec<Req>>::encode(&request)
                     .map_err(|err| Error::invalid_argument(format!("encoding a stream message: {err}")))?;
                 outbound.send_data(payload).await?;
             }
-            let mut headers = HeaderMap::new();
+            let mut headers = trailers.map(|trailers| trailers()).unwrap_or_default();
             headers.insert(name::END, "true");
             outbound.publish(headers, Bytes::new()).await
         };

@@ -87,7 +87,9 @@ pub struct EndpointStats {
     pub processing_time: u64,
     /// Average handler time, in nanoseconds.
     pub average_processing_time: u64,
-    /// Endpoint data: `{"shed": n}`, the requests shed because the backlog was full.
+    /// Endpoint data: `{"shed": n}`, the requests shed because the backlog
+    /// was full, and for an endpoint that persists its responses
+    /// `"persist_failures"`, its best-effort writes that failed (PROTOCOL §12.2).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub data: Option<serde_json::Value>,
 }
@@ -130,7 +132,11 @@ impl Identity {
         StatsResponse {
             identity: self.document(STATS_RESPONSE_TYPE),
             started: self.started.clone(),
-            endpoints: self.endpoints.iter().map(|endpoint| endpoint.stats.snapshot(&endpoint.info)).collect(),
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.stats.snapshot(&endpoint.info, endpoint.handler.persist_failures()))
+                .collect(),
         }
     }
 }

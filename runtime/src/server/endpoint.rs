@@ -96,7 +96,8 @@ impl EndpointCounters {
         }
     }
 
-    pub(super) fn snapshot(&self, info: &EndpointInfo) -> EndpointStats {
+    /// The endpoint's STATS entry; `persist_failures` for a persisting endpoint.
+    pub(super) fn snapshot(&self, info: &EndpointInfo, persist_failures: Option<u64>) -> EndpointStats {
         let num_requests = self.requests.load(Ordering::Relaxed);
         let processing_time = self.processing_nanos.load(Ordering::Relaxed);
         EndpointStats {
@@ -108,7 +109,10 @@ impl EndpointCounters {
             last_error: self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             processing_time,
             average_processing_time: processing_time.checked_div(num_requests).unwrap_or(0),
-            data: Some(serde_json::json!({ "shed": self.shed.load(Ordering::Relaxed) })),
+            data: Some(match persist_failures {
+                None => serde_json::json!({ "shed": self.shed.load(Ordering::Relaxed) }),
+                Some(failures) => serde_json::json!({ "shed": self.shed.load(Ordering::Relaxed), "persist_failures": failures }),
+            }),
         }
     }
 }

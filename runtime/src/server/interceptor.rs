@@ -22,6 +22,21 @@ pub trait EndpointHandler: Send + Sync + 'static {
     fn is_stream(&self) -> bool {
         false
     }
+
+    /// Binds what the endpoint needs on the connection before it serves
+    /// (a persisting endpoint's buckets, PROTOCOL §12.2); run at start and
+    /// after a move to a new connection.
+    #[doc(hidden)]
+    fn prepare(&self, _nats: &async_nats::Client) -> BoxFuture<Result<(), crate::error::StartError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Best-effort persistence failures so far, for a persisting endpoint
+    /// (its STATS `data.persist_failures`); `None` for the others.
+    #[doc(hidden)]
+    fn persist_failures(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Runs around every request of a service.

@@ -26,7 +26,7 @@ pub use builder::ServiceBuilder;
 use discovery::{EndpointInfo, Identity, StatsResponse, serve_discovery};
 use endpoint::{Endpoint, Serving, serve_endpoint};
 use reply_policy::ReplyCheck;
-pub use unary::unary_handler;
+pub use unary::{stored_unary_handler, unary_handler};
 
 use crate::error::{Error, StartError};
 use crate::future::{BoxFuture, first};
@@ -237,6 +237,10 @@ impl Plan {
     /// Subscribes everything on `nats` and starts the tasks that serve it.
     /// Fails without leaving anything subscribed.
     async fn launch(&self, nats: &async_nats::Client) -> Result<Running, StartError> {
+        // Persisting endpoints bind their buckets first: a service that cannot keep its contract does not serve.
+        for endpoint in &self.endpoints {
+            endpoint.handler.prepare(nats).await?;
+        }
         let mut subscribers = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
             subscribers.push(subscribe(nats, &endpoint.info.subject, endpoint.info.queue_group.as_deref()).await?);

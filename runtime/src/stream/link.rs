@@ -49,6 +49,11 @@ impl Outbound {
         })
     }
 
+    /// The connection's `max_payload` (0: unknown).
+    pub(crate) fn max_payload(&self) -> usize {
+        self.nats.max_payload()
+    }
+
     /// The peer speaks this protocol's flow control (and keepalives).
     pub(crate) fn peer_has_flow_control(&self) -> bool {
         self.credit.is_some()
@@ -93,7 +98,7 @@ impl Outbound {
         }
     }
 
-    async fn send_cancel(&self) {
+    pub(crate) async fn send_cancel(&self) {
         let mut headers = HeaderMap::new();
         headers.insert(name::CANCEL, "true");
         if let Err(err) = self.publish(headers, Bytes::new()).await {

@@ -359,6 +359,16 @@ impl<T> ResponseSender<T> {
         }
     }
 
+    /// The connection's `max_payload` (0: unknown).
+    pub(crate) fn max_payload(&self) -> usize {
+        self.outbound.max_payload()
+    }
+
+    /// The size of `message` once encoded.
+    pub(crate) fn encoded_len(&self, message: &T) -> Result<usize, Error> {
+        (self.encode)(message).map(|body| body.len())
+    }
+
     /// Sends one message once the caller has credit for it. Fails when the
     /// caller cancelled or went away, or the message is over the server's
     /// `max_payload` (`RESOURCE_EXHAUSTED`; the stream stays open).

@@ -20,12 +20,65 @@ pub mod kv_store_demo_service_nats {
     /// The endpoints, in proto order.
     pub const ENDPOINTS: [rt::EndpointSpec; 3] = [
         rt::EndpointSpec::new("SaveProfile", "save_profile")
-            .with_timeout(::core::time::Duration::new(5, 0)),
+            .with_timeout(::core::time::Duration::new(5, 0))
+            .with_kv_store(&SAVE_PROFILE_KV),
         rt::EndpointSpec::new("GetProfile", "get_profile")
             .with_timeout(::core::time::Duration::new(5, 0)),
         rt::EndpointSpec::new("GenerateReport", "generate_report")
-            .with_timeout(::core::time::Duration::new(30, 0)),
+            .with_timeout(::core::time::Duration::new(30, 0))
+            .with_object_store(&GENERATE_REPORT_OBJECTS),
     ];
+    /// What `(natsmicro.kv_store)` of `SaveProfile` declares (PROTOCOL §12.2).
+    pub const SAVE_PROFILE_KV: rt::KvStoreSpec = rt::KvStoreSpec {
+        bucket: rt::KvBucketSpec {
+            name: "user_profiles",
+            description: "",
+            history: 1,
+            ttl: ::core::option::Option::None,
+            compression: true,
+            metadata: &[],
+            limit_marker_ttl: ::core::option::Option::None,
+        },
+        template: &[rt::TemplatePart::Text("user."), rt::TemplatePart::Field("id")],
+        key_ttl: ::core::option::Option::None,
+        purge_ttl: ::core::option::Option::None,
+        write_mode: rt::WriteMode::CompareAndSet,
+        failure_policy: rt::FailurePolicy::Required,
+        client_only: false,
+    };
+    /// The key `SaveProfile` keeps its response under in bucket `user_profiles`: `user.{id}` over the request (PROTOCOL §12.1).
+    pub fn save_profile_key(
+        request: &super::SaveProfileRequest,
+    ) -> ::core::result::Result<::std::string::String, rt::KeyError> {
+        rt::render_kv_key(
+            &[
+                rt::KeyPart::Text("user."),
+                rt::KeyPart::Field("id", rt::KeyValue::of(&request.id)),
+            ],
+        )
+    }
+    /// What `(natsmicro.object_store)` of `GenerateReport` declares (PROTOCOL §12.3).
+    pub const GENERATE_REPORT_OBJECTS: rt::ObjectStoreSpec = rt::ObjectStoreSpec {
+        bucket: rt::ObjectBucketSpec {
+            name: "reports",
+            description: "",
+            ttl: ::core::option::Option::None,
+            compression: true,
+        },
+        template: &[rt::TemplatePart::Text("report."), rt::TemplatePart::Field("id")],
+        client_only: false,
+    };
+    /// The object name `GenerateReport` keeps its response under in bucket `reports`: `report.{id}` over the request (PROTOCOL §12.1).
+    pub fn generate_report_object_name(
+        request: &super::GenerateReportRequest,
+    ) -> ::core::result::Result<::std::string::String, rt::KeyError> {
+        rt::render_object_name(
+            &[
+                rt::KeyPart::Text("report."),
+                rt::KeyPart::Field("id", rt::KeyValue::of(&request.id)),
+            ],
+        )
+    }
     /// The server side of `kvstore_demo.v1.KVStoreDemoService`: implement it and pass it to [`service_builder`] or [`serve`].
     ///
     /// KV Store Demo Service
@@ -84,10 +137,15 @@ pub mod kv_store_demo_service_nats {
         rt::ServiceBuilder::new(&SERVICE)
             .endpoint(
                 &ENDPOINTS[0],
-                rt::unary_method(
+                rt::stored_unary_method(
                     rt::Protobuf,
                     "SaveProfile",
                     &service,
+                    &ENDPOINTS[0],
+                    rt::StoreKeys {
+                        kv: ::core::option::Option::Some(save_profile_key),
+                        object: ::core::option::Option::None,
+                    },
                     |service, ctx, request| async move {
                         <S as KvStoreDemoService>::save_profile(&service, ctx, request)
                             .await
@@ -108,10 +166,15 @@ pub mod kv_store_demo_service_nats {
             )
             .endpoint(
                 &ENDPOINTS[2],
-                rt::unary_method(
+                rt::stored_unary_method(
                     rt::Protobuf,
                     "GenerateReport",
                     &service,
+                    &ENDPOINTS[2],
+                    rt::StoreKeys {
+                        kv: ::core::option::Option::None,
+                        object: ::core::option::Option::Some(generate_report_object_name),
+                    },
                     |service, ctx, request| async move {
                         <S as KvStoreDemoService>::generate_report(
                                 &service,
@@ -175,6 +238,40 @@ pub mod kv_store_demo_service_nats {
             KvStoreDemoServiceError,
         > {
             call_unary(self, &ENDPOINTS[2], request).await
+        }
+        /// The key-value bucket `user_profiles` where `SaveProfile` keeps its responses: get, put, create, update, delete, purge, watch and keys (PROTOCOL §12.4).
+        pub async fn save_profile_kv(
+            &self,
+        ) -> ::core::result::Result<
+            rt::KvStore<
+                rt::Protobuf,
+                super::SaveProfileRequest,
+                super::ProfileResponse,
+                KvStoreDemoServiceError,
+            >,
+            KvStoreDemoServiceError,
+        > {
+            rt::KvStore::open(self.inner().nats(), &SAVE_PROFILE_KV, save_profile_key)
+                .await
+        }
+        /// The object store `reports` where `GenerateReport` keeps its responses: get (digest checked), put, delete and info (PROTOCOL §12.4).
+        pub async fn generate_report_objects(
+            &self,
+        ) -> ::core::result::Result<
+            rt::ObjectStore<
+                rt::Protobuf,
+                super::GenerateReportRequest,
+                super::ReportResponse,
+                KvStoreDemoServiceError,
+            >,
+            KvStoreDemoServiceError,
+        > {
+            rt::ObjectStore::open(
+                    self.inner().nats(),
+                    &GENERATE_REPORT_OBJECTS,
+                    generate_report_object_name,
+                )
+                .await
         }
     }
     rt::service_error! {
