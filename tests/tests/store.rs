@@ -267,12 +267,18 @@ async fn watches_see_puts_deletes_and_purges_and_keys_match_template_parts() {
     let fx = start().await;
     let profiles = fx.client.save_profile_kv().await.unwrap();
     let mut watch = profiles.watch("user.w1").await.unwrap();
-    let saved = fx.client.save_profile(profile("w1", "ada")).await.unwrap();
-    profiles.delete("user.w1").await.unwrap();
-    profiles.put("user.w1", &profile("w1", "bob")).await.unwrap();
-    profiles.purge("user.w1").await.unwrap();
     let mut seen = Vec::new();
-    while seen.len() < 4 {
+    // Each change is awaited before the next write: a purge is a rollup
+    // that removes the key's earlier messages, so a change the watcher has
+    // not been delivered yet when the purge lands is gone for every watcher.
+    let saved = fx.client.save_profile(profile("w1", "ada")).await.unwrap();
+    for step in 0..4 {
+        match step {
+            1 => profiles.delete("user.w1").await.unwrap(),
+            2 => drop(profiles.put("user.w1", &profile("w1", "bob")).await.unwrap()),
+            3 => profiles.purge("user.w1").await.unwrap(),
+            _ => {}
+        }
         match tokio::time::timeout(Duration::from_secs(10), watch.change()).await {
             Ok(Some(change)) => seen.push(change.expect("a change")),
             other => panic!("the watch stopped after {seen:?}: {other:?}"),

@@ -307,21 +307,26 @@ const checks: Check[] = [
       const client = new ProfileServiceNatsClient(nc);
       const profiles = await client.saveProfileKv();
       const watch = await profiles.watch("user.w1", { updatesOnly: true });
+      const changes = watch[Symbol.asyncIterator]();
       const seen: string[] = [];
-      const done = (async () => {
-        for await (const change of watch) {
-          seen.push(change.operation === "PUT" ? `PUT ${change.value.name} ${change.revision > 0}` : change.operation);
-          if (change.operation === "PURGE") {
-            break;
-          }
-        }
-      })();
+      // Each change is awaited before the next write: a purge is a rollup
+      // that removes the key's earlier messages, so a change not yet
+      // delivered when the purge lands is gone for every watcher.
+      const next = async () => {
+        const { value: change, done } = await within(10_000, changes.next(), "the watch");
+        assert.ok(!done, `the watch ended after ${seen.join(", ")}`);
+        seen.push(change.operation === "PUT" ? `PUT ${change.value.name} ${change.revision > 0}` : change.operation);
+      };
       await client.saveProfile({ id: "w1", name: "one" });
       await client.saveProfile({ id: "other", name: "not watched" });
+      await next();
       await profiles.put("user.w1", { id: "w1", name: "two" });
+      await next();
       await profiles.delete("user.w1");
+      await next();
       await profiles.purge("user.w1");
-      await within(10_000, done, "the watch");
+      await next();
+      await changes.return?.();
       assert.deepEqual(seen, ["PUT one true", "PUT two true", "DEL", "PURGE"]);
     },
   ],
