@@ -191,7 +191,8 @@ async fn best_effort_failures_leave_the_reply_and_are_counted_required_ones_fail
     let stats = fx.service.stats();
     let create = stats.endpoints.iter().find(|e| e.name == "create_profile").unwrap();
     assert_eq!((create.num_requests, create.num_errors), (2, 1));
-    assert_eq!(stats_data(&fx.service, "create_profile"), serde_json::json!({"shed": 0, "persist_failures": 0}));
+    // A REQUIRED failure is both an error and a failed write.
+    assert_eq!(stats_data(&fx.service, "create_profile"), serde_json::json!({"shed": 0, "persist_failures": 1}));
     // Endpoints that persist nothing keep their data as it was.
     assert_eq!(stats_data(&fx.service, "annotate"), serde_json::json!({"shed": 0}));
     // A handler error persists nothing.
@@ -288,6 +289,16 @@ async fn watches_see_puts_deletes_and_purges_and_keys_match_template_parts() {
     assert!(matches!(&seen[1], KvChange::Delete { key, .. } if key == "user.w1"), "{seen:?}");
     assert!(matches!(&seen[2], KvChange::Put(e) if e.value.name == "bob"), "{seen:?}");
     assert!(matches!(&seen[3], KvChange::Purge { .. }), "{seen:?}");
+    // `watch` starts with the key's current state (here the purge marker);
+    // `watch_updates` with the next change only.
+    let mut again = profiles.watch("user.w1").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), again.change()).await.expect("the current state");
+    assert!(matches!(&first, Some(Ok(KvChange::Purge { .. }))), "{first:?}");
+    let mut updates = profiles.watch_updates("user.w1").await.unwrap();
+    profiles.put("user.w1", &profile("w1", "cy")).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), updates.change()).await.expect("the next put");
+    assert!(matches!(&next, Some(Ok(KvChange::Put(e))) if e.value.name == "cy"), "{next:?}");
+    profiles.purge("user.w1").await.unwrap();
 
     for id in ["k1", "k2", "k3"] {
         fx.client.save_profile(profile(id, "x")).await.unwrap();
@@ -656,7 +667,7 @@ async fn readme_store_and_chunked_examples() -> Result<(), Box<dyn std::error::E
     let profiles = client.save_profile_kv().await?; // typed handle on bucket "profiles"
     let key = profiles.key(&saved)?; // "user.42", rendered as the server renders it
     let entry = profiles.get(&key).await?.expect("written before the reply");
-    let mut changes = profiles.watch(&key).await?; // puts, deletes and purges from now on
+    let mut changes = profiles.watch_updates(&key).await?; // from now on (`watch`: the current value first)
     let renamed = Profile { name: "Ada L.".into(), ..entry.value.clone() };
     profiles.update(&key, &renamed, entry.revision).await?; // ABORTED if someone wrote since
     let all_42 = profiles.keys(&[("id", "42")]).await?; // keys from template parts, `*` for the rest

@@ -89,7 +89,7 @@ pub struct EndpointStats {
     pub average_processing_time: u64,
     /// Endpoint data: `{"shed": n}`, the requests shed because the backlog
     /// was full, and for an endpoint that persists its responses
-    /// `"persist_failures"`, its best-effort writes that failed (PROTOCOL §12.2).
+    /// `"persist_failures"`, its writes that failed under either policy (PROTOCOL §12.2).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub data: Option<serde_json::Value>,
 }

@@ -194,11 +194,23 @@ where
         purged.map_err(|err| E::from(bucket::jetstream_error(&what, &err)))
     }
 
-    /// The changes of `key` from now on: puts (value and revision), deletes
-    /// and purges. A value that does not decode ends the stream with `DATA_LOSS`.
+    /// The changes of `key`: its current value (or marker) first, as nats.go's
+    /// watch gives it, then every put (value and revision), delete and purge
+    /// as it happens (PROTOCOL §12.4). A value that does not decode ends the
+    /// stream with `DATA_LOSS`.
     pub async fn watch(&self, key: &str) -> Result<KvWatch<T, E>, E> {
+        self.watch_from(key, true).await
+    }
+
+    /// The changes of `key` from now on, without its current value.
+    pub async fn watch_updates(&self, key: &str) -> Result<KvWatch<T, E>, E> {
+        self.watch_from(key, false).await
+    }
+
+    async fn watch_from(&self, key: &str, current: bool) -> Result<KvWatch<T, E>, E> {
         let what = format!("watching key {key:?} of bucket {:?}", self.bucket());
-        let watch = self.bucket.store.watch(key).await.map_err(|err| E::from(bucket::jetstream_error(&what, &err)))?;
+        let watch = if current { self.bucket.store.watch_with_history(key).await } else { self.bucket.store.watch(key).await };
+        let watch = watch.map_err(|err| E::from(bucket::jetstream_error(&what, &err)))?;
         let changes = watch.map(move |entry| {
             let entry = entry.map_err(|err| E::from(Error::unavailable(format!("{what}: {err}"))))?;
             Ok(match entry.operation {

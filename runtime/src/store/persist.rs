@@ -34,7 +34,7 @@ pub(crate) struct Persister<Req> {
     object: Option<(&'static ObjectStoreSpec, KeyFn<Req>)>,
     /// The buckets, bound at registration (again after a reconnect).
     bound: RwLock<(Option<KvBucket>, Option<ObjectStore>)>,
-    /// Best-effort writes that failed (STATS `persist_failures`).
+    /// Writes that failed, under either policy (STATS `persist_failures`).
     failures: AtomicU64,
 }
 
@@ -102,7 +102,7 @@ impl<Req> Persister<Req> {
         Ok(())
     }
 
-    /// Best-effort writes that failed so far.
+    /// Writes that failed so far, under either policy.
     pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
@@ -199,17 +199,16 @@ impl<Req> Persister<Req> {
         Ok(())
     }
 
-    /// Logs a failed write (`persist_failed`) and counts it (best effort) or
-    /// returns it as the call's error (`REQUIRED`).
+    /// Logs a failed write (`persist_failed`) and counts it, then lets the
+    /// reply stand (best effort) or returns it as the call's error
+    /// (`REQUIRED`, which STATS also counts as an error).
     fn failed(&self, ctx: &RequestContext, bucket: &str, key: &str, err: Error, policy: FailurePolicy) -> Result<(), Error> {
         let at = crate::telemetry::event::At { service: ctx.service(), endpoint: ctx.endpoint(), subject: ctx.subject() };
         let text = err.internal_text().map_or_else(|| err.to_string(), str::to_owned);
         crate::telemetry::event::persist_failed(at, bucket, key, &text, policy == FailurePolicy::Required);
+        self.failures.fetch_add(1, Ordering::Relaxed);
         match policy {
-            FailurePolicy::BestEffort => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+            FailurePolicy::BestEffort => Ok(()),
             FailurePolicy::Required => Err(err),
         }
     }
