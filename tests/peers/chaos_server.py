@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import signal
 
 import nats
 import nats_micro_runtime as rt
+from serving import serve_until_signalled
 from chaos.v1 import chaos_nats_pb2 as chaos
 from chaos.v1 import chaos_pb2
 
@@ -67,13 +67,7 @@ async def main() -> None:
     handler = ChaosService()
     service = await chaos.register_chaos_service(nc, handler, max_concurrency=MAX_CONCURRENCY)
     await nc.flush()
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await service.stop(2)
+    await serve_until_signalled(service)
     print("put-ids " + ",".join(str(id) for id in handler.put_ids), flush=True)
     await nc.close()
 

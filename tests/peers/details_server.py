@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 
 import nats
 import nats_micro_runtime as rt
+from serving import serve_until_signalled
 from details.v1 import details_nats_pb2 as details
 from details.v1 import details_pb2
 from google.protobuf import any_pb2
@@ -79,14 +79,7 @@ async def main() -> None:
     exposed = await details.register_explain_open_service(
         nc, Explainer(details.ExplainOpenServiceError), expose_internal_errors=True
     )
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await withheld.stop(2)
-    await exposed.stop(2)
+    await serve_until_signalled(withheld, exposed)
     await nc.drain()
 
 

@@ -27,12 +27,12 @@ import asyncio
 import hashlib
 import logging
 import os
-import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import nats
 import nats_micro_runtime as rt
+from serving import serve_until_signalled
 from google.protobuf import duration_pb2
 from store.v1 import store_nats_pb2 as store
 from store.v1 import store_pb2
@@ -115,13 +115,7 @@ async def main() -> None:
     logging.getLogger("nats_micro_runtime").setLevel(logging.CRITICAL)
     nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     service = await store.register_profile_service(nc, ProfileService())
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await service.stop(2)
+    await serve_until_signalled(service)
     await nc.drain()
 
 

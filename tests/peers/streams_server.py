@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from collections.abc import AsyncIterator
 
 import nats
 import nats_micro_runtime as rt
+from serving import serve_until_signalled
 from streams.v1 import streams_nats_pb2 as streams
 from streams.v1 import streams_pb2
 
@@ -83,13 +83,7 @@ async def main() -> None:
     logging.getLogger("nats_micro_runtime").setLevel(logging.CRITICAL)
     nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     service = await streams.register_stream_service(nc, StreamService())
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await service.stop(2)
+    await serve_until_signalled(service)
     await nc.drain()
 
 

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import types
 from typing import Any
@@ -40,6 +39,7 @@ _generated_trace_package()
 
 import nats  # noqa: E402 (after the trace package is set up)
 import nats_micro_runtime as rt  # noqa: E402
+from serving import serve_until_signalled  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
@@ -88,13 +88,7 @@ async def main() -> None:
     rt.enable_opentelemetry(tracer_provider=provider)
     nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     service = await tracing.register_trace_service(nc, TraceService(nc), subject_prefix=f"trace.v1.{HOP_NAME}")
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await service.stop(2)
+    await serve_until_signalled(service)
     await nc.drain()
     provider.force_flush()
     print("spans " + json.dumps([span_json(span) for span in exporter.get_finished_spans()]), flush=True)
