@@ -26,7 +26,7 @@ import { describe, INTERNAL_MESSAGE, isNatsMicroError, NatsMicroError } from "./
 import { protocolHeader } from "./headers.js";
 import type { KvBucketSpec, KvStoreSpec, MethodSpec, ObjectBucketSpec, ObjectStoreSpec, ServiceSpec } from "./spec.js";
 import { type KeyParts, type KeyTemplateSpec, keyFilter, keyFromParts, keyValues, renderKey, requestKey } from "./store-key.js";
-import { ChunkVerifier, fromBase64 } from "./chunked.js";
+import { ChunkVerifier, concat, fromBase64 } from "./chunked.js";
 
 /** Request header of a compare-and-set call: the revision the key must be at (`0`: must hold no value); reply header: the revision written. */
 export const KV_REVISION_HEADER = "Nats-Micro-KV-Revision";
@@ -640,7 +640,7 @@ export class ObjectHandle<I extends DescMessage, O extends DescMessage> {
     }
     let value: MessageShape<O>;
     try {
-      value = this.#codec.decode(concatParts(parts));
+      value = this.#codec.decode(concat(parts));
     } catch (err) {
       throw new NatsMicroError("DATA_LOSS", method, `object ${JSON.stringify(name)} of bucket ${this.bucket} does not decode: ${describe(err)}`);
     }
@@ -674,19 +674,6 @@ export class ObjectHandle<I extends DescMessage, O extends DescMessage> {
 
 function notFound(method: string, bucket: string): NatsMicroError {
   return new NatsMicroError("NOT_FOUND", method, `bucket ${bucket} does not exist`);
-}
-
-function concatParts(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1 && parts[0] !== undefined) {
-    return parts[0];
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------
