@@ -375,7 +375,9 @@ async fn overload_is_shed_and_discovery_keeps_answering() {
     let answer = patient.await.expect("task").expect("the retrying client gets through");
     assert_eq!(answer.id, 9999);
     println!("overload: {ok} served, {shed} shed of {}, slowest PING {slowest_ping:?}", capacity * 10);
-    assert!(ok >= capacity && shed >= capacity * 5, "served {ok}, shed {shed}");
+    // The first `capacity` arrivals are served; the retrying client's first
+    // attempt may be one of them (it runs one attempt at a time).
+    assert!(ok + 1 >= capacity && shed >= capacity * 5, "served {ok}, shed {shed}");
     assert!(slowest_ping < Duration::from_millis(500), "PING took {slowest_ping:?}");
     let varz = nats.monitor("/varz");
     assert!(varz.contains("\"slow_consumers\": 0") || varz.contains("\"slow_consumers\":0"), "slow consumers: {varz}");
