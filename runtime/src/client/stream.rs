@@ -277,6 +277,7 @@ impl Client {
             .map_err(|err| Error::unavailable(format!("subscribing the stream inbox: {err}")))?;
         call.headers.insert(name::REPLY_TO, inbox.as_str());
         call.headers.insert(name::CREDIT, window.to_string());
+        call.headers.insert(name::BATCH, "true");
         crate::telemetry::inject_current(&mut call.headers);
         if let Some(timeout) = call.timeout {
             call.headers.insert(headers::name::TIMEOUT, headers::encode_timeout(timeout));
@@ -298,12 +299,12 @@ impl Client {
             return Err(Error::transport(ErrorKind::NoResponders, Code::Unavailable, "no responders on the subject"));
         }
         let (outbound, window, first) = match wire::classify(first_message.clone())? {
-            Frame::Ack { inbox, credit } => {
-                (Outbound::new(self.nats.clone(), inbox.into(), credit), credit.map(|_| window), None)
+            Frame::Ack { inbox, credit, batches } => {
+                (Outbound::new(self.nats.clone(), inbox.into(), credit, batches), credit.map(|_| window), None)
             }
             Frame::End(Err(err)) => return Err(err),
             // A server without acks (a Go-plugin server-streaming one): its first message is the stream's.
-            _ => (Outbound::new(self.nats.clone(), inbox.clone().into(), None), None, Some(first_message)),
+            _ => (Outbound::new(self.nats.clone(), inbox.clone().into(), None, false), None, Some(first_message)),
         };
         let messages = futures_util::stream::iter(first).chain(subscriber);
         let plan = ReaderPlan { window, plain_is_result, settings };

@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use crate::future::{BoxFuture, first};
 use crate::headers;
 use crate::status_body;
 use crate::stream::StreamSettings;
-use crate::stream::wire::{STREAM_CREDIT, name, parse_count};
+use crate::stream::wire::{STREAM_BATCH, STREAM_CREDIT, name, parse_count};
 use crate::telemetry::{self, Side, event};
 
 /// One endpoint: its configuration, limits and statistics, for the life of
@@ -378,9 +378,11 @@ async fn start(serving: &Serving, message: Message, route: Route, arrival: Arriv
             caller,
             ack_to: route.ack_to.clone(),
             caller_window,
+            caller_batches: ctx.header(STREAM_BATCH).is_some_and(|value| value.eq_ignore_ascii_case("true")),
             window: endpoint.window,
             settings: endpoint.stream_settings,
             acked: AtomicBool::new(false),
+            outbound: OnceLock::new(),
         });
         ctx = ctx.with_stream(open.clone());
         stream = Some(open);
@@ -436,6 +438,11 @@ impl Call {
         });
         if let Some(detail) = result.as_ref().err().and_then(Error::internal_text).filter(|_| !panicked) {
             route.span.in_scope(|| event::handler_failed(endpoint.at(subject), detail));
+        }
+        if let Some(outbound) = self.stream.as_ref().and_then(|open| open.outbound.get())
+            && let Err(err) = outbound.flushed().await
+        {
+            tracing::debug!(error = %err, "sending the stream's last messages");
         }
         // A stream refused before its ack (§9.2) is ended where the ack was awaited.
         let end_to = match self.stream {

@@ -9,8 +9,8 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
@@ -36,12 +36,17 @@ pub(crate) struct StreamOpen {
     pub(crate) ack_to: Option<Subject>,
     /// The caller's window (`None`: a caller without flow control).
     pub(crate) caller_window: Option<u32>,
+    /// The caller accepts batches (PROTOCOL §9.9).
+    pub(crate) caller_batches: bool,
     /// The endpoint's window for the caller's messages.
     pub(crate) window: u32,
     pub(crate) settings: StreamSettings,
     /// Set once the ack is out: until then the stream's end (a refusal by
     /// an interceptor, a failed open) goes where the ack would have gone.
     pub(crate) acked: AtomicBool,
+    /// The sender towards the caller, once the handler runs: the end waits
+    /// for its queued data (PROTOCOL §9.9), however the handler finished.
+    pub(crate) outbound: OnceLock<Arc<Outbound>>,
 }
 
 /// A running stream on the server: the sender towards the caller and,
@@ -59,7 +64,8 @@ impl Session {
     /// acked); a caller that streams needs both.
     async fn open(ctx: &RequestContext, caller_streams: bool) -> Result<Session, Error> {
         let open = ctx.stream_open().ok_or_else(|| Error::internal("a stream handler ran without a stream open"))?;
-        let outbound = Outbound::new(open.nats.clone(), open.caller.clone(), open.caller_window);
+        let outbound = Outbound::new(open.nats.clone(), open.caller.clone(), open.caller_window, open.caller_batches);
+        let _ = open.outbound.set(outbound.clone());
         // Only a caller that announced credit speaks flow control (and gets credit back).
         let inbound_window = open.caller_window.map(|_| open.window);
         let Some(ack_to) = open.ack_to.clone() else {
@@ -79,6 +85,7 @@ impl Session {
         let mut headers = HeaderMap::new();
         headers.insert(name::INBOX, inbox.as_str());
         headers.insert(name::CREDIT, open.window.to_string());
+        headers.insert(name::BATCH, "true");
         open.nats
             .publish_with_headers(ack_to, headers, Bytes::new())
             .await

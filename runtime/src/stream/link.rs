@@ -2,15 +2,15 @@
 //! task that reads the peer's inbox (data, ends, credit, cancel), keeps the
 //! link alive and notices a silent peer (PROTOCOL §9.4, §9.5).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Subject};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::Either;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::StreamSettings;
@@ -30,6 +30,8 @@ pub(crate) struct Outbound {
     /// Something was sent since the reader last looked (keepalives are
     /// only due on a quiet link); a flag, not a clock read per message.
     sent: AtomicBool,
+    /// For a peer that accepts batches: the writer that packs ready data.
+    batches: Option<BatchQueue>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -39,13 +41,18 @@ impl std::fmt::Debug for Outbound {
 }
 
 impl Outbound {
-    pub(crate) fn new(nats: async_nats::Client, subject: Subject, peer_window: Option<u32>) -> Arc<Outbound> {
+    /// Sends to `subject`; `peer_window` is the credit the peer announced
+    /// (`None`: no flow control), `peer_batches` whether it accepts batches
+    /// (used only with flow control, PROTOCOL §9.9).
+    pub(crate) fn new(nats: async_nats::Client, subject: Subject, peer_window: Option<u32>, peer_batches: bool) -> Arc<Outbound> {
+        let batches = (peer_batches && peer_window.is_some()).then(|| BatchQueue::spawn(nats.clone(), subject.clone()));
         Arc::new(Outbound {
             nats,
             subject,
             next_seq: tokio::sync::Mutex::new(1),
             credit: peer_window.map(|window| Arc::new(Semaphore::new(window as usize))),
             sent: AtomicBool::new(true),
+            batches,
         })
     }
 
@@ -73,6 +80,10 @@ impl Outbound {
         if let Some(credit) = &self.credit {
             credit.acquire().await.map_err(|_| Error::cancelled("the stream is closed"))?.forget();
         }
+        if let Some(batches) = &self.batches {
+            self.sent.store(true, Ordering::Relaxed);
+            return batches.push(Outgoing::Data(payload));
+        }
         let mut seq = self.next_seq.lock().await;
         let mut headers = HeaderMap::new();
         headers.insert(name::SEQ, seq.to_string());
@@ -81,19 +92,33 @@ impl Outbound {
         Ok(())
     }
 
-    /// Sends a control or end message (no credit needed).
+    /// Sends an end (no credit needed) after every data message sent before it.
     pub(crate) async fn publish(&self, headers: HeaderMap, payload: Bytes) -> Result<(), Error> {
+        self.flushed().await?;
+        self.publish_now(headers, payload).await
+    }
+
+    /// Waits until every data message sent so far is handed to the
+    /// connection, so that what is published next follows them.
+    pub(crate) async fn flushed(&self) -> Result<(), Error> {
+        let Some(batches) = &self.batches else {
+            return Ok(());
+        };
+        let (done, flushed) = oneshot::channel();
+        batches.push(Outgoing::Flushed(done))?;
+        flushed.await.map_err(|_| BatchQueue::stopped())
+    }
+
+    /// Sends a control message: credit and cancels need no order with data.
+    async fn publish_now(&self, headers: HeaderMap, payload: Bytes) -> Result<(), Error> {
         self.sent.store(true, Ordering::Relaxed);
-        self.nats
-            .publish_with_headers(self.subject.clone(), headers, payload)
-            .await
-            .map_err(|err| Error::unavailable(format!("sending on the stream: {err}")))
+        publish(&self.nats, &self.subject, headers, payload).await
     }
 
     async fn send_credit(&self, credit: u32) {
         let mut headers = HeaderMap::new();
         headers.insert(name::CREDIT, credit.to_string());
-        if let Err(err) = self.publish(headers, Bytes::new()).await {
+        if let Err(err) = self.publish_now(headers, Bytes::new()).await {
             tracing::debug!(error = %err, "sending stream credit");
         }
     }
@@ -101,7 +126,7 @@ impl Outbound {
     pub(crate) async fn send_cancel(&self) {
         let mut headers = HeaderMap::new();
         headers.insert(name::CANCEL, "true");
-        if let Err(err) = self.publish(headers, Bytes::new()).await {
+        if let Err(err) = self.publish_now(headers, Bytes::new()).await {
             tracing::debug!(error = %err, "sending stream cancel");
         }
     }
@@ -117,6 +142,130 @@ impl Outbound {
             credit.close();
         }
     }
+}
+
+async fn publish(nats: &async_nats::Client, subject: &Subject, headers: HeaderMap, payload: Bytes) -> Result<(), Error> {
+    nats.publish_with_headers(subject.clone(), headers, payload)
+        .await
+        .map_err(|err| Error::unavailable(format!("sending on the stream: {err}")))
+}
+
+/// What goes through the batch writer, in order.
+enum Outgoing {
+    /// One encoded message (its credit already taken).
+    Data(Bytes),
+    /// A point in the queue, signalled once everything before it is published.
+    Flushed(oneshot::Sender<()>),
+}
+
+/// Room left in `max_payload` for a batch's header block (about 72 bytes at most).
+const BATCH_HEADER_ROOM: usize = 128;
+
+/// The queue in front of a task that publishes data to a peer that accepts
+/// batches (PROTOCOL §9.9): a sender hands its message over and goes on,
+/// and the task publishes everything that queued up meanwhile as one NATS
+/// message. A sender faster than the wire therefore fills batches and a
+/// slow one sends single messages: nothing waits to fill a batch. The
+/// peer's credit, taken before a message is queued, bounds the queue.
+struct BatchQueue {
+    queue: mpsc::UnboundedSender<Outgoing>,
+    /// Why the writer stopped (a publish that failed): later sends fail with it.
+    failed: Arc<OnceLock<Error>>,
+}
+
+impl BatchQueue {
+    fn spawn(nats: async_nats::Client, subject: Subject) -> BatchQueue {
+        let (queue, outgoing) = mpsc::unbounded_channel();
+        let failed = Arc::new(OnceLock::new());
+        // The task ends once the `Outbound` is gone and the queue is drained.
+        tokio::spawn(write_batches(nats, subject, outgoing, failed.clone()));
+        BatchQueue { queue, failed }
+    }
+
+    fn push(&self, outgoing: Outgoing) -> Result<(), Error> {
+        if let Some(err) = self.failed.get() {
+            return Err(err.clone());
+        }
+        self.queue.send(outgoing).map_err(|_| Self::stopped())
+    }
+
+    fn stopped() -> Error {
+        Error::unavailable("the stream's writer stopped")
+    }
+}
+
+async fn write_batches(
+    nats: async_nats::Client,
+    subject: Subject,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    failed: Arc<OnceLock<Error>>,
+) {
+    let mut seq = 1u32;
+    let mut next = outgoing.recv().await;
+    while let Some(item) = next.take() {
+        let published = match item {
+            Outgoing::Flushed(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+            Outgoing::Data(first) => {
+                let max_payload = nats.max_payload();
+                let limit = match max_payload {
+                    0 => wire::MAX_BATCH_BODY,
+                    max => wire::MAX_BATCH_BODY.min(max.saturating_sub(BATCH_HEADER_ROOM)),
+                };
+                let mut body_len = wire::batch_record_len(first.len());
+                let mut batch = vec![first];
+                loop {
+                    match outgoing.try_recv() {
+                        Ok(Outgoing::Data(message)) if body_len + wire::batch_record_len(message.len()) <= limit => {
+                            body_len += wire::batch_record_len(message.len());
+                            batch.push(message);
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let count = batch.len() as u32;
+                let published = publish_batch(&nats, &subject, seq, batch, body_len).await;
+                seq = seq.wrapping_add(count);
+                published
+            }
+        };
+        if let Err(err) = published {
+            // Waiting flushes see the writer stop; senders see why on their next send.
+            let _ = failed.set(err);
+            return;
+        }
+        if next.is_none() {
+            next = outgoing.recv().await;
+        }
+    }
+}
+
+/// Publishes messages `seq..` as one batch, or as ordinary data when alone.
+async fn publish_batch(
+    nats: &async_nats::Client,
+    subject: &Subject,
+    seq: u32,
+    mut batch: Vec<Bytes>,
+    body_len: usize,
+) -> Result<(), Error> {
+    let mut headers = HeaderMap::new();
+    headers.insert(name::SEQ, seq.to_string());
+    if batch.len() == 1 {
+        let payload = batch.pop().unwrap_or_default();
+        return publish(nats, subject, headers, payload).await;
+    }
+    headers.insert(name::BATCH, batch.len().to_string());
+    let mut body = BytesMut::with_capacity(body_len);
+    for message in &batch {
+        wire::put_batch_record(&mut body, message);
+    }
+    publish(nats, subject, headers, body.freeze()).await
 }
 
 /// What the reader passes on to the local side.
@@ -323,27 +472,30 @@ async fn read<M>(
                 if ended {
                     continue;
                 }
-                if seq != expected_seq {
-                    let err = Error::new(
-                        crate::Code::DataLoss,
-                        format!("stream message {seq} arrived where {expected_seq} was expected"),
-                    );
+                if let Err(err) = admit(seq, 1, &mut expected_seq, &mut received, allowed) {
                     let _ = events.send(Event::End(Err(err.clone()))).await;
                     fail(err);
                     return;
                 }
-                expected_seq = expected_seq.wrapping_add(1);
-                received += 1;
-                if allowed.is_some_and(|allowed| received > allowed) {
-                    let err = Error::resource_exhausted("the peer sent beyond the credit it was given");
-                    let _ = events.send(Event::End(Err(err.clone()))).await;
-                    fail(err);
-                    return;
+                pass_on(&events, payload).await;
+            }
+            Frame::Batch { seq, count, payload } => {
+                if ended {
+                    continue;
                 }
-                // The receiver may be gone (a handler that stopped reading): keep serving credit.
-                // Room is there for most messages: no `send` future for those.
-                if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(Event::Data(payload)) {
-                    let _ = events.send(event).await;
+                let messages =
+                    admit(seq, count, &mut expected_seq, &mut received, allowed).and_then(|()| wire::split_batch(payload, count));
+                match messages {
+                    Ok(messages) => {
+                        for payload in messages {
+                            pass_on(&events, payload).await;
+                        }
+                    }
+                    Err(err) => {
+                        let _ = events.send(Event::End(Err(err.clone()))).await;
+                        fail(err);
+                        return;
+                    }
                 }
             }
             Frame::End(result) => {
@@ -358,5 +510,28 @@ async fn read<M>(
             }
             Frame::Plain(..) | Frame::Ack { .. } => {}
         }
+    }
+}
+
+/// Checks `count` data messages from `seq` against the order and the
+/// credit granted (`allowed`, `None`: no flow control), and counts them in.
+fn admit(seq: u32, count: u32, expected_seq: &mut u32, received: &mut u64, allowed: Option<u64>) -> Result<(), Error> {
+    if seq != *expected_seq {
+        return Err(Error::new(crate::Code::DataLoss, format!("stream message {seq} arrived where {expected_seq} was expected")));
+    }
+    *expected_seq = expected_seq.wrapping_add(count);
+    *received += u64::from(count);
+    if allowed.is_some_and(|allowed| *received > allowed) {
+        return Err(Error::resource_exhausted("the peer sent beyond the credit it was given"));
+    }
+    Ok(())
+}
+
+/// Hands one message to the local side. The receiver may be gone (a
+/// handler that stopped reading): the reader goes on serving credit. Room
+/// is there for most messages: no `send` future for those.
+async fn pass_on(events: &mpsc::Sender<Event>, payload: Bytes) {
+    if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(Event::Data(payload)) {
+        let _ = events.send(event).await;
     }
 }

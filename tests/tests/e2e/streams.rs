@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use nats_micro_runtime::stream::wire::{REPLY_TO, STREAM_CREDIT, STREAM_END, STREAM_INBOX, STREAM_SEQ};
+use nats_micro_runtime::stream::wire::{REPLY_TO, STREAM_BATCH, STREAM_CREDIT, STREAM_END, STREAM_INBOX, STREAM_SEQ};
 use nats_micro_runtime::{Request, StreamSettings};
 use nats_micro_tests::harness::NatsServer;
 use nats_micro_tests::project::streams::v1::stream_service_nats::{self as streams, StreamServiceClient};
@@ -550,4 +550,73 @@ async fn client_interceptors_see_a_streams_outcome_and_may_change_it() {
     eventually("the dropped stream's outcome", || outcomes.lock().expect("outcomes").len() == 4).await;
     assert_eq!(*outcomes.lock().expect("outcomes"), ["ok 3", "FailedPrecondition", "ok -", "Cancelled"]);
     eventually("the server's handler stopped", || f.streams.observed.stopped_early.load(Ordering::SeqCst) == 1).await;
+}
+
+/// Our caller packs the numbers it has ready into batches (PROTOCOL §9.9)
+/// for a server that announced them, within the credit the server gives,
+/// and sends one number per NATS message to a server that did not.
+#[tokio::test]
+async fn a_caller_batches_only_for_a_server_that_announced_batches() {
+    const WINDOW: u64 = 64;
+    let server = NatsServer::start();
+    for announce in [true, false] {
+        let nats = server.connect().await;
+        let mut opens = nats.subscribe("streams.v1.sum").await.expect("subscribes");
+        nats.flush().await.expect("flushes");
+        let peer = nats.clone();
+        let served = tokio::spawn(async move {
+            let open = opens.next().await.expect("an open");
+            let caller = open.headers.as_ref().and_then(|h| h.get(REPLY_TO)).expect("Reply-To").as_str().to_owned();
+            assert_eq!(open.headers.as_ref().and_then(|h| h.get(STREAM_BATCH)).map(|v| v.as_str()), Some("true"));
+            let server_inbox = peer.new_inbox();
+            let mut inbox = peer.subscribe(server_inbox.clone()).await.expect("subscribes");
+            let mut ack = HeaderMap::new();
+            ack.insert(STREAM_INBOX, server_inbox.as_str());
+            ack.insert(STREAM_CREDIT, WINDOW.to_string().as_str());
+            if announce {
+                ack.insert(STREAM_BATCH, "true");
+            }
+            peer.publish_with_headers(open.reply.expect("a reply subject"), ack, Bytes::new()).await.expect("acks");
+            let (mut values, mut batches, mut granted) = (Vec::new(), 0, WINDOW);
+            loop {
+                let message = inbox.next().await.expect("a message");
+                let headers = message.headers.unwrap_or_default();
+                if headers.get(STREAM_END).is_some() {
+                    break;
+                }
+                let seq: usize = headers.get(STREAM_SEQ).expect("a sequence number").as_str().parse().expect("a number");
+                assert_eq!(seq, values.len() + 1);
+                let mut body = message.payload;
+                match headers.get(STREAM_BATCH) {
+                    None => values.push(Number::decode(body).expect("a Number").value),
+                    Some(count) => {
+                        batches += 1;
+                        for _ in 0..count.as_str().parse::<usize>().expect("a count") {
+                            values.push(Number::decode_length_delimited(&mut body).expect("a Number").value);
+                        }
+                        assert!(body.is_empty(), "nothing after the batch's last message");
+                    }
+                }
+                assert!(values.len() as u64 <= granted, "{} numbers sent with {granted} credit", values.len());
+                if granted - values.len() as u64 <= WINDOW / 2 {
+                    let mut credit = HeaderMap::new();
+                    credit.insert(STREAM_CREDIT, (WINDOW / 2).to_string().as_str());
+                    peer.publish_with_headers(caller.clone(), credit, Bytes::new()).await.expect("grants");
+                    granted += WINDOW / 2;
+                }
+            }
+            let mut end = HeaderMap::new();
+            end.insert(STREAM_END, "true");
+            let total = SumResponse { total: values.iter().sum(), count: values.len() as i32 };
+            peer.publish_with_headers(caller, end, total.encode_to_vec().into()).await.expect("ends");
+            peer.flush().await.expect("flushes");
+            assert_eq!(values, (0..1000).collect::<Vec<_>>(), "every number once, in order");
+            batches
+        });
+        let client = StreamServiceClient::new(server.connect().await);
+        let sum = client.sum(futures_util::stream::iter((0..1000).map(|value| Number { value }))).await.expect("a sum");
+        assert_eq!(*sum, SumResponse { total: 499_500, count: 1000 });
+        let batches = served.await.expect("the raw server checked the wire");
+        assert_eq!(batches > 0, announce, "{batches} batches with announce = {announce}");
+    }
 }
