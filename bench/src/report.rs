@@ -253,9 +253,10 @@ pub fn streams_table(streams: &crate::Streams, slow: Option<&crate::streams::Slo
         out,
         "\n## Streams\n\nA generated server-streaming RPC (credit flow control, `max_inflight: 1024`) against raw publish/subscribe \
          of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), \
-         each side on a connection of its own. \"raw + seq\" publishes each message with the `Nats-Stream-Seq` header every stream message \
-         carries (PROTOCOL §9.3): the floor of any wire with per-message sequence numbers. Ratios: generated / raw, generated / raw + seq. \
-         The generated stream never loses a message.\n\nRust (async-nats, server and client in one process):\n"
+         each side on a connection of its own. \"raw + seq\" publishes each message with the `Nats-Stream-Seq` header (PROTOCOL §9.3): \
+         the floor of one NATS message per stream message, the wire towards peers that do not accept batches (the Go plugin's); \
+         between peers of ours the messages a sender has ready travel together in batches (§9.9). Ratios: generated / raw, \
+         generated / raw + seq. The generated stream never loses a message.\n\nRust (async-nats, server and client in one process):\n"
     );
     stream_rows(&mut out, &streams.rust);
     for (language, client, cells) in [
