@@ -252,6 +252,27 @@ interface KvHandleInit<I extends DescMessage, O extends DescMessage> {
   readonly json: boolean;
 }
 
+
+/**
+ * A client handle's JetStream context and manager for `store`'s bucket,
+ * handed to `bind`; whatever fails is reported as the store's error
+ * (NOT_FOUND for a missing bucket, UNAVAILABLE without JetStream).
+ */
+async function openBucket<T>(
+  nc: NatsConnection,
+  method: string,
+  store: { bucket: { name: string } },
+  options: StoreOptions,
+  bind: (js: JetStreamClient, jsm: JetStreamManager, timeout: number | undefined) => Promise<T>,
+): Promise<T> {
+  const jsOptions = options.jetStream ?? {};
+  const jsm = await manager(nc, jsOptions, method, store.bucket.name, "client");
+  try {
+    return await bind(jetstream(nc, jsOptions), jsm, jsOptions.timeout);
+  } catch (err) {
+    throw jetStreamError(err, method, store.bucket.name, "client");
+  }
+}
 /**
  * A typed handle on the key-value bucket of a `kv_store` RPC (PROTOCOL
  * §12.4): values are the RPC's response type, keys strings, rendered from
@@ -297,20 +318,14 @@ export class KvHandle<I extends DescMessage, O extends DescMessage> {
     if (store === undefined) {
       throw new NatsMicroError("INTERNAL", method.method, `${method.method} has no kv_store`);
     }
-    const bucket = store.bucket.name;
-    const jsOptions = options.jetStream ?? {};
-    const jsm = await manager(nc, jsOptions, method.method, bucket, "client");
-    const js = jetstream(nc, jsOptions);
-    try {
+    return openBucket(nc, method.method, store, options, async (js, jsm, timeout) => {
       if (store.clientOnly) {
         await ensureKvBucket(js, jsm, store.bucket, false);
       }
-      const info = await jsm.streams.info(`KV_${bucket}`);
-      const kv = await new Kvm(js).open(bucket, { allow_direct: info.config.allow_direct === true });
-      return new KvHandle(js, kv, { method, store, json: spec.json }, jsOptions.timeout);
-    } catch (err) {
-      throw jetStreamError(err, method.method, bucket, "client");
-    }
+      const info = await jsm.streams.info(`KV_${store.bucket.name}`);
+      const kv = await new Kvm(js).open(store.bucket.name, { allow_direct: info.config.allow_direct === true });
+      return new KvHandle(js, kv, { method, store, json: spec.json }, timeout);
+    });
   }
 
   /** The bucket's name. */
@@ -555,19 +570,16 @@ export class ObjectHandle<I extends DescMessage, O extends DescMessage> {
     if (store === undefined) {
       throw new NatsMicroError("INTERNAL", method.method, `${method.method} has no object_store`);
     }
-    const bucket = store.bucket.name;
-    const jsOptions = options.jetStream ?? {};
-    const jsm = await manager(nc, jsOptions, method.method, bucket, "client");
-    const js = jetstream(nc, jsOptions);
-    try {
+    return openBucket(nc, method.method, store, options, async (js, jsm) => {
       if (store.clientOnly) {
         await ensureObjectBucket(js, jsm, store.bucket, false);
       }
-      const os = await new Objm(js).open(bucket, true);
-      return new ObjectHandle(os, method, store, spec.json);
-    } catch (err) {
-      throw jetStreamError(err instanceof Error && err.message === "object store not found" ? notFound(method.method, bucket) : err, method.method, bucket, "client");
-    }
+      try {
+        return new ObjectHandle(await new Objm(js).open(store.bucket.name, true), method, store, spec.json);
+      } catch (err) {
+        throw err instanceof Error && err.message === "object store not found" ? notFound(method.method, store.bucket.name) : err;
+      }
+    });
   }
 
   get bucket(): string {
