@@ -533,6 +533,8 @@ const checks: Check[] = [
       const jsm = await jetstreamManager(nc);
       await jsm.streams.delete("KV_profiles_created");
       await rejects(new ProfileServiceNatsClient(nc).createProfileKv(), "NOT_FOUND", /profiles_created/);
+      await jsm.streams.delete("OBJ_reports");
+      await rejects(new ProfileServiceNatsClient(nc).generateReportObjects(), "NOT_FOUND", /reports/);
     },
   ],
 ];
