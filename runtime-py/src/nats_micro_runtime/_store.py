@@ -406,7 +406,31 @@ class KvChange(Generic[ResponseT]):
     value: ResponseT | None
 
 
-class KvHandle(Generic[RequestT, ResponseT]):
+class _TypedHandle(Generic[RequestT, ResponseT]):
+    """What the KV and object store handles share: the method they belong
+    to, its response type and encoding, and its error classes."""
+
+    def __init__(self, method: str, response_type: type[ResponseT], use_json: bool, errors: ErrorTable) -> None:
+        self._method = method
+        self._response_type = response_type
+        self._use_json = use_json
+        self._errors = errors
+
+    def _error(self, failure: _Failure) -> NatsMicroError:
+        return self._errors.error(failure.code, self._method, failure.message, b"", {})
+
+    def _decode(self, value: bytes, what: str) -> ResponseT:
+        """``value`` as the method's response; ``DATA_LOSS`` naming ``what`` when it does not decode."""
+        try:
+            return decode_message(value, self._response_type, self._use_json)
+        except ValueError as err:
+            raise self._error(_Failure(DATA_LOSS, f"{what} does not decode: {err}")) from err
+
+    def _encode(self, value: ResponseT) -> bytes:
+        return encode_message(value, self._use_json)
+
+
+class KvHandle(_TypedHandle[RequestT, ResponseT]):
     """A typed handle on the key-value bucket of a method with ``kv_store``
     (PROTOCOL §12.4): values are the method's response, encoded as the
     service encodes its replies. Open one from the generated client::
@@ -434,12 +458,9 @@ class KvHandle(Generic[RequestT, ResponseT]):
         use_json: bool,
         errors: ErrorTable,
     ) -> None:
+        super().__init__(method, response_type, use_json, errors)
         self._bucket = bucket
         self._spec = spec
-        self._method = method
-        self._response_type = response_type
-        self._use_json = use_json
-        self._errors = errors
 
     @property
     def bucket(self) -> str:
@@ -459,23 +480,13 @@ class KvHandle(Generic[RequestT, ResponseT]):
         """The key from every placeholder's value (``{"tenant.id": 7, ...}``)."""
         return self._spec.key.render_parts(parts, kv=True, method=self._method)
 
-    def _error(self, failure: _Failure) -> NatsMicroError:
-        return self._errors.error(failure.code, self._method, failure.message, b"", {})
-
     def _check_key(self, key: str) -> str:
         if not is_valid_key(key):
             raise self._error(_Failure(INVALID_ARGUMENT, f"{key!r} is not a valid key"))
         return key
 
-    def _decode(self, key: str, revision: int, value: bytes) -> ResponseT:
-        try:
-            return decode_message(value, self._response_type, self._use_json)
-        except ValueError as err:
-            message = f"the value of {key} at revision {revision} in bucket {self.bucket} does not decode: {err}"
-            raise self._error(_Failure(DATA_LOSS, message)) from err
-
-    def _encode(self, value: ResponseT) -> bytes:
-        return encode_message(value, self._use_json)
+    def _decode_value(self, key: str, revision: int, value: bytes) -> ResponseT:
+        return self._decode(value, f"the value of {key} at revision {revision} in bucket {self.bucket}")
 
     async def _run(self, what: str, work: Any, conflict: str | None = None) -> Any:
         try:
@@ -491,7 +502,7 @@ class KvHandle(Generic[RequestT, ResponseT]):
         latest: _Latest | None = await self._run(f"reading {key}", self._bucket.latest(key, revision))
         if latest is None or latest.value is None:
             return None
-        return KvEntry(key, self._decode(key, latest.revision, latest.value), latest.revision, latest.created)
+        return KvEntry(key, self._decode_value(key, latest.revision, latest.value), latest.revision, latest.created)
 
     async def put(self, key: str, value: ResponseT) -> int:
         """Writes ``value``; returns the revision."""
@@ -608,7 +619,7 @@ class KvWatch(Generic[ResponseT]):
             operation = {"DEL": KvOperation.DELETE, "PURGE": KvOperation.PURGE}.get(entry.operation or "", KvOperation.PUT)
             value = None
             if operation is KvOperation.PUT and not self._keys_only:
-                value = self._handle._decode(entry.key, revision, entry.value or b"")
+                value = self._handle._decode_value(entry.key, revision, entry.value or b"")
             created = cast(datetime | None, entry.created)
             return KvChange(entry.key, operation, revision, created, value)
         raise StopAsyncIteration
@@ -661,7 +672,7 @@ def _object_digest(digest: str) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
-class ObjectHandle(Generic[RequestT, ResponseT]):
+class ObjectHandle(_TypedHandle[RequestT, ResponseT]):
     """A typed handle on the object store of a method with ``object_store``
     (PROTOCOL §12.4): objects are the method's response, encoded as the
     service encodes its replies, read back with their SHA-256 digest
@@ -682,13 +693,10 @@ class ObjectHandle(Generic[RequestT, ResponseT]):
         use_json: bool,
         errors: ErrorTable,
     ) -> None:
+        super().__init__(method, response_type, use_json, errors)
         self._store = store
         self._js = js
         self._spec = spec
-        self._method = method
-        self._response_type = response_type
-        self._use_json = use_json
-        self._errors = errors
 
     @classmethod
     async def _open(cls, js: JetStreamContext, spec: ObjectStoreSpec, create: bool) -> ObjectStore:
@@ -717,9 +725,6 @@ class ObjectHandle(Generic[RequestT, ResponseT]):
         """The name from every placeholder's value."""
         return self._spec.key.render_parts(parts, kv=False, method=self._method)
 
-    def _error(self, failure: _Failure) -> NatsMicroError:
-        return self._errors.error(failure.code, self._method, failure.message, b"", {})
-
     async def info(self, name: str) -> ObjectInfo | None:
         """The object's size, digest and time, or ``None`` when there is none."""
         try:
@@ -734,10 +739,7 @@ class ObjectHandle(Generic[RequestT, ResponseT]):
         data = await self.get_bytes(name)
         if data is None:
             return None
-        try:
-            return decode_message(data, self._response_type, self._use_json)
-        except ValueError as err:
-            raise self._error(_Failure(DATA_LOSS, f"object {name!r} in {self.bucket} does not decode: {err}")) from err
+        return self._decode(data, f"object {name!r} in {self.bucket}")
 
     async def get_bytes(self, name: str) -> bytes | None:
         """The object's bytes, size and digest verified, or ``None`` when there is none."""
@@ -787,7 +789,7 @@ class ObjectHandle(Generic[RequestT, ResponseT]):
 
     async def put(self, name: str, value: ResponseT) -> ObjectInfo:
         """Stores ``value`` under ``name`` (replacing any object of that name)."""
-        return await self.put_bytes(name, encode_message(value, self._use_json))
+        return await self.put_bytes(name, self._encode(value))
 
     async def put_bytes(self, name: str, data: bytes) -> ObjectInfo:
         """Stores ``data`` under ``name``."""
