@@ -15,6 +15,7 @@ import {
   isStreamEnd,
   parseStreamCount,
   REPLY_TO_HEADER,
+  STREAM_BATCH_HEADER,
   STREAM_CANCEL_HEADER,
   STREAM_CREDIT_HEADER,
   STREAM_INBOX_HEADER,
@@ -75,6 +76,7 @@ export class CallerStream {
       method,
       window: init.window,
       windowAnnounced: true,
+      batchesAnnounced: true,
       keepaliveInterval: init.timing.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL,
       peerTimeout: init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT,
       onFailure: (error, cause) => this.#fail(error, cause === "protocol"),
@@ -143,6 +145,7 @@ export class CallerStream {
     const headers = call.headers;
     headers.set(REPLY_TO_HEADER, inboxSubject);
     headers.set(STREAM_CREDIT_HEADER, String(this.#init.window));
+    headers.set(STREAM_BATCH_HEADER, "true");
     if (Number.isFinite(call.timeout)) {
       headers.set(TIMEOUT_HEADER, encodeTimeout(call.timeout));
       const expired = new NatsMicroError("DEADLINE_EXCEEDED", method, "the stream did not finish before its deadline", undefined, { kind: ErrorKind.Timeout });
@@ -185,7 +188,7 @@ export class CallerStream {
           this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`), true);
           return;
         }
-        this.#link.connect(inbox, count);
+        this.#link.connect(inbox, count, protocolHeader(headers, STREAM_BATCH_HEADER) === "true");
         this.#started();
         return;
       }
