@@ -26,6 +26,13 @@ import {
 } from "./stream-wire.js";
 import { StreamLink } from "./stream-link.js";
 
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/** What the end gives (a client-streaming response, else `undefined`: done) as an iterator result. */
+function iteratorResult<T>(value: T | undefined): IteratorResult<T, undefined> {
+  return value === undefined ? DONE : { done: false, value };
+}
+
 interface CallerStreamInit {
   readonly nc: NatsConnection;
   readonly method: StreamMethodSpec;
@@ -289,11 +296,30 @@ export class CallerStream {
     this.#link.sendEnd(new Uint8Array(0), toHeaders(headers));
   }
 
-  /** The next response, or `undefined` once the server ended the stream successfully. */
-  async next(): Promise<MessageShape<DescMessage> | undefined> {
+  /** The next response, or what the end gives: `undefined`, or a client-streaming call's response. */
+  next(): Promise<MessageShape<DescMessage> | undefined> {
+    return this.#step().then((result) => result.value);
+  }
+
+  /**
+   * {@link next} as an iterator result (the end's `undefined` as done).
+   * Without an `await` when a response has arrived: a stream read in a
+   * loop then costs one promise per message.
+   */
+  #step(): Promise<IteratorResult<MessageShape<DescMessage>, undefined>> {
+    if (this.#conclusion === undefined) {
+      const data = this.#link.take();
+      if (data !== undefined) {
+        return this.#decoded(data);
+      }
+    }
+    return this.#waitForStep();
+  }
+
+  async #waitForStep(): Promise<IteratorResult<MessageShape<DescMessage>, undefined>> {
     if (this.#conclusion !== undefined) {
       await this.#conclusion;
-      return undefined;
+      return DONE;
     }
     let received: { message: StreamMessage; end: boolean } | undefined;
     try {
@@ -305,14 +331,19 @@ export class CallerStream {
       if (!this.#done) {
         this.#finish();
       }
-      return this.#conclude();
+      return this.#conclude().then(iteratorResult);
     }
+    return this.#decoded(received.message.data);
+  }
+
+  /** A response; one that does not decode fails the stream with INVALID_ARGUMENT (and gives its end). */
+  #decoded(data: Uint8Array): Promise<IteratorResult<MessageShape<DescMessage>, undefined>> {
     try {
-      return this.#init.responses.decode(received.message.data);
+      return Promise.resolve({ done: false, value: this.#init.responses.decode(data) });
     } catch (err) {
       const method = this.#init.method.method;
       this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed stream message: ${describe(err)}`, undefined, { kind: ErrorKind.Decode, cause: err }), true);
-      return this.#conclude();
+      return this.#conclude().then(iteratorResult);
     }
   }
 
@@ -352,10 +383,7 @@ export class CallerStream {
 
   [Symbol.asyncIterator](): AsyncIterator<MessageShape<DescMessage>> {
     return {
-      next: async () => {
-        const value = await this.next();
-        return value === undefined ? { done: true, value: undefined } : { done: false, value };
-      },
+      next: () => this.#step(),
       return: async () => {
         if (!this.#done) {
           this.cancel();

@@ -679,7 +679,11 @@ export class Service {
         MessageInitShape<DescMessage>
       >;
       for await (const response of responses) {
-        await link.send(serving.responses.encode(response));
+        // An await only when the send waits for credit.
+        const credited = link.send(serving.responses.encode(response));
+        if (credited !== undefined) {
+          await credited;
+        }
       }
       return new Uint8Array(0);
     };
