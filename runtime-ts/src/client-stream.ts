@@ -15,6 +15,7 @@ import {
   isStreamEnd,
   parseStreamCount,
   REPLY_TO_HEADER,
+  STREAM_BATCH_HEADER,
   STREAM_CANCEL_HEADER,
   STREAM_CREDIT_HEADER,
   STREAM_INBOX_HEADER,
@@ -24,6 +25,13 @@ import {
   type StreamTiming,
 } from "./stream-wire.js";
 import { StreamLink } from "./stream-link.js";
+
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/** What the end gives (a client-streaming response, else `undefined`: done) as an iterator result. */
+function iteratorResult<T>(value: T | undefined): IteratorResult<T, undefined> {
+  return value === undefined ? DONE : { done: false, value };
+}
 
 interface CallerStreamInit {
   readonly nc: NatsConnection;
@@ -75,6 +83,7 @@ export class CallerStream {
       method,
       window: init.window,
       windowAnnounced: true,
+      batchesAnnounced: true,
       keepaliveInterval: init.timing.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL,
       peerTimeout: init.timing.peerTimeout ?? DEFAULT_PEER_TIMEOUT,
       onFailure: (error, cause) => this.#fail(error, cause === "protocol"),
@@ -143,6 +152,7 @@ export class CallerStream {
     const headers = call.headers;
     headers.set(REPLY_TO_HEADER, inboxSubject);
     headers.set(STREAM_CREDIT_HEADER, String(this.#init.window));
+    headers.set(STREAM_BATCH_HEADER, "true");
     if (Number.isFinite(call.timeout)) {
       headers.set(TIMEOUT_HEADER, encodeTimeout(call.timeout));
       const expired = new NatsMicroError("DEADLINE_EXCEEDED", method, "the stream did not finish before its deadline", undefined, { kind: ErrorKind.Timeout });
@@ -185,7 +195,7 @@ export class CallerStream {
           this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`), true);
           return;
         }
-        this.#link.connect(inbox, count);
+        this.#link.connect(inbox, count, protocolHeader(headers, STREAM_BATCH_HEADER) === "true");
         this.#started();
         return;
       }
@@ -286,11 +296,30 @@ export class CallerStream {
     this.#link.sendEnd(new Uint8Array(0), toHeaders(headers));
   }
 
-  /** The next response, or `undefined` once the server ended the stream successfully. */
-  async next(): Promise<MessageShape<DescMessage> | undefined> {
+  /** The next response, or what the end gives: `undefined`, or a client-streaming call's response. */
+  next(): Promise<MessageShape<DescMessage> | undefined> {
+    return this.#step().then((result) => result.value);
+  }
+
+  /**
+   * {@link next} as an iterator result (the end's `undefined` as done).
+   * Without an `await` when a response has arrived: a stream read in a
+   * loop then costs one promise per message.
+   */
+  #step(): Promise<IteratorResult<MessageShape<DescMessage>, undefined>> {
+    if (this.#conclusion === undefined) {
+      const data = this.#link.take();
+      if (data !== undefined) {
+        return this.#decoded(data);
+      }
+    }
+    return this.#waitForStep();
+  }
+
+  async #waitForStep(): Promise<IteratorResult<MessageShape<DescMessage>, undefined>> {
     if (this.#conclusion !== undefined) {
       await this.#conclusion;
-      return undefined;
+      return DONE;
     }
     let received: { message: StreamMessage; end: boolean } | undefined;
     try {
@@ -302,14 +331,19 @@ export class CallerStream {
       if (!this.#done) {
         this.#finish();
       }
-      return this.#conclude();
+      return this.#conclude().then(iteratorResult);
     }
+    return this.#decoded(received.message.data);
+  }
+
+  /** A response; one that does not decode fails the stream with INVALID_ARGUMENT (and gives its end). */
+  #decoded(data: Uint8Array): Promise<IteratorResult<MessageShape<DescMessage>, undefined>> {
     try {
-      return this.#init.responses.decode(received.message.data);
+      return Promise.resolve({ done: false, value: this.#init.responses.decode(data) });
     } catch (err) {
       const method = this.#init.method.method;
       this.#fail(new NatsMicroError("INVALID_ARGUMENT", method, `malformed stream message: ${describe(err)}`, undefined, { kind: ErrorKind.Decode, cause: err }), true);
-      return this.#conclude();
+      return this.#conclude().then(iteratorResult);
     }
   }
 
@@ -349,10 +383,7 @@ export class CallerStream {
 
   [Symbol.asyncIterator](): AsyncIterator<MessageShape<DescMessage>> {
     return {
-      next: async () => {
-        const value = await this.next();
-        return value === undefined ? { done: true, value: undefined } : { done: false, value };
-      },
+      next: () => this.#step(),
       return: async () => {
         if (!this.#done) {
           this.cancel();

@@ -34,6 +34,7 @@ import {
   DEFAULT_STREAM_WINDOW,
   parseStreamCount,
   REPLY_TO_HEADER,
+  STREAM_BATCH_HEADER,
   STREAM_CREDIT_HEADER,
   STREAM_INBOX_HEADER,
   type StreamTiming,
@@ -596,6 +597,8 @@ export class Service {
       method,
       window: serving.window,
       windowAnnounced: reply !== undefined,
+      // Announced with the window, in the ack.
+      batchesAnnounced: reply !== undefined,
       keepaliveInterval: serving.keepaliveInterval,
       peerTimeout: serving.peerTimeout,
       onFailure: (error, cause) => {
@@ -645,7 +648,7 @@ export class Service {
           throw malformedRequest(method, `malformed request for ${method}`, err);
         }
       }
-      link.connect(target, callerCredit);
+      link.connect(target, callerCredit, protocolHeader(headers, STREAM_BATCH_HEADER) === "true");
       if (reply !== undefined) {
         const inboxSubject = createInbox();
         inbox = this.#nc.subscribe(inboxSubject, {
@@ -658,6 +661,7 @@ export class Service {
         const ack = createHeaders();
         ack.set(STREAM_INBOX_HEADER, inboxSubject);
         ack.set(STREAM_CREDIT_HEADER, String(serving.window));
+        ack.set(STREAM_BATCH_HEADER, "true");
         try {
           this.#nc.publish(reply, new Uint8Array(0), { headers: ack });
         } catch (err) {
@@ -675,7 +679,11 @@ export class Service {
         MessageInitShape<DescMessage>
       >;
       for await (const response of responses) {
-        await link.send(serving.responses.encode(response));
+        // An await only when the send waits for credit.
+        const credited = link.send(serving.responses.encode(response));
+        if (credited !== undefined) {
+          await credited;
+        }
       }
       return new Uint8Array(0);
     };

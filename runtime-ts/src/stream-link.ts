@@ -7,10 +7,17 @@ import { describe, ErrorKind, malformedRequest, NatsMicroError } from "./errors.
 import { now } from "./clock.js";
 import { headersSize } from "./request.js";
 import {
+  BATCH_BODY_BYTES,
+  BATCH_HEADER_BYTES,
+  batchedSize,
+  batchHeader,
+  decodeBatch,
+  encodeBatch,
   isStreamEnd,
   parseStreamCount,
   SEQ_HEADER_BYTES,
   seqHeader,
+  STREAM_BATCH_HEADER,
   STREAM_CANCEL_HEADER,
   STREAM_CREDIT_HEADER,
   STREAM_END_HEADER,
@@ -18,8 +25,12 @@ import {
   type StreamMessage,
 } from "./stream-wire.js";
 
-/** Unsent data bytes at which a stream hands its messages to NATS without waiting for the end of the turn. */
-const SEND_BATCH_BYTES = 64 * 1024;
+/**
+ * Unsent data bytes (with their lengths, when they go in batches) that a
+ * stream hands to NATS without waiting for the end of the turn: also the
+ * most one batch holds.
+ */
+const SEND_BATCH_BYTES = BATCH_BODY_BYTES;
 
 /**
  * Runs `task` once the microtasks queued so far, and those they queue, have
@@ -39,6 +50,8 @@ interface StreamLinkOptions {
   readonly window: number;
   /** Whether the peer was told the window, so that data beyond it is a protocol error. */
   readonly windowAnnounced: boolean;
+  /** Whether the peer was told that this side accepts batches (PROTOCOL §9.9), so that a batch is not a protocol error. */
+  readonly batchesAnnounced: boolean;
   readonly keepaliveInterval: number;
   readonly peerTimeout: number;
   /** The link failed on its own (protocol error, peer gone, caller cancel); it is closed already. */
@@ -47,8 +60,9 @@ interface StreamLinkOptions {
 
 /**
  * Both directions of one side of a stream: sends data in sequence within
- * the peer's credit, with keepalives; receives data in checked sequence
- * within the window it offered, granting credit as it is consumed; watches
+ * the peer's credit (in batches to a peer that takes them), with
+ * keepalives; receives data, and batches, in checked sequence within the
+ * window it offered, granting credit as each message is consumed; watches
  * for a silent peer. Knows nothing of codecs, handlers or which side it is.
  */
 export class StreamLink {
@@ -59,8 +73,11 @@ export class StreamLink {
   #credit: number | undefined;
   #sentSeq = 0;
   #creditWaiters: (() => void)[] = [];
-  /** Data messages sent but not yet handed to NATS, and their bytes (see {@link send}). */
-  #unsent: { body: Uint8Array; headers: MsgHdrs }[] = [];
+  /** Whether data goes to the peer in batches: it announced batches and credit (PROTOCOL §9.9). */
+  #batches = false;
+  /** Data messages sent but not yet handed to NATS, from sequence number {@link #unsentSeq} on, and their bytes (see {@link send}). */
+  #unsent: Uint8Array[] = [];
+  #unsentSeq = 1;
   #unsentBytes = 0;
   #flushScheduled = false;
   #keepalive: ReturnType<typeof setTimeout> | undefined;
@@ -73,7 +90,8 @@ export class StreamLink {
   /** Data messages the peer may still send within the credit granted. */
   #granted: number;
   #consumedSinceGrant = 0;
-  readonly #queue: StreamMessage[] = [];
+  /** Data messages received and not yet taken. */
+  readonly #queue: Uint8Array[] = [];
   #end: StreamMessage | undefined;
   #readers: (() => void)[] = [];
   /** Why the link is closed; set once. */
@@ -90,10 +108,15 @@ export class StreamLink {
     return this.#closed !== undefined;
   }
 
-  /** Starts sending to the peer's inbox with its announced credit (`undefined`: no flow control, no keepalives). */
-  connect(target: string | undefined, credit: number | undefined): void {
+  /**
+   * Starts sending to the peer's inbox with its announced credit
+   * (`undefined`: no flow control, no keepalives), in batches when it
+   * announced them too.
+   */
+  connect(target: string | undefined, credit: number | undefined, batches = false): void {
     this.#target = target;
     this.#credit = credit;
+    this.#batches = batches && credit !== undefined;
     if (credit !== undefined) {
       this.#lastSent = this.#lastHeard = now();
       this.#armKeepalive();
@@ -112,20 +135,37 @@ export class StreamLink {
   }
 
   /**
-   * Sends a data message once the peer's credit allows; rejects once the
-   * link is closed or when the message cannot fit in max_payload.
+   * Sends a data message once the peer's credit allows: a promise only
+   * when it has to wait for credit (an `await` per message is a good part
+   * of a stream's cost per message), else `undefined` once the message is
+   * queued. Fails (throws, or rejects after a wait) once the link is closed
+   * or when the message cannot fit in max_payload.
    *
    * The message is handed to NATS with the others sent in the same turn of
-   * the event loop (or once they reach {@link SEND_BATCH_BYTES}): the
+   * the event loop (or once they would pass {@link SEND_BATCH_BYTES}): the
    * client library writes to the socket as soon as the microtasks that
    * queued a message have run, and a handler's `for await` loop takes
    * several microtasks per message, so messages published one by one each
-   * cost a socket write.
+   * cost a socket write. To a peer that takes batches, those messages go
+   * as batches: only what is ready, so batching adds no latency.
    */
-  async send(body: Uint8Array): Promise<void> {
+  send(body: Uint8Array): Promise<void> | undefined {
+    if (this.#closed === undefined && this.#credit !== undefined && this.#credit <= 0) {
+      return this.#sendWhenCredited(body);
+    }
+    this.#queueData(body);
+    return undefined;
+  }
+
+  async #sendWhenCredited(body: Uint8Array): Promise<void> {
     while (this.#closed === undefined && this.#credit !== undefined && this.#credit <= 0) {
       await new Promise<void>((resolve) => this.#creditWaiters.push(resolve));
     }
+    this.#queueData(body);
+  }
+
+  /** Queues a data message the credit allows for the next {@link #flush}; throws once the link is closed or when the message cannot fit in max_payload. */
+  #queueData(body: Uint8Array): void {
     if (this.#closed !== undefined) {
       throw this.#closed;
     }
@@ -138,6 +178,14 @@ export class StreamLink {
         throw new NatsMicroError("RESOURCE_EXHAUSTED", this.#o.method, message, undefined, { kind: ErrorKind.MaxPayloadExceeded });
       }
     }
+    // Unsent messages always fit in one batch: a batch holds what is ready, never what is waited for.
+    const bytes = this.#batches ? batchedSize(body) : body.length;
+    if (this.#unsentBytes + bytes > SEND_BATCH_BYTES) {
+      this.#flush();
+      if (this.#closed !== undefined) {
+        throw this.#closed;
+      }
+    }
     this.#sentSeq += 1;
     if (this.#credit !== undefined) {
       this.#credit -= 1;
@@ -145,8 +193,11 @@ export class StreamLink {
     if (this.#target === undefined) {
       return;
     }
-    this.#unsent.push({ body, headers: seqHeader(this.#sentSeq) });
-    this.#unsentBytes += body.length;
+    if (this.#unsent.length === 0) {
+      this.#unsentSeq = this.#sentSeq;
+    }
+    this.#unsent.push(body);
+    this.#unsentBytes += bytes;
     if (this.#unsentBytes >= SEND_BATCH_BYTES) {
       this.#flush();
     } else if (!this.#flushScheduled) {
@@ -163,21 +214,63 @@ export class StreamLink {
     if (this.#unsent.length === 0) {
       return;
     }
-    const batch = this.#unsent;
+    const messages = this.#unsent;
+    const first = this.#unsentSeq;
+    const target = this.#target;
     this.#unsent = [];
     this.#unsentBytes = 0;
-    if (this.#target === undefined) {
+    if (target === undefined) {
       return;
     }
     try {
-      for (const { body, headers } of batch) {
-        this.#o.nc.publish(this.#target, body, { headers });
+      if (this.#batches) {
+        this.#publishBatches(target, messages, first);
+      } else {
+        for (let i = 0; i < messages.length; i++) {
+          this.#o.nc.publish(target, messages[i], { headers: seqHeader(first + i) });
+        }
       }
     } catch (err) {
       this.#fail(new NatsMicroError("UNAVAILABLE", this.#o.method, `sending a stream message: ${describe(err)}`), "gone");
       return;
     }
     this.#lastSent = now();
+  }
+
+  /**
+   * Publishes data messages `first`, `first + 1`, … as batches of as many
+   * as fit in {@link SEND_BATCH_BYTES} and max_payload (PROTOCOL §9.9). A
+   * message that fits in no batch, or a batch that would hold one, goes as
+   * ordinary data.
+   */
+  #publishBatches(target: string, messages: readonly Uint8Array[], first: number): void {
+    const maxPayload = this.#o.nc.info?.max_payload ?? Infinity;
+    const limit = Math.min(SEND_BATCH_BYTES, maxPayload - BATCH_HEADER_BYTES);
+    let batch: Uint8Array[] = [];
+    let batchSeq = first;
+    let batchBytes = 0;
+    const publish = () => {
+      if (batch.length === 1) {
+        this.#o.nc.publish(target, batch[0], { headers: seqHeader(batchSeq) });
+      } else if (batch.length > 1) {
+        this.#o.nc.publish(target, encodeBatch(batch, batchBytes), { headers: batchHeader(batchSeq, batch.length) });
+      }
+    };
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i] as Uint8Array;
+      const size = batchedSize(message);
+      if (batch.length > 0 && batchBytes + size > limit) {
+        publish();
+        batch = [];
+        batchBytes = 0;
+      }
+      if (batch.length === 0) {
+        batchSeq = first + i;
+      }
+      batch.push(message);
+      batchBytes += size;
+    }
+    publish();
   }
 
   /** Sends an end (`Nats-Stream-End: true` over `headers`). */
@@ -222,23 +315,64 @@ export class StreamLink {
       return;
     }
     if (number !== undefined) {
-      if (number !== this.#expectedSeq) {
-        this.#protocolError("DATA_LOSS", `expected message ${this.#expectedSeq}, got ${number}`);
+      const batch = protocolHeader(headers, STREAM_BATCH_HEADER);
+      if (batch !== undefined) {
+        this.#receiveBatch(number, batch, message.data);
         return;
       }
-      if (this.#o.windowAnnounced && this.#granted <= 0) {
-        this.#protocolError("RESOURCE_EXHAUSTED", `message ${number} is beyond the credit granted`);
+      if (!this.#admits(number, 1)) {
         return;
       }
       this.#expectedSeq += 1;
       this.#granted -= 1;
-      this.#queue.push({ data: message.data, headers });
+      this.#queue.push(message.data);
       this.#wakeReaders();
       return;
     }
     if (isStreamEnd(headers)) {
       this.#ended({ data: message.data, headers });
     }
+  }
+
+  /** Whether `count` data messages from sequence number `first` on come in order and within the credit granted; fails the stream if not. */
+  #admits(first: number, count: number): boolean {
+    if (first !== this.#expectedSeq) {
+      this.#protocolError("DATA_LOSS", `expected message ${this.#expectedSeq}, got ${first}`);
+      return false;
+    }
+    if (this.#o.windowAnnounced && this.#granted < count) {
+      const what = count === 1 ? `message ${first}` : `the batch of messages ${first} to ${first + count - 1}`;
+      this.#protocolError("RESOURCE_EXHAUSTED", `${what} is beyond the credit granted`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Queues the messages of a batch (PROTOCOL §9.9) for the reader one by one, as if each had come alone. */
+  #receiveBatch(first: number, value: string, body: Uint8Array): void {
+    if (!this.#o.batchesAnnounced) {
+      this.#protocolError("INVALID_ARGUMENT", "a batch, but this side did not announce batches");
+      return;
+    }
+    const count = parseStreamCount(value);
+    if (count === undefined || count === 0) {
+      this.#protocolError("INVALID_ARGUMENT", `malformed ${STREAM_BATCH_HEADER} ${JSON.stringify(value)}`);
+      return;
+    }
+    if (!this.#admits(first, count)) {
+      return;
+    }
+    const messages = decodeBatch(body, count);
+    if (typeof messages === "string") {
+      this.#protocolError("INVALID_ARGUMENT", `malformed batch of messages ${first} to ${first + count - 1}: ${messages}`);
+      return;
+    }
+    this.#expectedSeq += count;
+    this.#granted -= count;
+    for (const data of messages) {
+      this.#queue.push(data);
+    }
+    this.#wakeReaders();
   }
 
   /** A sequence or credit header: absent (`undefined`), its number, or `null` once a malformed one failed the stream. */
@@ -273,18 +407,34 @@ export class StreamLink {
   }
 
   /**
-   * The peer's next data message, or its end (`{ end }`); rejects once the
-   * link closed. Grants credit as messages are taken.
+   * The peer's next data message if one has arrived, granting credit as it
+   * is taken; `undefined` when none has, or once the link is closed
+   * ({@link next} then says why). Reading without an `await` per message
+   * where one is queued saves a good part of a stream's cost per message.
+   */
+  take(): Uint8Array | undefined {
+    if (this.#closed !== undefined) {
+      return undefined;
+    }
+    const data = this.#queue.shift();
+    if (data !== undefined) {
+      this.#consumed();
+    }
+    return data;
+  }
+
+  /**
+   * The peer's next data message (its body only), or its end (`{ end }`);
+   * rejects once the link closed. Grants credit as messages are taken.
    */
   async next(): Promise<{ message: StreamMessage; end: boolean }> {
     for (;;) {
       if (this.#closed !== undefined) {
         throw this.#closed;
       }
-      const message = this.#queue.shift();
-      if (message !== undefined) {
-        this.#consumed();
-        return { message, end: false };
+      const data = this.take();
+      if (data !== undefined) {
+        return { message: { data, headers: undefined }, end: false };
       }
       if (this.#end !== undefined) {
         return { message: this.#end, end: true };
@@ -435,16 +585,20 @@ export function decodedMessages<T>(link: StreamLink, decode: (data: Uint8Array) 
   let messages: AsyncGenerator<T> | undefined;
   messages = (async function* () {
     for (;;) {
-      const { message, end } = await link.next();
-      if (end) {
-        if (message.headers !== undefined && messages !== undefined) {
-          endHeaders.set(messages, message.headers);
+      let data = link.take();
+      if (data === undefined) {
+        const { message, end } = await link.next();
+        if (end) {
+          if (message.headers !== undefined && messages !== undefined) {
+            endHeaders.set(messages, message.headers);
+          }
+          return;
         }
-        return;
+        data = message.data;
       }
       let value: T;
       try {
-        value = decode(message.data);
+        value = decode(data);
       } catch (err) {
         malformed(malformedRequest("", "malformed stream message", err));
       }
