@@ -1,13 +1,20 @@
 """The stream wire's bookkeeping without NATS (PROTOCOL §9.1, §9.3, §9.4,
-§9.6): number headers, send credit, and the receiver's order, loss and
-window checks."""
+§9.6, §9.9): number headers, send credit, the receiver's order, loss and
+window checks, and batches: their framing, and the link packing and
+reading them on a stand-in connection."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
+import nats.errors
 import nats_micro_runtime as rt
 import pytest
+from google.protobuf import wrappers_pb2
+from nats_micro_runtime._codec import decode_message
+from nats_micro_runtime._endpoint import _server_stream_error
+from nats_micro_runtime._stream_link import _StreamLink
 
 
 @pytest.mark.parametrize(("value", "number"), [("1", 1), ("0", 0), ("0064", 64), ("2147483647", 2**31 - 1)])
@@ -93,3 +100,297 @@ def test_a_window_of_one_grants_every_message_and_no_window_grants_nothing() -> 
     for seq in range(1, 200):
         unlimited.received(seq)
         assert unlimited.consumed() == 0
+
+
+# Batches (§9.9) ---------------------------------------------------------------
+
+
+def framed(*bodies: bytes) -> bytes:
+    """A batch body: each message behind its varint length."""
+    return b"".join(rt.encode_varint(len(body)) + body for body in bodies)
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [(0, b"\x00"), (1, b"\x01"), (127, b"\x7f"), (128, b"\x80\x01"), (300, b"\xac\x02"), (2**32 - 1, b"\xff\xff\xff\xff\x0f")],
+)
+def test_lengths_are_protobuf_varints(value: int, encoded: bytes) -> None:
+    assert rt.encode_varint(value) == encoded
+    # protobuf's own length-delimited framing of a bytes field: tag, varint length, bytes
+    if value < 100_000:
+        assert wrappers_pb2.BytesValue(value=b"x" * value).SerializeToString()[1:] == (encoded + b"x" * value if value else b"")
+
+
+def test_a_batch_body_splits_into_its_messages() -> None:
+    bodies = [b"", b"a", b"b" * 127, b"c" * 128, b"d" * 70_000]
+    assert rt.split_batch(framed(*bodies), len(bodies)) == bodies
+
+
+@pytest.mark.parametrize(
+    ("body", "count", "reason"),
+    [
+        (framed(b"one") + b"\x80", 2, "ends inside a length"),
+        (framed(b"one") + b"\x05abc", 2, "ends inside a message"),
+        (b"\xff\xff\xff\xff\xff\x01", 1, "longer than 5 bytes"),
+        (framed(b"1", b"2", b"3"), 2, "more than its 2"),
+        (framed(b"1"), 2, "1 of its 2"),
+        (b"", 1, "0 of its 1"),
+    ],
+)
+def test_a_malformed_batch_body_is_invalid_argument(body: bytes, count: int, reason: str) -> None:
+    with pytest.raises(rt.StreamProtocolError, match=reason) as failure:
+        rt.split_batch(body, count)
+    assert failure.value.code == "INVALID_ARGUMENT"
+
+
+def test_a_data_message_with_a_count_is_a_batch() -> None:
+    frame = rt.classify({rt.SEQ_HEADER: "3", rt.BATCH_HEADER: "2"}, b"body")
+    assert (frame.kind, frame.number, frame.count, frame.body) == (rt.FrameKind.BATCH, 3, 2, b"body")
+    assert rt.classify({rt.SEQ_HEADER: "3"}, b"").count == 1
+    # a count on an end or a credit means nothing
+    assert rt.classify({rt.END_HEADER: "true", rt.BATCH_HEADER: "2"}, b"").kind is rt.FrameKind.END
+
+
+@pytest.mark.parametrize("count", ["0", "x", "-1", "true", "2147483648"])
+def test_a_batch_count_that_does_not_parse_or_is_zero_is_invalid_argument(count: str) -> None:
+    with pytest.raises(rt.StreamProtocolError) as failure:
+        rt.classify({rt.SEQ_HEADER: "1", rt.BATCH_HEADER: count}, framed(b"x"))
+    assert failure.value.code == "INVALID_ARGUMENT"
+
+
+def test_a_batch_takes_one_credit_per_message_and_its_sequence_numbers() -> None:
+    window = rt.ReceiveWindow(4)
+    window.received(1, 3)
+    window.received(4)
+    with pytest.raises(rt.StreamProtocolError, match="5 to 6") as beyond:
+        window.received(5, 2)
+    assert beyond.value.code == "RESOURCE_EXHAUSTED"
+    assert [window.consumed() for _ in range(4)] == [0, 2, 0, 2]
+    window.received(5, 4)
+    with pytest.raises(rt.StreamProtocolError) as gap:
+        rt.ReceiveWindow(8).received(2, 2)
+    assert gap.value.code == "DATA_LOSS"
+
+
+def test_taking_credit_without_waiting() -> None:
+    credit = rt.SendCredit(1)
+    assert credit.take() and not credit.take() and credit.available == 0
+    assert rt.SendCredit(None).take()
+
+
+# The link's batches, on a stand-in connection --------------------------------
+
+
+class FakeNats:
+    """Records what the link publishes; ``fail`` makes publishing raise."""
+
+    def __init__(self, max_payload: int = 1024 * 1024) -> None:
+        self.max_payload = max_payload
+        self.published: list[tuple[dict[str, str], bytes]] = []
+        self.fail = False
+
+    async def publish(self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None) -> None:
+        if self.fail:
+            raise nats.errors.ConnectionClosedError
+        self.published.append((dict(headers or {}), payload))
+
+    def kinds(self) -> list[str]:
+        """Each published message as ``seq`` (data), ``seq+count`` (batch) or ``end``/``credit``."""
+        out = []
+        for headers, _ in self.published:
+            if rt.BATCH_HEADER in headers:
+                out.append(f"{headers[rt.SEQ_HEADER]}+{headers[rt.BATCH_HEADER]}")
+            elif rt.SEQ_HEADER in headers:
+                out.append(headers[rt.SEQ_HEADER])
+            else:
+                out.append("end" if rt.END_HEADER in headers else "credit")
+        return out
+
+
+def link_to(
+    fake: FakeNats, *, credit: int | None = 100, window: int | None = 4, batches: bool = True, takes: bool = True
+) -> _StreamLink[wrappers_pb2.Int64Value]:
+    return _StreamLink(
+        cast(Any, fake),
+        "M",
+        "_INBOX.peer",
+        credit,
+        window,
+        lambda body: decode_message(body, wrappers_pb2.Int64Value, False),
+        _server_stream_error("M"),
+        rt.StreamTimings(),
+        lambda _: None,
+        takes_batches=takes,
+        peer_takes_batches=batches,
+    )
+
+
+async def test_ready_messages_go_in_one_batch_when_the_loop_gets_a_turn_and_an_end_follows_it() -> None:
+    fake = FakeNats()
+    link = link_to(fake)
+    for value in range(3):
+        await link.send(bytes([value]))
+    assert fake.published == [], "nothing goes out before the loop gets a turn"
+    await asyncio.sleep(0)
+    assert fake.published == [({rt.SEQ_HEADER: "1", rt.BATCH_HEADER: "3"}, framed(b"\x00", b"\x01", b"\x02"))]
+    await link.send(b"\x03")
+    await link.send(b"\x04")
+    await link.publish({rt.END_HEADER: "true"})
+    assert fake.kinds() == ["1+3", "4+2", "end"]
+    await link.close()
+
+
+async def test_a_batch_of_one_goes_as_ordinary_data() -> None:
+    fake = FakeNats()
+    link = link_to(fake)
+    await link.send(b"only")
+    await link.flush()
+    assert fake.published == [({rt.SEQ_HEADER: "1"}, b"only")]
+    await link.close()
+
+
+async def test_the_batch_goes_before_waiting_for_credit_and_never_holds_more_than_the_credit() -> None:
+    fake = FakeNats()
+    link = link_to(fake, credit=3)
+    async def send_five() -> None:
+        for value in range(5):
+            await link.send(bytes([value]))
+
+    sender = asyncio.ensure_future(send_five())
+    await asyncio.sleep(0.01)
+    assert fake.kinds() == ["1+3"] and not sender.done()
+    link._credit.grant(1)
+    await asyncio.sleep(0.01)
+    link._credit.grant(5)
+    await asyncio.wait_for(sender, 1)
+    await link.flush()
+    assert fake.kinds() == ["1+3", "4", "5"]
+    await link.close()
+
+
+async def test_batches_stay_within_64_kib_and_max_payload_and_a_message_too_big_for_one_goes_alone() -> None:
+    fake = FakeNats()
+    link = link_to(fake, credit=1000)
+    for _ in range(20):
+        await link.send(b"x" * 10_000)
+    await link.send(b"y" * rt.MAX_BATCH_BYTES)
+    await link.send(b"z")
+    await link.flush()
+    assert fake.kinds() == ["1+6", "7+6", "13+6", "19+2", "21", "22"]
+    assert all(len(body) <= rt.MAX_BATCH_BYTES for headers, body in fake.published if rt.BATCH_HEADER in headers)
+    small = FakeNats(max_payload=25_000)
+    link = link_to(small, credit=1000)
+    for _ in range(5):
+        await link.send(b"x" * 10_000)
+    await link.flush()
+    assert small.kinds() == ["1+2", "3+2", "5"]
+    await link.close()
+
+
+@pytest.mark.parametrize(("credit", "batches"), [(100, False), (None, True)])
+async def test_a_peer_that_did_not_announce_batches_and_credit_gets_one_message_per_nats_message(
+    credit: int | None, batches: bool
+) -> None:
+    fake = FakeNats()
+    link = link_to(fake, credit=credit, batches=batches)
+    for value in range(3):
+        await link.send(bytes([value]))
+    assert fake.kinds() == ["1", "2", "3"]
+    await link.close()
+
+
+async def test_a_batch_that_fails_to_go_out_fails_the_sender_and_no_end_follows_it() -> None:
+    fake = FakeNats()
+    link = link_to(fake)
+    await link.send(b"1")
+    await link.send(b"2")
+    fake.fail = True
+    await asyncio.sleep(0)
+    fake.fail = False
+    with pytest.raises(rt.NatsMicroError) as failed:
+        await link.send(b"3")
+    assert failed.value.code == "UNAVAILABLE"
+    with pytest.raises(rt.NatsMicroError):
+        await link.flush()
+    assert fake.published == []
+    await link.close()
+
+
+async def test_closing_drops_a_batch_not_sent_yet() -> None:
+    fake = FakeNats()
+    link = link_to(fake)
+    await link.send(b"1")
+    await link.send(b"2")
+    await link.close()
+    await asyncio.sleep(0)
+    assert fake.published == []
+
+
+class Message:
+    """What the link reads from its inbox."""
+
+    def __init__(self, headers: dict[str, str], data: bytes = b"") -> None:
+        self.headers = headers
+        self.data = data
+
+
+def ints(*values: int) -> list[bytes]:
+    return [wrappers_pb2.Int64Value(value=v).SerializeToString() for v in values]
+
+
+async def read_all(link: _StreamLink[wrappers_pb2.Int64Value]) -> tuple[list[int], str | None]:
+    got: list[int] = []
+    try:
+        while (message := await asyncio.wait_for(link.receive(), 1)) is not None:
+            got.append(message.value)
+    except rt.NatsMicroError as err:
+        return got, err.code
+    return got, None
+
+
+async def test_a_batch_is_read_one_message_at_a_time_with_credit_granted_per_message() -> None:
+    fake = FakeNats()
+    link = link_to(fake, credit=None, window=4)
+    await link.on_message(cast(Any, Message({rt.SEQ_HEADER: "1", rt.BATCH_HEADER: "3"}, framed(*ints(1, 2, 3)))))
+    await link.on_message(cast(Any, Message({rt.SEQ_HEADER: "4"}, ints(4)[0])))
+    await link.on_message(cast(Any, Message({rt.END_HEADER: "true"})))
+    grants: list[str] = []
+    got = []
+    for _ in range(4):
+        message = await link.receive()
+        assert message is not None
+        got.append(message.value)
+        grants.append(",".join(h[rt.CREDIT_HEADER] for h, _ in fake.published))
+    assert got == [1, 2, 3, 4] and grants == ["", "2", "2", "2,2"]
+    assert await link.receive() is None
+    await link.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "delivered", "code"),
+    [
+        ({rt.BATCH_HEADER: "x"}, framed(*ints(1, 2)), [], "INVALID_ARGUMENT"),
+        ({rt.BATCH_HEADER: "0"}, b"", [], "INVALID_ARGUMENT"),
+        ({rt.BATCH_HEADER: "2"}, framed(*ints(1)) + b"\x80", [], "INVALID_ARGUMENT"),
+        ({rt.BATCH_HEADER: "2"}, framed(*ints(1)) + b"\x05ab", [], "INVALID_ARGUMENT"),
+        ({rt.BATCH_HEADER: "2"}, framed(*ints(1, 2, 3)), [], "INVALID_ARGUMENT"),
+        ({rt.BATCH_HEADER: "3"}, framed(*ints(1, 2)), [], "INVALID_ARGUMENT"),
+        ({rt.BATCH_HEADER: "5"}, framed(*ints(1, 2, 3, 4, 5)), [], "RESOURCE_EXHAUSTED"),
+        ({rt.SEQ_HEADER: "2", rt.BATCH_HEADER: "2"}, framed(*ints(2, 3)), [], "DATA_LOSS"),
+        ({rt.BATCH_HEADER: "3"}, framed(*ints(1, 2), b"\xff\xff"), [1, 2], "INVALID_ARGUMENT"),
+    ],
+)
+async def test_a_malformed_batch_fails_the_stream_with_its_code(
+    headers: dict[str, str], body: bytes, delivered: list[int], code: str
+) -> None:
+    link = link_to(FakeNats(), credit=None, window=4)
+    await link.on_message(cast(Any, Message({rt.SEQ_HEADER: "1", **headers}, body)))
+    assert await read_all(link) == (delivered, code)
+    await link.close()
+
+
+async def test_a_batch_to_a_side_that_did_not_announce_batches_is_invalid_argument() -> None:
+    link = link_to(FakeNats(), credit=None, window=4, takes=False)
+    await link.on_message(cast(Any, Message({rt.SEQ_HEADER: "1", rt.BATCH_HEADER: "2"}, framed(*ints(1, 2)))))
+    assert await read_all(link) == ([], "INVALID_ARGUMENT")
+    await link.close()

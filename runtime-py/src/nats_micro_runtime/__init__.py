@@ -234,6 +234,7 @@ from ._service import (
     start_service,
 )
 from ._streams import (
+    BATCH_HEADER,
     CANCEL_HEADER,
     CREDIT_HEADER,
     DEFAULT_KEEPALIVE_INTERVAL,
@@ -246,6 +247,7 @@ from ._streams import (
     FrameKind,
     INBOX_HEADER,
     Liveness,
+    MAX_BATCH_BYTES,
     REPLY_TO_HEADER,
     ReceiveWindow,
     SEQ_HEADER,
@@ -254,9 +256,11 @@ from ._streams import (
     StreamTimings,
     UNCONTROLLED_BUFFER,
     classify,
+    encode_varint,
     header_flag,
     header_number,
     parse_stream_number,
+    split_batch,
 )
 from ._guard import (
     ConnectionGuard,
@@ -297,6 +301,7 @@ __test__ = {
     "render_key": render_key,
     "is_valid_key": is_valid_key,
     "KeyTemplate.filter": KeyTemplate.filter,
+    "encode_varint": encode_varint,
 }
 """The examples in docstrings of the private modules, which ``doctest.testmod``
 on this package would not find by itself."""
@@ -308,6 +313,7 @@ __all__ = [
     "AbortedError",
     "AlreadyExistsError",
     "AsyncReader",
+    "BATCH_HEADER",
     "BUILTIN_NUMBERS",
     "BidiStreamEndpoint",
     "ByteSource",
@@ -391,6 +397,7 @@ __all__ = [
     "KvWriteMode",
     "Liveness",
     "MALFORMED_HEADER",
+    "MAX_BATCH_BYTES",
     "MAX_TIMEOUT_MICROS",
     "MaxPayloadExceededError",
     "MethodOptions",
@@ -471,6 +478,7 @@ __all__ = [
     "enable_opentelemetry",
     "encode_message",
     "encode_timeout",
+    "encode_varint",
     "error_code",
     "grpc_code_number",
     "header_flag",
@@ -483,6 +491,7 @@ __all__ = [
     "require_compatible",
     "retry",
     "retry_hint",
+    "split_batch",
     "start_service",
     "subject_matches",
     "valid_subject",

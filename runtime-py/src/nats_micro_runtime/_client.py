@@ -57,6 +57,7 @@ from ._chunked import (
 from ._store import KvHandle, ObjectHandle, open_kv, open_objects
 from ._stream_link import _StreamLink
 from ._streams import (
+    BATCH_HEADER,
     CREDIT_HEADER,
     DEFAULT_WINDOW,
     ERROR_CODE_HEADER,
@@ -66,6 +67,7 @@ from ._streams import (
     StreamProtocolError,
     StreamTimings,
     classify,
+    header_flag,
 )
 from ._typevars import MessageT, RequestT, ResponseT, T
 
@@ -627,7 +629,7 @@ class Client:
             if opened is not None:
                 opened.abort()
 
-        def start(peer_inbox: str | None, peer_window: int | None) -> _StreamLink[MessageT]:
+        def start(peer_inbox: str | None, peer_window: int | None, peer_takes_batches: bool = False) -> _StreamLink[MessageT]:
             nonlocal link
             link = _StreamLink(
                 nc,
@@ -640,6 +642,8 @@ class Client:
                 self._stream_timings,
                 abort,
                 plain_is_result=plain_is_result,
+                takes_batches=True,  # the open announces them (§9.9)
+                peer_takes_batches=peer_takes_batches,
             )
             return link
 
@@ -658,7 +662,7 @@ class Client:
                 ack.set_exception(error(err.code, err.message, b"", {}))
                 return
             if frame.kind is FrameKind.ACK:
-                ack.set_result(start(frame.inbox, frame.number))
+                ack.set_result(start(frame.inbox, frame.number, header_flag(frame.headers, BATCH_HEADER)))
             elif frame.kind is FrameKind.ERROR:  # a refused open
                 code = frame.headers.get(ERROR_CODE_HEADER)
                 message = frame.headers.get(ERROR_MESSAGE_HEADER, "")
@@ -669,7 +673,7 @@ class Client:
 
         inbox = nc.new_inbox()
         subscription = await nc.subscribe(inbox, cb=on_message)
-        open_headers = {**call.headers, REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window)}
+        open_headers = {**call.headers, REPLY_TO_HEADER: inbox, CREDIT_HEADER: str(window), BATCH_HEADER: "true"}
         if deadline is not None:
             open_headers[TIMEOUT_HEADER] = encode_timeout(deadline - loop.time())
         try:

@@ -235,6 +235,7 @@ async def _pump_requests(
         else:
             for request in requests:
                 await link.send(encode(request))
+        await link.flush()  # the end follows the last batch, which must have gone out (§9.9)
         end = {**(trailers() if trailers is not None else {}), END_HEADER: "true"}
         await link.publish(end)
     except asyncio.CancelledError:

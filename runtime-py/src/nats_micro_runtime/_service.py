@@ -75,6 +75,7 @@ from ._spec import EndpointSpec, ServiceSpec
 from ._store import KV_REVISION_HEADER, _Failure, _Writer, open_writers
 from ._stream_link import _StreamLink
 from ._streams import (
+    BATCH_HEADER,
     CREDIT_HEADER,
     DEFAULT_WINDOW,
     END_HEADER,
@@ -84,6 +85,7 @@ from ._streams import (
     REPLY_TO_HEADER,
     StreamProtocolError,
     StreamTimings,
+    header_flag,
     header_number,
 )
 from ._typevars import T
@@ -536,6 +538,8 @@ class _Endpoint:
             _server_stream_error(method),
             self._settings.stream_timings,
             stop_handler,
+            takes_batches=bool(msg.reply),  # the ack announces them (§9.9)
+            peer_takes_batches=header_flag(msg.headers, BATCH_HEADER),
         )
         ctx._stream = _ServerStreamCall(endpoint, request, link)
         if self._spec.chunked is not None:
@@ -546,7 +550,7 @@ class _Endpoint:
                 try:
                     link.subscription = await nc.subscribe(nc.new_inbox(), cb=link.on_message)
                     # The ack goes to the open's reply subject (it may differ from Reply-To, §9.2).
-                    ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window)}
+                    ack = {INBOX_HEADER: link.subscription.subject, CREDIT_HEADER: str(window), BATCH_HEADER: "true"}
                     await nc.publish(msg.reply, b"", headers=ack)
                 except nats.errors.Error as err:
                     _log.warning("%s: acknowledging the stream: %r", method, err)
@@ -563,6 +567,7 @@ class _Endpoint:
             except asyncio.CancelledError:
                 if stopped_by is None:  # the service stops (§9.5): end with UNAVAILABLE, then stop
                     stopping = UnavailableError(method, "the service is stopping")
+                    await link.flush_before_end()
                     await self._reply(msg, None, stopping, {}, started_ns, record, acked)
                     raise
             except Exception as err:
@@ -585,6 +590,7 @@ class _Endpoint:
                     return
                 error = stopped_by  # a protocol error: tell the caller (§9.6)
             result = body if endpoint.kind == "client" else None
+            await link.flush_before_end()  # an end follows the last batch (§9.9)
             await self._reply(msg, result, error, ctx.response_headers, started_ns, record, acked)
         finally:
             await link.close()
@@ -612,6 +618,7 @@ class _Endpoint:
         except BaseException as err:
             await _stop_handler_stream(responses, err)
             raise
+        await link.flush()  # the last batch goes before the end; one that failed fails the stream (§9.9)
         return b""
 
     async def _throw_back(self, link: _StreamLink[Any], responses: AsyncIterator[Any], err: NatsMicroError) -> bool:

@@ -19,12 +19,16 @@ from ._codes import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, UNKNOWN, 
 from ._errors import CancelledError, InternalError, NatsMicroError
 from ._interceptor import Reply
 from ._streams import (
+    BATCH_HEADER,
+    BATCH_HEADER_ROOM,
     CANCEL_HEADER,
     CREDIT_HEADER,
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
+    Frame,
     FrameKind,
     Liveness,
+    MAX_BATCH_BYTES,
     ReceiveWindow,
     SEQ_HEADER,
     SendCredit,
@@ -32,6 +36,8 @@ from ._streams import (
     StreamTimings,
     UNCONTROLLED_BUFFER,
     classify,
+    encode_varint,
+    split_batch,
 )
 from ._typevars import T
 
@@ -59,9 +65,12 @@ class _StreamLink(Generic[T]):
 
     Sending: data messages to the peer's inbox under the peer's credit with
     their sequence numbers; credit grants, keepalives, the end and the cancel.
+    To a peer that announced batches and credit, data messages are packed
+    into batches (§9.9): see :meth:`send`.
     Reading (:meth:`on_message`, the callback of this side's inbox): each
-    message is classified; data is checked (order, credit) and decoded, then
-    queued with the end for :meth:`receive`; credit from the peer is added.
+    message is classified; data is checked (order, credit) and decoded, a
+    batch split into its messages, then queued with the end for
+    :meth:`receive`; credit from the peer is added.
     A protocol error, a cancel from the caller or a silent peer fails the
     link: the failure is queued for the reader and ``on_abort`` is called,
     once, so that the side stops its handler or its request pump."""
@@ -79,7 +88,12 @@ class _StreamLink(Generic[T]):
         on_abort: Callable[[NatsMicroError], None],
         *,
         plain_is_result: bool = False,
+        takes_batches: bool = False,
+        peer_takes_batches: bool = False,
     ) -> None:
+        """``takes_batches``: this side announced batches (§9.9), so the peer
+        may send them; ``peer_takes_batches``: the peer announced them, so
+        data goes to it in batches when it also announced credit."""
         self._nc = nc
         self._method = method
         self._peer_inbox = peer_inbox
@@ -93,6 +107,15 @@ class _StreamLink(Generic[T]):
         self._events: asyncio.Queue[_StreamEvent[T]] = asyncio.Queue()
         self._buffer_has_room = asyncio.Event()
         self._next_seq = 1
+        self._takes_batches = takes_batches
+        self._batching = peer_takes_batches and self._credit.limited and peer_inbox is not None
+        # The batch being filled (§9.9): length prefixes and encodings, alternating.
+        self._batch: list[bytes] = []
+        self._batch_first_seq = 0
+        self._batch_count = 0
+        self._batch_bytes = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._send_failure: NatsMicroError | None = None  # a batch that could not be sent: the stream is broken
         self._peer_ended = False  # the peer's direction ended: later data is ignored
         self._read_done = False  # receive() returned the end or raised the failure
         self._closed = False
@@ -117,22 +140,106 @@ class _StreamLink(Generic[T]):
     async def send(self, payload: bytes) -> None:
         """Sends one data message, waiting for the peer's credit first (§9.4).
         A message over the connection's ``max_payload`` is refused with
-        ``RESOURCE_EXHAUSTED`` and nothing is sent (§9.3)."""
-        if self._nc.max_payload and len(payload) > self._nc.max_payload:
+        ``RESOURCE_EXHAUSTED`` and nothing is sent (§9.3).
+
+        To a peer that takes batches (§9.9) the message joins the batch being
+        filled, which goes out as one NATS message when the event loop gets a
+        turn, before waiting for credit, when the next message would not fit,
+        and before an end (:meth:`flush`): batches hold only messages that
+        were ready, within the credit, 64 KiB and ``max_payload``. A batch
+        that could not be sent fails this and every later send."""
+        max_payload = self._nc.max_payload
+        if max_payload and len(payload) > max_payload:
             raise self._errors(
                 RESOURCE_EXHAUSTED,
-                f"a stream message of {len(payload)} bytes exceeds the server's max_payload of {self._nc.max_payload}",
+                f"a stream message of {len(payload)} bytes exceeds the server's max_payload of {max_payload}",
                 b"",
                 {},
             )
-        await self._credit.acquire()
-        seq, self._next_seq = self._next_seq, self._next_seq + 1
-        await self.publish({SEQ_HEADER: str(seq)}, payload)
+        if not self._batching:
+            await self._credit.acquire()
+            seq, self._next_seq = self._next_seq, self._next_seq + 1
+            await self.publish({SEQ_HEADER: str(seq)}, payload)
+            return
+        if self._send_failure is not None:
+            raise self._send_failure
+        prefix = encode_varint(len(payload))
+        size = len(prefix) + len(payload)
+        room = min(MAX_BATCH_BYTES, max_payload - BATCH_HEADER_ROOM) if max_payload else MAX_BATCH_BYTES
+        if size > room:  # does not fit a batch alone: ordinary data, after the batch before it
+            await self.flush()
+            await self._credit.acquire()
+            seq, self._next_seq = self._next_seq, self._next_seq + 1
+            await self.publish({SEQ_HEADER: str(seq)}, payload)
+            return
+        if self._batch_bytes + size > room or not self._credit.take():
+            await self.flush()  # full, or out of credit: what is ready goes now
+            await self._credit.acquire()
+        if not self._batch_count:
+            self._batch_first_seq = self._next_seq
+            if self._flusher is None:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_batches())
+        self._next_seq += 1
+        self._batch += (prefix, payload)
+        self._batch_count += 1
+        self._batch_bytes += size
+
+    async def flush(self) -> None:
+        """Sends the batch being filled now, so that what this side sends next
+        follows it (ordinary data, an end), and raises the error a batch
+        failed with (§9.9): an end must not follow a lost batch."""
+        await self._batches_sent()
+        if self._send_failure is not None:
+            raise self._send_failure
+
+    async def _batches_sent(self) -> None:
+        """Returns once the batch being filled is sent, or failed."""
+        if self._batch_count and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_batches())
+        flusher = self._flusher
+        if flusher is not None:
+            # Waited for, not awaited: a sender cancelled meanwhile does not cancel the batch.
+            await asyncio.wait((flusher,))
+
+    async def flush_before_end(self) -> None:
+        """:meth:`flush` before this side's end or error; a failure is only
+        logged: the end meets it too."""
+        try:
+            await self.flush()
+        except NatsMicroError as err:
+            _log.debug("%s: sending the last stream batch: %r", self._method, err)
+
+    async def _flush_batches(self) -> None:
+        """The flush task, started by a batch's first message: runs once the
+        event loop gets a turn and sends what is ready, until nothing is."""
+        try:
+            while self._batch_count and self._send_failure is None and not self._closed:
+                headers, body = self._take_batch()
+                assert self._peer_inbox is not None
+                self._liveness.sent()
+                try:
+                    await self._nc.publish(self._peer_inbox, body, headers=headers)
+                except Exception as err:  # kept for the sender: this task has no one to raise it to
+                    self._send_failure = self._errors(UNAVAILABLE, f"sending on the stream: {type(err).__name__}: {err}", b"", {})
+        finally:
+            self._flusher = None
+
+    def _take_batch(self) -> tuple[dict[str, str], bytes]:
+        """The batch being filled as a NATS message's headers and body (a
+        batch of one message as ordinary data, §9.9), and a new one begun."""
+        batch, count, first = self._batch, self._batch_count, self._batch_first_seq
+        self._batch, self._batch_count, self._batch_bytes = [], 0, 0
+        if count == 1:
+            return {SEQ_HEADER: str(first)}, batch[1]
+        return {SEQ_HEADER: str(first), BATCH_HEADER: str(count)}, b"".join(batch)
 
     async def publish(self, headers: dict[str, str], payload: bytes = b"") -> None:
-        """Sends a control or end message (no credit needed) to the peer's inbox."""
+        """Sends a control or end message (no credit needed) to the peer's
+        inbox, after the batch being filled (§9.9)."""
         if self._peer_inbox is None:  # a server that sent no ack takes nothing from us (§9.8)
             return
+        if self._flusher is not None:
+            await self._batches_sent()
         self._liveness.sent()
         try:
             await self._nc.publish(self._peer_inbox, payload, headers=headers)
@@ -171,18 +278,9 @@ class _StreamLink(Generic[T]):
         except StreamProtocolError as err:  # §9.6
             self.fail(self._errors(err.code, err.message, b"", {}))
             return
-        if frame.kind is FrameKind.DATA and not self._peer_ended:
-            assert frame.number is not None
-            try:
-                self._window.received(frame.number)
-                message = self._decode(frame.body)
-            except StreamProtocolError as err:
-                self.fail(self._errors(err.code, err.message, b"", {}))
+        if (frame.kind is FrameKind.DATA or frame.kind is FrameKind.BATCH) and not self._peer_ended:
+            if not self._take_data(frame):
                 return
-            except ValueError as err:
-                self.fail(self._errors(INVALID_ARGUMENT, f"decoding a stream message: {err}", b"", {}))
-                return
-            self._events.put_nowait(_StreamEvent(message=message))
             if self._window.window is None and self._events.qsize() >= UNCONTROLLED_BUFFER:
                 # A peer without credit is not held back by the window: hold it back here.
                 self._buffer_has_room.clear()
@@ -206,6 +304,31 @@ class _StreamLink(Generic[T]):
         elif frame.kind is FrameKind.CANCEL:
             self.fail(CancelledError(self._method, "the caller cancelled the stream"))
         # anything else (a repeated ack, a message without stream headers) means nothing here (§9.2)
+
+    def _take_data(self, frame: Frame) -> bool:
+        """Checks a data message or a batch and queues its messages, one by
+        one as if each had come alone (§9.9); ``False`` once it failed the
+        stream (§9.6)."""
+        assert frame.number is not None
+        try:
+            if frame.kind is FrameKind.BATCH:
+                if not self._takes_batches:
+                    raise StreamProtocolError(INVALID_ARGUMENT, "a stream batch from a peer that was not told batches are taken")
+                bodies = split_batch(frame.body, frame.count)
+            else:
+                bodies = [frame.body]
+            self._window.received(frame.number, frame.count)
+        except StreamProtocolError as err:
+            self.fail(self._errors(err.code, err.message, b"", {}))
+            return False
+        for body in bodies:
+            try:
+                message = self._decode(body)
+            except ValueError as err:
+                self.fail(self._errors(INVALID_ARGUMENT, f"decoding a stream message: {err}", b"", {}))
+                return False
+            self._events.put_nowait(_StreamEvent(message=message))
+        return True
 
     def fail(self, error: BaseException) -> None:
         """Fails the stream (once): the reader gets ``error``, the side is told
@@ -250,8 +373,10 @@ class _StreamLink(Generic[T]):
         return self._peer_ended
 
     async def close(self) -> None:
-        """Stops the keepalives and leaves this side's inbox; later messages are ignored."""
+        """Stops the keepalives, drops a batch not sent yet (:meth:`flush` sends
+        it) and leaves this side's inbox; later messages are ignored."""
         self._read_done = self._closed = True
+        self._batch, self._batch_count, self._batch_bytes = [], 0, 0
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None

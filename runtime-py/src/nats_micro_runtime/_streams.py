@@ -1,6 +1,7 @@
 """The stream wire's bookkeeping (PROTOCOL §9), independent of NATS: header
 names, the number format of sequence and credit headers, the sender's credit
-(§9.4) and the receiver's order, loss and window checks (§9.3, §9.6).
+(§9.4), the receiver's order, loss and window checks (§9.3, §9.6) and the
+framing of batches (§9.9).
 
 The server and client stream machinery build on these; keeping them apart
 from the connection lets every rule be tested without a nats-server.
@@ -20,6 +21,8 @@ SEQ_HEADER = "Nats-Stream-Seq"
 END_HEADER = "Nats-Stream-End"
 CREDIT_HEADER = "Nats-Stream-Credit"
 CANCEL_HEADER = "Nats-Stream-Cancel"
+BATCH_HEADER = "Nats-Stream-Batch"
+"""``true`` on an open or ack: that side accepts batches; on data: the batch's message count (§9.9)."""
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 """Header carrying the error code of an error reply or a failed stream's end (``404``, ``ORDER_EXPIRED``)."""
 ERROR_MESSAGE_HEADER = "Nats-Service-Error"
@@ -36,6 +39,12 @@ DEFAULT_KEEPALIVE_INTERVAL = 5.0
 DEFAULT_PEER_TIMEOUT = 20.0
 """Seconds of silence from a peer with credit after which it is gone (§9.5)."""
 MAX_STREAM_NUMBER = 2**31 - 1
+MAX_BATCH_BYTES = 64 * 1024
+"""The largest batch body a sender makes (§9.9): a receiver's memory stays
+bounded by its window of small messages."""
+BATCH_HEADER_ROOM = 72
+"""The most a batch's header block takes beside its body: ``NATS/1.0``,
+``Nats-Stream-Seq`` and ``Nats-Stream-Batch`` of 10 digits each, CRLFs."""
 
 _STREAM_NUMBER = re.compile(r"[0-9]{1,10}", re.ASCII)
 
@@ -81,6 +90,9 @@ class FrameKind(enum.Enum):
     """The peer's direction is finished; ``body`` and ``headers`` are its result and trailers."""
     ERROR = "error"
     """The stream's error (error headers, with or without ``Nats-Stream-End``)."""
+    BATCH = "batch"
+    """Several messages of the peer's direction (§9.9): ``number`` is the first
+    one's sequence number, ``count`` how many, ``body`` their framed encodings."""
     CREDIT = "credit"
     """More credit for our direction, ``number`` messages (``0``: a keepalive)."""
     CANCEL = "cancel"
@@ -98,19 +110,24 @@ class Frame:
     headers: Mapping[str, str] = field(default_factory=dict)
     number: int | None = None
     inbox: str = ""
+    count: int = 1
+    """Messages a data frame holds: more than one in a batch."""
 
 
 def classify(headers: Mapping[str, str] | None, body: bytes) -> Frame:
     """Classifies one message on a stream inbox, in the order every runtime
-    reads them: error headers first, then data, end, ack, credit, cancel.
-    A sequence or credit header that does not parse raises
-    :class:`StreamProtocolError` (``INVALID_ARGUMENT``)."""
+    reads them: error headers first, then data (a batch when it has a count),
+    end, ack, credit, cancel. A sequence, count or credit header that does not
+    parse raises :class:`StreamProtocolError` (``INVALID_ARGUMENT``)."""
     if not headers:
         return Frame(FrameKind.PLAIN, body, {})
     if ERROR_CODE_HEADER in headers or ERROR_MESSAGE_HEADER in headers:
         return Frame(FrameKind.ERROR, body, headers)
     if SEQ_HEADER in headers and END_HEADER not in headers:
-        return Frame(FrameKind.DATA, body, headers, parse_stream_number(SEQ_HEADER, headers[SEQ_HEADER]))
+        seq = parse_stream_number(SEQ_HEADER, headers[SEQ_HEADER])
+        if BATCH_HEADER in headers:
+            return Frame(FrameKind.BATCH, body, headers, seq, count=_batch_count(headers[BATCH_HEADER]))
+        return Frame(FrameKind.DATA, body, headers, seq)
     if header_flag(headers, END_HEADER):
         return Frame(FrameKind.END, body, headers)
     credit = header_number(headers, CREDIT_HEADER)
@@ -121,6 +138,67 @@ def classify(headers: Mapping[str, str] | None, body: bytes) -> Frame:
     if header_flag(headers, CANCEL_HEADER):
         return Frame(FrameKind.CANCEL, body, headers)
     return Frame(FrameKind.PLAIN, body, headers)
+
+
+def _batch_count(value: str) -> int:
+    count = parse_stream_number(BATCH_HEADER, value)
+    if count == 0:
+        raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch of 0 messages")
+    return count
+
+
+_ONE_BYTE_VARINTS = [bytes((n,)) for n in range(0x80)]
+
+
+def encode_varint(value: int) -> bytes:
+    """``value`` (0 to 2^32 − 1) as an unsigned base-128 varint, the length
+    prefix of a batch's messages (§9.9).
+
+    >>> encode_varint(5), encode_varint(300)
+    (b'\\x05', b'\\xac\\x02')
+    """
+    if value < 0x80:
+        return _ONE_BYTE_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def split_batch(body: bytes, count: int) -> list[bytes]:
+    """The ``count`` encoded messages of a batch's body (§9.9). A body that
+    ends inside a length or a message, whose length prefix is longer than 5
+    bytes, or that holds more or fewer messages than ``count``, raises
+    :class:`StreamProtocolError` (``INVALID_ARGUMENT``)."""
+    messages: list[bytes] = []
+    at, end = 0, len(body)
+    while at < end:
+        if len(messages) == count:
+            raise StreamProtocolError("INVALID_ARGUMENT", f"a stream batch holds more than its {count} messages")
+        length, at = _read_varint(body, at)
+        if at + length > end:
+            raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch ends inside a message")
+        messages.append(body[at : at + length])
+        at += length
+    if len(messages) != count:
+        raise StreamProtocolError("INVALID_ARGUMENT", f"a stream batch holds {len(messages)} of its {count} messages")
+    return messages
+
+
+def _read_varint(body: bytes, at: int) -> tuple[int, int]:
+    """The varint at ``at`` and where what follows it starts."""
+    value = shift = 0
+    for index in range(at, min(at + 5, len(body))):
+        byte = body[index]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, index + 1
+        shift += 7
+    if at + 5 <= len(body):
+        raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch has a length longer than 5 bytes")
+    raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch ends inside a length")
 
 
 class SendCredit:
@@ -142,6 +220,16 @@ class SendCredit:
     def available(self) -> int:
         """Data messages that may be sent now without waiting."""
         return self._available
+
+    def take(self) -> bool:
+        """Takes one message's credit if there is one now (always with a
+        peer without flow control); ``False``: :meth:`acquire` would wait."""
+        if not self._limited:
+            return True
+        if self._available == 0:
+            return False
+        self._available -= 1
+        return True
 
     def grant(self, more: int) -> None:
         """Adds a peer's credit grant (``0`` is a keepalive and adds nothing)."""
@@ -175,15 +263,17 @@ class ReceiveWindow:
     def __post_init__(self) -> None:
         self._outstanding = self.window or 0
 
-    def received(self, seq: int) -> None:
-        """Accepts data message ``seq`` or raises the §9.6 failure."""
+    def received(self, seq: int, count: int = 1) -> None:
+        """Accepts data message ``seq``, or the ``count`` messages from ``seq``
+        on of a batch (§9.9), or raises the §9.6 failure."""
         if seq != self._next_seq:
             raise StreamProtocolError("DATA_LOSS", f"expected stream message {self._next_seq}, got {seq}")
         if self.window is not None:
-            if self._outstanding == 0:
-                raise StreamProtocolError("RESOURCE_EXHAUSTED", f"stream message {seq} beyond the granted credit")
-            self._outstanding -= 1
-        self._next_seq += 1
+            if self._outstanding < count:
+                what = f"stream message {seq}" if count == 1 else f"stream messages {seq} to {seq + count - 1}"
+                raise StreamProtocolError("RESOURCE_EXHAUSTED", f"{what} beyond the granted credit")
+            self._outstanding -= count
+        self._next_seq += count
 
     def consumed(self) -> int:
         """Records that the application took one message; returns the credit
