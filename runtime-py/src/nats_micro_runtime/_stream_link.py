@@ -5,6 +5,7 @@ and the server and by the three streaming kinds.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,11 +51,10 @@ the service's error classes on a client, the runtime's per-code classes on a ser
 
 
 @dataclass(frozen=True)
-class _StreamEvent(Generic[T]):
-    """What the link passes on to the side that reads: one message, the
+class _StreamEvent:
+    """What the link passes on to the side that reads besides messages: the
     peer's end (body and trailers), or the stream's failure."""
 
-    message: T | None = None
     end: Reply | None = None
     error: BaseException | None = None
 
@@ -104,7 +104,9 @@ class _StreamLink(Generic[T]):
         self._on_abort = on_abort
         self._plain_is_result = plain_is_result
         self._liveness = Liveness(timings)
-        self._events: asyncio.Queue[_StreamEvent[T]] = asyncio.Queue()
+        # What the reader has still to take, in order: messages, then the end or the failure.
+        self._ready: collections.deque[T | _StreamEvent] = collections.deque()
+        self._readable: asyncio.Future[None] | None = None  # the waiting reader's wake-up
         self._buffer_has_room = asyncio.Event()
         self._next_seq = 1
         self._takes_batches = takes_batches
@@ -157,9 +159,7 @@ class _StreamLink(Generic[T]):
                 {},
             )
         if not self._batching:
-            await self._credit.acquire()
-            seq, self._next_seq = self._next_seq, self._next_seq + 1
-            await self.publish({SEQ_HEADER: str(seq)}, payload)
+            await self._send_alone(payload)
             return
         if self._send_failure is not None:
             raise self._send_failure
@@ -168,13 +168,22 @@ class _StreamLink(Generic[T]):
         room = min(MAX_BATCH_BYTES, max_payload - BATCH_HEADER_ROOM) if max_payload else MAX_BATCH_BYTES
         if size > room:  # does not fit a batch alone: ordinary data, after the batch before it
             await self.flush()
-            await self._credit.acquire()
-            seq, self._next_seq = self._next_seq, self._next_seq + 1
-            await self.publish({SEQ_HEADER: str(seq)}, payload)
+            await self._send_alone(payload)
             return
         if self._batch_bytes + size > room or not self._credit.take():
             await self.flush()  # full, or out of credit: what is ready goes now
             await self._credit.acquire()
+        self._add_to_batch(prefix, payload, size)
+
+    async def _send_alone(self, payload: bytes) -> None:
+        """One data message in a NATS message of its own, under the credit."""
+        await self._credit.acquire()
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        await self.publish({SEQ_HEADER: str(seq)}, payload)
+
+    def _add_to_batch(self, prefix: bytes, payload: bytes, size: int) -> None:
+        """Adds a message (its credit taken) to the batch being filled; the
+        batch's first message starts the task that sends it (§9.9)."""
         if not self._batch_count:
             self._batch_first_seq = self._next_seq
             if self._flusher is None:
@@ -281,7 +290,7 @@ class _StreamLink(Generic[T]):
         if (frame.kind is FrameKind.DATA or frame.kind is FrameKind.BATCH) and not self._peer_ended:
             if not self._take_data(frame):
                 return
-            if self._window.window is None and self._events.qsize() >= UNCONTROLLED_BUFFER:
+            if self._window.window is None and len(self._ready) >= UNCONTROLLED_BUFFER:
                 # A peer without credit is not held back by the window: hold it back here.
                 self._buffer_has_room.clear()
                 await self._buffer_has_room.wait()
@@ -294,10 +303,10 @@ class _StreamLink(Generic[T]):
                 frame.body,
                 dict(frame.headers),
             )
-            self._events.put_nowait(_StreamEvent(error=error))
+            self._queue(_StreamEvent(error=error))
         elif (frame.kind is FrameKind.END or (frame.kind is FrameKind.PLAIN and self._plain_is_result)) and not self._peer_ended:
             self._peer_ended = True
-            self._events.put_nowait(_StreamEvent(end=Reply(frame.body, dict(frame.headers))))
+            self._queue(_StreamEvent(end=Reply(frame.body, dict(frame.headers))))
         elif frame.kind is FrameKind.CREDIT:
             assert frame.number is not None
             self._credit.grant(frame.number)
@@ -321,14 +330,27 @@ class _StreamLink(Generic[T]):
         except StreamProtocolError as err:
             self.fail(self._errors(err.code, err.message, b"", {}))
             return False
+        decode, ready = self._decode, self._ready
         for body in bodies:
             try:
-                message = self._decode(body)
+                ready.append(decode(body))
             except ValueError as err:
                 self.fail(self._errors(INVALID_ARGUMENT, f"decoding a stream message: {err}", b"", {}))
                 return False
-            self._events.put_nowait(_StreamEvent(message=message))
+        self._wake_reader()
         return True
+
+    def _queue(self, item: T | _StreamEvent) -> None:
+        """Hands ``item`` to the reader after what it has still to take."""
+        self._ready.append(item)
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        readable = self._readable
+        if readable is not None:
+            self._readable = None
+            if not readable.done():
+                readable.set_result(None)
 
     def fail(self, error: BaseException) -> None:
         """Fails the stream (once): the reader gets ``error``, the side is told
@@ -338,26 +360,29 @@ class _StreamLink(Generic[T]):
             return
         coded = error if isinstance(error, NatsMicroError) else InternalError(self._method, f"{type(error).__name__}: {error}")
         self.failure = coded
-        self._events.put_nowait(_StreamEvent(error=error))
+        self._queue(_StreamEvent(error=error))
         self._on_abort(coded)
 
     async def receive(self) -> T | None:
         """The peer's next message; ``None`` once its direction ended (see
         :attr:`end`); raises the stream's error. Consuming a message grants
-        credit back to the peer as §9.4 asks."""
+        credit back to the peer as §9.4 asks. One reader at a time."""
         if self._read_done:
             if self.failure is not None:
                 raise self.failure
             return None
-        event = await self._events.get()
-        if self._events.qsize() < UNCONTROLLED_BUFFER:
+        ready = self._ready
+        while not ready:
+            self._readable = readable = asyncio.get_running_loop().create_future()
+            await readable
+        item = ready.popleft()
+        if len(ready) < UNCONTROLLED_BUFFER and not self._buffer_has_room.is_set():
             self._buffer_has_room.set()
-        if event.error is not None:
+        if isinstance(item, _StreamEvent):
             self._read_done = True
-            raise event.error
-        if event.end is not None:
-            self._read_done = True
-            self.end = event.end
+            if item.error is not None:
+                raise item.error
+            self.end = item.end
             return None
         grant = self._window.consumed()
         if grant:
@@ -365,7 +390,7 @@ class _StreamLink(Generic[T]):
                 await self.publish({CREDIT_HEADER: str(grant)})
             except NatsMicroError as err:
                 _log.debug("%s: granting credit: %r", self._method, err)
-        return event.message
+        return item
 
     @property
     def peer_ended(self) -> bool:

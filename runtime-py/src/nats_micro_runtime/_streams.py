@@ -177,7 +177,11 @@ def split_batch(body: bytes, count: int) -> list[bytes]:
     while at < end:
         if len(messages) == count:
             raise StreamProtocolError("INVALID_ARGUMENT", f"a stream batch holds more than its {count} messages")
-        length, at = _read_varint(body, at)
+        length = body[at]
+        if length < 0x80:  # most messages of a batch are small: a one-byte length
+            at += 1
+        else:
+            length, at = _read_varint(body, at)
         if at + length > end:
             raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch ends inside a message")
         messages.append(body[at : at + length])
