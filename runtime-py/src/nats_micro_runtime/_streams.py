@@ -194,15 +194,16 @@ def split_batch(body: bytes, count: int) -> list[bytes]:
 def _read_varint(body: bytes, at: int) -> tuple[int, int]:
     """The varint at ``at`` and where what follows it starts."""
     value = shift = 0
-    for index in range(at, min(at + 5, len(body))):
+    end = len(body)
+    for index in range(at, at + 5):
+        if index == end:
+            raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch ends inside a length")
         byte = body[index]
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, index + 1
         shift += 7
-    if at + 5 <= len(body):
-        raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch has a length longer than 5 bytes")
-    raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch ends inside a length")
+    raise StreamProtocolError("INVALID_ARGUMENT", "a stream batch has a length longer than 5 bytes")
 
 
 class SendCredit:
