@@ -35,12 +35,14 @@ SIZES = {1: [10, 10, 70_000, 10], 2: [10_000] * 20}
 
 
 async def serve(nc: NatsClient) -> rt.Service:
-    """Count yields 1..value without ever waiting; Blobs yields the blobs of
+    """Count yields 1..value without ever waiting (1001: fails after 1000); Blobs yields the blobs of
     ``SIZES[value]``; Sum adds what it is sent (window 4)."""
 
     async def count(request: Int, ctx: rt.RequestContext) -> AsyncIterator[Int]:
-        for n in range(1, request.value + 1):
+        for n in range(1, min(request.value, 1000) + 1):
             yield Int(value=n)
+        if request.value == 1001:
+            raise rt.FailedPreconditionError("Count", "failed after 1000")
 
     async def blobs(request: Int, ctx: rt.RequestContext) -> AsyncIterator[Blob]:
         for size in SIZES[request.value]:
@@ -125,8 +127,17 @@ async def test_the_server_packs_ready_messages_within_the_callers_credit(nc: Nat
     await nc.publish(server_inbox, b"", headers={rt.CREDIT_HEADER: "10"})
     got += await take(sub, 6)
     assert [shape(m) for m in got] == ["1+10", "11+10", "21+5", "end"]
-    values = [Int.FromString(body).value for m in got[:3] for body in rt.split_batch(m.data, int((m.headers or {})[rt.BATCH_HEADER]))]
-    assert values == list(range(1, 26))
+    bodies = [body for m in got[:3] for body in rt.split_batch(m.data, int((m.headers or {})[rt.BATCH_HEADER]))]
+    assert [Int.FromString(body).value for body in bodies] == list(range(1, 26))
+    await service.stop(1)
+
+
+async def test_an_error_end_follows_the_last_batch(nc: NatsClient) -> None:
+    service = await serve(nc)
+    sub, _, _ = await open_raw(nc, COUNT, 1001, {rt.CREDIT_HEADER: "2000", rt.BATCH_HEADER: "true"})
+    got = await take(sub, 1001)
+    assert [shape(m) for m in got] == ["1+1000", "end"]
+    assert rt.code_from_wire((got[-1].headers or {})[rt.ERROR_CODE_HEADER]) == "FAILED_PRECONDITION"
     await service.stop(1)
 
 

@@ -12,6 +12,7 @@ import nats.errors
 import nats_micro_runtime as rt
 import pytest
 from google.protobuf import wrappers_pb2
+from nats_micro_runtime._client_stream import _pump_requests
 from nats_micro_runtime._codec import decode_message
 from nats_micro_runtime._endpoint import _server_stream_error
 from nats_micro_runtime._stream_link import _StreamLink
@@ -182,15 +183,17 @@ def test_taking_credit_without_waiting() -> None:
 
 
 class FakeNats:
-    """Records what the link publishes; ``fail`` makes publishing raise."""
+    """Records what the link publishes; ``fail`` makes publishing raise,
+    ``fail_batches`` publishing a batch."""
 
     def __init__(self, max_payload: int = 1024 * 1024) -> None:
         self.max_payload = max_payload
         self.published: list[tuple[dict[str, str], bytes]] = []
         self.fail = False
+        self.fail_batches = False
 
     async def publish(self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None) -> None:
-        if self.fail:
+        if self.fail or (self.fail_batches and rt.BATCH_HEADER in (headers or {})):
             raise nats.errors.ConnectionClosedError
         self.published.append((dict(headers or {}), payload))
 
@@ -299,7 +302,7 @@ async def test_a_peer_that_did_not_announce_batches_and_credit_gets_one_message_
     await link.close()
 
 
-async def test_a_batch_that_fails_to_go_out_fails_the_sender_and_no_end_follows_it() -> None:
+async def test_a_batch_that_fails_to_go_out_fails_the_sender() -> None:
     fake = FakeNats()
     link = link_to(fake)
     await link.send(b"1")
@@ -313,6 +316,17 @@ async def test_a_batch_that_fails_to_go_out_fails_the_sender_and_no_end_follows_
     with pytest.raises(rt.NatsMicroError):
         await link.flush()
     assert fake.published == []
+    await link.close()
+
+
+async def test_no_end_follows_a_batch_that_failed_to_go_out() -> None:
+    fake = FakeNats()
+    fake.fail_batches = True
+    link = link_to(fake)
+    requests = [wrappers_pb2.Int64Value(value=v) for v in (1, 2, 3)]
+    await _pump_requests(link, requests, lambda message: message.SerializeToString())
+    assert link.failure is not None and link.failure.code == "UNAVAILABLE"
+    assert fake.published == [], "the caller's end would hide the lost requests"
     await link.close()
 
 
