@@ -144,6 +144,12 @@ def test_a_malformed_batch_body_is_invalid_argument(body: bytes, count: int, rea
     assert failure.value.code == "INVALID_ARGUMENT"
 
 
+def test_only_true_announces_batches() -> None:
+    assert rt.announces_batches({rt.BATCH_HEADER: "true", rt.CREDIT_HEADER: "8"})
+    for other in ({rt.BATCH_HEADER: "True"}, {rt.BATCH_HEADER: "yes"}, {rt.BATCH_HEADER: "1"}, {rt.CREDIT_HEADER: "8"}, None):
+        assert not rt.announces_batches(other)
+
+
 def test_a_data_message_with_a_count_is_a_batch() -> None:
     frame = rt.classify({rt.SEQ_HEADER: "3", rt.BATCH_HEADER: "2"}, b"body")
     assert (frame.kind, frame.number, frame.count, frame.body) == (rt.FrameKind.BATCH, 3, 2, b"body")

@@ -66,8 +66,8 @@ from ._streams import (
     REPLY_TO_HEADER,
     StreamProtocolError,
     StreamTimings,
+    announces_batches,
     classify,
-    header_flag,
 )
 from ._typevars import MessageT, RequestT, ResponseT, T
 
@@ -662,7 +662,7 @@ class Client:
                 ack.set_exception(error(err.code, err.message, b"", {}))
                 return
             if frame.kind is FrameKind.ACK:
-                ack.set_result(start(frame.inbox, frame.number, header_flag(frame.headers, BATCH_HEADER)))
+                ack.set_result(start(frame.inbox, frame.number, announces_batches(frame.headers)))
             elif frame.kind is FrameKind.ERROR:  # a refused open
                 code = frame.headers.get(ERROR_CODE_HEADER)
                 message = frame.headers.get(ERROR_MESSAGE_HEADER, "")

@@ -85,7 +85,7 @@ from ._streams import (
     REPLY_TO_HEADER,
     StreamProtocolError,
     StreamTimings,
-    header_flag,
+    announces_batches,
     header_number,
 )
 from ._typevars import T
@@ -539,7 +539,7 @@ class _Endpoint:
             self._settings.stream_timings,
             stop_handler,
             takes_batches=bool(msg.reply),  # the ack announces them (§9.9)
-            peer_takes_batches=header_flag(msg.headers, BATCH_HEADER),
+            peer_takes_batches=announces_batches(msg.headers),
         )
         ctx._stream = _ServerStreamCall(endpoint, request, link)
         if self._spec.chunked is not None:

@@ -79,6 +79,12 @@ def header_flag(headers: Mapping[str, str] | None, name: str) -> bool:
     return headers is not None and headers.get(name, "").strip().lower() == "true"
 
 
+def announces_batches(headers: Mapping[str, str] | None) -> bool:
+    """Whether an open or an ack announces batches: ``Nats-Stream-Batch``
+    exactly ``true`` (any other value means none, §9.9)."""
+    return headers is not None and headers.get(BATCH_HEADER) == "true"
+
+
 class FrameKind(enum.Enum):
     """What one message on a stream inbox means (§9.1–§9.3)."""
 
