@@ -27,7 +27,7 @@ use crate::future::{BoxFuture, first};
 use crate::headers;
 use crate::status_body;
 use crate::stream::StreamSettings;
-use crate::stream::wire::{STREAM_BATCH, STREAM_CREDIT, name, parse_count};
+use crate::stream::wire::{STREAM_CREDIT, announces_batches, name, parse_count};
 use crate::telemetry::{self, Side, event};
 
 /// One endpoint: its configuration, limits and statistics, for the life of
@@ -378,7 +378,7 @@ async fn start(serving: &Serving, message: Message, route: Route, arrival: Arriv
             caller,
             ack_to: route.ack_to.clone(),
             caller_window,
-            caller_batches: ctx.header(STREAM_BATCH).is_some_and(|value| value.eq_ignore_ascii_case("true")),
+            caller_batches: announces_batches(ctx.headers()),
             window: endpoint.window,
             settings: endpoint.stream_settings,
             acked: AtomicBool::new(false),

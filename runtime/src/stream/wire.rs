@@ -41,9 +41,9 @@ pub(crate) mod name {
     pub(crate) const BATCH: HeaderName = HeaderName::from_static(super::STREAM_BATCH);
 }
 
-/// Whether a header value announces batches (`true`, in any case).
+/// Whether an open or ack announces batches: exactly `true` (PROTOCOL §9.9).
 pub(crate) fn announces_batches(headers: &HeaderMap) -> bool {
-    headers.get(name::BATCH).is_some_and(|v| v.as_str().eq_ignore_ascii_case("true"))
+    headers.get(name::BATCH).is_some_and(|v| v.as_str() == "true")
 }
 
 /// A sequence number or credit: 1 to 10 ASCII digits, at most 2^31 − 1.
