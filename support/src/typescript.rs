@@ -35,13 +35,22 @@ impl Program {
     /// roots: protoc-gen-es for the messages, our generator for the
     /// services) into `dir/gen`, copies the `.ts` files of `sources` into
     /// `dir`, and compiles everything with `tsc` under `tsconfig.base.json`.
-    /// `dir` is emptied first and must be inside the repository (e.g. under
-    /// `target/`), so that node finds the repository's `node_modules/`.
+    /// `dir` is emptied first. Outside the repository (a `CARGO_TARGET_DIR`
+    /// elsewhere) it gets what tsc and node would otherwise find above it
+    /// in the repository: `node_modules/` (linked) and an ES module `package.json`.
     pub fn build(dir: &Path, sources: &Path, protos: &[&str]) -> Program {
         let root = repo();
         let _ = std::fs::remove_dir_all(dir);
         let generated = dir.join("gen");
         std::fs::create_dir_all(&generated).expect("build directory");
+        let inside_repo = match (dir.canonicalize(), root.canonicalize()) {
+            (Ok(dir), Ok(root)) => dir.starts_with(root),
+            _ => true,
+        };
+        if !inside_repo {
+            std::fs::write(dir.join("package.json"), "{\"private\": true, \"type\": \"module\"}\n").expect("package.json");
+            std::os::unix::fs::symlink(root.join("node_modules"), dir.join("node_modules")).expect("linking node_modules");
+        }
         let es = root.join("node_modules/.bin/protoc-gen-es");
         let tsc = root.join("node_modules/.bin/tsc");
         for tool in [&es, &tsc] {
