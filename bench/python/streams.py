@@ -10,7 +10,8 @@ code must be on PYTHONPATH)
 
 Prints one JSON line per size, as bench/ts/streams.ts does: size, messages,
 raw_rate, raw_lost, raw_seq_rate, raw_seq_lost (with the sequence header),
-generated (messages per second)
+codec_rate (the message encoded and decoded, no NATS), generated (messages
+per second)
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ async def generated_rate(client: stream_nats_pb2.StreamBenchClient, size: int, c
     return count / (time.perf_counter() - started)
 
 
+def codec_rate(size: int, count: int) -> float:
+    """Messages per second of encoding and decoding the stream's message
+    alone, as every generated stream must: the codec's share of the budget."""
+    payload = b"\x5a" * size
+    started = time.perf_counter()
+    for _ in range(count):
+        data = echo_pb2.EchoResponse(payload=payload).SerializeToString()
+        if len(echo_pb2.EchoResponse.FromString(data).payload) != size:
+            raise RuntimeError("the codec lost bytes")
+    return count / (time.perf_counter() - started)
+
+
 async def main(url: str, cells: list[tuple[int, int]]) -> None:
     server_connection = await nats.connect(url)
     service = await stream_nats_pb2.register_stream_bench(server_connection, Flood())
@@ -97,6 +110,7 @@ async def main(url: str, cells: list[tuple[int, int]]) -> None:
         raw_with_seq, seq_lost = await raw_rate(url, size, count, with_seq=True)
         generated = await generated_rate(client, size, count)
         line = {
+            "codec_rate": codec_rate(size, count),
             "size": size,
             "messages": count,
             "raw_rate": raw,

@@ -179,6 +179,7 @@ fn parse_stream_cells(stdout: &str) -> Result<Vec<StreamCell>, String> {
             messages: number("messages")? as usize,
             raw: RawRate { rate: number("raw_rate")?, lost: number("raw_lost")? as usize },
             raw_with_seq: RawRate { rate: number("raw_seq_rate")?, lost: number("raw_seq_lost")? as usize },
+            codec: number("codec_rate")?,
             generated: number("generated")?,
         });
     }
@@ -195,15 +196,15 @@ mod tests {
     #[test]
     fn stream_json_lines_fill_cells() {
         let cells = parse_stream_cells(
-            "{\"size\":16,\"messages\":100,\"raw_rate\":5000.5,\"raw_lost\":3,\"raw_seq_rate\":4000,\"raw_seq_lost\":1,\"generated\":2500}\n\n\
-             {\"size\":1024,\"messages\":10,\"raw_rate\":100,\"raw_lost\":0,\"raw_seq_rate\":90,\"raw_seq_lost\":0,\"generated\":50.25}\n",
+            "{\"size\":16,\"messages\":100,\"raw_rate\":5000.5,\"raw_lost\":3,\"raw_seq_rate\":4000,\"raw_seq_lost\":1,\"codec_rate\":9000,\"generated\":2500}\n\n\
+             {\"size\":1024,\"messages\":10,\"raw_rate\":100,\"raw_lost\":0,\"raw_seq_rate\":90,\"raw_seq_lost\":0,\"codec_rate\":800,\"generated\":50.25}\n",
         )
         .expect("parses");
         let summary: Vec<_> = cells
             .iter()
-            .map(|c| (c.size, c.messages, c.raw.rate, c.raw.lost, c.raw_with_seq.rate, c.raw_with_seq.lost, c.generated))
+            .map(|c| (c.size, c.messages, c.raw.rate, c.raw.lost, c.raw_with_seq.rate, c.raw_with_seq.lost, c.codec, c.generated))
             .collect();
-        assert_eq!(summary, [(16, 100, 5000.5, 3, 4000.0, 1, 2500.0), (1024, 10, 100.0, 0, 90.0, 0, 50.25)]);
+        assert_eq!(summary, [(16, 100, 5000.5, 3, 4000.0, 1, 9000.0, 2500.0), (1024, 10, 100.0, 0, 90.0, 0, 800.0, 50.25)]);
         assert!(parse_stream_cells("").is_err());
         assert!(parse_stream_cells("{\"size\":16}").is_err());
     }

@@ -255,7 +255,8 @@ pub fn streams_table(streams: &crate::Streams, slow: Option<&crate::streams::Slo
          of the same payloads (no flow control: what the server drops for a slow consumer is counted as lost, and the raw rate is of what arrived), \
          each side on a connection of its own. \"raw + seq\" publishes each message with the `Nats-Stream-Seq` header (PROTOCOL §9.3): \
          the floor of one NATS message per stream message, the wire towards peers that do not accept batches (the Go plugin's); \
-         between peers of ours the messages a sender has ready travel together in batches (§9.9). Ratios: generated / raw, \
+         between peers of ours the messages a sender has ready travel together in batches (§9.9). \"codec alone\" encodes and decodes \
+         the message in that language, without NATS, as every generated stream must: the codec's share of the budget. Ratios: generated / raw, \
          generated / raw + seq. The generated stream never loses a message.\n\nRust (async-nats, server and client in one process):\n"
     );
     stream_rows(&mut out, &streams.rust);
@@ -286,20 +287,21 @@ pub fn streams_table(streams: &crate::Streams, slow: Option<&crate::streams::Slo
 fn stream_rows(out: &mut String, cells: &[crate::streams::StreamCell]) {
     let _ = writeln!(
         out,
-        "| payload | messages | raw msg/s | raw MB/s | raw lost | raw + seq msg/s | generated msg/s | generated MB/s | ratio | ratio to raw + seq |\n\
-         |---|---|---|---|---|---|---|---|---|---|"
+        "| payload | messages | raw msg/s | raw MB/s | raw lost | raw + seq msg/s | codec alone msg/s | generated msg/s | generated MB/s | ratio | ratio to raw + seq |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
     );
     for cell in cells {
         let mb = |rate: f64| rate * cell.size as f64 / 1e6;
         let _ = writeln!(
             out,
-            "| {} B | {} | {:.0} | {:.1} | {} | {:.0} | {:.0} | {:.1} | {:.2}x | {:.2}x |",
+            "| {} B | {} | {:.0} | {:.1} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2}x | {:.2}x |",
             cell.size,
             cell.messages,
             cell.raw.rate,
             mb(cell.raw.rate),
             cell.raw.lost + cell.raw_with_seq.lost,
             cell.raw_with_seq.rate,
+            cell.codec,
             cell.generated,
             mb(cell.generated),
             cell.generated / cell.raw.rate,

@@ -34,6 +34,9 @@ pub struct StreamCell {
     /// The same, each message with a `Nats-Stream-Seq` header as a stream
     /// message carries: what the wire's per-message header costs by itself.
     pub raw_with_seq: RawRate,
+    /// Messages per second of encoding and decoding the message alone (no
+    /// NATS), as every generated stream must: the codec's share of the budget.
+    pub codec: f64,
     /// Messages per second, the generated server stream.
     pub generated: f64,
 }
@@ -75,7 +78,8 @@ pub async fn measure(url: &str, full: bool) -> Result<(Vec<StreamCell>, Option<S
         let raw = raw_rate(url, size, messages, false).await?;
         let raw_with_seq = raw_rate(url, size, messages, true).await?;
         let generated = generated_rate(&client, size, messages).await?;
-        cells.push(StreamCell { size, messages, raw, raw_with_seq, generated });
+        let codec = codec_rate(size, messages)?;
+        cells.push(StreamCell { size, messages, raw, raw_with_seq, codec, generated });
     }
     let slow = if full { Some(slow_reader(&client).await?) } else { None };
     service.stop().await;
@@ -114,6 +118,20 @@ async fn generated_rate(client: &StreamBenchClient, size: usize, messages: usize
     }
     if received != messages {
         return Err(format!("the generated stream delivered {received} of {messages}").into());
+    }
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Messages per second of prost encoding and decoding an `EchoResponse` of `size` bytes.
+fn codec_rate(size: usize, messages: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    use prost::Message as _;
+    let payload = Bytes::from(vec![0x5a; size]);
+    let started = Instant::now();
+    for _ in 0..messages {
+        let data = Bytes::from(EchoResponse { payload: payload.clone() }.encode_to_vec());
+        if EchoResponse::decode(data)?.payload.len() != size {
+            return Err("the codec lost bytes".into());
+        }
     }
     Ok(messages as f64 / started.elapsed().as_secs_f64())
 }
