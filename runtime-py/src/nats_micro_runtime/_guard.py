@@ -86,8 +86,8 @@ def parse_plain_block(block: bytes) -> dict[str, str] | None:
     wins; ``None`` when empty), except that ``Nats-Micro-Timeout`` is its
     first occurrence, as :func:`first_header` reads it (dropped when that is
     not UTF-8). One pass, where nats-py's parse and the first-occurrence
-    lookup took two (``tests/python/test_runtime.py`` holds the two to the same
-    results)."""
+    lookup took two (``runtime-py/tests/test_hot_path_units.py`` holds the
+    two to the same results)."""
     if len(block) <= len(_VERSION_LINE):  # nats-py: nothing after the version line is no headers
         return None
     parsed: dict[str, str] = {}
