@@ -184,6 +184,10 @@ class Client:
         self._retry_budget = RetryBudget() if retry_budget is _DEFAULT_BUDGET else retry_budget
         self._circuit_breaker = circuit_breaker
         self._methods: dict[str, MethodOptions] = {}
+        self._plans: dict[str, _Plan] = {}
+        """The retry plan of each method's calls that set no retry options (:meth:`_default_plan`)."""
+        self._watcher = watcher(nc)
+        """Fails calls in flight when the connection is lost (one per connection, shared)."""
         for name, options in (methods or {}).items():
             found = [spec.endpoint for spec in service.endpoints if name in (spec.endpoint, spec.method)]
             if not found:
@@ -244,11 +248,14 @@ class Client:
             timeout=timeout if timeout is not None else self._default_timeout(spec),
             payload=payload,
         )
-        plan = self._plan(spec, retry, idempotent)
-        # Interceptors see the call once; its attempts happen under them.
-        attempts = functools.partial(self._attempts, plan)
-        send = _chain_interceptors(self._interceptors, attempts) if self._interceptors else attempts
-        reply = await self._traced(spec, call, send)
+        plan = self._default_plan(spec) if retry is None and idempotent is None else self._plan(spec, retry, idempotent)
+        if self._interceptors or telemetry() is not None:
+            # Interceptors see the call once; its attempts happen under them.
+            attempts = functools.partial(self._attempts, plan)
+            send = _chain_interceptors(self._interceptors, attempts) if self._interceptors else attempts
+            reply = await self._traced(spec, call, send)
+        else:  # nothing around the attempts: run them here (two coroutines fewer per call)
+            reply = await _run_attempts(functools.partial(self._send, call), plan, call.timeout, call.method)
         try:
             message = decode_message(reply.payload, response_type, self._service.json)
         except ValueError as err:
@@ -703,6 +710,14 @@ class Client:
         opened = _OpenedStream(started, deadline, method, errors)
         return opened
 
+    def _default_plan(self, spec: EndpointSpec) -> _Plan:
+        """:meth:`_plan` of a call that sets neither ``retry`` nor
+        ``idempotent`` (most): the same for every call of the method, so made once."""
+        plan = self._plans.get(spec.endpoint)
+        if plan is None:
+            plan = self._plans[spec.endpoint] = self._plan(spec, None, None)
+        return plan
+
     def _plan(self, spec: EndpointSpec, retry: RetryPolicy | None, idempotent: bool | None) -> _Plan:
         """How a call is retried: the call's settings, else the method's, else the client's and the proto's."""
         method = self._methods.get(spec.endpoint, _NO_METHOD_OPTIONS)
@@ -729,7 +744,7 @@ class Client:
         if attempt > 1:
             headers[ATTEMPT_HEADER] = str(attempt)
         try:
-            msg = await watcher(self._nc).call(
+            msg = await self._watcher.call(
                 call.method, self._nc.request(call.subject, call.payload, timeout=timeout, headers=headers)
             )
         except nats.errors.NoRespondersError as err:

@@ -161,8 +161,10 @@ class UnaryEndpoint(Generic[RequestT, ResponseT]):
         self._request_type = request_type
 
     async def serve(self, ctx: RequestContext, payload: bytes, use_json: bool) -> bytes:
-        """Serves one request body."""
-        return await self.respond(self.decode(ctx, payload, use_json), ctx, use_json)
+        """Serves one request body: :meth:`decode`, then :meth:`respond`'s work
+        in this same coroutine (every request comes through here)."""
+        response = await self._handler(self.decode(ctx, payload, use_json), ctx)
+        return encode_message(response, use_json)
 
     def decode(self, ctx: RequestContext, payload: bytes, use_json: bool) -> RequestT:
         """The request in ``payload``; a malformed one is ``INVALID_ARGUMENT`` with a ``BadRequest``."""

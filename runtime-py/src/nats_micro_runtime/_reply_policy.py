@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 RESERVED_REPLY_PREFIXES = ("$SRV.", "$JS.", "$KV.", "$O.", "$SYS.")
 """Reply subjects a service refuses by default (with its own endpoint subjects)."""
 
 
+_SPACE_OR_WILDCARD = re.compile(r"[\s*>]")
+
+
 def valid_subject(subject: str) -> bool:
     """Non-empty tokens, no whitespace, no wildcard."""
-    return all(token and not re.search(r"[\s*>]", token) for token in subject.split("."))
+    # An empty token is an empty subject or a leading, trailing or doubled dot.
+    if not subject or subject[0] == "." or subject[-1] == "." or ".." in subject:
+        return False
+    if subject.isascii() and subject.isprintable():  # every request's reply subject: the only whitespace left is " "
+        return " " not in subject and "*" not in subject and ">" not in subject
+    return _SPACE_OR_WILDCARD.search(subject) is None
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -41,9 +49,28 @@ class ReplyPolicy:
     own_subjects: tuple[str, ...] = ()
     allow_prefixes: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    _refused_prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The reserved prefixes and those under the own subjects, for one ``startswith``."""
+
+    def __post_init__(self) -> None:
+        refused = tuple(own + "." for own in self.own_subjects) + RESERVED_REPLY_PREFIXES
+        object.__setattr__(self, "_refused_prefixes", refused)
 
     def refusal(self, reply: str) -> str | None:
         """Why a request with this reply subject is refused, or ``None``."""
+        # Every request asks: the common answer (admitted, no deny list) in a few C calls.
+        if (
+            not self.deny
+            and valid_subject(reply)
+            and not reply.startswith(self._refused_prefixes)
+            and reply not in self.own_subjects
+            and (not self.allow_prefixes or reply.startswith(self.allow_prefixes))
+        ):
+            return None
+        return self._reason(reply)
+
+    def _reason(self, reply: str) -> str | None:
+        """:meth:`refusal` by each rule in turn, naming the first that refuses."""
         if not reply:
             return "no reply subject"
         if not valid_subject(reply):

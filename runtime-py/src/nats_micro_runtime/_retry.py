@@ -121,7 +121,8 @@ class RetryBudget:
 
     def deposit(self) -> None:
         """Gives back ``token_ratio`` for a success."""
-        self._tokens = min(self._max, self._tokens + self._ratio)
+        if self._tokens < self._max:  # full, as it mostly is: nothing to do
+            self._tokens = min(self._max, self._tokens + self._ratio)
 
 
 def retry_hint(err: BaseException) -> float | None:

@@ -5,9 +5,13 @@ reply, statistics), discovery on ``$SRV.*`` and :func:`start_service`.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import functools
 import json
 import logging
 import re
+import sys
 import time
 import traceback
 import types
@@ -224,6 +228,61 @@ class _Resumed(Generic[T]):
                 del thrown
 
 
+class _Permits:
+    """The handler slots of an endpoint: a counting semaphore whose free path
+    is one comparison (``asyncio.Semaphore`` costs a scan of its waiters and
+    a coroutine per request). First come, first served: a request that finds
+    others waiting waits behind them."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        """Takes a slot if one is free and nobody waits for one."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Takes a slot, waiting for one in turn."""
+        if self.take_now():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as it was cancelled: the next in line gets it
+            raise
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def release(self) -> None:
+        """Gives a slot back: to the first waiter still waiting, else to the free ones."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+def _start_task(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task for ``work``; from Python 3.12 on it starts at once (eagerly), so
+    that a request that never waits is served without a trip through the
+    event loop (and its task is done on return)."""
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(work, loop=loop, eager_start=True)
+    return loop.create_task(work)
+
+
 class _Endpoint:
     """One subscribed endpoint: bounded concurrency, deadline, reply, statistics."""
 
@@ -234,13 +293,16 @@ class _Endpoint:
         self._spec = spec
         self._timeout = timeout
         self._settings = settings
-        self._chain = _chain_interceptors(settings.chain, self._call_handler)
         self._handler = handler
-        self._permits = asyncio.Semaphore(settings.max_concurrency)
+        self._is_stream = isinstance(handler, _STREAM_ENDPOINTS)
+        self._chain = _chain_interceptors(settings.chain, self._call_handler)
+        self._permits = _Permits(settings.max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued = 0
         self._queued_bytes = 0
         self._subscription: Subscription | None = None
+        self._loop: asyncio.AbstractEventLoop
+        """The event loop the endpoint serves on, from :meth:`start`."""
         self.num_requests = 0
         self.num_errors = 0
         self.last_error = ""
@@ -257,6 +319,11 @@ class _Endpoint:
         """The endpoint's writes to JetStream (PROTOCOL §12.2, §12.3), set before it starts."""
 
     async def start(self) -> None:
+        # Asked once here: asyncio.get_running_loop() makes a system call (getpid) on Python 3.11.
+        self._loop = asyncio.get_running_loop()
+        if isinstance(self._handler, UnaryEndpoint) and not self.writers and not self._settings.chain:
+            # Nothing around the handler: the chain is the handler's own serve (one coroutine, not three).
+            self._chain = functools.partial(self._handler.serve, use_json=self._settings.use_json)
         self._subscription = await self._settings.nc.subscribe(
             self.info.subject, queue=self.info.queue_group or "", cb=self._on_message
         )
@@ -305,7 +372,7 @@ class _Endpoint:
         policy or for malformed headers, runs it when a slot is free, queues it
         while the pending bound allows, and refuses it with
         ``RESOURCE_EXHAUSTED`` beyond."""
-        received = (time.perf_counter_ns(), asyncio.get_running_loop().time())
+        received = (time.perf_counter_ns(), self._loop.time())
         settings = self._settings
         record = record_request(
             settings.service_name, settings.proto_name, self._spec.method, self.info.name, msg.subject, msg.headers, received[0]
@@ -327,8 +394,7 @@ class _Endpoint:
             bad = InvalidArgumentError(self._spec.method, f"malformed headers: {msg.headers[MALFORMED_HEADER]}")
             await self._reply(msg, None, bad, {}, received[0], record)
             return
-        if not self._permits.locked():
-            await self._permits.acquire()  # free: returns at once
+        if self._permits.take_now():
             self._spawn(self._serve(msg, received, record))
             return
         size = len(msg.data)
@@ -352,7 +418,7 @@ class _Endpoint:
     def _reply_target(self, msg: Msg) -> str:
         """Where answers go: the reply subject, or for a stream its ``Reply-To``
         (a Go-plugin open has no reply subject, §9.2)."""
-        if not isinstance(self._handler, _STREAM_ENDPOINTS):
+        if not self._is_stream:
             return msg.reply or ""
         reply_to = (msg.headers or {}).get(REPLY_TO_HEADER)
         return reply_to if reply_to is not None else msg.reply or ""
@@ -366,13 +432,19 @@ class _Endpoint:
         return over_msgs or over_bytes
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Runs ``work`` (a ``_serve``, which takes its task out of ``_tasks``
+        when it ends: cheaper than a done callback) as a task that
+        :meth:`drain` waits for."""
+        task = _start_task(self._loop, work)
+        if not task.done():
+            self._tasks.add(task)
 
     async def _serve_when_free(self, msg: Msg, received: tuple[int, float], size: int, record: RequestRecord | None) -> None:
         try:
-            await self._permits.acquire()
+            await self._permits.take()
+        except BaseException:
+            self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task(self._loop)))
+            raise
         finally:
             self._queued -= 1
             self._queued_bytes -= size
@@ -444,7 +516,7 @@ class _Endpoint:
             deadline = None if limit is None else arrived_at + limit
             if record is not None and limit is not None:
                 record.deadline_ms = limit * 1000
-            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+            if deadline is not None and self._loop.time() >= deadline:
                 self._event(DEADLINE_DROPPED, msg.subject, waited_ms=(time.perf_counter_ns() - started_ns) / 1e6)
                 expired = DeadlineExceededError(self._spec.method, f"{self._spec.method} expired while queued")
                 await self._reply(msg, None, expired, {}, started_ns, record)
@@ -462,6 +534,7 @@ class _Endpoint:
             if record is not None and record.span is not None:
                 record.span.deactivate()
             self._permits.release()
+            self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task(self._loop)))
 
     async def _run_chain(
         self, ctx: RequestContext, payload: bytes, deadline: float | None, started_ns: int
@@ -681,7 +754,7 @@ class _Endpoint:
             headers = {**(headers or {}), **error.headers, **self._error_headers(error)}
             body = self._error_body(error, headers)
         reply_to = self._reply_target(msg)
-        if isinstance(self._handler, _STREAM_ENDPOINTS):
+        if self._is_stream:
             headers = {**(headers or {}), END_HEADER: "true"}  # a refused open is an end too (§9.2)
             if not acked and msg.reply:  # refused: where the caller waits for the ack
                 reply_to = msg.reply
@@ -703,7 +776,7 @@ class _Endpoint:
         if not error.details:
             return error.data
         marked = {**headers, ERROR_DETAILS_HEADER: ERROR_DETAILS_MARKER}
-        if isinstance(self._handler, _STREAM_ENDPOINTS):
+        if self._is_stream:
             marked[END_HEADER] = "true"
         # NATS/1.0 CRLF, one `name: value` CRLF per header, CRLF: what max_payload counts beside the body.
         header_block = 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in marked.items())
