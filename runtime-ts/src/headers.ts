@@ -47,6 +47,27 @@ export function decodeTimeout(value: string): number | undefined {
 }
 
 /**
+ * The caller's budget in milliseconds from a request whose header block
+ * passed {@link headerProblem}, as {@link requestBudget} reads it, without
+ * decoding the other headers when the block is plain ASCII.
+ */
+export function messageBudget(message: Msg, invalid?: (value: string) => void): number | undefined {
+  const raw = rawHeaderBlock(message);
+  const value = raw === undefined ? NOT_ASCII : asciiHeaderValue(raw, TIMEOUT_HEADER);
+  if (value === NOT_ASCII) {
+    return requestBudget(message.headers, invalid);
+  }
+  if (value === undefined) {
+    return undefined;
+  }
+  const budget = decodeTimeout(value);
+  if (budget === undefined) {
+    invalid?.(value);
+  }
+  return budget;
+}
+
+/**
  * The caller's budget in milliseconds from request headers: only the first
  * {@link TIMEOUT_HEADER} value counts (later duplicates are ignored), its
  * name matched exactly (case-sensitively, as in every runtime). `invalid`
@@ -217,10 +238,6 @@ function wellFormedAsciiHeaderBlock(raw: Uint8Array): boolean {
   }
 }
 
-/**
- * The raw header block of a message received by `@nats-io/nats-core`, when
- * its message object exposes it (its `MsgImpl` does), else `undefined`.
- */
 /** A message's headers read defensively: the headers, or what is wrong with their raw block (then no headers). */
 export function readHeaders(message: Msg): { headers: MsgHdrs | undefined; problem: string | undefined } {
   try {
@@ -232,6 +249,85 @@ export function readHeaders(message: Msg): { headers: MsgHdrs | undefined; probl
   }
 }
 
+/**
+ * What is wrong with a request's header block (see {@link headerBlockProblem}),
+ * or `undefined` when it is well formed or absent: checked on the raw bytes,
+ * so the headers themselves (`message.headers`) are decoded only when
+ * something reads them. A message that does not expose its raw block has
+ * its headers decoded now, as {@link readHeaders} does.
+ */
+export function headerProblem(message: Msg): string | undefined {
+  try {
+    const raw = rawHeaderBlock(message);
+    if (raw === undefined) {
+      void message.headers;
+      return undefined;
+    }
+    return headerBlockProblem(raw);
+  } catch (err) {
+    return describe(err);
+  }
+}
+
+/** {@link asciiHeaderValue} cannot tell: the block is not plain ASCII. */
+const NOT_ASCII = Symbol("not ASCII");
+
+/**
+ * The first value of header `name` (matched exactly, trimmed as the client
+ * library trims it) in a well-formed header block, read off its bytes;
+ * `undefined` when absent, {@link NOT_ASCII} when the block holds anything
+ * but ASCII (then the decoded headers must be asked).
+ */
+function asciiHeaderValue(raw: Uint8Array, name: string): string | undefined | typeof NOT_ASCII {
+  const CR = 0x0d;
+  const COLON = 0x3a;
+  let i = HEADER_VERSION_BYTES.length;
+  while (i < raw.length && raw[i] !== CR) {
+    let colon = i;
+    while (raw[colon] !== COLON) {
+      colon++;
+    }
+    let end = colon + 1;
+    while (raw[end] !== CR) {
+      if ((raw[end] ?? 0) >= 0x80) {
+        return NOT_ASCII;
+      }
+      end++;
+    }
+    if (colon - i === name.length && asciiEquals(raw, i, name)) {
+      let start = colon + 1;
+      while (start < end && isTrimmed(raw[start] ?? 0)) {
+        start++;
+      }
+      while (end > start && isTrimmed(raw[end - 1] ?? 0)) {
+        end--;
+      }
+      return String.fromCharCode(...raw.subarray(start, end));
+    }
+    i = end + 2;
+  }
+  return undefined;
+}
+
+/** Whether `raw` holds the ASCII string `text` at `offset`. */
+function asciiEquals(raw: Uint8Array, offset: number, text: string): boolean {
+  for (let j = 0; j < text.length; j++) {
+    if (raw[offset + j] !== text.charCodeAt(j)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** The ASCII bytes `String.prototype.trim` removes that a header value may hold (tab, vertical tab, form feed, space). */
+function isTrimmed(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0b || byte === 0x0c;
+}
+
+/**
+ * The raw header block of a message received by `@nats-io/nats-core`, when
+ * its message object exposes it (its `MsgImpl` does), else `undefined`.
+ */
 function rawHeaderBlock(message: Msg): Uint8Array | undefined {
   const impl = message as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
   const length = impl._msg?.hdr;
