@@ -10,7 +10,7 @@ import {
   TimeoutError,
 } from "@nats-io/nats-core";
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/nats-core";
-import { encodeTimeout, TIMEOUT_HEADER } from "./headers.js";
+import { encodeTimeout, setProtocolHeader, TIMEOUT_HEADER } from "./headers.js";
 import { errorFromReply } from "./details.js";
 import { describe, ErrorKind, NatsMicroError } from "./errors.js";
 import { utf8Encoder } from "./codec.js";
@@ -22,7 +22,7 @@ export async function send(nc: NatsConnection, call: ClientCall, timeout: number
   // and request errors), and each synchronous frame under `nc.request` (the caller's, the
   // interceptors', ours) costs about 0.5 µs to capture, where a microtask's stack has none.
   await undefined;
-  call.headers.set(TIMEOUT_HEADER, encodeTimeout(timeout));
+  setProtocolHeader(call.headers, TIMEOUT_HEADER, encodeTimeout(timeout));
   const maxPayload = nc.info?.max_payload;
   // Counting the header bytes exactly is only worth it when the request may not fit.
   if (maxPayload !== undefined && call.payload.length + headersSize(call.headers, false) > maxPayload) {
