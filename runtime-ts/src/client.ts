@@ -230,6 +230,7 @@ export class Client<E extends NatsMicroError> {
     let reply: ClientReply;
     try {
       if (this.#interceptors.length === 0 && this.#options.telemetry === undefined) {
+        // Nothing around the attempts: no chain or span closures per call.
         reply = await this.#attempts(call, settings);
       } else {
         reply = await this.#traced(method, call, (traced, span) =>
