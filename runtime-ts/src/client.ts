@@ -127,6 +127,14 @@ interface CallPolicy {
   breaker: CircuitBreaker | undefined;
 }
 
+/** What every call of one unary method shares, settled once per client: its codecs, subject and retry settings (before call options). */
+interface UnaryMethod {
+  readonly requests: Codec<DescMessage>;
+  readonly responses: Codec<DescMessage>;
+  readonly subject: string;
+  readonly policy: CallPolicy;
+}
+
 /** The untyped client under every generated client. */
 export class Client<E extends NatsMicroError> {
   readonly #nc: NatsConnection;
@@ -139,8 +147,8 @@ export class Client<E extends NatsMicroError> {
   readonly #policy: ResolvedRetryPolicy;
   /** The client-wide breaker, if any. */
   readonly #breaker: CircuitBreaker | undefined;
-  /** What each method's calls retry by (before call options), by method spec. */
-  readonly #methods = new Map<MethodSpec, CallPolicy>();
+  /** What each method's calls share, by method spec. */
+  readonly #methods = new Map<MethodSpec, UnaryMethod>();
 
   constructor(nc: NatsConnection, spec: ServiceSpec, errorClass: ErrorClass<E>, options: ClientOptions = {}) {
     this.#nc = nc;
@@ -155,12 +163,25 @@ export class Client<E extends NatsMicroError> {
     for (const [key, method] of Object.entries(spec.methods)) {
       const own = options.methods?.[key];
       const breakerOptions = own?.circuitBreaker;
-      this.#methods.set(method, {
-        policy: mergeRetryPolicy(this.#policy, own?.retryPolicy),
-        idempotent: own?.idempotent ?? method.idempotent ?? false,
-        breaker: breakerOptions === false ? undefined : breakerOptions === undefined ? this.#breaker : new CircuitBreaker(`${spec.name}.${method.method}`, breakerOptions),
-      });
+      this.#methods.set(
+        method,
+        this.#unaryMethod(method, {
+          policy: mergeRetryPolicy(this.#policy, own?.retryPolicy),
+          idempotent: own?.idempotent ?? method.idempotent ?? false,
+          breaker: breakerOptions === false ? undefined : breakerOptions === undefined ? this.#breaker : new CircuitBreaker(`${spec.name}.${method.method}`, breakerOptions),
+        }),
+      );
     }
+  }
+
+  /** What the calls of `method` share; `policy` defaults to the client's (a method not in the spec). */
+  #unaryMethod(method: MethodSpec, policy?: CallPolicy): UnaryMethod {
+    return {
+      requests: codec(method.input, this.#spec.json),
+      responses: codec(method.output, this.#spec.json),
+      subject: `${this.subjectPrefix}.${method.endpoint}`,
+      policy: policy ?? { policy: this.#policy, idempotent: method.idempotent ?? false, breaker: this.#breaker },
+    };
   }
 
   /** The subject prefix in use. */
@@ -191,44 +212,60 @@ export class Client<E extends NatsMicroError> {
     request: MessageInitShape<I>,
     options: CallOptions = {},
   ): Promise<MessageShape<O>> {
-    const fail = (code: string, kind: ErrorKind, message: string, cause: unknown, headers?: MsgHdrs): E =>
-      new this.#errorClass(code, method.method, message, undefined, { kind, cause, ...(headers && { headers }) });
+    const shared = this.#methods.get(method) ?? this.#unaryMethod(method);
     let payload: Uint8Array;
     try {
-      payload = codec(method.input, this.#spec.json).encode(request);
+      payload = shared.requests.encode(request);
     } catch (err) {
-      throw fail("INTERNAL", ErrorKind.Encode, `encoding the request: ${describe(err)}`, err);
+      throw this.#failure(method, "INTERNAL", ErrorKind.Encode, `encoding the request: ${describe(err)}`, err);
     }
-    const headers = copyHeaders(toHeaders(this.#options.headers), options.headers, true);
     const call: ClientCall = {
       method: method.method,
-      subject: `${this.subjectPrefix}.${method.endpoint}`,
-      headers,
+      subject: shared.subject,
+      headers: this.#callHeaders(options.headers),
       timeout: options.timeout ?? this.effectiveTimeout(method),
       payload,
     };
-    const known = this.#methods.get(method);
-    const settings: CallPolicy = {
-      policy: mergeRetryPolicy(known?.policy ?? this.#policy, options.retry),
-      idempotent: options.idempotent ?? known?.idempotent ?? method.idempotent ?? false,
-      breaker: known === undefined ? this.#breaker : known.breaker,
-    };
+    const settings = this.#callPolicy(shared.policy, options);
     let reply: ClientReply;
     try {
-      reply = await this.#traced(method, call, (traced, span) =>
-        chain(this.#interceptors, (sent: ClientCall) => this.#attempts(sent, settings, span))(traced),
-      );
+      if (this.#interceptors.length === 0 && this.#options.telemetry === undefined) {
+        // Nothing around the attempts: no chain or span closures per call.
+        reply = await this.#attempts(call, settings);
+      } else {
+        reply = await this.#traced(method, call, (traced, span) =>
+          chain(this.#interceptors, (sent: ClientCall) => this.#attempts(sent, settings, span))(traced),
+        );
+      }
     } catch (err) {
       throw this.#typed(err, method.method);
     }
     let response: MessageShape<O>;
     try {
-      response = codec(method.output, this.#spec.json).decode(reply.payload);
+      response = shared.responses.decode(reply.payload) as MessageShape<O>;
     } catch (err) {
-      throw fail("INTERNAL", ErrorKind.Decode, `decoding the reply: ${describe(err)}`, err, reply.headers);
+      throw this.#failure(method, "INTERNAL", ErrorKind.Decode, `decoding the reply: ${describe(err)}`, err, reply.headers);
     }
     options.onHeaders?.(reply.headers);
     return response;
+  }
+
+  /** A call's headers: the client's, then the call's over them (each name the call sets replaces the client's). */
+  #callHeaders(own: HeadersInit | undefined): MsgHdrs {
+    return copyHeaders(toHeaders(this.#options.headers), own, true);
+  }
+
+  /** The retry settings of one call: the method's, unless the call's options set their own. */
+  #callPolicy(method: CallPolicy, options: CallOptions): CallPolicy {
+    if (options.retry === undefined && options.idempotent === undefined) {
+      return method;
+    }
+    return { policy: mergeRetryPolicy(method.policy, options.retry), idempotent: options.idempotent ?? method.idempotent, breaker: method.breaker };
+  }
+
+  /** A failure of this client's own (encoding, decoding) as the service's error class. */
+  #failure(method: MethodSpec, code: string, kind: ErrorKind, message: string, cause: unknown, headers?: MsgHdrs): E {
+    return new this.#errorClass(code, method.method, message, undefined, { kind, cause, ...(headers && { headers }) });
   }
 
   /**
@@ -286,25 +323,34 @@ export class Client<E extends NatsMicroError> {
    * first attempt: the call's whole timeout): sent once the connection is
    * up, failed at once if it is lost.
    */
-  async #attempt(call: ClientCall, deadline: number | undefined, attemptTimeout: number | undefined): Promise<ClientReply> {
-    const method = call.method;
+  #attempt(call: ClientCall, deadline: number | undefined, attemptTimeout: number | undefined): Promise<ClientReply> {
     if (!this.#connection.connected && !this.#nc.isClosed()) {
-      deadline ??= systemClock.now() + call.timeout;
-      // Nothing was sent yet: waiting for the reconnect is safe for every method.
-      if (!(await this.#connection.whenConnected(deadline - systemClock.now()))) {
-        throw new NatsMicroError("UNAVAILABLE", method, "no connection to NATS before the deadline", undefined, { kind: ErrorKind.ConnectionLost });
-      }
+      return this.#attemptOnceConnected(call, deadline ?? systemClock.now() + call.timeout, attemptTimeout);
     }
+    return this.#send(call, deadline, attemptTimeout);
+  }
+
+  /** {@link #attempt} once the connection is back: nothing was sent yet, so waiting for the reconnect is safe for every method. */
+  async #attemptOnceConnected(call: ClientCall, deadline: number, attemptTimeout: number | undefined): Promise<ClientReply> {
+    if (!(await this.#connection.whenConnected(deadline - systemClock.now()))) {
+      throw new NatsMicroError("UNAVAILABLE", call.method, "no connection to NATS before the deadline", undefined, { kind: ErrorKind.ConnectionLost });
+    }
+    return this.#send(call, deadline, attemptTimeout);
+  }
+
+  /** Sends an attempt with what is left of the time (see {@link #attempt}), failed at once if the connection is lost while it is out. */
+  #send(call: ClientCall, deadline: number | undefined, attemptTimeout: number | undefined): Promise<ClientReply> {
+    const method = call.method;
     const left = deadline === undefined ? call.timeout : deadline - systemClock.now();
     const timeout = Math.min(left, attemptTimeout ?? Infinity);
     if (timeout <= 0) {
-      throw new NatsMicroError("DEADLINE_EXCEEDED", method, "no reply before the deadline", undefined, { kind: ErrorKind.Timeout });
+      return Promise.reject(new NatsMicroError("DEADLINE_EXCEEDED", method, "no reply before the deadline", undefined, { kind: ErrorKind.Timeout }));
     }
     const lost = () =>
       this.#nc.isClosed()
         ? new NatsMicroError("UNAVAILABLE", method, "connection closed while the request was out", undefined, { kind: ErrorKind.ConnectionClosed })
         : new NatsMicroError("UNAVAILABLE", method, "connection lost while the request was out", undefined, { kind: ErrorKind.ConnectionLost });
-    return this.#connection.guard(send(this.#nc, { ...call, timeout }), lost);
+    return this.#connection.guard(send(this.#nc, call, timeout), lost);
   }
 
   /** Opens a server-streaming call: iterate the responses; breaking out cancels the stream. */
@@ -337,7 +383,7 @@ export class Client<E extends NatsMicroError> {
     const call: ClientCall = {
       method: method.method,
       subject: `${this.subjectPrefix}.${method.endpoint}`,
-      headers: copyHeaders(toHeaders(this.#options.headers), options.headers, true),
+      headers: this.#callHeaders(options.headers),
       // A stream has a deadline only when the call, the client or the proto sets one.
       timeout: options.timeout ?? this.#options.timeout ?? method.timeout ?? Infinity,
       payload: body,

@@ -1,7 +1,7 @@
 /** What a handler and the server interceptors know about a request: the request context. */
 
 import { headers as createHeaders } from "@nats-io/nats-core";
-import type { MsgHdrs } from "@nats-io/nats-core";
+import type { Msg, MsgHdrs } from "@nats-io/nats-core";
 import type { StreamKind } from "./spec.js";
 import { attemptNumber } from "./headers.js";
 import type { Codec } from "./codec.js";
@@ -22,28 +22,35 @@ export const streamContexts = new WeakMap<RequestContext, StreamContext>();
 export let expire: (ctx: RequestContext) => void;
 /** A context's reply headers, or `undefined` when none were ever asked for. Set by {@link RequestContext}. */
 export let replyHeaders: (ctx: RequestContext) => MsgHdrs | undefined;
+/**
+ * The context of a unary request whose subject and headers are read from
+ * `message` on first use (its header block already checked, see
+ * `headerProblem`). Set by {@link RequestContext}.
+ */
+export let messageContext: (method: string, endpoint: string, message: Msg, deadline: number | undefined) => RequestContext;
 
 /**
  * What a handler and the server interceptors know about the request:
  * method, subject, headers, deadline, and the headers to send back (on
  * success and on error).
  *
- * The abort signal and the reply headers are made on first use, so a
- * request that needs neither costs neither.
+ * The abort signal, the reply headers and (for a unary request) the
+ * subject and request headers are made on first use, so a request that
+ * needs none of them costs none of them.
  */
 export class RequestContext {
   /** Proto method name (`CreateOrder`). */
   readonly method: string;
   /** ADR-32 endpoint name (`create_order`). */
   readonly endpoint: string;
-  /** The subject the request arrived on. */
-  readonly subject: string;
-  /** The request headers; interceptors may change them. */
-  readonly headers: MsgHdrs;
   /** When the caller stops waiting (milliseconds since the epoch), if known. */
   readonly deadline: number | undefined;
   /** The kind of stream this request opens; `undefined` for a unary request. */
   readonly stream: StreamKind | undefined;
+  #subject: string | undefined;
+  #headers: MsgHdrs | undefined;
+  /** Where the subject and headers come from when they were not given. */
+  #message: Msg | undefined;
   #signal: AbortSignal | undefined;
   #controller: AbortController | undefined;
   #expired = false;
@@ -55,16 +62,34 @@ export class RequestContext {
       ctx.#controller?.abort();
     };
     replyHeaders = (ctx) => ctx.#responseHeaders;
+    messageContext = (method, endpoint, message, deadline) => {
+      const ctx = new RequestContext({ method, endpoint, subject: "", ...(deadline !== undefined && { deadline }) });
+      ctx.#subject = undefined;
+      ctx.#message = message;
+      return ctx;
+    };
   }
 
   constructor(init: { method: string; endpoint: string; subject: string; headers?: MsgHdrs; deadline?: number; signal?: AbortSignal; stream?: StreamKind }) {
     this.method = init.method;
     this.endpoint = init.endpoint;
-    this.subject = init.subject;
-    this.headers = init.headers ?? createHeaders();
+    this.#subject = init.subject;
+    this.#headers = init.headers;
     this.deadline = init.deadline;
     this.stream = init.stream;
     this.#signal = init.signal;
+  }
+
+  /** The subject the request arrived on. */
+  get subject(): string {
+    this.#subject ??= this.#message?.subject ?? "";
+    return this.#subject;
+  }
+
+  /** The request headers; interceptors may change them. */
+  get headers(): MsgHdrs {
+    this.#headers ??= this.#message?.headers ?? createHeaders();
+    return this.#headers;
   }
 
   /**

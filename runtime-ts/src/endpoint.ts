@@ -11,16 +11,26 @@ import type { RequestContext } from "./context.js";
 import type { EndpointStats } from "./discovery.js";
 import type { Logger } from "./observe.js";
 
-/** A request as it arrived: its headers (read once, defensively), arrival time and deadline (monotonic milliseconds). */
-export interface Arrival {
+/** A request as it arrived (its header block checked), its arrival time and deadline (monotonic milliseconds). */
+export class Arrival {
   readonly message: Msg;
-  readonly headers: MsgHdrs | undefined;
   /** When the runtime received it. */
   readonly received: number;
   /** When the caller's budget or the server's timeout runs out, counted from arrival. */
   readonly deadline: number | undefined;
   /** Whether it waited in the pending queue for a handler slot. */
-  queued: boolean;
+  queued = false;
+
+  constructor(message: Msg, received: number, deadline: number | undefined) {
+    this.message = message;
+    this.received = received;
+    this.deadline = deadline;
+  }
+
+  /** The request headers, decoded on first use: their raw block was checked on arrival (`headerProblem`). */
+  get headers(): MsgHdrs | undefined {
+    return this.message.headers;
+  }
 }
 
 /** Everything the request path of one endpoint needs. */

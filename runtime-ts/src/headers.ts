@@ -1,6 +1,6 @@
 /** Headers of the wire contract (error code and message, the caller's time budget) and reading a message's headers defensively. */
 
-import { headers as createHeaders } from "@nats-io/nats-core";
+import { headers as createHeaders, MsgHdrsImpl } from "@nats-io/nats-core";
 import type { Msg, MsgHdrs } from "@nats-io/nats-core";
 import { describe } from "./errors.js";
 
@@ -23,6 +23,22 @@ export function attemptNumber(headers: MsgHdrs | undefined): number {
   return attempt >= 1 ? attempt : 1;
 }
 
+/**
+ * `headers.set(name, value)` for a header of the wire contract (a valid
+ * name, a value without line breaks or surrounding spaces): straight into
+ * the client library's map when `headers` are its own, which is what `set`
+ * does without canonicalising the name and listing the keys twice (about
+ * 1 KB of garbage per call), else through `set`.
+ */
+export function setProtocolHeader(headers: MsgHdrs, name: string, value: string): void {
+  if (headers instanceof MsgHdrsImpl) {
+    headers.headers.delete(name);
+    headers.headers.set(name, [value]);
+  } else {
+    headers.set(name, value);
+  }
+}
+
 /** Encodes a budget in milliseconds for {@link TIMEOUT_HEADER}. */
 export function encodeTimeout(milliseconds: number): string {
   return String(Math.max(0, Math.round(milliseconds * 1000)));
@@ -43,6 +59,43 @@ export function decodeTimeout(value: string): number | undefined {
     return undefined;
   }
   const micros = Number(value);
+  return micros <= MAX_TIMEOUT_MICROS ? micros / 1000 : undefined;
+}
+
+/**
+ * The caller's budget in milliseconds from a request whose header block
+ * passed {@link headerProblem}, as {@link requestBudget} reads it, without
+ * decoding the other headers when the block is plain ASCII.
+ */
+export function messageBudget(message: Msg, invalid?: (value: string) => void): number | undefined {
+  const raw = rawHeaderBlock(message);
+  const value = raw === undefined ? NOT_ASCII : asciiHeaderValue(raw, TIMEOUT_HEADER);
+  if (value === NOT_ASCII) {
+    return requestBudget(message.headers, invalid);
+  }
+  if (value === undefined) {
+    return undefined;
+  }
+  const budget = decodeTimeoutBytes(value);
+  if (budget === undefined) {
+    invalid?.(String.fromCharCode.apply(null, Array.from(value)));
+  }
+  return budget;
+}
+
+/** {@link decodeTimeout} of a value's ASCII bytes, without making a string of them. */
+function decodeTimeoutBytes(value: Uint8Array): number | undefined {
+  if (value.length < 1 || value.length > 12) {
+    return undefined;
+  }
+  let micros = 0;
+  for (let i = 0; i < value.length; i++) {
+    const digit = (value[i] ?? 0) - 0x30;
+    if (digit < 0 || digit > 9) {
+      return undefined;
+    }
+    micros = micros * 10 + digit;
+  }
   return micros <= MAX_TIMEOUT_MICROS ? micros / 1000 : undefined;
 }
 
@@ -217,10 +270,6 @@ function wellFormedAsciiHeaderBlock(raw: Uint8Array): boolean {
   }
 }
 
-/**
- * The raw header block of a message received by `@nats-io/nats-core`, when
- * its message object exposes it (its `MsgImpl` does), else `undefined`.
- */
 /** A message's headers read defensively: the headers, or what is wrong with their raw block (then no headers). */
 export function readHeaders(message: Msg): { headers: MsgHdrs | undefined; problem: string | undefined } {
   try {
@@ -232,11 +281,94 @@ export function readHeaders(message: Msg): { headers: MsgHdrs | undefined; probl
   }
 }
 
+/**
+ * What is wrong with a request's header block (see {@link headerBlockProblem}),
+ * or `undefined` when it is well formed or absent: checked on the raw bytes,
+ * so the headers themselves (`message.headers`) are decoded only when
+ * something reads them. A message that does not expose its raw block has
+ * its headers decoded now, as {@link readHeaders} does.
+ */
+export function headerProblem(message: Msg): string | undefined {
+  try {
+    const raw = rawHeaderBlock(message);
+    if (raw === undefined) {
+      void message.headers;
+      return undefined;
+    }
+    return headerBlockProblem(raw);
+  } catch (err) {
+    return describe(err);
+  }
+}
+
+/** {@link asciiHeaderValue} cannot tell: the block is not plain ASCII. */
+const NOT_ASCII = Symbol("not ASCII");
+
+/**
+ * The bytes of the first value of header `name` (matched exactly, trimmed
+ * as the client library trims it) in a well-formed header block;
+ * `undefined` when absent, {@link NOT_ASCII} when the block holds anything
+ * but ASCII (then the decoded headers must be asked).
+ */
+function asciiHeaderValue(raw: Uint8Array, name: string): Uint8Array | undefined | typeof NOT_ASCII {
+  const CR = 0x0d;
+  const COLON = 0x3a;
+  let i = HEADER_VERSION_BYTES.length;
+  while (i < raw.length && raw[i] !== CR) {
+    let colon = i;
+    while (raw[colon] !== COLON) {
+      colon++;
+    }
+    let end = colon + 1;
+    while (raw[end] !== CR) {
+      if ((raw[end] ?? 0) >= 0x80) {
+        return NOT_ASCII;
+      }
+      end++;
+    }
+    if (colon - i === name.length && asciiEquals(raw, i, name)) {
+      let start = colon + 1;
+      while (start < end && isTrimmed(raw[start] ?? 0)) {
+        start++;
+      }
+      while (end > start && isTrimmed(raw[end - 1] ?? 0)) {
+        end--;
+      }
+      return raw.subarray(start, end);
+    }
+    i = end + 2;
+  }
+  return undefined;
+}
+
+/** Whether `raw` holds the ASCII string `text` at `offset`. */
+function asciiEquals(raw: Uint8Array, offset: number, text: string): boolean {
+  for (let j = 0; j < text.length; j++) {
+    if (raw[offset + j] !== text.charCodeAt(j)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** The ASCII bytes `String.prototype.trim` removes that a header value may hold (tab, vertical tab, form feed, space). */
+function isTrimmed(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0b || byte === 0x0c;
+}
+
+/**
+ * The raw header block of a message received by `@nats-io/nats-core`, when
+ * its message object exposes it (its `MsgImpl` does), else `undefined`.
+ * A plain view rather than `subarray`: on a Node `Buffer` that is a slower
+ * JavaScript method making another `Buffer`, and every request asks twice.
+ */
 function rawHeaderBlock(message: Msg): Uint8Array | undefined {
   const impl = message as unknown as { _msg?: { hdr?: unknown }; _rdata?: unknown };
   const length = impl._msg?.hdr;
   const data = impl._rdata;
-  return typeof length === "number" && length >= 0 && data instanceof Uint8Array ? data.subarray(0, length) : undefined;
+  return typeof length === "number" && length >= 0 && data instanceof Uint8Array
+    ? new Uint8Array(data.buffer, data.byteOffset, Math.min(length, data.length))
+    : undefined;
 }
 
 /** Header values cannot hold line breaks; keeps a message on one line. */

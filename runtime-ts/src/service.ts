@@ -8,10 +8,11 @@ import {
   copyHeaders,
   ERROR_CODE_HEADER,
   ERROR_MESSAGE_HEADER,
+  headerProblem,
   headerValue,
+  messageBudget,
   protocolHeader,
   readHeaders,
-  requestBudget,
   TIMEOUT_HEADER,
   toHeaders,
 } from "./headers.js";
@@ -23,10 +24,10 @@ import { codec } from "./codec.js";
 import { type EndpointInfo, endpointMetadata, type MethodSpec, serviceRpcs, type ServiceSpec } from "./spec.js";
 import { chain, type ServerInterceptor, type ServerNext } from "./interceptors.js";
 import { now } from "./clock.js";
-import { expire, replyHeaders, RequestContext, streamContexts } from "./context.js";
+import { expire, messageContext, replyHeaders, RequestContext, streamContexts } from "./context.js";
 import { refusedReply, type ReplyPolicy } from "./reply-policy.js";
 import type { Identity, InfoResponse, PingResponse, StatsResponse } from "./discovery.js";
-import { type Arrival, Endpoint, type EndpointLimits, type Outcome, type Respond, type Serving, type StreamServing } from "./endpoint.js";
+import { Arrival, Endpoint, type EndpointLimits, type Outcome, type Respond, type Serving, type StreamServing } from "./endpoint.js";
 import { ConnectionWatch, DEFAULT_CONNECTION_CHECK_INTERVAL } from "./connection-watch.js";
 import {
   DEFAULT_KEEPALIVE_INTERVAL,
@@ -471,14 +472,15 @@ export class Service {
       });
       return;
     }
-    const { headers, problem } = readHeaders(message);
+    // Checked on the raw block: the headers are decoded only if something reads them.
+    const problem = headerProblem(message);
     if (problem !== undefined) {
       const error = new NatsMicroError("INVALID_ARGUMENT", settings.method.method, `malformed request headers: ${problem}`);
       settings.logger.event({ ...this.#source(endpoint.info.name, message.subject), event: "request_malformed", level: "warn", error: error.message });
       this.#reply(endpoint, message, { error }, undefined, now() - received);
       return;
     }
-    const arrival = this.#arrival(settings, message, headers, received);
+    const arrival = this.#arrival(settings, message, received);
     if (!endpoint.admit(arrival)) {
       this.#shed(endpoint, message.subject);
       this.#reply(endpoint, message, { error: endpoint.shedError() }, undefined, 0);
@@ -525,7 +527,7 @@ export class Service {
       malformed(`malformed ${STREAM_CREDIT_HEADER} ${JSON.stringify(credit)}`);
       return;
     }
-    const arrival = this.#arrival(settings, message, headers, received);
+    const arrival = this.#arrival(settings, message, received);
     if (!endpoint.admit(arrival)) {
       this.#shed(endpoint, message.subject);
       endWith(endpoint.shedError());
@@ -716,13 +718,15 @@ export class Service {
   }
 
   /** A request as it arrived, its deadline fixed from arrival: the caller's budget and the server's timeout (section 3.2). */
-  #arrival(settings: Serving, message: Msg, headers: MsgHdrs | undefined, received: number): Arrival {
-    const budget = requestBudget(headers, (value) =>
-      this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`),
-    );
-    const limit = earliest(budget, settings.timeout);
-    return { message, headers, received, deadline: limit === undefined ? undefined : received + limit, queued: false };
+  #arrival(settings: Serving, message: Msg, received: number): Arrival {
+    const limit = earliest(messageBudget(message, this.#invalidBudget), settings.timeout);
+    return new Arrival(message, received, limit === undefined ? undefined : received + limit);
   }
+
+  /** Notes a request's budget that does not decode (it is served with the server's own timeout only). */
+  readonly #invalidBudget = (value: string): void => {
+    this.#debug(`${this.#name}: ignoring invalid ${TIMEOUT_HEADER} ${JSON.stringify(value)}`);
+  };
 
   /** The fields every event of this service carries (PROTOCOL §11.4). */
   #source(endpoint: string, subject: string): EventSource {
@@ -804,7 +808,7 @@ export class Service {
    */
   #handle(endpoint: Endpoint, run: Serve, arrival: Arrival, done: () => void): void {
     const settings = endpoint.serving;
-    const { message, headers, received, deadline } = arrival;
+    const { message, received, deadline } = arrival;
     const left = deadline === undefined ? undefined : deadline - now();
     if (left !== undefined && left <= 0) {
       // The caller stopped waiting before a slot freed up (or sent a spent budget): the handler never starts.
@@ -819,13 +823,7 @@ export class Service {
       }
       return;
     }
-    const ctx = new RequestContext({
-      method: settings.method.method,
-      endpoint: settings.method.endpoint,
-      subject: message.subject,
-      ...(headers !== undefined && { headers }),
-      ...(left !== undefined && { deadline: Date.now() + left }),
-    });
+    const ctx = messageContext(settings.method.method, settings.method.endpoint, message, left === undefined ? undefined : Date.now() + left);
     const span = this.#startSpan(endpoint, arrival);
     const finish = (outcome: Outcome) => {
       span?.end({ code: "error" in outcome ? outcome.error.code : undefined, durationMs: now() - received });
@@ -920,9 +918,12 @@ export class Service {
    */
   #respond(message: Msg | Respond, body: Uint8Array, headers: MsgHdrs | undefined, settings: Serving): NatsMicroError | undefined {
     const withHeaders = headers !== undefined && headers.keys().length > 0 ? { headers } : {};
-    const respond: Respond = typeof message === "function" ? message : (data, opts) => message.respond(data, opts);
     try {
-      respond(body, withHeaders);
+      if (typeof message === "function") {
+        message(body, withHeaders);
+      } else {
+        message.respond(body, withHeaders);
+      }
       return undefined;
     } catch (err) {
       settings.logger.warn(`${this.#name}: sending the reply to ${settings.method.endpoint}: ${describe(err)}`);
@@ -930,6 +931,7 @@ export class Service {
       const errorHeaders = createHeaders();
       errorHeaders.set(ERROR_CODE_HEADER, codeToWire(failure.code, settings.codeFormat));
       errorHeaders.set(ERROR_MESSAGE_HEADER, headerValue(failure.message));
+      const respond: Respond = typeof message === "function" ? message : (data, opts) => message.respond(data, opts);
       try {
         respond(new Uint8Array(0), { headers: errorHeaders });
       } catch (again) {
