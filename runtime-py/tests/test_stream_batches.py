@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import nats.errors
 import nats_micro_runtime as rt
+from batch_cases import MALFORMED, MALFORMED_IDS, framed, ints
 from nats_server_fixture import nc  # noqa: F401 (a fixture)
 import pytest
 from google.protobuf import wrappers_pb2
@@ -57,14 +58,6 @@ async def serve(nc: NatsClient) -> rt.Service:
         "sum": rt.ClientStreamEndpoint(sum_, Int),
     }
     return await rt.start_service(nc, SPEC, handlers, {})
-
-
-def framed(*bodies: bytes) -> bytes:
-    return b"".join(rt.encode_varint(len(body)) + body for body in bodies)
-
-
-def ints(*values: int) -> list[bytes]:
-    return [Int(value=v).SerializeToString() for v in values]
 
 
 def shape(msg: Msg) -> str:
@@ -256,22 +249,6 @@ def ints_of(*values: int) -> list[Int]:
 
 
 # Malformed batches ------------------------------------------------------------------
-
-MALFORMED = [
-    ({rt.BATCH_HEADER: "x"}, framed(*ints(1, 2)), [], "INVALID_ARGUMENT"),
-    ({rt.BATCH_HEADER: "0"}, b"", [], "INVALID_ARGUMENT"),
-    ({rt.BATCH_HEADER: "2"}, framed(*ints(1)) + b"\x80", [], "INVALID_ARGUMENT"),
-    ({rt.BATCH_HEADER: "2"}, framed(*ints(1)) + b"\x05ab", [], "INVALID_ARGUMENT"),
-    ({rt.BATCH_HEADER: "2"}, framed(*ints(1, 2, 3)), [], "INVALID_ARGUMENT"),
-    ({rt.BATCH_HEADER: "3"}, framed(*ints(1, 2)), [], "INVALID_ARGUMENT"),
-    ({rt.BATCH_HEADER: "5"}, framed(*ints(1, 2, 3, 4, 5)), [], "RESOURCE_EXHAUSTED"),
-    ({rt.SEQ_HEADER: "2", rt.BATCH_HEADER: "2"}, framed(*ints(2, 3)), [], "DATA_LOSS"),
-    ({rt.BATCH_HEADER: "3"}, framed(*ints(1, 2), b"\xff\xff"), [1, 2], "INVALID_ARGUMENT"),
-]
-MALFORMED_IDS = [
-    "count does not parse", "count 0", "ends inside a length", "ends inside a message", "more than the count",
-    "fewer than the count", "beyond the credit", "not the next sequence number", "a message does not decode",
-]  # fmt: skip
 
 
 @pytest.mark.parametrize(("headers", "body", "delivered", "code"), MALFORMED, ids=MALFORMED_IDS)

@@ -11,6 +11,7 @@ from typing import Any, cast
 import nats.errors
 import nats_micro_runtime as rt
 import pytest
+from batch_cases import MALFORMED, MALFORMED_IDS, framed, ints
 from google.protobuf import wrappers_pb2
 from nats_micro_runtime._client_stream import _pump_requests
 from nats_micro_runtime._codec import decode_message
@@ -104,11 +105,6 @@ def test_a_window_of_one_grants_every_message_and_no_window_grants_nothing() -> 
 
 
 # Batches (§9.9) ---------------------------------------------------------------
-
-
-def framed(*bodies: bytes) -> bytes:
-    """A batch body: each message behind its varint length."""
-    return b"".join(rt.encode_varint(len(body)) + body for body in bodies)
 
 
 @pytest.mark.parametrize(
@@ -354,10 +350,6 @@ class Message:
         self.data = data
 
 
-def ints(*values: int) -> list[bytes]:
-    return [wrappers_pb2.Int64Value(value=v).SerializeToString() for v in values]
-
-
 async def read_all(link: _StreamLink[wrappers_pb2.Int64Value]) -> tuple[list[int], str | None]:
     got: list[int] = []
     try:
@@ -386,20 +378,7 @@ async def test_a_batch_is_read_one_message_at_a_time_with_credit_granted_per_mes
     await link.close()
 
 
-@pytest.mark.parametrize(
-    ("headers", "body", "delivered", "code"),
-    [
-        ({rt.BATCH_HEADER: "x"}, framed(*ints(1, 2)), [], "INVALID_ARGUMENT"),
-        ({rt.BATCH_HEADER: "0"}, b"", [], "INVALID_ARGUMENT"),
-        ({rt.BATCH_HEADER: "2"}, framed(*ints(1)) + b"\x80", [], "INVALID_ARGUMENT"),
-        ({rt.BATCH_HEADER: "2"}, framed(*ints(1)) + b"\x05ab", [], "INVALID_ARGUMENT"),
-        ({rt.BATCH_HEADER: "2"}, framed(*ints(1, 2, 3)), [], "INVALID_ARGUMENT"),
-        ({rt.BATCH_HEADER: "3"}, framed(*ints(1, 2)), [], "INVALID_ARGUMENT"),
-        ({rt.BATCH_HEADER: "5"}, framed(*ints(1, 2, 3, 4, 5)), [], "RESOURCE_EXHAUSTED"),
-        ({rt.SEQ_HEADER: "2", rt.BATCH_HEADER: "2"}, framed(*ints(2, 3)), [], "DATA_LOSS"),
-        ({rt.BATCH_HEADER: "3"}, framed(*ints(1, 2), b"\xff\xff"), [1, 2], "INVALID_ARGUMENT"),
-    ],
-)
+@pytest.mark.parametrize(("headers", "body", "delivered", "code"), MALFORMED, ids=MALFORMED_IDS)
 async def test_a_malformed_batch_fails_the_stream_with_its_code(
     headers: dict[str, str], body: bytes, delivered: list[int], code: str
 ) -> None:
