@@ -450,65 +450,58 @@ async fn read<M>(
             }
         };
         heard = true;
-        let frame = match wire::classify(message) {
-            Ok(frame) => frame,
-            Err(err) => {
-                let _ = events.send(Event::End(Err(err.clone()))).await;
-                fail(err);
-                return;
-            }
-        };
-        match frame {
-            Frame::Credit(n) => {
+        // A protocol error (§9.6) fails the stream here; the local side then tells the peer.
+        let protocol_error = match wire::classify(message) {
+            Err(err) => Some(err),
+            Ok(Frame::Credit(n)) => {
                 if let Some(credit) = &outbound.credit {
                     credit.add_permits(n as usize);
                 }
+                None
             }
-            Frame::Cancel => {
+            Ok(Frame::Cancel) => {
                 fail(Error::cancelled("the caller cancelled the stream"));
                 return;
             }
-            Frame::Data { seq, payload } => {
-                if ended {
-                    continue;
+            Ok(Frame::Data { .. } | Frame::Batch { .. }) if ended => None,
+            Ok(Frame::Data { seq, payload }) => match admit(seq, 1, &mut expected_seq, &mut received, allowed) {
+                Ok(()) => {
+                    pass_on(&events, payload).await;
+                    None
                 }
-                if let Err(err) = admit(seq, 1, &mut expected_seq, &mut received, allowed) {
-                    let _ = events.send(Event::End(Err(err.clone()))).await;
-                    fail(err);
-                    return;
-                }
-                pass_on(&events, payload).await;
-            }
-            Frame::Batch { seq, count, payload } => {
-                if ended {
-                    continue;
-                }
-                let messages =
-                    admit(seq, count, &mut expected_seq, &mut received, allowed).and_then(|()| wire::split_batch(payload, count));
-                match messages {
+                Err(err) => Some(err),
+            },
+            Ok(Frame::Batch { seq, count, payload }) => {
+                match admit(seq, count, &mut expected_seq, &mut received, allowed)
+                    .and_then(|()| wire::split_batch(payload, count))
+                {
                     Ok(messages) => {
                         for payload in messages {
                             pass_on(&events, payload).await;
                         }
+                        None
                     }
-                    Err(err) => {
-                        let _ = events.send(Event::End(Err(err.clone()))).await;
-                        fail(err);
-                        return;
-                    }
+                    Err(err) => Some(err),
                 }
             }
-            Frame::End(result) => {
+            Ok(Frame::End(result)) => {
                 if !std::mem::replace(&mut ended, true) {
                     let _ = events.send(Event::End(result)).await;
                 }
+                None
             }
-            Frame::Plain(payload, headers) if plan.plain_is_result => {
+            Ok(Frame::Plain(payload, headers)) if plan.plain_is_result => {
                 if !std::mem::replace(&mut ended, true) {
                     let _ = events.send(Event::End(Ok((payload, headers)))).await;
                 }
+                None
             }
-            Frame::Plain(..) | Frame::Ack { .. } => {}
+            Ok(Frame::Plain(..) | Frame::Ack { .. }) => None,
+        };
+        if let Some(err) = protocol_error {
+            let _ = events.send(Event::End(Err(err.clone()))).await;
+            fail(err);
+            return;
         }
     }
 }

@@ -162,26 +162,15 @@ fn read_varint(body: &mut Bytes) -> Option<usize> {
     None
 }
 
-/// Appends `message` to a batch body, preceded by its length.
+/// Appends `message` to a batch body, preceded by its length (prost's varint).
 pub(crate) fn put_batch_record(body: &mut bytes::BytesMut, message: &[u8]) {
-    let mut len = message.len();
-    while len >= 0x80 {
-        body.extend_from_slice(&[(len as u8) | 0x80]);
-        len >>= 7;
-    }
-    body.extend_from_slice(&[len as u8]);
+    prost::encoding::encode_varint(message.len() as u64, body);
     body.extend_from_slice(message);
 }
 
 /// The bytes a message takes in a batch body.
 pub(crate) fn batch_record_len(message_len: usize) -> usize {
-    let mut len_bytes = 1;
-    let mut len = message_len >> 7;
-    while len > 0 {
-        len_bytes += 1;
-        len >>= 7;
-    }
-    len_bytes + message_len
+    prost::encoding::encoded_len_varint(message_len as u64) + message_len
 }
 
 #[cfg(test)]
