@@ -919,11 +919,7 @@ export class Service {
   #respond(message: Msg | Respond, body: Uint8Array, headers: MsgHdrs | undefined, settings: Serving): NatsMicroError | undefined {
     const withHeaders = headers !== undefined && headers.keys().length > 0 ? { headers } : {};
     try {
-      if (typeof message === "function") {
-        message(body, withHeaders);
-      } else {
-        message.respond(body, withHeaders);
-      }
+      answer(message, body, withHeaders);
       return undefined;
     } catch (err) {
       settings.logger.warn(`${this.#name}: sending the reply to ${settings.method.endpoint}: ${describe(err)}`);
@@ -931,14 +927,22 @@ export class Service {
       const errorHeaders = createHeaders();
       errorHeaders.set(ERROR_CODE_HEADER, codeToWire(failure.code, settings.codeFormat));
       errorHeaders.set(ERROR_MESSAGE_HEADER, headerValue(failure.message));
-      const respond: Respond = typeof message === "function" ? message : (data, opts) => message.respond(data, opts);
       try {
-        respond(new Uint8Array(0), { headers: errorHeaders });
+        answer(message, new Uint8Array(0), { headers: errorHeaders });
       } catch (again) {
         settings.logger.warn(`${this.#name}: sending the error reply to ${settings.method.endpoint}: ${describe(again)}`);
       }
       return failure;
     }
+  }
+}
+
+/** Answers a request message, or through a stream's {@link Respond} (no closure per reply). */
+function answer(message: Msg | Respond, body: Uint8Array, options: { headers?: MsgHdrs }): void {
+  if (typeof message === "function") {
+    message(body, options);
+  } else {
+    message.respond(body, options);
   }
 }
 
